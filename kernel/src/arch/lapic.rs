@@ -1,0 +1,111 @@
+//! The local APIC (xAPIC, memory-mapped) and its timer, which drives preemption.
+//!
+//! The timer runs periodically at [`TICK_HZ`], calibrated against the PIT. The legacy PICs
+//! are remapped out of the exception range and masked.
+
+use super::trap::{VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER};
+use crate::mm::phys_to_virt;
+use x86_64::instructions::port::Port;
+use x86_64::registers::model_specific::Msr;
+
+pub const TICK_HZ: u64 = 1000;
+
+const APIC_BASE_MSR: u32 = 0x1b;
+const REG_EOI: usize = 0xb0;
+const REG_SPURIOUS: usize = 0xf0;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_TIMER_INITIAL: usize = 0x380;
+const REG_TIMER_CURRENT: usize = 0x390;
+const REG_TIMER_DIVIDE: usize = 0x3e0;
+const TIMER_PERIODIC: u32 = 1 << 17;
+const TIMER_MASKED: u32 = 1 << 16;
+const DIVIDE_BY_16: u32 = 0b0011;
+
+static mut APIC_BASE: usize = 0;
+
+fn write(reg: usize, value: u32) {
+    // SAFETY: APIC_BASE maps the local APIC's registers (uncached) after `init`.
+    unsafe { core::ptr::write_volatile((*(&raw const APIC_BASE) + reg) as *mut u32, value) }
+}
+
+fn read(reg: usize) -> u32 {
+    // SAFETY: as in `write`.
+    unsafe { core::ptr::read_volatile((*(&raw const APIC_BASE) + reg) as *const u32) }
+}
+
+pub fn end_of_interrupt() {
+    write(REG_EOI, 0);
+}
+
+/// Mask the 8259 PICs after moving their vectors away from the CPU exceptions.
+fn disable_legacy_pic() {
+    let commands: [(u16, u8); 10] = [
+        (0x20, 0x11),
+        (0xa0, 0x11),
+        (0x21, VECTOR_PIC_BASE),
+        (0xa1, VECTOR_PIC_BASE + 8),
+        (0x21, 4),
+        (0xa1, 2),
+        (0x21, 1),
+        (0xa1, 1),
+        (0x21, 0xff),
+        (0xa1, 0xff),
+    ];
+    for (port, value) in commands {
+        // SAFETY: the standard 8259 initialisation sequence, ending with every line masked.
+        unsafe { Port::new(port).write(value) };
+    }
+}
+
+/// Busy-wait `ms` milliseconds on PIT channel 2 (gate via port 0x61, mode 0).
+fn pit_wait_ms(ms: u32) {
+    let count = (1_193_182 * ms / 1000) as u16;
+    let mut gate = Port::<u8>::new(0x61);
+    let mut command = Port::<u8>::new(0x43);
+    let mut channel2 = Port::<u8>::new(0x42);
+    // SAFETY: PIT channel 2 and its gate belong to the kernel; it is used only here.
+    unsafe {
+        let value = gate.read();
+        gate.write((value & !0x02) | 0x01);
+        command.write(0b1011_0000);
+        channel2.write(count as u8);
+        channel2.write((count >> 8) as u8);
+        let value = gate.read();
+        gate.write(value & !0x01);
+        gate.write(value | 0x01);
+        while gate.read() & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// What the PIT says about the other clocks.
+pub struct Calibration {
+    pub apic_counts_per_tick: u32,
+    pub tsc_per_ms: u64,
+}
+
+/// Enable the local APIC and start the periodic timer.
+pub fn init() -> Calibration {
+    disable_legacy_pic();
+    // SAFETY: reading IA32_APIC_BASE is side-effect free on every x86_64 CPU.
+    let base = unsafe { Msr::new(APIC_BASE_MSR).read() } & 0x000f_ffff_ffff_f000;
+    // SAFETY: single CPU, before interrupts are enabled.
+    unsafe { *(&raw mut APIC_BASE) = phys_to_virt(base) };
+    write(REG_SPURIOUS, 0x100 | VECTOR_SPURIOUS as u32);
+
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, TIMER_MASKED);
+    write(REG_TIMER_INITIAL, u32::MAX);
+    let tsc_start = super::cpu::read_tsc();
+    pit_wait_ms(10);
+    let per_10ms = u32::MAX - read(REG_TIMER_CURRENT);
+    let tsc_per_ms = ((super::cpu::read_tsc() - tsc_start) / 10).max(1);
+    let per_tick = ((per_10ms as u64 * 100) / TICK_HZ).max(1) as u32;
+    write(REG_LVT_TIMER, TIMER_PERIODIC | VECTOR_TIMER as u32);
+    write(REG_TIMER_INITIAL, per_tick);
+    Calibration {
+        apic_counts_per_tick: per_tick,
+        tsc_per_ms,
+    }
+}

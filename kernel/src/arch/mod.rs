@@ -1,0 +1,52 @@
+//! Everything specific to x86_64: boot, segments, interrupts, syscall entry, the APIC timer.
+
+pub mod boot;
+pub mod cpu;
+pub mod entry;
+pub mod gdt;
+pub mod lapic;
+pub mod serial;
+pub mod trap;
+
+use conquer_once::spin::OnceCell;
+use x86_64::instructions::port::Port;
+
+static FEATURES: OnceCell<cpu::Features> = OnceCell::uninit();
+
+pub fn cpu_features() -> cpu::Features {
+    *FEATURES.get().expect("CPU features read at boot")
+}
+
+/// Segments, interrupt table, CPU protections, syscall entry.
+pub fn init_cpu() -> cpu::Features {
+    let features = cpu::features();
+    FEATURES.init_once(|| features);
+    gdt::init();
+    trap::init();
+    cpu::enable_protections(&features);
+    entry::init();
+    features
+}
+
+pub fn read_cr2() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}
+
+/// Load `root` as the current page-table root.
+pub fn load_root(root: u64) {
+    // SAFETY: every root Keel builds maps the kernel half identically, so the running code
+    // and stack stay mapped across the switch.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack)) };
+}
+
+pub fn current_root() -> u64 {
+    x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64()
+}
+
+/// Leave QEMU through its `isa-debug-exit` device (status `(value << 1) | 1`); on other
+/// machines, stop.
+pub fn poweroff(value: u32) -> ! {
+    // SAFETY: port 0xf4 is QEMU's exit device; elsewhere the write is ignored.
+    unsafe { Port::<u32>::new(0xf4).write(value) };
+    cpu::halt_forever()
+}

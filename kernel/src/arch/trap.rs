@@ -1,0 +1,229 @@
+//! Interrupts and exceptions: the IDT, 256 entry stubs, and the frame they build.
+//!
+//! Every vector has a 16-byte stub that pushes a dummy error code where the CPU pushes none,
+//! then the vector number, and jumps to `trap_common`, which saves the general registers as a
+//! [`TrapFrame`] and calls `trap_dispatch`. `syscall` entry builds the same frame, so a
+//! thread's saved user state always has one shape.
+
+use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+use core::arch::global_asm;
+
+/// User registers as saved on the kernel stack by an entry stub.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+pub const VECTOR_TIMER: u64 = 32;
+/// The legacy PICs are remapped here and masked; anything arriving is spurious.
+pub const VECTOR_PIC_BASE: u8 = 0xe0;
+pub const VECTOR_SPURIOUS: u64 = 0xff;
+
+global_asm!(
+    r#"
+    .section .text
+    .balign 16
+    .global trap_stubs
+trap_stubs:
+    .set vector, 0
+    .rept 256
+    .balign 16
+    .if (vector == 8) || ((vector >= 10) && (vector <= 14)) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vector
+    jmp trap_common
+    .set vector, vector + 1
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    movq %rsp, %rdi
+    call trap_dispatch
+    .global trap_return
+trap_return:
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static trap_stubs: u8;
+}
+
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+const INTERRUPT_GATE: u8 = 0x8e;
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static mut IDT: Idt = Idt(
+    [Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    }; 256],
+);
+
+pub fn init() {
+    // SAFETY: `trap_stubs` is defined above; only its address is taken.
+    let stubs = unsafe { &trap_stubs as *const u8 as u64 };
+    // SAFETY: runs once on the boot CPU before interrupts are enabled.
+    let idt = unsafe { &mut *(&raw mut IDT) };
+    for (vector, gate) in idt.0.iter_mut().enumerate() {
+        let handler = stubs + 16 * vector as u64;
+        let ist = match vector {
+            2 => IST_NMI,
+            8 => IST_DOUBLE_FAULT,
+            18 => IST_MACHINE_CHECK,
+            _ => 0,
+        };
+        *gate = Gate {
+            offset_low: handler as u16,
+            selector: KERNEL_CODE,
+            ist,
+            attributes: INTERRUPT_GATE,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        };
+    }
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::new(idt as *const Idt as u64),
+    };
+    // SAFETY: the IDT is static and every gate points at a valid stub.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
+}
+
+pub fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide error",
+        1 => "debug",
+        2 => "non-maskable interrupt",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound range exceeded",
+        6 => "invalid opcode",
+        7 => "device not available (FPU disabled)",
+        8 => "double fault",
+        10 => "invalid TSS",
+        11 => "segment not present",
+        12 => "stack-segment fault",
+        13 => "general protection fault",
+        14 => "page fault",
+        16 => "x87 floating-point error",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "SIMD floating-point error",
+        20 => "virtualization exception",
+        21 => "control protection",
+        _ => "reserved exception",
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        0..=31 if frame.from_user() => crate::proc::fault::user_fault(frame),
+        0..=31 => kernel_fault(frame),
+        VECTOR_TIMER => {
+            super::lapic::end_of_interrupt();
+            crate::sched::timer_tick();
+        }
+        VECTOR_SPURIOUS => {}
+        v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
+        v => {
+            super::lapic::end_of_interrupt();
+            crate::kprintln!("unexpected interrupt vector {v}");
+        }
+    }
+}
+
+fn kernel_fault(frame: &TrapFrame) -> ! {
+    panic!(
+        "{} (vector {}) in the kernel: error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {:#x}, {}",
+        exception_name(frame.vector),
+        frame.vector,
+        frame.error_code,
+        frame.rip,
+        frame.rsp,
+        super::read_cr2(),
+        crate::sched::describe_current(),
+    )
+}

@@ -1,0 +1,110 @@
+//! The kernel's state, behind one lock.
+//!
+//! Keel runs on one CPU and never takes interrupts in ring 0 (except while idle), so the lock
+//! is never contended; it exists so that every access is explicit. Taking it twice is a
+//! kernel bug and panics loudly instead of hanging.
+
+use crate::proc::{Pid, Process};
+use crate::sched::Scheduler;
+use crate::sched::thread::{Thread, Tid};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use spin::{Mutex, MutexGuard};
+
+pub struct Kernel {
+    pub processes: BTreeMap<Pid, Process>,
+    /// Boxed so a thread's saved stack pointer keeps its address while the map changes.
+    pub threads: BTreeMap<Tid, Box<Thread>>,
+    pub sched: Scheduler,
+    pub ticks: u64,
+    /// Where the boot context's stack pointer goes when the scheduler first leaves it.
+    pub boot_rsp: u64,
+    next_pid: Pid,
+    next_tid: Tid,
+}
+
+pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+
+pub struct KernelGuard(MutexGuard<'static, Option<Kernel>>);
+
+impl core::ops::Deref for KernelGuard {
+    type Target = Kernel;
+    fn deref(&self) -> &Kernel {
+        self.0.as_ref().expect("kernel state initialised")
+    }
+}
+
+impl core::ops::DerefMut for KernelGuard {
+    fn deref_mut(&mut self) -> &mut Kernel {
+        self.0.as_mut().expect("kernel state initialised")
+    }
+}
+
+/// The kernel state. Panics if already held (a kernel bug, never a user's doing).
+pub fn kernel() -> KernelGuard {
+    KernelGuard(KERNEL.try_lock().expect("kernel lock taken twice"))
+}
+
+/// Create the kernel state with its idle thread.
+pub fn init() {
+    let mut state = Kernel {
+        processes: BTreeMap::new(),
+        threads: BTreeMap::new(),
+        sched: Scheduler::new(0),
+        ticks: 0,
+        boot_rsp: 0,
+        next_pid: 1,
+        next_tid: 0,
+    };
+    let idle_id = state.next_tid();
+    let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
+    state.threads.insert(idle_id, Box::new(idle));
+    state.sched = Scheduler::new(idle_id);
+    *KERNEL.lock() = Some(state);
+}
+
+impl Kernel {
+    pub fn next_tid(&mut self) -> Tid {
+        let id = self.next_tid;
+        self.next_tid += 1;
+        id
+    }
+
+    pub fn next_pid(&mut self) -> Pid {
+        let id = self.next_pid;
+        self.next_pid += 1;
+        id
+    }
+
+    pub fn current_thread(&self) -> &Thread {
+        &self.threads[&self.sched.current]
+    }
+
+    pub fn current_pid(&self) -> Pid {
+        self.current_thread().process
+    }
+
+    pub fn current_process(&mut self) -> &mut Process {
+        let pid = self.current_pid();
+        self.processes.get_mut(&pid).expect("running thread's process exists")
+    }
+
+    pub fn root_of_thread(&self, tid: Tid) -> Option<u64> {
+        let pid = self.threads.get(&tid)?.process;
+        self.processes.get(&pid)?.space.as_ref().map(|s| s.root())
+    }
+
+    pub fn describe_thread(&self, tid: Tid) -> String {
+        let Some(thread) = self.threads.get(&tid) else {
+            return alloc::format!("thread {tid} (gone)");
+        };
+        if self.sched.is_idle(tid) {
+            return String::from("the idle thread");
+        }
+        match self.processes.get(&thread.process) {
+            Some(p) => alloc::format!("process {} ({}), thread {}", p.id, p.name, tid),
+            None => alloc::format!("thread {tid} of process {}", thread.process),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Keel: a small x86_64 microkernel. Threads in isolated address spaces, preempted by the
+//! LAPIC timer; everything else is policy in user space.
+//!
+//! Boot order: serial log, CPU tables and protections, kernel page tables, physical memory
+//! and heap, timer, kernel state, then the first boot module as the first process.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod heap;
+mod kernel;
+mod log;
+mod mm;
+mod multiboot;
+mod proc;
+mod sched;
+mod syscall;
+
+use arch::boot::MULTIBOOT_BOOTLOADER_MAGIC;
+use keel_abi::{PRIORITY_DEFAULT, rights};
+use proc::spawn::{SharedModule, SpawnSpec};
+
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
+    log::init();
+    let boot_tsc = arch::cpu::read_tsc();
+    kprintln!("Keel microkernel {}", env!("CARGO_PKG_VERSION"));
+    if magic != MULTIBOOT_BOOTLOADER_MAGIC {
+        panic!("not loaded by a Multiboot loader (magic {magic:#x})");
+    }
+    let features = arch::init_cpu();
+    kprintln!(
+        "cpu: smep {} smap {} pcid {} tsc-deadline {}",
+        features.smep,
+        features.smap,
+        features.pcid,
+        features.tsc_deadline
+    );
+    mm::init_kernel_tables();
+    let boot = multiboot::parse(info as u64);
+    mm::init_memory(&boot);
+    kprintln!(
+        "memory: {} MiB free in {} frames; {} boot modules; cmdline '{}'",
+        mm::frame::free_count() * mm::PAGE_SIZE >> 20,
+        mm::frame::free_count(),
+        boot.modules.len(),
+        boot.cmdline
+    );
+    let clocks = arch::lapic::init();
+    kprintln!(
+        "timer: local APIC at {} Hz ({} counts a tick); TSC {} MHz",
+        arch::lapic::TICK_HZ,
+        clocks.apic_counts_per_tick,
+        clocks.tsc_per_ms / 1000
+    );
+    kernel::init();
+    start_first_process(&boot);
+    kprintln!(
+        "first process ready {} ms after kernel entry",
+        (arch::cpu::read_tsc() - boot_tsc) / clocks.tsc_per_ms
+    );
+    sched::start()
+}
+
+/// The first boot module runs as the first process, with every right and every module.
+fn start_first_process(boot: &multiboot::BootInfo) {
+    let Some(first) = boot.modules.first() else {
+        panic!("no boot modules: nothing to run (pass the first program with -initrd)");
+    };
+    let modules: heapless::Vec<SharedModule, { multiboot::MAX_MODULES }> = boot
+        .modules
+        .iter()
+        .map(|m| SharedModule {
+            phys: m.start,
+            len: (m.end - m.start) as usize,
+            name: m.name(),
+            args: m.args(),
+        })
+        .collect();
+    // SAFETY: the loader placed the module in RAM the frame allocator excluded; it stays.
+    let image = unsafe {
+        core::slice::from_raw_parts(
+            mm::phys_to_virt(first.start) as *const u8,
+            (first.end - first.start) as usize,
+        )
+    };
+    let spec = SpawnSpec {
+        parent: 0,
+        name: first.name(),
+        args: first.args().as_bytes(),
+        image,
+        priority: PRIORITY_DEFAULT,
+        rights: rights::ALL,
+        modules: &modules,
+    };
+    match kernel::kernel().spawn_process(&spec) {
+        Ok(pid) => kprintln!("started process {pid} ({}) from the first boot module", first.name()),
+        Err(e) => panic!("cannot start the first boot module '{}': {e}", first.name()),
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    x86_64::instructions::interrupts::disable();
+    log::print_emergency(format_args!("\nkeel: KERNEL PANIC: {info}\n"));
+    arch::poweroff(keel_abi::poweroff::KERNEL_PANIC)
+}

@@ -1,0 +1,326 @@
+//! User address spaces: page tables plus the list of mapped regions.
+//!
+//! Regions are the truth about user memory: every mapped user page belongs to exactly one
+//! region, and anonymous regions are backed eagerly, so a range that lies inside regions with
+//! the right protection is safe for the kernel to touch. Regions never overlap: a map that
+//! would overlap is refused with `Exists`, as the seed's `map_memory_region` does.
+
+use super::paging::{NO_EXECUTE, PageTables, WRITABLE, flush};
+use super::{PAGE_SIZE, PhysAddr, frame, kernel_root, phys_to_virt};
+use alloc::collections::BTreeMap;
+use keel_abi::{Error, layout, prot};
+
+/// A process may hold at most this many separate regions.
+pub const MAX_REGIONS: usize = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Zeroed frames owned by this address space.
+    Anonymous,
+    /// Frames owned elsewhere (boot modules), shown read-only.
+    Borrowed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    pages: usize,
+    prot: usize,
+    backing: Backing,
+}
+
+pub struct AddressSpace {
+    tables: PageTables,
+    /// Keyed by start address.
+    regions: BTreeMap<usize, Region>,
+    /// Frames owned: anonymous pages (not borrowed ones).
+    data_frames: usize,
+}
+
+/// Check `[addr, addr + len)` is page-aligned, non-empty and inside the user half.
+pub fn check_user_range(addr: usize, len: usize) -> Result<usize, Error> {
+    if len == 0 || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let end = addr.checked_add(len).ok_or(Error::BadAddress)?;
+    if addr < layout::USER_START || end > layout::USER_END {
+        return Err(Error::BadAddress);
+    }
+    Ok(end)
+}
+
+pub fn check_prot(bits: usize) -> Result<usize, Error> {
+    if bits & !prot::ALL != 0 || bits & prot::READ == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    if bits & prot::WRITE != 0 && bits & prot::EXEC != 0 {
+        return Err(Error::WriteExecute);
+    }
+    Ok(bits)
+}
+
+fn page_flags(prot_bits: usize) -> u64 {
+    let mut flags = 0;
+    if prot_bits & prot::WRITE != 0 {
+        flags |= WRITABLE;
+    }
+    if prot_bits & prot::EXEC == 0 {
+        flags |= NO_EXECUTE;
+    }
+    flags
+}
+
+impl AddressSpace {
+    pub fn new() -> Result<Self, Error> {
+        Ok(AddressSpace {
+            tables: PageTables::new(kernel_root()).ok_or(Error::OutOfMemory)?,
+            regions: BTreeMap::new(),
+            data_frames: 0,
+        })
+    }
+
+    pub fn root(&self) -> PhysAddr {
+        self.tables.root()
+    }
+
+    /// Frames this address space holds: its data pages and its page tables.
+    pub fn frames(&self) -> usize {
+        self.data_frames + self.tables.table_frames + 1
+    }
+
+    fn is_current(&self) -> bool {
+        x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64() == self.root()
+    }
+
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.regions
+            .range(..end)
+            .next_back()
+            .is_some_and(|(&s, r)| s + r.pages * PAGE_SIZE > start)
+    }
+
+    /// Map zeroed memory at `[start, start + len)`.
+    pub fn map_anonymous(&mut self, start: usize, len: usize, prot_bits: usize) -> Result<(), Error> {
+        let end = check_user_range(start, len)?;
+        self.insert_region(start, end, prot_bits, Backing::Anonymous)?;
+        for virt in (start..end).step_by(PAGE_SIZE) {
+            let mapped = frame::alloc_zeroed().and_then(|phys| {
+                self.data_frames += 1;
+                self.tables.map(virt, phys, page_flags(prot_bits)).or_else(|| {
+                    // SAFETY: the frame was never mapped; give it back.
+                    unsafe { frame::release(phys) };
+                    self.data_frames -= 1;
+                    None
+                })
+            });
+            if mapped.is_none() {
+                self.remove_pages(start, virt, Backing::Anonymous);
+                self.tables.prune(start, end);
+                self.regions.remove(&start);
+                return Err(Error::OutOfMemory);
+            }
+        }
+        Ok(())
+    }
+
+    /// Map frames owned elsewhere, `[phys, phys + len)`, read-only at `start`.
+    pub fn map_borrowed(&mut self, start: usize, phys: PhysAddr, len: usize) -> Result<(), Error> {
+        let end = check_user_range(start, len)?;
+        self.insert_region(start, end, prot::READ, Backing::Borrowed)?;
+        for (i, virt) in (start..end).step_by(PAGE_SIZE).enumerate() {
+            let frame_phys = phys + (i * PAGE_SIZE) as u64;
+            if self.tables.map(virt, frame_phys, page_flags(prot::READ)).is_none() {
+                self.remove_pages(start, virt, Backing::Borrowed);
+                self.tables.prune(start, end);
+                self.regions.remove(&start);
+                return Err(Error::OutOfMemory);
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_region(&mut self, start: usize, end: usize, prot_bits: usize, backing: Backing) -> Result<(), Error> {
+        check_prot(prot_bits)?;
+        if self.overlaps(start, end) {
+            return Err(Error::Exists);
+        }
+        if self.regions.len() >= MAX_REGIONS {
+            return Err(Error::QuotaExceeded);
+        }
+        let region = Region {
+            pages: (end - start) / PAGE_SIZE,
+            prot: prot_bits,
+            backing,
+        };
+        self.regions.insert(start, region);
+        Ok(())
+    }
+
+    /// Unmap the pages of `[start, end)`, releasing anonymous frames.
+    fn remove_pages(&mut self, start: usize, end: usize, backing: Backing) {
+        let current = self.is_current();
+        for virt in (start..end).step_by(PAGE_SIZE) {
+            if let Some(phys) = self.tables.unmap(virt) {
+                if current {
+                    flush(virt);
+                }
+                if backing == Backing::Anonymous {
+                    // SAFETY: the page was this space's own frame and is now unmapped.
+                    unsafe { frame::release(phys) };
+                    self.data_frames -= 1;
+                }
+            }
+        }
+    }
+
+    /// Cut regions so that none straddles `addr`.
+    fn split_at(&mut self, addr: usize) -> Result<(), Error> {
+        let Some((&start, &region)) = self.regions.range(..addr).next_back() else {
+            return Ok(());
+        };
+        let end = start + region.pages * PAGE_SIZE;
+        if addr >= end {
+            return Ok(());
+        }
+        if self.regions.len() >= MAX_REGIONS {
+            return Err(Error::QuotaExceeded);
+        }
+        let left = (addr - start) / PAGE_SIZE;
+        self.regions.insert(start, Region { pages: left, ..region });
+        self.regions.insert(
+            addr,
+            Region {
+                pages: region.pages - left,
+                ..region
+            },
+        );
+        Ok(())
+    }
+
+    /// The regions lying in `[start, end)` after splitting at both ends.
+    fn isolate(&mut self, start: usize, end: usize) -> Result<alloc::vec::Vec<usize>, Error> {
+        self.split_at(start)?;
+        self.split_at(end)?;
+        Ok(self.regions.range(start..end).map(|(&s, _)| s).collect())
+    }
+
+    /// Unmap every page in `[start, start + len)`.
+    pub fn unmap(&mut self, start: usize, len: usize) -> Result<(), Error> {
+        let end = check_user_range(start, len)?;
+        if !self.overlaps(start, end) {
+            return Err(Error::NotFound);
+        }
+        for region_start in self.isolate(start, end)? {
+            let region = self.regions.remove(&region_start).expect("isolated region exists");
+            self.remove_pages(region_start, region_start + region.pages * PAGE_SIZE, region.backing);
+        }
+        self.tables.prune(start, end);
+        Ok(())
+    }
+
+    /// Change the protection of `[start, start + len)`, which must be mapped throughout.
+    pub fn protect(&mut self, start: usize, len: usize, prot_bits: usize) -> Result<(), Error> {
+        let end = check_user_range(start, len)?;
+        check_prot(prot_bits)?;
+        self.check_covered(start, end, |_| true)?;
+        if self
+            .regions
+            .range(..end)
+            .filter(|(s, r)| **s + r.pages * PAGE_SIZE > start)
+            .any(|(_, r)| r.backing == Backing::Borrowed && prot_bits != prot::READ)
+        {
+            return Err(Error::PermissionDenied);
+        }
+        let current = self.is_current();
+        for region_start in self.isolate(start, end)? {
+            let region = self.regions.get_mut(&region_start).expect("isolated region exists");
+            region.prot = prot_bits;
+            for virt in (region_start..region_start + region.pages * PAGE_SIZE).step_by(PAGE_SIZE) {
+                self.tables.set_flags(virt, page_flags(prot_bits));
+                if current {
+                    flush(virt);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ok when every byte of `[start, end)` lies in a region that `allowed` accepts.
+    fn check_covered(&self, start: usize, end: usize, allowed: impl Fn(usize) -> bool) -> Result<(), Error> {
+        let mut cursor = start;
+        let first = self.regions.range(..=start).next_back().map(|(&s, _)| s).unwrap_or(start);
+        for (&s, r) in self.regions.range(first..end) {
+            let region_end = s + r.pages * PAGE_SIZE;
+            if region_end <= cursor {
+                continue;
+            }
+            if s > cursor || !allowed(r.prot) {
+                break;
+            }
+            cursor = region_end;
+            if cursor >= end {
+                return Ok(());
+            }
+        }
+        Err(Error::NotFound)
+    }
+
+    /// Ok when user code could access every byte of `[addr, addr + len)` as asked.
+    pub fn check_access(&self, addr: usize, len: usize, write: bool) -> Result<(), Error> {
+        let end = addr.checked_add(len).ok_or(Error::BadAddress)?;
+        if addr < layout::USER_START || end > layout::USER_END {
+            return Err(Error::BadAddress);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let need = if write { prot::WRITE } else { prot::READ };
+        self.check_covered(addr, end, |p| p & need != 0)
+            .map_err(|_| Error::BadAddress)
+    }
+
+    /// The lowest free gap of `len` bytes at or above `layout::MMAP_BASE`.
+    pub fn find_free(&self, len: usize) -> Result<usize, Error> {
+        let mut candidate = layout::MMAP_BASE;
+        for (&s, r) in self.regions.range(layout::MMAP_BASE..) {
+            if s >= candidate + len {
+                break;
+            }
+            candidate = candidate.max(s + r.pages * PAGE_SIZE);
+        }
+        match candidate.checked_add(len) {
+            Some(end) if end <= layout::USER_END => Ok(candidate),
+            _ => Err(Error::OutOfMemory),
+        }
+    }
+
+    /// Write `bytes` at user address `virt` through the page tables, whatever the pages'
+    /// protection (the loader fills read-only code this way). The pages must be mapped.
+    pub fn write_through_tables(&mut self, virt: usize, bytes: &[u8]) -> Result<(), Error> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = virt + done;
+            let phys = self.tables.translate(at).ok_or(Error::BadAddress)?;
+            let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(bytes.len() - done);
+            // SAFETY: `phys` is a frame mapped in this space; the chunk stays within it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes[done..].as_ptr(),
+                    phys_to_virt(phys) as *mut u8,
+                    chunk,
+                )
+            };
+            done += chunk;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        debug_assert!(!self.is_current(), "dropping the address space in CR3");
+        let regions = core::mem::take(&mut self.regions);
+        for (start, region) in regions {
+            self.remove_pages(start, start + region.pages * PAGE_SIZE, region.backing);
+        }
+    }
+}

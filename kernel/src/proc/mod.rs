@@ -1,0 +1,165 @@
+//! Processes: an address space, threads, rights, and how the process ended.
+//!
+//! A process that ends (exit, kill or fault) releases its memory and threads at once and
+//! stays as a zombie holding only its [`ExitStatus`] until its parent reaps it with
+//! `process_wait`. Orphans are reaped by the kernel. When the first process ends, the machine
+//! powers off with its verdict.
+
+pub mod elf;
+pub mod fault;
+pub mod spawn;
+
+use crate::kernel::Kernel;
+use crate::mm::space::AddressSpace;
+use crate::sched::thread::{ThreadState, Tid};
+use alloc::vec::Vec;
+use keel_abi::{ExitStatus, exit_kind, poweroff};
+
+pub type Pid = u32;
+
+/// The first process, started by the kernel from the first boot module.
+pub const FIRST_PID: Pid = 1;
+/// Live processes (zombies included) in the whole system.
+pub const MAX_PROCESSES: usize = 256;
+/// Threads per process.
+pub const MAX_THREADS: usize = 64;
+
+pub struct Process {
+    pub id: Pid,
+    /// 0 once the parent is gone.
+    pub parent: Pid,
+    pub name: heapless::String<{ keel_abi::NAME_LEN }>,
+    pub priority: usize,
+    pub rights: u32,
+    /// `None` once the process has ended.
+    pub space: Option<AddressSpace>,
+    pub threads: Vec<Tid>,
+    pub exit: Option<ExitStatus>,
+    pub cpu_ticks: u64,
+}
+
+impl Process {
+    pub fn is_zombie(&self) -> bool {
+        self.exit.is_some()
+    }
+}
+
+impl Kernel {
+    /// End process `pid` with `status`: free its threads and memory, keep the status for its
+    /// parent. The running thread may be among the freed ones; the caller then reschedules.
+    pub fn end_process(&mut self, pid: Pid, status: ExitStatus) {
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        if process.is_zombie() {
+            return;
+        }
+        process.exit = Some(status);
+        let threads = core::mem::take(&mut process.threads);
+        let space = process.space.take();
+        let parent = process.parent;
+        for tid in threads {
+            self.remove_thread(tid);
+        }
+        if let Some(space) = space {
+            self.sched.unload_root(space.root());
+            drop(space);
+        }
+        // Children outlive their parent as orphans; ended ones need no reaping any more.
+        let orphans: Vec<Pid> = self
+            .processes
+            .values()
+            .filter(|p| p.parent == pid)
+            .map(|p| p.id)
+            .collect();
+        for child in orphans {
+            if self.processes[&child].is_zombie() {
+                self.processes.remove(&child);
+            } else if let Some(p) = self.processes.get_mut(&child) {
+                p.parent = 0;
+            }
+        }
+        if pid == FIRST_PID {
+            first_process_ended(&status);
+        }
+        if parent == 0 || !self.processes.contains_key(&parent) {
+            self.processes.remove(&pid);
+        } else {
+            self.wake_waiters(parent);
+        }
+    }
+
+    /// Take a thread out of the scheduler. The running thread is freed after the next switch.
+    pub fn remove_thread(&mut self, tid: Tid) {
+        let Some(state) = self.threads.get(&tid).map(|t| t.state) else {
+            return;
+        };
+        if tid == self.sched.current {
+            if let Some(thread) = self.threads.get_mut(&tid) {
+                thread.state = ThreadState::Dead;
+            }
+            self.sched.note_dead_current();
+        } else {
+            self.sched.forget(tid, state);
+            self.threads.remove(&tid);
+        }
+    }
+
+    fn wake_waiters(&mut self, parent: Pid) {
+        let waiting: Vec<Tid> = self.processes[&parent]
+            .threads
+            .iter()
+            .copied()
+            .filter(|tid| self.threads.get(tid).is_some_and(|t| t.state == ThreadState::WaitingChild))
+            .collect();
+        for tid in waiting {
+            self.make_ready(tid);
+        }
+    }
+
+    /// End the calling thread; the last one ends its process with `code`.
+    pub fn exit_current_thread(&mut self, code: i64) {
+        let tid = self.sched.current;
+        let pid = self.current_pid();
+        let process = self.current_process();
+        if process.threads.len() == 1 {
+            self.end_process(pid, exited(code));
+        } else {
+            process.threads.retain(|&t| t != tid);
+            self.remove_thread(tid);
+        }
+    }
+}
+
+pub fn exited(code: i64) -> ExitStatus {
+    ExitStatus {
+        kind: exit_kind::EXITED,
+        code,
+        ..ExitStatus::default()
+    }
+}
+
+fn first_process_ended(status: &ExitStatus) -> ! {
+    let success = status.kind == exit_kind::EXITED && status.code == 0;
+    crate::kprintln!(
+        "the first process ended ({}); powering off",
+        describe_status(status)
+    );
+    crate::arch::poweroff(if success {
+        poweroff::SUCCESS
+    } else {
+        poweroff::FAILURE
+    })
+}
+
+pub fn describe_status(status: &ExitStatus) -> alloc::string::String {
+    match status.kind {
+        exit_kind::EXITED => alloc::format!("exit code {}", status.code),
+        exit_kind::KILLED => alloc::string::String::from("killed"),
+        _ => alloc::format!(
+            "{} at rip {:#x}",
+            crate::arch::trap::exception_name(status.vector as u64),
+            status.rip
+        ),
+    }
+}

@@ -1,0 +1,130 @@
+//! Creating a process: address space, ELF image, stack, start-up record, main thread.
+//!
+//! Every step can fail on bad input or exhausted memory; the half-built address space is then
+//! dropped, which returns every frame, so a failed spawn leaves nothing behind.
+
+use super::{MAX_PROCESSES, Pid, Process, elf};
+use crate::kernel::Kernel;
+use crate::mm::space::AddressSpace;
+use crate::mm::{PAGE_SIZE, PhysAddr, align_up};
+use crate::sched::thread::Start;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use keel_abi::layout::{self, BootModule, StartInfo};
+use keel_abi::{Error, prot};
+
+/// A boot module handed to the first process: its frames are mapped read-only, never freed.
+pub struct SharedModule<'a> {
+    pub phys: PhysAddr,
+    pub len: usize,
+    pub name: &'a str,
+    pub args: &'a str,
+}
+
+pub struct SpawnSpec<'a> {
+    pub parent: Pid,
+    pub name: &'a str,
+    pub args: &'a [u8],
+    pub image: &'a [u8],
+    pub priority: usize,
+    pub rights: u32,
+    pub modules: &'a [SharedModule<'a>],
+}
+
+fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
+    let len = src.len().min(dst.len());
+    dst[..len].copy_from_slice(&src[..len]);
+    len
+}
+
+fn start_info(pid: Pid, spec: &SpawnSpec, module_addrs: &[usize]) -> Box<StartInfo> {
+    let info = Box::<StartInfo>::new_zeroed();
+    // SAFETY: StartInfo is made of integers and byte arrays, for which all-zero is valid.
+    let mut info = unsafe { info.assume_init() };
+    info.magic = layout::START_INFO_MAGIC;
+    info.pid = pid;
+    info.args_len = copy_str(&mut info.args, spec.args) as u64;
+    for ((slot, module), &addr) in info.modules.iter_mut().zip(spec.modules).zip(module_addrs) {
+        *slot = BootModule::EMPTY;
+        slot.addr = addr as u64;
+        slot.len = module.len as u64;
+        slot.name_len = copy_str(&mut slot.name, module.name.as_bytes()) as u32;
+        slot.args_len = copy_str(&mut slot.args, module.args.as_bytes()) as u32;
+    }
+    info.module_count = module_addrs.len() as u32;
+    info
+}
+
+/// Map the boot modules read-only, one after another with a guard gap; their addresses.
+fn map_modules(space: &mut AddressSpace, modules: &[SharedModule]) -> Result<Vec<usize>, Error> {
+    let mut addrs = Vec::new();
+    let mut next = layout::MODULES_BASE;
+    for module in modules.iter().take(layout::MAX_MODULES) {
+        let len = align_up(module.len.max(1), PAGE_SIZE).ok_or(Error::InvalidArgument)?;
+        space.map_borrowed(next, module.phys, len)?;
+        addrs.push(next);
+        next += len + PAGE_SIZE;
+    }
+    Ok(addrs)
+}
+
+impl Kernel {
+    pub fn spawn_process(&mut self, spec: &SpawnSpec) -> Result<Pid, Error> {
+        if self.processes.len() >= MAX_PROCESSES {
+            return Err(Error::QuotaExceeded);
+        }
+        let mut space = AddressSpace::new()?;
+        let entry = elf::load(&mut space, spec.image)?;
+        space.map_anonymous(
+            layout::STACK_TOP - layout::STACK_SIZE,
+            layout::STACK_SIZE,
+            prot::READ | prot::WRITE,
+        )?;
+        let module_addrs = map_modules(&mut space, spec.modules)?;
+        space.map_anonymous(layout::START_INFO_ADDR, layout::START_INFO_SIZE, prot::READ)?;
+        let pid = self.next_pid();
+        let info = start_info(pid, spec, &module_addrs);
+        // SAFETY: StartInfo is plain data without padding; viewing it as bytes is sound.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(&*info as *const StartInfo as *const u8, layout::START_INFO_SIZE)
+        };
+        space.write_through_tables(layout::START_INFO_ADDR, bytes)?;
+
+        let mut name = heapless::String::new();
+        for c in spec.name.chars() {
+            if name.push(c).is_err() {
+                break;
+            }
+        }
+        self.processes.insert(
+            pid,
+            Process {
+                id: pid,
+                parent: spec.parent,
+                name,
+                priority: spec.priority,
+                rights: spec.rights,
+                space: Some(space),
+                threads: Vec::new(),
+                exit: None,
+                cpu_ticks: 0,
+            },
+        );
+        let start = Start::User {
+            entry,
+            stack_top: layout::STACK_TOP,
+            arg: layout::START_INFO_ADDR,
+        };
+        match self.spawn_thread(pid, spec.priority, start) {
+            Ok(tid) => {
+                self.processes.get_mut(&pid).expect("just inserted").threads.push(tid);
+                Ok(pid)
+            }
+            Err(error) => {
+                let process = self.processes.remove(&pid).expect("just inserted");
+                drop(process);
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The scheduler: priority run queues, round-robin within a priority, preemption by the timer.
+//!
+//! Highest priority first; equal priorities take turns of [`TIME_SLICE`] ticks. A woken thread
+//! of higher priority than the running one preempts it at the next return to user space.
+//! When nothing is ready the idle thread halts the CPU until the next interrupt.
+
+pub mod thread;
+
+use crate::arch::{self, entry, gdt};
+use crate::kernel::{Kernel, kernel};
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use keel_abi::PRIORITY_LEVELS;
+use thread::{Start, Thread, ThreadState, Tid};
+
+/// Ticks a thread runs before an equal-priority thread gets the CPU.
+pub const TIME_SLICE: u32 = 10;
+
+pub struct Scheduler {
+    queues: [VecDeque<Tid>; PRIORITY_LEVELS],
+    pub current: Tid,
+    idle: Tid,
+    sleepers: BTreeSet<(u64, Tid)>,
+    slice_left: u32,
+    need_resched: bool,
+    /// Threads that ended while running; freed once another thread runs.
+    dead: Vec<Tid>,
+    /// The page-table root in CR3.
+    loaded_root: u64,
+}
+
+/// The "thread" running before the scheduler starts: the boot context, never resumed.
+const BOOT_CONTEXT: Tid = Tid::MAX;
+
+impl Scheduler {
+    pub fn new(idle: Tid) -> Self {
+        Scheduler {
+            queues: [const { VecDeque::new() }; PRIORITY_LEVELS],
+            current: BOOT_CONTEXT,
+            idle,
+            sleepers: BTreeSet::new(),
+            slice_left: TIME_SLICE,
+            need_resched: false,
+            dead: Vec::new(),
+            loaded_root: arch::current_root(),
+        }
+    }
+
+    pub fn is_idle(&self, tid: Tid) -> bool {
+        tid == self.idle
+    }
+
+    fn pick_next(&mut self) -> Tid {
+        self.queues
+            .iter_mut()
+            .rev()
+            .find_map(|queue| queue.pop_front())
+            .unwrap_or(self.idle)
+    }
+
+    /// Forget `tid` in every queue (it is being removed).
+    pub fn forget(&mut self, tid: Tid, state: ThreadState) {
+        match state {
+            ThreadState::Ready => self.queues.iter_mut().for_each(|q| q.retain(|&t| t != tid)),
+            ThreadState::Sleeping(until) => {
+                self.sleepers.remove(&(until, tid));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn note_dead_current(&mut self) {
+        self.dead.push(self.current);
+        self.need_resched = true;
+    }
+
+    /// Load the kernel's own root if `root` is in CR3 (its address space is going away).
+    pub fn unload_root(&mut self, root: u64) {
+        if self.loaded_root == root {
+            self.loaded_root = crate::mm::kernel_root();
+            arch::load_root(self.loaded_root);
+        }
+    }
+}
+
+impl Kernel {
+    /// Put `tid` on its run queue; preempt the running thread if `tid` outranks it.
+    pub fn make_ready(&mut self, tid: Tid) {
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        thread.state = ThreadState::Ready;
+        let priority = thread.priority;
+        self.sched.queues[priority].push_back(tid);
+        let current = self.sched.current;
+        let current_priority = self.threads.get(&current).map_or(0, |t| t.priority);
+        if self.sched.is_idle(current) || priority > current_priority {
+            self.sched.need_resched = true;
+        }
+    }
+
+    /// Block the running thread in `state`; the caller then calls [`reschedule`].
+    pub fn block_current(&mut self, state: ThreadState) {
+        let tid = self.sched.current;
+        if let ThreadState::Sleeping(until) = state {
+            self.sched.sleepers.insert((until, tid));
+        }
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            thread.state = state;
+        }
+        self.sched.need_resched = true;
+    }
+
+    pub fn yield_current(&mut self) {
+        self.sched.need_resched = true;
+        self.sched.slice_left = 0;
+    }
+
+    /// A new thread, ready to run.
+    pub fn spawn_thread(&mut self, process: crate::proc::Pid, priority: usize, start: Start) -> Result<Tid, keel_abi::Error> {
+        let id = self.next_tid();
+        let thread = Thread::new(process, priority, start)?;
+        self.threads.insert(id, alloc::boxed::Box::new(thread));
+        self.make_ready(id);
+        Ok(id)
+    }
+}
+
+/// Give the CPU to the best ready thread (maybe the current one again).
+pub fn reschedule() {
+    let (save, next_rsp) = {
+        let mut k = kernel();
+        let k = &mut *k;
+        k.sched.need_resched = false;
+        let current = k.sched.current;
+        let slice_over = k.sched.slice_left == 0;
+        if let Some(thread) = k.threads.get_mut(&current)
+            && thread.state == ThreadState::Running
+            && !k.sched.is_idle(current)
+        {
+            // Still runnable: it goes back in line, in front if its slice is not used up.
+            thread.state = ThreadState::Ready;
+            let queue = &mut k.sched.queues[thread.priority];
+            if slice_over {
+                queue.push_back(current);
+            } else {
+                queue.push_front(current);
+            }
+        }
+        let next = k.sched.pick_next();
+        if slice_over || next != current {
+            k.sched.slice_left = TIME_SLICE;
+        }
+        let root = k.root_of_thread(next);
+        let next_thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+        next_thread.state = ThreadState::Running;
+        if next == current {
+            return;
+        }
+        let top = next_thread.stack_top();
+        let next_rsp = next_thread.saved_rsp;
+        gdt::set_kernel_stack(top);
+        entry::set_syscall_stack(top);
+        if let Some(root) = root
+            && root != k.sched.loaded_root
+        {
+            k.sched.loaded_root = root;
+            arch::load_root(root);
+        }
+        k.sched.current = next;
+        let save = match k.threads.get_mut(&current) {
+            Some(thread) => &raw mut thread.saved_rsp,
+            None => &raw mut k.boot_rsp,
+        };
+        (save, next_rsp)
+    };
+    // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
+    // slot) that stays put until this thread is reaped, which happens only after the switch.
+    unsafe { entry::switch(save, next_rsp) };
+    finish_switch();
+}
+
+/// Runs on the new thread after every switch: free threads that died while running.
+pub fn finish_switch() {
+    let mut k = kernel();
+    let dead = core::mem::take(&mut k.sched.dead);
+    for tid in dead {
+        k.threads.remove(&tid);
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn thread_first_run() {
+    finish_switch();
+}
+
+pub fn reschedule_if_needed() {
+    if kernel().sched.need_resched {
+        reschedule();
+    }
+}
+
+/// The timer interrupt: account the tick, wake sleepers, end time slices.
+pub fn timer_tick() {
+    {
+        let mut k = kernel();
+        let k = &mut *k;
+        k.ticks += 1;
+        let now = k.ticks;
+        let current = k.sched.current;
+        if let Some(thread) = k.threads.get_mut(&current) {
+            thread.cpu_ticks += 1;
+            let pid = thread.process;
+            if let Some(process) = k.processes.get_mut(&pid) {
+                process.cpu_ticks += 1;
+            }
+        }
+        while let Some(&(until, tid)) = k.sched.sleepers.first() {
+            if until > now {
+                break;
+            }
+            k.sched.sleepers.pop_first();
+            k.make_ready(tid);
+        }
+        k.sched.slice_left = k.sched.slice_left.saturating_sub(1);
+        if k.sched.slice_left == 0 {
+            k.sched.need_resched = true;
+        }
+    }
+    reschedule_if_needed();
+}
+
+fn idle_loop() -> ! {
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        reschedule_if_needed();
+    }
+}
+
+/// Leave the boot stack for the first ready thread, for good.
+pub fn start() -> ! {
+    reschedule();
+    unreachable!("the boot context is never resumed");
+}
+
+pub fn idle_start() -> Start {
+    Start::Kernel { entry: idle_loop }
+}
+
+/// "process N (name), thread T" for reports about the running thread.
+pub fn describe_current() -> alloc::string::String {
+    match crate::kernel::KERNEL.try_lock().as_deref() {
+        Some(Some(k)) => k.describe_thread(k.sched.current),
+        Some(None) => alloc::string::String::from("before the scheduler started"),
+        None => alloc::string::String::from("kernel lock held"),
+    }
+}

@@ -1,0 +1,128 @@
+//! Threads: a kernel stack, the saved kernel stack pointer, a state and a priority.
+//!
+//! A thread's user registers live in the trap frame at the top of its kernel stack while it
+//! is in the kernel; its kernel registers are parked by `switch_context` when it is not
+//! running.
+
+use crate::arch::entry::prepare_new_stack;
+use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
+use crate::arch::trap::TrapFrame;
+use crate::proc::Pid;
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use keel_abi::Error;
+
+pub type Tid = u32;
+
+const KERNEL_STACK_SIZE: usize = 16 * 1024;
+const RFLAGS_INTERRUPTS: u64 = 1 << 9;
+const RFLAGS_RESERVED: u64 = 1 << 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    Ready,
+    Running,
+    /// Blocked until the tick count reaches the value.
+    Sleeping(u64),
+    /// Blocked in `process_wait` until a child ends.
+    WaitingChild,
+    /// Ended; its stack is freed once another thread runs.
+    Dead,
+}
+
+/// A thread's kernel stack, from the kernel heap.
+pub struct KernelStack(*mut u8);
+
+impl KernelStack {
+    const LAYOUT: Layout = match Layout::from_size_align(KERNEL_STACK_SIZE, 16) {
+        Ok(layout) => layout,
+        Err(_) => panic!("bad kernel stack layout"),
+    };
+
+    fn new() -> Result<Self, Error> {
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(Self::LAYOUT) };
+        if ptr.is_null() {
+            return Err(Error::OutOfMemory);
+        }
+        Ok(KernelStack(ptr))
+    }
+
+    pub fn top(&self) -> usize {
+        self.0 as usize + KERNEL_STACK_SIZE
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout; the thread no longer runs on it.
+        unsafe { dealloc(self.0, Self::LAYOUT) };
+    }
+}
+
+// SAFETY: a kernel stack is plain memory owned by one thread record.
+unsafe impl Send for KernelStack {}
+
+pub struct Thread {
+    pub process: Pid,
+    pub state: ThreadState,
+    pub priority: usize,
+    /// Where `switch_context` parked this thread's kernel stack pointer.
+    pub saved_rsp: u64,
+    pub cpu_ticks: u64,
+    stack: KernelStack,
+}
+
+/// Where a new thread starts.
+pub enum Start {
+    /// Ring 3 at `entry` with `rdi = arg` on `stack_top`.
+    User {
+        entry: usize,
+        stack_top: usize,
+        arg: usize,
+    },
+    /// Ring 0, for the idle thread.
+    Kernel { entry: fn() -> ! },
+}
+
+impl Thread {
+    pub fn new(process: Pid, priority: usize, start: Start) -> Result<Self, Error> {
+        let stack = KernelStack::new()?;
+        let frame = match start {
+            Start::User {
+                entry,
+                stack_top,
+                arg,
+            } => TrapFrame {
+                rip: entry as u64,
+                cs: USER_CODE as u64,
+                rflags: RFLAGS_INTERRUPTS | RFLAGS_RESERVED,
+                rsp: stack_top as u64,
+                ss: USER_DATA as u64,
+                rdi: arg as u64,
+                ..TrapFrame::default()
+            },
+            Start::Kernel { entry } => TrapFrame {
+                rip: entry as *const () as u64,
+                cs: KERNEL_CODE as u64,
+                rflags: RFLAGS_RESERVED,
+                rsp: stack.top() as u64,
+                ss: KERNEL_DATA as u64,
+                ..TrapFrame::default()
+            },
+        };
+        // SAFETY: the stack is fresh, 16-byte aligned and far larger than the two frames.
+        let saved_rsp = unsafe { prepare_new_stack(stack.top(), &frame) };
+        Ok(Thread {
+            process,
+            state: ThreadState::Ready,
+            priority,
+            saved_rsp,
+            cpu_ticks: 0,
+            stack,
+        })
+    }
+
+    pub fn stack_top(&self) -> usize {
+        self.stack.top()
+    }
+}

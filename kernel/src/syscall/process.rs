@@ -1,0 +1,161 @@
+//! Processes: spawn from an ELF image, exit, wait, kill, and read-only snapshots.
+
+use super::Args;
+use crate::kernel::{Kernel, kernel};
+use crate::mm::user::UserSlice;
+use crate::proc::spawn::SpawnSpec;
+use crate::proc::{Pid, Process};
+use crate::sched::{reschedule, thread::ThreadState};
+use keel_abi::{
+    ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest, SyscallResult,
+    exit_kind, process_state, rights,
+};
+
+/// Largest ELF image `process_spawn` accepts (it is copied into the kernel heap).
+const MAX_IMAGE: usize = 8 << 20;
+
+fn current_space(k: &mut Kernel) -> &crate::mm::space::AddressSpace {
+    k.current_process().space.as_ref().expect("running process has memory")
+}
+
+pub fn spawn(args: Args) -> SyscallResult {
+    let mut k = kernel();
+    let caller = k.current_process();
+    if caller.rights & rights::SPAWN == 0 {
+        return Err(Error::PermissionDenied);
+    }
+    let (parent, parent_rights, parent_priority) = (caller.id, caller.rights, caller.priority);
+    let space = current_space(&mut k);
+    let request: SpawnRequest = UserSlice::of::<SpawnRequest>(args.get(0)).read_value(space)?;
+    if request.elf_len > MAX_IMAGE || request.name_len > NAME_LEN || request.args_len > ARGS_LEN {
+        return Err(Error::InvalidArgument);
+    }
+    if request.priority >= PRIORITY_LEVELS {
+        return Err(Error::InvalidArgument);
+    }
+    if request.priority > parent_priority || request.rights & !parent_rights != 0 {
+        return Err(Error::PermissionDenied);
+    }
+    let mut name = [0u8; NAME_LEN];
+    UserSlice::new(request.name_ptr, request.name_len).read_into(space, &mut name[..request.name_len])?;
+    let name = core::str::from_utf8(&name[..request.name_len]).map_err(|_| Error::InvalidArgument)?;
+    let mut process_args = [0u8; ARGS_LEN];
+    UserSlice::new(request.args_ptr, request.args_len)
+        .read_into(space, &mut process_args[..request.args_len])?;
+    let image = UserSlice::new(request.elf_ptr, request.elf_len).read_vec(space)?;
+    let pid = k.spawn_process(&SpawnSpec {
+        parent,
+        name,
+        args: &process_args[..request.args_len],
+        image: &image,
+        priority: request.priority,
+        rights: request.rights,
+        modules: &[],
+    })?;
+    Ok(pid as usize)
+}
+
+pub fn exit(args: Args) -> SyscallResult {
+    {
+        let mut k = kernel();
+        let pid = k.current_pid();
+        k.end_process(pid, crate::proc::exited(args.get(0) as i64));
+    }
+    reschedule();
+    unreachable!("an ended process is never resumed")
+}
+
+/// The caller's child `pid`, or why not.
+fn child_of(k: &Kernel, caller: Pid, pid: Pid) -> Result<&Process, Error> {
+    let child = k.processes.get(&pid).ok_or(Error::NotFound)?;
+    if child.parent != caller {
+        return Err(Error::NotChild);
+    }
+    Ok(child)
+}
+
+pub fn wait(args: Args) -> SyscallResult {
+    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
+    let out = UserSlice::of::<ExitStatus>(args.get(1));
+    loop {
+        {
+            let mut k = kernel();
+            let caller = k.current_pid();
+            // Check the destination before waiting, so a bad pointer costs nothing.
+            current_space(&mut k).check_access(args.get(1), out.len(), true)?;
+            let child = child_of(&k, caller, pid)?;
+            if let Some(status) = child.exit {
+                out.write_value(current_space(&mut k), &status)?;
+                k.processes.remove(&pid);
+                return Ok(0);
+            }
+            k.block_current(ThreadState::WaitingChild);
+        }
+        reschedule();
+    }
+}
+
+pub fn kill(args: Args) -> SyscallResult {
+    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
+    let killed_self = {
+        let mut k = kernel();
+        let caller = k.current_pid();
+        let system = k.current_process().rights & rights::SYSTEM != 0;
+        let target = k.processes.get(&pid).ok_or(Error::NotFound)?;
+        if target.parent != caller && pid != caller && !system {
+            return Err(Error::NotChild);
+        }
+        if target.is_zombie() {
+            return Err(Error::NotFound);
+        }
+        crate::kprintln!("process {} ({}) killed by process {}", pid, target.name, caller);
+        let status = ExitStatus {
+            kind: exit_kind::KILLED,
+            ..ExitStatus::default()
+        };
+        k.end_process(pid, status);
+        pid == caller
+    };
+    if killed_self {
+        reschedule();
+    }
+    Ok(0)
+}
+
+pub fn info(args: Args) -> SyscallResult {
+    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
+    let mut k = kernel();
+    let process = k.processes.get(&pid).ok_or(Error::NotFound)?;
+    let mut info = ProcessInfo::empty();
+    info.pid = process.id;
+    info.parent = process.parent;
+    info.state = if process.is_zombie() {
+        process_state::ZOMBIE
+    } else {
+        process_state::RUNNING
+    };
+    info.threads = process.threads.len() as u32;
+    info.cpu_ticks = process.cpu_ticks;
+    info.frames = process.space.as_ref().map_or(0, |s| s.frames()) as u64;
+    info.priority = process.priority as u32;
+    info.rights = process.rights;
+    let name = process.name.as_bytes();
+    info.name[..name.len()].copy_from_slice(name);
+    info.name_len = name.len() as u32;
+    UserSlice::of::<ProcessInfo>(args.get(1)).write_value(current_space(&mut k), &info)?;
+    Ok(0)
+}
+
+pub fn list(args: Args) -> SyscallResult {
+    let capacity = args.get(1);
+    let mut k = kernel();
+    let pids: alloc::vec::Vec<u32> = k.processes.keys().copied().collect();
+    let shown = pids.len().min(capacity);
+    let out = UserSlice::new(args.get(0), shown.checked_mul(4).ok_or(Error::InvalidArgument)?);
+    // SAFETY: a slice of u32 is plain data; viewing it as bytes is sound.
+    let bytes = unsafe { core::slice::from_raw_parts(pids.as_ptr() as *const u8, shown * 4) };
+    if shown > 0 {
+        out.write(current_space(&mut k), bytes)?;
+    }
+    Ok(pids.len())
+}

@@ -1,0 +1,50 @@
+//! Kernel log output, system figures, power.
+
+use super::Args;
+use crate::kernel::kernel;
+use crate::mm::{frame, user::UserSlice};
+use keel_abi::{Error, SysInfo, SyscallResult, poweroff as exit_value, rights};
+
+/// Longest single debug write; longer writes are cut and the count says so.
+const DEBUG_WRITE_MAX: usize = 64 * 1024;
+
+pub fn debug_write(args: Args) -> SyscallResult {
+    let len = args.get(1).min(DEBUG_WRITE_MAX);
+    let bytes = {
+        let mut k = kernel();
+        let space = k.current_process().space.as_ref().expect("running process has memory");
+        UserSlice::new(args.get(0), len).read_vec(space)?
+    };
+    crate::log::write_bytes(&bytes);
+    Ok(len)
+}
+
+pub fn info(args: Args) -> SyscallResult {
+    let kind = SysInfo::from_raw(args.get(0)).ok_or(Error::InvalidArgument)?;
+    let k = kernel();
+    Ok(match kind {
+        SysInfo::Pid => k.current_pid() as usize,
+        SysInfo::Tid => k.sched.current as usize,
+        SysInfo::Ticks => k.ticks as usize,
+        SysInfo::TickHz => crate::arch::lapic::TICK_HZ as usize,
+        SysInfo::FreeFrames => frame::free_count(),
+        SysInfo::TotalFrames => frame::total_count(),
+        SysInfo::Processes => k.processes.values().filter(|p| !p.is_zombie()).count(),
+    })
+}
+
+pub fn poweroff(args: Args) -> SyscallResult {
+    let mut k = kernel();
+    let process = k.current_process();
+    if process.rights & rights::SYSTEM == 0 {
+        return Err(Error::PermissionDenied);
+    }
+    let value = args.get(0) as u32;
+    crate::kprintln!(
+        "process {} ({}) powers the machine off ({})",
+        process.id,
+        process.name,
+        if value == exit_value::SUCCESS { "success" } else { "failure" }
+    );
+    crate::arch::poweroff(value)
+}
