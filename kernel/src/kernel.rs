@@ -87,7 +87,9 @@ impl Kernel {
 
     pub fn current_process(&mut self) -> &mut Process {
         let pid = self.current_pid();
-        self.processes.get_mut(&pid).expect("running thread's process exists")
+        self.processes
+            .get_mut(&pid)
+            .expect("running thread's process exists")
     }
 
     pub fn root_of_thread(&self, tid: Tid) -> Option<u64> {

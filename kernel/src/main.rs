@@ -43,23 +43,27 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     mm::init_memory(&boot);
     kprintln!(
         "memory: {} MiB free in {} frames; {} boot modules; cmdline '{}'",
-        mm::frame::free_count() * mm::PAGE_SIZE >> 20,
+        (mm::frame::free_count() * mm::PAGE_SIZE) >> 20,
         mm::frame::free_count(),
         boot.modules.len(),
         boot.cmdline
     );
-    let clocks = arch::lapic::init();
+    let tsc_per_ms = arch::lapic::init();
     kprintln!(
-        "timer: local APIC at {} Hz ({} counts a tick); TSC {} MHz",
+        "timer: local APIC {} at {} Hz; TSC {} MHz",
+        if features.tsc_deadline {
+            "in TSC-deadline mode"
+        } else {
+            "periodic"
+        },
         arch::lapic::TICK_HZ,
-        clocks.apic_counts_per_tick,
-        clocks.tsc_per_ms / 1000
+        tsc_per_ms / 1000
     );
     kernel::init();
     start_first_process(&boot);
     kprintln!(
         "first process ready {} ms after kernel entry",
-        (arch::cpu::read_tsc() - boot_tsc) / clocks.tsc_per_ms
+        (arch::cpu::read_tsc() - boot_tsc) / tsc_per_ms
     );
     sched::start()
 }
@@ -96,7 +100,10 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         modules: &modules,
     };
     match kernel::kernel().spawn_process(&spec) {
-        Ok(pid) => kprintln!("started process {pid} ({}) from the first boot module", first.name()),
+        Ok(pid) => kprintln!(
+            "started process {pid} ({}) from the first boot module",
+            first.name()
+        ),
         Err(e) => panic!("cannot start the first boot module '{}': {e}", first.name()),
     }
 }

@@ -59,7 +59,10 @@ fn c_string<const N: usize>(phys: u64) -> String<N> {
     let mut s = String::new();
     for i in 0..N as u64 {
         let byte: u8 = read(phys + i);
-        if byte == 0 || s.push(if byte.is_ascii() { byte as char } else { '?' }).is_err() {
+        if byte == 0
+            || s.push(if byte.is_ascii() { byte as char } else { '?' })
+                .is_err()
+        {
             break;
         }
     }
@@ -103,7 +106,15 @@ pub fn parse(info: PhysAddr) -> BootInfo {
             let start: u64 = read(entry + 4);
             let len: u64 = read(entry + 12);
             let kind: u32 = read(entry + 20);
-            if kind == MEMORY_AVAILABLE && boot.usable.push(Range { start, end: start + len }).is_err() {
+            if kind == MEMORY_AVAILABLE
+                && boot
+                    .usable
+                    .push(Range {
+                        start,
+                        end: start + len,
+                    })
+                    .is_err()
+            {
                 break;
             }
             offset += size as u64 + 4;

@@ -7,14 +7,15 @@
 
 use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use x86_64::registers::model_specific::Msr;
 
 /// Top of the running thread's kernel stack, loaded by `syscall_entry`.
 #[unsafe(no_mangle)]
-static mut SYSCALL_KERNEL_RSP: u64 = 0;
+static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
 /// Scratch slot for the user stack pointer during entry.
 #[unsafe(no_mangle)]
-static mut SYSCALL_USER_RSP: u64 = 0;
+static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
 
 global_asm!(
     r#"
@@ -136,8 +137,7 @@ pub fn init() {
 const KERNEL_DATA_SYSRET_BASE: u16 = 0x10 | 3;
 
 pub fn set_syscall_stack(top: usize) {
-    // SAFETY: single CPU, interrupts off: nothing reads the slot concurrently.
-    unsafe { *(&raw mut SYSCALL_KERNEL_RSP) = top as u64 };
+    SYSCALL_KERNEL_RSP.store(top as u64, Relaxed);
 }
 
 /// Save the current kernel context in `*save_rsp` and resume the one parked at `next_rsp`.

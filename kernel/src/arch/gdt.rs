@@ -31,18 +31,23 @@ pub fn init() {
     // SAFETY: runs once on the boot CPU before interrupts are enabled; nothing else refers
     // to these statics yet, and afterwards only `set_kernel_stack` writes the TSS.
     unsafe {
-        let tss = &mut *(&raw mut TSS);
-        let stacks = &*(&raw const EMERGENCY_STACKS);
-        for (slot, stack) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].iter().zip(stacks) {
+        let (tss_ptr, stacks_ptr, gdt_ptr) =
+            (&raw mut TSS, &raw const EMERGENCY_STACKS, &raw mut GDT);
+        let tss = &mut *tss_ptr;
+        let stacks = &*stacks_ptr;
+        for (slot, stack) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
+            .iter()
+            .zip(stacks)
+        {
             let top = stack.0.as_ptr() as u64 + EMERGENCY_STACK as u64;
             tss.interrupt_stack_table[*slot as usize - 1] = VirtAddr::new(top);
         }
-        let gdt = &mut *(&raw mut GDT);
+        let gdt = &mut *gdt_ptr;
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        let tss_selector = gdt.append(Descriptor::tss_segment(&*(&raw const TSS)));
+        let tss_selector = gdt.append(Descriptor::tss_segment(&*tss_ptr));
         debug_assert_eq!(
             (code.0, data.0, user_data.0, user_code.0),
             (KERNEL_CODE, KERNEL_DATA, USER_DATA, USER_CODE)
@@ -59,5 +64,8 @@ pub fn init() {
 /// The stack the CPU loads on an interrupt or exception from ring 3.
 pub fn set_kernel_stack(top: usize) {
     // SAFETY: single CPU, interrupts off in the kernel: no concurrent access to the TSS.
-    unsafe { (*(&raw mut TSS)).privilege_stack_table[0] = VirtAddr::new(top as u64) };
+    unsafe {
+        let tss = &raw mut TSS;
+        (*tss).privilege_stack_table[0] = VirtAddr::new(top as u64);
+    }
 }

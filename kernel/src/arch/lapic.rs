@@ -1,10 +1,12 @@
 //! The local APIC (xAPIC, memory-mapped) and its timer, which drives preemption.
 //!
-//! The timer runs periodically at [`TICK_HZ`], calibrated against the PIT. The legacy PICs
-//! are remapped out of the exception range and masked.
+//! The timer ticks at [`TICK_HZ`]: in TSC-deadline mode where the CPU has it (each tick arms
+//! the next deadline, so ticks never drift), otherwise in periodic mode calibrated against the
+//! PIT. The legacy PICs are remapped out of the exception range and masked.
 
 use super::trap::{VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER};
 use crate::mm::phys_to_virt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;
 
@@ -18,23 +20,40 @@ const REG_TIMER_INITIAL: usize = 0x380;
 const REG_TIMER_CURRENT: usize = 0x390;
 const REG_TIMER_DIVIDE: usize = 0x3e0;
 const TIMER_PERIODIC: u32 = 1 << 17;
+const TIMER_TSC_DEADLINE: u32 = 2 << 17;
+const TSC_DEADLINE_MSR: u32 = 0x6e0;
 const TIMER_MASKED: u32 = 1 << 16;
 const DIVIDE_BY_16: u32 = 0b0011;
 
-static mut APIC_BASE: usize = 0;
+static APIC_BASE: AtomicUsize = AtomicUsize::new(0);
+/// In TSC-deadline mode: TSC counts per tick and the deadline last armed; 0 when periodic.
+static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
+static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 
 fn write(reg: usize, value: u32) {
     // SAFETY: APIC_BASE maps the local APIC's registers (uncached) after `init`.
-    unsafe { core::ptr::write_volatile((*(&raw const APIC_BASE) + reg) as *mut u32, value) }
+    unsafe { core::ptr::write_volatile((APIC_BASE.load(Relaxed) + reg) as *mut u32, value) }
 }
 
 fn read(reg: usize) -> u32 {
     // SAFETY: as in `write`.
-    unsafe { core::ptr::read_volatile((*(&raw const APIC_BASE) + reg) as *const u32) }
+    unsafe { core::ptr::read_volatile((APIC_BASE.load(Relaxed) + reg) as *const u32) }
 }
 
 pub fn end_of_interrupt() {
     write(REG_EOI, 0);
+}
+
+/// Called on every timer tick: in TSC-deadline mode, arm the next one.
+pub fn timer_fired() {
+    let per_tick = TSC_PER_TICK.load(Relaxed);
+    if per_tick != 0 {
+        let next = (NEXT_DEADLINE.load(Relaxed) + per_tick).max(super::cpu::read_tsc() + 1);
+        NEXT_DEADLINE.store(next, Relaxed);
+        // SAFETY: the MSR exists (TSC-deadline mode is only chosen when CPUID reports it);
+        // writing it arms the next tick.
+        unsafe { Msr::new(TSC_DEADLINE_MSR).write(next) };
+    }
 }
 
 /// Mask the 8259 PICs after moving their vectors away from the CPU exceptions.
@@ -79,19 +98,13 @@ fn pit_wait_ms(ms: u32) {
     }
 }
 
-/// What the PIT says about the other clocks.
-pub struct Calibration {
-    pub apic_counts_per_tick: u32,
-    pub tsc_per_ms: u64,
-}
-
-/// Enable the local APIC and start the periodic timer.
-pub fn init() -> Calibration {
+/// Enable the local APIC and start the tick. Returns the TSC rate (counts per ms), as
+/// measured against the PIT.
+pub fn init() -> u64 {
     disable_legacy_pic();
     // SAFETY: reading IA32_APIC_BASE is side-effect free on every x86_64 CPU.
     let base = unsafe { Msr::new(APIC_BASE_MSR).read() } & 0x000f_ffff_ffff_f000;
-    // SAFETY: single CPU, before interrupts are enabled.
-    unsafe { *(&raw mut APIC_BASE) = phys_to_virt(base) };
+    APIC_BASE.store(phys_to_virt(base), Relaxed);
     write(REG_SPURIOUS, 0x100 | VECTOR_SPURIOUS as u32);
 
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
@@ -102,10 +115,15 @@ pub fn init() -> Calibration {
     let per_10ms = u32::MAX - read(REG_TIMER_CURRENT);
     let tsc_per_ms = ((super::cpu::read_tsc() - tsc_start) / 10).max(1);
     let per_tick = ((per_10ms as u64 * 100) / TICK_HZ).max(1) as u32;
-    write(REG_LVT_TIMER, TIMER_PERIODIC | VECTOR_TIMER as u32);
-    write(REG_TIMER_INITIAL, per_tick);
-    Calibration {
-        apic_counts_per_tick: per_tick,
-        tsc_per_ms,
+    if super::cpu_features().tsc_deadline {
+        write(REG_TIMER_INITIAL, 0);
+        write(REG_LVT_TIMER, TIMER_TSC_DEADLINE | VECTOR_TIMER as u32);
+        TSC_PER_TICK.store(tsc_per_ms * 1000 / TICK_HZ, Relaxed);
+        NEXT_DEADLINE.store(super::cpu::read_tsc(), Relaxed);
+        timer_fired();
+    } else {
+        write(REG_LVT_TIMER, TIMER_PERIODIC | VECTOR_TIMER as u32);
+        write(REG_TIMER_INITIAL, per_tick);
     }
+    tsc_per_ms
 }

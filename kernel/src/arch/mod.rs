@@ -40,7 +40,10 @@ pub fn load_root(root: u64) {
 }
 
 pub fn current_root() -> u64 {
-    x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64()
+    x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64()
 }
 
 /// Leave QEMU through its `isa-debug-exit` device (status `(value << 1) | 1`); on other

@@ -37,7 +37,7 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
-    pub fn from_user(&self) -> bool {
+    pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -128,23 +128,24 @@ const INTERRUPT_GATE: u8 = 0x8e;
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-static mut IDT: Idt = Idt(
-    [Gate {
-        offset_low: 0,
-        selector: 0,
-        ist: 0,
-        attributes: 0,
-        offset_mid: 0,
-        offset_high: 0,
-        reserved: 0,
-    }; 256],
-);
+static mut IDT: Idt = Idt([Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    attributes: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; 256]);
 
 pub fn init() {
     // SAFETY: `trap_stubs` is defined above; only its address is taken.
     let stubs = unsafe { &trap_stubs as *const u8 as u64 };
     // SAFETY: runs once on the boot CPU before interrupts are enabled.
-    let idt = unsafe { &mut *(&raw mut IDT) };
+    let idt = unsafe {
+        let idt = &raw mut IDT;
+        &mut *idt
+    };
     for (vector, gate) in idt.0.iter_mut().enumerate() {
         let handler = stubs + 16 * vector as u64;
         let ist = match vector {
@@ -200,9 +201,10 @@ pub fn exception_name(vector: u64) -> &'static str {
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
-        0..=31 if frame.from_user() => crate::proc::fault::user_fault(frame),
+        0..=31 if frame.is_from_user() => crate::proc::fault::user_fault(frame),
         0..=31 => kernel_fault(frame),
         VECTOR_TIMER => {
+            super::lapic::timer_fired();
             super::lapic::end_of_interrupt();
             crate::sched::timer_tick();
         }

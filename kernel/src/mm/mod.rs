@@ -21,7 +21,7 @@ pub const DIRECT_MAP_BASE: usize = 0xffff_8000_0000_0000;
 const DIRECT_MAP_GIB: usize = 4;
 const KERNEL_VMA: usize = 0xffff_ffff_8000_0000;
 /// The kernel heap: physically contiguous, carved from RAM at boot.
-const HEAP_SIZE: usize = 16 << 20;
+const HEAP_SIZE: usize = 32 << 20;
 /// Page tables for the kernel image (4 KiB pages): each maps 2 MiB.
 const IMAGE_TABLES: usize = 8;
 
@@ -77,7 +77,10 @@ pub fn kernel_root() -> PhysAddr {
 /// anything else touches memory outside the image.
 pub fn init_kernel_tables() {
     // SAFETY: runs once on the boot CPU before any other code uses KERNEL_TABLES.
-    let tables = unsafe { &mut *(&raw mut KERNEL_TABLES) };
+    let tables = unsafe {
+        let tables = &raw mut KERNEL_TABLES;
+        &mut *tables
+    };
     let global = if crate::arch::cpu_features().global_pages {
         GLOBAL
     } else {
@@ -162,7 +165,7 @@ pub fn init_memory(boot: &BootInfo) {
             unsafe { frame::add_range(s, e) };
         }
     }
-    let heap = heap.expect("no 16 MiB of contiguous RAM for the kernel heap");
+    let heap = heap.expect("not enough contiguous RAM for the kernel heap");
     // SAFETY: the heap range was just excluded from the frame allocator and is mapped by the
     // direct map, writable.
     unsafe { crate::heap::init(phys_to_virt(heap), HEAP_SIZE) };

@@ -119,8 +119,8 @@ impl PageTables {
     pub fn prune(&mut self, start: usize, end: usize) {
         // SAFETY: the root is owned by this address space.
         let root = unsafe { table(self.root) };
-        for top in index(start, 3)..=index(end - 1, 3) {
-            self.table_frames -= prune_below(&mut root[top], 2);
+        for entry in &mut root[index(start, 3)..=index(end - 1, 3)] {
+            self.table_frames -= prune_below(entry, 2);
         }
     }
 }

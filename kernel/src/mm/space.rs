@@ -11,7 +11,7 @@ use alloc::collections::BTreeMap;
 use keel_abi::{Error, layout, prot};
 
 /// A process may hold at most this many separate regions.
-pub const MAX_REGIONS: usize = 512;
+pub const MAX_REGIONS: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
@@ -38,7 +38,7 @@ pub struct AddressSpace {
 
 /// Check `[addr, addr + len)` is page-aligned, non-empty and inside the user half.
 pub fn check_user_range(addr: usize, len: usize) -> Result<usize, Error> {
-    if len == 0 || addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+    if len == 0 || !addr.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
         return Err(Error::InvalidArgument);
     }
     let end = addr.checked_add(len).ok_or(Error::BadAddress)?;
@@ -88,7 +88,11 @@ impl AddressSpace {
     }
 
     fn is_current(&self) -> bool {
-        x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64() == self.root()
+        x86_64::registers::control::Cr3::read_raw()
+            .0
+            .start_address()
+            .as_u64()
+            == self.root()
     }
 
     fn overlaps(&self, start: usize, end: usize) -> bool {
@@ -99,18 +103,25 @@ impl AddressSpace {
     }
 
     /// Map zeroed memory at `[start, start + len)`.
-    pub fn map_anonymous(&mut self, start: usize, len: usize, prot_bits: usize) -> Result<(), Error> {
+    pub fn map_anonymous(
+        &mut self,
+        start: usize,
+        len: usize,
+        prot_bits: usize,
+    ) -> Result<(), Error> {
         let end = check_user_range(start, len)?;
         self.insert_region(start, end, prot_bits, Backing::Anonymous)?;
         for virt in (start..end).step_by(PAGE_SIZE) {
             let mapped = frame::alloc_zeroed().and_then(|phys| {
                 self.data_frames += 1;
-                self.tables.map(virt, phys, page_flags(prot_bits)).or_else(|| {
-                    // SAFETY: the frame was never mapped; give it back.
-                    unsafe { frame::release(phys) };
-                    self.data_frames -= 1;
-                    None
-                })
+                self.tables
+                    .map(virt, phys, page_flags(prot_bits))
+                    .or_else(|| {
+                        // SAFETY: the frame was never mapped; give it back.
+                        unsafe { frame::release(phys) };
+                        self.data_frames -= 1;
+                        None
+                    })
             });
             if mapped.is_none() {
                 self.remove_pages(start, virt, Backing::Anonymous);
@@ -128,7 +139,11 @@ impl AddressSpace {
         self.insert_region(start, end, prot::READ, Backing::Borrowed)?;
         for (i, virt) in (start..end).step_by(PAGE_SIZE).enumerate() {
             let frame_phys = phys + (i * PAGE_SIZE) as u64;
-            if self.tables.map(virt, frame_phys, page_flags(prot::READ)).is_none() {
+            if self
+                .tables
+                .map(virt, frame_phys, page_flags(prot::READ))
+                .is_none()
+            {
                 self.remove_pages(start, virt, Backing::Borrowed);
                 self.tables.prune(start, end);
                 self.regions.remove(&start);
@@ -138,7 +153,13 @@ impl AddressSpace {
         Ok(())
     }
 
-    fn insert_region(&mut self, start: usize, end: usize, prot_bits: usize, backing: Backing) -> Result<(), Error> {
+    fn insert_region(
+        &mut self,
+        start: usize,
+        end: usize,
+        prot_bits: usize,
+        backing: Backing,
+    ) -> Result<(), Error> {
         check_prot(prot_bits)?;
         if self.overlaps(start, end) {
             return Err(Error::Exists);
@@ -185,7 +206,13 @@ impl AddressSpace {
             return Err(Error::QuotaExceeded);
         }
         let left = (addr - start) / PAGE_SIZE;
-        self.regions.insert(start, Region { pages: left, ..region });
+        self.regions.insert(
+            start,
+            Region {
+                pages: left,
+                ..region
+            },
+        );
         self.regions.insert(
             addr,
             Region {
@@ -210,8 +237,15 @@ impl AddressSpace {
             return Err(Error::NotFound);
         }
         for region_start in self.isolate(start, end)? {
-            let region = self.regions.remove(&region_start).expect("isolated region exists");
-            self.remove_pages(region_start, region_start + region.pages * PAGE_SIZE, region.backing);
+            let region = self
+                .regions
+                .remove(&region_start)
+                .expect("isolated region exists");
+            self.remove_pages(
+                region_start,
+                region_start + region.pages * PAGE_SIZE,
+                region.backing,
+            );
         }
         self.tables.prune(start, end);
         Ok(())
@@ -232,7 +266,10 @@ impl AddressSpace {
         }
         let current = self.is_current();
         for region_start in self.isolate(start, end)? {
-            let region = self.regions.get_mut(&region_start).expect("isolated region exists");
+            let region = self
+                .regions
+                .get_mut(&region_start)
+                .expect("isolated region exists");
             region.prot = prot_bits;
             for virt in (region_start..region_start + region.pages * PAGE_SIZE).step_by(PAGE_SIZE) {
                 self.tables.set_flags(virt, page_flags(prot_bits));
@@ -245,9 +282,19 @@ impl AddressSpace {
     }
 
     /// Ok when every byte of `[start, end)` lies in a region that `allowed` accepts.
-    fn check_covered(&self, start: usize, end: usize, allowed: impl Fn(usize) -> bool) -> Result<(), Error> {
+    fn check_covered(
+        &self,
+        start: usize,
+        end: usize,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
         let mut cursor = start;
-        let first = self.regions.range(..=start).next_back().map(|(&s, _)| s).unwrap_or(start);
+        let first = self
+            .regions
+            .range(..=start)
+            .next_back()
+            .map(|(&s, _)| s)
+            .unwrap_or(start);
         for (&s, r) in self.regions.range(first..end) {
             let region_end = s + r.pages * PAGE_SIZE;
             if region_end <= cursor {

@@ -36,7 +36,9 @@ impl UserSlice {
         with_user_access(|| {
             // SAFETY: the range is mapped readable user memory (checked above) and cannot
             // change before the copy finishes.
-            unsafe { core::ptr::copy_nonoverlapping(self.addr as *const u8, buf.as_mut_ptr(), self.len) }
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.addr as *const u8, buf.as_mut_ptr(), self.len)
+            }
         });
         Ok(())
     }
@@ -45,7 +47,8 @@ impl UserSlice {
     pub fn read_vec(&self, space: &AddressSpace) -> Result<alloc::vec::Vec<u8>, Error> {
         space.check_access(self.addr, self.len, false)?;
         let mut buf = alloc::vec::Vec::new();
-        buf.try_reserve_exact(self.len).map_err(|_| Error::OutOfMemory)?;
+        buf.try_reserve_exact(self.len)
+            .map_err(|_| Error::OutOfMemory)?;
         buf.resize(self.len, 0);
         self.read_into(space, &mut buf)?;
         Ok(buf)

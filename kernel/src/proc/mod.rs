@@ -110,7 +110,11 @@ impl Kernel {
             .threads
             .iter()
             .copied()
-            .filter(|tid| self.threads.get(tid).is_some_and(|t| t.state == ThreadState::WaitingChild))
+            .filter(|tid| {
+                self.threads
+                    .get(tid)
+                    .is_some_and(|t| t.state == ThreadState::WaitingChild)
+            })
             .collect();
         for tid in waiting {
             self.make_ready(tid);

@@ -86,7 +86,10 @@ impl Kernel {
         let info = start_info(pid, spec, &module_addrs);
         // SAFETY: StartInfo is plain data without padding; viewing it as bytes is sound.
         let bytes = unsafe {
-            core::slice::from_raw_parts(&*info as *const StartInfo as *const u8, layout::START_INFO_SIZE)
+            core::slice::from_raw_parts(
+                &*info as *const StartInfo as *const u8,
+                layout::START_INFO_SIZE,
+            )
         };
         space.write_through_tables(layout::START_INFO_ADDR, bytes)?;
 
@@ -117,7 +120,11 @@ impl Kernel {
         };
         match self.spawn_thread(pid, spec.priority, start) {
             Ok(tid) => {
-                self.processes.get_mut(&pid).expect("just inserted").threads.push(tid);
+                self.processes
+                    .get_mut(&pid)
+                    .expect("just inserted")
+                    .threads
+                    .push(tid);
                 Ok(pid)
             }
             Err(error) => {

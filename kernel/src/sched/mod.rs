@@ -15,6 +15,8 @@ use thread::{Start, Thread, ThreadState, Tid};
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
 pub const TIME_SLICE: u32 = 10;
+/// Threads in the whole system: their kernel stacks must fit the kernel heap.
+pub const MAX_THREADS_TOTAL: usize = 768;
 
 pub struct Scheduler {
     queues: [VecDeque<Tid>; PRIORITY_LEVELS],
@@ -117,7 +119,15 @@ impl Kernel {
     }
 
     /// A new thread, ready to run.
-    pub fn spawn_thread(&mut self, process: crate::proc::Pid, priority: usize, start: Start) -> Result<Tid, keel_abi::Error> {
+    pub fn spawn_thread(
+        &mut self,
+        process: crate::proc::Pid,
+        priority: usize,
+        start: Start,
+    ) -> Result<Tid, keel_abi::Error> {
+        if self.threads.len() >= MAX_THREADS_TOTAL {
+            return Err(keel_abi::Error::QuotaExceeded);
+        }
         let id = self.next_tid();
         let thread = Thread::new(process, priority, start)?;
         self.threads.insert(id, alloc::boxed::Box::new(thread));

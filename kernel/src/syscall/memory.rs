@@ -8,7 +8,11 @@ use keel_abi::{Error, SyscallResult};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
-    let space = k.current_process().space.as_mut().expect("running process has memory");
+    let space = k
+        .current_process()
+        .space
+        .as_mut()
+        .expect("running process has memory");
     f(space)
 }
 

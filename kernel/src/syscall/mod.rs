@@ -18,7 +18,12 @@ pub struct Args([usize; 6]);
 
 impl Args {
     fn from_frame(frame: &TrapFrame) -> Self {
-        Args([frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9].map(|r| r as usize))
+        Args(
+            [
+                frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+            ]
+            .map(|r| r as usize),
+        )
     }
 
     pub fn get(&self, i: usize) -> usize {

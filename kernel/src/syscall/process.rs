@@ -7,15 +7,18 @@ use crate::proc::spawn::SpawnSpec;
 use crate::proc::{Pid, Process};
 use crate::sched::{reschedule, thread::ThreadState};
 use keel_abi::{
-    ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest, SyscallResult,
-    exit_kind, process_state, rights,
+    ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest,
+    SyscallResult, exit_kind, process_state, rights,
 };
 
 /// Largest ELF image `process_spawn` accepts (it is copied into the kernel heap).
 const MAX_IMAGE: usize = 8 << 20;
 
 fn current_space(k: &mut Kernel) -> &crate::mm::space::AddressSpace {
-    k.current_process().space.as_ref().expect("running process has memory")
+    k.current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory")
 }
 
 pub fn spawn(args: Args) -> SyscallResult {
@@ -37,8 +40,10 @@ pub fn spawn(args: Args) -> SyscallResult {
         return Err(Error::PermissionDenied);
     }
     let mut name = [0u8; NAME_LEN];
-    UserSlice::new(request.name_ptr, request.name_len).read_into(space, &mut name[..request.name_len])?;
-    let name = core::str::from_utf8(&name[..request.name_len]).map_err(|_| Error::InvalidArgument)?;
+    UserSlice::new(request.name_ptr, request.name_len)
+        .read_into(space, &mut name[..request.name_len])?;
+    let name =
+        core::str::from_utf8(&name[..request.name_len]).map_err(|_| Error::InvalidArgument)?;
     let mut process_args = [0u8; ARGS_LEN];
     UserSlice::new(request.args_ptr, request.args_len)
         .read_into(space, &mut process_args[..request.args_len])?;
@@ -108,7 +113,12 @@ pub fn kill(args: Args) -> SyscallResult {
         if target.is_zombie() {
             return Err(Error::NotFound);
         }
-        crate::kprintln!("process {} ({}) killed by process {}", pid, target.name, caller);
+        crate::kprintln!(
+            "process {} ({}) killed by process {}",
+            pid,
+            target.name,
+            caller
+        );
         let status = ExitStatus {
             kind: exit_kind::KILLED,
             ..ExitStatus::default()
@@ -151,7 +161,10 @@ pub fn list(args: Args) -> SyscallResult {
     let mut k = kernel();
     let pids: alloc::vec::Vec<u32> = k.processes.keys().copied().collect();
     let shown = pids.len().min(capacity);
-    let out = UserSlice::new(args.get(0), shown.checked_mul(4).ok_or(Error::InvalidArgument)?);
+    let out = UserSlice::new(
+        args.get(0),
+        shown.checked_mul(4).ok_or(Error::InvalidArgument)?,
+    );
     // SAFETY: a slice of u32 is plain data; viewing it as bytes is sound.
     let bytes = unsafe { core::slice::from_raw_parts(pids.as_ptr() as *const u8, shown * 4) };
     if shown > 0 {

@@ -12,7 +12,11 @@ pub fn debug_write(args: Args) -> SyscallResult {
     let len = args.get(1).min(DEBUG_WRITE_MAX);
     let bytes = {
         let mut k = kernel();
-        let space = k.current_process().space.as_ref().expect("running process has memory");
+        let space = k
+            .current_process()
+            .space
+            .as_ref()
+            .expect("running process has memory");
         UserSlice::new(args.get(0), len).read_vec(space)?
     };
     crate::log::write_bytes(&bytes);
@@ -44,7 +48,11 @@ pub fn poweroff(args: Args) -> SyscallResult {
         "process {} ({}) powers the machine off ({})",
         process.id,
         process.name,
-        if value == exit_value::SUCCESS { "success" } else { "failure" }
+        if value == exit_value::SUCCESS {
+            "success"
+        } else {
+            "failure"
+        }
     );
     crate::arch::poweroff(value)
 }
