@@ -34,7 +34,8 @@ pub struct StartInfo {
     /// Boot modules mapped into this process (only the first process gets any).
     pub module_count: u32,
     pub args_len: u64,
-    pub _reserved: u64,
+    /// Capabilities the process started with: handles `1..=cap_count`.
+    pub cap_count: u64,
     pub args: [u8; ARGS_LEN],
     pub modules: [BootModule; MAX_MODULES],
     pub _pad: [u8; START_INFO_SIZE - 32 - ARGS_LEN - MAX_MODULES * 256],

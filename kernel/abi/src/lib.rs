@@ -5,10 +5,16 @@
 //! `>= 0` is success, a negative value is `-(Error as isize)`. `rcx` and `r11` are clobbered
 //! (the CPU uses them); every other register is preserved.
 //!
+//! The IPC calls that return a message ([`Syscall::PortRecv`], [`Syscall::PortCall`],
+//! [`Syscall::PortReplyRecv`]) also overwrite `rdi` (badge), `rsi` ([`ipc::MessageInfo`]) and
+//! `rdx, r10, r8, r9` (the four message words).
+//!
 //! User pointers handed to the kernel are checked against the caller's address space; a bad
 //! one gets [`Error::BadAddress`], never a kernel fault.
 #![no_std]
 
+pub mod cap;
+pub mod ipc;
 pub mod layout;
 
 /// Syscall numbers. One table in the kernel dispatches on these.
@@ -52,10 +58,66 @@ pub enum Syscall {
     ProcessList = 14,
     /// `system_poweroff(code)`: power the machine off with an exit code. Needs [`rights::SYSTEM`].
     SystemPoweroff = 15,
+    /// `cap_derive(handle, rights, badge)`: a new capability to the same object with at most
+    /// `rights`, and `badge` if the original has none (0 = keep). Revoking the original
+    /// removes it. Returns the new handle.
+    CapDerive = 16,
+    /// `cap_delete(handle)`: drop one capability (capabilities derived from it survive).
+    CapDelete = 17,
+    /// `cap_revoke(handle)`: delete every capability derived from this one, wherever it was
+    /// sent, and undo their memory mappings. Returns how many were removed.
+    CapRevoke = 18,
+    /// `cap_info(handle, &mut cap::CapInfo)`.
+    CapInfo = 19,
+    /// `port_create(capacity)`: a port queueing at most `capacity` messages (1..=64).
+    /// Returns a handle with every port right.
+    PortCreate = 20,
+    /// `port_send(port, info, w0, w1, w2, w3)`: queue a message without blocking; a full queue
+    /// is [`Error::QueueFull`]. Needs [`cap::rights::SEND`] (and GRANT to carry capabilities).
+    PortSend = 21,
+    /// `port_recv(port, timeout_ns)`: wait for a message or notification (`timeout_ns` 0 polls,
+    /// `u64::MAX` waits for ever). The message comes back in registers and the IPC buffer.
+    /// Returns 1 when it is a call awaiting an answer (answer it with `port_reply_recv`, or
+    /// keep it for later with `reply_save`), else 0. Needs [`cap::rights::RECEIVE`].
+    PortRecv = 22,
+    /// `port_call(port, info, w0, w1, w2, w3)`: send with a one-shot reply capability and
+    /// wait for the reply, which comes back like a received message.
+    PortCall = 23,
+    /// `port_reply(reply, info, w0, w1, w2, w3)`: answer a call; uses up the reply capability.
+    PortReply = 24,
+    /// `port_reply_recv(port, info, w0, w1, w2, w3)`: answer the call this thread received
+    /// last (if it has not answered it yet), then receive on `port`: a server loop's one syscall.
+    PortReplyRecv = 25,
+    /// `port_notify(port, bits)`: OR `bits` into the port's notification word and wake a
+    /// receiver. Never blocks, never fills up. Needs [`cap::rights::SEND`].
+    PortNotify = 26,
+    /// `ipc_buffer_set(addr)`: the calling thread's IPC buffer ([`ipc::IpcBuffer`], one
+    /// writable page) for payload bytes and capability handles.
+    IpcBufferSet = 27,
+    /// `mem_create(len)`: a memory object of zeroed frames. Returns a handle with every
+    /// memory right.
+    MemCreate = 28,
+    /// `mem_map_object(handle, addr, prot)`: map a memory object (`addr` 0: kernel chooses).
+    /// `prot` needs the matching MAP_* rights. Returns the address.
+    MemMapObject = 29,
+    /// `fault_handler_set(pid, port)`: faults of process `pid` (the caller or its child) are
+    /// sent to `port` as messages; handle 0 removes the handler.
+    FaultHandlerSet = 30,
+    /// `ipc_stats(port, &mut ipc::IpcStats)`: one port's counters, or the whole system's for
+    /// handle 0.
+    IpcStats = 31,
+    /// `audit_read(audit, &mut [cap::AuditRecord], capacity)`: the newest audit records.
+    /// Needs an audit capability with [`cap::rights::READ`]. Returns how many were written.
+    AuditRead = 32,
+    /// `resources(&mut cap::Resources)`: the caller's quotas and what it uses of them.
+    Resources = 33,
+    /// `reply_save()`: move the call this thread received last into a reply capability, so
+    /// it can be answered later with `port_reply`. Returns the handle.
+    ReplySave = 34,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 35;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -76,6 +138,25 @@ impl Syscall {
             ProcessInfo,
             ProcessList,
             SystemPoweroff,
+            CapDerive,
+            CapDelete,
+            CapRevoke,
+            CapInfo,
+            PortCreate,
+            PortSend,
+            PortRecv,
+            PortCall,
+            PortReply,
+            PortReplyRecv,
+            PortNotify,
+            IpcBufferSet,
+            MemCreate,
+            MemMapObject,
+            FaultHandlerSet,
+            IpcStats,
+            AuditRead,
+            Resources,
+            ReplySave,
         ];
         ALL.get(n).copied()
     }
@@ -107,6 +188,23 @@ pub enum Error {
     NotChild = 10,
     /// Writable and executable at once: refused (W^X).
     WriteExecute = 11,
+    /// The handle never named a capability of the caller (out of range, never issued).
+    InvalidHandle = 12,
+    /// The handle named a capability that has since been deleted or revoked.
+    StaleHandle = 13,
+    /// The capability is of another kind than the call needs.
+    WrongType = 14,
+    /// The capability lacks a right the call needs.
+    MissingRight = 15,
+    /// The port's queue is full; nothing was sent.
+    QueueFull = 16,
+    /// A wait ran out of time.
+    TimedOut = 17,
+    /// The other side is gone: the port's last receiver, the caller awaiting a reply, or the
+    /// server holding a call's reply capability.
+    PeerGone = 18,
+    /// A poll found nothing.
+    WouldBlock = 19,
 }
 
 impl Error {
@@ -124,6 +222,14 @@ impl Error {
             9 => QuotaExceeded,
             10 => NotChild,
             11 => WriteExecute,
+            12 => InvalidHandle,
+            13 => StaleHandle,
+            14 => WrongType,
+            15 => MissingRight,
+            16 => QueueFull,
+            17 => TimedOut,
+            18 => PeerGone,
+            19 => WouldBlock,
             _ => return None,
         })
     }
@@ -142,6 +248,14 @@ impl Error {
             QuotaExceeded => "quota exceeded",
             NotChild => "not a child of the caller",
             WriteExecute => "writable and executable at once (W^X)",
+            InvalidHandle => "invalid capability handle",
+            StaleHandle => "capability deleted or revoked",
+            WrongType => "capability of the wrong kind",
+            MissingRight => "capability lacks the right",
+            QueueFull => "port queue full",
+            TimedOut => "timed out",
+            PeerGone => "the other side is gone",
+            WouldBlock => "nothing to receive",
         }
     }
 }
@@ -247,6 +361,11 @@ pub struct SpawnRequest {
     /// A subset of the caller's rights.
     pub rights: u32,
     pub _reserved: u32,
+    /// Capability handles (`u32` each, at most [`cap::MAX_SPAWN_CAPS`]) the child receives as
+    /// copies derived from the caller's; in the child they are handles `1..=caps_len`.
+    /// Carrying capabilities needs the GRANT right on each.
+    pub caps_ptr: usize,
+    pub caps_len: usize,
 }
 
 pub const NAME_LEN: usize = 32;
@@ -341,7 +460,7 @@ mod tests {
         for value in [0usize, 1, 4096, isize::MAX as usize] {
             assert_eq!(decode_result(encode_result(Ok(value))), Ok(value));
         }
-        for code in 1..=11 {
+        for code in 1..=19 {
             let error = Error::from_raw(code).unwrap();
             assert_eq!(decode_result(encode_result(Err(error))), Err(error));
         }
@@ -357,7 +476,7 @@ mod tests {
 
     #[test]
     fn abi_structs_have_fixed_layouts() {
-        assert_eq!(core::mem::size_of::<SpawnRequest>(), 64);
+        assert_eq!(core::mem::size_of::<SpawnRequest>(), 80);
         assert_eq!(core::mem::size_of::<ExitStatus>(), 32);
         assert_eq!(core::mem::size_of::<ProcessInfo>(), 80);
         assert_eq!(

@@ -124,6 +124,8 @@ struct Gate {
 }
 
 const INTERRUPT_GATE: u8 = 0x8e;
+/// Reachable with `int3`/`into` from ring 3, so those raise their own exception, not #GP.
+const USER_INTERRUPT_GATE: u8 = 0xee;
 
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
@@ -158,7 +160,11 @@ pub fn init() {
             offset_low: handler as u16,
             selector: KERNEL_CODE,
             ist,
-            attributes: INTERRUPT_GATE,
+            attributes: if matches!(vector, 3 | 4) {
+                USER_INTERRUPT_GATE
+            } else {
+                INTERRUPT_GATE
+            },
             offset_mid: (handler >> 16) as u16,
             offset_high: (handler >> 32) as u32,
             reserved: 0,

@@ -49,11 +49,11 @@ pub fn check_user_range(addr: usize, len: usize) -> Result<usize, Error> {
 }
 
 pub fn check_prot(bits: usize) -> Result<usize, Error> {
-    if bits & !prot::ALL != 0 || bits & prot::READ == 0 {
-        return Err(Error::InvalidArgument);
-    }
     if bits & prot::WRITE != 0 && bits & prot::EXEC != 0 {
         return Err(Error::WriteExecute);
+    }
+    if bits & !prot::ALL != 0 || bits & prot::READ == 0 {
+        return Err(Error::InvalidArgument);
     }
     Ok(bits)
 }

@@ -4,7 +4,7 @@ use super::Args;
 use crate::kernel::kernel;
 use crate::mm::space::{AddressSpace, check_prot};
 use crate::mm::{PAGE_SIZE, align_up};
-use keel_abi::{Error, SyscallResult};
+use keel_abi::{Error, SyscallResult, layout};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
@@ -22,7 +22,7 @@ pub fn map(args: Args) -> SyscallResult {
     with_space(|space| {
         let start = if addr == 0 {
             let rounded = align_up(len, PAGE_SIZE).ok_or(Error::InvalidArgument)?;
-            if rounded != len || len == 0 {
+            if rounded != len || len == 0 || len > layout::USER_END - layout::USER_START {
                 return Err(Error::InvalidArgument);
             }
             space.find_free(len)?

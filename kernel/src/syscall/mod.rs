@@ -51,6 +51,7 @@ fn handler(call: Syscall) -> Handler {
         Syscall::ProcessInfo => process::info,
         Syscall::ProcessList => process::list,
         Syscall::SystemPoweroff => system::poweroff,
+        _ => |_| Err(Error::InvalidSyscall),
     }
 }
 

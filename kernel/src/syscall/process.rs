@@ -157,18 +157,19 @@ pub fn info(args: Args) -> SyscallResult {
 }
 
 pub fn list(args: Args) -> SyscallResult {
-    let capacity = args.get(1);
+    let (addr, capacity) = (args.get(0), args.get(1));
     let mut k = kernel();
+    // The whole buffer the caller declares must be writable, not just the part used now.
+    let len = capacity.checked_mul(4).ok_or(Error::BadAddress)?;
+    if capacity > 0 {
+        current_space(&mut k).check_access(addr, len, true)?;
+    }
     let pids: alloc::vec::Vec<u32> = k.processes.keys().copied().collect();
     let shown = pids.len().min(capacity);
-    let out = UserSlice::new(
-        args.get(0),
-        shown.checked_mul(4).ok_or(Error::InvalidArgument)?,
-    );
     // SAFETY: a slice of u32 is plain data; viewing it as bytes is sound.
     let bytes = unsafe { core::slice::from_raw_parts(pids.as_ptr() as *const u8, shown * 4) };
     if shown > 0 {
-        out.write(current_space(&mut k), bytes)?;
+        UserSlice::new(addr, len).write(current_space(&mut k), bytes)?;
     }
     Ok(pids.len())
 }

@@ -1,0 +1,323 @@
+//! Checks: boots that must show certain things to pass, run a few at a time. `cargo boot test`
+//! and the host test crate share this, so both judge a boot the same way.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crate::image::Image;
+use crate::qemu::{Accel, Boot, Console, Qemu, Run};
+
+/// The in-guest test suites, each run by `ktest SUITE` in its own boot. To add one, add its
+/// name here and implement it in tests/guest.
+pub const SUITES: &[&str] = &["preemption", "faults", "syscalls", "memory", "processes"];
+
+/// How long a suite may run under TCG before we call it hung.
+pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the scripted demo (`cargo boot </dev/null`) may run.
+pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
+/// QEMUs running at once: one per core on our two-core machines.
+pub const PARALLEL: usize = 2;
+
+/// The line the demo's init prints first; `cargo boot` times the boot up to it.
+pub const INIT_STARTED: &str = "init: started";
+/// The line the demo's init prints when everything it runs has finished.
+pub const DEMO_COMPLETE: &str = "init: demo complete";
+/// How the guest test runner closes a suite that passed.
+pub const TESTS_PASSED: &str = "KEEL TESTS PASSED";
+const TESTS_FAILED: &str = "KEEL TESTS FAILED";
+
+/// The scripted demo boot, exactly as `cargo boot` runs it without a terminal.
+pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
+    let console = Console::Scripted {
+        timeout: DEMO_TIMEOUT,
+    };
+    Qemu::new(boot, accel, console)
+}
+
+/// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it.
+pub fn suite_qemu(boot: Boot, accel: Accel) -> Qemu {
+    let console = Console::Scripted {
+        timeout: SUITE_TIMEOUT,
+    };
+    Qemu::new(boot, accel, console)
+}
+
+/// What a boot must show to pass, besides powering off with status 33.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Each must be part of some serial line.
+    pub lines: Vec<String>,
+    /// The guest runs a test suite: it must print [`TESTS_PASSED`] and no failed test.
+    pub test_report: bool,
+}
+
+impl Expect {
+    pub fn suite() -> Self {
+        Expect {
+            lines: Vec::new(),
+            test_report: true,
+        }
+    }
+
+    pub fn demo() -> Self {
+        Expect {
+            lines: vec![INIT_STARTED.into(), DEMO_COMPLETE.into()],
+            test_report: false,
+        }
+    }
+}
+
+/// One named boot and what it must show.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub qemu: Qemu,
+    pub expect: Expect,
+}
+
+impl Check {
+    /// Test suite `suite`, booted directly, named after the suite.
+    pub fn suite(suite: &str, accel: Accel) -> Self {
+        Check {
+            name: suite.into(),
+            qemu: suite_qemu(Boot::Direct(Image::suite(suite)), accel),
+            expect: Expect::suite(),
+        }
+    }
+}
+
+/// A finished check. It passed if `failures` is empty.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub failures: Vec<String>,
+}
+
+/// Why `run` fails `expect`; empty if it passes. Passing takes everything at once: status 33,
+/// every expected line, and for a suite the passed-report with no failed test. Any one alone
+/// can lie (a triple fault exits 0, a hang prints nothing more, a buggy runner may still
+/// power off with success).
+pub fn judge(run: &Run, expect: &Expect) -> Vec<String> {
+    let mut failures = Vec::new();
+    let texts = || run.lines.iter().map(|line| line.text.as_str());
+    let failed: Vec<_> = texts().filter_map(failed_test).collect();
+    if !failed.is_empty() {
+        failures.push(format!("failed tests: {}", failed.join(", ")));
+    }
+    if expect.test_report && !texts().any(|text| text.starts_with(TESTS_PASSED)) {
+        failures.push(match texts().find(|text| text.starts_with(TESTS_FAILED)) {
+            Some(report) => format!("the guest reported `{report}`"),
+            None => format!("no `{TESTS_PASSED}` line"),
+        });
+    }
+    for needed in &expect.lines {
+        if run.first_line(needed).is_none() {
+            failures.push(format!("no line containing `{needed}`"));
+        }
+    }
+    if !run.exit.is_success() {
+        failures.push(run.exit.to_string());
+    }
+    failures
+}
+
+/// Whether a serial line is one of the guest's `test SUITE::NAME ... RESULT` lines.
+pub fn is_test_line(text: &str) -> bool {
+    text.starts_with("test ") && text.contains(" ... ")
+}
+
+/// The test's name if `text` reports a failed test.
+fn failed_test(text: &str) -> Option<&str> {
+    let (name, result) = text.strip_prefix("test ")?.split_once(" ... ")?;
+    result.starts_with("FAILED").then_some(name)
+}
+
+/// Run `checks`, at most `parallel` QEMUs at a time, printing each guest test line as it
+/// arrives, each check's result as it ends, and the whole serial log of each failure.
+/// Outcomes come back in the order of `checks`.
+pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let outcomes = Mutex::new(vec![None; checks.len()]);
+    thread::scope(|scope| {
+        for _ in 0..parallel.clamp(1, checks.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(check) = checks.get(index) else {
+                        break;
+                    };
+                    let outcome = run_check(check);
+                    outcomes.lock().unwrap()[index] = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|outcome| outcome.expect("every check ran"))
+        .collect()
+}
+
+fn run_check(check: &Check) -> Outcome {
+    let on_line = &mut |line: &crate::qemu::SerialLine| {
+        if is_test_line(&line.text) {
+            println!("{}", line.text);
+        }
+    };
+    let failures = match check.qemu.run(on_line) {
+        Ok(run) => {
+            let failures = judge(&run, &check.expect);
+            report(check, &run, &failures);
+            failures
+        }
+        Err(error) => {
+            println!("boot {} ... FAILED: {error}", check.name);
+            vec![error.to_string()]
+        }
+    };
+    Outcome {
+        name: check.name.clone(),
+        failures,
+    }
+}
+
+/// One check's result line; for a failure, the whole serial log under a header saying why.
+fn report(check: &Check, run: &Run, failures: &[String]) {
+    // Hold stdout for the whole block (println! re-enters the same lock), so the other
+    // worker's lines do not land inside a log.
+    let _stdout = std::io::stdout().lock();
+    let seconds = run.elapsed.as_secs_f64();
+    if failures.is_empty() {
+        println!("boot {} ... ok ({seconds:.1} s)", check.name);
+        return;
+    }
+    println!("boot {} ... FAILED ({seconds:.1} s)", check.name);
+    println!(
+        "---- {} serial log; failed: {} ----",
+        check.name,
+        failures.join("; ")
+    );
+    for line in &run.lines {
+        println!("{}", line.text);
+    }
+    if !run.stderr.trim().is_empty() {
+        println!(
+            "---- {} QEMU stderr ----\n{}",
+            check.name,
+            run.stderr.trim_end()
+        );
+    }
+    println!("---- end of {} ----", check.name);
+}
+
+/// Print the failures and the closing `LABEL: N passed, M failed` line; true if all passed.
+pub fn print_summary(label: &str, outcomes: &[Outcome]) -> bool {
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
+    for outcome in &failed {
+        println!(
+            "{label}: {} FAILED: {}",
+            outcome.name,
+            outcome.failures.join("; ")
+        );
+    }
+    println!(
+        "{label}: {} passed, {} failed",
+        outcomes.len() - failed.len(),
+        failed.len()
+    );
+    failed.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::SerialLine;
+    use crate::status::Exit;
+
+    fn run(lines: &[&str], exit: Exit) -> Run {
+        Run {
+            lines: lines
+                .iter()
+                .map(|text| SerialLine {
+                    at: Duration::ZERO,
+                    text: (*text).into(),
+                })
+                .collect(),
+            stderr: String::new(),
+            exit,
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    const PASSED: &[&str] = &[
+        "keel: booting",
+        "test memory::map_zeroed ... ok",
+        "test memory::unmap_splits ... ok",
+        "KEEL TESTS PASSED 2",
+    ];
+
+    #[test]
+    fn a_suite_passes_with_its_report_and_status_33() {
+        assert!(judge(&run(PASSED, Exit::Status(33)), &Expect::suite()).is_empty());
+    }
+
+    #[test]
+    fn a_passed_report_does_not_excuse_a_bad_status() {
+        let failures = judge(&run(PASSED, Exit::Status(63)), &Expect::suite());
+        assert_eq!(failures, ["status 63: kernel panic"]);
+    }
+
+    #[test]
+    fn failed_tests_are_named_even_if_the_guest_claims_success() {
+        let lines = [
+            "test faults::divide ... ok",
+            "test faults::page ... FAILED: no fault reported",
+            "KEEL TESTS PASSED 2",
+        ];
+        let failures = judge(&run(&lines, Exit::Status(33)), &Expect::suite());
+        assert_eq!(failures, ["failed tests: faults::page"]);
+    }
+
+    #[test]
+    fn a_failed_report_and_a_missing_report_are_told_apart() {
+        let lines = ["test a::b ... FAILED: x", "KEEL TESTS FAILED 1"];
+        let failures = judge(&run(&lines, Exit::Status(35)), &Expect::suite());
+        assert_eq!(
+            failures,
+            [
+                "failed tests: a::b",
+                "the guest reported `KEEL TESTS FAILED 1`",
+                "status 35: the guest reported failure (poweroff FAILURE)",
+            ]
+        );
+        let timeout = Exit::TimedOut(SUITE_TIMEOUT);
+        let failures = judge(&run(&["test a::b ... ok"], timeout), &Expect::suite());
+        assert_eq!(
+            failures,
+            [
+                "no `KEEL TESTS PASSED` line",
+                "timeout after 90 s (QEMU killed)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_demo_needs_both_init_lines() {
+        let done = ["init: started", "hello from hello", "init: demo complete"];
+        assert!(judge(&run(&done, Exit::Status(33)), &Expect::demo()).is_empty());
+        let failures = judge(&run(&done[..2], Exit::Status(33)), &Expect::demo());
+        assert_eq!(failures, ["no line containing `init: demo complete`"]);
+    }
+
+    #[test]
+    fn test_lines_are_recognised() {
+        assert!(is_test_line("test processes::spawn ... ok"));
+        assert!(!is_test_line("testing the timer"));
+        assert_eq!(failed_test("test a::b ... FAILED: why"), Some("a::b"));
+        assert_eq!(failed_test("test a::b ... ok"), None);
+    }
+}

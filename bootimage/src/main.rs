@@ -1,0 +1,224 @@
+//! `cargo boot`: build the guest crates and boot them under QEMU (see [`USAGE`]).
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+use bootimage::check::{self, Check, INIT_STARTED};
+use bootimage::image::Image;
+use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
+use bootimage::status::Exit;
+use bootimage::{Error, Result, guest, iso, setup};
+
+const USAGE: &str = "\
+usage: cargo boot [COMMAND]
+
+commands:
+  (none)           build and boot the demo: kernel, init, hello. With a terminal on stdin the
+                   serial console is yours (quit with Ctrl-A X); without one the run is
+                   scripted: 60 s timeout, exit 0 only if the guest powers off with success
+  image            build the demo image and print its files and the QEMU command
+  image --iso      build the demo image as a GRUB ISO: target/keel.iso
+  iso              build target/keel.iso and boot the demo from it
+  test [SUITE...]  run the in-guest test suites (default: all)
+  help             this text
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Demo,
+    Image { iso: bool },
+    Iso,
+    Test(Vec<String>),
+    // `bench` (a later issue) goes here: a scripted boot with `Qemu::icount` set.
+}
+
+/// The command, or `None` for help.
+fn parse(args: &[String]) -> Result<Option<Command>, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(Some(match args.as_slice() {
+        [] => Command::Demo,
+        ["image"] => Command::Image { iso: false },
+        ["image", "--iso"] => Command::Image { iso: true },
+        ["iso"] => Command::Iso,
+        ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["help" | "--help" | "-h"] => return Ok(None),
+        _ => return Err(format!("unknown arguments: {}", args.join(" "))),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse(&args) {
+        Ok(Some(command)) => command,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprint!("bootimage: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let accel = detect_accel();
+    println!("bootimage: {accel}");
+    match run(command, accel) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bootimage: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
+    setup::ensure_guest_target()?;
+    match command {
+        Command::Demo => {
+            setup::ensure(&setup::QEMU)?;
+            guest::build(guest::DEMO_PACKAGES)?;
+            boot_demo(Boot::Direct(Image::demo()), accel)
+        }
+        Command::Image { iso: false } => {
+            guest::build(guest::DEMO_PACKAGES)?;
+            print_image(&Image::demo(), accel)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Image { iso: true } => {
+            let path = build_demo_iso()?;
+            let qemu = check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel);
+            println!("bootimage: wrote {}", path.display());
+            println!("bootimage: boot it with:\n{}", qemu.command_line()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Iso => {
+            setup::ensure(&setup::QEMU)?;
+            let path = build_demo_iso()?;
+            boot_demo(Boot::Cdrom(path), accel)
+        }
+        Command::Test(suites) => run_suites(&suites, accel),
+    }
+}
+
+fn build_demo_iso() -> Result<std::path::PathBuf> {
+    setup::ensure(&setup::GRUB)?;
+    guest::build(guest::DEMO_PACKAGES)?;
+    let path = iso::demo_iso_path();
+    iso::build(&Image::demo(), &path)?;
+    Ok(path)
+}
+
+fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
+    image.check_files()?;
+    println!("bootimage: kernel {}", image.kernel.display());
+    for module in &image.modules {
+        println!(
+            "bootimage: module {} = {} {:?}",
+            module.name()?,
+            module.path.display(),
+            module.args
+        );
+    }
+    let qemu = check::demo_qemu(Boot::Direct(image.clone()), accel.accel);
+    println!("bootimage: boot it with:\n{}", qemu.command_line()?);
+    Ok(())
+}
+
+/// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
+fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
+    let interactive = io::stdin().is_terminal();
+    let mut qemu = if interactive {
+        Qemu::new(boot, accel.accel, Console::Interactive)
+    } else {
+        check::demo_qemu(boot, accel.accel)
+    };
+    qemu.echo = true;
+    if interactive {
+        println!("bootimage: serial console on this terminal; quit with Ctrl-A X");
+    }
+    let mut started = None;
+    let run = qemu.run(&mut |line| {
+        if started.is_none() && line.text.contains(INIT_STARTED) {
+            started = Some(line.at);
+            println!(
+                "bootimage: first user process after {} ms",
+                line.at.as_millis()
+            );
+        }
+    })?;
+    if started.is_none() {
+        println!("bootimage: no `{INIT_STARTED}` line");
+    }
+    // With a person at the console, status 0 is most likely their Ctrl-A X.
+    let fine = run.exit.is_success() || (interactive && run.exit == Exit::Status(0));
+    println!(
+        "bootimage: QEMU ended after {:.1} s: {}",
+        run.elapsed.as_secs_f64(),
+        run.exit
+    );
+    Ok(exit_code(fine))
+}
+
+/// `cargo boot test`: the named suites (all by default), judged like `cargo test` does.
+fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
+    if let Some(unknown) = names
+        .iter()
+        .find(|name| !check::SUITES.contains(&name.as_str()))
+    {
+        return Err(Error::new(format!(
+            "no suite `{unknown}`; the suites are: {}",
+            check::SUITES.join(" ")
+        )));
+    }
+    let selected: Vec<&str> = match names {
+        [] => check::SUITES.to_vec(),
+        names => names.iter().map(String::as_str).collect(),
+    };
+    setup::ensure(&setup::QEMU)?;
+    guest::build(guest::TEST_PACKAGES)?;
+    let checks: Vec<Check> = selected
+        .iter()
+        .map(|suite| Check::suite(suite, accel.accel))
+        .collect();
+    let outcomes = check::run_checks(&checks, check::PARALLEL);
+    let passed = check::print_summary("bootimage", &outcomes);
+    Ok(exit_code(passed))
+}
+
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &str) -> Result<Option<Command>, String> {
+        parse(
+            &words
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse_words(""), Ok(Some(Command::Demo)));
+        assert_eq!(
+            parse_words("image --iso"),
+            Ok(Some(Command::Image { iso: true }))
+        );
+        assert_eq!(
+            parse_words("test memory faults"),
+            Ok(Some(Command::Test(vec!["memory".into(), "faults".into()])))
+        );
+        assert_eq!(parse_words("help"), Ok(None));
+        assert!(parse_words("image --cd").is_err());
+        assert!(parse_words("bench").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! The global allocator: a linked-list heap on pages mapped on demand at a fixed region.
+//!
+//! The heap grows upward from [`HEAP_BASE`]; each growth maps the pages right above the
+//! current end, so the allocator can simply extend its last hole.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{NonNull, null_mut};
+
+use keel_abi::layout::PAGE_SIZE;
+use keel_abi::prot;
+use linked_list_allocator::Heap;
+
+use crate::sync::Mutex;
+use crate::sys;
+
+/// Where the heap starts: far from `mem_map(0, ..)`'s area, modules and the stack.
+const HEAP_BASE: usize = 0x0000_2000_0000_0000;
+/// Where it must stop (the start of the next 16 TiB slot).
+const HEAP_LIMIT: usize = 0x0000_3000_0000_0000;
+/// The smallest growth, so that small allocations do not cost a syscall each.
+const MIN_GROWTH: usize = 64 * 1024;
+
+struct State {
+    heap: Heap,
+    /// End of the mapped heap region; `HEAP_BASE` until the first growth.
+    end: usize,
+}
+
+struct GrowingHeap(Mutex<State>);
+
+#[global_allocator]
+static HEAP: GrowingHeap = GrowingHeap(Mutex::new(State {
+    heap: Heap::empty(),
+    end: HEAP_BASE,
+}));
+
+impl State {
+    /// Maps enough pages above the heap's end to satisfy `layout` from fresh memory.
+    fn grow(&mut self, layout: Layout) -> Result<(), sys::Error> {
+        // Room for the block at its alignment plus the allocator's hole header.
+        let len = layout
+            .size()
+            .checked_add(layout.align() + 4 * size_of::<usize>())
+            .and_then(|needed| needed.max(MIN_GROWTH).checked_next_multiple_of(PAGE_SIZE))
+            .filter(|&len| len <= HEAP_LIMIT - self.end)
+            .ok_or(sys::Error::OutOfMemory)?;
+        let addr = sys::mem_map(self.end, len, prot::READ | prot::WRITE)?;
+        if self.end == HEAP_BASE {
+            // SAFETY: `[addr, addr + len)` was just mapped for the heap alone and stays mapped.
+            unsafe { self.heap.init(addr as *mut u8, len) };
+        } else {
+            // SAFETY: the new pages lie directly above the heap's previous end and stay mapped.
+            unsafe { self.heap.extend(len) };
+        }
+        self.end = addr + len;
+        Ok(())
+    }
+}
+
+// SAFETY: every block comes from `Heap`, under the lock, from memory mapped for the heap only.
+unsafe impl GlobalAlloc for GrowingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut state = self.0.lock();
+        if let Ok(block) = state.heap.allocate_first_fit(layout) {
+            return block.as_ptr();
+        }
+        if state.grow(layout).is_err() {
+            return null_mut();
+        }
+        state
+            .heap
+            .allocate_first_fit(layout)
+            .map_or(null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let block = NonNull::new(ptr).expect("GlobalAlloc never hands out null");
+        // SAFETY: the caller returns a block this allocator handed out with this layout.
+        unsafe { self.0.lock().heap.deallocate(block, layout) };
+    }
+}

@@ -1,0 +1,213 @@
+//! Processes: spawn one from an ELF image, wait for it, kill it, look at it, list them all.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use keel_abi::{ExitStatus, ProcessInfo, SpawnRequest, exit_kind, vector};
+
+use crate::start::start_info;
+use crate::sys::{self, Error};
+
+/// A process id.
+pub type Pid = u32;
+
+/// This process's pid.
+pub fn id() -> Pid {
+    start_info().pid
+}
+
+/// This process's scheduling priority.
+pub fn current_priority() -> usize {
+    // Reading one's own details is always allowed.
+    info(id()).map_or(keel_abi::PRIORITY_DEFAULT, |info| info.priority as usize)
+}
+
+/// Ends this process with `code`.
+pub fn exit(code: i32) -> ! {
+    sys::process_exit(code)
+}
+
+/// A process to be created: `Spawn::new(name, elf).args("..").spawn()`.
+///
+/// By default the child gets no arguments, this process's priority, no rights and no
+/// capabilities.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a Spawn does nothing until `.spawn()`"]
+pub struct Spawn<'a> {
+    name: &'a str,
+    elf: &'a [u8],
+    args: &'a str,
+    priority: Option<usize>,
+    rights: u32,
+    caps: &'a [u32],
+}
+
+impl<'a> Spawn<'a> {
+    /// A process called `name` running the ELF image `elf`.
+    pub fn new(name: &'a str, elf: &'a [u8]) -> Self {
+        Spawn {
+            name,
+            elf,
+            args: "",
+            priority: None,
+            rights: 0,
+            caps: &[],
+        }
+    }
+
+    /// The argument string its `main` receives.
+    pub fn args(self, args: &'a str) -> Self {
+        Spawn { args, ..self }
+    }
+
+    /// Its priority; at most this process's own.
+    pub fn priority(self, priority: usize) -> Self {
+        Spawn {
+            priority: Some(priority),
+            ..self
+        }
+    }
+
+    /// Its rights ([`keel_abi::rights`]); a subset of this process's own.
+    pub fn rights(self, rights: u32) -> Self {
+        Spawn { rights, ..self }
+    }
+
+    /// Capabilities (handles in this process) the child receives copies of, as its handles
+    /// `1..=caps.len()`; each needs the GRANT right.
+    pub fn caps(self, caps: &'a [u32]) -> Self {
+        Spawn { caps, ..self }
+    }
+
+    /// The request the kernel receives, pointing into this `Spawn`'s borrowed data.
+    pub fn request(&self) -> SpawnRequest {
+        SpawnRequest {
+            elf_ptr: self.elf.as_ptr() as usize,
+            elf_len: self.elf.len(),
+            name_ptr: self.name.as_ptr() as usize,
+            name_len: self.name.len(),
+            args_ptr: self.args.as_ptr() as usize,
+            args_len: self.args.len(),
+            priority: self.priority.unwrap_or_else(current_priority),
+            rights: self.rights,
+            _reserved: 0,
+            // No capabilities is a null list, not a dangling pointer.
+            caps_ptr: if self.caps.is_empty() {
+                0
+            } else {
+                self.caps.as_ptr() as usize
+            },
+            caps_len: self.caps.len(),
+        }
+    }
+
+    /// Creates the process; returns its pid.
+    pub fn spawn(&self) -> Result<Pid, Error> {
+        sys::process_spawn(&self.request())
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited (or its last thread did) with this code.
+    Exited(i64),
+    /// The CPU raised an exception in it.
+    Faulted(Fault),
+    /// Someone killed it.
+    Killed,
+    /// An exit kind this runtime does not know.
+    Unknown(ExitStatus),
+}
+
+/// A CPU exception that ended a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The exception vector ([`keel_abi::vector`]).
+    pub vector: u32,
+    /// The CPU's error code (0 for exceptions without one).
+    pub error_code: i64,
+    /// The faulting instruction.
+    pub rip: u64,
+    /// For a page fault, the address touched (CR2).
+    pub address: u64,
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Self {
+        match status.kind {
+            exit_kind::EXITED => Exit::Exited(status.code),
+            exit_kind::FAULTED => Exit::Faulted(Fault {
+                vector: status.vector,
+                error_code: status.code,
+                rip: status.rip,
+                address: status.address,
+            }),
+            exit_kind::KILLED => Exit::Killed,
+            _ => Exit::Unknown(status),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Exited(code) => write!(f, "exited with code {code}"),
+            Exit::Faulted(fault) => fault.fmt(f),
+            Exit::Killed => f.write_str("was killed"),
+            Exit::Unknown(status) => write!(f, "ended in an unknown way: {status:?}"),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.vector {
+            vector::DIVIDE_ERROR => "divide error",
+            vector::BREAKPOINT => "breakpoint",
+            vector::INVALID_OPCODE => "invalid opcode",
+            vector::GENERAL_PROTECTION => "general protection fault",
+            vector::PAGE_FAULT => "page fault",
+            _ => "exception",
+        };
+        write!(
+            f,
+            "faulted: {name} (vector {}, error code {:#x}) at rip {:#x}",
+            self.vector, self.error_code, self.rip
+        )?;
+        if self.vector == vector::PAGE_FAULT {
+            write!(f, " touching {:#x}", self.address)?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for child `pid` to end and reaps it.
+pub fn wait(pid: Pid) -> Result<Exit, Error> {
+    sys::process_wait(pid).map(Exit::from)
+}
+
+/// Ends child `pid` (or any process, with the SYSTEM right).
+pub fn kill(pid: Pid) -> Result<(), Error> {
+    sys::process_kill(pid)
+}
+
+/// A snapshot of process `pid`.
+pub fn info(pid: Pid) -> Result<ProcessInfo, Error> {
+    sys::process_info(pid)
+}
+
+/// The pids of all live processes.
+pub fn list() -> Result<Vec<Pid>, Error> {
+    let mut pids = vec![0; 16];
+    loop {
+        let count = sys::process_list(&mut pids)?;
+        if count <= pids.len() {
+            pids.truncate(count);
+            return Ok(pids);
+        }
+        // More processes than room: grow with some slack, since more may start meanwhile.
+        pids.resize(count + 8, 0);
+    }
+}

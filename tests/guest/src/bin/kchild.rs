@@ -1,0 +1,252 @@
+//! `kchild ROLE [ARG]`: the helper process `ktest` spawns for whatever must happen outside
+//! the test process. The roles are listed in [`keel_guest_tests::Role`].
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use core::hint::black_box;
+use core::time::Duration;
+
+use keel_abi::layout::PAGE_SIZE;
+use keel_abi::{poweroff, prot};
+use keel_guest_tests::{
+    CHECK_FAILED, KERNEL_ADDR, NO_FAULT, Role, SCRATCH_ADDR, SETUP_FAILED, UNMAPPED_ADDR,
+    encode_results,
+};
+use keel_rt::{println, process, sys, thread, time};
+
+keel_rt::entry!(main);
+
+const SCRATCH: usize = SCRATCH_ADDR as usize;
+
+fn main(args: &str) -> i32 {
+    let (name, arg) = args.split_once(' ').unwrap_or((args, ""));
+    let Some(role) = Role::parse(name) else {
+        println!("kchild: unknown role {name:?}");
+        return SETUP_FAILED;
+    };
+    match play(role, arg) {
+        Ok(code) => code,
+        Err(why) => {
+            println!("kchild {name}: {why}");
+            why.exit_code()
+        }
+    }
+}
+
+/// Why a role ended without doing what it is for.
+enum Failure {
+    Setup(&'static str, sys::Error),
+    Check(&'static str),
+    NoFault,
+}
+
+impl Failure {
+    fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Setup(..) => SETUP_FAILED,
+            Failure::Check(_) => CHECK_FAILED,
+            Failure::NoFault => NO_FAULT,
+        }
+    }
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Failure::Setup(what, error) => write!(f, "{what} failed: {error}"),
+            Failure::Check(what) => write!(f, "check failed: {what}"),
+            Failure::NoFault => f.write_str("the instruction did not fault"),
+        }
+    }
+}
+
+fn play(role: Role, arg: &str) -> Result<i32, Failure> {
+    match role {
+        Role::Spin => spin(),
+        Role::Exit => arg
+            .parse()
+            .map_err(|_| Failure::Check("`exit` wants an i32")),
+        Role::Panic => panic!("kchild was asked to panic"),
+        Role::LastThreadExits => last_thread_exits(),
+        Role::NoRights => no_rights(arg),
+        Role::ReadUnmapped
+        | Role::ReadKernel
+        | Role::WriteKernel
+        | Role::Halt
+        | Role::DisableInterrupts
+        | Role::WriteCr3
+        | Role::PortOut
+        | Role::Ud2
+        | Role::Int3
+        | Role::DivideByZero
+        | Role::WriteCode => execute(role),
+        Role::ExecuteData => execute_data(),
+        Role::TouchAfterUnmap => touch_after_unmap(),
+        Role::SplitUnmap => split_unmap(),
+        Role::WriteAfterProtect => write_after_protect(),
+        Role::ThreadStackOverflow => thread_stack_overflow(),
+    }
+}
+
+/// Spins without a single syscall: only preemption can take the CPU away.
+#[allow(clippy::empty_loop, reason = "spinning without syscalls is the point")]
+fn spin() -> ! {
+    loop {}
+}
+
+/// Executes the one instruction `role` is named after; returns only if it did not fault.
+fn execute(role: Role) -> Result<i32, Failure> {
+    // SAFETY: each instruction is expected to fault and end the process. One that does not
+    // changes nothing Rust relies on: no register beyond those declared, and memory only
+    // at `_start`, which never runs again, or in the kernel, which is not ours.
+    unsafe {
+        match role {
+            Role::ReadUnmapped => asm!("mov {0}, qword ptr [{0}]", inout(reg) UNMAPPED_ADDR => _),
+            Role::ReadKernel => asm!("mov {0}, qword ptr [{0}]", inout(reg) KERNEL_ADDR => _),
+            Role::WriteKernel => asm!("mov byte ptr [{0}], 0", in(reg) KERNEL_ADDR),
+            Role::Halt => asm!("hlt"),
+            Role::DisableInterrupts => asm!("cli"),
+            Role::WriteCr3 => asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _),
+            Role::PortOut => asm!("out 0x80, al", in("al") 0u8),
+            Role::Ud2 => asm!("ud2"),
+            Role::Int3 => asm!("int3"),
+            Role::DivideByZero => asm!(
+                "div {0:e}",
+                in(reg) 0u32,
+                inout("eax") 1u32 => _,
+                inout("edx") 0u32 => _,
+            ),
+            Role::WriteCode => asm!("lea {0}, [rip + _start]", "mov byte ptr [{0}], 0", out(reg) _),
+            _ => return Err(Failure::Check("not an instruction role")),
+        }
+    }
+    Err(Failure::NoFault)
+}
+
+/// Maps `pages` read-write pages at [`SCRATCH_ADDR`].
+fn map_scratch(pages: usize) -> Result<*mut u8, Failure> {
+    sys::mem_map(SCRATCH, pages * PAGE_SIZE, prot::READ | prot::WRITE)
+        .map(|addr| addr as *mut u8)
+        .map_err(|error| Failure::Setup("mem_map", error))
+}
+
+/// Reads the byte at `addr` with one instruction, outside Rust's view of memory, so that
+/// reading an unmapped page is an honest fault rather than undefined behaviour.
+fn read_byte(addr: *const u8) -> u8 {
+    let value: u8;
+    // SAFETY: a read has no effect; if `addr` is not readable the process faults, which is
+    // what the roles that use this are for.
+    unsafe { asm!("mov {0}, byte ptr [{1}]", out(reg_byte) value, in(reg) addr) };
+    value
+}
+
+/// Writes the byte at `addr` with one instruction, outside Rust's view of memory.
+fn write_byte(addr: *mut u8, value: u8) {
+    // SAFETY: only the scratch mappings this process made are written, and no Rust
+    // reference points into them; an unwritable page faults, as the roles intend.
+    unsafe { asm!("mov byte ptr [{0}], {1}", in(reg) addr, in(reg_byte) value) };
+}
+
+fn execute_data() -> Result<i32, Failure> {
+    let page = map_scratch(1)?;
+    write_byte(page, 0xc3); // `ret`: harmless should the page wrongly be executable.
+    // SAFETY: the page holds a lone `ret`; calling it either faults (no-execute, as expected)
+    // or returns at once, clobbering only what a call may.
+    unsafe { asm!("call {0}", in(reg) page, clobber_abi("C")) };
+    Err(Failure::NoFault)
+}
+
+fn touch_after_unmap() -> Result<i32, Failure> {
+    let page = map_scratch(1)?;
+    write_byte(page, 1);
+    if read_byte(page) != 1 {
+        return Err(Failure::Check("the page did not keep a written byte"));
+    }
+    // SAFETY: only `read_byte`/`write_byte` touch the page, never a Rust reference.
+    unsafe { sys::mem_unmap(SCRATCH, PAGE_SIZE) }.map_err(|e| Failure::Setup("mem_unmap", e))?;
+    read_byte(page);
+    Err(Failure::NoFault)
+}
+
+fn split_unmap() -> Result<i32, Failure> {
+    let first = map_scratch(3)?;
+    // SAFETY: all three pages lie inside the mapping just made.
+    let (middle, last) = unsafe { (first.add(PAGE_SIZE), first.add(2 * PAGE_SIZE)) };
+    for (page, mark) in [(first, 1), (middle, 2), (last, 3)] {
+        write_byte(page, mark);
+    }
+    // SAFETY: only `read_byte`/`write_byte` touch the pages, never a Rust reference.
+    unsafe { sys::mem_unmap(middle as usize, PAGE_SIZE) }
+        .map_err(|e| Failure::Setup("mem_unmap of the middle page", e))?;
+    if read_byte(first) != 1 || read_byte(last) != 3 {
+        return Err(Failure::Check(
+            "the ends lost their data when the middle was unmapped",
+        ));
+    }
+    write_byte(first, 4);
+    write_byte(last, 5);
+    if read_byte(first) != 4 || read_byte(last) != 5 {
+        return Err(Failure::Check("the ends are no longer writable"));
+    }
+    read_byte(middle);
+    Err(Failure::NoFault)
+}
+
+fn write_after_protect() -> Result<i32, Failure> {
+    let page = map_scratch(1)?;
+    write_byte(page, 0x5a);
+    // SAFETY: only `read_byte`/`write_byte` touch the page, never a Rust reference.
+    unsafe { sys::mem_protect(SCRATCH, PAGE_SIZE, prot::READ) }
+        .map_err(|e| Failure::Setup("mem_protect", e))?;
+    if read_byte(page) != 0x5a {
+        return Err(Failure::Check("the read-only page lost its data"));
+    }
+    write_byte(page, 0xa5);
+    Err(Failure::NoFault)
+}
+
+fn thread_stack_overflow() -> Result<i32, Failure> {
+    /// Uses half a kilobyte of stack per call, touching it, until the stack runs out.
+    fn recurse(depth: u64) -> u64 {
+        let frame = black_box([depth as u8; 512]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        recurse(depth + 1) + u64::from(frame[0])
+    }
+    thread::spawn(|| {
+        black_box(recurse(0));
+    })
+    .map_err(|e| Failure::Setup("thread::spawn", e))?
+    .join();
+    Err(Failure::NoFault)
+}
+
+fn last_thread_exits() -> Result<i32, Failure> {
+    thread::spawn(|| {
+        time::sleep(Duration::from_millis(50));
+        sys::thread_exit(7)
+    })
+    .map_err(|e| Failure::Setup("thread::spawn", e))?;
+    sys::thread_exit(3)
+}
+
+/// Runs with no rights: spawning, powering off and killing another process (`arg`, not a
+/// child) must all be refused. The results go back in the exit code.
+fn no_rights(arg: &str) -> Result<i32, Failure> {
+    let victim = arg
+        .parse()
+        .map_err(|_| Failure::Check("`no-rights` wants a pid"))?;
+    // Garbage on purpose: the missing right must be reported before the image is looked at.
+    let image = [0u8; 64];
+    let spawned = process::Spawn::new("nope", &image).spawn();
+    // FAILURE, so that a wrongly allowed power-off cannot pass for a test run's success.
+    let powered_off = sys::system_poweroff(poweroff::FAILURE);
+    let killed = process::kill(victim);
+    Ok(encode_results(&[
+        spawned.map(drop),
+        powered_off.map(drop),
+        killed,
+    ]))
+}

@@ -1,0 +1,154 @@
+//! Host tests that boot Keel under QEMU (`tests/in_guest.rs`). The runner and the pass rule
+//! live in `bootimage::check`, shared with `cargo boot test`; this crate picks the checks and
+//! reads `cargo test`'s arguments.
+
+use bootimage::check::{self, Check, Expect};
+use bootimage::image::Image;
+use bootimage::qemu::{Accel, Boot};
+use bootimage::{Result, guest, iso, setup, workspace_root};
+
+/// The demo image, booted as `cargo boot </dev/null` boots it.
+pub const DEMO_BOOT: &str = "demo_boot";
+/// One suite from a GRUB ISO, to prove the image boots the way real hardware would.
+pub const ISO_BOOT: &str = "iso_boot";
+/// The suite `iso_boot` runs.
+pub const ISO_SUITE: &str = "processes";
+
+/// Every check, in the order they start: one per suite (named after it), then the two boots.
+pub fn all_checks() -> Vec<&'static str> {
+    let mut names = check::SUITES.to_vec();
+    names.extend([DEMO_BOOT, ISO_BOOT]);
+    names
+}
+
+/// The guest packages the named checks need, for one build.
+pub fn packages(names: &[&str]) -> Vec<&'static str> {
+    let demo: &[&str] = if names.contains(&DEMO_BOOT) {
+        guest::DEMO_PACKAGES
+    } else {
+        &[]
+    };
+    guest::union(&[guest::TEST_PACKAGES, demo])
+}
+
+/// Make the check called `name` ready to run; for `iso_boot` that means building its ISO.
+pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
+    Ok(match name {
+        DEMO_BOOT => Check {
+            name: name.into(),
+            qemu: check::demo_qemu(Boot::Direct(Image::demo()), accel),
+            expect: Expect::demo(),
+        },
+        ISO_BOOT => {
+            // No silent skip: without GRUB this fails with the apt-get command to run.
+            setup::ensure(&setup::GRUB)?;
+            let path = workspace_root()
+                .join("target")
+                .join(format!("keel-{ISO_SUITE}.iso"));
+            iso::build(&Image::suite(ISO_SUITE), &path)?;
+            Check {
+                name: name.into(),
+                qemu: check::suite_qemu(Boot::Cdrom(path), accel),
+                expect: Expect::suite(),
+            }
+        }
+        suite => Check::suite(suite, accel),
+    })
+}
+
+/// Which checks to run, from the arguments `cargo test` passes through: plain words are
+/// substring filters (any may match), `--exact` makes them whole names, `--skip WORD`
+/// excludes, `--list` lists, `--ignored` selects nothing (no check is ignored). Other flags,
+/// and the values of libtest's flags that take one, are ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub patterns: Vec<String>,
+    pub skip: Vec<String>,
+    pub exact: bool,
+    pub list: bool,
+    pub ignored_only: bool,
+}
+
+/// libtest flags whose value is a separate argument.
+const FLAGS_WITH_VALUE: &[&str] = &[
+    "--test-threads",
+    "--color",
+    "--format",
+    "--logfile",
+    "--shuffle-seed",
+    "-Z",
+];
+
+impl Filter {
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Filter {
+        let mut filter = Filter::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--skip" => filter.skip.extend(args.next()),
+                "--exact" => filter.exact = true,
+                "--list" => filter.list = true,
+                "--ignored" => filter.ignored_only = true,
+                flag if FLAGS_WITH_VALUE.contains(&flag) => drop(args.next()),
+                flag if flag.starts_with('-') => {}
+                pattern => filter.patterns.push(pattern.into()),
+            }
+        }
+        filter
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let hit = |pattern: &String| {
+            if self.exact {
+                name == pattern
+            } else {
+                name.contains(pattern.as_str())
+            }
+        };
+        !self.ignored_only
+            && (self.patterns.is_empty() || self.patterns.iter().any(hit))
+            && !self.skip.iter().any(|skip| name.contains(skip.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(args: &str) -> Filter {
+        Filter::from_args(args.split_whitespace().map(String::from))
+    }
+
+    fn selected(args: &str) -> Vec<&'static str> {
+        let filter = filter(args);
+        all_checks()
+            .into_iter()
+            .filter(|name| filter.matches(name))
+            .collect()
+    }
+
+    #[test]
+    fn no_arguments_select_everything() {
+        assert_eq!(selected(""), all_checks());
+        assert_eq!(selected("--nocapture --test-threads 4 -q"), all_checks());
+    }
+
+    #[test]
+    fn words_are_substring_filters() {
+        assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT]);
+        assert_eq!(selected("mem fault"), ["faults", "memory"]);
+        assert_eq!(selected("--exact memory mem"), ["memory"]);
+        assert_eq!(selected("--skip boot --skip s"), ["preemption", "memory"]);
+        assert!(selected("--ignored").is_empty());
+        assert!(selected("no_such_check").is_empty());
+    }
+
+    #[test]
+    fn the_demo_adds_its_packages_to_the_build() {
+        assert_eq!(packages(&["memory"]), guest::TEST_PACKAGES);
+        assert_eq!(
+            packages(&["memory", DEMO_BOOT]),
+            ["kernel", "keel-guest-tests", "init", "hello"]
+        );
+    }
+}
