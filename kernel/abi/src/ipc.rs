@@ -29,7 +29,9 @@ impl MessageInfo {
     pub const PAYLOAD_DROPPED: u64 = 1 << 22;
 
     pub const fn new(label: u32, payload_len: usize, caps: usize) -> Self {
-        MessageInfo(((label as u64) << 32) | ((caps as u64 & 0xf) << 16) | (payload_len as u64 & 0xffff))
+        MessageInfo(
+            ((label as u64) << 32) | ((caps as u64 & 0xf) << 16) | (payload_len as u64 & 0xffff),
+        )
     }
 
     pub const fn label(self) -> u32 {
