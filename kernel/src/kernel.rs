@@ -4,12 +4,17 @@
 //! is never contended; it exists so that every access is explicit. Taking it twice is a
 //! kernel bug and panics loudly instead of hanging.
 
+use crate::cap::CapTable;
+use crate::cap::audit::AuditLog;
+use crate::ipc::{Port, PortId};
+use crate::mm::object::{MemId, MemoryObject};
 use crate::proc::{Pid, Process};
 use crate::sched::Scheduler;
 use crate::sched::thread::{Thread, Tid};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use keel_abi::ipc::IpcStats;
 use spin::{Mutex, MutexGuard};
 
 pub struct Kernel {
@@ -17,6 +22,13 @@ pub struct Kernel {
     /// Boxed so a thread's saved stack pointer keeps its address while the map changes.
     pub threads: BTreeMap<Tid, Box<Thread>>,
     pub sched: Scheduler,
+    pub caps: CapTable,
+    pub ports: BTreeMap<PortId, Port>,
+    pub memory: BTreeMap<MemId, MemoryObject>,
+    pub audit: AuditLog,
+    /// System-wide IPC counters.
+    pub ipc_stats: IpcStats,
+    next_object: u64,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
@@ -52,6 +64,12 @@ pub fn init() {
         processes: BTreeMap::new(),
         threads: BTreeMap::new(),
         sched: Scheduler::new(0),
+        caps: CapTable::default(),
+        ports: BTreeMap::new(),
+        memory: BTreeMap::new(),
+        audit: AuditLog::default(),
+        ipc_stats: IpcStats::default(),
+        next_object: 0,
         ticks: 0,
         boot_rsp: 0,
         next_pid: 1,
@@ -69,6 +87,12 @@ impl Kernel {
         let id = self.next_tid;
         self.next_tid += 1;
         id
+    }
+
+    /// A fresh id for a port or memory object.
+    pub fn next_object_id(&mut self) -> u64 {
+        self.next_object += 1;
+        self.next_object
     }
 
     pub fn next_pid(&mut self) -> Pid {

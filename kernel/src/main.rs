@@ -5,11 +5,16 @@
 //! and heap, timer, kernel state, then the first boot module as the first process.
 #![no_std]
 #![no_main]
+// Messages move by value and come back in `Err` when they cannot be delivered, so the
+// sender can clean them up; boxing them would put an allocation on the IPC fast path.
+#![allow(clippy::result_large_err)]
 
 extern crate alloc;
 
 mod arch;
+mod cap;
 mod heap;
+mod ipc;
 mod kernel;
 mod log;
 mod mm;
@@ -98,6 +103,8 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         priority: PRIORITY_DEFAULT,
         rights: rights::ALL,
         modules: &modules,
+        caps: &[],
+        audit: true,
     };
     match kernel::kernel().spawn_process(&spec) {
         Ok(pid) => kprintln!(

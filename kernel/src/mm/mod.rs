@@ -7,6 +7,7 @@
 //!   bss read-write no-execute (W^X in the kernel too).
 
 pub mod frame;
+pub mod object;
 pub mod paging;
 pub mod space;
 pub mod user;

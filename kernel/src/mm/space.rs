@@ -7,6 +7,7 @@
 
 use super::paging::{NO_EXECUTE, PageTables, WRITABLE, flush};
 use super::{PAGE_SIZE, PhysAddr, frame, kernel_root, phys_to_virt};
+use crate::cap::CapId;
 use alloc::collections::BTreeMap;
 use keel_abi::{Error, layout, prot};
 
@@ -19,12 +20,17 @@ pub enum Backing {
     Anonymous,
     /// Frames owned elsewhere (boot modules), shown read-only.
     Borrowed,
+    /// A memory object's frames, mapped through capability `CapId`.
+    Shared(CapId),
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Region {
     pages: usize,
     prot: usize,
+    /// What `protect` may grant: everything for anonymous memory, less for frames owned
+    /// elsewhere (the capability's rights for shared memory).
+    max_prot: usize,
     backing: Backing,
 }
 
@@ -32,9 +38,14 @@ pub struct AddressSpace {
     tables: PageTables,
     /// Keyed by start address.
     regions: BTreeMap<usize, Region>,
-    /// Frames owned: anonymous pages (not borrowed ones).
+    /// Frames owned: anonymous pages (not borrowed or shared ones).
     data_frames: usize,
+    /// Most anonymous frames this space may own (the process's quota).
+    pub frame_limit: usize,
 }
+
+/// Default limit of anonymous frames per process: 64 MiB.
+pub const DEFAULT_FRAME_LIMIT: usize = 16 * 1024;
 
 /// Check `[addr, addr + len)` is page-aligned, non-empty and inside the user half.
 pub fn check_user_range(addr: usize, len: usize) -> Result<usize, Error> {
@@ -75,6 +86,7 @@ impl AddressSpace {
             tables: PageTables::new(kernel_root()).ok_or(Error::OutOfMemory)?,
             regions: BTreeMap::new(),
             data_frames: 0,
+            frame_limit: DEFAULT_FRAME_LIMIT,
         })
     }
 
@@ -85,6 +97,15 @@ impl AddressSpace {
     /// Frames this address space holds: its data pages and its page tables.
     pub fn frames(&self) -> usize {
         self.data_frames + self.tables.table_frames + 1
+    }
+
+    pub fn data_frames(&self) -> usize {
+        self.data_frames
+    }
+
+    /// Page-table frames, root included: kernel memory held for this space.
+    pub fn table_frames(&self) -> usize {
+        self.tables.table_frames + 1
     }
 
     fn is_current(&self) -> bool {
@@ -110,7 +131,10 @@ impl AddressSpace {
         prot_bits: usize,
     ) -> Result<(), Error> {
         let end = check_user_range(start, len)?;
-        self.insert_region(start, end, prot_bits, Backing::Anonymous)?;
+        if self.data_frames + len / PAGE_SIZE > self.frame_limit {
+            return Err(Error::QuotaExceeded);
+        }
+        self.insert_region(start, end, prot_bits, prot::ALL, Backing::Anonymous)?;
         for virt in (start..end).step_by(PAGE_SIZE) {
             let mapped = frame::alloc_zeroed().and_then(|phys| {
                 self.data_frames += 1;
@@ -124,9 +148,7 @@ impl AddressSpace {
                     })
             });
             if mapped.is_none() {
-                self.remove_pages(start, virt, Backing::Anonymous);
-                self.tables.prune(start, end);
-                self.regions.remove(&start);
+                self.undo_map(start, virt, end, Backing::Anonymous);
                 return Err(Error::OutOfMemory);
             }
         }
@@ -135,22 +157,80 @@ impl AddressSpace {
 
     /// Map frames owned elsewhere, `[phys, phys + len)`, read-only at `start`.
     pub fn map_borrowed(&mut self, start: usize, phys: PhysAddr, len: usize) -> Result<(), Error> {
+        let frames = (0..len / PAGE_SIZE).map(|i| phys + (i * PAGE_SIZE) as u64);
+        self.map_frames(
+            start,
+            len,
+            frames,
+            prot::READ,
+            prot::READ,
+            Backing::Borrowed,
+        )
+    }
+
+    /// Map a memory object's frames at `start` through capability `cap`, which allows
+    /// `max_prot`.
+    pub fn map_shared(
+        &mut self,
+        start: usize,
+        frames: &[PhysAddr],
+        prot_bits: usize,
+        max_prot: usize,
+        cap: CapId,
+    ) -> Result<(), Error> {
+        let len = frames.len() * PAGE_SIZE;
+        let frames = frames.iter().copied();
+        self.map_frames(
+            start,
+            len,
+            frames,
+            prot_bits,
+            max_prot,
+            Backing::Shared(cap),
+        )
+    }
+
+    fn map_frames(
+        &mut self,
+        start: usize,
+        len: usize,
+        frames: impl Iterator<Item = PhysAddr>,
+        prot_bits: usize,
+        max_prot: usize,
+        backing: Backing,
+    ) -> Result<(), Error> {
         let end = check_user_range(start, len)?;
-        self.insert_region(start, end, prot::READ, Backing::Borrowed)?;
-        for (i, virt) in (start..end).step_by(PAGE_SIZE).enumerate() {
-            let frame_phys = phys + (i * PAGE_SIZE) as u64;
-            if self
-                .tables
-                .map(virt, frame_phys, page_flags(prot::READ))
-                .is_none()
-            {
-                self.remove_pages(start, virt, Backing::Borrowed);
-                self.tables.prune(start, end);
-                self.regions.remove(&start);
+        self.insert_region(start, end, prot_bits, max_prot, backing)?;
+        for (virt, phys) in (start..end).step_by(PAGE_SIZE).zip(frames) {
+            if self.tables.map(virt, phys, page_flags(prot_bits)).is_none() {
+                self.undo_map(start, virt, end, backing);
                 return Err(Error::OutOfMemory);
             }
         }
         Ok(())
+    }
+
+    /// Take back a map that failed after mapping `[start, mapped_to)` of `[start, end)`.
+    fn undo_map(&mut self, start: usize, mapped_to: usize, end: usize, backing: Backing) {
+        self.remove_pages(start, mapped_to, backing);
+        self.tables.prune(start, end);
+        self.regions.remove(&start);
+    }
+
+    /// Remove every mapping made through capability `cap`.
+    pub fn unmap_shared(&mut self, cap: CapId) {
+        let doomed: alloc::vec::Vec<(usize, Region)> = self
+            .regions
+            .iter()
+            .filter(|(_, r)| r.backing == Backing::Shared(cap))
+            .map(|(&s, &r)| (s, r))
+            .collect();
+        for (start, region) in doomed {
+            self.regions.remove(&start);
+            let end = start + region.pages * PAGE_SIZE;
+            self.remove_pages(start, end, region.backing);
+            self.tables.prune(start, end);
+        }
     }
 
     fn insert_region(
@@ -158,9 +238,13 @@ impl AddressSpace {
         start: usize,
         end: usize,
         prot_bits: usize,
+        max_prot: usize,
         backing: Backing,
     ) -> Result<(), Error> {
         check_prot(prot_bits)?;
+        if prot_bits & !max_prot != 0 {
+            return Err(Error::MissingRight);
+        }
         if self.overlaps(start, end) {
             return Err(Error::Exists);
         }
@@ -170,6 +254,7 @@ impl AddressSpace {
         let region = Region {
             pages: (end - start) / PAGE_SIZE,
             prot: prot_bits,
+            max_prot,
             backing,
         };
         self.regions.insert(start, region);
@@ -260,7 +345,7 @@ impl AddressSpace {
             .regions
             .range(..end)
             .filter(|(s, r)| **s + r.pages * PAGE_SIZE > start)
-            .any(|(_, r)| r.backing == Backing::Borrowed && prot_bits != prot::READ)
+            .any(|(_, r)| prot_bits & !r.max_prot != 0)
         {
             return Err(Error::PermissionDenied);
         }

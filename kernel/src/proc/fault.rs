@@ -1,42 +1,123 @@
-//! CPU exceptions raised in ring 3: the faulting process ends, never the kernel.
+//! CPU exceptions raised in ring 3: the faulting process's business, never the kernel's.
 //!
-//! The event is logged with everything needed to debug it, and the exit status carries the
-//! vector, error code, instruction and address to the parent. (Fault handlers that receive
-//! the fault as a message come with IPC.)
+//! With a fault handler (a port set by `fault_handler_set`), the faulting thread is suspended
+//! and a fault message (vector, error code, rip, CR2) goes to the handler with a reply; the
+//! answer resumes the thread (optionally at a new rip) or ends the process. Without one, or
+//! when the handler cannot take the message or dies, the process ends: the log names the
+//! fault, and the parent's `process_wait` gets the same facts.
 
 use crate::arch::trap::{TrapFrame, exception_name};
-use crate::kernel::kernel;
-use keel_abi::{ExitStatus, exit_kind, vector};
+use crate::ipc::{Message, ReplyRef};
+use crate::kernel::{Kernel, kernel};
+use crate::sched::thread::ThreadState;
+use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
+use keel_abi::{ExitStatus, exit_kind, layout, vector};
 
-pub fn user_fault(frame: &TrapFrame) {
+pub fn user_fault(frame: &mut TrapFrame) {
     let address = if frame.vector == vector::PAGE_FAULT as u64 {
         crate::arch::read_cr2()
     } else {
         0
     };
-    {
+    let status = ExitStatus {
+        kind: exit_kind::FAULTED,
+        vector: frame.vector as u32,
+        code: frame.error_code as i64,
+        rip: frame.rip,
+        address,
+    };
+    let handled = {
         let mut k = kernel();
-        let tid = k.sched.current;
-        crate::kprintln!(
-            "{} faulted: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}, rsp {:#x}; process ended",
-            k.describe_thread(tid),
-            exception_name(frame.vector),
-            frame.vector,
-            frame.error_code,
-            frame.rip,
-            address,
-            frame.rsp,
-        );
-        let pid = k.current_pid();
-        let status = ExitStatus {
-            kind: exit_kind::FAULTED,
-            vector: frame.vector as u32,
-            code: frame.error_code as i64,
-            rip: frame.rip,
-            address,
-        };
-        k.end_process(pid, status);
-    }
+        let sent = send_to_handler(&mut k, &status);
+        if !sent {
+            end_faulted(&mut k, frame, &status);
+        }
+        sent
+    };
     crate::sched::reschedule();
-    unreachable!("a faulted thread is never resumed");
+    if handled && resumed(frame) {
+        return;
+    }
+    let mut k = kernel();
+    end_faulted(&mut k, frame, &status);
+    drop(k);
+    crate::sched::reschedule();
+    unreachable!("a faulted thread that is not resumed never runs again");
+}
+
+/// Send the fault to the process's handler and block the thread for the answer.
+fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
+    let pid = k.current_pid();
+    let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler) else {
+        return false;
+    };
+    let tid = k.sched.current;
+    let thread = k.threads.get_mut(&tid).expect("running thread");
+    thread.call_seq += 1;
+    let seq = thread.call_seq;
+    let message = Message {
+        badge,
+        info: MessageInfo::new(LABEL_FAULT, 0, 0).0,
+        words: [
+            status.vector as u64,
+            status.code as u64,
+            status.rip,
+            status.address,
+        ],
+        reply: Some(ReplyRef { caller: tid, seq }),
+        sender: pid,
+        ..Message::default()
+    };
+    match k.deliver(port, message) {
+        Ok(()) => {
+            k.block_current(ThreadState::WaitingReply(seq));
+            true
+        }
+        Err((_, message)) => {
+            // The reply it carries is ours: dropping it must not wake us.
+            let message = Message {
+                reply: None,
+                ..message
+            };
+            k.discard_message(message);
+            false
+        }
+    }
+}
+
+/// The handler answered: resume unless it said otherwise.
+fn resumed(frame: &mut TrapFrame) -> bool {
+    let mut k = kernel();
+    let tid = k.sched.current;
+    let Some(Ok(answer)) = k.threads.get_mut(&tid).and_then(|t| t.inbox.take()) else {
+        return false;
+    };
+    let [verdict, new_rip, ..] = answer.words;
+    k.discard_message(answer);
+    if verdict != FAULT_RESUME {
+        return false;
+    }
+    if new_rip != 0 {
+        if !(layout::USER_START as u64..layout::USER_END as u64).contains(&new_rip) {
+            return false;
+        }
+        frame.rip = new_rip;
+    }
+    true
+}
+
+fn end_faulted(k: &mut Kernel, frame: &TrapFrame, status: &ExitStatus) {
+    let tid = k.sched.current;
+    crate::kprintln!(
+        "{} faulted: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}, rsp {:#x}; process ended",
+        k.describe_thread(tid),
+        exception_name(frame.vector),
+        frame.vector,
+        frame.error_code,
+        status.rip,
+        status.address,
+        frame.rsp,
+    );
+    let pid = k.current_pid();
+    k.end_process(pid, *status);
 }

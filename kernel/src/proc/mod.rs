@@ -9,8 +9,12 @@ pub mod elf;
 pub mod fault;
 pub mod spawn;
 
+use crate::cap::space::CapSpace;
+use crate::ipc::PortId;
 use crate::kernel::Kernel;
+use crate::mm::PAGE_SIZE;
 use crate::mm::space::AddressSpace;
+use crate::sched::thread::KERNEL_STACK_SIZE;
 use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
 use keel_abi::{ExitStatus, exit_kind, poweroff};
@@ -26,6 +30,12 @@ pub const MAX_THREADS: usize = 64;
 
 pub struct Process {
     pub id: Pid,
+    pub caps: CapSpace,
+    /// Where this process's faults go as messages: a port and the badge to stamp on them.
+    pub fault_handler: Option<(PortId, u64)>,
+    pub quota: Quota,
+    /// Kernel bytes held by this process's messages waiting in queues.
+    pub queued_bytes: usize,
     /// 0 once the parent is gone.
     pub parent: Pid,
     pub name: heapless::String<{ keel_abi::NAME_LEN }>,
@@ -42,7 +52,35 @@ impl Process {
     pub fn is_zombie(&self) -> bool {
         self.exit.is_some()
     }
+
+    /// Kernel memory held on this process's behalf.
+    pub fn kernel_bytes(&self) -> usize {
+        self.caps.used() * CAP_SLOT_COST
+            + self.queued_bytes
+            + self
+                .space
+                .as_ref()
+                .map_or(0, |s| s.table_frames() * PAGE_SIZE)
+            + self.threads.len() * KERNEL_STACK_SIZE
+    }
 }
+
+/// What a process may make the kernel hold for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Quota {
+    pub kernel_bytes: usize,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            kernel_bytes: 2 << 20,
+        }
+    }
+}
+
+/// Kernel bytes a capability slot costs its holder.
+pub const CAP_SLOT_COST: usize = 64;
 
 impl Kernel {
     /// End process `pid` with `status`: free its threads and memory, keep the status for its
@@ -61,6 +99,7 @@ impl Kernel {
         for tid in threads {
             self.remove_thread(tid);
         }
+        self.cap_delete_all(pid);
         if let Some(space) = space {
             self.sched.unload_root(space.root());
             drop(space);
@@ -89,11 +128,46 @@ impl Kernel {
         }
     }
 
-    /// Take a thread out of the scheduler. The running thread is freed after the next switch.
+    /// Charge `bytes` of kernel memory to `pid`; false when its quota would be exceeded.
+    pub fn charge_kernel_bytes(&mut self, pid: Pid, bytes: usize) -> bool {
+        match self.processes.get_mut(&pid) {
+            Some(p) if p.kernel_bytes() + bytes <= p.quota.kernel_bytes => {
+                p.queued_bytes += bytes;
+                true
+            }
+            Some(_) => false,
+            // A process that has ended (a fault message's sender) is charged nothing.
+            None => true,
+        }
+    }
+
+    pub fn refund_kernel_bytes(&mut self, pid: Pid, bytes: usize) {
+        if let Some(p) = self.processes.get_mut(&pid) {
+            p.queued_bytes = p.queued_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// Take a thread out of the scheduler and out of IPC: it stops waiting on ports, and
+    /// calls it had received but not answered fail. The running thread is freed after the
+    /// next switch.
     pub fn remove_thread(&mut self, tid: Tid) {
-        let Some(state) = self.threads.get(&tid).map(|t| t.state) else {
+        let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
+        let state = thread.state;
+        let pending = thread.pending_reply.take();
+        let inbox = thread.inbox.take();
+        if let ThreadState::Receiving { port, .. } = state
+            && let Some(port) = self.ports.get_mut(&port)
+        {
+            port.receivers.retain(|&t| t != tid);
+        }
+        if let Some(reply) = pending {
+            self.abandon_reply(reply);
+        }
+        if let Some(Ok(message)) = inbox {
+            self.discard_message(message);
+        }
         if tid == self.sched.current {
             if let Some(thread) = self.threads.get_mut(&tid) {
                 thread.state = ThreadState::Dead;

@@ -3,13 +3,16 @@
 //! Every step can fail on bad input or exhausted memory; the half-built address space is then
 //! dropped, which returns every frame, so a failed spawn leaves nothing behind.
 
-use super::{MAX_PROCESSES, Pid, Process, elf};
+use super::{MAX_PROCESSES, Pid, Process, Quota, elf};
+use crate::cap::space::{CapSpace, DEFAULT_SLOTS};
+use crate::cap::{Found, Object};
 use crate::kernel::Kernel;
 use crate::mm::space::AddressSpace;
 use crate::mm::{PAGE_SIZE, PhysAddr, align_up};
 use crate::sched::thread::Start;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use keel_abi::cap::{AuditRecord, audit, rights};
 use keel_abi::layout::{self, BootModule, StartInfo};
 use keel_abi::{Error, prot};
 
@@ -29,6 +32,10 @@ pub struct SpawnSpec<'a> {
     pub priority: usize,
     pub rights: u32,
     pub modules: &'a [SharedModule<'a>],
+    /// Capabilities of the parent the child gets copies of, as handles `1..`.
+    pub caps: &'a [Found],
+    /// Also give the audit-log capability (the first process).
+    pub audit: bool,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
@@ -52,6 +59,7 @@ fn start_info(pid: Pid, spec: &SpawnSpec, module_addrs: &[usize]) -> Box<StartIn
         slot.args_len = copy_str(&mut slot.args, module.args.as_bytes()) as u32;
     }
     info.module_count = module_addrs.len() as u32;
+    info.cap_count = (spec.caps.len() + spec.audit as usize) as u64;
     info
 }
 
@@ -111,14 +119,21 @@ impl Kernel {
                 threads: Vec::new(),
                 exit: None,
                 cpu_ticks: 0,
+                caps: CapSpace::new(DEFAULT_SLOTS),
+                fault_handler: None,
+                quota: Quota::default(),
+                queued_bytes: 0,
             },
         );
-        let start = Start::User {
-            entry,
-            stack_top: layout::STACK_TOP,
-            arg: layout::START_INFO_ADDR,
-        };
-        match self.spawn_thread(pid, spec.priority, start) {
+        let started = self.grant_initial_caps(pid, spec).and_then(|()| {
+            let start = Start::User {
+                entry,
+                stack_top: layout::STACK_TOP,
+                arg: layout::START_INFO_ADDR,
+            };
+            self.spawn_thread(pid, spec.priority, start)
+        });
+        match started {
             Ok(tid) => {
                 self.processes
                     .get_mut(&pid)
@@ -128,10 +143,34 @@ impl Kernel {
                 Ok(pid)
             }
             Err(error) => {
+                self.cap_delete_all(pid);
                 let process = self.processes.remove(&pid).expect("just inserted");
                 drop(process);
                 Err(error)
             }
         }
+    }
+
+    /// The capabilities a new process starts with, in handles `1..`: copies derived from the
+    /// parent's, then the audit log for the first process.
+    fn grant_initial_caps(&mut self, pid: Pid, spec: &SpawnSpec) -> Result<(), Error> {
+        for granted in spec.caps {
+            let copy = self.cap_derive_in_flight(granted, rights::ALL, 0);
+            self.cap_place(pid, copy)
+                .inspect_err(|_| self.cap_delete(copy))?;
+            self.audit.record(AuditRecord {
+                event: audit::GRANTED,
+                error: 0,
+                pid: spec.parent,
+                handle: 0,
+                rights: granted.rights,
+                other: pid,
+                tick: self.ticks,
+            });
+        }
+        if spec.audit {
+            self.cap_create(pid, Object::Audit, rights::READ | rights::GRANT)?;
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 pub mod thread;
 
 use crate::arch::{self, entry, gdt};
-use crate::kernel::{Kernel, kernel};
+use crate::kernel::{Kernel, KernelGuard, kernel};
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use keel_abi::PRIORITY_LEVELS;
@@ -60,11 +60,14 @@ impl Scheduler {
             .unwrap_or(self.idle)
     }
 
-    /// Forget `tid` in every queue (it is being removed).
+    /// Forget `tid` in the run queues and timers (it is being removed or woken).
     pub fn forget(&mut self, tid: Tid, state: ThreadState) {
         match state {
             ThreadState::Ready => self.queues.iter_mut().for_each(|q| q.retain(|&t| t != tid)),
-            ThreadState::Sleeping(until) => {
+            ThreadState::Sleeping(until)
+            | ThreadState::Receiving {
+                until: Some(until), ..
+            } => {
                 self.sleepers.remove(&(until, tid));
             }
             _ => {}
@@ -104,7 +107,11 @@ impl Kernel {
     /// Block the running thread in `state`; the caller then calls [`reschedule`].
     pub fn block_current(&mut self, state: ThreadState) {
         let tid = self.sched.current;
-        if let ThreadState::Sleeping(until) = state {
+        if let ThreadState::Sleeping(until)
+        | ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
             self.sched.sleepers.insert((until, tid));
         }
         if let Some(thread) = self.threads.get_mut(&tid) {
@@ -138,52 +145,58 @@ impl Kernel {
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
-    let (save, next_rsp) = {
-        let mut k = kernel();
-        let k = &mut *k;
-        k.sched.need_resched = false;
-        let current = k.sched.current;
-        let slice_over = k.sched.slice_left == 0;
-        if let Some(thread) = k.threads.get_mut(&current)
-            && thread.state == ThreadState::Running
-            && !k.sched.is_idle(current)
-        {
-            // Still runnable: it goes back in line, in front if its slice is not used up.
-            thread.state = ThreadState::Ready;
-            let queue = &mut k.sched.queues[thread.priority];
-            if slice_over {
-                queue.push_back(current);
-            } else {
-                queue.push_front(current);
-            }
+    let mut k = kernel();
+    k.sched.need_resched = false;
+    let current = k.sched.current;
+    let slice_over = k.sched.slice_left == 0;
+    let idle = k.sched.is_idle(current);
+    let state = &mut *k;
+    if let Some(thread) = state.threads.get_mut(&current)
+        && thread.state == ThreadState::Running
+        && !idle
+    {
+        // Still runnable: it goes back in line, in front if its slice is not used up.
+        thread.state = ThreadState::Ready;
+        let queue = &mut state.sched.queues[thread.priority];
+        if slice_over {
+            queue.push_back(current);
+        } else {
+            queue.push_front(current);
         }
-        let next = k.sched.pick_next();
-        if slice_over || next != current {
-            k.sched.slice_left = TIME_SLICE;
-        }
-        let root = k.root_of_thread(next);
-        let next_thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-        next_thread.state = ThreadState::Running;
-        if next == current {
-            return;
-        }
-        let top = next_thread.stack_top();
-        let next_rsp = next_thread.saved_rsp;
-        gdt::set_kernel_stack(top);
-        entry::set_syscall_stack(top);
-        if let Some(root) = root
-            && root != k.sched.loaded_root
-        {
-            k.sched.loaded_root = root;
-            arch::load_root(root);
-        }
-        k.sched.current = next;
-        let save = match k.threads.get_mut(&current) {
-            Some(thread) => &raw mut thread.saved_rsp,
-            None => &raw mut k.boot_rsp,
-        };
-        (save, next_rsp)
+    }
+    let next = k.sched.pick_next();
+    if slice_over || next != current {
+        k.sched.slice_left = TIME_SLICE;
+    }
+    switch_to(k, next);
+}
+
+/// Run `next` now, without consulting the run queues: the IPC fast path's direct switch.
+/// The current thread must already be blocked (or requeued) by the caller.
+pub fn switch_to(mut k: KernelGuard, next: Tid) {
+    let current = k.sched.current;
+    let root = k.root_of_thread(next);
+    let next_thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+    next_thread.state = ThreadState::Running;
+    if next == current {
+        return;
+    }
+    let top = next_thread.stack_top();
+    let next_rsp = next_thread.saved_rsp;
+    gdt::set_kernel_stack(top);
+    entry::set_syscall_stack(top);
+    if let Some(root) = root
+        && root != k.sched.loaded_root
+    {
+        k.sched.loaded_root = root;
+        arch::load_root(root);
+    }
+    k.sched.current = next;
+    let save = match k.threads.get_mut(&current) {
+        Some(thread) => &raw mut thread.saved_rsp,
+        None => &raw mut k.boot_rsp,
     };
+    drop(k);
     // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
     // slot) that stays put until this thread is reaped, which happens only after the switch.
     unsafe { entry::switch(save, next_rsp) };
@@ -230,7 +243,12 @@ pub fn timer_tick() {
                 break;
             }
             k.sched.sleepers.pop_first();
-            k.make_ready(tid);
+            match k.threads.get(&tid).map(|t| t.state) {
+                Some(ThreadState::Receiving { .. }) => {
+                    k.wake_with(tid, Err(keel_abi::Error::TimedOut))
+                }
+                _ => k.make_ready(tid),
+            }
         }
         k.sched.slice_left = k.sched.slice_left.saturating_sub(1);
         if k.sched.slice_left == 0 {

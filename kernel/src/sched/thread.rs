@@ -7,13 +7,15 @@
 use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
+use crate::ipc::fastpath::PathCache;
+use crate::ipc::{Delivery, PortId, ReplyRef};
 use crate::proc::Pid;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use keel_abi::Error;
 
 pub type Tid = u32;
 
-const KERNEL_STACK_SIZE: usize = 16 * 1024;
+pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
 const RFLAGS_INTERRUPTS: u64 = 1 << 9;
 const RFLAGS_RESERVED: u64 = 1 << 1;
 
@@ -23,6 +25,13 @@ pub enum ThreadState {
     Running,
     /// Blocked until the tick count reaches the value.
     Sleeping(u64),
+    /// Blocked in receive on a port, until a tick count if given.
+    Receiving {
+        port: PortId,
+        until: Option<u64>,
+    },
+    /// Blocked until call number `seq` is answered (a call, or a fault awaiting its handler).
+    WaitingReply(u64),
     /// Blocked in `process_wait` until a child ends.
     WaitingChild,
     /// Ended; its stack is freed once another thread runs.
@@ -69,6 +78,15 @@ pub struct Thread {
     /// Where `switch_context` parked this thread's kernel stack pointer.
     pub saved_rsp: u64,
     pub cpu_ticks: u64,
+    /// The page registered with `ipc_buffer_set`.
+    pub ipc_buffer: Option<usize>,
+    /// What woke this thread from a receive, call or fault.
+    pub inbox: Option<Delivery>,
+    /// The call received last and not answered yet.
+    pub pending_reply: Option<ReplyRef>,
+    /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
+    pub call_seq: u64,
+    pub path_cache: PathCache,
     stack: KernelStack,
 }
 
@@ -118,6 +136,11 @@ impl Thread {
             priority,
             saved_rsp,
             cpu_ticks: 0,
+            ipc_buffer: None,
+            inbox: None,
+            pending_reply: None,
+            call_seq: 0,
+            path_cache: PathCache::default(),
             stack,
         })
     }

@@ -1,10 +1,13 @@
 //! Anonymous memory in the caller's own address space: map, unmap, protect.
 
-use super::Args;
+use crate::arch::trap::TrapFrame;
+use crate::cap::Object;
 use crate::kernel::kernel;
+use crate::mm::object::MemoryObject;
 use crate::mm::space::{AddressSpace, check_prot};
 use crate::mm::{PAGE_SIZE, align_up};
-use keel_abi::{Error, SyscallResult, layout};
+use keel_abi::cap::{Handle, kind, rights};
+use keel_abi::{Error, SyscallResult, layout, prot};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
@@ -16,8 +19,8 @@ fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Resul
     f(space)
 }
 
-pub fn map(args: Args) -> SyscallResult {
-    let (addr, len, prot) = (args.get(0), args.get(1), args.get(2));
+pub fn map(frame: &mut TrapFrame) -> SyscallResult {
+    let (addr, len, prot) = (frame.arg(0), frame.arg(1), frame.arg(2));
     check_prot(prot)?;
     with_space(|space| {
         let start = if addr == 0 {
@@ -34,10 +37,88 @@ pub fn map(args: Args) -> SyscallResult {
     })
 }
 
-pub fn unmap(args: Args) -> SyscallResult {
-    with_space(|space| space.unmap(args.get(0), args.get(1))).map(|()| 0)
+pub fn unmap(frame: &mut TrapFrame) -> SyscallResult {
+    with_space(|space| space.unmap(frame.arg(0), frame.arg(1))).map(|()| 0)
 }
 
-pub fn protect(args: Args) -> SyscallResult {
-    with_space(|space| space.protect(args.get(0), args.get(1), args.get(2))).map(|()| 0)
+pub fn protect(frame: &mut TrapFrame) -> SyscallResult {
+    with_space(|space| space.protect(frame.arg(0), frame.arg(1), frame.arg(2))).map(|()| 0)
+}
+
+pub fn create_object(frame: &mut TrapFrame) -> SyscallResult {
+    let len = frame.arg(0);
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let owned: usize = k
+        .memory
+        .values()
+        .filter(|m| m.owner == pid)
+        .map(|m| m.frames.len())
+        .sum();
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    if space.data_frames() + owned + len / PAGE_SIZE > space.frame_limit {
+        return Err(Error::QuotaExceeded);
+    }
+    let object = MemoryObject::new(len, pid)?;
+    let id = k.next_object_id();
+    k.memory.insert(id, object);
+    let all = rights::MAP_READ | rights::MAP_WRITE | rights::MAP_EXEC | rights::GRANT;
+    let handle = k.cap_create(pid, Object::Memory(id), all);
+    if handle.is_err() {
+        k.memory.remove(&id);
+    }
+    Ok(handle? as usize)
+}
+
+/// Each protection bit and the capability right that allows it.
+const PROT_RIGHTS: [(usize, u32); 3] = [
+    (prot::READ, rights::MAP_READ),
+    (prot::WRITE, rights::MAP_WRITE),
+    (prot::EXEC, rights::MAP_EXEC),
+];
+
+/// The mapping rights a protection needs.
+fn map_rights(prot_bits: usize) -> u32 {
+    PROT_RIGHTS
+        .iter()
+        .filter(|(p, _)| prot_bits & p != 0)
+        .fold(0, |acc, (_, r)| acc | r)
+}
+
+/// The protections a capability's rights allow.
+fn allowed_prot(cap_rights: u32) -> usize {
+    PROT_RIGHTS
+        .iter()
+        .filter(|(_, r)| cap_rights & r != 0)
+        .fold(0, |acc, (p, _)| acc | p)
+}
+
+pub fn map_object(frame: &mut TrapFrame) -> SyscallResult {
+    let handle = Handle::try_from(frame.arg(0)).map_err(|_| Error::InvalidHandle)?;
+    let (addr, prot_bits) = (frame.arg(1), frame.arg(2));
+    check_prot(prot_bits)?;
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, handle, Some(kind::MEMORY), map_rights(prot_bits))?;
+    let Object::Memory(id) = cap.object else {
+        return Err(Error::WrongType);
+    };
+    let frames = k.memory.get(&id).ok_or(Error::StaleHandle)?.frames.clone();
+    let space = k
+        .current_process()
+        .space
+        .as_mut()
+        .expect("running process has memory");
+    let len = frames.len() * PAGE_SIZE;
+    let start = if addr == 0 {
+        space.find_free(len)?
+    } else {
+        addr
+    };
+    space.map_shared(start, &frames, prot_bits, allowed_prot(cap.rights), cap.id)?;
+    Ok(start)
 }

@@ -1,9 +1,12 @@
 //! The syscall table: one handler per [`Syscall`], all with one signature.
 //!
-//! A handler gets the six argument registers and returns a [`SyscallResult`]; it takes the
-//! kernel lock itself, and releases it before blocking. Every user pointer is a
-//! [`UserSlice`](crate::mm::user::UserSlice) checked against the caller's regions.
+//! A handler gets the caller's saved registers (arguments in, extra results out) and returns
+//! a [`SyscallResult`] for `rax`; it takes the kernel lock itself and releases it before
+//! blocking. Every user pointer is a [`UserSlice`](crate::mm::user::UserSlice) checked
+//! against the caller's regions; every object is reached through a capability check.
 
+mod cap;
+mod ipc;
 mod memory;
 mod process;
 mod system;
@@ -12,26 +15,7 @@ mod thread;
 use crate::arch::trap::TrapFrame;
 use keel_abi::{Error, Syscall, SyscallResult, encode_result};
 
-/// The argument registers: rdi, rsi, rdx, r10, r8, r9.
-#[derive(Clone, Copy)]
-pub struct Args([usize; 6]);
-
-impl Args {
-    fn from_frame(frame: &TrapFrame) -> Self {
-        Args(
-            [
-                frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-            ]
-            .map(|r| r as usize),
-        )
-    }
-
-    pub fn get(&self, i: usize) -> usize {
-        self.0[i]
-    }
-}
-
-type Handler = fn(Args) -> SyscallResult;
+type Handler = fn(&mut TrapFrame) -> SyscallResult;
 
 fn handler(call: Syscall) -> Handler {
     match call {
@@ -51,14 +35,32 @@ fn handler(call: Syscall) -> Handler {
         Syscall::ProcessInfo => process::info,
         Syscall::ProcessList => process::list,
         Syscall::SystemPoweroff => system::poweroff,
-        _ => |_| Err(Error::InvalidSyscall),
+        Syscall::CapDerive => cap::derive,
+        Syscall::CapDelete => cap::delete,
+        Syscall::CapRevoke => cap::revoke,
+        Syscall::CapInfo => cap::info,
+        Syscall::PortCreate => ipc::create,
+        Syscall::PortSend => ipc::send,
+        Syscall::PortRecv => ipc::recv,
+        Syscall::PortCall => ipc::call,
+        Syscall::PortReply => ipc::reply,
+        Syscall::PortReplyRecv => ipc::reply_recv,
+        Syscall::PortNotify => ipc::notify,
+        Syscall::IpcBufferSet => ipc::buffer_set,
+        Syscall::MemCreate => memory::create_object,
+        Syscall::MemMapObject => memory::map_object,
+        Syscall::FaultHandlerSet => process::fault_handler_set,
+        Syscall::IpcStats => ipc::stats,
+        Syscall::AuditRead => cap::audit_read,
+        Syscall::Resources => cap::resources,
+        Syscall::ReplySave => ipc::reply_save,
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     let result = match Syscall::from_raw(frame.rax as usize) {
-        Some(call) => handler(call)(Args::from_frame(frame)),
+        Some(call) => handler(call)(frame),
         None => Err(Error::InvalidSyscall),
     };
     frame.rax = encode_result(result) as u64;

@@ -1,11 +1,13 @@
 //! Processes: spawn from an ELF image, exit, wait, kill, and read-only snapshots.
 
-use super::Args;
+use crate::arch::trap::TrapFrame;
+use crate::cap::{Found, Object};
 use crate::kernel::{Kernel, kernel};
 use crate::mm::user::UserSlice;
 use crate::proc::spawn::SpawnSpec;
 use crate::proc::{Pid, Process};
 use crate::sched::{reschedule, thread::ThreadState};
+use keel_abi::cap::{MAX_SPAWN_CAPS, kind as cap_kind, rights as cap_rights};
 use keel_abi::{
     ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest,
     SyscallResult, exit_kind, process_state, rights,
@@ -21,7 +23,7 @@ fn current_space(k: &mut Kernel) -> &crate::mm::space::AddressSpace {
         .expect("running process has memory")
 }
 
-pub fn spawn(args: Args) -> SyscallResult {
+pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let caller = k.current_process();
     if caller.rights & rights::SPAWN == 0 {
@@ -29,7 +31,7 @@ pub fn spawn(args: Args) -> SyscallResult {
     }
     let (parent, parent_rights, parent_priority) = (caller.id, caller.rights, caller.priority);
     let space = current_space(&mut k);
-    let request: SpawnRequest = UserSlice::of::<SpawnRequest>(args.get(0)).read_value(space)?;
+    let request: SpawnRequest = UserSlice::of::<SpawnRequest>(frame.arg(0)).read_value(space)?;
     if request.elf_len > MAX_IMAGE || request.name_len > NAME_LEN || request.args_len > ARGS_LEN {
         return Err(Error::InvalidArgument);
     }
@@ -48,6 +50,7 @@ pub fn spawn(args: Args) -> SyscallResult {
     UserSlice::new(request.args_ptr, request.args_len)
         .read_into(space, &mut process_args[..request.args_len])?;
     let image = UserSlice::new(request.elf_ptr, request.elf_len).read_vec(space)?;
+    let caps = granted_caps(&mut k, parent, &request)?;
     let pid = k.spawn_process(&SpawnSpec {
         parent,
         name,
@@ -56,15 +59,69 @@ pub fn spawn(args: Args) -> SyscallResult {
         priority: request.priority,
         rights: request.rights,
         modules: &[],
+        caps: &caps,
+        audit: false,
     })?;
     Ok(pid as usize)
 }
 
-pub fn exit(args: Args) -> SyscallResult {
+/// The capabilities a spawn request hands down; each needs GRANT.
+fn granted_caps(
+    k: &mut Kernel,
+    parent: Pid,
+    request: &SpawnRequest,
+) -> Result<heapless::Vec<Found, MAX_SPAWN_CAPS>, Error> {
+    if request.caps_len > MAX_SPAWN_CAPS {
+        return Err(Error::InvalidArgument);
+    }
+    let mut handles = [0u32; MAX_SPAWN_CAPS];
+    let space = current_space(k);
+    let bytes = UserSlice::new(request.caps_ptr, request.caps_len * 4);
+    if request.caps_len > 0 {
+        let mut raw = [0u8; MAX_SPAWN_CAPS * 4];
+        bytes.read_into(space, &mut raw[..request.caps_len * 4])?;
+        for (handle, chunk) in handles.iter_mut().zip(raw.chunks_exact(4)) {
+            *handle = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+    }
+    let mut caps = heapless::Vec::new();
+    for &handle in &handles[..request.caps_len] {
+        let cap = k.cap_check(parent, handle, None, cap_rights::GRANT)?;
+        let _ = caps.push(cap);
+    }
+    Ok(caps)
+}
+
+pub fn fault_handler_set(frame: &mut TrapFrame) -> SyscallResult {
+    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
+    let handle = frame.arg(1);
+    let mut k = kernel();
+    let caller = k.current_pid();
+    if pid != caller {
+        child_of(&k, caller, pid)?;
+    }
+    let handler = if handle == 0 {
+        None
+    } else {
+        let handle = u32::try_from(handle).map_err(|_| Error::InvalidHandle)?;
+        let cap = k.cap_check(caller, handle, Some(cap_kind::PORT), cap_rights::SEND)?;
+        match cap.object {
+            Object::Port(port) => Some((port, cap.badge)),
+            _ => return Err(Error::WrongType),
+        }
+    };
+    k.processes
+        .get_mut(&pid)
+        .ok_or(Error::NotFound)?
+        .fault_handler = handler;
+    Ok(0)
+}
+
+pub fn exit(frame: &mut TrapFrame) -> SyscallResult {
     {
         let mut k = kernel();
         let pid = k.current_pid();
-        k.end_process(pid, crate::proc::exited(args.get(0) as i64));
+        k.end_process(pid, crate::proc::exited(frame.arg(0) as i64));
     }
     reschedule();
     unreachable!("an ended process is never resumed")
@@ -79,15 +136,15 @@ fn child_of(k: &Kernel, caller: Pid, pid: Pid) -> Result<&Process, Error> {
     Ok(child)
 }
 
-pub fn wait(args: Args) -> SyscallResult {
-    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
-    let out = UserSlice::of::<ExitStatus>(args.get(1));
+pub fn wait(frame: &mut TrapFrame) -> SyscallResult {
+    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
+    let out = UserSlice::of::<ExitStatus>(frame.arg(1));
     loop {
         {
             let mut k = kernel();
             let caller = k.current_pid();
             // Check the destination before waiting, so a bad pointer costs nothing.
-            current_space(&mut k).check_access(args.get(1), out.len(), true)?;
+            current_space(&mut k).check_access(frame.arg(1), out.len(), true)?;
             let child = child_of(&k, caller, pid)?;
             if let Some(status) = child.exit {
                 out.write_value(current_space(&mut k), &status)?;
@@ -100,8 +157,8 @@ pub fn wait(args: Args) -> SyscallResult {
     }
 }
 
-pub fn kill(args: Args) -> SyscallResult {
-    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
+pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
+    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
     let killed_self = {
         let mut k = kernel();
         let caller = k.current_pid();
@@ -132,8 +189,8 @@ pub fn kill(args: Args) -> SyscallResult {
     Ok(0)
 }
 
-pub fn info(args: Args) -> SyscallResult {
-    let pid = Pid::try_from(args.get(0)).map_err(|_| Error::NotFound)?;
+pub fn info(frame: &mut TrapFrame) -> SyscallResult {
+    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
     let mut k = kernel();
     let process = k.processes.get(&pid).ok_or(Error::NotFound)?;
     let mut info = ProcessInfo::empty();
@@ -152,12 +209,12 @@ pub fn info(args: Args) -> SyscallResult {
     let name = process.name.as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;
-    UserSlice::of::<ProcessInfo>(args.get(1)).write_value(current_space(&mut k), &info)?;
+    UserSlice::of::<ProcessInfo>(frame.arg(1)).write_value(current_space(&mut k), &info)?;
     Ok(0)
 }
 
-pub fn list(args: Args) -> SyscallResult {
-    let (addr, capacity) = (args.get(0), args.get(1));
+pub fn list(frame: &mut TrapFrame) -> SyscallResult {
+    let (addr, capacity) = (frame.arg(0), frame.arg(1));
     let mut k = kernel();
     // The whole buffer the caller declares must be writable, not just the part used now.
     let len = capacity.checked_mul(4).ok_or(Error::BadAddress)?;

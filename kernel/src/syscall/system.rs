@@ -1,6 +1,6 @@
 //! Kernel log output, system figures, power.
 
-use super::Args;
+use crate::arch::trap::TrapFrame;
 use crate::kernel::kernel;
 use crate::mm::{frame, user::UserSlice};
 use keel_abi::{Error, SysInfo, SyscallResult, poweroff as exit_value, rights};
@@ -8,8 +8,8 @@ use keel_abi::{Error, SysInfo, SyscallResult, poweroff as exit_value, rights};
 /// Longest single debug write; longer writes are cut and the count says so.
 const DEBUG_WRITE_MAX: usize = 64 * 1024;
 
-pub fn debug_write(args: Args) -> SyscallResult {
-    let len = args.get(1).min(DEBUG_WRITE_MAX);
+pub fn debug_write(frame: &mut TrapFrame) -> SyscallResult {
+    let len = frame.arg(1).min(DEBUG_WRITE_MAX);
     let bytes = {
         let mut k = kernel();
         let space = k
@@ -17,14 +17,14 @@ pub fn debug_write(args: Args) -> SyscallResult {
             .space
             .as_ref()
             .expect("running process has memory");
-        UserSlice::new(args.get(0), len).read_vec(space)?
+        UserSlice::new(frame.arg(0), len).read_vec(space)?
     };
     crate::log::write_bytes(&bytes);
     Ok(len)
 }
 
-pub fn info(args: Args) -> SyscallResult {
-    let kind = SysInfo::from_raw(args.get(0)).ok_or(Error::InvalidArgument)?;
+pub fn info(frame: &mut TrapFrame) -> SyscallResult {
+    let kind = SysInfo::from_raw(frame.arg(0)).ok_or(Error::InvalidArgument)?;
     let k = kernel();
     Ok(match kind {
         SysInfo::Pid => k.current_pid() as usize,
@@ -37,13 +37,13 @@ pub fn info(args: Args) -> SyscallResult {
     })
 }
 
-pub fn poweroff(args: Args) -> SyscallResult {
+pub fn poweroff(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let process = k.current_process();
     if process.rights & rights::SYSTEM == 0 {
         return Err(Error::PermissionDenied);
     }
-    let value = args.get(0) as u32;
+    let value = frame.arg(0) as u32;
     crate::kprintln!(
         "process {} ({}) powers the machine off ({})",
         process.id,

@@ -1,7 +1,7 @@
 //! Threads of the calling process: create, exit, yield, sleep.
 
-use super::Args;
 use crate::arch::lapic::TICK_HZ;
+use crate::arch::trap::TrapFrame;
 use crate::kernel::kernel;
 use crate::proc::MAX_THREADS;
 use crate::sched::{reschedule, thread::Start, thread::ThreadState};
@@ -15,10 +15,10 @@ fn user_address(addr: usize) -> Result<usize, Error> {
     }
 }
 
-pub fn create(args: Args) -> SyscallResult {
-    let entry = user_address(args.get(0))?;
-    let stack_top = user_address(args.get(1))?;
-    let priority = args.get(3);
+pub fn create(frame: &mut TrapFrame) -> SyscallResult {
+    let entry = user_address(frame.arg(0))?;
+    let stack_top = user_address(frame.arg(1))?;
+    let priority = frame.arg(3);
     if priority >= PRIORITY_LEVELS {
         return Err(Error::InvalidArgument);
     }
@@ -34,27 +34,27 @@ pub fn create(args: Args) -> SyscallResult {
     let start = Start::User {
         entry,
         stack_top,
-        arg: args.get(2),
+        arg: frame.arg(2),
     };
     let tid = k.spawn_thread(pid, priority, start)?;
     k.current_process().threads.push(tid);
     Ok(tid as usize)
 }
 
-pub fn exit(args: Args) -> SyscallResult {
-    kernel().exit_current_thread(args.get(0) as i64);
+pub fn exit(frame: &mut TrapFrame) -> SyscallResult {
+    kernel().exit_current_thread(frame.arg(0) as i64);
     reschedule();
     unreachable!("an exited thread is never resumed")
 }
 
-pub fn yield_now(_: Args) -> SyscallResult {
+pub fn yield_now(_: &mut TrapFrame) -> SyscallResult {
     kernel().yield_current();
     reschedule();
     Ok(0)
 }
 
-pub fn sleep(args: Args) -> SyscallResult {
-    let nanos = args.get(0) as u64;
+pub fn sleep(frame: &mut TrapFrame) -> SyscallResult {
+    let nanos = frame.arg(0) as u64;
     let ticks = nanos.div_ceil(1_000_000_000 / TICK_HZ);
     {
         let mut k = kernel();

@@ -1,0 +1,296 @@
+//! Ports: bounded message queues with waiting receivers, notification words, and calls
+//! answered through one-shot replies.
+//!
+//! A message is four register words, a label, optionally a payload and capabilities (both
+//! through the threads' IPC buffers) and optionally a reply. A message for a port with a
+//! waiting receiver goes straight into that thread's inbox; otherwise it queues, charged to
+//! the sender, until the queue is full. Notifications are bits OR-ed into the port's word:
+//! they never queue and never fill up. The receiver finishes a delivery itself, in its own
+//! address space ([`Kernel::complete_delivery`]), so the kernel only ever copies to and from
+//! the current address space.
+
+pub mod fastpath;
+pub mod port;
+
+use crate::arch::trap::TrapFrame;
+use crate::cap::{CapId, Object};
+use crate::kernel::Kernel;
+use crate::mm::user::UserSlice;
+use crate::proc::Pid;
+use crate::sched::thread::{ThreadState, Tid};
+use alloc::vec::Vec;
+use keel_abi::cap::{AuditRecord, audit, rights};
+use keel_abi::ipc::{IpcBuffer, MESSAGE_CAPS, MessageInfo};
+use keel_abi::{Error, SyscallResult};
+pub use port::{Port, PortId};
+
+/// A call awaiting its answer: the caller and which of its calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyRef {
+    pub caller: Tid,
+    pub seq: u64,
+}
+
+/// Kernel bytes a queued message costs its sender besides its payload.
+pub const MESSAGE_COST: usize = 128;
+
+#[derive(Default)]
+pub struct Message {
+    pub badge: u64,
+    pub info: u64,
+    pub words: [u64; 4],
+    pub payload: Vec<u8>,
+    /// In-flight capabilities: children of the sender's.
+    pub caps: heapless::Vec<CapId, MESSAGE_CAPS>,
+    pub reply: Option<ReplyRef>,
+    /// Charged for the message while it is queued.
+    pub sender: Pid,
+}
+
+impl Message {
+    pub fn charge(&self) -> usize {
+        MESSAGE_COST + self.payload.len()
+    }
+
+    pub fn is_plain(&self) -> bool {
+        self.payload.is_empty() && self.caps.is_empty()
+    }
+}
+
+/// What a blocked thread finds when it wakes from a receive, a call or a fault.
+pub type Delivery = Result<Message, Error>;
+
+impl Kernel {
+    /// Build a message from the caller's registers and IPC buffer. Capabilities named in the
+    /// buffer are copied in flight (each needs GRANT, and the port capability too).
+    pub fn message_from_caller(
+        &mut self,
+        frame: &TrapFrame,
+        badge: u64,
+        port_rights: u32,
+    ) -> Result<Message, Error> {
+        let info = MessageInfo(frame.rsi);
+        let pid = self.current_pid();
+        let mut message = Message {
+            badge,
+            info: MessageInfo::new(info.label(), 0, 0).0,
+            words: [frame.rdx, frame.r10, frame.r8, frame.r9],
+            sender: pid,
+            ..Message::default()
+        };
+        if info.payload_len() == 0 && info.caps() == 0 {
+            return Ok(message);
+        }
+        if info.payload_len() > keel_abi::ipc::MAX_PAYLOAD || info.caps() > MESSAGE_CAPS {
+            return Err(Error::InvalidArgument);
+        }
+        if info.caps() > 0 && port_rights & rights::GRANT == 0 {
+            return Err(Error::MissingRight);
+        }
+        let buffer = self.current_thread().ipc_buffer.ok_or(Error::BadAddress)?;
+        let space = self
+            .current_process()
+            .space
+            .as_ref()
+            .expect("running process has memory");
+        let buffer: IpcBuffer = UserSlice::of::<IpcBuffer>(buffer).read_value(space)?;
+        message.payload = Vec::new();
+        message
+            .payload
+            .try_reserve_exact(info.payload_len())
+            .map_err(|_| Error::OutOfMemory)?;
+        message
+            .payload
+            .extend_from_slice(&buffer.payload[..info.payload_len()]);
+        let mut granted = heapless::Vec::<_, MESSAGE_CAPS>::new();
+        for &handle in &buffer.caps[..info.caps()] {
+            let cap = self.cap_check(pid, handle, None, rights::GRANT)?;
+            let _ = granted.push((handle, cap));
+        }
+        for (handle, cap) in granted {
+            let copy = self.cap_derive_in_flight(&cap, rights::ALL, 0);
+            let _ = message.caps.push(copy);
+            self.audit.record(AuditRecord {
+                event: audit::GRANTED,
+                error: 0,
+                pid,
+                handle,
+                rights: cap.rights,
+                other: 0,
+                tick: self.ticks,
+            });
+        }
+        message.info = MessageInfo::new(info.label(), message.payload.len(), message.caps.len()).0;
+        Ok(message)
+    }
+
+    /// Drop a message that will never be delivered: its capabilities, its reply.
+    pub fn discard_message(&mut self, message: Message) {
+        for cap in message.caps {
+            self.cap_delete(cap);
+        }
+        if let Some(reply) = message.reply {
+            self.abandon_reply(reply);
+        }
+    }
+
+    /// A call's answer will never come: wake the caller with `PeerGone`.
+    pub fn abandon_reply(&mut self, reply: ReplyRef) {
+        if self.reply_is_awaited(reply) {
+            self.wake_with(reply.caller, Err(Error::PeerGone));
+        }
+    }
+
+    pub fn reply_is_awaited(&self, reply: ReplyRef) -> bool {
+        self.threads
+            .get(&reply.caller)
+            .is_some_and(|t| t.state == ThreadState::WaitingReply(reply.seq))
+    }
+
+    /// Hand `delivery` to a blocked thread and make it ready.
+    pub fn wake_with(&mut self, tid: Tid, delivery: Delivery) {
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let state = thread.state;
+        thread.inbox = Some(delivery);
+        self.sched.forget(tid, state);
+        if let ThreadState::Receiving { port, .. } = state
+            && let Some(port) = self.ports.get_mut(&port)
+        {
+            port.receivers.retain(|&t| t != tid);
+        }
+        self.make_ready(tid);
+    }
+
+    /// Send `message` to `port`: to a waiting receiver, else into the queue. On failure the
+    /// message comes back so the caller can discard it.
+    pub fn deliver(&mut self, port_id: PortId, message: Message) -> Result<(), (Error, Message)> {
+        let Some(port) = self.ports.get_mut(&port_id) else {
+            return Err((Error::PeerGone, message));
+        };
+        if port.closed {
+            return Err((Error::PeerGone, message));
+        }
+        port.stats.sent += 1;
+        if let Some(receiver) = port.receivers.pop_front() {
+            port.stats.received += 1;
+            self.wake_with(receiver, Ok(message));
+            return Ok(());
+        }
+        if port.queue.len() >= port.capacity {
+            port.stats.sent -= 1;
+            port.stats.queue_full += 1;
+            self.ipc_stats.queue_full += 1;
+            return Err((Error::QueueFull, message));
+        }
+        let charge = message.charge();
+        let sender = message.sender;
+        if !self.charge_kernel_bytes(sender, charge) {
+            return Err((Error::QuotaExceeded, message));
+        }
+        self.ports
+            .get_mut(&port_id)
+            .expect("checked above")
+            .queue
+            .push_back(message);
+        Ok(())
+    }
+
+    /// The next message or notification waiting on a port.
+    pub fn take_waiting(&mut self, port_id: PortId) -> Option<Message> {
+        let port = self.ports.get_mut(&port_id)?;
+        if port.notify != 0 {
+            let bits = core::mem::take(&mut port.notify);
+            return Some(Message {
+                info: MessageInfo::NOTIFICATION,
+                words: [bits, 0, 0, 0],
+                ..Message::default()
+            });
+        }
+        let message = port.queue.pop_front()?;
+        self.refund_kernel_bytes(message.sender, message.charge());
+        Some(message)
+    }
+
+    /// Finish a delivery in the receiver's own context: capabilities into its space,
+    /// payload into its IPC buffer, words into its registers. Returns 1 for a call.
+    pub fn complete_delivery(&mut self, frame: &mut TrapFrame, message: Message) -> SyscallResult {
+        let pid = self.current_pid();
+        let mut info =
+            MessageInfo::new(MessageInfo(message.info).label(), message.payload.len(), 0).0
+                | (message.info & MessageInfo::NOTIFICATION);
+        let mut handles = [0u32; MESSAGE_CAPS];
+        let mut placed = 0;
+        for cap in message.caps {
+            match self.cap_place(pid, cap) {
+                Ok(handle) => {
+                    handles[placed] = handle;
+                    placed += 1;
+                }
+                Err(_) => {
+                    self.cap_delete(cap);
+                    info |= MessageInfo::CAPS_DROPPED;
+                }
+            }
+        }
+        info |= (placed as u64) << 16;
+        if !message.payload.is_empty() || placed > 0 {
+            let written = self.current_thread().ipc_buffer.and_then(|buffer| {
+                let space = self.current_process().space.as_ref()?;
+                UserSlice::of::<[u32; MESSAGE_CAPS]>(buffer)
+                    .write_value(space, &handles)
+                    .ok()?;
+                let payload = UserSlice::new(
+                    buffer + core::mem::offset_of!(IpcBuffer, payload),
+                    message.payload.len(),
+                );
+                payload.write(space, &message.payload).ok()
+            });
+            if written.is_none() {
+                info = (info & !0xffff) | MessageInfo::PAYLOAD_DROPPED;
+            }
+        }
+        frame.rdi = message.badge;
+        frame.rsi = info;
+        [frame.rdx, frame.r10, frame.r8, frame.r9] = message.words;
+        let is_call = self.set_pending_reply(message.reply);
+        Ok(is_call as usize)
+    }
+
+    /// Remember the call this thread must answer; an unanswered earlier one is abandoned.
+    pub fn set_pending_reply(&mut self, reply: Option<ReplyRef>) -> bool {
+        let tid = self.sched.current;
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return false;
+        };
+        let previous = core::mem::replace(&mut thread.pending_reply, reply);
+        if let Some(previous) = previous {
+            self.abandon_reply(previous);
+        }
+        reply.is_some()
+    }
+
+    /// Answer a call: wake the caller with `message`.
+    pub fn answer(&mut self, reply: ReplyRef, message: Message) -> Result<(), Error> {
+        if !self.reply_is_awaited(reply) {
+            self.discard_message(message);
+            return Err(Error::PeerGone);
+        }
+        self.ipc_stats.replies += 1;
+        self.wake_with(reply.caller, Ok(message));
+        Ok(())
+    }
+
+    /// A reply capability for the current thread's pending call.
+    pub fn save_reply(&mut self) -> Result<keel_abi::cap::Handle, Error> {
+        let tid = self.sched.current;
+        let pid = self.current_pid();
+        let reply = self
+            .threads
+            .get_mut(&tid)
+            .and_then(|t| t.pending_reply.take())
+            .ok_or(Error::NotFound)?;
+        self.cap_create(pid, Object::Reply(reply), 0)
+    }
+}

@@ -1,0 +1,68 @@
+//! The port object: a bounded queue, the threads waiting to receive, a notification word.
+
+use super::Message;
+use crate::kernel::Kernel;
+use crate::sched::thread::Tid;
+use alloc::collections::VecDeque;
+use keel_abi::Error;
+use keel_abi::cap::rights;
+use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY};
+
+pub type PortId = u64;
+
+pub struct Port {
+    pub queue: VecDeque<Message>,
+    pub capacity: usize,
+    /// Threads blocked in receive, first come first served.
+    pub receivers: VecDeque<Tid>,
+    /// Notification bits not yet received.
+    pub notify: u64,
+    /// No capability with RECEIVE is left: nothing sent would ever be received.
+    pub closed: bool,
+    pub stats: IpcStats,
+}
+
+impl Port {
+    pub fn new(capacity: usize) -> Result<Self, Error> {
+        if capacity == 0 || capacity > MAX_PORT_CAPACITY {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(Port {
+            queue: VecDeque::new(),
+            capacity,
+            receivers: VecDeque::new(),
+            notify: 0,
+            closed: false,
+            stats: IpcStats::default(),
+        })
+    }
+}
+
+impl Kernel {
+    /// A capability to `port` went away: close the port when no receiver can remain, and
+    /// free it when no capability does.
+    pub fn port_capability_gone(&mut self, port_id: PortId) {
+        let object = crate::cap::Object::Port(port_id);
+        let any_left = self.caps.count(object) > 0;
+        let receivers_left = self.caps.count_with(object, rights::RECEIVE) > 0;
+        if receivers_left {
+            return;
+        }
+        let Some(port) = self.ports.get_mut(&port_id) else {
+            return;
+        };
+        port.closed = true;
+        let queued: alloc::vec::Vec<Message> = port.queue.drain(..).collect();
+        let waiting: alloc::vec::Vec<Tid> = port.receivers.drain(..).collect();
+        for message in queued {
+            self.refund_kernel_bytes(message.sender, message.charge());
+            self.discard_message(message);
+        }
+        for tid in waiting {
+            self.wake_with(tid, Err(Error::PeerGone));
+        }
+        if !any_left {
+            self.ports.remove(&port_id);
+        }
+    }
+}

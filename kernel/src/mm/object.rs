@@ -1,0 +1,50 @@
+//! Memory objects: sets of frames that several address spaces can map at once.
+//!
+//! A mapping lives exactly as long as the capability it was made through: deleting or
+//! revoking that capability unmaps it. So when the last capability goes, no mapping is
+//! left and the frames return to the allocator.
+
+use super::{PAGE_SIZE, PhysAddr, frame};
+use crate::proc::Pid;
+use alloc::vec::Vec;
+use keel_abi::Error;
+
+pub type MemId = u64;
+
+/// Largest memory object: 64 MiB.
+pub const MAX_OBJECT_SIZE: usize = 64 << 20;
+
+pub struct MemoryObject {
+    pub frames: Vec<PhysAddr>,
+    /// Charged for the frames while it lives.
+    pub owner: Pid,
+}
+
+impl MemoryObject {
+    pub fn new(len: usize, owner: Pid) -> Result<Self, Error> {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len > MAX_OBJECT_SIZE {
+            return Err(Error::InvalidArgument);
+        }
+        let mut frames = Vec::new();
+        frames
+            .try_reserve_exact(len / PAGE_SIZE)
+            .map_err(|_| Error::OutOfMemory)?;
+        let mut object = MemoryObject { frames, owner };
+        for _ in 0..len / PAGE_SIZE {
+            // On failure `object` drops and returns the frames taken so far.
+            object
+                .frames
+                .push(frame::alloc_zeroed().ok_or(Error::OutOfMemory)?);
+        }
+        Ok(object)
+    }
+}
+
+impl Drop for MemoryObject {
+    fn drop(&mut self) {
+        for &phys in &self.frames {
+            // SAFETY: no mapping of the object is left (they die with their capabilities).
+            unsafe { frame::release(phys) };
+        }
+    }
+}

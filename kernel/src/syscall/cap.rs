@@ -1,0 +1,112 @@
+//! Capabilities of the caller: derive, delete, revoke, inspect; the audit log; quotas.
+
+use crate::arch::trap::TrapFrame;
+use crate::kernel::kernel;
+use crate::mm::user::UserSlice;
+use keel_abi::cap::{AuditRecord, CapInfo, Handle, Resources, kind, rights};
+use keel_abi::{Error, SyscallResult};
+
+fn handle(frame: &TrapFrame, i: usize) -> Result<Handle, Error> {
+    Handle::try_from(frame.arg(i)).map_err(|_| Error::InvalidHandle)
+}
+
+pub fn derive(frame: &mut TrapFrame) -> SyscallResult {
+    let (handle, rights, badge) = (handle(frame, 0)?, frame.arg(1) as u32, frame.arg(2) as u64);
+    if frame.arg(1) & !(rights::ALL as usize) != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let parent = k.cap_check(pid, handle, None, 0)?;
+    if parent.object.kind() == kind::REPLY {
+        return Err(Error::WrongType);
+    }
+    let copy = k.cap_derive_in_flight(&parent, rights, badge);
+    match k.cap_place(pid, copy) {
+        Ok(new) => Ok(new as usize),
+        Err(error) => {
+            k.cap_delete(copy);
+            Err(error)
+        }
+    }
+}
+
+pub fn delete(frame: &mut TrapFrame) -> SyscallResult {
+    let handle = handle(frame, 0)?;
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, handle, None, 0)?;
+    k.cap_delete(cap.id);
+    Ok(0)
+}
+
+pub fn revoke(frame: &mut TrapFrame) -> SyscallResult {
+    let handle = handle(frame, 0)?;
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, handle, None, 0)?;
+    Ok(k.cap_revoke(pid, handle, &cap))
+}
+
+pub fn info(frame: &mut TrapFrame) -> SyscallResult {
+    let handle = handle(frame, 0)?;
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, handle, None, 0)?;
+    let info = CapInfo {
+        kind: cap.object.kind(),
+        rights: cap.rights,
+        badge: cap.badge,
+        object: cap.object.id(),
+    };
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    UserSlice::of::<CapInfo>(frame.arg(1)).write_value(space, &info)?;
+    Ok(0)
+}
+
+pub fn audit_read(frame: &mut TrapFrame) -> SyscallResult {
+    let (handle, addr, capacity) = (handle(frame, 0)?, frame.arg(1), frame.arg(2));
+    let mut k = kernel();
+    let pid = k.current_pid();
+    k.cap_check(pid, handle, Some(kind::AUDIT), rights::READ)?;
+    let size = core::mem::size_of::<AuditRecord>();
+    let len = capacity.checked_mul(size).ok_or(Error::BadAddress)?;
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    if capacity > 0 {
+        space.check_access(addr, len, true)?;
+    }
+    let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(capacity).copied().collect();
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    for (i, record) in records.iter().enumerate() {
+        UserSlice::of::<AuditRecord>(addr + i * size).write_value(space, record)?;
+    }
+    Ok(records.len())
+}
+
+pub fn resources(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let process = k.current_process();
+    let space = process.space.as_ref().expect("running process has memory");
+    let resources = Resources {
+        cap_slots_used: process.caps.used() as u64,
+        cap_slots_limit: process.caps.limit as u64,
+        kernel_bytes_used: process.kernel_bytes() as u64,
+        kernel_bytes_limit: process.quota.kernel_bytes as u64,
+        frames_used: space.data_frames() as u64,
+        frames_limit: space.frame_limit as u64,
+    };
+    UserSlice::of::<Resources>(frame.arg(0)).write_value(space, &resources)?;
+    Ok(0)
+}

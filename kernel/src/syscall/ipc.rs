@@ -1,0 +1,230 @@
+//! Ports from the caller's side: create, send, receive, call, reply, notify, statistics.
+
+use crate::arch::lapic::TICK_HZ;
+use crate::arch::trap::TrapFrame;
+use crate::cap::Object;
+use crate::ipc::{Delivery, Port, ReplyRef};
+use crate::kernel::{KernelGuard, kernel};
+use crate::mm::PAGE_SIZE;
+use crate::mm::user::UserSlice;
+use crate::sched::thread::ThreadState;
+use crate::sched::{reschedule, switch_to};
+use keel_abi::cap::{Handle, kind, rights};
+use keel_abi::ipc::IpcStats;
+use keel_abi::{Error, SyscallResult};
+
+fn port_handle(frame: &TrapFrame) -> Result<Handle, Error> {
+    Handle::try_from(frame.arg(0)).map_err(|_| Error::InvalidHandle)
+}
+
+pub fn create(frame: &mut TrapFrame) -> SyscallResult {
+    let port = Port::new(frame.arg(0))?;
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let id = k.next_object_id();
+    k.ports.insert(id, port);
+    let handle = k.cap_create(
+        pid,
+        Object::Port(id),
+        rights::SEND | rights::RECEIVE | rights::GRANT,
+    );
+    if handle.is_err() {
+        k.ports.remove(&id);
+    }
+    Ok(handle? as usize)
+}
+
+pub fn send(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+    let message = k.message_from_caller(frame, cap.badge, cap.rights)?;
+    k.deliver(port, message).map_err(|(error, message)| {
+        k.discard_message(message);
+        error
+    })?;
+    Ok(0)
+}
+
+/// Wait for the current thread's inbox to be filled, then finish the delivery.
+fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame) -> SyscallResult {
+    drop(k);
+    reschedule();
+    finish(frame)
+}
+
+/// The current thread was woken with something in its inbox: take it.
+fn finish(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let tid = k.sched.current;
+    let delivery: Delivery = k
+        .threads
+        .get_mut(&tid)
+        .and_then(|t| t.inbox.take())
+        .unwrap_or(Err(Error::PeerGone));
+    k.complete_delivery(frame, delivery?)
+}
+
+fn timeout_ticks(nanos: u64) -> Option<u64> {
+    (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / TICK_HZ))
+}
+
+pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let (port, _) = k.port_lookup(port_handle(frame)?, rights::RECEIVE)?;
+    receive_on(k, frame, port, timeout_ticks(frame.arg(1) as u64))
+}
+
+/// Take what is waiting on `port`, or block for it (`timeout` ticks; `None` for ever).
+fn receive_on(
+    mut k: KernelGuard,
+    frame: &mut TrapFrame,
+    port: u64,
+    timeout: Option<u64>,
+) -> SyscallResult {
+    if k.ports.get(&port).is_some_and(|p| p.closed) {
+        return Err(Error::PeerGone);
+    }
+    if let Some(message) = k.take_waiting(port) {
+        k.ports
+            .get_mut(&port)
+            .expect("message came from it")
+            .stats
+            .received += 1;
+        return k.complete_delivery(frame, message);
+    }
+    if timeout == Some(0) {
+        return Err(Error::WouldBlock);
+    }
+    let until = timeout.map(|t| k.ticks.saturating_add(t));
+    let tid = k.sched.current;
+    k.ports
+        .get_mut(&port)
+        .expect("looked up")
+        .receivers
+        .push_back(tid);
+    k.block_current(ThreadState::Receiving { port, until });
+    wait_for_delivery(k, frame)
+}
+
+pub fn call(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+    let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
+    let tid = k.sched.current;
+    let thread = k.threads.get_mut(&tid).expect("running thread");
+    thread.call_seq += 1;
+    let seq = thread.call_seq;
+    message.reply = Some(ReplyRef { caller: tid, seq });
+    k.ipc_stats.calls += 1;
+    match k.fast_call(port, message) {
+        Ok(receiver) => {
+            switch_to(k, receiver);
+            finish(frame)
+        }
+        Err(message) => {
+            k.fast_path_missed(port);
+            if let Err((error, message)) = k.deliver(port, message) {
+                k.discard_message(message);
+                return Err(error);
+            }
+            k.block_current(ThreadState::WaitingReply(seq));
+            wait_for_delivery(k, frame)
+        }
+    }
+}
+
+pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, port_handle(frame)?, Some(kind::REPLY), 0)?;
+    let Object::Reply(reply) = cap.object else {
+        return Err(Error::WrongType);
+    };
+    let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+    k.cap_delete(cap.id);
+    k.answer(reply, message)?;
+    Ok(0)
+}
+
+pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let (port, _) = k.port_lookup(port_handle(frame)?, rights::RECEIVE)?;
+    let tid = k.sched.current;
+    let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
+    if let Some(reply) = pending {
+        let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+        match k.fast_reply_recv(reply, port, message) {
+            Ok(caller) => {
+                switch_to(k, caller);
+                return finish(frame);
+            }
+            Err(message) => {
+                k.fast_path_missed(port);
+                // A caller that gave up is no reason not to serve the next one.
+                let _ = k.answer(reply, message);
+            }
+        }
+    }
+    receive_on(k, frame, port, None)
+}
+
+pub fn notify(frame: &mut TrapFrame) -> SyscallResult {
+    let bits = frame.arg(1) as u64;
+    let mut k = kernel();
+    let (port_id, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+    k.ipc_stats.notifications += 1;
+    let port = k.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
+    if port.closed {
+        return Err(Error::PeerGone);
+    }
+    port.stats.notifications += 1;
+    port.notify |= bits;
+    if let Some(receiver) = port.receivers.front().copied() {
+        let message = k
+            .take_waiting(port_id)
+            .expect("notification bits were just set");
+        k.wake_with(receiver, Ok(message));
+    }
+    Ok(0)
+}
+
+pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
+    let addr = frame.arg(0);
+    let mut k = kernel();
+    if addr != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::InvalidArgument);
+        }
+        let space = k
+            .current_process()
+            .space
+            .as_ref()
+            .expect("running process has memory");
+        space.check_access(addr, PAGE_SIZE, true)?;
+    }
+    let tid = k.sched.current;
+    k.threads.get_mut(&tid).expect("running thread").ipc_buffer = (addr != 0).then_some(addr);
+    Ok(0)
+}
+
+pub fn stats(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let handle = frame.arg(0);
+    let stats: IpcStats = if handle == 0 {
+        k.ipc_stats
+    } else {
+        let (port, _) = k.port_lookup(port_handle(frame)?, 0)?;
+        k.ports.get(&port).ok_or(Error::PeerGone)?.stats
+    };
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    UserSlice::of::<IpcStats>(frame.arg(1)).write_value(space, &stats)?;
+    Ok(0)
+}
+
+pub fn reply_save(_: &mut TrapFrame) -> SyscallResult {
+    Ok(kernel().save_reply()? as usize)
+}
