@@ -1,0 +1,173 @@
+//! Ring behaviour on one thread: order, wrap-around, full and empty, hostile counters.
+
+use super::*;
+use proptest::prelude::*;
+use std::vec;
+use std::vec::Vec;
+
+struct Shared {
+    header: RingHeader,
+    data: Vec<UnsafeCell<u8>>,
+}
+
+impl Shared {
+    fn new(size: usize) -> Self {
+        Shared {
+            header: RingHeader::default(),
+            data: (0..size).map(|_| UnsafeCell::default()).collect(),
+        }
+    }
+
+    fn producer(&self) -> Producer<'_> {
+        Ring::new(&self.header, &self.data).producer()
+    }
+
+    fn consumer(&self) -> Consumer<'_> {
+        Ring::new(&self.header, &self.data).consumer()
+    }
+}
+
+fn pop(consumer: &Consumer) -> Result<Option<Vec<u8>>, RingError> {
+    let mut bytes = vec![0; 4096];
+    let mut out = alloc_free::Buffer::new(&mut bytes);
+    Ok(match consumer.pop(&mut out)? {
+        Pop::Empty => None,
+        Pop::Record { .. } => Some(out.as_slice().to_vec()),
+    })
+}
+
+fn pushed(result: Result<Push, RingError>) -> bool {
+    matches!(result, Ok(Push::Done { .. }))
+}
+
+#[test]
+fn records_come_out_in_order_across_wrap_around() {
+    let shared = Shared::new(64);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    for round in 0..100u8 {
+        let record = vec![round; (round % 13) as usize];
+        assert!(pushed(producer.push(&record)));
+        assert_eq!(pop(&consumer), Ok(Some(record)));
+    }
+    assert_eq!(pop(&consumer), Ok(None));
+}
+
+#[test]
+fn a_full_ring_refuses_and_loses_nothing() {
+    let shared = Shared::new(64);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    let mut sent = 0u8;
+    while pushed(producer.push(&[sent; 4])) {
+        sent += 1;
+    }
+    assert_eq!(sent, 8, "64 bytes hold eight 8-byte records");
+    for expected in 0..sent {
+        assert_eq!(pop(&consumer), Ok(Some(vec![expected; 4])));
+    }
+    assert!(pushed(producer.push(&[9; 4])));
+}
+
+#[test]
+fn oversized_records_are_refused() {
+    let shared = Shared::new(64);
+    assert_eq!(shared.producer().push(&[0; 29]), Err(RingError::TooLarge));
+    assert!(pushed(shared.producer().push(&[0; 28])));
+}
+
+#[test]
+fn sleeping_consumer_is_woken_once() {
+    let shared = Shared::new(64);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    assert_eq!(consumer.prepare_wait(), Ok(true));
+    assert_eq!(
+        producer.push(b"x"),
+        Ok(Push::Done {
+            wake_consumer: true
+        })
+    );
+    assert_eq!(
+        producer.push(b"y"),
+        Ok(Push::Done {
+            wake_consumer: false
+        })
+    );
+    assert_eq!(
+        consumer.prepare_wait(),
+        Ok(false),
+        "data is waiting: do not sleep"
+    );
+}
+
+#[test]
+fn waiting_producer_is_woken_when_space_frees() {
+    let shared = Shared::new(32);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    while pushed(producer.push(&[1; 4])) {}
+    assert_eq!(producer.prepare_wait(4), Ok(true));
+    let mut bytes = [0; 64];
+    let mut out = alloc_free::Buffer::new(&mut bytes);
+    assert_eq!(
+        consumer.pop(&mut out),
+        Ok(Pop::Record {
+            wake_producer: true
+        })
+    );
+    assert_eq!(producer.prepare_wait(4), Ok(false));
+}
+
+#[test]
+fn hostile_counters_are_corrupt_not_panics() {
+    let shared = Shared::new(64);
+    shared.header.tail.store(1000, Relaxed);
+    assert_eq!(pop(&shared.consumer()), Err(RingError::Corrupt));
+    assert_eq!(shared.producer().push(b"x"), Err(RingError::Corrupt));
+    shared.header.tail.store(8, Relaxed);
+    shared.data[0].with_mut(|p| unsafe { *p = 200 });
+    assert_eq!(
+        pop(&shared.consumer()),
+        Err(RingError::Corrupt),
+        "length beyond the data"
+    );
+}
+
+proptest! {
+    /// Any interleaving of pushes and pops keeps FIFO order and never loses a record.
+    #[test]
+    fn pushes_and_pops_keep_fifo_order(ops in proptest::collection::vec((any::<bool>(), 0usize..40), 1..300)) {
+        let shared = Shared::new(128);
+        let (producer, consumer) = (shared.producer(), shared.consumer());
+        let mut model = std::collections::VecDeque::new();
+        let mut next = 0u32;
+        for (push, len) in ops {
+            if push {
+                let mut record = next.to_le_bytes().to_vec();
+                record.resize(4 + len, next as u8);
+                if pushed(producer.push(&record)) {
+                    model.push_back(record);
+                    next += 1;
+                }
+            } else {
+                prop_assert_eq!(pop(&consumer).unwrap(), model.pop_front());
+            }
+        }
+        while let Some(expected) = model.pop_front() {
+            prop_assert_eq!(pop(&consumer).unwrap(), Some(expected));
+        }
+    }
+
+    /// Whatever garbage the peer writes into the header and data, the ring reports an
+    /// error or a record that fits, and never panics.
+    #[test]
+    fn garbage_never_panics(head in any::<u32>(), tail in any::<u32>(), bytes in proptest::collection::vec(any::<u8>(), 64)) {
+        let shared = Shared::new(64);
+        shared.header.head.store(head, Relaxed);
+        shared.header.tail.store(tail, Relaxed);
+        for (cell, byte) in shared.data.iter().zip(bytes) {
+            cell.with_mut(|p| unsafe { *p = byte });
+        }
+        if let Ok(Some(record)) = pop(&shared.consumer()) {
+            prop_assert!(record.len() <= 28);
+        }
+        let _ = shared.producer().push(b"hello");
+    }
+}
