@@ -140,7 +140,7 @@ impl<'a> Ring<'a> {
     /// Bytes in use, checked: the peer's counter must not claim more than the ring holds.
     fn used(&self, head: u32, tail: u32) -> Result<usize, RingError> {
         let used = (tail.wrapping_sub(head) & COUNT) as usize;
-        if used > self.capacity() || used % ALIGN != 0 {
+        if used > self.capacity() || !used.is_multiple_of(ALIGN) {
             return Err(RingError::Corrupt);
         }
         Ok(used)
