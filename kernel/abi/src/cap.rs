@@ -57,6 +57,8 @@ pub struct CapInfo {
     pub badge: u64,
     /// The object's id: equal for capabilities to the same object.
     pub object: u64,
+    /// For a memory object: its size in bytes (0 for other kinds).
+    pub size: u64,
 }
 
 /// One entry of the security audit trail.

@@ -483,5 +483,27 @@ mod tests {
             core::mem::size_of::<layout::StartInfo>(),
             layout::START_INFO_SIZE
         );
+        assert_eq!(core::mem::size_of::<ipc::IpcBuffer>(), layout::PAGE_SIZE);
+        assert_eq!(core::mem::size_of::<ipc::IpcStats>(), 80);
+        assert_eq!(core::mem::size_of::<cap::CapInfo>(), 32);
+        assert_eq!(core::mem::size_of::<cap::AuditRecord>(), 32);
+        assert_eq!(core::mem::size_of::<cap::Resources>(), 48);
+    }
+
+    #[test]
+    fn message_info_packs_label_length_and_caps() {
+        let info = ipc::MessageInfo::new(0xdead_beef, 4032, 4);
+        assert_eq!(
+            (info.label(), info.payload_len(), info.caps()),
+            (0xdead_beef, 4032, 4)
+        );
+        assert!(!info.is_notification() && !info.caps_dropped() && !info.payload_dropped());
+    }
+
+    #[test]
+    fn handles_carry_index_and_generation() {
+        let handle = cap::make_handle(513, 7);
+        assert_eq!(cap::handle_parts(handle), (513, 7));
+        assert_ne!(cap::make_handle(1, 0), cap::make_handle(1, 1));
     }
 }

@@ -1,7 +1,9 @@
 //! Capabilities of the caller: derive, delete, revoke, inspect; the audit log; quotas.
 
 use crate::arch::trap::TrapFrame;
+use crate::cap::Object;
 use crate::kernel::kernel;
+use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use keel_abi::cap::{AuditRecord, CapInfo, Handle, Resources, kind, rights};
 use keel_abi::{Error, SyscallResult};
@@ -53,11 +55,16 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
+    let size = match cap.object {
+        Object::Memory(id) => k.memory.get(&id).map_or(0, |m| m.frames.len() * PAGE_SIZE),
+        _ => 0,
+    };
     let info = CapInfo {
         kind: cap.object.kind(),
         rights: cap.rights,
         badge: cap.badge,
         object: cap.object.id(),
+        size: size as u64,
     };
     let space = k
         .current_process()

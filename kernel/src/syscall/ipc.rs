@@ -141,9 +141,10 @@ pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::WrongType);
     };
     let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+    // Answer before the capability goes: deleting an unused reply abandons the call.
+    let answered = k.answer(reply, message);
     k.cap_delete(cap.id);
-    k.answer(reply, message)?;
-    Ok(0)
+    answered.map(|()| 0)
 }
 
 pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
@@ -179,10 +180,11 @@ pub fn notify(frame: &mut TrapFrame) -> SyscallResult {
     }
     port.stats.notifications += 1;
     port.notify |= bits;
-    if let Some(receiver) = port.receivers.front().copied() {
-        let message = k
-            .take_waiting(port_id)
-            .expect("notification bits were just set");
+    // Zero bits wake nobody: a sender may notify 0 just to learn the port is still served.
+    if bits != 0
+        && let Some(receiver) = port.receivers.front().copied()
+        && let Some(message) = k.take_waiting(port_id)
+    {
         k.wake_with(receiver, Ok(message));
     }
     Ok(0)
