@@ -6,6 +6,7 @@
 
 use crate::cap::CapTable;
 use crate::cap::audit::AuditLog;
+use crate::device::Devices;
 use crate::ipc::{Port, PortId};
 use crate::mm::object::{MemId, MemoryObject};
 use crate::proc::{Pid, Process};
@@ -26,6 +27,7 @@ pub struct Kernel {
     pub ports: BTreeMap<PortId, Port>,
     pub memory: BTreeMap<MemId, MemoryObject>,
     pub audit: AuditLog,
+    pub devices: Devices,
     /// System-wide IPC counters.
     pub ipc_stats: IpcStats,
     next_object: u64,
@@ -68,6 +70,7 @@ pub fn init() {
         ports: BTreeMap::new(),
         memory: BTreeMap::new(),
         audit: AuditLog::default(),
+        devices: Devices::default(),
         ipc_stats: IpcStats::default(),
         next_object: 0,
         ticks: 0,

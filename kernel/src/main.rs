@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod arch;
 mod cap;
+mod device;
 mod heap;
 mod ipc;
 mod kernel;
@@ -54,6 +55,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         boot.cmdline
     );
     let tsc_per_ms = arch::lapic::init();
+    arch::ioapic::init();
     kprintln!(
         "timer: local APIC {} at {} Hz; TSC {} MHz",
         if features.tsc_deadline {
@@ -104,7 +106,7 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         rights: rights::ALL,
         modules: &modules,
         caps: &[],
-        audit: true,
+        system_caps: true,
     };
     match kernel::kernel().spawn_process(&spec) {
         Ok(pid) => kprintln!(

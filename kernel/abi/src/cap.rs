@@ -21,6 +21,8 @@ pub const MAX_SPAWN_CAPS: usize = 16;
 
 /// The first process's handle to the audit log.
 pub const FIRST_PROCESS_AUDIT: Handle = 1;
+/// The first process's handle to the kernel log buffer.
+pub const FIRST_PROCESS_LOG: Handle = 2;
 
 /// What a capability points at.
 pub mod kind {
@@ -31,6 +33,12 @@ pub mod kind {
     pub const MEMORY: u32 = 3;
     /// The kernel's audit log.
     pub const AUDIT: u32 = 4;
+    /// A legacy interrupt line.
+    pub const IRQ: u32 = 5;
+    /// A range of x86 I/O ports.
+    pub const IO_PORTS: u32 = 6;
+    /// The kernel log buffer.
+    pub const LOG: u32 = 7;
 }
 
 /// Rights a capability carries. Deriving can only remove rights.

@@ -114,10 +114,32 @@ pub enum Syscall {
     /// `reply_save()`: move the call this thread received last into a reply capability, so
     /// it can be answered later with `port_reply`. Returns the handle.
     ReplySave = 34,
+    /// `irq_create(irq)`: a capability to legacy interrupt line `irq` (0..16). Needs
+    /// [`rights::SYSTEM`]: device capabilities are minted by the system, handed to drivers.
+    IrqCreate = 35,
+    /// `event_bind(source, port, bits)`: an event source notifies `port` with `bits`: an
+    /// interrupt line (which stays masked after each interrupt until `irq_ack`), or the
+    /// kernel log (when bytes arrive while a driver owns the console). Needs the port's SEND
+    /// right; port handle 0 unbinds.
+    EventBind = 36,
+    /// `irq_ack(irq)`: the driver has handled the interrupt; unmask the line.
+    IrqAck = 37,
+    /// `ioport_create(base, len)`: a capability to I/O ports `base..base + len`. Needs
+    /// [`rights::SYSTEM`].
+    IoPortCreate = 38,
+    /// `ioport_read(cap, port, width)`: read 1, 2 or 4 bytes from an I/O port the
+    /// capability covers.
+    IoPortRead = 39,
+    /// `ioport_write(cap, port, width, value)`.
+    IoPortWrite = 40,
+    /// `log_read(log, buf, len)`: take bytes from the kernel log buffer (kernel messages
+    /// and debug writes), which fills instead of the serial line while a driver owns the
+    /// console's I/O ports. Needs a log capability with READ. Returns how many.
+    LogRead = 41,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 35;
+    pub const COUNT: usize = 42;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -157,6 +179,13 @@ impl Syscall {
             AuditRead,
             Resources,
             ReplySave,
+            IrqCreate,
+            EventBind,
+            IrqAck,
+            IoPortCreate,
+            IoPortRead,
+            IoPortWrite,
+            LogRead,
         ];
         ALL.get(n).copied()
     }

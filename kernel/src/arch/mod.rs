@@ -4,6 +4,7 @@ pub mod boot;
 pub mod cpu;
 pub mod entry;
 pub mod gdt;
+pub mod ioapic;
 pub mod lapic;
 pub mod serial;
 pub mod trap;

@@ -220,6 +220,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             crate::sched::timer_tick();
         }
         VECTOR_SPURIOUS => {}
+        v if super::ioapic::line_of(v).is_some() => {
+            crate::device::interrupt(super::ioapic::line_of(v).expect("checked"));
+            crate::sched::reschedule_if_needed();
+        }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
         v => {
             super::lapic::end_of_interrupt();

@@ -32,6 +32,12 @@ pub enum Object {
     Reply(ReplyRef),
     Memory(MemId),
     Audit,
+    /// A legacy interrupt line.
+    Irq(u8),
+    /// I/O ports `base .. base + len`.
+    IoPorts(u16, u16),
+    /// The kernel log buffer.
+    Log,
 }
 
 impl Object {
@@ -41,6 +47,9 @@ impl Object {
             Object::Reply(_) => kind::REPLY,
             Object::Memory(_) => kind::MEMORY,
             Object::Audit => kind::AUDIT,
+            Object::Irq(_) => kind::IRQ,
+            Object::IoPorts(..) => kind::IO_PORTS,
+            Object::Log => kind::LOG,
         }
     }
 
@@ -48,7 +57,9 @@ impl Object {
         match self {
             Object::Port(id) | Object::Memory(id) => *id,
             Object::Reply(reply) => reply.seq,
-            Object::Audit => 0,
+            Object::Audit | Object::Log => 0,
+            Object::Irq(line) => *line as u64,
+            Object::IoPorts(base, len) => ((*base as u64) << 16) | *len as u64,
         }
     }
 }
@@ -100,6 +111,11 @@ impl CapTable {
             parent.children.push(id);
         }
         id
+    }
+
+    /// Whether any capability's object satisfies `test`.
+    pub fn any(&self, test: impl Fn(Object) -> bool) -> bool {
+        self.nodes.values().any(|n| test(n.object))
     }
 
     /// How many capabilities point at `object`.
@@ -287,7 +303,9 @@ impl Kernel {
                     self.memory.remove(&mem);
                 }
             }
-            Object::Audit => {}
+            Object::Irq(line) => self.irq_released(line),
+            Object::IoPorts(..) => self.update_console_owner(),
+            Object::Audit | Object::Log => {}
         }
     }
 }

@@ -39,6 +39,25 @@ impl Port {
 }
 
 impl Kernel {
+    /// OR `bits` into a port's notification word and wake a receiver with them. Zero bits
+    /// wake nobody: a sender may notify 0 just to learn the port is still served.
+    pub fn notify_port(&mut self, port_id: PortId, bits: u64) -> Result<(), Error> {
+        self.ipc_stats.notifications += 1;
+        let port = self.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
+        if port.closed {
+            return Err(Error::PeerGone);
+        }
+        port.stats.notifications += 1;
+        port.notify |= bits;
+        if bits != 0
+            && let Some(receiver) = port.receivers.front().copied()
+            && let Some(message) = self.take_waiting(port_id)
+        {
+            self.wake_with(receiver, Ok(message));
+        }
+        Ok(())
+    }
+
     /// A capability to `port` went away: close the port when no receiver can remain, and
     /// free it when no capability does.
     pub fn port_capability_gone(&mut self, port_id: PortId) {

@@ -34,8 +34,8 @@ pub struct SpawnSpec<'a> {
     pub modules: &'a [SharedModule<'a>],
     /// Capabilities of the parent the child gets copies of, as handles `1..`.
     pub caps: &'a [Found],
-    /// Also give the audit-log capability (the first process).
-    pub audit: bool,
+    /// Also give the audit-log and kernel-log capabilities (the first process).
+    pub system_caps: bool,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
@@ -59,7 +59,7 @@ fn start_info(pid: Pid, spec: &SpawnSpec, module_addrs: &[usize]) -> Box<StartIn
         slot.args_len = copy_str(&mut slot.args, module.args.as_bytes()) as u32;
     }
     info.module_count = module_addrs.len() as u32;
-    info.cap_count = (spec.caps.len() + spec.audit as usize) as u64;
+    info.cap_count = (spec.caps.len() + 2 * spec.system_caps as usize) as u64;
     info
 }
 
@@ -152,7 +152,7 @@ impl Kernel {
     }
 
     /// The capabilities a new process starts with, in handles `1..`: copies derived from the
-    /// parent's, then the audit log for the first process.
+    /// parent's, then the audit and kernel logs for the first process.
     fn grant_initial_caps(&mut self, pid: Pid, spec: &SpawnSpec) -> Result<(), Error> {
         for granted in spec.caps {
             let copy = self.cap_derive_in_flight(granted, rights::ALL, 0);
@@ -168,8 +168,9 @@ impl Kernel {
                 tick: self.ticks,
             });
         }
-        if spec.audit {
+        if spec.system_caps {
             self.cap_create(pid, Object::Audit, rights::READ | rights::GRANT)?;
+            self.cap_create(pid, Object::Log, rights::READ | rights::GRANT)?;
         }
         Ok(())
     }

@@ -255,6 +255,7 @@ pub fn timer_tick() {
             k.sched.need_resched = true;
         }
     }
+    crate::device::announce_log();
     reschedule_if_needed();
 }
 

@@ -172,22 +172,8 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
 pub fn notify(frame: &mut TrapFrame) -> SyscallResult {
     let bits = frame.arg(1) as u64;
     let mut k = kernel();
-    let (port_id, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    k.ipc_stats.notifications += 1;
-    let port = k.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
-    if port.closed {
-        return Err(Error::PeerGone);
-    }
-    port.stats.notifications += 1;
-    port.notify |= bits;
-    // Zero bits wake nobody: a sender may notify 0 just to learn the port is still served.
-    if bits != 0
-        && let Some(receiver) = port.receivers.front().copied()
-        && let Some(message) = k.take_waiting(port_id)
-    {
-        k.wake_with(receiver, Ok(message));
-    }
-    Ok(0)
+    let (port, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+    k.notify_port(port, bits).map(|()| 0)
 }
 
 pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {

@@ -6,6 +6,7 @@
 //! against the caller's regions; every object is reached through a capability check.
 
 mod cap;
+mod device;
 mod ipc;
 mod memory;
 mod process;
@@ -54,6 +55,13 @@ fn handler(call: Syscall) -> Handler {
         Syscall::AuditRead => cap::audit_read,
         Syscall::Resources => cap::resources,
         Syscall::ReplySave => ipc::reply_save,
+        Syscall::IrqCreate => device::irq_create,
+        Syscall::EventBind => device::event_bind,
+        Syscall::IrqAck => device::irq_ack,
+        Syscall::IoPortCreate => device::ioport_create,
+        Syscall::IoPortRead => device::ioport_read,
+        Syscall::IoPortWrite => device::ioport_write,
+        Syscall::LogRead => device::log_read,
     }
 }
 
@@ -64,5 +72,6 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
         None => Err(Error::InvalidSyscall),
     };
     frame.rax = encode_result(result) as u64;
+    crate::device::announce_log();
     crate::sched::reschedule_if_needed();
 }

@@ -60,7 +60,7 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         rights: request.rights,
         modules: &[],
         caps: &caps,
-        audit: false,
+        system_caps: false,
     })?;
     Ok(pid as usize)
 }
