@@ -7,35 +7,30 @@
 use crate::cap::CapTable;
 use crate::cap::audit::AuditLog;
 use crate::device::Devices;
-use crate::ipc::{Port, PortId};
-use crate::mm::object::{MemId, MemoryObject};
+use crate::ipc::Port;
+use crate::mm::object::MemoryObject;
 use crate::proc::{Pid, Process};
 use crate::sched::Scheduler;
 use crate::sched::thread::{Thread, Tid};
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use crate::table::Table;
 use alloc::string::String;
 use keel_abi::ipc::IpcStats;
 use spin::{Mutex, MutexGuard};
 
 pub struct Kernel {
-    pub processes: BTreeMap<Pid, Process>,
-    /// Boxed so a thread's saved stack pointer keeps its address while the map changes.
-    pub threads: BTreeMap<Tid, Box<Thread>>,
+    pub processes: Table<Process>,
+    pub threads: Table<Thread>,
     pub sched: Scheduler,
     pub caps: CapTable,
-    pub ports: BTreeMap<PortId, Port>,
-    pub memory: BTreeMap<MemId, MemoryObject>,
+    pub ports: Table<Port>,
+    pub memory: Table<MemoryObject>,
     pub audit: AuditLog,
     pub devices: Devices,
     /// System-wide IPC counters.
     pub ipc_stats: IpcStats,
-    next_object: u64,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
-    next_pid: Pid,
-    next_tid: Tid,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -63,47 +58,25 @@ pub fn kernel() -> KernelGuard {
 /// Create the kernel state with its idle thread.
 pub fn init() {
     let mut state = Kernel {
-        processes: BTreeMap::new(),
-        threads: BTreeMap::new(),
+        processes: Table::default(),
+        threads: Table::default(),
         sched: Scheduler::new(0),
         caps: CapTable::default(),
-        ports: BTreeMap::new(),
-        memory: BTreeMap::new(),
+        ports: Table::default(),
+        memory: Table::default(),
         audit: AuditLog::default(),
         devices: Devices::default(),
         ipc_stats: IpcStats::default(),
-        next_object: 0,
         ticks: 0,
         boot_rsp: 0,
-        next_pid: 1,
-        next_tid: 0,
     };
-    let idle_id = state.next_tid();
     let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
-    state.threads.insert(idle_id, Box::new(idle));
+    let idle_id = state.threads.insert(idle);
     state.sched = Scheduler::new(idle_id);
     *KERNEL.lock() = Some(state);
 }
 
 impl Kernel {
-    pub fn next_tid(&mut self) -> Tid {
-        let id = self.next_tid;
-        self.next_tid += 1;
-        id
-    }
-
-    /// A fresh id for a port or memory object.
-    pub fn next_object_id(&mut self) -> u64 {
-        self.next_object += 1;
-        self.next_object
-    }
-
-    pub fn next_pid(&mut self) -> Pid {
-        let id = self.next_pid;
-        self.next_pid += 1;
-        id
-    }
-
     pub fn current_thread(&self) -> &Thread {
         &self.threads[&self.sched.current]
     }
@@ -117,11 +90,6 @@ impl Kernel {
         self.processes
             .get_mut(&pid)
             .expect("running thread's process exists")
-    }
-
-    pub fn root_of_thread(&self, tid: Tid) -> Option<u64> {
-        let pid = self.threads.get(&tid)?.process;
-        self.processes.get(&pid)?.space.as_ref().map(|s| s.root())
     }
 
     pub fn describe_thread(&self, tid: Tid) -> String {

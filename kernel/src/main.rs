@@ -23,6 +23,7 @@ mod multiboot;
 mod proc;
 mod sched;
 mod syscall;
+mod table;
 
 use arch::boot::MULTIBOOT_BOOTLOADER_MAGIC;
 use keel_abi::{PRIORITY_DEFAULT, rights};

@@ -2,11 +2,16 @@
 //!
 //! The kernel runs with interrupts off (SFMASK clears IF on `syscall`), on one CPU, so the
 //! entry can park the user stack pointer in a static while it loads the thread's kernel
-//! stack. It then builds a [`TrapFrame`](super::trap::TrapFrame) exactly as an interrupt
-//! would, so every saved user context has the same shape, and returns with `sysret`.
+//! stack. It saves the user context in a [`TrapFrame`] of the same shape an interrupt
+//! builds, but only the registers a syscall can observe or clobber: the arguments and
+//! results, `rip`, `rflags` and `rsp`. The callee-saved registers are preserved by the Rust
+//! code itself, and every caller-saved one is reloaded before `sysret`, so no kernel value
+//! reaches user space.
 
-use super::gdt::{KERNEL_CODE, USER_CODE, USER_DATA};
+use super::gdt::KERNEL_CODE;
+use super::trap::TrapFrame;
 use core::arch::global_asm;
+use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use x86_64::registers::model_specific::Msr;
 
@@ -25,50 +30,30 @@ global_asm!(
 syscall_entry:
     movq %rsp, SYSCALL_USER_RSP(%rip)
     movq SYSCALL_KERNEL_RSP(%rip), %rsp
-    pushq ${user_data}
-    pushq SYSCALL_USER_RSP(%rip)
-    pushq %r11
-    pushq ${user_code}
-    pushq %rcx
-    pushq $0
-    pushq $0x100
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    subq ${frame_size}, %rsp
+    movq %rcx, {rip}(%rsp)
+    movq %r11, {rflags}(%rsp)
+    movq SYSCALL_USER_RSP(%rip), %rcx
+    movq %rcx, {rsp}(%rsp)
+    movq %rax, {rax}(%rsp)
+    movq %rdi, {rdi}(%rsp)
+    movq %rsi, {rsi}(%rsp)
+    movq %rdx, {rdx}(%rsp)
+    movq %r10, {r10}(%rsp)
+    movq %r8, {r8}(%rsp)
+    movq %r9, {r9}(%rsp)
     movq %rsp, %rdi
     call syscall_dispatch
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
-    popq %rcx
-    addq $8, %rsp
-    popq %r11
-    popq %rsp
+    movq {rax}(%rsp), %rax
+    movq {rdi}(%rsp), %rdi
+    movq {rsi}(%rsp), %rsi
+    movq {rdx}(%rsp), %rdx
+    movq {r10}(%rsp), %r10
+    movq {r8}(%rsp), %r8
+    movq {r9}(%rsp), %r9
+    movq {rip}(%rsp), %rcx
+    movq {rflags}(%rsp), %r11
+    movq {rsp}(%rsp), %rsp
     sysretq
 
     /* switch_context(save_rsp: *mut u64, next_rsp: u64): park callee-saved registers on
@@ -99,8 +84,17 @@ thread_trampoline:
     call thread_first_run
     jmp trap_return
 "#,
-    user_data = const USER_DATA as u64,
-    user_code = const USER_CODE as u64,
+    frame_size = const size_of::<TrapFrame>(),
+    rip = const offset_of!(TrapFrame, rip),
+    rflags = const offset_of!(TrapFrame, rflags),
+    rsp = const offset_of!(TrapFrame, rsp),
+    rax = const offset_of!(TrapFrame, rax),
+    rdi = const offset_of!(TrapFrame, rdi),
+    rsi = const offset_of!(TrapFrame, rsi),
+    rdx = const offset_of!(TrapFrame, rdx),
+    r10 = const offset_of!(TrapFrame, r10),
+    r8 = const offset_of!(TrapFrame, r8),
+    r9 = const offset_of!(TrapFrame, r9),
     options(att_syntax)
 );
 
@@ -156,12 +150,12 @@ pub unsafe fn switch(save_rsp: *mut u64, next_rsp: u64) {
 /// # Safety
 /// `top` is the 16-byte-aligned end of a stack owned by the new thread with room for a
 /// trap frame and the switch frame.
-pub unsafe fn prepare_new_stack(top: usize, frame: &super::trap::TrapFrame) -> u64 {
-    let frame_at = top - core::mem::size_of::<super::trap::TrapFrame>();
+pub unsafe fn prepare_new_stack(top: usize, frame: &TrapFrame) -> u64 {
+    let frame_at = top - core::mem::size_of::<TrapFrame>();
     let switch_at = frame_at - 7 * 8;
     // SAFETY: per the caller, both areas lie inside the new thread's stack.
     unsafe {
-        core::ptr::write(frame_at as *mut super::trap::TrapFrame, *frame);
+        core::ptr::write(frame_at as *mut TrapFrame, *frame);
         let words = switch_at as *mut u64;
         for i in 0..6 {
             words.add(i).write(0);

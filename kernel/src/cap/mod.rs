@@ -55,7 +55,7 @@ impl Object {
 
     pub fn id(&self) -> u64 {
         match self {
-            Object::Port(id) | Object::Memory(id) => *id,
+            Object::Port(id) | Object::Memory(id) => *id as u64,
             Object::Reply(reply) => reply.seq,
             Object::Audit | Object::Log => 0,
             Object::Irq(line) => *line as u64,

@@ -8,7 +8,7 @@ use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY};
 
-pub type PortId = u64;
+pub type PortId = crate::table::Id;
 
 pub struct Port {
     pub queue: VecDeque<Message>,

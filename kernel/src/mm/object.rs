@@ -9,7 +9,7 @@ use crate::proc::Pid;
 use alloc::vec::Vec;
 use keel_abi::Error;
 
-pub type MemId = u64;
+pub type MemId = crate::table::Id;
 
 /// Largest memory object: 64 MiB.
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;

@@ -90,7 +90,7 @@ impl Kernel {
         )?;
         let module_addrs = map_modules(&mut space, spec.modules)?;
         space.map_anonymous(layout::START_INFO_ADDR, layout::START_INFO_SIZE, prot::READ)?;
-        let pid = self.next_pid();
+        let pid = self.processes.next_id();
         let info = start_info(pid, spec, &module_addrs);
         // SAFETY: StartInfo is plain data without padding; viewing it as bytes is sound.
         let bytes = unsafe {
@@ -107,24 +107,22 @@ impl Kernel {
                 break;
             }
         }
-        self.processes.insert(
-            pid,
-            Process {
-                id: pid,
-                parent: spec.parent,
-                name,
-                priority: spec.priority,
-                rights: spec.rights,
-                space: Some(space),
-                threads: Vec::new(),
-                exit: None,
-                cpu_ticks: 0,
-                caps: CapSpace::new(DEFAULT_SLOTS),
-                fault_handler: None,
-                quota: Quota::default(),
-                queued_bytes: 0,
-            },
-        );
+        let inserted = self.processes.insert(Process {
+            id: pid,
+            parent: spec.parent,
+            name,
+            priority: spec.priority,
+            rights: spec.rights,
+            space: Some(space),
+            threads: Vec::new(),
+            exit: None,
+            cpu_ticks: 0,
+            caps: CapSpace::new(DEFAULT_SLOTS),
+            fault_handler: None,
+            quota: Quota::default(),
+            queued_bytes: 0,
+        });
+        debug_assert_eq!(inserted, pid);
         let started = self.grant_initial_caps(pid, spec).and_then(|()| {
             let start = Start::User {
                 entry,

@@ -20,6 +20,8 @@ pub const MAX_THREADS_TOTAL: usize = 768;
 
 pub struct Scheduler {
     queues: [VecDeque<Tid>; PRIORITY_LEVELS],
+    /// Bit p set when queue p is not empty: picking the next thread is one instruction.
+    ready: u32,
     pub current: Tid,
     idle: Tid,
     sleepers: BTreeSet<(u64, Tid)>,
@@ -38,6 +40,7 @@ impl Scheduler {
     pub fn new(idle: Tid) -> Self {
         Scheduler {
             queues: [const { VecDeque::new() }; PRIORITY_LEVELS],
+            ready: 0,
             current: BOOT_CONTEXT,
             idle,
             sleepers: BTreeSet::new(),
@@ -53,17 +56,42 @@ impl Scheduler {
     }
 
     fn pick_next(&mut self) -> Tid {
-        self.queues
-            .iter_mut()
-            .rev()
-            .find_map(|queue| queue.pop_front())
-            .unwrap_or(self.idle)
+        if self.ready == 0 {
+            return self.idle;
+        }
+        let priority = 31 - self.ready.leading_zeros() as usize;
+        let queue = &mut self.queues[priority];
+        let tid = queue
+            .pop_front()
+            .expect("ready bit set for a non-empty queue");
+        if queue.is_empty() {
+            self.ready &= !(1 << priority);
+        }
+        tid
+    }
+
+    /// Queue `tid` at `priority`: at the back, or in front if it was preempted mid-slice.
+    fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
+        let queue = &mut self.queues[priority];
+        if front {
+            queue.push_front(tid);
+        } else {
+            queue.push_back(tid);
+        }
+        self.ready |= 1 << priority;
     }
 
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
     pub fn forget(&mut self, tid: Tid, state: ThreadState) {
         match state {
-            ThreadState::Ready => self.queues.iter_mut().for_each(|q| q.retain(|&t| t != tid)),
+            ThreadState::Ready => {
+                for (priority, queue) in self.queues.iter_mut().enumerate() {
+                    queue.retain(|&t| t != tid);
+                    if queue.is_empty() {
+                        self.ready &= !(1 << priority);
+                    }
+                }
+            }
             ThreadState::Sleeping(until)
             | ThreadState::Receiving {
                 until: Some(until), ..
@@ -96,7 +124,7 @@ impl Kernel {
         };
         thread.state = ThreadState::Ready;
         let priority = thread.priority;
-        self.sched.queues[priority].push_back(tid);
+        self.sched.enqueue(tid, priority, false);
         let current = self.sched.current;
         let current_priority = self.threads.get(&current).map_or(0, |t| t.priority);
         if self.sched.is_idle(current) || priority > current_priority {
@@ -135,9 +163,13 @@ impl Kernel {
         if self.threads.len() >= MAX_THREADS_TOTAL {
             return Err(keel_abi::Error::QuotaExceeded);
         }
-        let id = self.next_tid();
-        let thread = Thread::new(process, priority, start)?;
-        self.threads.insert(id, alloc::boxed::Box::new(thread));
+        let mut thread = Thread::new(process, priority, start)?;
+        thread.root = self
+            .processes
+            .get(&process)
+            .and_then(|p| p.space.as_ref())
+            .map(|s| s.root());
+        let id = self.threads.insert(thread);
         self.make_ready(id);
         Ok(id)
     }
@@ -157,12 +189,7 @@ pub fn reschedule() {
     {
         // Still runnable: it goes back in line, in front if its slice is not used up.
         thread.state = ThreadState::Ready;
-        let queue = &mut state.sched.queues[thread.priority];
-        if slice_over {
-            queue.push_back(current);
-        } else {
-            queue.push_front(current);
-        }
+        state.sched.enqueue(current, thread.priority, !slice_over);
     }
     let next = k.sched.pick_next();
     if slice_over || next != current {
@@ -175,8 +202,8 @@ pub fn reschedule() {
 /// The current thread must already be blocked (or requeued) by the caller.
 pub fn switch_to(mut k: KernelGuard, next: Tid) {
     let current = k.sched.current;
-    let root = k.root_of_thread(next);
     let next_thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+    let root = next_thread.root;
     next_thread.state = ThreadState::Running;
     if next == current {
         return;

@@ -13,7 +13,7 @@ use crate::proc::Pid;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use keel_abi::Error;
 
-pub type Tid = u32;
+pub type Tid = crate::table::Id;
 
 pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
 const RFLAGS_INTERRUPTS: u64 = 1 << 9;
@@ -87,6 +87,8 @@ pub struct Thread {
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
+    /// The page-table root of its process (`None` for the idle thread, which runs in any).
+    pub root: Option<u64>,
     stack: KernelStack,
 }
 
@@ -141,6 +143,7 @@ impl Thread {
             pending_reply: None,
             call_seq: 0,
             path_cache: PathCache::default(),
+            root: None,
             stack,
         })
     }

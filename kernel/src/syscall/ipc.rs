@@ -3,7 +3,7 @@
 use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::cap::Object;
-use crate::ipc::{Delivery, Port, ReplyRef};
+use crate::ipc::{Delivery, Port, PortId, ReplyRef};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
@@ -21,8 +21,7 @@ pub fn create(frame: &mut TrapFrame) -> SyscallResult {
     let port = Port::new(frame.arg(0))?;
     let mut k = kernel();
     let pid = k.current_pid();
-    let id = k.next_object_id();
-    k.ports.insert(id, port);
+    let id = k.ports.insert(port);
     let handle = k.cap_create(
         pid,
         Object::Port(id),
@@ -78,7 +77,7 @@ pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
 fn receive_on(
     mut k: KernelGuard,
     frame: &mut TrapFrame,
-    port: u64,
+    port: PortId,
     timeout: Option<u64>,
 ) -> SyscallResult {
     if k.ports.get(&port).is_some_and(|p| p.closed) {

@@ -64,8 +64,7 @@ pub fn create_object(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::QuotaExceeded);
     }
     let object = MemoryObject::new(len, pid)?;
-    let id = k.next_object_id();
-    k.memory.insert(id, object);
+    let id = k.memory.insert(object);
     let all = rights::MAP_READ | rights::MAP_WRITE | rights::MAP_EXEC | rights::GRANT;
     let handle = k.cap_create(pid, Object::Memory(id), all);
     if handle.is_err() {

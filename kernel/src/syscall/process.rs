@@ -221,7 +221,8 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     if capacity > 0 {
         current_space(&mut k).check_access(addr, len, true)?;
     }
-    let pids: alloc::vec::Vec<u32> = k.processes.keys().copied().collect();
+    let mut pids: alloc::vec::Vec<u32> = k.processes.keys().collect();
+    pids.sort_unstable();
     let shown = pids.len().min(capacity);
     // SAFETY: a slice of u32 is plain data; viewing it as bytes is sound.
     let bytes = unsafe { core::slice::from_raw_parts(pids.as_ptr() as *const u8, shown * 4) };
