@@ -143,7 +143,7 @@ impl Syscall {
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
-        const ALL: [Syscall; Syscall::COUNT] = [
+        static ALL: [Syscall; Syscall::COUNT] = [
             DebugWrite,
             ThreadCreate,
             ThreadExit,

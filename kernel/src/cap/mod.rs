@@ -226,6 +226,10 @@ impl Kernel {
 
     /// Put an in-flight capability into a free slot of `pid`.
     pub fn cap_place(&mut self, pid: Pid, id: CapId) -> Result<Handle, Error> {
+        // Revoked while in flight: nothing to place.
+        if self.caps.get(id).is_none() {
+            return Err(Error::StaleHandle);
+        }
         let process = self.processes.get_mut(&pid).ok_or(Error::PeerGone)?;
         let (index, handle) = process.caps.insert(id)?;
         if let Some(node) = self.caps.nodes.get_mut(&id) {

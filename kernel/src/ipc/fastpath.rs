@@ -94,10 +94,11 @@ impl Kernel {
         let seq = message.reply.map_or(0, |r| r.seq);
         let port = self.ports.get_mut(&port_id).expect("receiver found on it");
         port.receivers.pop_front();
-        port.stats.sent += 1;
-        port.stats.received += 1;
-        port.stats.fast_path_hits += 1;
-        self.ipc_stats.fast_path_hits += 1;
+        self.count(port_id, |s| {
+            s.sent += 1;
+            s.received += 1;
+            s.fast_path_hits += 1;
+        });
         self.hand_over(caller, ThreadState::WaitingReply(seq), receiver, message);
         Ok(receiver)
     }
@@ -123,9 +124,8 @@ impl Kernel {
         }
         let port = self.ports.get_mut(&port_id).expect("checked above");
         port.receivers.push_back(server);
-        port.stats.fast_path_hits += 1;
-        self.ipc_stats.fast_path_hits += 1;
-        self.ipc_stats.replies += 1;
+        self.count(port_id, |s| s.fast_path_hits += 1);
+        self.count(reply.port, |s| s.replies += 1);
         let state = ThreadState::Receiving {
             port: port_id,
             until: None,
@@ -147,9 +147,6 @@ impl Kernel {
 
     /// Count a call or reply-and-receive that could not take the fast path.
     pub fn fast_path_missed(&mut self, port_id: PortId) {
-        self.ipc_stats.fast_path_misses += 1;
-        if let Some(port) = self.ports.get_mut(&port_id) {
-            port.stats.fast_path_misses += 1;
-        }
+        self.count(port_id, |s| s.fast_path_misses += 1);
     }
 }

@@ -29,6 +29,8 @@ pub use port::{Port, PortId};
 pub struct ReplyRef {
     pub caller: Tid,
     pub seq: u64,
+    /// The port the call came through (for its statistics).
+    pub port: PortId,
 }
 
 /// Kernel bytes a queued message costs its sender besides its payload.
@@ -59,6 +61,15 @@ impl Message {
 
 /// What a blocked thread finds when it wakes from a receive, a call or a fault.
 pub type Delivery = Result<Message, Error>;
+
+/// How a message reached the thread completing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Received from a port: it may be a call this thread must now answer.
+    Received,
+    /// The answer to this thread's own call.
+    Answer,
+}
 
 impl Kernel {
     /// Build a message from the caller's registers and IPC buffer. Capabilities named in the
@@ -172,16 +183,16 @@ impl Kernel {
         if port.closed {
             return Err((Error::PeerGone, message));
         }
-        port.stats.sent += 1;
         if let Some(receiver) = port.receivers.pop_front() {
-            port.stats.received += 1;
+            self.count(port_id, |s| {
+                s.sent += 1;
+                s.received += 1;
+            });
             self.wake_with(receiver, Ok(message));
             return Ok(());
         }
         if port.queue.len() >= port.capacity {
-            port.stats.sent -= 1;
-            port.stats.queue_full += 1;
-            self.ipc_stats.queue_full += 1;
+            self.count(port_id, |s| s.queue_full += 1);
             return Err((Error::QueueFull, message));
         }
         let charge = message.charge();
@@ -194,6 +205,7 @@ impl Kernel {
             .expect("checked above")
             .queue
             .push_back(message);
+        self.count(port_id, |s| s.sent += 1);
         Ok(())
     }
 
@@ -210,12 +222,18 @@ impl Kernel {
         }
         let message = port.queue.pop_front()?;
         self.refund_kernel_bytes(message.sender, message.charge());
+        self.count(port_id, |s| s.received += 1);
         Some(message)
     }
 
     /// Finish a delivery in the receiver's own context: capabilities into its space,
     /// payload into its IPC buffer, words into its registers. Returns 1 for a call.
-    pub fn complete_delivery(&mut self, frame: &mut TrapFrame, message: Message) -> SyscallResult {
+    pub fn complete_delivery(
+        &mut self,
+        frame: &mut TrapFrame,
+        message: Message,
+        how: Delivered,
+    ) -> SyscallResult {
         let pid = self.current_pid();
         let mut info =
             MessageInfo::new(MessageInfo(message.info).label(), message.payload.len(), 0).0
@@ -228,6 +246,8 @@ impl Kernel {
                     handles[placed] = handle;
                     placed += 1;
                 }
+                // Revoked on the way: it is simply gone.
+                Err(Error::StaleHandle) => {}
                 Err(_) => {
                     self.cap_delete(cap);
                     info |= MessageInfo::CAPS_DROPPED;
@@ -254,7 +274,8 @@ impl Kernel {
         frame.rdi = message.badge;
         frame.rsi = info;
         [frame.rdx, frame.r10, frame.r8, frame.r9] = message.words;
-        let is_call = self.set_pending_reply(message.reply);
+        // The answer to this thread's own call leaves the call it is serving alone.
+        let is_call = how == Delivered::Received && self.set_pending_reply(message.reply);
         Ok(is_call as usize)
     }
 
@@ -277,7 +298,7 @@ impl Kernel {
             self.discard_message(message);
             return Err(Error::PeerGone);
         }
-        self.ipc_stats.replies += 1;
+        self.count(reply.port, |s| s.replies += 1);
         self.wake_with(reply.caller, Ok(message));
         Ok(())
     }

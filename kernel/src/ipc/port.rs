@@ -39,18 +39,26 @@ impl Port {
 }
 
 impl Kernel {
+    /// Count an event on a port and in the system-wide totals.
+    pub fn count(&mut self, port: PortId, bump: impl Fn(&mut IpcStats)) {
+        bump(&mut self.ipc_stats);
+        if let Some(port) = self.ports.get_mut(&port) {
+            bump(&mut port.stats);
+        }
+    }
+
     /// OR `bits` into a port's notification word and wake a receiver with them. Zero bits
     /// wake nobody: a sender may notify 0 just to learn the port is still served.
     pub fn notify_port(&mut self, port_id: PortId, bits: u64) -> Result<(), Error> {
-        self.ipc_stats.notifications += 1;
         let port = self.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
         if port.closed {
             return Err(Error::PeerGone);
         }
-        port.stats.notifications += 1;
         port.notify |= bits;
+        let receiver = port.receivers.front().copied();
+        self.count(port_id, |s| s.notifications += 1);
         if bits != 0
-            && let Some(receiver) = port.receivers.front().copied()
+            && let Some(receiver) = receiver
             && let Some(message) = self.take_waiting(port_id)
         {
             self.wake_with(receiver, Ok(message));

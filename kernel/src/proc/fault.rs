@@ -64,7 +64,11 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
             status.rip,
             status.address,
         ],
-        reply: Some(ReplyRef { caller: tid, seq }),
+        reply: Some(ReplyRef {
+            caller: tid,
+            seq,
+            port,
+        }),
         sender: pid,
         ..Message::default()
     };

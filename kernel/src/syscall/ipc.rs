@@ -3,7 +3,7 @@
 use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::cap::Object;
-use crate::ipc::{Delivery, Port, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, Port, PortId, ReplyRef};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
@@ -45,14 +45,14 @@ pub fn send(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 /// Wait for the current thread's inbox to be filled, then finish the delivery.
-fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame) -> SyscallResult {
+fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
     drop(k);
     reschedule();
-    finish(frame)
+    finish(frame, how)
 }
 
 /// The current thread was woken with something in its inbox: take it.
-fn finish(frame: &mut TrapFrame) -> SyscallResult {
+fn finish(frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
     let mut k = kernel();
     let tid = k.sched.current;
     let delivery: Delivery = k
@@ -60,7 +60,7 @@ fn finish(frame: &mut TrapFrame) -> SyscallResult {
         .get_mut(&tid)
         .and_then(|t| t.inbox.take())
         .unwrap_or(Err(Error::PeerGone));
-    k.complete_delivery(frame, delivery?)
+    k.complete_delivery(frame, delivery?, how)
 }
 
 fn timeout_ticks(nanos: u64) -> Option<u64> {
@@ -84,12 +84,7 @@ fn receive_on(
         return Err(Error::PeerGone);
     }
     if let Some(message) = k.take_waiting(port) {
-        k.ports
-            .get_mut(&port)
-            .expect("message came from it")
-            .stats
-            .received += 1;
-        return k.complete_delivery(frame, message);
+        return k.complete_delivery(frame, message, Delivered::Received);
     }
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
@@ -102,7 +97,7 @@ fn receive_on(
         .receivers
         .push_back(tid);
     k.block_current(ThreadState::Receiving { port, until });
-    wait_for_delivery(k, frame)
+    wait_for_delivery(k, frame, Delivered::Received)
 }
 
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
@@ -113,12 +108,16 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let thread = k.threads.get_mut(&tid).expect("running thread");
     thread.call_seq += 1;
     let seq = thread.call_seq;
-    message.reply = Some(ReplyRef { caller: tid, seq });
-    k.ipc_stats.calls += 1;
+    message.reply = Some(ReplyRef {
+        caller: tid,
+        seq,
+        port,
+    });
+    k.count(port, |s| s.calls += 1);
     match k.fast_call(port, message) {
         Ok(receiver) => {
             switch_to(k, receiver);
-            finish(frame)
+            finish(frame, Delivered::Answer)
         }
         Err(message) => {
             k.fast_path_missed(port);
@@ -127,7 +126,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
                 return Err(error);
             }
             k.block_current(ThreadState::WaitingReply(seq));
-            wait_for_delivery(k, frame)
+            wait_for_delivery(k, frame, Delivered::Answer)
         }
     }
 }
@@ -156,7 +155,7 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
         match k.fast_reply_recv(reply, port, message) {
             Ok(caller) => {
                 switch_to(k, caller);
-                return finish(frame);
+                return finish(frame, Delivered::Received);
             }
             Err(message) => {
                 k.fast_path_missed(port);
