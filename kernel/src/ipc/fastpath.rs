@@ -10,12 +10,14 @@
 //! The path cache remembers, per thread, the last few port handles it used and what they
 //! resolved to, valid until the process's capability space next loses a capability.
 
-use super::{Message, PortId, ReplyRef};
+use super::{Delivery, PortId, ReplyRef};
+use crate::arch::trap::TrapFrame;
 use crate::cap::{Found, Object};
 use crate::kernel::Kernel;
 use crate::sched::thread::{ThreadState, Tid};
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
+use keel_abi::ipc::MessageInfo;
 
 const PATH_CACHE_ENTRIES: usize = 4;
 
@@ -78,71 +80,86 @@ impl Kernel {
         priority(to) >= priority(from)
     }
 
-    /// A call straight into a waiting receiver. On success the caller is blocked awaiting
-    /// `reply` and the receiver is the thread to switch to; otherwise the message comes back.
-    pub fn fast_call(&mut self, port_id: PortId, message: Message) -> Result<Tid, Message> {
+    /// A plain call straight into a waiting receiver's registers. On success the caller is
+    /// blocked awaiting `reply` and the receiver is the thread to switch to.
+    pub fn fast_call(
+        &mut self,
+        port_id: PortId,
+        frame: &TrapFrame,
+        badge: u64,
+        reply: ReplyRef,
+    ) -> Option<Tid> {
         let caller = self.sched.current;
-        let receiver = self
-            .ports
-            .get(&port_id)
-            .and_then(|p| p.receivers.front().copied());
-        let Some(receiver) =
-            receiver.filter(|&r| message.is_plain() && self.may_switch_directly(caller, r))
-        else {
-            return Err(message);
-        };
-        let seq = message.reply.map_or(0, |r| r.seq);
-        let port = self.ports.get_mut(&port_id).expect("receiver found on it");
-        port.receivers.pop_front();
+        let port = self.ports.get_mut(&port_id)?;
+        let receiver = port.receivers.front().copied()?;
+        if !self.may_switch_directly(caller, receiver) {
+            return None;
+        }
+        self.ports.get_mut(&port_id)?.receivers.pop_front();
         self.count(port_id, |s| {
             s.sent += 1;
             s.received += 1;
             s.fast_path_hits += 1;
         });
-        self.hand_over(caller, ThreadState::WaitingReply(seq), receiver, message);
-        Ok(receiver)
+        self.block(caller, ThreadState::WaitingReply(reply.seq));
+        self.hand_over(receiver, frame, badge, Some(reply));
+        Some(receiver)
     }
 
-    /// Answer `reply` and wait on `port` in one step, switching straight to the caller.
+    /// Answer `reply` with a plain message and wait on `port` in one step, switching
+    /// straight to the caller.
     pub fn fast_reply_recv(
         &mut self,
         reply: ReplyRef,
         port_id: PortId,
-        message: Message,
-    ) -> Result<Tid, Message> {
+        frame: &TrapFrame,
+    ) -> Option<Tid> {
         let server = self.sched.current;
-        let port_idle = self
-            .ports
-            .get(&port_id)
-            .is_some_and(|p| p.queue.is_empty() && p.notify == 0 && !p.closed);
-        if !(port_idle
-            && message.is_plain()
-            && self.reply_is_awaited(reply)
-            && self.may_switch_directly(server, reply.caller))
+        let port = self.ports.get_mut(&port_id)?;
+        if !(port.queue.is_empty() && port.notify == 0 && !port.closed)
+            || !self.reply_is_awaited(reply)
+            || !self.may_switch_directly(server, reply.caller)
         {
-            return Err(message);
+            return None;
         }
-        let port = self.ports.get_mut(&port_id).expect("checked above");
-        port.receivers.push_back(server);
+        self.ports.get_mut(&port_id)?.receivers.push_back(server);
         self.count(port_id, |s| s.fast_path_hits += 1);
         self.count(reply.port, |s| s.replies += 1);
         let state = ThreadState::Receiving {
             port: port_id,
             until: None,
         };
-        self.hand_over(server, state, reply.caller, message);
-        Ok(reply.caller)
+        self.block(server, state);
+        self.hand_over(reply.caller, frame, 0, None);
+        Some(reply.caller)
     }
 
-    /// Block `from` in `state` and give `message` to `to`, which runs next.
-    fn hand_over(&mut self, from: Tid, state: ThreadState, to: Tid, message: Message) {
-        if let Some(thread) = self.threads.get_mut(&from) {
+    fn block(&mut self, tid: Tid, state: ThreadState) {
+        if let Some(thread) = self.threads.get_mut(&tid) {
             thread.state = state;
         }
+    }
+
+    /// Copy the sender's label and words into the saved registers of `to`, blocked in the
+    /// kernel, and set its syscall's result: register-only transfer, no message built.
+    fn hand_over(&mut self, to: Tid, frame: &TrapFrame, badge: u64, reply: Option<ReplyRef>) {
         let target = self.threads.get_mut(&to).expect("waiting thread exists");
         let waiting = target.state;
-        target.inbox = Some(Ok(message));
+        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
+        // frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *target.saved_user_frame() };
+        saved.rdi = badge;
+        saved.rsi = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = [frame.rdx, frame.r10, frame.r8, frame.r9];
+        let previous = match reply {
+            Some(reply) => target.pending_reply.replace(reply),
+            None => None,
+        };
+        target.inbox = Some(Delivery::InRegisters(reply.is_some() as usize));
         self.sched.forget(to, waiting);
+        if let Some(previous) = previous {
+            self.abandon_reply(previous);
+        }
     }
 
     /// Count a call or reply-and-receive that could not take the fast path.

@@ -53,14 +53,16 @@ impl Message {
     pub fn charge(&self) -> usize {
         MESSAGE_COST + self.payload.len()
     }
-
-    pub fn is_plain(&self) -> bool {
-        self.payload.is_empty() && self.caps.is_empty()
-    }
 }
 
 /// What a blocked thread finds when it wakes from a receive, a call or a fault.
-pub type Delivery = Result<Message, Error>;
+pub enum Delivery {
+    /// A message to finish delivering in the thread's own address space.
+    Message(Message),
+    /// Already in the thread's saved registers (the fast path): the syscall's result.
+    InRegisters(usize),
+    Failed(Error),
+}
 
 /// How a message reached the thread completing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +150,7 @@ impl Kernel {
     /// A call's answer will never come: wake the caller with `PeerGone`.
     pub fn abandon_reply(&mut self, reply: ReplyRef) {
         if self.reply_is_awaited(reply) {
-            self.wake_with(reply.caller, Err(Error::PeerGone));
+            self.wake_with(reply.caller, Delivery::Failed(Error::PeerGone));
         }
     }
 
@@ -188,7 +190,7 @@ impl Kernel {
                 s.sent += 1;
                 s.received += 1;
             });
-            self.wake_with(receiver, Ok(message));
+            self.wake_with(receiver, Delivery::Message(message));
             return Ok(());
         }
         if port.queue.len() >= port.capacity {
@@ -299,7 +301,7 @@ impl Kernel {
             return Err(Error::PeerGone);
         }
         self.count(reply.port, |s| s.replies += 1);
-        self.wake_with(reply.caller, Ok(message));
+        self.wake_with(reply.caller, Delivery::Message(message));
         Ok(())
     }
 

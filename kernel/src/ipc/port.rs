@@ -1,6 +1,6 @@
 //! The port object: a bounded queue, the threads waiting to receive, a notification word.
 
-use super::Message;
+use super::{Delivery, Message};
 use crate::kernel::Kernel;
 use crate::sched::thread::Tid;
 use alloc::collections::VecDeque;
@@ -61,7 +61,7 @@ impl Kernel {
             && let Some(receiver) = receiver
             && let Some(message) = self.take_waiting(port_id)
         {
-            self.wake_with(receiver, Ok(message));
+            self.wake_with(receiver, Delivery::Message(message));
         }
         Ok(())
     }
@@ -86,7 +86,7 @@ impl Kernel {
             self.discard_message(message);
         }
         for tid in waiting {
-            self.wake_with(tid, Err(Error::PeerGone));
+            self.wake_with(tid, Delivery::Failed(Error::PeerGone));
         }
         if !any_left {
             self.ports.remove(&port_id);

@@ -7,7 +7,7 @@
 //! fault, and the parent's `process_wait` gets the same facts.
 
 use crate::arch::trap::{TrapFrame, exception_name};
-use crate::ipc::{Message, ReplyRef};
+use crate::ipc::{Delivery, Message, ReplyRef};
 use crate::kernel::{Kernel, kernel};
 use crate::sched::thread::ThreadState;
 use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
@@ -93,7 +93,8 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
 fn resumed(frame: &mut TrapFrame) -> bool {
     let mut k = kernel();
     let tid = k.sched.current;
-    let Some(Ok(answer)) = k.threads.get_mut(&tid).and_then(|t| t.inbox.take()) else {
+    let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.inbox.take())
+    else {
         return false;
     };
     let [verdict, new_rip, ..] = answer.words;

@@ -165,7 +165,7 @@ impl Kernel {
         if let Some(reply) = pending {
             self.abandon_reply(reply);
         }
-        if let Some(Ok(message)) = inbox {
+        if let Some(crate::ipc::Delivery::Message(message)) = inbox {
             self.discard_message(message);
         }
         if tid == self.sched.current {

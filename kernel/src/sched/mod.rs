@@ -10,8 +10,17 @@ use crate::arch::{self, entry, gdt};
 use crate::kernel::{Kernel, KernelGuard, kernel};
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use keel_abi::PRIORITY_LEVELS;
 use thread::{Start, Thread, ThreadState, Tid};
+
+/// Set when the running thread should give way; checked on every return to user space
+/// without taking the kernel lock.
+static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+
+fn request_reschedule() {
+    NEED_RESCHED.store(true, Ordering::Relaxed);
+}
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
 pub const TIME_SLICE: u32 = 10;
@@ -26,7 +35,6 @@ pub struct Scheduler {
     idle: Tid,
     sleepers: BTreeSet<(u64, Tid)>,
     slice_left: u32,
-    need_resched: bool,
     /// Threads that ended while running; freed once another thread runs.
     dead: Vec<Tid>,
     /// The page-table root in CR3.
@@ -45,7 +53,6 @@ impl Scheduler {
             idle,
             sleepers: BTreeSet::new(),
             slice_left: TIME_SLICE,
-            need_resched: false,
             dead: Vec::new(),
             loaded_root: arch::current_root(),
         }
@@ -104,7 +111,7 @@ impl Scheduler {
 
     pub fn note_dead_current(&mut self) {
         self.dead.push(self.current);
-        self.need_resched = true;
+        request_reschedule();
     }
 
     /// Load the kernel's own root if `root` is in CR3 (its address space is going away).
@@ -128,7 +135,7 @@ impl Kernel {
         let current = self.sched.current;
         let current_priority = self.threads.get(&current).map_or(0, |t| t.priority);
         if self.sched.is_idle(current) || priority > current_priority {
-            self.sched.need_resched = true;
+            request_reschedule();
         }
     }
 
@@ -145,11 +152,11 @@ impl Kernel {
         if let Some(thread) = self.threads.get_mut(&tid) {
             thread.state = state;
         }
-        self.sched.need_resched = true;
+        request_reschedule();
     }
 
     pub fn yield_current(&mut self) {
-        self.sched.need_resched = true;
+        request_reschedule();
         self.sched.slice_left = 0;
     }
 
@@ -178,7 +185,7 @@ impl Kernel {
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
     let mut k = kernel();
-    k.sched.need_resched = false;
+    NEED_RESCHED.store(false, Ordering::Relaxed);
     let current = k.sched.current;
     let slice_over = k.sched.slice_left == 0;
     let idle = k.sched.is_idle(current);
@@ -245,7 +252,7 @@ extern "C" fn thread_first_run() {
 }
 
 pub fn reschedule_if_needed() {
-    if kernel().sched.need_resched {
+    if NEED_RESCHED.load(Ordering::Relaxed) {
         reschedule();
     }
 }
@@ -272,14 +279,14 @@ pub fn timer_tick() {
             k.sched.sleepers.pop_first();
             match k.threads.get(&tid).map(|t| t.state) {
                 Some(ThreadState::Receiving { .. }) => {
-                    k.wake_with(tid, Err(keel_abi::Error::TimedOut))
+                    k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
                 }
                 _ => k.make_ready(tid),
             }
         }
         k.sched.slice_left = k.sched.slice_left.saturating_sub(1);
         if k.sched.slice_left == 0 {
-            k.sched.need_resched = true;
+            request_reschedule();
         }
     }
     crate::device::announce_log();

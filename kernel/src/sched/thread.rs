@@ -151,4 +151,9 @@ impl Thread {
     pub fn stack_top(&self) -> usize {
         self.stack.top()
     }
+
+    /// Where this thread's user registers were saved when it entered the kernel.
+    pub fn saved_user_frame(&self) -> *mut TrapFrame {
+        (self.stack.top() - core::mem::size_of::<TrapFrame>()) as *mut TrapFrame
+    }
 }

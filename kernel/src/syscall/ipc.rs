@@ -10,7 +10,7 @@ use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
 use crate::sched::{reschedule, switch_to};
 use keel_abi::cap::{Handle, kind, rights};
-use keel_abi::ipc::IpcStats;
+use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
 
 fn port_handle(frame: &TrapFrame) -> Result<Handle, Error> {
@@ -55,12 +55,19 @@ fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame, how: Delivered) -> S
 fn finish(frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
     let mut k = kernel();
     let tid = k.sched.current;
-    let delivery: Delivery = k
-        .threads
-        .get_mut(&tid)
-        .and_then(|t| t.inbox.take())
-        .unwrap_or(Err(Error::PeerGone));
-    k.complete_delivery(frame, delivery?, how)
+    let delivery = k.threads.get_mut(&tid).and_then(|t| t.inbox.take());
+    match delivery {
+        Some(Delivery::InRegisters(result)) => Ok(result),
+        Some(Delivery::Message(message)) => k.complete_delivery(frame, message, how),
+        Some(Delivery::Failed(error)) => Err(error),
+        None => Err(Error::PeerGone),
+    }
+}
+
+/// A message with nothing but a label and words: what the fast path carries.
+fn is_plain(frame: &TrapFrame) -> bool {
+    let info = MessageInfo(frame.rsi);
+    info.payload_len() == 0 && info.caps() == 0
 }
 
 fn timeout_ticks(nanos: u64) -> Option<u64> {
@@ -103,32 +110,30 @@ fn receive_on(
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid).expect("running thread");
     thread.call_seq += 1;
-    let seq = thread.call_seq;
-    message.reply = Some(ReplyRef {
+    let reply = ReplyRef {
         caller: tid,
-        seq,
+        seq: thread.call_seq,
         port,
-    });
+    };
     k.count(port, |s| s.calls += 1);
-    match k.fast_call(port, message) {
-        Ok(receiver) => {
-            switch_to(k, receiver);
-            finish(frame, Delivered::Answer)
-        }
-        Err(message) => {
-            k.fast_path_missed(port);
-            if let Err((error, message)) = k.deliver(port, message) {
-                k.discard_message(message);
-                return Err(error);
-            }
-            k.block_current(ThreadState::WaitingReply(seq));
-            wait_for_delivery(k, frame, Delivered::Answer)
-        }
+    if is_plain(frame)
+        && let Some(receiver) = k.fast_call(port, frame, cap.badge, reply)
+    {
+        switch_to(k, receiver);
+        return finish(frame, Delivered::Answer);
     }
+    k.fast_path_missed(port);
+    let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
+    message.reply = Some(reply);
+    if let Err((error, message)) = k.deliver(port, message) {
+        k.discard_message(message);
+        return Err(error);
+    }
+    k.block_current(ThreadState::WaitingReply(reply.seq));
+    wait_for_delivery(k, frame, Delivered::Answer)
 }
 
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
@@ -151,18 +156,16 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
-        let message = k.message_from_caller(frame, 0, rights::GRANT)?;
-        match k.fast_reply_recv(reply, port, message) {
-            Ok(caller) => {
-                switch_to(k, caller);
-                return finish(frame, Delivered::Received);
-            }
-            Err(message) => {
-                k.fast_path_missed(port);
-                // A caller that gave up is no reason not to serve the next one.
-                let _ = k.answer(reply, message);
-            }
+        if is_plain(frame)
+            && let Some(caller) = k.fast_reply_recv(reply, port, frame)
+        {
+            switch_to(k, caller);
+            return finish(frame, Delivered::Received);
         }
+        k.fast_path_missed(port);
+        let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+        // A caller that gave up is no reason not to serve the next one.
+        let _ = k.answer(reply, message);
     }
     receive_on(k, frame, port, None)
 }
