@@ -143,14 +143,10 @@ impl Kernel {
     /// Copy the sender's label and words into the saved registers of `to`, blocked in the
     /// kernel, and set its syscall's result: register-only transfer, no message built.
     fn hand_over(&mut self, to: Tid, frame: &TrapFrame, badge: u64, reply: Option<ReplyRef>) {
+        let info = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
+        self.load_registers(to, badge, info, [frame.rdx, frame.r10, frame.r8, frame.r9]);
         let target = self.threads.get_mut(&to).expect("waiting thread exists");
         let waiting = target.state;
-        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
-        // frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *target.saved_user_frame() };
-        saved.rdi = badge;
-        saved.rsi = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = [frame.rdx, frame.r10, frame.r8, frame.r9];
         let previous = match reply {
             Some(reply) => target.pending_reply.replace(reply),
             None => None,
@@ -160,6 +156,18 @@ impl Kernel {
         if let Some(previous) = previous {
             self.abandon_reply(previous);
         }
+    }
+
+    /// Write a message's badge, info and words into the saved registers of `to`, a thread
+    /// blocked in a receiving syscall.
+    pub fn load_registers(&mut self, to: Tid, badge: u64, info: u64, words: [u64; 4]) {
+        let target = self.threads.get_mut(&to).expect("waiting thread exists");
+        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
+        // frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *target.saved_user_frame() };
+        saved.rdi = badge;
+        saved.rsi = info;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
     }
 
     /// Count a call or reply-and-receive that could not take the fast path.

@@ -6,7 +6,7 @@ use crate::sched::thread::Tid;
 use alloc::collections::VecDeque;
 use keel_abi::Error;
 use keel_abi::cap::rights;
-use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY};
+use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY, MessageInfo};
 
 pub type PortId = crate::table::Id;
 
@@ -59,9 +59,12 @@ impl Kernel {
         self.count(port_id, |s| s.notifications += 1);
         if bits != 0
             && let Some(receiver) = receiver
-            && let Some(message) = self.take_waiting(port_id)
         {
-            self.wake_with(receiver, Delivery::Message(message));
+            // The bits go straight into the waiting receiver's registers.
+            let bits =
+                core::mem::take(&mut self.ports.get_mut(&port_id).expect("found above").notify);
+            self.load_registers(receiver, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
+            self.wake_with(receiver, Delivery::InRegisters(0));
         }
         Ok(())
     }
