@@ -26,7 +26,7 @@ mod syscall;
 mod table;
 
 use arch::boot::MULTIBOOT_BOOTLOADER_MAGIC;
-use keel_abi::{PRIORITY_DEFAULT, rights};
+use keel_abi::{PRIORITY_LEVELS, rights};
 use proc::spawn::{SharedModule, SpawnSpec};
 
 #[unsafe(no_mangle)]
@@ -103,7 +103,8 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         name: first.name(),
         args: first.args().as_bytes(),
         image,
-        priority: PRIORITY_DEFAULT,
+        // The first process hands out priorities, so it may give any of them.
+        priority: PRIORITY_LEVELS - 1,
         rights: rights::ALL,
         modules: &modules,
         caps: &[],

@@ -116,7 +116,8 @@ impl Kernel {
     ) -> Option<Tid> {
         let server = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
-        if !(port.queue.is_empty() && port.notify == 0 && !port.closed)
+        let port_idle = port.queue.is_empty() && port.notify == 0 && !port.closed;
+        if !port_idle
             || !self.reply_is_awaited(reply)
             || !self.may_switch_directly(server, reply.caller)
         {
