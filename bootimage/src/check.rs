@@ -11,7 +11,20 @@ use crate::qemu::{Accel, Boot, Console, Qemu, Run};
 
 /// The in-guest test suites, each run by `ktest SUITE` in its own boot. To add one, add its
 /// name here and implement it in tests/guest.
-pub const SUITES: &[&str] = &["preemption", "faults", "syscalls", "memory", "processes"];
+pub const SUITES: &[&str] = &[
+    "preemption",
+    "faults",
+    "syscalls",
+    "memory",
+    "processes",
+    "capabilities",
+    "ipc_messages",
+    "shared_pages",
+    "exception_handlers",
+    "services",
+    "system",
+    "console",
+];
 
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -36,12 +49,16 @@ pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
     Qemu::new(boot, accel, console)
 }
 
-/// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it.
+/// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it. The guest
+/// may ask for input (`qemu::TYPE_REQUEST`).
 pub fn suite_qemu(boot: Boot, accel: Accel) -> Qemu {
     let console = Console::Scripted {
         timeout: SUITE_TIMEOUT,
     };
-    Qemu::new(boot, accel, console)
+    Qemu {
+        typist: true,
+        ..Qemu::new(boot, accel, console)
+    }
 }
 
 /// What a boot must show to pass, besides powering off with status 33.

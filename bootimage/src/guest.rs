@@ -8,11 +8,27 @@ use crate::error::Context;
 use crate::setup::GUEST_TARGET;
 use crate::{Error, Result, workspace_root};
 
-/// The packages the demo image needs: the kernel, `init` and `hello`.
-pub const DEMO_PACKAGES: &[&str] = &["kernel", "init", "hello"];
-/// The packages the in-guest test suites need: the kernel and `keel-guest-tests`, which
-/// provides the `ktest` and `kchild` binaries.
-pub const TEST_PACKAGES: &[&str] = &["kernel", "keel-guest-tests"];
+/// The programs a demo manifest may name (each package's binary has its name): the
+/// servers, the shell, and the examples.
+pub const DEMO_PROGRAMS: &[&str] = &["console", "shell", "hello", "hello-service", "kv"];
+/// The packages the demo image needs: the kernel, `init` and [`DEMO_PROGRAMS`].
+pub const DEMO_PACKAGES: &[&str] = &[
+    "kernel",
+    "init",
+    "console",
+    "shell",
+    "hello",
+    "hello-service",
+    "kv",
+];
+/// The packages the in-guest test suites need: the kernel, `keel-guest-tests`, which
+/// provides the `ktest` and `kchild` binaries, and the programs some suites drive
+/// ([`SUITE_PROGRAMS`]).
+pub const TEST_PACKAGES: &[&str] = &["kernel", "keel-guest-tests", "console", "shell", "hello"];
+/// The programs a suite starts besides `kchild`, as boot modules of its image.
+pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[("console", &["console", "shell", "hello"])];
+/// The packages `cargo boot bench` needs: the kernel and `keel-bench`, which provides `kbench`.
+pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench"];
 
 /// Guest builds get their own target directory: the outer `cargo run`/`cargo test` may hold
 /// the lock on target/ while we build, and host and guest artifacts never mix.
@@ -80,8 +96,14 @@ mod tests {
     #[test]
     fn union_keeps_order_and_drops_duplicates() {
         assert_eq!(
-            union(&[DEMO_PACKAGES, TEST_PACKAGES]),
-            ["kernel", "init", "hello", "keel-guest-tests"]
+            union(&[&["a", "b"], &["b", "c", "a"], &["d"]]),
+            ["a", "b", "c", "d"]
         );
+    }
+
+    #[test]
+    fn the_demo_builds_the_kernel_init_and_every_program() {
+        assert_eq!(DEMO_PACKAGES[..2], ["kernel", "init"]);
+        assert_eq!(DEMO_PACKAGES[2..], *DEMO_PROGRAMS);
     }
 }

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::guest::binary;
-use crate::{Error, Result};
+use crate::guest::{self, DEMO_PACKAGES, DEMO_PROGRAMS, binary};
+use crate::manifest::Manifest;
+use crate::{Error, Result, workspace_root};
 
 /// One boot module. The kernel names it after the basename of its path and hands it `args`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,27 +48,54 @@ impl Module {
 }
 
 impl Image {
-    /// The demo: `init` (the first process) and `hello`.
-    pub fn demo() -> Image {
+    /// The demo: `init` (the first process), the `manifest` it reads, and every program a
+    /// manifest may start or the shell may run. With `tour`, init has the shell run its
+    /// scripted tour instead of waiting for a person.
+    pub fn demo(manifest: &Manifest, tour: bool) -> Result<Image> {
+        manifest.check_binaries(binary)?;
+        let flat = manifest.write(&workspace_root().join("target").join("demo"))?;
+        let init_args = if tour { "init tour" } else { "init" };
+        let mut modules = vec![
+            Module::new(binary("init"), init_args),
+            Module::new(flat, ""),
+        ];
+        modules.extend(
+            DEMO_PROGRAMS
+                .iter()
+                .map(|program| Module::new(binary(program), "")),
+        );
+        Ok(Image {
+            kernel: binary("kernel"),
+            modules,
+            cmdline: String::new(),
+        })
+    }
+
+    /// One in-guest test suite: `ktest SUITE` runs it, spawning `kchild` where a test needs a
+    /// second program, and the suite's own programs ([`guest::SUITE_PROGRAMS`]).
+    pub fn suite(name: &str) -> Image {
+        let programs = guest::SUITE_PROGRAMS
+            .iter()
+            .filter(|(suite, _)| *suite == name)
+            .flat_map(|(_, programs)| programs.iter());
+        let mut modules = vec![
+            Module::new(binary("ktest"), name),
+            Module::new(binary("kchild"), ""),
+        ];
+        modules.extend(programs.map(|program| Module::new(binary(program), "")));
         Image {
             kernel: binary("kernel"),
-            modules: vec![
-                Module::new(binary("init"), "init"),
-                Module::new(binary("hello"), ""),
-            ],
+            modules,
             cmdline: String::new(),
         }
     }
 
-    /// One in-guest test suite: `ktest SUITE` runs it, spawning `kchild` where a test needs a
-    /// second program.
-    pub fn suite(name: &str) -> Image {
+    /// The benchmarks: `kbench FILTER` as the only module; it starts its own image again
+    /// for whatever must run in another process.
+    pub fn bench(filter: &str) -> Image {
         Image {
             kernel: binary("kernel"),
-            modules: vec![
-                Module::new(binary("ktest"), name),
-                Module::new(binary("kchild"), ""),
-            ],
+            modules: vec![Module::new(binary("kbench"), filter)],
             cmdline: String::new(),
         }
     }
@@ -112,6 +140,14 @@ impl Image {
         }
         Ok(args)
     }
+}
+
+/// Everything before the demo boots: check the manifest at `path` (a mistake stops here,
+/// before anything is built), build the demo's packages, assemble the image.
+pub fn demo_image(path: &Path, tour: bool) -> Result<Image> {
+    let manifest = Manifest::load(path, DEMO_PROGRAMS)?;
+    guest::build(DEMO_PACKAGES)?;
+    Image::demo(&manifest, tour)
 }
 
 pub(crate) fn utf8(path: &Path) -> Result<&str> {
@@ -169,6 +205,32 @@ mod tests {
     #[test]
     fn module_name_is_the_basename() {
         assert_eq!(Module::new("/x/y/init", "init").name().unwrap(), "init");
+    }
+
+    #[test]
+    fn bench_image_passes_the_filter_to_kbench() {
+        let image = Image::bench("port_call");
+        assert_eq!(image.modules.len(), 1);
+        assert_eq!(image.modules[0].name().unwrap(), "kbench");
+        assert_eq!(image.modules[0].args, "port_call");
+    }
+
+    #[test]
+    fn the_console_suite_brings_the_console_and_the_shell() {
+        let names = |suite| {
+            let image = Image::suite(suite);
+            let names: Vec<String> = image
+                .modules
+                .iter()
+                .map(|m| m.name().unwrap().to_owned())
+                .collect();
+            names
+        };
+        assert_eq!(
+            names("console"),
+            ["ktest", "kchild", "console", "shell", "hello"]
+        );
+        assert_eq!(names("memory"), ["ktest", "kchild"]);
     }
 
     #[test]

@@ -132,11 +132,11 @@ mod tests {
 
     #[test]
     fn grub_cfg_refuses_duplicate_names_and_shell_characters() {
-        let mut image = Image::demo();
-        image.modules.push(Module::new("/other/init", ""));
+        let mut image = Image::suite("faults");
+        image.modules.push(Module::new("/other/ktest", ""));
         assert!(grub_cfg(&image).is_err());
 
-        let mut image = Image::demo();
+        let mut image = Image::suite("faults");
         image.modules[0].args = "x; reboot".into();
         assert!(grub_cfg(&image).is_err());
     }

@@ -4,11 +4,13 @@
 //! `cargo boot` (the `bootimage` binary) and the host test crate (`tests/`) both drive this
 //! library, so a boot from the command line and a boot from `cargo test` are the same boot.
 
+pub mod bench;
 pub mod check;
 mod error;
 pub mod guest;
 pub mod image;
 pub mod iso;
+pub mod manifest;
 pub mod qemu;
 pub mod setup;
 pub mod status;

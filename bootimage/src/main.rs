@@ -3,11 +3,12 @@
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
+use bootimage::bench;
 use bootimage::check::{self, Check, INIT_STARTED};
-use bootimage::image::Image;
+use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, guest, iso, setup};
+use bootimage::{Error, Result, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -20,6 +21,13 @@ commands:
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
   test [SUITE...]  run the in-guest test suites (default: all)
+  bench [--cycles] [--filter SUBSTR] [--compare FILE] [--check]
+                   run the benchmarks (tests/bench) under -icount shift=0, where figures are
+                   exact instruction counts; print a table and write target/bench/latest.json.
+                   --cycles: real time instead (cycles and ns; noisy under emulation)
+                   --filter: only benchmarks whose names contain SUBSTR
+                   --compare: show the change of each median against an earlier JSON file
+                   --check: fail, listing each miss, unless issue 6's targets hold
   help             this text
 ";
 
@@ -30,7 +38,7 @@ enum Command {
     Image { iso: bool },
     Iso,
     Test(Vec<String>),
-    // `bench` (a later issue) goes here: a scripted boot with `Qemu::icount` set.
+    Bench(bench::Options),
 }
 
 /// The command, or `None` for help.
@@ -42,6 +50,7 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["help" | "--help" | "-h"] => return Ok(None),
         _ => return Err(format!("unknown arguments: {}", args.join(" "))),
     }))
@@ -76,16 +85,16 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
     match command {
         Command::Demo => {
             setup::ensure(&setup::QEMU)?;
-            guest::build(guest::DEMO_PACKAGES)?;
-            boot_demo(Boot::Direct(Image::demo()), accel)
+            let image = image::demo_image(&manifest::demo_path(), tour())?;
+            boot_demo(Boot::Direct(image), accel)
         }
         Command::Image { iso: false } => {
-            guest::build(guest::DEMO_PACKAGES)?;
-            print_image(&Image::demo(), accel)?;
+            // Whoever runs the printed command has a terminal: no tour.
+            print_image(&image::demo_image(&manifest::demo_path(), false)?, accel)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Image { iso: true } => {
-            let path = build_demo_iso()?;
+            let path = build_demo_iso(false)?;
             let qemu = check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel);
             println!("bootimage: wrote {}", path.display());
             println!("bootimage: boot it with:\n{}", qemu.command_line()?);
@@ -93,19 +102,25 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Iso => {
             setup::ensure(&setup::QEMU)?;
-            let path = build_demo_iso()?;
+            let path = build_demo_iso(tour())?;
             boot_demo(Boot::Cdrom(path), accel)
         }
         Command::Test(suites) => run_suites(&suites, accel),
+        Command::Bench(options) => bench::run(&options, accel).map(exit_code),
     }
 }
 
-fn build_demo_iso() -> Result<std::path::PathBuf> {
+fn build_demo_iso(tour: bool) -> Result<std::path::PathBuf> {
     setup::ensure(&setup::GRUB)?;
-    guest::build(guest::DEMO_PACKAGES)?;
+    let image = image::demo_image(&manifest::demo_path(), tour)?;
     let path = iso::demo_iso_path();
-    iso::build(&Image::demo(), &path)?;
+    iso::build(&image, &path)?;
     Ok(path)
+}
+
+/// Without a person at the console, init has the shell run its scripted tour.
+fn tour() -> bool {
+    !io::stdin().is_terminal()
 }
 
 fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
@@ -126,7 +141,7 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
 
 /// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
 fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
-    let interactive = io::stdin().is_terminal();
+    let interactive = !tour();
     let mut qemu = if interactive {
         Qemu::new(boot, accel.accel, Console::Interactive)
     } else {
@@ -219,6 +234,13 @@ mod tests {
         );
         assert_eq!(parse_words("help"), Ok(None));
         assert!(parse_words("image --cd").is_err());
-        assert!(parse_words("bench").is_err());
+        assert_eq!(
+            parse_words("bench --check"),
+            Ok(Some(Command::Bench(bench::Options {
+                check: true,
+                ..bench::Options::default()
+            })))
+        );
+        assert!(parse_words("bench --fast").is_err());
     }
 }

@@ -108,6 +108,25 @@ pub struct Qemu {
     pub icount: bool,
     /// Copy the serial output to our stdout (and QEMU's stderr to ours) as it arrives.
     pub echo: bool,
+    /// Scripted runs only: answer each serial line carrying [`TYPE_REQUEST`] by typing
+    /// the bytes it names into the serial line, as a person at the keyboard would.
+    pub typist: bool,
+}
+
+/// How the guest asks the host to type: this, then the bytes in hex (`KEEL TYPE 6c730d`
+/// types `ls` and Enter). Tests of the console use it for input.
+pub const TYPE_REQUEST: &str = "KEEL TYPE ";
+
+/// The bytes a serial line asks to have typed, if it carries a [`TYPE_REQUEST`].
+pub fn typing_request(text: &str) -> Option<Vec<u8>> {
+    let (_, hex) = text.split_once(TYPE_REQUEST)?;
+    let hex = hex.trim().as_bytes();
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
 }
 
 /// One line the guest wrote to the serial port, and when it completed (from QEMU's spawn).
@@ -142,6 +161,7 @@ impl Qemu {
             console,
             icount: false,
             echo: false,
+            typist: false,
         }
     }
 
@@ -185,6 +205,7 @@ impl Qemu {
     pub fn run(&self, on_line: &mut dyn FnMut(&SerialLine)) -> Result<Run> {
         let (stdin, timeout) = match self.console {
             Console::Interactive => (Stdio::inherit(), None),
+            Console::Scripted { timeout } if self.typist => (Stdio::piped(), Some(timeout)),
             Console::Scripted { timeout } => (Stdio::null(), Some(timeout)),
         };
         if let Boot::Direct(image) = &self.boot {
@@ -201,6 +222,8 @@ impl Qemu {
         let start = Instant::now();
         let limit = timeout.map(|timeout| (start + timeout, timeout));
 
+        // Held until QEMU is gone: an early EOF on the serial input is nothing a guest expects.
+        let mut keyboard = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (sender, receiver) = mpsc::channel();
@@ -217,6 +240,12 @@ impl Qemu {
             };
             match next {
                 Ok(line) => {
+                    if let (Some(keys), Some(bytes)) =
+                        (keyboard.as_mut(), typing_request(&line.text))
+                    {
+                        // A QEMU that stopped reading fails the run by its own symptoms.
+                        let _ = keys.write_all(&bytes).and_then(|()| keys.flush());
+                    }
                     on_line(&line);
                     lines.push(line);
                 }
@@ -225,6 +254,7 @@ impl Qemu {
             }
         }
         let exit = wait_until(&mut child, limit)?;
+        drop(keyboard);
         let elapsed = start.elapsed();
         // QEMU is gone, so both pipes hit EOF and the readers finish.
         serial.join().expect("serial reader does not panic");
@@ -242,7 +272,7 @@ impl Qemu {
     }
 }
 
-const PROGRAM: &str = "qemu-system-x86_64";
+pub(crate) const PROGRAM: &str = "qemu-system-x86_64";
 /// The device through which the guest powers off and reports success (see `keel_abi::poweroff`).
 const DEBUG_EXIT: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
 
@@ -423,6 +453,17 @@ mod tests {
             "{line}"
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn typing_requests_are_hex_after_the_marker_anywhere_in_a_line() {
+        assert_eq!(typing_request("KEEL TYPE 6c730d"), Some(b"ls\r".to_vec()));
+        // A console may redraw its prompt line around it.
+        assert_eq!(typing_request("\r\x1b[KKEEL TYPE 03 "), Some(vec![0x03]));
+        assert_eq!(typing_request("KEEL TYPE 6c7"), None);
+        assert_eq!(typing_request("KEEL TYPE zz"), None);
+        assert_eq!(typing_request("KEEL TYPE "), None);
+        assert_eq!(typing_request("test a ... ok"), None);
     }
 
     #[test]

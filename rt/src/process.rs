@@ -1,4 +1,5 @@
-//! Processes: spawn one from an ELF image, wait for it, kill it, look at it, list them all.
+//! Processes: spawn one from an ELF image, wait for it, kill it, look at it, list them all,
+//! and have its faults sent to a port.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -6,6 +7,7 @@ use core::fmt;
 
 use keel_abi::{ExitStatus, ProcessInfo, SpawnRequest, exit_kind, vector};
 
+use crate::ipc::Port;
 use crate::start::start_info;
 use crate::sys::{self, Error};
 
@@ -121,7 +123,7 @@ pub enum Exit {
     Unknown(ExitStatus),
 }
 
-/// A CPU exception that ended a process.
+/// A CPU exception in a process: what ended it, or what a fault message reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
     /// The exception vector ([`keel_abi::vector`]).
@@ -210,4 +212,18 @@ pub fn list() -> Result<Vec<Pid>, Error> {
         // More processes than room: grow with some slack, since more may start meanwhile.
         pids.resize(count + 8, 0);
     }
+}
+
+/// Sends the faults of process `pid` (this one or a child) to `port`, which needs SEND, as
+/// calls labelled [`LABEL_FAULT`](keel_abi::ipc::LABEL_FAULT) (see
+/// [`Message::fault`](crate::ipc::Message::fault)). The faulting thread waits for the
+/// answer: [`Message::resume`](crate::ipc::Message::resume) lets it go on, anything else
+/// ends the process.
+pub fn set_fault_handler(pid: Pid, port: Port) -> Result<(), Error> {
+    sys::ipc::fault_handler_set(pid, port.handle())
+}
+
+/// Lets faults of process `pid` end it again, as without a handler.
+pub fn clear_fault_handler(pid: Pid) -> Result<(), Error> {
+    sys::ipc::fault_handler_set(pid, 0)
 }

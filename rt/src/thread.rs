@@ -183,5 +183,7 @@ extern "C" fn thread_main(start: *mut Start) -> Stack {
     let start = unsafe { Box::from_raw(start) };
     let stack = start.stack;
     (start.main)();
+    // The thread's IPC buffer, if it got one, goes with it.
+    crate::ipc::thread_ending();
     stack
 }

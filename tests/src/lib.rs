@@ -4,6 +4,7 @@
 
 use bootimage::check::{self, Check, Expect};
 use bootimage::image::Image;
+use bootimage::manifest::{self, Manifest};
 use bootimage::qemu::{Accel, Boot};
 use bootimage::{Result, guest, iso, setup, workspace_root};
 
@@ -34,11 +35,16 @@ pub fn packages(names: &[&str]) -> Vec<&'static str> {
 /// Make the check called `name` ready to run; for `iso_boot` that means building its ISO.
 pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
     Ok(match name {
-        DEMO_BOOT => Check {
-            name: name.into(),
-            qemu: check::demo_qemu(Boot::Direct(Image::demo()), accel),
-            expect: Expect::demo(),
-        },
+        DEMO_BOOT => {
+            // A mistake in system.toml fails this check with the manifest's message.
+            let manifest = Manifest::load(&manifest::demo_path(), guest::DEMO_PROGRAMS)?;
+            let image = Image::demo(&manifest, true)?;
+            Check {
+                name: name.into(),
+                qemu: check::demo_qemu(Boot::Direct(image), accel),
+                expect: Expect::demo(),
+            }
+        }
         ISO_BOOT => {
             // No silent skip: without GRUB this fails with the apt-get command to run.
             setup::ensure(&setup::GRUB)?;
@@ -148,7 +154,7 @@ mod tests {
         assert_eq!(packages(&["memory"]), guest::TEST_PACKAGES);
         assert_eq!(
             packages(&["memory", DEMO_BOOT]),
-            ["kernel", "keel-guest-tests", "init", "hello"]
+            guest::union(&[guest::TEST_PACKAGES, guest::DEMO_PACKAGES])
         );
     }
 }

@@ -1,9 +1,12 @@
-//! Typed syscall wrappers: one function per syscall, in ABI order.
+//! Typed syscall wrappers: one function per syscall, in ABI order; those for capabilities
+//! and IPC (16..=34) are in [`ipc`], those for devices (35..=41) in [`device`].
 //!
 //! Each returns the kernel's verdict as `Result<_, Error>`. Those that can break the caller's
 //! own memory (unmapping, changing protection, starting a thread on a given stack) are
 //! `unsafe`; [`raw`] has the unchecked forms that take any number and any pointer.
 
+pub mod device;
+pub mod ipc;
 pub mod raw;
 
 use core::arch::asm;

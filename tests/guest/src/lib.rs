@@ -2,8 +2,15 @@
 //! and the exit codes it reports with.
 //!
 //! `kchild ROLE [ARG]` is started by `ktest` for anything that must happen in another
-//! process: faults that end it, spinning while `ktest` watches, checks under fewer rights.
+//! process: faults that end it, spinning while `ktest` watches, checks under fewer rights,
+//! the other end of a port or a shared page. Roles that need capabilities get them with
+//! the spawn, as handles `1..`; each role's doc says which.
 #![no_std]
+
+extern crate alloc;
+
+pub mod services;
+pub mod system;
 
 use keel_abi::Error;
 
@@ -79,7 +86,91 @@ roles! {
     WriteAfterProtect = "write-after-protect",
     /// Recurse on a second thread until its stack runs into the runtime's guard page.
     ThreadStackOverflow = "thread-stack-overflow",
+    /// Caps: 1 = a port to send on. Send one message, label [`label::SENT`] and word 0 the
+    /// argument (a number).
+    Send = "send",
+    /// Caps: 1 = a port to serve. Answer each call with its words plus one, until killed.
+    Echo = "echo",
+    /// Caps: 1 = a port to serve (A), 2 = a port to call (B). Answer each call on A with
+    /// the answer B gives to the same words, plus one, until killed.
+    Forward = "forward",
+    /// Caps: 1 = a port to serve. Take one call and exit without answering it.
+    ExitMidCall = "exit-mid-call",
+    /// Caps: 1 = a port to serve. Take one call and sleep until killed.
+    HoldCall = "hold-call",
+    /// Caps: 1 = a port to serve. Take two calls, save the first one's reply, answer the
+    /// second, then the first (each with its words plus one); check that the reply
+    /// capability is then used up.
+    DeferredReply = "deferred-reply",
+    /// Caps: 1 = a port. Call it once, whatever the answer.
+    Call = "call",
+    /// Caps: 1 = a port with RECEIVE. Receive a message whose payload is the argument and
+    /// which carries a memory object; map the object and copy the payload into it.
+    MapReceived = "map-received",
+    /// Caps: 1 = a port to flood, 2 = a port to report on. Send until `QueueFull` (then
+    /// notify [`FLOOD_QUEUE_FULL`]), derive capabilities until `QuotaExceeded` (then
+    /// notify [`FLOOD_QUOTA_EXCEEDED`]), and keep trying both until killed.
+    Flood = "flood",
+    /// Caps: 1 = a port P (SEND, GRANT), 2 = a port X (SEND, GRANT). Derive two copies of
+    /// P and send each in a message on X; report [`label::RELAY_READY`] on P; once P is
+    /// revoked, check that P and both copies are stale.
+    Relay = "relay",
+    /// Caps: 1 = a port X (RECEIVE). Take the port capability the first message on X
+    /// carries and report [`label::HOLDER_READY`] through it; once it is revoked, check it
+    /// is stale and that the next message on X brings no usable capability.
+    Holder = "holder",
+    /// Caps: 1 = a memory object (a page), 2 = a port to report on. Map the object at
+    /// [`SCRATCH_ADDR`], check word 0 is [`SHARED_BY_PARENT`], write [`SHARED_BY_CHILD`]
+    /// to word 1, report [`label::SHARED`], then read word 0 every millisecond until that
+    /// faults.
+    SharePage = "share-page",
+    /// Be its own fault handler: a second thread reads [`SCRATCH_ADDR`], unmapped; the main
+    /// thread takes the fault message, checks it, maps the page holding
+    /// [`SHARED_BY_PARENT`] and resumes the thread, which must then read that value.
+    FaultResume = "fault-resume",
+    /// Read the audit log through handle 1; report the result with [`encode_results`].
+    ReadAudit = "read-audit",
+    /// Caps: 1 = a bootstrap port. Announce this process's port through it
+    /// (`keel_rt::bootstrap`), then serve [`services::Probe`] until killed.
+    ProbeServer = "probe-server",
+    /// Started by the supervisor (handle 1: init's port). Register the argument as a
+    /// service name and serve [`system::Witness`] under it until killed.
+    WitnessServer = "witness-server",
+    /// Started by the supervisor; may connect to `witness` and `steady` and kill. With
+    /// calls to `witness` in flight, have it killed; check those calls fail within
+    /// [`system::CALLS_FAIL_WITHIN`], that a lookup finds its new start within
+    /// [`system::RESTARTED_WITHIN`], and that `steady` answered throughout, unchanged.
+    WitnessCaller = "witness-caller",
+    /// Started by the supervisor with no grants. Check that every request but `LIST` is
+    /// refused (lookups of the argument and of a name nobody has included), that minting
+    /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.
+    Outsider = "outsider",
+    /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
+    /// it holds exactly those, in that order after handle 1, and what they allow.
+    Granted = "granted",
 }
+
+/// Message labels the roles use.
+pub mod label {
+    /// [`Role::Send`]'s message.
+    pub const SENT: u32 = 0x5e4d;
+    /// [`Role::Relay`] has passed on its copies.
+    pub const RELAY_READY: u32 = 0x7e1a;
+    /// [`Role::Holder`] holds the copy it was passed.
+    pub const HOLDER_READY: u32 = 0x401d;
+    /// [`Role::SharePage`] has checked and written the page.
+    pub const SHARED: u32 = 0x54a7;
+}
+
+/// What `ktest` writes first into a page it shares.
+pub const SHARED_BY_PARENT: u64 = 0x7061_7265_6e74_2121;
+/// What `kchild` writes back into it.
+pub const SHARED_BY_CHILD: u64 = 0x6368_696c_6421_2121;
+
+/// [`Role::Flood`]'s notification when its sends met a full queue.
+pub const FLOOD_QUEUE_FULL: u64 = 1;
+/// [`Role::Flood`]'s notification when its capability space was full.
+pub const FLOOD_QUOTA_EXCEEDED: u64 = 2;
 
 /// An address nothing maps in `kchild` (not page-aligned, so CR2 is checked to the byte).
 pub const UNMAPPED_ADDR: u64 = 0x0000_5555_0000_0123;
@@ -92,7 +183,7 @@ pub const SCRATCH_ADDR: u64 = 0x0000_4000_0000_0000;
 pub const NO_FAULT: i32 = 98;
 /// `kchild`'s exit code when it could not set up its role (it prints why).
 pub const SETUP_FAILED: i32 = 99;
-/// `kchild`'s exit code when a check before the final fault failed (it prints which).
+/// `kchild`'s exit code when one of its checks failed (it prints which).
 pub const CHECK_FAILED: i32 = 97;
 
 /// What a `kchild` exit code of its own means, if it is one.
@@ -100,7 +191,7 @@ pub fn exit_code_meaning(code: i64) -> Option<&'static str> {
     match i32::try_from(code).ok()? {
         NO_FAULT => Some("the instruction did not fault"),
         SETUP_FAILED => Some("it could not set up its role"),
-        CHECK_FAILED => Some("a check before the fault failed"),
+        CHECK_FAILED => Some("one of its checks failed"),
         _ => None,
     }
 }

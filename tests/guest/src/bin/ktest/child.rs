@@ -3,6 +3,7 @@
 use alloc::format;
 use alloc::string::String;
 
+use keel_abi::cap::Handle;
 use keel_guest_tests::{Role, exit_code_meaning};
 use keel_rt::process::{self, Exit, Fault, Pid, Spawn};
 
@@ -29,6 +30,16 @@ pub fn spawn(role: Role, arg: &str) -> Result<Pid, String> {
 
 /// Starts `kchild ROLE ARG` at `priority`, with no rights.
 pub fn spawn_at(role: Role, arg: &str, priority: usize) -> Result<Pid, String> {
+    start(role, arg, priority, &[])
+}
+
+/// Starts `kchild ROLE ARG` at this process's priority, with copies of `caps` as its
+/// handles `1..`.
+pub fn spawn_with_caps(role: Role, arg: &str, caps: &[Handle]) -> Result<Pid, String> {
+    start(role, arg, process::current_priority(), caps)
+}
+
+fn start(role: Role, arg: &str, priority: usize, caps: &[Handle]) -> Result<Pid, String> {
     let args = match arg {
         "" => String::from(role.name()),
         arg => format!("{} {arg}", role.name()),
@@ -36,6 +47,7 @@ pub fn spawn_at(role: Role, arg: &str, priority: usize) -> Result<Pid, String> {
     Spawn::new("kchild", image()?)
         .args(&args)
         .priority(priority)
+        .caps(caps)
         .spawn()
         .context(&format!("spawning kchild {args}"))
 }
@@ -52,10 +64,25 @@ pub fn expect_exit(role: Role, arg: &str, code: i64) -> Result<(), String> {
     expect_eq(&what, run(role, arg)?, Exit::Exited(code))
 }
 
+/// Waits for `kchild ROLE` (`pid`) and expects it to exit with code 0.
+pub fn expect_success(pid: Pid, role: Role) -> Result<(), String> {
+    let what = format!("waiting for kchild {} (pid {pid})", role.name());
+    match process::wait(pid).context(&what)? {
+        Exit::Exited(0) => Ok(()),
+        other => Err(format!("kchild {}: it {}", role.name(), describe(other))),
+    }
+}
+
 /// Runs `kchild ROLE` and expects it to fault; checks that the reported `rip` is in
 /// `kchild`'s code (or is the faulting address itself, for a fetch) and returns the fault.
 pub fn expect_fault(role: Role) -> Result<Fault, String> {
-    let fault = match run(role, "")? {
+    expect_fault_of(spawn(role, "")?, role)
+}
+
+/// Waits for `kchild ROLE` (`pid`) and expects it to fault, as [`expect_fault`] does.
+pub fn expect_fault_of(pid: Pid, role: Role) -> Result<Fault, String> {
+    let what = format!("waiting for kchild {} (pid {pid})", role.name());
+    let fault = match process::wait(pid).context(&what)? {
         Exit::Faulted(fault) => fault,
         other => {
             let ended = describe(other);
@@ -99,7 +126,18 @@ pub fn expect_exception(role: Role, vector: u32, error_code: i64) -> Result<(), 
 
 /// Runs `kchild ROLE` and expects a page fault at `address` with exactly `error_code`.
 pub fn expect_page_fault(role: Role, address: u64, error_code: i64) -> Result<(), String> {
-    let fault = expect_fault(role)?;
+    expect_page_fault_of(spawn(role, "")?, role, address, error_code)
+}
+
+/// Waits for `kchild ROLE` (`pid`) and expects a page fault at `address` with exactly
+/// `error_code`.
+pub fn expect_page_fault_of(
+    pid: Pid,
+    role: Role,
+    address: u64,
+    error_code: i64,
+) -> Result<(), String> {
+    let fault = expect_fault_of(pid, role)?;
     let what = format!(
         "kchild {}: page fault (vector, CR2, error code)",
         role.name()

@@ -8,6 +8,7 @@ extern crate alloc;
 mod check;
 mod child;
 mod elf;
+mod receive;
 mod runner;
 mod suites;
 

@@ -1,10 +1,17 @@
 //! The test suites, one module each; `ktest NAME` runs the suite called NAME.
 
+mod capabilities;
+mod console;
+mod exception_handlers;
 mod faults;
+mod ipc_messages;
 mod memory;
 mod preemption;
 mod processes;
+mod services;
+mod shared_pages;
 mod syscalls;
+mod system;
 
 use crate::runner::Suite;
 
@@ -14,4 +21,11 @@ pub const ALL: &[Suite] = &[
     syscalls::SUITE,
     memory::SUITE,
     processes::SUITE,
+    capabilities::SUITE,
+    ipc_messages::SUITE,
+    shared_pages::SUITE,
+    exception_handlers::SUITE,
+    services::SUITE,
+    system::SUITE,
+    console::SUITE,
 ];

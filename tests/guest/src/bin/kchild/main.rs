@@ -1,9 +1,23 @@
 //! `kchild ROLE [ARG]`: the helper process `ktest` spawns for whatever must happen outside
-//! the test process. The roles are listed in [`keel_guest_tests::Role`].
+//! the test process. The roles are listed in [`keel_guest_tests::Role`]; those about
+//! messages live in [`ipc`], those about capabilities and shared pages in [`caps`], the
+//! process that handles its own faults in [`fault`], the service server in [`services`], and
+//! those the `system` suite's manifests start in [`system`].
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+mod caps;
+mod fault;
+mod ipc;
+mod services;
+mod system;
+
+use alloc::format;
+use alloc::string::String;
 use core::arch::asm;
+use core::fmt::Debug;
 use core::hint::black_box;
 use core::time::Duration;
 
@@ -37,11 +51,15 @@ fn main(args: &str) -> i32 {
 /// Why a role ended without doing what it is for.
 enum Failure {
     Setup(&'static str, sys::Error),
-    Check(&'static str),
+    Check(String),
     NoFault,
 }
 
 impl Failure {
+    fn check(what: impl Into<String>) -> Failure {
+        Failure::Check(what.into())
+    }
+
     fn exit_code(&self) -> i32 {
         match self {
             Failure::Setup(..) => SETUP_FAILED,
@@ -61,12 +79,34 @@ impl core::fmt::Display for Failure {
     }
 }
 
+/// A setup step's error, as the failure of the role.
+trait OrSetup<T> {
+    fn or_setup(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> OrSetup<T> for Result<T, sys::Error> {
+    fn or_setup(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|error| Failure::Setup(what, error))
+    }
+}
+
+/// `Ok` if `actual == expected`, else a failed check saying both.
+fn expect_eq<T: PartialEq + Debug>(what: &str, actual: T, expected: T) -> Result<(), Failure> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Failure::check(format!(
+            "{what}: expected {expected:?}, got {actual:?}"
+        )))
+    }
+}
+
 fn play(role: Role, arg: &str) -> Result<i32, Failure> {
     match role {
         Role::Spin => spin(),
         Role::Exit => arg
             .parse()
-            .map_err(|_| Failure::Check("`exit` wants an i32")),
+            .map_err(|_| Failure::check("`exit` wants an i32")),
         Role::Panic => panic!("kchild was asked to panic"),
         Role::LastThreadExits => last_thread_exits(),
         Role::NoRights => no_rights(arg),
@@ -86,6 +126,25 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::SplitUnmap => split_unmap(),
         Role::WriteAfterProtect => write_after_protect(),
         Role::ThreadStackOverflow => thread_stack_overflow(),
+        Role::Send => ipc::send(arg),
+        Role::Echo => ipc::echo(),
+        Role::Forward => ipc::forward(),
+        Role::ExitMidCall => ipc::exit_mid_call(),
+        Role::HoldCall => ipc::hold_call(),
+        Role::DeferredReply => ipc::deferred_reply(),
+        Role::Call => ipc::call(),
+        Role::MapReceived => ipc::map_received(arg),
+        Role::Flood => ipc::flood(),
+        Role::Relay => caps::relay(),
+        Role::Holder => caps::holder(),
+        Role::SharePage => caps::share_page(),
+        Role::FaultResume => fault::resume_after_mapping(),
+        Role::ReadAudit => caps::read_audit(),
+        Role::ProbeServer => services::probe_server(),
+        Role::WitnessServer => system::witness_server(arg),
+        Role::WitnessCaller => system::witness_caller(),
+        Role::Outsider => system::outsider(arg),
+        Role::Granted => system::granted(),
     }
 }
 
@@ -118,7 +177,7 @@ fn execute(role: Role) -> Result<i32, Failure> {
                 inout("edx") 0u32 => _,
             ),
             Role::WriteCode => asm!("lea {0}, [rip + _start]", "mov byte ptr [{0}], 0", out(reg) _),
-            _ => return Err(Failure::Check("not an instruction role")),
+            _ => return Err(Failure::check("not an instruction role")),
         }
     }
     Err(Failure::NoFault)
@@ -143,9 +202,24 @@ fn read_byte(addr: *const u8) -> u8 {
 
 /// Writes the byte at `addr` with one instruction, outside Rust's view of memory.
 fn write_byte(addr: *mut u8, value: u8) {
-    // SAFETY: only the scratch mappings this process made are written, and no Rust
-    // reference points into them; an unwritable page faults, as the roles intend.
+    // SAFETY: only the scratch and shared mappings this process made are written, and no
+    // Rust reference points into them; an unwritable page faults, as the roles intend.
     unsafe { asm!("mov byte ptr [{0}], {1}", in(reg) addr, in(reg_byte) value) };
+}
+
+/// Reads the word at `addr` with one instruction, like [`read_byte`]: a page that another
+/// process's revoke took away faults honestly.
+fn read_word(addr: *const u64) -> u64 {
+    let value: u64;
+    // SAFETY: as for `read_byte`.
+    unsafe { asm!("mov {0}, qword ptr [{1}]", out(reg) value, in(reg) addr) };
+    value
+}
+
+/// Writes the word at `addr` with one instruction, like [`write_byte`].
+fn write_word(addr: *mut u64, value: u64) {
+    // SAFETY: as for `write_byte`.
+    unsafe { asm!("mov qword ptr [{0}], {1}", in(reg) addr, in(reg) value) };
 }
 
 fn execute_data() -> Result<i32, Failure> {
@@ -161,7 +235,7 @@ fn touch_after_unmap() -> Result<i32, Failure> {
     let page = map_scratch(1)?;
     write_byte(page, 1);
     if read_byte(page) != 1 {
-        return Err(Failure::Check("the page did not keep a written byte"));
+        return Err(Failure::check("the page did not keep a written byte"));
     }
     // SAFETY: only `read_byte`/`write_byte` touch the page, never a Rust reference.
     unsafe { sys::mem_unmap(SCRATCH, PAGE_SIZE) }.map_err(|e| Failure::Setup("mem_unmap", e))?;
@@ -180,14 +254,14 @@ fn split_unmap() -> Result<i32, Failure> {
     unsafe { sys::mem_unmap(middle as usize, PAGE_SIZE) }
         .map_err(|e| Failure::Setup("mem_unmap of the middle page", e))?;
     if read_byte(first) != 1 || read_byte(last) != 3 {
-        return Err(Failure::Check(
+        return Err(Failure::check(
             "the ends lost their data when the middle was unmapped",
         ));
     }
     write_byte(first, 4);
     write_byte(last, 5);
     if read_byte(first) != 4 || read_byte(last) != 5 {
-        return Err(Failure::Check("the ends are no longer writable"));
+        return Err(Failure::check("the ends are no longer writable"));
     }
     read_byte(middle);
     Err(Failure::NoFault)
@@ -200,7 +274,7 @@ fn write_after_protect() -> Result<i32, Failure> {
     unsafe { sys::mem_protect(SCRATCH, PAGE_SIZE, prot::READ) }
         .map_err(|e| Failure::Setup("mem_protect", e))?;
     if read_byte(page) != 0x5a {
-        return Err(Failure::Check("the read-only page lost its data"));
+        return Err(Failure::check("the read-only page lost its data"));
     }
     write_byte(page, 0xa5);
     Err(Failure::NoFault)
@@ -237,7 +311,7 @@ fn last_thread_exits() -> Result<i32, Failure> {
 fn no_rights(arg: &str) -> Result<i32, Failure> {
     let victim = arg
         .parse()
-        .map_err(|_| Failure::Check("`no-rights` wants a pid"))?;
+        .map_err(|_| Failure::check("`no-rights` wants a pid"))?;
     // Garbage on purpose: the missing right must be reported before the image is looked at.
     let image = [0u8; 64];
     let spawned = process::Spawn::new("nope", &image).spawn();

@@ -1,0 +1,79 @@
+//! A key-value store as a service: `kv server` serves it, `kv client` checks a script of calls.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::{collections::BTreeMap, string::String, vec::Vec};
+use core::cell::RefCell;
+use keel_rt::{bootstrap, cap, ipc::Port, println, serde::Deserialize, serde::Serialize};
+
+/// The store's own errors, apart from the transport's.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(crate = "keel_rt::serde")]
+pub enum KvError {
+    NotFound,
+    TooLarge,
+}
+
+#[keel_rt::service]
+pub trait Kv {
+    #[idempotent]
+    async fn get(&self, key: &str) -> Result<Vec<u8>, KvError>;
+    /// Idempotent: storing the same value again changes nothing.
+    #[idempotent]
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Not idempotent: deleting a key again is `NotFound`.
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+    #[idempotent]
+    async fn list(&self) -> Vec<String>;
+}
+
+/// No method awaits while it holds the map, so concurrent calls never clash on the RefCell.
+struct Store(RefCell<BTreeMap<String, Vec<u8>>>);
+
+impl Kv for Store {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, KvError> {
+        self.0.borrow().get(key).cloned().ok_or(KvError::NotFound)
+    }
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let value = Some(value.to_vec()).filter(|v| v.len() <= 1024);
+        let value = value.ok_or(KvError::TooLarge)?;
+        self.0.borrow_mut().insert(key.into(), value);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let removed = self.0.borrow_mut().remove(key);
+        removed.map(drop).ok_or(KvError::NotFound)
+    }
+    async fn list(&self) -> Vec<String> {
+        self.0.borrow().keys().cloned().collect()
+    }
+}
+
+/// Make a call, print it and its answer, and insist on the answer expected.
+macro_rules! expect {
+    ($call:expr, $expected:expr) => {{
+        let answer = $call.await.expect(stringify!($call));
+        println!("kv: {} -> {answer:?}", stringify!($call));
+        assert_eq!(answer, $expected, "{}", stringify!($call));
+    }};
+}
+
+keel_rt::async_entry!(main);
+
+async fn main(role: &'static str) -> i32 {
+    if role == "server" {
+        bootstrap::announce().expect("kv: announcing the server");
+        serve_kv(Store(RefCell::default())).await
+    }
+    let server = Port::from_handle(*cap::initial().start());
+    let kv = KvClient::connect(server).expect("kv: connecting to the server");
+    expect!(kv.put("name", b"keel"), Ok(()));
+    expect!(kv.put("big", &[0; 1025]), Err(KvError::TooLarge));
+    expect!(kv.get("name"), Ok(b"keel".to_vec()));
+    expect!(kv.list(), ["name"]);
+    expect!(kv.delete("name"), Ok(()));
+    expect!(kv.delete("name"), Err(KvError::NotFound));
+    0
+}

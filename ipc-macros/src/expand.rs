@@ -1,0 +1,351 @@
+//! Code generation: the interface constant, the client and the dispatcher of a checked
+//! service. docs/SERVICES.md shows an expansion.
+//!
+//! Generated code names everything by absolute path (`::keel_rt::..`, `::core::..`), so it
+//! works in a `no_std` crate without `extern crate alloc` and whatever the caller has in
+//! scope. Generated items allow `dead_code`: a program is usually only a client or only a
+//! server, and should not be told about the half it does not use.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+use syn::{Item, ItemTrait, Type, Visibility};
+
+use crate::model::{Method, Service};
+use crate::names::Names;
+
+/// The whole expansion of `#[service]` with arguments `args` on `item`.
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut item: ItemTrait = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => return not_a_trait(item),
+    };
+    let generated = match Service::check(args, &mut item) {
+        Ok(service) => generate(&service, &item.vis),
+        // The trait itself is still emitted, so its users see only the real errors.
+        Err(errors) => errors.to_compile_error(),
+    };
+    // Keel's executors are single-threaded: no need for the `Send` futures the lint is about.
+    quote! {
+        #[allow(async_fn_in_trait)]
+        #item
+        #generated
+    }
+}
+
+/// The error for an item that is no trait, with the item left as it was.
+fn not_a_trait(item: TokenStream) -> TokenStream {
+    let (what, head) = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(s)) => ("a struct", {
+            let (struct_token, name) = (&s.struct_token, &s.ident);
+            quote!(#struct_token #name)
+        }),
+        Ok(Item::Enum(e)) => ("an enum", {
+            let (enum_token, name) = (&e.enum_token, &e.ident);
+            quote!(#enum_token #name)
+        }),
+        Ok(Item::Fn(f)) => ("a function", {
+            let (fn_token, name) = (&f.sig.fn_token, &f.sig.ident);
+            quote!(#fn_token #name)
+        }),
+        Ok(Item::Impl(i)) => ("an impl block", {
+            let (impl_token, ty) = (&i.impl_token, &i.self_ty);
+            quote!(#impl_token #ty)
+        }),
+        _ => ("this item", item.clone()),
+    };
+    let message = format!(
+        "#[service] goes on a trait of `async fn` methods, not on {what}: \
+         declare the interface as `trait Name {{ async fn method(&self, ..) -> T; }}`"
+    );
+    let error = syn::Error::new_spanned(head, message).to_compile_error();
+    quote!(#item #error)
+}
+
+fn generate(service: &Service, vis: &Visibility) -> TokenStream {
+    let names = Names::of(&service.name);
+    let interface = interface(service, &names, vis);
+    let client = client(service, &names, vis);
+    let server = server(service, &names, vis);
+    quote!(#interface #client #server)
+}
+
+fn interface(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
+    let (name, constant) = (&service.name, &names.interface);
+    let name_text = Literal::string(&service.name.to_string());
+    let signature = Literal::string(&service.signature());
+    let doc = format!(
+        "The wire identity of [`{name}`]: its name and the hash of its signature, \
+         which client and server compare at connect."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis const #constant: ::keel_rt::service::Interface = ::keel_rt::service::Interface {
+            name: #name_text,
+            hash: ::keel_rt::service::interface_hash(#signature),
+        };
+    }
+}
+
+fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
+    let (name, client, interface) = (&service.name, &names.client, &names.interface);
+    let method_names = service
+        .methods
+        .iter()
+        .map(|m| Literal::string(&m.name.to_string()));
+    let idempotent = service
+        .methods
+        .iter()
+        .enumerate()
+        .filter(|(_, method)| method.idempotent)
+        .map(|(id, _)| id_literal(id));
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(id, method)| client_method(id, method));
+    let doc = format!(
+        "A client of [`{name}`]: one connection to its server; clones share it, and any \
+         number of calls may be in flight at once. Each method returns the server's result, \
+         or a [`TransportError`](keel_rt::service::TransportError) when the call could not \
+         be carried out."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone)]
+        #[allow(dead_code)]
+        #vis struct #client {
+            connection: ::keel_rt::service::Connection,
+        }
+
+        #[allow(dead_code)]
+        impl #client {
+            /// The method names in id order: a method's id is its index here.
+            pub const METHODS: &'static [&'static str] = &[#(#method_names),*];
+            /// The ids of the methods marked `#[idempotent]`, safe to run twice.
+            pub const IDEMPOTENT: &'static [u32] = &[#(#idempotent),*];
+
+            /// Connect to the server behind `port` (a send capability to its wake port).
+            /// A server of another version of the interface is
+            /// [`InterfaceMismatch`](keel_rt::service::TransportError::InterfaceMismatch).
+            pub fn connect(
+                port: ::keel_rt::ipc::Port,
+            ) -> ::core::result::Result<Self, ::keel_rt::service::TransportError> {
+                ::keel_rt::service::Connection::connect(port, #interface)
+                    .map(|connection| #client { connection })
+            }
+
+            /// The connection under this client, for untyped calls.
+            pub fn connection(&self) -> &::keel_rt::service::Connection {
+                &self.connection
+            }
+
+            /// Whether method `method` is idempotent: after `ServerGone`, a client that
+            /// reconnects to a new server may send it again (see docs/SERVICES.md).
+            pub fn is_idempotent(method: u32) -> bool {
+                Self::IDEMPOTENT.contains(&method)
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn client_method(id: usize, method: &Method) -> TokenStream {
+    let (name, docs, output) = (&method.name, &method.docs, &method.output);
+    let id = id_literal(id);
+    let params = method.args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        quote!(#name: #ty)
+    });
+    let values = method.args.iter().map(|arg| &arg.name);
+    let idempotent = method.idempotent.then(|| {
+        quote! {
+            #[doc = ""]
+            #[doc = " Idempotent: safe to send again to a new server."]
+        }
+    });
+    quote! {
+        #(#docs)*
+        #idempotent
+        pub async fn #name(
+            &self,
+            #(#params),*
+        ) -> ::core::result::Result<#output, ::keel_rt::service::TransportError> {
+            let arguments = ::keel_rt::service::encode(&(#(#values,)*))?;
+            let result = self.connection.call(#id, &arguments).await?;
+            ::keel_rt::service::decode(&result)
+                .ok_or(::keel_rt::service::TransportError::MalformedReply)
+        }
+    }
+}
+
+fn server(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
+    let name = &service.name;
+    let (server, interface, serve) = (&names.server, &names.interface, &names.serve);
+    let arms = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(id, method)| dispatch_arm(id, name, method));
+    let doc = format!(
+        "Serves an implementation of [`{name}`]: decodes each request, runs the method, \
+         encodes its result. A request for no method of `{name}`, or whose arguments do not \
+         decode, is refused (the client gets `TransportError::Rejected`)."
+    );
+    let serve_doc = format!(
+        "Serve [`{name}`] with `service` for ever: accept every connection sent to this \
+         process's wake port (`keel_rt::executor::wake::port()`), each call as its own task."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(dead_code)]
+        #vis struct #server<T>(pub T);
+
+        impl<T: #name> ::keel_rt::service::Dispatch for #server<T> {
+            async fn dispatch(
+                &self,
+                method: u32,
+                arguments: ::keel_rt::__private::Vec<u8>,
+            ) -> ::core::option::Option<::keel_rt::__private::Vec<u8>> {
+                match method {
+                    #(#arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+
+        #[doc = #serve_doc]
+        #[allow(dead_code)]
+        #vis async fn #serve(service: impl #name + 'static) -> ! {
+            ::keel_rt::service::serve(#interface, #server(service)).await
+        }
+    }
+}
+
+/// Decode the arguments as owned values, lend the borrowed ones, run, encode the result.
+fn dispatch_arm(id: usize, service: &syn::Ident, method: &Method) -> TokenStream {
+    let (name, id) = (&method.name, id_literal(id));
+    let bindings: Vec<_> = method.args.iter().map(|arg| &arg.name).collect();
+    let owned = method.args.iter().map(|arg| match &arg.borrowed {
+        Some(referent) => owned_form(referent),
+        None => {
+            let ty = &arg.ty;
+            quote!(#ty)
+        }
+    });
+    let passed = method.args.iter().map(|arg| {
+        let name = &arg.name;
+        match &arg.borrowed {
+            Some(referent) => quote!(::core::borrow::Borrow::<#referent>::borrow(&#name)),
+            None => quote!(#name),
+        }
+    });
+    quote! {
+        #id => {
+            let (#(#bindings,)*): (#(#owned,)*) = ::keel_rt::service::decode(&arguments)?;
+            let result = <T as #service>::#name(&self.0, #(#passed),*).await;
+            ::keel_rt::service::encode(&result).ok()
+        }
+    }
+}
+
+/// What the server decodes for an argument `&referent`: `String` for `str`, `Vec<T>` for
+/// `[T]`, else the referent itself (so `&T` needs no `T: Clone`).
+fn owned_form(referent: &Type) -> TokenStream {
+    match referent {
+        Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
+            quote!(::keel_rt::__private::String)
+        }
+        Type::Slice(slice) => {
+            let element = &slice.elem;
+            quote!(::keel_rt::__private::Vec<#element>)
+        }
+        _ => quote!(#referent),
+    }
+}
+
+fn id_literal(id: usize) -> Literal {
+    Literal::u32_suffixed(u32::try_from(id).expect("fewer than 2^32 methods"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::signature::normalized;
+
+    fn expand(source: &str) -> TokenStream {
+        service(TokenStream::new(), source.parse().unwrap())
+    }
+
+    #[test]
+    fn a_valid_trait_expands_to_valid_rust() {
+        let expanded = expand(
+            "pub trait Kv {
+                /// Look a key up.
+                #[idempotent]
+                async fn get(&self, key: &str) -> Option<Vec<u8>>;
+                async fn put(&self, key: String, value: &[u8]);
+                async fn clear(&self);
+            }",
+        );
+        let file: syn::File = syn::parse2(expanded.clone()).expect("the expansion parses");
+        let names: Vec<String> = file
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Trait(t) => Some(t.ident.to_string()),
+                Item::Struct(s) => Some(s.ident.to_string()),
+                Item::Const(c) => Some(c.ident.to_string()),
+                Item::Fn(f) => Some(f.sig.ident.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["Kv", "KV_INTERFACE", "KvClient", "KvServer", "serve_kv"]
+        );
+        let text = normalized(&expanded);
+        assert!(text.contains("IDEMPOTENT:&'static[u32]=&[0u32]"));
+        assert!(text.contains(
+            r#"interface_hash("Kv(get(&str)->Option<Vec<u8>>;put(String,&[u8])->();clear()->())")"#
+        ));
+    }
+
+    #[test]
+    fn borrowed_arguments_are_decoded_as_owned_forms_without_clone() {
+        let text = normalized(&expand(
+            "trait A { async fn f(&self, a: &str, b: &[u16], c: &Point, d: u8); }",
+        ));
+        assert!(text.contains(
+            "let(a,b,c,d,):(::keel_rt::__private::String,::keel_rt::__private::Vec<u16>,Point,u8,)"
+        ));
+        assert!(text.contains("::core::borrow::Borrow::<str>::borrow(&a)"));
+        assert!(text.contains("::core::borrow::Borrow::<Point>::borrow(&c)"));
+    }
+
+    #[test]
+    fn method_ids_are_declaration_indices() {
+        let text = normalized(&expand("trait A { async fn a(&self); async fn b(&self); }"));
+        assert!(text.contains("call(0u32,"));
+        assert!(text.contains("call(1u32,"));
+        assert!(text.contains("1u32=>{"));
+    }
+
+    #[test]
+    fn errors_come_with_the_trait_unchanged_but_for_the_markers() {
+        let text = normalized(&expand("trait A { #[idempotent] fn f(&self); }"));
+        assert!(text.contains("compile_error"));
+        assert!(text.contains("trait A{fn f(&self);}"));
+        assert!(!text.contains("AClient"));
+    }
+
+    #[test]
+    fn items_that_are_no_trait_are_refused_and_kept() {
+        let text = normalized(&expand("struct S;"));
+        assert!(text.contains("compile_error"));
+        assert!(text.contains("not on a struct"));
+        assert!(text.starts_with("struct S;"));
+    }
+}

@@ -1,0 +1,103 @@
+//! `#[service]`: a Keel service's client and dispatcher, generated from a trait.
+//!
+//! Programs use it as `#[keel_rt::service]`; keel-rt re-exports it. docs/SERVICES.md is the
+//! guide: how to write a service and its client, the wire format, errors, idempotency.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `model` | the trait checked and reduced to methods, arguments and results |
+//! | `signature` | the normalized signature text behind the interface hash |
+//! | `names` | the generated items' names |
+//! | `expand` | the generated code |
+
+mod expand;
+mod model;
+mod names;
+mod signature;
+
+use proc_macro::TokenStream;
+
+/// Turns a trait of `async fn` methods into a Keel service: the trait, a typed client, a
+/// dispatcher for any implementation, and the interface's wire identity.
+///
+/// ```ignore
+/// use keel_rt::serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug)]
+/// #[serde(crate = "keel_rt::serde")]
+/// pub enum KvError { NotFound, Full }
+///
+/// #[keel_rt::service]
+/// pub trait Kv {
+///     /// The value under `key`.
+///     #[idempotent]
+///     async fn get(&self, key: &str) -> Result<Vec<u8>, KvError>;
+///     async fn put(&self, key: String, value: &[u8]) -> Result<(), KvError>;
+/// }
+/// ```
+///
+/// (Examples here are not compiled: keel-rt builds only for Keel, and this crate's tests
+/// run on the host. `examples/kv` is the same service, built and run by `cargo boot`.)
+///
+/// This generates, next to `Kv` (which gets `#[allow(async_fn_in_trait)]`):
+///
+/// - `KV_INTERFACE: keel_rt::service::Interface`: the name and
+///   `interface_hash("Kv(get(&str)->Result<Vec<u8>,KvError>;put(String,&[u8])->Result<(),KvError>)")`.
+///   Changing a method's types, or adding, removing or reordering methods, changes the
+///   hash, and connecting then fails with `TransportError::InterfaceMismatch`.
+/// - `KvClient` (`Clone`): `KvClient::connect(port)` and one `async fn` per method with the
+///   same arguments, returning `Result<R, TransportError>` for the method's result `R`.
+///   Arguments travel as one tuple encoded with `keel_rt::service::encode`. Clones share
+///   the connection; calls may be in flight at once (`join_all` them).
+///   `KvClient::METHODS` lists the method names, `IDEMPOTENT` the ids of the idempotent
+///   ones, and `is_idempotent(id)` asks.
+/// - `KvServer<T>`: `keel_rt::service::Dispatch` for any `T: Kv`. Arguments are decoded
+///   as owned values (`&str` as `String`, `&[u8]` as `Vec<u8>`, `&T` as `T`) and lent to
+///   the method; an unknown method id or undecodable arguments are refused.
+/// - `serve_kv(impl Kv + 'static) -> !`: serve it on this process's wake port for ever.
+///
+/// Method ids are declaration indices: `get` is 0, `put` 1. The signature hash covers the
+/// order, so a renumbering can never go unnoticed.
+///
+/// ```ignore
+/// struct Store(core::cell::RefCell<BTreeMap<String, Vec<u8>>>);
+///
+/// impl Kv for Store {
+///     async fn get(&self, key: &str) -> Result<Vec<u8>, KvError> {
+///         self.0.borrow().get(key).cloned().ok_or(KvError::NotFound)
+///     }
+///     async fn put(&self, key: String, value: &[u8]) -> Result<(), KvError> {
+///         self.0.borrow_mut().insert(key, value.to_vec());
+///         Ok(())
+///     }
+/// }
+///
+/// // The server:
+/// serve_kv(Store(Default::default())).await
+///
+/// // A client, given a send capability to the server's wake port:
+/// let kv = KvClient::connect(port)?;
+/// kv.put("answer".into(), b"42").await?.expect("room");
+/// assert_eq!(kv.get("answer").await?, Ok(b"42".to_vec()));
+/// ```
+///
+/// # `#[idempotent]`
+///
+/// Marks a method that is safe to run twice. The marker is recorded (`IDEMPOTENT`,
+/// `is_idempotent`) for the retry rule: after `ServerGone`, an idempotent call may be sent
+/// again once to a restarted server. The client does not retry by itself yet: that needs
+/// a new port to reconnect to, which the name service will provide.
+///
+/// # What is refused
+///
+/// Each of these is a compile error saying what to write instead: a method that is not
+/// `async fn`; a first parameter other than `&self` (`&mut self`, `self`, none); generic
+/// methods or traits; `impl Trait` and `dyn Trait` anywhere; references other than a whole
+/// argument `&T` (so `&mut T`, `&&T`, `Vec<&str>`, named lifetimes); references or
+/// lifetimes in the result; `Self` in a signature; items other than methods in the trait;
+/// methods named `connect`, `connection` or `is_idempotent`; and the attribute on
+/// anything but a trait.
+#[proc_macro_attribute]
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::service(args.into(), item.into()).into()
+}

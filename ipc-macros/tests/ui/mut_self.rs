@@ -1,0 +1,8 @@
+use ipc_macros::service;
+
+#[service]
+pub trait Counter {
+    async fn increment(&mut self) -> u64;
+}
+
+fn main() {}

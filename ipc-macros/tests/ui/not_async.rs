@@ -1,0 +1,8 @@
+use ipc_macros::service;
+
+#[service]
+pub trait Clock {
+    fn now(&self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use ipc_macros::service;
+
+#[service]
+pub trait Session {
+    async fn close(self);
+}
+
+fn main() {}

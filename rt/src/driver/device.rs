@@ -1,0 +1,262 @@
+//! A device's capabilities, typed: I/O port ranges, interrupt lines and the kernel log.
+//!
+//! Each value owns its capability and deletes it when dropped: the kernel masks a line
+//! whose last capability goes, and sends its log back to the serial line when no
+//! capability covers COM1 any more, so letting go is how a driver hands a device back.
+
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::future::poll_fn;
+use core::task::Poll;
+
+use keel_abi::Error;
+use keel_abi::cap::{Handle, kind};
+
+use super::{LOG_BIT, irq_bit};
+use crate::executor::wake;
+use crate::{cap, sys};
+
+/// What `cap_info` says about `handle`, which must be of `expected` kind.
+fn object_of(handle: Handle, expected: u32) -> Result<u64, Error> {
+    let info = cap::info(handle)?;
+    if info.kind != expected {
+        return Err(Error::WrongType);
+    }
+    Ok(info.object)
+}
+
+/// A capability to I/O ports `base..base + len`. Every access is a syscall the kernel
+/// checks against the range; offsets are from `base`.
+#[derive(Debug)]
+pub struct IoPorts {
+    handle: Handle,
+    base: u16,
+    len: u16,
+}
+
+impl IoPorts {
+    /// The I/O port capability this process holds as `handle`.
+    pub fn from_handle(handle: Handle) -> Result<IoPorts, Error> {
+        // The kernel reports a range as its object id: `base << 16 | len`.
+        let object = object_of(handle, kind::IO_PORTS)?;
+        Ok(IoPorts {
+            handle,
+            base: (object >> 16) as u16,
+            len: object as u16,
+        })
+    }
+
+    /// Mint a capability to `base..base + len` (needs the SYSTEM process right).
+    pub fn create(base: u16, len: u16) -> Result<IoPorts, Error> {
+        let handle = sys::device::ioport_create(base, len)?;
+        Ok(IoPorts { handle, base, len })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The first port of the range.
+    pub fn base(&self) -> u16 {
+        self.base
+    }
+
+    /// How many ports the range holds.
+    pub fn len(&self) -> u16 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn read8(&self, offset: u16) -> Result<u8, Error> {
+        self.read(offset, 1).map(|value| value as u8)
+    }
+
+    pub fn read16(&self, offset: u16) -> Result<u16, Error> {
+        self.read(offset, 2).map(|value| value as u16)
+    }
+
+    pub fn read32(&self, offset: u16) -> Result<u32, Error> {
+        self.read(offset, 4)
+    }
+
+    pub fn write8(&self, offset: u16, value: u8) -> Result<(), Error> {
+        self.write(offset, 1, value.into())
+    }
+
+    pub fn write16(&self, offset: u16, value: u16) -> Result<(), Error> {
+        self.write(offset, 2, value.into())
+    }
+
+    pub fn write32(&self, offset: u16, value: u32) -> Result<(), Error> {
+        self.write(offset, 4, value)
+    }
+
+    fn read(&self, offset: u16, width: usize) -> Result<u32, Error> {
+        sys::device::ioport_read(self.handle, self.port(offset)?, width)
+    }
+
+    fn write(&self, offset: u16, width: usize, value: u32) -> Result<(), Error> {
+        sys::device::ioport_write(self.handle, self.port(offset)?, width, value)
+    }
+
+    fn port(&self, offset: u16) -> Result<u16, Error> {
+        self.base.checked_add(offset).ok_or(Error::InvalidArgument)
+    }
+}
+
+impl Drop for IoPorts {
+    fn drop(&mut self) {
+        let _ = cap::delete(self.handle);
+    }
+}
+
+/// A capability to a legacy interrupt line. Bound, the line notifies the executor's wake
+/// port with [`irq_bit`] and masks itself until [`ack`](IrqLine::ack).
+#[derive(Debug)]
+pub struct IrqLine {
+    handle: Handle,
+    line: u8,
+}
+
+impl IrqLine {
+    /// The interrupt line capability this process holds as `handle`.
+    pub fn from_handle(handle: Handle) -> Result<IrqLine, Error> {
+        // The kernel reports a line's number as its object id.
+        let line = object_of(handle, kind::IRQ)?;
+        Ok(IrqLine {
+            handle,
+            line: line as u8,
+        })
+    }
+
+    /// Mint a capability to line `line` (needs the SYSTEM process right).
+    pub fn create(line: u8) -> Result<IrqLine, Error> {
+        let handle = sys::device::irq_create(line)?;
+        Ok(IrqLine { handle, line })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The line's number (4 for COM1).
+    pub fn line(&self) -> u8 {
+        self.line
+    }
+
+    /// The wake-port notification bit this line signals once bound.
+    pub fn bit(&self) -> u32 {
+        irq_bit(self.line)
+    }
+
+    /// Route the line's interrupts to the executor's wake port, and unmask it.
+    pub fn bind(&self) -> Result<(), Error> {
+        let port = wake::port().handle();
+        sys::device::event_bind(self.handle, port, 1 << self.bit())
+    }
+
+    /// Stop routing the line's interrupts anywhere, and mask it.
+    pub fn unbind(&self) -> Result<(), Error> {
+        sys::device::event_bind(self.handle, 0, 0)
+    }
+
+    /// The interrupt is handled: unmask the line.
+    pub fn ack(&self) -> Result<(), Error> {
+        sys::device::irq_ack(self.handle)
+    }
+}
+
+impl Drop for IrqLine {
+    fn drop(&mut self) {
+        let _ = cap::delete(self.handle);
+    }
+}
+
+/// A capability to the kernel log buffer, which fills instead of the serial line while a
+/// driver holds COM1's ports. Only the console driver needs it.
+#[derive(Debug)]
+pub struct KernelLog {
+    handle: Handle,
+    bound: Cell<bool>,
+}
+
+impl KernelLog {
+    /// The log capability this process holds as `handle`.
+    pub fn from_handle(handle: Handle) -> Result<KernelLog, Error> {
+        object_of(handle, kind::LOG)?;
+        Ok(KernelLog {
+            handle,
+            bound: Cell::new(false),
+        })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Have the kernel signal [`LOG_BIT`] on the wake port when bytes arrive. It signals
+    /// once at once, for what is already there.
+    pub fn bind(&self) -> Result<(), Error> {
+        let port = wake::port().handle();
+        sys::device::event_bind(self.handle, port, 1 << LOG_BIT)?;
+        self.bound.set(true);
+        Ok(())
+    }
+
+    /// Take up to `buf.len()` of the oldest bytes; 0 when the buffer is empty.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        sys::device::log_read(self.handle, buf)
+    }
+
+    /// Wait for the kernel's next "bytes arrived" signal (after [`bind`](KernelLog::bind)).
+    /// Read until empty before waiting: the kernel signals arrivals, not contents.
+    pub async fn arrival(&self) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            wake::on_notification(LOG_BIT, cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for KernelLog {
+    fn drop(&mut self) {
+        if self.bound.get() {
+            let _ = sys::device::event_bind(self.handle, 0, 0);
+        }
+        let _ = cap::delete(self.handle);
+    }
+}
+
+/// The capabilities of one device, as the system granted them.
+#[derive(Debug, Default)]
+pub struct Device {
+    pub io_ports: Vec<IoPorts>,
+    pub irq_lines: Vec<IrqLine>,
+    pub log: Option<KernelLog>,
+}
+
+impl Device {
+    /// The device capabilities this process was started with: handles 2.. (handle 1 is
+    /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log.
+    pub fn from_start_caps() -> Result<Device, Error> {
+        let mut device = Device::default();
+        for handle in cap::initial().skip(1) {
+            match cap::info(handle)?.kind {
+                kind::IO_PORTS => device.io_ports.push(IoPorts::from_handle(handle)?),
+                kind::IRQ => device.irq_lines.push(IrqLine::from_handle(handle)?),
+                kind::LOG => device.log = Some(KernelLog::from_handle(handle)?),
+                _ => return Err(Error::WrongType),
+            }
+        }
+        Ok(device)
+    }
+}

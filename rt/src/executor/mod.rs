@@ -1,0 +1,170 @@
+//! The per-process async executor: tasks, timers, and one kernel port to sleep on.
+//!
+//! Single-threaded: the thread that calls [`block_on`] runs every task. When no task is
+//! ready, it blocks in the kernel on the process's wake port ([`wake::port`]) until a
+//! notification (a ring peer, another thread waking a task), a message, or the next timer
+//! deadline; it never busy-polls. Futures-util combinators (`join_all`, `select`, streams)
+//! work as in any async Rust program.
+//!
+//! ```ignore
+//! keel_rt::async_entry!(main);
+//!
+//! async fn main(_args: &'static str) -> i32 {
+//!     let a = keel_rt::executor::spawn(async { 20 });
+//!     keel_rt::executor::sleep(core::time::Duration::from_millis(5)).await;
+//!     a.await + 22 - 42
+//! }
+//! ```
+
+mod task;
+mod time;
+pub mod wake;
+
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::pin;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::task::{Context, Poll};
+use crossbeam_queue::SegQueue;
+use spin::Mutex;
+use task::{BoxFuture, Header};
+
+pub use task::JoinHandle;
+pub use time::{Elapsed, sleep, timeout};
+
+struct Slot {
+    header: alloc::sync::Arc<Header>,
+    future: Option<BoxFuture>,
+}
+
+/// Tasks are `!Send` futures; only the executor's thread touches them (checked).
+struct Tasks {
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+}
+
+// SAFETY: `tasks()` hands the contents only to the executor's own thread.
+unsafe impl Send for Tasks {}
+
+static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
+static OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+static READY: SegQueue<usize> = SegQueue::new();
+
+fn ready_queue() -> &'static SegQueue<usize> {
+    &READY
+}
+
+fn tasks() -> spin::MutexGuard<'static, Tasks> {
+    let me = crate::thread::id() as usize;
+    let owner = OWNER.load(Ordering::Relaxed);
+    assert!(
+        owner == me || owner == usize::MAX,
+        "keel_rt::executor used from thread {me}, but it runs on thread {owner}"
+    );
+    TASKS.lock()
+}
+
+/// Run `future` as a new task; its output comes through the [`JoinHandle`].
+pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
+    let (future, handle) = task::joinable(future);
+    let header = {
+        let mut tasks = tasks();
+        let index = tasks.free.pop().unwrap_or(tasks.slots.len());
+        let header = Header::new(index);
+        let slot = Some(Slot {
+            header: header.clone(),
+            future: Some(future),
+        });
+        match tasks.slots.get_mut(index) {
+            Some(entry) => *entry = slot,
+            None => tasks.slots.push(slot),
+        }
+        header
+    };
+    header.schedule();
+    handle
+}
+
+/// Poll task `index` once; free it when it finishes.
+fn poll_task(index: usize) {
+    let taken = {
+        let mut tasks = tasks();
+        tasks
+            .slots
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .and_then(|slot| Some((slot.header.clone(), slot.future.take()?)))
+    };
+    // A task woken after it finished, or being polled further up the stack: nothing to do.
+    let Some((header, mut future)) = taken else {
+        return;
+    };
+    header.dequeued();
+    let waker = task::waker(&header);
+    let done = future
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready();
+    let mut tasks = tasks();
+    if done {
+        tasks.slots[index] = None;
+        tasks.free.push(index);
+    } else if let Some(slot) = tasks.slots[index].as_mut() {
+        slot.future = Some(future);
+    }
+}
+
+/// Run the executor until `future` completes, serving every spawned task meanwhile.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let me = crate::thread::id() as usize;
+    if OWNER
+        .compare_exchange(usize::MAX, me, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        panic!("keel_rt::executor::block_on called twice or from a second thread");
+    }
+    let mut future = pin!(future);
+    let main = Header::new(usize::MAX);
+    let main_waker = task::waker(&main);
+    let mut main_ready = true;
+    loop {
+        if main_ready {
+            main_ready = false;
+            if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&main_waker))
+            {
+                OWNER.store(usize::MAX, Ordering::Release);
+                return output;
+            }
+        }
+        while let Some(index) = READY.pop() {
+            if index == usize::MAX {
+                main.dequeued();
+                main_ready = true;
+            } else {
+                poll_task(index);
+            }
+        }
+        if !main_ready {
+            time::fire_due();
+            if READY.is_empty() {
+                wake::wait(time::next_deadline());
+            }
+        }
+    }
+}
+
+/// Declares an async `main`: `async fn main(args: &'static str) -> i32`, run on the
+/// executor.
+#[macro_export]
+macro_rules! async_entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        fn __keel_main(_: &str) -> i32 {
+            // The same string, with the lifetime of the start-up record it lives in.
+            $crate::executor::block_on($main($crate::start_info().args()))
+        }
+    };
+}

@@ -1,0 +1,107 @@
+//! The process's wake port: the one kernel object the executor sleeps on.
+//!
+//! Ring peers and other threads signal it with notification bits; messages sent to it (a
+//! connection request, a call) queue here for the task that waits for them. Each source of
+//! notifications registers wakers under its bit: one notification wakes them all, and they
+//! re-check their own state, so a shared bit costs a spurious poll, never a lost wake-up.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::task::{Poll, Waker};
+use keel_abi::cap::Handle;
+use spin::Mutex;
+
+use crate::ipc::{Port, Received};
+
+/// Bit 63: "a task was woken from another thread"; the rest are free for channels.
+const TASK_WOKEN: u64 = 1 << 63;
+pub const CHANNEL_BITS: u32 = 63;
+
+static PORT: AtomicU32 = AtomicU32::new(0);
+static SLEEPING: AtomicBool = AtomicBool::new(false);
+static BIT_WAKERS: Mutex<[Vec<Waker>; 64]> = Mutex::new([const { Vec::new() }; 64]);
+static INBOX: Mutex<(VecDeque<Received>, Vec<Waker>)> = Mutex::new((VecDeque::new(), Vec::new()));
+
+/// The wake port's handle (created on first use, with every port right).
+pub fn port() -> Port {
+    match PORT.load(Ordering::Acquire) {
+        0 => {
+            let port = Port::create(keel_abi::ipc::MAX_PORT_CAPACITY)
+                .expect("the executor needs its wake port");
+            PORT.store(port.handle(), Ordering::Release);
+            port
+        }
+        handle => Port::from_handle(handle as Handle),
+    }
+}
+
+/// A task was queued: if the executor sleeps in the kernel (woken from another thread),
+/// signal its port.
+pub(super) fn executor_may_sleep_on_it() {
+    if SLEEPING.load(Ordering::Acquire) {
+        let _ = port().notify(TASK_WOKEN);
+    }
+}
+
+/// Block in the kernel until something arrives or the tick `deadline` passes.
+pub(super) fn wait(deadline: Option<u64>) {
+    let timeout = deadline.map(|d| {
+        let now = crate::time::ticks();
+        crate::time::ticks_to_duration(d.saturating_sub(now))
+    });
+    SLEEPING.store(true, Ordering::Release);
+    // A wake between queueing a task and this flag would be lost: look once more.
+    let received = if super::ready_queue().is_empty() {
+        Some(port().receive(timeout))
+    } else {
+        None
+    };
+    SLEEPING.store(false, Ordering::Release);
+    match received {
+        Some(Ok(Received::Notification(bits))) => wake_bits(bits),
+        Some(Ok(message)) => {
+            let mut inbox = INBOX.lock();
+            inbox.0.push_back(message);
+            inbox.1.drain(..).for_each(Waker::wake);
+        }
+        // Timed out, or a task is ready: the caller fires timers and looks again.
+        Some(Err(_)) | None => {}
+    }
+}
+
+fn wake_bits(bits: u64) {
+    let wakers: Vec<Waker> = {
+        let mut table = BIT_WAKERS.lock();
+        (0..64)
+            .filter(|bit| bits & (1 << bit) != 0)
+            .flat_map(|bit| core::mem::take(&mut table[bit]))
+            .collect()
+    };
+    wakers.into_iter().for_each(Waker::wake);
+}
+
+/// Wake `waker` at the next notification with `bit` (0..[`CHANNEL_BITS`]).
+pub fn on_notification(bit: u32, waker: &Waker) {
+    let mut table = BIT_WAKERS.lock();
+    let list = &mut table[(bit % CHANNEL_BITS) as usize];
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
+/// The next message sent to this process's wake port.
+pub async fn next_message() -> Received {
+    poll_fn(|cx| {
+        let mut inbox = INBOX.lock();
+        match inbox.0.pop_front() {
+            Some(message) => Poll::Ready(message),
+            None => {
+                inbox.1.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,153 @@
+//! The name service and supervisor, as a client sees them: calls to init through handle 1.
+//!
+//! Every process init starts holds, as handle 1, a send capability to init's port, badged
+//! so init knows which server of the manifest is calling. Through it a server registers
+//! the service it provides, a client looks up a service it may use (the manifest says
+//! which), and the shell lists, kills, runs and powers off. docs/SYSTEM.md is the contract;
+//! the labels below are its wire values.
+//!
+//! ```ignore
+//! // A server, once it serves on its wake port:
+//! names::register("kv", executor::wake::port())?;
+//! // A client:
+//! let kv = KvClient::connect("kv")?;            // names::lookup, then the handshake
+//! ```
+//!
+//! Every answer carries 0 or an [`Error`] code in word 0; a transport failure (init gone,
+//! no handle 1) is the call's own error.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::convert::Infallible;
+
+use keel_abi::Error;
+use keel_abi::cap::{Handle, rights};
+
+use crate::ipc::{Message, Port};
+use crate::process::Pid;
+
+/// The handle of the capability to init's port.
+pub const INIT: Handle = 1;
+
+/// Payload: a service name; caps[0]: a SEND+GRANT capability to the server's port.
+pub const REGISTER: u32 = u32::from_be_bytes(*b"NREG");
+/// Payload: a service name. Answer: caps[0], a SEND+GRANT capability to the service.
+pub const LOOKUP: u32 = u32::from_be_bytes(*b"NLUK");
+/// Answer payload: one line per process, `name pid state restarts`.
+pub const LIST: u32 = u32::from_be_bytes(*b"NLST");
+/// Payload: a server name.
+pub const KILL: u32 = u32::from_be_bytes(*b"NKIL");
+/// Payload: a program (boot module) and its arguments. Answer: the pid in word 1.
+pub const RUN: u32 = u32::from_be_bytes(*b"NRUN");
+/// Word 0: 0 for success, anything else for failure. Answered only when refused.
+pub const POWEROFF: u32 = u32::from_be_bytes(*b"NOFF");
+
+/// One process as [`list`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// 0 while it is not running.
+    pub pid: Pid,
+    /// `running`, `restarting`, `stopped` or `gave-up`.
+    pub state: String,
+    pub restarts: u32,
+}
+
+impl core::fmt::Display for Listed {
+    /// One line of a [`LIST`] answer, without its newline.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Listed {
+            name,
+            pid,
+            state,
+            restarts,
+        } = self;
+        write!(f, "{name} {pid} {state} {restarts}")
+    }
+}
+
+impl Listed {
+    /// One line of a [`LIST`] answer.
+    pub fn parse(line: &str) -> Option<Listed> {
+        let mut words = line.split(' ');
+        let listed = Listed {
+            name: words.next()?.into(),
+            pid: words.next()?.parse().ok()?,
+            state: words.next()?.into(),
+            restarts: words.next()?.parse().ok()?,
+        };
+        words.next().is_none().then_some(listed)
+    }
+}
+
+/// Makes `port` the service `name` (which must be this server's name in the manifest).
+/// init keeps a SEND+GRANT copy, never more, to hand to the clients it allows.
+pub fn register(name: &str, port: Port) -> Result<(), Error> {
+    let copy = port.derive(rights::SEND | rights::GRANT, 0)?;
+    // The message carries a copy of the copy, so ours goes either way.
+    let answer = ask(Message::new(REGISTER, [0; 4])
+        .with_payload(name.as_bytes())
+        .with_caps(&[copy.handle()]));
+    let _ = copy.delete();
+    answer.map(drop)
+}
+
+/// A capability to send to service `name`, to connect with. Refused with
+/// `PermissionDenied` unless the manifest lets this process connect to it; a service that
+/// is (re)starting is waited for, up to init's limit (`TimedOut`); one whose server has
+/// ended for good is `NotFound`.
+pub fn lookup(name: &str) -> Result<Port, Error> {
+    let answer = ask(Message::new(LOOKUP, [0; 4]).with_payload(name.as_bytes()))?;
+    match answer.caps.as_slice() {
+        &[handle] => Ok(Port::from_handle(handle)),
+        caps => {
+            for &handle in caps {
+                let _ = crate::cap::delete(handle);
+            }
+            Err(Error::InvalidArgument)
+        }
+    }
+}
+
+/// Every server of the manifest, and every program started with [`run`] still running.
+pub fn list() -> Result<Vec<Listed>, Error> {
+    let answer = ask(Message::new(LIST, [0; 4]))?;
+    let text = core::str::from_utf8(&answer.payload).map_err(|_| Error::InvalidArgument)?;
+    text.lines()
+        .map(|line| Listed::parse(line).ok_or(Error::InvalidArgument))
+        .collect()
+}
+
+/// Kills server `name`; init then restarts it as its policy says. Needs `may_kill`.
+pub fn kill(name: &str) -> Result<(), Error> {
+    ask(Message::new(KILL, [0; 4]).with_payload(name.as_bytes())).map(drop)
+}
+
+/// Starts `command` (a program and its arguments, as in `hello spin 200`); its pid. The
+/// program may connect to what this process may, and holds nothing else. Needs `may_run`.
+pub fn run(command: &str) -> Result<Pid, Error> {
+    let answer = ask(Message::new(RUN, [0; 4]).with_payload(command.as_bytes()))?;
+    Pid::try_from(answer.words[1]).map_err(|_| Error::InvalidArgument)
+}
+
+/// Asks init to power the machine off, reporting `success`; returns only if refused.
+/// Needs `may_poweroff`.
+pub fn poweroff(success: bool) -> Result<Infallible, Error> {
+    ask(Message::new(POWEROFF, [u64::from(!success), 0, 0, 0]))?;
+    // init answers a poweroff it accepts by powering off.
+    Err(Error::InvalidArgument)
+}
+
+/// Calls init; the answer, or the error code in its word 0.
+fn ask(request: Message) -> Result<Message, Error> {
+    let answer = Port::from_handle(INIT).call(&request)?;
+    match answer.words[0] {
+        0 => Ok(answer),
+        code => {
+            for &handle in &answer.caps {
+                let _ = crate::cap::delete(handle);
+            }
+            Err(Error::from_raw(code as isize).unwrap_or(Error::InvalidArgument))
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Typed wrappers for syscalls 35..=41: interrupt lines, I/O ports and the kernel log, in
+//! ABI order. [`driver`](crate::driver) builds drivers on them.
+//!
+//! Minting ([`irq_create`], [`ioport_create`]) needs the SYSTEM process right: the system
+//! (init, from its manifest) makes device capabilities and hands them to drivers.
+
+use keel_abi::cap::Handle;
+use keel_abi::{Error, Syscall};
+
+use super::raw::call;
+
+/// `irq_create`: a capability to legacy interrupt line `line` (0..16).
+pub fn irq_create(line: u8) -> Result<Handle, Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::IrqCreate, [line as usize]) }.map(to_handle)
+}
+
+/// `event_bind`: the event source `source` (an interrupt line or the kernel log) notifies
+/// `port` with `bits`; port 0 unbinds. A bound line is unmasked; an unbound one masked.
+pub fn event_bind(source: Handle, port: Handle, bits: u64) -> Result<(), Error> {
+    let args = [source as usize, port as usize, bits as usize];
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::EventBind, args) }.map(drop)
+}
+
+/// `irq_ack`: the interrupt on `irq`'s line is handled; unmask the line.
+pub fn irq_ack(irq: Handle) -> Result<(), Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::IrqAck, [irq as usize]) }.map(drop)
+}
+
+/// `ioport_create`: a capability to I/O ports `base..base + len`.
+pub fn ioport_create(base: u16, len: u16) -> Result<Handle, Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::IoPortCreate, [base as usize, len as usize]) }.map(to_handle)
+}
+
+/// `ioport_read`: `width` (1, 2 or 4) bytes from I/O port `port`, which `cap` must cover.
+pub fn ioport_read(cap: Handle, port: u16, width: usize) -> Result<u32, Error> {
+    // SAFETY: the kernel reads a device register; this process's memory is not touched.
+    unsafe { call(Syscall::IoPortRead, [cap as usize, port as usize, width]) }
+        .map(|value| value as u32)
+}
+
+/// `ioport_write`: writes the low `width` (1, 2 or 4) bytes of `value` to I/O port `port`.
+pub fn ioport_write(cap: Handle, port: u16, width: usize, value: u32) -> Result<(), Error> {
+    let args = [cap as usize, port as usize, width, value as usize];
+    // SAFETY: the kernel writes a device register; this process's memory is not touched.
+    unsafe { call(Syscall::IoPortWrite, args) }.map(drop)
+}
+
+/// `log_read`: moves up to `buf.len()` bytes out of the kernel log buffer into `buf`;
+/// returns how many. Needs a log capability with READ.
+pub fn log_read(log: Handle, buf: &mut [u8]) -> Result<usize, Error> {
+    let args = [log as usize, buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    unsafe { call(Syscall::LogRead, args) }
+}
+
+/// Handles are 32 bits; the kernel returns them in a register.
+fn to_handle(raw: usize) -> Handle {
+    raw as Handle
+}

@@ -1,0 +1,417 @@
+//! The system manifest as init reads it: the servers to start, what each may hold and reach,
+//! and how to keep it running.
+//!
+//! A person writes `system.toml`; bootimage checks it and hands init this crate's line
+//! format as the boot module `manifest`. TOML would take init a parser it does not need:
+//! bootimage has already rejected every mistake a person can make, so what init reads is a
+//! flat list that [`parse`] takes in one pass. Both sides use this crate, so the format has
+//! one definition ([`to_text`] writes it), and docs/SYSTEM.md describes it.
+//!
+//! ```text
+//! keel-manifest 1
+//! server console
+//! program console
+//! priority 10
+//! io_ports 0x3f8 8
+//! irq 4
+//! log
+//! restart always 5 50
+//! server shell
+//! program shell
+//! args --verbose
+//! connect console
+//! may_kill
+//! restart always 3 100
+//! ```
+//!
+//! One `key value` per line; `server NAME` starts a server and the lines after it describe
+//! it. `irq`, `io_ports` and `connect` repeat, in order; `log`, `may_kill`, `may_run` and
+//! `may_poweroff` are there only when granted; `args` is the rest of its line. Blank lines
+//! and `#` comments are ignored, and anything else is an [`Error`] naming its line.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+/// The first line of every manifest: the format and its version.
+pub const HEADER: &str = "keel-manifest 1";
+
+/// One server: a boot module to run as a process, and everything init gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// The process name, and the one service name it may register.
+    pub name: String,
+    /// The boot module it runs.
+    pub program: String,
+    /// The argument string its `main` receives.
+    pub args: String,
+    pub priority: usize,
+    /// Interrupt lines it gets a capability to.
+    pub irqs: Vec<u8>,
+    /// I/O port ranges it gets a capability to.
+    pub io_ports: Vec<IoPorts>,
+    /// Whether it gets the kernel log capability.
+    pub log: bool,
+    /// The services it may look up.
+    pub connects: Vec<String>,
+    /// Whether it may ask init to kill a server.
+    pub may_kill: bool,
+    /// Whether it may ask init to run a program.
+    pub may_run: bool,
+    /// Whether it may ask init to power the machine off.
+    pub may_poweroff: bool,
+    pub restart: Restart,
+}
+
+/// The I/O ports `base..base + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoPorts {
+    pub base: u16,
+    pub len: u16,
+}
+
+/// What init does when the server ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restart {
+    pub policy: Policy,
+    /// Restarts before init gives up on it.
+    pub max: u32,
+    /// How long init waits before each restart.
+    pub backoff_ms: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Start it again whenever it ends, however it ended.
+    Always,
+    /// Let it end.
+    Never,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Always => "always",
+            Policy::Never => "never",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Policy> {
+        match name {
+            "always" => Some(Policy::Always),
+            "never" => Some(Policy::Never),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            policy: Policy::Never,
+            max: 3,
+            backoff_ms: 100,
+        }
+    }
+}
+
+impl Server {
+    /// A server running `program`, granted nothing, at the default priority, never restarted.
+    pub fn new(name: &str, program: &str) -> Server {
+        Server {
+            name: name.into(),
+            program: program.into(),
+            args: String::new(),
+            priority: keel_abi::PRIORITY_DEFAULT,
+            irqs: Vec::new(),
+            io_ports: Vec::new(),
+            log: false,
+            connects: Vec::new(),
+            may_kill: false,
+            may_run: false,
+            may_poweroff: false,
+            restart: Restart::default(),
+        }
+    }
+}
+
+/// A line of a manifest that is not what the format allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// 1-based.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "manifest line {}: {}", self.line, self.message)
+    }
+}
+
+/// The manifest of `servers`, in the line format.
+pub fn to_text(servers: &[Server]) -> String {
+    let mut text = String::from(HEADER);
+    text.push('\n');
+    for server in servers {
+        // Writing to a String cannot fail.
+        let _ = write_server(&mut text, server);
+    }
+    text
+}
+
+fn write_server(out: &mut String, server: &Server) -> fmt::Result {
+    writeln!(out, "server {}", server.name)?;
+    writeln!(out, "program {}", server.program)?;
+    if !server.args.is_empty() {
+        writeln!(out, "args {}", server.args)?;
+    }
+    writeln!(out, "priority {}", server.priority)?;
+    for ports in &server.io_ports {
+        writeln!(out, "io_ports {:#x} {}", ports.base, ports.len)?;
+    }
+    for irq in &server.irqs {
+        writeln!(out, "irq {irq}")?;
+    }
+    for service in &server.connects {
+        writeln!(out, "connect {service}")?;
+    }
+    let flags = [
+        ("log", server.log),
+        ("may_kill", server.may_kill),
+        ("may_run", server.may_run),
+        ("may_poweroff", server.may_poweroff),
+    ];
+    for (flag, _) in flags.iter().filter(|(_, set)| *set) {
+        writeln!(out, "{flag}")?;
+    }
+    let Restart {
+        policy,
+        max,
+        backoff_ms,
+    } = server.restart;
+    writeln!(out, "restart {} {max} {backoff_ms}", policy.name())
+}
+
+/// The servers a manifest describes, in order.
+pub fn parse(text: &str) -> Result<Vec<Server>, Error> {
+    let mut servers: Vec<Server> = Vec::new();
+    let mut header_seen = false;
+    for (index, line) in text.lines().enumerate() {
+        let error = |message: String| Error {
+            line: index + 1,
+            message,
+        };
+        let line = line.trim_end();
+        if line.trim_start().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if !header_seen {
+            if line != HEADER {
+                return Err(error(format!("expected `{HEADER}`, found `{line}`")));
+            }
+            header_seen = true;
+            continue;
+        }
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        if key == "server" {
+            servers.push(Server::new(word(value).map_err(error)?, ""));
+            continue;
+        }
+        let Some(server) = servers.last_mut() else {
+            return Err(error(format!("`{key}` before the first `server` line")));
+        };
+        apply(server, key, value).map_err(error)?;
+    }
+    if !header_seen {
+        return Err(Error {
+            line: 1,
+            message: format!("empty manifest: expected `{HEADER}`"),
+        });
+    }
+    match servers.iter().find(|server| server.program.is_empty()) {
+        Some(server) => Err(Error {
+            line: 0,
+            message: format!("server `{}` has no `program`", server.name),
+        }),
+        None => Ok(servers),
+    }
+}
+
+/// Sets what one line says about `server`.
+fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "program" => server.program = word(value)?.into(),
+        "args" => server.args = value.into(),
+        "priority" => server.priority = number(value)?,
+        "irq" => server.irqs.push(number(value)?),
+        "io_ports" => {
+            let (base, len) = value
+                .split_once(' ')
+                .ok_or("`io_ports` wants a base and a length")?;
+            server.io_ports.push(IoPorts {
+                base: number(base)?,
+                len: number(len)?,
+            });
+        }
+        "connect" => server.connects.push(word(value)?.into()),
+        "log" | "may_kill" | "may_run" | "may_poweroff" => {
+            if !value.is_empty() {
+                return Err(format!("`{key}` takes no value"));
+            }
+            *match key {
+                "log" => &mut server.log,
+                "may_kill" => &mut server.may_kill,
+                "may_run" => &mut server.may_run,
+                _ => &mut server.may_poweroff,
+            } = true;
+        }
+        "restart" => {
+            let mut words = value.split(' ');
+            let (Some(policy), Some(max), Some(backoff), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err("`restart` wants a policy, a maximum and a backoff".into());
+            };
+            server.restart = Restart {
+                policy: Policy::parse(policy).ok_or(format!("no restart policy `{policy}`"))?,
+                max: number(max)?,
+                backoff_ms: number(backoff)?,
+            };
+        }
+        _ => return Err(format!("unknown key `{key}`")),
+    }
+    Ok(())
+}
+
+/// A name: one word, not empty.
+fn word(value: &str) -> Result<&str, String> {
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(format!("expected one word, found `{value}`"));
+    }
+    Ok(value)
+}
+
+/// A decimal number, or a hexadecimal one with `0x`.
+fn number<T: TryFrom<u64>>(value: &str) -> Result<T, String> {
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse(),
+    };
+    parsed
+        .ok()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("`{value}` is not a number in range"))
+}
+
+impl fmt::Display for Server {
+    /// The server as log messages name it: `name (program args)`, or just the name when
+    /// it runs its namesake without arguments.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        match (self.program == self.name, self.args.as_str()) {
+            (true, "") => Ok(()),
+            (_, "") => write!(f, " ({})", self.program),
+            (_, args) => write!(f, " ({} {args})", self.program),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn console() -> Server {
+        Server {
+            priority: 10,
+            irqs: alloc::vec![4],
+            io_ports: alloc::vec![IoPorts {
+                base: 0x3f8,
+                len: 8
+            }],
+            log: true,
+            restart: Restart {
+                policy: Policy::Always,
+                max: 5,
+                backoff_ms: 50,
+            },
+            ..Server::new("console", "console")
+        }
+    }
+
+    fn shell() -> Server {
+        Server {
+            args: "tour  twice".into(),
+            connects: alloc::vec!["console".into(), "kv".into()],
+            may_kill: true,
+            may_poweroff: true,
+            ..Server::new("shell", "shell")
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_as_written() {
+        let servers = [console(), shell(), Server::new("kv", "kv")];
+        assert_eq!(parse(&to_text(&servers)), Ok(servers.to_vec()));
+    }
+
+    #[test]
+    fn the_text_is_one_key_per_line() {
+        assert_eq!(
+            to_text(&[console()]),
+            "keel-manifest 1\nserver console\nprogram console\npriority 10\n\
+             io_ports 0x3f8 8\nirq 4\nlog\nrestart always 5 50\n"
+        );
+    }
+
+    #[test]
+    fn comments_blank_lines_and_defaults_are_allowed() {
+        let text = "# written by hand\nkeel-manifest 1\n\nserver hello\nprogram hello\n";
+        assert_eq!(parse(text), Ok(alloc::vec![Server::new("hello", "hello")]));
+    }
+
+    #[test]
+    fn errors_name_their_line() {
+        let error = |text: &str| parse(text).unwrap_err();
+        assert_eq!(error("keel-manifest 2\n").line, 1);
+        assert_eq!(
+            error("keel-manifest 1\nserver a\nprogram a\nirq 300\n"),
+            Error {
+                line: 4,
+                message: "`300` is not a number in range".into()
+            }
+        );
+        assert_eq!(error("keel-manifest 1\nprogram a\n").line, 2);
+        assert_eq!(
+            error("keel-manifest 1\nserver a\nprogram a\nlog yes\n").line,
+            4
+        );
+        assert_eq!(
+            error("keel-manifest 1\nserver a\nprogram a\nrestart sometimes 1 1\n").message,
+            "no restart policy `sometimes`"
+        );
+        assert_eq!(
+            error("keel-manifest 1\nserver a\nprogram a\ncolour blue\n").message,
+            "unknown key `colour`"
+        );
+        assert_eq!(error("keel-manifest 1\nserver two words\n").line, 2);
+        assert!(
+            error("keel-manifest 1\nserver a\n")
+                .message
+                .contains("no `program`")
+        );
+        assert_eq!(error("").line, 1);
+    }
+
+    #[test]
+    fn a_server_displays_as_name_and_command() {
+        assert_eq!(shell().to_string(), "shell (shell tour  twice)");
+        assert_eq!(console().to_string(), "console");
+        assert_eq!(Server::new("kv-client", "kv").to_string(), "kv-client (kv)");
+    }
+}

@@ -1,0 +1,90 @@
+//! `probe-server`: serves [`Probe`] for the `services` suite, after announcing its port
+//! through the bootstrap port it was started with.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use alloc::{format, vec};
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+use core::time::Duration;
+
+use keel_guest_tests::services::{Probe, serve_probe};
+use keel_rt::{bootstrap, executor};
+
+use crate::{Failure, OrSetup};
+
+pub fn probe_server() -> Result<i32, Failure> {
+    bootstrap::announce().or_setup("announcing the server")?;
+    executor::block_on(serve_probe(Prober::default()))
+}
+
+#[derive(Default)]
+struct Prober {
+    notes: RefCell<Vec<u64>>,
+    gathering: RefCell<Gathering>,
+}
+
+/// The `gather` calls that have arrived in the current round, waiting for the rest.
+#[derive(Default)]
+struct Gathering {
+    arrived: u64,
+    round: u64,
+    waiting: Vec<Waker>,
+}
+
+impl Probe for Prober {
+    async fn echo(&self, value: u64) -> u64 {
+        value
+    }
+
+    async fn echo_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        bytes.to_vec()
+    }
+
+    async fn gather(&self, value: u64, group: u64) -> u64 {
+        let round = {
+            let mut gathering = self.gathering.borrow_mut();
+            let round = gathering.round;
+            gathering.arrived += 1;
+            if gathering.arrived >= group {
+                gathering.arrived = 0;
+                gathering.round += 1;
+                gathering.waiting.drain(..).for_each(Waker::wake);
+            }
+            round
+        };
+        poll_fn(|cx| {
+            let mut gathering = self.gathering.borrow_mut();
+            if gathering.round != round {
+                return Poll::Ready(());
+            }
+            gathering.waiting.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        // 0 to 12 ms, in an order unlike the calls'.
+        executor::sleep(Duration::from_millis(value * 7 % 13)).await;
+        value
+    }
+
+    async fn note(&self, value: u64) {
+        self.notes.borrow_mut().push(value);
+    }
+
+    async fn notes(&self) -> Vec<u64> {
+        self.notes.borrow().clone()
+    }
+
+    async fn stall(&self) {
+        core::future::pending().await
+    }
+
+    async fn fill(&self, len: u32) -> Vec<u8> {
+        vec![0x5a; len as usize]
+    }
+
+    async fn greet(&self, name: &str) -> String {
+        format!("hello, {name}")
+    }
+}

@@ -1,0 +1,212 @@
+//! The roles the `system` suite's manifests start under the supervisor: a witness server,
+//! its caller, a process granted nothing, one granted devices. Each talks to init through
+//! handle 1 ([`keel_rt::names`]) and checks what it was promised.
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::time::Duration;
+
+use keel_abi::Error;
+use keel_abi::cap::{Handle, kind, rights};
+use keel_guest_tests::system::{
+    CALLS_FAIL_WITHIN, RESTARTED_WITHIN, Witness, WitnessClient, serve_witness,
+};
+use keel_rt::executor::{self, wake};
+use keel_rt::service::TransportError;
+use keel_rt::sys::device;
+use keel_rt::{cap, names, process, start_info, time};
+
+use crate::{Failure, OrSetup, expect_eq};
+
+/// Serves [`Witness`] under `name` until killed.
+pub fn witness_server(name: &str) -> Result<i32, Failure> {
+    names::register(name, wake::port()).or_setup("registering the service")?;
+    executor::block_on(serve_witness(Server::default()))
+}
+
+#[derive(Default)]
+struct Server {
+    calls: Cell<u64>,
+}
+
+impl Witness for Server {
+    async fn who(&self) -> (u32, u64) {
+        let calls = self.calls.get();
+        self.calls.set(calls + 1);
+        (process::id(), calls)
+    }
+
+    async fn hold(&self) {
+        core::future::pending().await
+    }
+}
+
+pub fn witness_caller() -> Result<i32, Failure> {
+    executor::block_on(call_through_a_restart())
+}
+
+fn connect(name: &str) -> Result<WitnessClient, Failure> {
+    let port = names::lookup(name).or_setup("looking up a witness")?;
+    WitnessClient::connect(port).map_err(|error| Failure::check(format!("connecting: {error}")))
+}
+
+async fn who(client: &WitnessClient, which: &str) -> Result<(u32, u64), Failure> {
+    client
+        .who()
+        .await
+        .map_err(|error| Failure::check(format!("asking {which} who it is: {error}")))
+}
+
+async fn call_through_a_restart() -> Result<i32, Failure> {
+    let witness = connect("witness")?;
+    let steady = connect("steady")?;
+    let (first_pid, _) = who(&witness, "witness").await?;
+    let (steady_pid, steady_calls) = who(&steady, "steady").await?;
+
+    // Calls in flight when the witness dies, and steady called all along.
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let witness = witness.clone();
+            executor::spawn(async move { witness.hold().await })
+        })
+        .collect();
+    let watcher = executor::spawn(watch_steady(steady.clone(), steady_pid, steady_calls + 1));
+    executor::sleep(Duration::from_millis(5)).await;
+    names::kill("witness").or_setup("killing the witness through init")?;
+
+    for call in held {
+        match executor::timeout(CALLS_FAIL_WITHIN, call).await {
+            Ok(Err(TransportError::ServerGone | TransportError::Disconnected)) => {}
+            Ok(other) => {
+                let why = format!("a call in flight to the killed witness ended {other:?}");
+                return Err(Failure::check(why));
+            }
+            Err(_) => {
+                let why = format!("a call in flight hung past {CALLS_FAIL_WITHIN:?}");
+                return Err(Failure::check(why));
+            }
+        }
+    }
+
+    let killed_at = time::ticks();
+    let witness = connect("witness")?;
+    let (second_pid, calls) = who(&witness, "the restarted witness").await?;
+    let took = time::ticks_to_duration(time::ticks() - killed_at);
+    if took > RESTARTED_WITHIN {
+        let why = format!("the witness answered again after {took:?}");
+        return Err(Failure::check(why));
+    }
+    if second_pid == first_pid || calls != 0 {
+        let why = format!(
+            "the witness after the kill: pid {second_pid} (before {first_pid}), {calls} calls before"
+        );
+        return Err(Failure::check(why));
+    }
+
+    let steady_seen = watcher.await?;
+    expect_eq(
+        "steady: calls answered while the witness restarted",
+        steady_seen > 0,
+        true,
+    )?;
+    let listed = names::list().or_setup("listing")?;
+    let line = listed.iter().find(|l| l.name == "witness");
+    expect_eq(
+        "the witness in LIST",
+        line.map(|l| (l.pid, l.state.as_str(), l.restarts)),
+        Some((second_pid, "running", 1)),
+    )?;
+    Ok(0)
+}
+
+/// Calls `steady` until its start of `pid` has answered a while, checking each answer
+/// comes from the same start and counts on by one from `next`; how many it made.
+async fn watch_steady(steady: WitnessClient, pid: u32, mut next: u64) -> Result<u64, Failure> {
+    let mut made = 0;
+    while made < 20 {
+        let seen = who(&steady, "steady").await?;
+        expect_eq("steady's (pid, calls answered before)", seen, (pid, next))?;
+        next += 1;
+        made += 1;
+        executor::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(made)
+}
+
+/// Granted nothing: every request but `LIST` is refused, and no device can be minted.
+pub fn outsider(service: &str) -> Result<i32, Failure> {
+    let denied = Err(Error::PermissionDenied);
+    expect_eq(
+        "lookup of a service not in connects",
+        names::lookup(service).map(drop),
+        denied,
+    )?;
+    expect_eq(
+        "lookup of a service nobody has",
+        names::lookup("nobody").map(drop),
+        denied,
+    )?;
+    expect_eq("kill", names::kill(service), denied)?;
+    expect_eq("run", names::run("kchild spin").map(drop), denied)?;
+    expect_eq(
+        "registering another's name",
+        names::register(service, wake::port()),
+        denied,
+    )?;
+    expect_eq("poweroff", names::poweroff(false).map(drop), denied)?;
+    expect_eq(
+        "listing",
+        names::list().map(|list| !list.is_empty()),
+        Ok(true),
+    )?;
+    expect_eq("minting an IRQ", device::irq_create(3).map(drop), denied)?;
+    expect_eq(
+        "minting I/O ports",
+        device::ioport_create(0x2f8, 8).map(drop),
+        denied,
+    )?;
+    expect_eq("capabilities held", start_info().cap_count, 1)?;
+    let init = cap::info(names::INIT).or_setup("cap_info of handle 1")?;
+    expect_eq(
+        "handle 1",
+        (init.kind, init.rights),
+        (kind::PORT, rights::SEND | rights::GRANT),
+    )?;
+    Ok(0)
+}
+
+/// Granted I/O ports 0x2f8+8, IRQ 3 and the kernel log: exactly those, in that order.
+pub fn granted() -> Result<i32, Failure> {
+    let kinds: Vec<u32> = (1..=4 as Handle)
+        .map(|handle| cap::info(handle).map_or(0, |info| info.kind))
+        .collect();
+    expect_eq("capabilities held", start_info().cap_count, 4)?;
+    expect_eq(
+        "the kinds of handles 1..=4",
+        kinds.as_slice(),
+        &[kind::PORT, kind::IO_PORTS, kind::IRQ, kind::LOG][..],
+    )?;
+    expect_eq(
+        "handle 5",
+        cap::info(5).map(drop),
+        Err(Error::InvalidHandle),
+    )?;
+    // COM2's scratch register: inside the grant. COM1's: outside it.
+    expect_eq(
+        "reading a granted port",
+        device::ioport_read(2, 0x2ff, 1).is_ok(),
+        true,
+    )?;
+    expect_eq(
+        "reading a port outside the grant",
+        device::ioport_read(2, 0x3ff, 1).map(drop),
+        Err(Error::MissingRight),
+    )?;
+    expect_eq(
+        "minting another IRQ",
+        device::irq_create(5).map(drop),
+        Err(Error::PermissionDenied),
+    )?;
+    Ok(0)
+}

@@ -1,0 +1,138 @@
+//! Exception handlers (`fault_handler_set`; the `faults` suite has the same exceptions
+//! without one): a fault in a process with a handler arrives at the handler's port as a
+//! call (vector, error code, rip, address) while the thread waits. Resumed, the thread
+//! retries the instruction; refused or abandoned, its process ends as without a handler.
+
+use alloc::format;
+use alloc::string::String;
+
+use keel_abi::cap::rights;
+use keel_abi::ipc::LABEL_FAULT;
+use keel_abi::{Error, vector};
+use keel_guest_tests::{Role, UNMAPPED_ADDR};
+use keel_rt::ipc::{Message, Port};
+use keel_rt::process::{self, Pid};
+
+use crate::check::{Context, all, ensure, expect_eq};
+use crate::child::{self, expect_exit, expect_page_fault_of, kill_and_reap, page_fault};
+use crate::elf;
+use crate::receive::{self, Got, poll};
+use crate::runner::{Suite, suite};
+
+pub const SUITE: Suite = suite!(exception_handlers:
+    a_handler_that_maps_the_page_resumes_the_faulting_thread,
+    a_fault_arrives_as_a_call_with_vector_error_code_rip_and_address,
+    a_fault_answered_without_resume_ends_the_process,
+    a_fault_whose_reply_is_dropped_ends_the_process,
+    a_removed_handler_hears_of_no_fault,
+    setting_a_handler_needs_a_child_and_a_send_capability,
+);
+
+/// The badge on the handler's port capability, so fault messages can be told apart.
+const BADGE: u64 = 0xfa17;
+
+/// kchild ROLE below ktest's priority, so that it runs (and faults) only once ktest waits.
+fn spawn_below(role: Role) -> Result<Pid, String> {
+    child::spawn_at(role, "", process::current_priority() - 1)
+}
+
+/// kchild read-unmapped with its faults sent to a badged copy of `port`, and the fault
+/// message it caused.
+fn catch_fault(port: Port) -> Result<(Pid, Got), String> {
+    let pid = spawn_below(Role::ReadUnmapped)?;
+    let badged = port.derive(rights::SEND, BADGE).context("cap_derive")?;
+    process::set_fault_handler(pid, badged).context("fault_handler_set")?;
+    Ok((pid, receive::message(port, "the fault message")?))
+}
+
+/// kchild is its own handler: see [`Role::FaultResume`].
+fn a_handler_that_maps_the_page_resumes_the_faulting_thread() -> Result<(), String> {
+    expect_exit(Role::FaultResume, "", 0)
+}
+
+fn a_fault_arrives_as_a_call_with_vector_error_code_rip_and_address() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let (pid, got) = catch_fault(port)?;
+    let is_call = got.reply.is_some();
+    drop(got.reply);
+    let ended = expect_page_fault_of(pid, Role::ReadUnmapped, UNMAPPED_ADDR, page_fault::USER);
+    let fault = got.message.fault().context("the message as a fault")?;
+    let code = elf::code(child::image()?).context("kchild's executable segment")?;
+    all([
+        expect_eq("the label", got.message.label, LABEL_FAULT),
+        expect_eq("the badge", got.badge, BADGE),
+        expect_eq("whether it is a call", is_call, true),
+        expect_eq(
+            "(vector, error code, address)",
+            (fault.vector, fault.error_code, fault.address),
+            (vector::PAGE_FAULT, page_fault::USER, UNMAPPED_ADDR),
+        ),
+        ensure(code.contains(&fault.rip), || {
+            format!(
+                "the rip {:#x} is outside kchild's code {code:#x?}",
+                fault.rip
+            )
+        }),
+        ended,
+    ])
+}
+
+fn a_fault_answered_without_resume_ends_the_process() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let (pid, got) = catch_fault(port)?;
+    let reply = got.reply.context("the fault's reply")?;
+    let answered = reply.send(&Message::end_faulted());
+    all([
+        expect_eq("answering the fault", answered, Ok(())),
+        expect_page_fault_of(pid, Role::ReadUnmapped, UNMAPPED_ADDR, page_fault::USER),
+    ])
+}
+
+fn a_fault_whose_reply_is_dropped_ends_the_process() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let (pid, got) = catch_fault(port)?;
+    drop(got.reply);
+    expect_page_fault_of(pid, Role::ReadUnmapped, UNMAPPED_ADDR, page_fault::USER)
+}
+
+fn a_removed_handler_hears_of_no_fault() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let pid = spawn_below(Role::ReadUnmapped)?;
+    process::set_fault_handler(pid, port).context("fault_handler_set")?;
+    process::clear_fault_handler(pid).context("fault_handler_set(0)")?;
+    all([
+        expect_page_fault_of(pid, Role::ReadUnmapped, UNMAPPED_ADDR, page_fault::USER),
+        expect_eq(
+            "a poll of the former handler's port",
+            poll(port),
+            Err(Error::WouldBlock),
+        ),
+    ])
+}
+
+fn setting_a_handler_needs_a_child_and_a_send_capability() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let no_send = port.derive(rights::RECEIVE, 0).context("cap_derive")?;
+    let pid = spawn_below(Role::Spin)?;
+    let results = [
+        (
+            "for a pid no process has",
+            process::set_fault_handler(0x7fff_fff0, port),
+            Err(Error::NotFound),
+        ),
+        (
+            "with a port capability without SEND",
+            process::set_fault_handler(pid, no_send),
+            Err(Error::MissingRight),
+        ),
+        (
+            "for a child with a full port capability",
+            process::set_fault_handler(pid, port),
+            Ok(()),
+        ),
+    ];
+    kill_and_reap(pid)?;
+    all(results.into_iter().map(|(what, result, expected)| {
+        expect_eq(&format!("setting a fault handler {what}"), result, expected)
+    }))
+}

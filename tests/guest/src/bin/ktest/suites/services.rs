@@ -1,0 +1,319 @@
+//! Services end to end: `ktest` is a client of the [`Probe`] service that
+//! `kchild probe-server` serves (each test starts its own, through `keel_rt::bootstrap`);
+//! calls in flight, ordering, payload limits, a server that dies, clients that misbehave,
+//! versions that differ.
+//!
+//! What a connection promises about order: the server takes requests in the order they
+//! were sent and starts their methods in that order; responses come back as each method
+//! finishes, in any order, each to its own call.
+
+mod hostile;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::time::Duration;
+
+use futures_util::future::join_all;
+use keel_guest_tests::Role;
+use keel_guest_tests::services::{MAX_INLINE_BYTES, PROBE_INTERFACE, ProbeClient, changed};
+use keel_rt::executor::{self, sleep, spawn, timeout};
+use keel_rt::ipc::Port;
+use keel_rt::process::{self, Pid, Spawn};
+use keel_rt::service::{TransportError, encode};
+use keel_rt::{bootstrap, println, time};
+
+use crate::check::{Context, all, ensure, expect_eq};
+use crate::child;
+use crate::runner::{Suite, suite};
+use hostile::{Hostile, Scribble};
+
+pub const SUITE: Suite = suite!(services:
+    a_call_returns_the_servers_answer,
+    a_thousand_calls_in_flight_each_get_their_own_answer,
+    requests_start_in_the_order_they_were_sent,
+    the_largest_inline_payload_arrives_intact,
+    a_result_too_large_for_a_record_is_an_error_not_a_hang,
+    a_killed_server_is_server_gone_within_a_second,
+    garbage_in_a_connections_rings_leaves_the_server_serving_others,
+    malformed_requests_are_rejected_and_serving_goes_on,
+    an_interface_mismatch_is_refused_at_connect,
+);
+
+/// How long a server may take to announce its port.
+const ANNOUNCE: Duration = Duration::from_secs(5);
+/// The most any one step of a test may take under TCG before we call it hung.
+const HUNG: Duration = Duration::from_secs(20);
+/// How soon a call must fail once its server is killed. The client checks on the server
+/// after 20 ms of silence; the rest is slack for TCG.
+const SERVER_GONE_BOUND: Duration = Duration::from_secs(1);
+
+/// Start a probe server, run `test` on the executor with its pid and port, then stop it
+/// (unless the test did).
+fn with_server<F>(test: impl FnOnce(Pid, Port) -> F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let spawn = Spawn::new("kchild", child::image()?).args(Role::ProbeServer.name());
+    let (pid, port) =
+        bootstrap::start_server(spawn, ANNOUNCE).context("starting kchild probe-server")?;
+    let outcome = executor::block_on(test(pid, port));
+    let _ = port.delete();
+    let _ = process::kill(pid);
+    let _ = process::wait(pid);
+    outcome
+}
+
+/// [`with_server`] for tests that need just one client.
+fn with_client<F>(test: impl FnOnce(ProbeClient) -> F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    with_server(
+        |_, port| async move { test(ProbeClient::connect(port).context("connecting")?).await },
+    )
+}
+
+/// `future`'s output, or a failure saying `what` hung.
+async fn within<T>(
+    what: &str,
+    limit: Duration,
+    future: impl Future<Output = T>,
+) -> Result<T, String> {
+    timeout(limit, future)
+        .await
+        .map_err(|_| format!("{what}: no answer within {limit:?}"))
+}
+
+fn a_call_returns_the_servers_answer() -> Result<(), String> {
+    with_client(|probe| async move {
+        let greeting = within("greet", HUNG, probe.greet("ktest")).await?;
+        expect_eq("greet(\"ktest\")", greeting, Ok("hello, ktest".into()))
+    })
+}
+
+fn a_thousand_calls_in_flight_each_get_their_own_answer() -> Result<(), String> {
+    const CALLS: u64 = 1000;
+    with_client(|probe| async move {
+        // No `gather` answers before all of them run, so all are in flight at once.
+        let calls = (0..CALLS).map(|value| probe.gather(value, CALLS));
+        let answers = within("1,000 gathers", HUNG, join_all(calls)).await?;
+        let wrong: Vec<_> = (0..CALLS)
+            .zip(answers)
+            .filter(|(value, answer)| *answer != Ok(*value))
+            .collect();
+        ensure(wrong.is_empty(), || {
+            format!(
+                "{} of {CALLS} calls got another answer than their own; the first: {:?}",
+                wrong.len(),
+                wrong[0]
+            )
+        })
+    })
+}
+
+fn requests_start_in_the_order_they_were_sent() -> Result<(), String> {
+    const CALLS: u64 = 200;
+    with_client(|probe| async move {
+        // Tasks first run in the order they were spawned, and a call sends its request
+        // when it first runs.
+        let calls: Vec<_> = (0..CALLS)
+            .map(|value| {
+                let probe = probe.clone();
+                spawn(async move { probe.note(value).await })
+            })
+            .collect();
+        let answers = within("200 notes", HUNG, join_all(calls)).await?;
+        let notes = within("notes", HUNG, probe.notes()).await?;
+        all([
+            ensure(answers.iter().all(Result::is_ok), || {
+                format!("some notes failed: {answers:?}")
+            }),
+            expect_eq(
+                "the order the server started the calls in",
+                notes,
+                Ok((0..CALLS).collect()),
+            ),
+        ])
+    })
+}
+
+fn the_largest_inline_payload_arrives_intact() -> Result<(), String> {
+    with_client(|probe| async move {
+        let bytes: Vec<u8> = (0..MAX_INLINE_BYTES).map(|i| (i ^ i >> 8) as u8).collect();
+        let echoed = within("echo_bytes", HUNG, probe.echo_bytes(&bytes)).await?;
+        let too_large = vec![0; MAX_INLINE_BYTES + 1];
+        let refused = within("echo_bytes", HUNG, probe.echo_bytes(&too_large)).await?;
+        let after = within("echo", HUNG, probe.echo(1)).await?;
+        all([
+            ensure(echoed.as_ref() == Ok(&bytes), || {
+                format!(
+                    "{MAX_INLINE_BYTES} bytes came back changed: {:?}",
+                    echoed.as_ref().map(Vec::len)
+                )
+            }),
+            expect_eq(
+                "one byte more",
+                refused.map(drop),
+                Err(TransportError::TooLarge),
+            ),
+            expect_eq("a call after that", after, Ok(1)),
+        ])
+    })
+}
+
+fn a_result_too_large_for_a_record_is_an_error_not_a_hang() -> Result<(), String> {
+    with_client(|probe| async move {
+        let len = (MAX_INLINE_BYTES + 1) as u32;
+        let filled = within("fill", HUNG, probe.fill(len)).await?;
+        let after = within("echo", HUNG, probe.echo(2)).await?;
+        all([
+            expect_eq(
+                "fill(one byte more than fits)",
+                filled.map(drop),
+                Err(TransportError::TooLarge),
+            ),
+            expect_eq("a call after that", after, Ok(2)),
+        ])
+    })
+}
+
+fn a_killed_server_is_server_gone_within_a_second() -> Result<(), String> {
+    with_server(|pid, port| async move {
+        let probe = ProbeClient::connect(port).context("connecting")?;
+        within("echo", HUNG, probe.echo(3))
+            .await?
+            .context("a first call")?;
+        let stalled = {
+            let probe = probe.clone();
+            spawn(async move { probe.stall().await })
+        };
+        // Time for the request to reach the server, which then never answers.
+        sleep(Duration::from_millis(20)).await;
+        process::kill(pid).context("killing the server")?;
+        let killed = time::uptime();
+        let outcome = within("the stalled call", HUNG, stalled).await?;
+        let took = time::uptime() - killed;
+        println!("ktest: services: the stalled call ended {took:?} after the kill");
+        let later = within("a call after that", HUNG, probe.echo(4)).await?;
+        all([
+            expect_eq("the stalled call", outcome, Err(TransportError::ServerGone)),
+            ensure(took <= SERVER_GONE_BOUND, || {
+                format!("it took {took:?} to notice, more than {SERVER_GONE_BOUND:?}")
+            }),
+            expect_eq("a later call", later, Err(TransportError::ServerGone)),
+        ])
+    })
+}
+
+fn garbage_in_a_connections_rings_leaves_the_server_serving_others() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let honest = ProbeClient::connect(port).context("connecting")?;
+        let mut checks = Vec::new();
+        for scribble in Scribble::ALL {
+            let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+            hostile.scribble(scribble);
+            hostile.signal();
+            // Time for the server to read the garbage and give up on that connection.
+            sleep(Duration::from_millis(20)).await;
+            let echoed = within("echo", HUNG, honest.echo(5)).await?;
+            checks.push(expect_eq(
+                &format!("after {scribble:?}: an honest call"),
+                echoed,
+                Ok(5),
+            ));
+            let newcomer =
+                ProbeClient::connect(port).map(|probe| async move { probe.echo(6).await });
+            let echoed = match newcomer {
+                Ok(call) => within("echo", HUNG, call).await?,
+                Err(error) => Err(error),
+            };
+            checks.push(expect_eq(
+                &format!("after {scribble:?}: a new client's call"),
+                echoed,
+                Ok(6),
+            ));
+        }
+        let refused = Hostile::connect_with_channel_pages(port, PROBE_INTERFACE.hash, 1)?;
+        checks.push(expect_eq(
+            "connecting with a one-page channel",
+            refused.map(drop),
+            Err(hostile::Refused::Malformed),
+        ));
+        checks.push(expect_eq(
+            "an honest call at the end",
+            honest.echo(7).await,
+            Ok(7),
+        ));
+        all(checks)
+    })
+}
+
+fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let probe = ProbeClient::connect(port).context("connecting")?;
+        let other = ProbeClient::connect(port).context("connecting a second client")?;
+        let id = |name| {
+            ProbeClient::METHODS
+                .iter()
+                .position(|&m| m == name)
+                .expect("a method of Probe") as u32
+        };
+        let mut echo_and_more = encode(&(5u64,)).context("encoding")?;
+        echo_and_more.push(0);
+        let requests: [(&str, u32, Vec<u8>); 4] = [
+            (
+                "a method id past the last",
+                ProbeClient::METHODS.len() as u32,
+                Vec::new(),
+            ),
+            (
+                "greet with bytes that are no string",
+                id("greet"),
+                vec![4, 0xff, 0xfe, 0xfd, 0xfc],
+            ),
+            ("echo with a number cut short", id("echo"), vec![0x80]),
+            ("echo with a byte left over", id("echo"), echo_and_more),
+        ];
+        let mut checks = Vec::new();
+        for (what, method, arguments) in requests {
+            let answer = within(what, HUNG, probe.connection().call(method, &arguments)).await?;
+            checks.push(expect_eq(what, answer, Err(TransportError::Rejected)));
+        }
+        checks.push(expect_eq(
+            "then a good call",
+            within("echo", HUNG, probe.echo(8)).await?,
+            Ok(8),
+        ));
+        checks.push(expect_eq(
+            "another client's call",
+            within("echo", HUNG, other.echo(9)).await?,
+            Ok(9),
+        ));
+        all(checks)
+    })
+}
+
+fn an_interface_mismatch_is_refused_at_connect() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let mismatched = changed::ProbeClient::connect(port).map(drop);
+        let matched = ProbeClient::connect(port).map(drop);
+        all([
+            ensure(
+                changed::PROBE_INTERFACE.hash != PROBE_INTERFACE.hash,
+                || "changing a signature left the interface hash as it was".into(),
+            ),
+            expect_eq(
+                "connecting with a changed signature",
+                mismatched,
+                Err(TransportError::InterfaceMismatch {
+                    expected: changed::PROBE_INTERFACE.hash,
+                    found: PROBE_INTERFACE.hash,
+                }),
+            ),
+            expect_eq("connecting with the same one", matched, Ok(())),
+        ])
+    })
+}

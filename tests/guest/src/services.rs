@@ -1,0 +1,41 @@
+//! The service the `services` suite runs: `ktest` is the client of [`Probe`], and
+//! `kchild probe-server` its server. Each method makes one behaviour of the transport
+//! observable.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// The largest `&[u8]` argument one request record carries. A record is at most half of
+/// its 64 KiB ring less its 4-byte length: 32,764 bytes. A request spends 8 of them on the
+/// call and method ids, and the slice's length takes 3 (a varint, from 16 KiB up).
+pub const MAX_INLINE_BYTES: usize = 64 * 1024 / 2 - 4 - 8 - 3;
+
+#[keel_rt::service]
+pub trait Probe {
+    /// `value`, at once.
+    async fn echo(&self, value: u64) -> u64;
+    /// `bytes`, back.
+    async fn echo_bytes(&self, bytes: &[u8]) -> Vec<u8>;
+    /// `value`, once `group` calls of `gather` run at the same time (so they were all in
+    /// flight together), and after a delay that depends on `value`, so that the answers
+    /// come back in another order than the calls went out.
+    async fn gather(&self, value: u64, group: u64) -> u64;
+    /// Note `value` as the call starts.
+    async fn note(&self, value: u64);
+    /// The values noted, in the order their calls started.
+    async fn notes(&self) -> Vec<u64>;
+    /// Never answers.
+    async fn stall(&self);
+    /// `len` bytes, however many that is.
+    async fn fill(&self, len: u32) -> Vec<u8>;
+    /// A greeting: a method with a string argument to garble.
+    async fn greet(&self, name: &str) -> String;
+}
+
+/// `Probe` as another version has it: `echo` takes a `u32`. Its interface hash differs.
+pub mod changed {
+    #[keel_rt::service]
+    pub trait Probe {
+        async fn echo(&self, value: u32) -> u32;
+    }
+}
