@@ -135,6 +135,15 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
                     .map(|connection| #client { connection })
             }
 
+            /// Connect to the service registered as `name` with the name service, if the
+            /// system manifest lets this process reach it.
+            pub fn connect_named(
+                name: &str,
+            ) -> ::core::result::Result<Self, ::keel_rt::service::TransportError> {
+                ::keel_rt::service::Connection::connect_named(name, #interface)
+                    .map(|connection| #client { connection })
+            }
+
             /// The connection under this client, for untyped calls.
             pub fn connection(&self) -> &::keel_rt::service::Connection {
                 &self.connection

@@ -1,13 +1,12 @@
-//! The smallest service: `hello-service server` serves `Hello`; `hello-service client NAME`
-//! greets NAME through the server whose port it was started with. Whoever starts both
-//! passes the port on with `keel_rt::bootstrap` (docs/SERVICES.md).
+//! The smallest service: `hello-service server` serves `Hello` and registers it as "hello"
+//! with the name service; `hello-service client NAME` looks it up and greets NAME.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::{format, string::String};
-use keel_rt::{bootstrap, cap, ipc::Port, println, process};
+use keel_rt::{executor, names, println, process};
 
 #[keel_rt::service]
 pub trait Hello {
@@ -29,12 +28,10 @@ keel_rt::async_entry!(main);
 async fn main(args: &'static str) -> i32 {
     let (role, name) = args.split_once(' ').unwrap_or((args, ""));
     if role == "server" {
-        bootstrap::announce().expect("hello-service: announcing the server");
+        names::register("hello", executor::wake::port()).expect("hello-service: registering");
         serve_hello(Greeter).await
     }
-    // The server's port is the first capability this client was started with.
-    let server = Port::from_handle(*cap::initial().start());
-    let hello = HelloClient::connect(server).expect("hello-service: connecting");
+    let hello = HelloClient::connect_named("hello").expect("hello-service: connecting");
     match hello.greet(name).await {
         Ok(greeting) => {
             println!("hello-service: pid {} got {greeting:?}", process::id());

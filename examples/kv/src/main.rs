@@ -1,4 +1,5 @@
 //! A key-value store as a service: `kv server` serves it, `kv client` checks a script of calls.
+//! The server registers as "kv" with the name service; the client looks it up by name.
 #![no_std]
 #![no_main]
 
@@ -6,7 +7,7 @@ extern crate alloc;
 
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use core::cell::RefCell;
-use keel_rt::{bootstrap, cap, ipc::Port, println, serde::Deserialize, serde::Serialize};
+use keel_rt::{executor, names, println, serde::Deserialize, serde::Serialize};
 
 /// The store's own errors, apart from the transport's.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -64,11 +65,10 @@ keel_rt::async_entry!(main);
 
 async fn main(role: &'static str) -> i32 {
     if role == "server" {
-        bootstrap::announce().expect("kv: announcing the server");
+        names::register("kv", executor::wake::port()).expect("kv: registering");
         serve_kv(Store(RefCell::default())).await
     }
-    let server = Port::from_handle(*cap::initial().start());
-    let kv = KvClient::connect(server).expect("kv: connecting to the server");
+    let kv = KvClient::connect_named("kv").expect("kv: connecting to the server");
     expect!(kv.put("name", b"keel"), Ok(()));
     expect!(kv.put("big", &[0; 1025]), Err(KvError::TooLarge));
     expect!(kv.get("name"), Ok(b"keel".to_vec()));

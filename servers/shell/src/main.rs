@@ -16,7 +16,7 @@ mod tour;
 
 use commands::Next;
 use keel_rt::println;
-use term::Term;
+use term::{Input, Term};
 
 const PROMPT: &str = "keel> ";
 
@@ -42,15 +42,15 @@ async fn interact(term: &Term) -> i32 {
     loop {
         term.write(PROMPT).await;
         match term.read_line().await {
-            Some(Ok(line)) => {
+            Ok(Input::Line(line)) => {
                 if commands::execute(&line, term).await == Next::Exit {
                     return 0;
                 }
             }
-            // Ctrl-C: the console has ended the line; prompt again.
-            Some(Err(_interrupted)) => {}
-            None => {
-                println!("shell: the console is gone and did not come back");
+            // The line is gone; prompt again.
+            Ok(Input::Interrupted | Input::Reconnected) => {}
+            Err(why) => {
+                println!("shell: the console is gone and did not come back: {why}");
                 return 1;
             }
         }

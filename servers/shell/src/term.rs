@@ -8,11 +8,19 @@ use core::time::Duration;
 use console::{ConsoleClient, ReadError};
 use keel_rt::executor::sleep;
 use keel_rt::names;
-use keel_rt::service::TransportError;
 
 /// How often, and how far apart, the shell looks the console up again after losing it.
 const RECONNECT_TRIES: u32 = 50;
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// What [`Term::read_line`] brought.
+pub enum Input {
+    Line(String),
+    /// Ctrl-C: the line was dropped.
+    Interrupted,
+    /// The console restarted; the shell is connected to the new one.
+    Reconnected,
+}
 
 pub struct Term {
     console: RefCell<ConsoleClient>,
@@ -68,14 +76,13 @@ impl Term {
         keel_rt::print!("{text}");
     }
 
-    /// The next line typed; `None` when the console cannot be reached even after
-    /// reconnecting.
-    pub async fn read_line(&self) -> Option<Result<String, ReadError>> {
-        let first: Result<_, TransportError> = self.client().read_line().await;
-        if let Ok(answer) = first {
-            return Some(answer);
+    /// What was typed. A console that went away is found again, but what was typed on it
+    /// is gone with it, and its prompt: [`Input::Reconnected`] says to prompt again.
+    pub async fn read_line(&self) -> Result<Input, String> {
+        match self.client().read_line().await {
+            Ok(Ok(line)) => Ok(Input::Line(line)),
+            Ok(Err(ReadError::Interrupted)) => Ok(Input::Interrupted),
+            Err(_) => self.reconnect().await.map(|()| Input::Reconnected),
         }
-        self.reconnect().await.ok()?;
-        self.client().read_line().await.ok()
     }
 }

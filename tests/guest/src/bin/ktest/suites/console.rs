@@ -92,10 +92,7 @@ impl Driven {
             line.handle(),
             FIRST_PROCESS_LOG,
         ];
-        let pid = Spawn::new("console", image)
-            .args(no_args())
-            .caps(&caps)
-            .spawn();
+        let pid = Spawn::new("console", image).caps(&caps).spawn();
         // The console holds the only copies now: COM1 is its alone.
         let _ = init.delete();
         drop((ports, line));
@@ -131,13 +128,6 @@ impl Drop for Driven {
             names.forget(console::NAME);
         }
     }
-}
-
-/// An empty argument string the kernel accepts. Spawning with `""` fails with
-/// `BadAddress`: an empty literal's pointer is dangling (0x1), and the kernel checks the
-/// address range before it looks at the length (kernel/src/mm/space.rs, `check_access`).
-pub fn no_args() -> &'static str {
-    &console::NAME[..0]
 }
 
 /// Run `test` on a console of its own.

@@ -83,7 +83,6 @@ pub fn run_shell(lines: &[&str], listing: String) -> Result<Transcript, String> 
     let shell = keel_rt::boot_module("shell").context("the `shell` boot module")?;
     let for_shell = names.for_child()?;
     let pid = Spawn::new("shell", shell)
-        .args(super::no_args())
         .caps(&[for_shell.handle()])
         .spawn();
     let _ = for_shell.delete();
