@@ -92,6 +92,15 @@ impl Wake for LineSignal {
     }
 }
 
+/// Which lines [`Runner::service`] looks at.
+#[derive(Clone, Copy)]
+enum Lines {
+    All,
+    /// Those whose notification came.
+    Fired,
+    None,
+}
+
 /// A probed driver with its lines bound, ready to [`run`](Runner::run).
 pub struct Runner<D: Driver> {
     driver: D,
@@ -144,7 +153,7 @@ impl<D: Driver> Runner<D> {
 
     async fn serve(&self) -> Result<(), DriverError> {
         // The device may have raised a line before it was bound: that edge is lost.
-        self.service(|_| true)?;
+        self.service(Lines::All)?;
         loop {
             self.next_event().await;
             let shared = &self.control.0;
@@ -159,26 +168,28 @@ impl<D: Driver> Runner<D> {
                     self.driver.resume()?;
                     self.bind_all()?;
                     shared.state.set(State::Running);
-                    self.service(|_| true)?;
+                    self.service(Lines::All)?;
                 }
-                (State::Running, _) => {
-                    self.service(|signal| signal.fired.swap(false, Ordering::AcqRel))?
-                }
+                (State::Running, _) => self.service(Lines::Fired)?,
                 // Suspended: a notification sent before the unbind; nothing to do.
-                _ => self
-                    .signals
-                    .iter()
-                    .for_each(|s| s.fired.store(false, Ordering::Release)),
+                _ => self.service(Lines::None)?,
             }
         }
     }
 
-    /// Service every line `fired` picks: interrupt, ack, and look again until the device
-    /// has nothing pending, since edges that come while a line is masked are lost.
-    fn service(&self, fired: impl Fn(&LineSignal) -> bool) -> Result<(), DriverError> {
+    /// Service `which` lines: interrupt, ack, and look again until the device has nothing
+    /// pending, since edges that come while a line is masked are lost. Every line's
+    /// "fired" mark is taken either way.
+    fn service(&self, which: Lines) -> Result<(), DriverError> {
         let lines = &self.driver.device().irq_lines;
         for (line, signal) in lines.iter().zip(&self.signals) {
-            if fired(signal) {
+            let fired = signal.fired.swap(false, Ordering::AcqRel);
+            let wanted = match which {
+                Lines::All => true,
+                Lines::Fired => fired,
+                Lines::None => false,
+            };
+            if wanted {
                 let mut outcome = self.driver.interrupt(line);
                 line.ack()?;
                 while outcome == Interrupt::Handled {

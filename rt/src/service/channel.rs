@@ -4,7 +4,12 @@
 //! page 0             header: the two ring headers (requests at 0, responses at 64)
 //! page 1 ..          request ring data   (RING_SIZE bytes, client -> server)
 //! .. + RING_SIZE     response ring data  (RING_SIZE bytes, server -> client)
+//! .. + RING_SIZE     bulk arena          (BULK_SIZE bytes, written by the client)
 //! ```
+//!
+//! The server creates the channel and hands the client a copy of its capability: a
+//! client can then delete or revoke only its own copy, never the server's mapping, so it
+//! cannot make the server fault by pulling the memory away.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use keel_abi::Error;
@@ -17,7 +22,10 @@ use crate::sys;
 
 /// Bytes of each ring: a record (one request or response) can be half of it.
 pub const RING_SIZE: usize = 64 * 1024;
-pub const CHANNEL_SIZE: usize = PAGE_SIZE + 2 * RING_SIZE;
+/// Bytes of the bulk arena: large arguments the client writes in place ([`Bulk`](super::Bulk)).
+pub const BULK_SIZE: usize = 2 << 20;
+const BULK_OFFSET: usize = PAGE_SIZE + 2 * RING_SIZE;
+pub const CHANNEL_SIZE: usize = BULK_OFFSET + BULK_SIZE;
 const RESPONSE_HEADER: usize = 64;
 
 /// A connection's memory, mapped in this process.
@@ -27,7 +35,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A fresh channel (client side).
+    /// A fresh channel (server side).
     pub fn create() -> Result<Channel, Error> {
         let object = sys::ipc::mem_create(CHANNEL_SIZE)?;
         Channel::map(object).inspect_err(|_| {
@@ -44,6 +52,11 @@ impl Channel {
         }
         let addr = sys::ipc::mem_map_object(object, 0, prot::READ | prot::WRITE)?;
         Ok(Channel { object, addr })
+    }
+
+    /// Where the bulk arena starts in this process.
+    pub fn bulk_base(&self) -> usize {
+        self.addr + BULK_OFFSET
     }
 
     fn ring(&self, header_offset: usize, data_offset: usize) -> Ring<'static> {

@@ -13,6 +13,7 @@ use keel_abi::cap::rights;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push};
 
+use super::bulk::{Arena, Bulk};
 use super::channel::{Channel, RING_SIZE, next_bit};
 use super::{Interface, TransportError, label, status};
 use crate::executor::{sleep, spawn, wake};
@@ -31,8 +32,9 @@ enum Slot {
 struct Inner {
     requests: Producer<'static>,
     responses: Consumer<'static>,
-    /// Declared after the rings, so it (and the mapping) goes after them.
-    _channel: Channel,
+    /// The channel's mapping and its bulk arena; declared after the rings, so it goes after
+    /// them (and lives on while a `Bulk` still holds it).
+    arena: Rc<Arena>,
     server: Port,
     server_bit: u32,
     bit: u32,
@@ -65,14 +67,13 @@ impl Connection {
     /// Connect to the service behind `server` (a send capability to its port). Must run on
     /// the executor's thread: the connection's reader is a task.
     pub fn connect(server: Port, interface: Interface) -> Result<Connection, TransportError> {
-        let channel = Channel::create().map_err(transport)?;
         let bit = next_bit();
         // The server gets a send-only copy of our wake port, to signal us with.
         let wake = wake::port()
             .derive(rights::SEND | rights::GRANT, 0)
             .map_err(transport)?;
         let request = Message::new(label::CONNECT, [interface.hash, bit as u64, 0, 0])
-            .with_caps(&[channel.object, wake.handle()]);
+            .with_caps(&[wake.handle()]);
         let answer = server.call(&request);
         let _ = crate::sys::ipc::cap_delete(wake.handle());
         let answer = answer.map_err(transport)?;
@@ -86,11 +87,16 @@ impl Connection {
             }
             _ => return Err(TransportError::Disconnected),
         };
-        let (requests, responses) = channel.client_ends();
+        let channel = match answer.caps.as_slice() {
+            [channel] => Channel::map(*channel).map_err(|_| TransportError::Disconnected)?,
+            _ => return Err(TransportError::Disconnected),
+        };
+        let arena = Rc::new(Arena::new(channel));
+        let (requests, responses) = arena.channel().client_ends();
         let inner = Rc::new(Inner {
             requests,
             responses,
-            _channel: channel,
+            arena,
             server,
             server_bit,
             bit,
@@ -111,6 +117,12 @@ impl Connection {
     pub fn connect_named(name: &str, interface: Interface) -> Result<Connection, TransportError> {
         let server = crate::names::lookup(name).map_err(transport)?;
         Connection::connect(server, interface)
+    }
+
+    /// Room for `len` bulk bytes in this connection's shared arena, to fill and pass to a
+    /// method taking a [`Bulk`]. The room is free again when the `Bulk` is dropped.
+    pub fn bulk(&self, len: usize) -> Result<Bulk, TransportError> {
+        Bulk::allocate(&self.0.arena, len)
     }
 
     /// Call `method` with encoded arguments; the encoded result.

@@ -11,10 +11,12 @@
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.
 
+mod bulk;
 mod channel;
 mod client;
 mod server;
 
+pub use bulk::Bulk;
 pub use client::Connection;
 pub use server::{Dispatch, serve};
 

@@ -29,8 +29,11 @@ pub async fn serve<D: Dispatch + 'static>(interface: Interface, service: D) -> !
         };
         let answer = match accept(interface, &message) {
             Ok((connection, bit)) => {
+                // The client gets a copy of the channel's capability; ours stays ours.
+                let answer =
+                    Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[connection.channel.object]);
                 spawn(serve_connection(connection, service.clone()));
-                Message::new(0, [0, bit as u64, 0, 0])
+                answer
             }
             Err(refusal) => {
                 // Nothing keeps the capabilities of a refused request.
@@ -53,7 +56,7 @@ struct Served {
     requests: Consumer<'static>,
     responses: Producer<'static>,
     /// Declared after the rings, so the mapping outlives them.
-    _channel: Channel,
+    channel: Channel,
     client: Port,
     client_bit: u32,
     bit: u32,
@@ -65,23 +68,23 @@ enum Refusal {
     Mismatch(u64),
 }
 
-/// Check a connect request and map its channel.
+/// Check a connect request and make the connection's channel.
 fn accept(interface: Interface, message: &Message) -> Result<(Served, u32), Refusal> {
     let [hash, client_bit, ..] = message.words;
-    if message.label != label::CONNECT || message.caps.len() != 2 {
+    if message.label != label::CONNECT || message.caps.len() != 1 {
         return Err(Refusal::Malformed);
     }
     if hash != interface.hash {
         return Err(Refusal::Mismatch(interface.hash));
     }
-    let channel = Channel::map(message.caps[0]).map_err(|_| Refusal::Malformed)?;
+    let channel = Channel::create().map_err(|_| Refusal::Malformed)?;
     let (requests, responses) = channel.server_ends();
     let bit = next_bit();
     let served = Served {
         requests,
         responses,
-        _channel: channel,
-        client: Port::from_handle(message.caps[1]),
+        channel,
+        client: Port::from_handle(message.caps[0]),
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
     };
@@ -156,6 +159,9 @@ async fn answer<D: Dispatch>(connection: Rc<Served>, service: Rc<D>, record: Vec
     }
     let id = u32::from_le_bytes([record[0], record[1], record[2], record[3]]);
     let method = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
+    // Bulk arguments resolve against this connection's arena while the dispatcher decodes,
+    // which it does before it first awaits, inside this poll.
+    super::bulk::decoding_for(connection.channel.bulk_base());
     let reply = match service.dispatch(method, record[8..].to_vec()).await {
         Some(result) => response(id, status::OK, &result),
         None => response(id, status::MALFORMED, &[]),

@@ -30,6 +30,8 @@ pub trait Probe {
     async fn fill(&self, len: u32) -> Vec<u8>;
     /// A greeting: a method with a string argument to garble.
     async fn greet(&self, name: &str) -> String;
+    /// The length of `data` and the wrapping sum of its little-endian words, read in place.
+    async fn checksum(&self, data: keel_rt::service::Bulk) -> (u64, u64);
 }
 
 /// `Probe` as another version has it: `echo` takes a `u32`. Its interface hash differs.

@@ -34,6 +34,10 @@ struct Gathering {
 }
 
 impl Probe for Prober {
+    async fn checksum(&self, data: keel_rt::service::Bulk) -> (u64, u64) {
+        (data.len() as u64, data.words().fold(0, u64::wrapping_add))
+    }
+
     async fn echo(&self, value: u64) -> u64 {
         value
     }

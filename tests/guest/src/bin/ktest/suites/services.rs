@@ -35,6 +35,7 @@ pub const SUITE: Suite = suite!(services:
     a_thousand_calls_in_flight_each_get_their_own_answer,
     requests_start_in_the_order_they_were_sent,
     the_largest_inline_payload_arrives_intact,
+    a_mebibyte_travels_zero_copy_through_the_bulk_arena,
     a_result_too_large_for_a_record_is_an_error_not_a_hang,
     a_killed_server_is_server_gone_within_a_second,
     garbage_in_a_connections_rings_leaves_the_server_serving_others,
@@ -164,6 +165,50 @@ fn the_largest_inline_payload_arrives_intact() -> Result<(), String> {
     })
 }
 
+fn a_mebibyte_travels_zero_copy_through_the_bulk_arena() -> Result<(), String> {
+    const MIB: usize = 1 << 20;
+    with_client(|probe| async move {
+        let mut data = probe
+            .connection()
+            .bulk(MIB)
+            .map_err(|e| format!("bulk room: {e}"))?;
+        let bytes = data
+            .as_mut_slice()
+            .ok_or("a client's bulk room is writable")?;
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = (i ^ i >> 11) as u8;
+        }
+        let expected = bytes
+            .chunks(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("whole words")))
+            .fold(0, u64::wrapping_add);
+        let free_before = frames();
+        let sum = within("checksum", HUNG, probe.checksum(data)).await?;
+        // Were the bytes copied anywhere (a ring, the kernel), pages would be spent on them.
+        let spent = free_before.saturating_sub(frames());
+        let too_big = probe.connection().bulk(4 * MIB).map(drop);
+        all([
+            expect_eq(
+                "the server's length and checksum",
+                sum,
+                Ok((MIB as u64, expected)),
+            ),
+            ensure(spent < 16, || {
+                format!("{spent} frames spent on a zero-copy call")
+            }),
+            expect_eq(
+                "room beyond the arena",
+                too_big,
+                Err(TransportError::TooLarge),
+            ),
+        ])
+    })
+}
+
+fn frames() -> usize {
+    keel_rt::sys::sys_info(keel_abi::SysInfo::FreeFrames).unwrap_or(0)
+}
+
 fn a_result_too_large_for_a_record_is_an_error_not_a_hang() -> Result<(), String> {
     with_client(|probe| async move {
         let len = (MAX_INLINE_BYTES + 1) as u32;
@@ -236,12 +281,11 @@ fn garbage_in_a_connections_rings_leaves_the_server_serving_others() -> Result<(
                 Ok(6),
             ));
         }
-        let refused = Hostile::connect_with_channel_pages(port, PROBE_INTERFACE.hash, 1)?;
-        checks.push(expect_eq(
-            "connecting with a one-page channel",
-            refused.map(drop),
-            Err(hostile::Refused::Malformed),
-        ));
+        // A client that revokes its copy of the channel cannot take the server's away.
+        let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+        hostile.signal();
+        hostile.pull_the_channel();
+        sleep(Duration::from_millis(20)).await;
         checks.push(expect_eq(
             "an honest call at the end",
             honest.echo(7).await,

@@ -1,5 +1,6 @@
 //! A client that breaks the rules: it makes the connect handshake by hand, then writes
-//! whatever it likes into the channel it shares with the server.
+//! whatever it likes into the channel it shares with the server, or takes its copy of the
+//! channel away.
 //!
 //! It knows the channel's layout from rt/src/service/channel.rs: a header page with the
 //! request ring's counters at 0 (head, tail: `u32` each) and the response ring's at 64,
@@ -19,7 +20,7 @@ use keel_rt::service::label;
 use crate::check::Context;
 
 const RING_SIZE: usize = 64 * 1024;
-const CHANNEL_SIZE: usize = PAGE_SIZE + 2 * RING_SIZE;
+const CHANNEL_SIZE: usize = PAGE_SIZE + 2 * RING_SIZE + (2 << 20);
 const REQUEST_TAIL: usize = 4;
 const REQUEST_DATA: usize = PAGE_SIZE;
 
@@ -45,17 +46,9 @@ impl Scribble {
     ];
 }
 
-/// How a connect request was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Status 2: the server could not use what it was sent.
-    Malformed,
-    Other([u64; 2]),
-}
-
 /// A connection set up by hand.
 pub struct Hostile {
-    /// Held so the mapping stays.
+    /// The client's copy of the channel the server made; held so the mapping stays.
     memory: Memory,
     channel: Mapping,
     server: Port,
@@ -64,39 +57,38 @@ pub struct Hostile {
 
 impl Hostile {
     pub fn connect(server: Port, interface_hash: u64) -> Result<Hostile, String> {
-        Hostile::connect_with_channel_pages(server, interface_hash, CHANNEL_SIZE / PAGE_SIZE)?
-            .map_err(|refused| format!("a hostile client's connect was refused: {refused:?}"))
-    }
-
-    /// Connect with a channel of `pages` pages; `Ok(Err(..))` when the server refuses.
-    pub fn connect_with_channel_pages(
-        server: Port,
-        interface_hash: u64,
-        pages: usize,
-    ) -> Result<Result<Hostile, Refused>, String> {
-        let memory = Memory::create(pages * PAGE_SIZE).context("creating a channel")?;
-        let channel = memory
-            .map(prot::READ | prot::WRITE)
-            .context("mapping the channel")?;
         let wake = wake::port()
             .derive(rights::SEND | rights::GRANT, 0)
             .context("deriving a wake port capability")?;
         // Client bit 0: the server's signals wake whatever waits on it here, harmlessly.
-        let request = Message::new(label::CONNECT, [interface_hash, 0, 0, 0])
-            .with_caps(&[memory.handle(), wake.handle()]);
+        let request =
+            Message::new(label::CONNECT, [interface_hash, 0, 0, 0]).with_caps(&[wake.handle()]);
         let answer = server.call(&request);
         let _ = wake.delete();
         let answer = answer.context("the connect call")?;
-        Ok(match answer.words {
-            [0, server_bit, ..] => Ok(Hostile {
-                memory,
-                channel,
-                server,
-                server_bit: server_bit as u32,
-            }),
-            [2, ..] => Err(Refused::Malformed),
-            [status, found, ..] => Err(Refused::Other([status, found])),
+        let ([0, server_bit, ..], [channel]) = (answer.words, answer.caps.as_slice()) else {
+            return Err(format!(
+                "a hostile client's connect was refused: {:?}",
+                answer.words
+            ));
+        };
+        let memory = Memory::from_handle(*channel);
+        let channel = memory
+            .map(prot::READ | prot::WRITE)
+            .context("mapping the channel")?;
+        Ok(Hostile {
+            memory,
+            channel,
+            server,
+            server_bit: server_bit as u32,
         })
+    }
+
+    /// Revoke and delete this client's copy of the channel: the server's mapping is its
+    /// own and must stay.
+    pub fn pull_the_channel(self) {
+        let _ = keel_rt::sys::ipc::cap_revoke(self.memory.handle());
+        // Drop deletes the capability.
     }
 
     pub fn scribble(&self, scribble: Scribble) {

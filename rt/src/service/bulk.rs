@@ -1,0 +1,221 @@
+//! Bulk arguments: bytes the client writes in place in the connection's shared arena and
+//! the server reads in place, so they are never copied through a ring or the kernel.
+//!
+//! ```ignore
+//! #[keel_rt::service]
+//! pub trait Store {
+//!     async fn checksum(&self, data: Bulk) -> u64;
+//! }
+//!
+//! let mut data = client.connection().bulk(1 << 20)?; // room in the shared arena
+//! data.as_mut_slice().fill(7);                          // written where the server reads it
+//! let sum = client.checksum(data).await?;             // only (offset, length) travel
+//! ```
+//!
+//! On the wire a `Bulk` is its offset and length in the arena. The server checks both
+//! against the arena before it touches a byte. The client can still change the bytes while
+//! the server reads them, so the server side offers only copying reads (volatile, never a
+//! reference into memory another process writes): copy what must not change.
+
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::TransportError;
+use super::channel::{BULK_SIZE, Channel};
+
+const ALIGN: usize = 64;
+
+/// The client's view of a connection's arena: the mapping and what is free in it.
+pub(super) struct Arena {
+    channel: Channel,
+    /// Free ranges: offset -> length.
+    free: RefCell<BTreeMap<usize, usize>>,
+}
+
+impl Arena {
+    pub(super) fn new(channel: Channel) -> Arena {
+        Arena {
+            channel,
+            free: RefCell::new(BTreeMap::from([(0, BULK_SIZE)])),
+        }
+    }
+
+    pub(super) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// First fit: the lowest free range with room for `len` bytes.
+    fn allocate(&self, len: usize) -> Option<usize> {
+        let size = len.max(1).next_multiple_of(ALIGN);
+        let mut free = self.free.borrow_mut();
+        let (&offset, &available) = free.iter().find(|(_, available)| **available >= size)?;
+        free.remove(&offset);
+        if available > size {
+            free.insert(offset + size, available - size);
+        }
+        Some(offset)
+    }
+
+    fn release(&self, offset: usize, len: usize) {
+        let size = len.max(1).next_multiple_of(ALIGN);
+        let mut free = self.free.borrow_mut();
+        let (mut start, mut size) = (offset, size);
+        if let Some((&next, &next_size)) = free.range(start + size..).next()
+            && next == start + size
+        {
+            free.remove(&next);
+            size += next_size;
+        }
+        if let Some((&previous, &previous_size)) = free.range(..start).next_back()
+            && previous + previous_size == start
+        {
+            free.remove(&previous);
+            start = previous;
+            size += previous_size;
+        }
+        free.insert(start, size);
+    }
+}
+
+/// Bytes in a connection's bulk arena.
+pub struct Bulk(Side);
+
+enum Side {
+    /// Room the client owns until the `Bulk` is dropped (after its call completes).
+    Client {
+        arena: Rc<Arena>,
+        offset: usize,
+        len: usize,
+    },
+    /// What a request named, checked against this server's mapping of the arena.
+    Server { addr: usize, len: usize },
+}
+
+impl Bulk {
+    pub(super) fn allocate(arena: &Rc<Arena>, len: usize) -> Result<Bulk, TransportError> {
+        let offset = arena.allocate(len).ok_or(TransportError::TooLarge)?;
+        Ok(Bulk(Side::Client {
+            arena: arena.clone(),
+            offset,
+            len,
+        }))
+    }
+
+    pub fn len(&self) -> usize {
+        match self.0 {
+            Side::Client { len, .. } | Side::Server { len, .. } => len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn addr(&self) -> usize {
+        match &self.0 {
+            Side::Client { arena, offset, .. } => arena.channel.bulk_base() + offset,
+            Side::Server { addr, .. } => *addr,
+        }
+    }
+
+    /// The bytes, to fill before the call (client side only: the server's view is
+    /// read-only and shared with a writer it does not trust).
+    pub fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        match self.0 {
+            Side::Client { len, .. } => {
+                let addr = self.addr();
+                // SAFETY: the range is this `Bulk`'s own part of the arena, mapped while the
+                // arena (held through `Rc`) lives; the server only reads it.
+                Some(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+            }
+            Side::Server { .. } => None,
+        }
+    }
+
+    /// Copy bytes from `offset` into `out`, as far as both reach; returns how many.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len().saturating_sub(offset));
+        let base = self.addr() + offset;
+        for (i, byte) in out[..n].iter_mut().enumerate() {
+            // SAFETY: within the range checked against the mapped arena; volatile because
+            // another process may write the same bytes meanwhile.
+            *byte = unsafe { ((base + i) as *const u8).read_volatile() };
+        }
+        n
+    }
+
+    /// The bytes, as little-endian 64-bit words (the last one zero-padded): for checksums
+    /// and scans that need no copy.
+    pub fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        let (base, len) = (self.addr(), self.len());
+        (0..len.div_ceil(8)).map(move |i| {
+            if (i + 1) * 8 <= len {
+                // SAFETY: a whole word inside the checked range; the arena and offsets are
+                // 64-byte aligned, so the read is aligned.
+                unsafe { ((base + i * 8) as *const u64).read_volatile() }
+            } else {
+                let mut tail = [0u8; 8];
+                self.read_at(i * 8, &mut tail);
+                u64::from_le_bytes(tail)
+            }
+        })
+    }
+
+    /// A private copy of the bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut copy = alloc::vec![0; self.len()];
+        self.read_at(0, &mut copy);
+        copy
+    }
+}
+
+impl Drop for Bulk {
+    fn drop(&mut self) {
+        if let Side::Client { arena, offset, len } = &self.0 {
+            arena.release(*offset, *len);
+        }
+    }
+}
+
+impl Serialize for Bulk {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Side::Client { offset, len, .. } => (*offset as u64, *len as u64).serialize(serializer),
+            Side::Server { .. } => Err(serde::ser::Error::custom(
+                "a server cannot send bulk bytes back",
+            )),
+        }
+    }
+}
+
+/// The arena of the connection whose request is being decoded (server side).
+static DECODING_ARENA: AtomicUsize = AtomicUsize::new(0);
+
+/// Resolve bulk arguments decoded from now on against the arena at `base`.
+pub(super) fn decoding_for(base: usize) {
+    DECODING_ARENA.store(base, Ordering::Relaxed);
+}
+
+impl<'de> Deserialize<'de> for Bulk {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (offset, len) = <(u64, u64)>::deserialize(deserializer)?;
+        let base = DECODING_ARENA.load(Ordering::Relaxed);
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= BULK_SIZE as u64);
+        if base == 0 || end.is_none() || offset % ALIGN as u64 != 0 {
+            return Err(D::Error::custom(
+                "bulk range outside the connection's arena",
+            ));
+        }
+        Ok(Bulk(Side::Server {
+            addr: base + offset as usize,
+            len: len as usize,
+        }))
+    }
+}
