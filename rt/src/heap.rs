@@ -1,7 +1,11 @@
-//! The global allocator: a linked-list heap on pages mapped on demand at a fixed region.
+//! The global allocator: a linked-list heap on pages mapped on demand at a fixed region,
+//! with free lists for small blocks in front of it.
 //!
 //! The heap grows upward from [`HEAP_BASE`]; each growth maps the pages right above the
-//! current end, so the allocator can simply extend its last hole.
+//! current end, so the allocator can simply extend its last hole. Small blocks (the
+//! messages, futures and wakers async code allocates and frees all the time) are recycled
+//! through one free list per 16-byte size class: a pop or a push, instead of a walk of the
+//! heap's holes.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
@@ -20,10 +24,27 @@ const HEAP_LIMIT: usize = 0x0000_3000_0000_0000;
 /// The smallest growth, so that small allocations do not cost a syscall each.
 const MIN_GROWTH: usize = 64 * 1024;
 
+/// Blocks up to this size, aligned to at most [`CLASS_ALIGN`], use the free lists.
+const SMALL: usize = 512;
+const CLASS_ALIGN: usize = 16;
+const CLASSES: usize = SMALL / CLASS_ALIGN;
+
 struct State {
     heap: Heap,
     /// End of the mapped heap region; `HEAP_BASE` until the first growth.
     end: usize,
+    /// Per size class, the first free block; each free block holds the next one's address.
+    free: [usize; CLASSES],
+}
+
+/// The size class of a small block, if it is one.
+fn class(layout: Layout) -> Option<usize> {
+    (layout.size() <= SMALL && layout.align() <= CLASS_ALIGN)
+        .then(|| layout.size().max(1).div_ceil(CLASS_ALIGN) - 1)
+}
+
+fn class_layout(class: usize) -> Layout {
+    Layout::from_size_align((class + 1) * CLASS_ALIGN, CLASS_ALIGN).expect("a valid small layout")
 }
 
 struct GrowingHeap(Mutex<State>);
@@ -32,6 +53,7 @@ struct GrowingHeap(Mutex<State>);
 static HEAP: GrowingHeap = GrowingHeap(Mutex::new(State {
     heap: Heap::empty(),
     end: HEAP_BASE,
+    free: [0; CLASSES],
 }));
 
 impl State {
@@ -61,6 +83,18 @@ impl State {
 unsafe impl GlobalAlloc for GrowingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut state = self.0.lock();
+        let layout = match class(layout) {
+            Some(class) => {
+                let block = state.free[class];
+                if block != 0 {
+                    // SAFETY: a free small block holds the address of the next one.
+                    state.free[class] = unsafe { *(block as *const usize) };
+                    return block as *mut u8;
+                }
+                class_layout(class)
+            }
+            None => layout,
+        };
         if let Ok(block) = state.heap.allocate_first_fit(layout) {
             return block.as_ptr();
         }
@@ -74,6 +108,14 @@ unsafe impl GlobalAlloc for GrowingHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(class) = class(layout) {
+            let mut state = self.0.lock();
+            // SAFETY: the block is at least a word long and 16-byte aligned (its class's
+            // layout), and the caller gives it up: its first word becomes the list link.
+            unsafe { *(ptr as *mut usize) = state.free[class] };
+            state.free[class] = ptr as usize;
+            return;
+        }
         let block = NonNull::new(ptr).expect("GlobalAlloc never hands out null");
         // SAFETY: the caller returns a block this allocator handed out with this layout.
         unsafe { self.0.lock().heap.deallocate(block, layout) };

@@ -115,19 +115,41 @@ impl<'a> Ring<'a> {
         self.capacity() / 2 - LEN_BYTES
     }
 
+    /// Byte by byte under loom, so the model sees every access.
+    #[cfg(loom)]
     fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        for (i, &b) in bytes.iter().enumerate() {
-            // SAFETY: only the producer writes the free part of the ring, and the consumer
-            // reads it only after the release store of `tail` that follows.
-            self.data[offset + i].with_mut(|p| unsafe { *p = b });
+        for (cell, &b) in self.data[offset..offset + bytes.len()].iter().zip(bytes) {
+            // SAFETY: as in the copying version below.
+            cell.with_mut(|p| unsafe { *p = b });
         }
     }
 
+    #[cfg(loom)]
     fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: the consumer reads only published records, which the producer does not
-            // touch again until `head` moves past them.
-            *b = self.data[offset + i].with(|p| unsafe { *p });
+        for (cell, b) in self.data[offset..offset + out.len()].iter().zip(out) {
+            // SAFETY: as in the copying version below.
+            *b = cell.with(|p| unsafe { *p });
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+        let cells = &self.data[offset..offset + bytes.len()];
+        // SAFETY: only the producer writes the free part of the ring, and the consumer reads
+        // it only after the release swap of `tail` that follows; the cells are contiguous
+        // bytes (UnsafeCell<u8> is transparent) and writing through them is what they allow.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), cells.as_ptr() as *mut u8, bytes.len())
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+        let cells = &self.data[offset..offset + out.len()];
+        // SAFETY: the consumer reads only published records, which the producer does not
+        // touch again until `head` moves past them.
+        unsafe {
+            core::ptr::copy_nonoverlapping(cells.as_ptr() as *const u8, out.as_mut_ptr(), out.len())
         }
     }
 

@@ -14,6 +14,9 @@ static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::n
 
 /// Wake every timer whose deadline has passed.
 pub(super) fn fire_due() {
+    if TIMERS.lock().is_empty() {
+        return;
+    }
     let now = crate::time::ticks();
     let due: alloc::vec::Vec<Waker> = {
         let mut timers = TIMERS.lock();

@@ -71,14 +71,17 @@ pub(super) fn wait(deadline: Option<u64>) {
     }
 }
 
-fn wake_bits(bits: u64) {
-    let wakers: Vec<Waker> = {
+fn wake_bits(mut bits: u64) {
+    let mut wakers: Vec<Waker> = Vec::new();
+    {
         let mut table = BIT_WAKERS.lock();
-        (0..64)
-            .filter(|bit| bits & (1 << bit) != 0)
-            .flat_map(|bit| core::mem::take(&mut table[bit]))
-            .collect()
-    };
+        // Visit only the bits that are set.
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            wakers.append(&mut table[bit]);
+        }
+    }
     wakers.into_iter().for_each(Waker::wake);
 }
 
