@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use core::convert::Infallible;
 
 use keel_abi::Error;
-use keel_abi::cap::{Handle, rights};
+use keel_abi::cap::{CapEntry, Handle, rights};
 
 use crate::ipc::{Message, Port};
 use crate::process::Pid;
@@ -41,6 +41,9 @@ pub const KILL: u32 = u32::from_be_bytes(*b"NKIL");
 pub const RUN: u32 = u32::from_be_bytes(*b"NRUN");
 /// Word 0: 0 for success, anything else for failure. Answered only when refused.
 pub const POWEROFF: u32 = u32::from_be_bytes(*b"NOFF");
+/// The capabilities a process holds, as `cap_list` reports them (needs `may_kill`: it is a
+/// supervisor's view).
+pub const CAPS: u32 = u32::from_be_bytes(*b"NCAP");
 
 /// One process as [`list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +131,22 @@ pub fn kill(name: &str) -> Result<(), Error> {
 pub fn run(command: &str) -> Result<Pid, Error> {
     let answer = ask(Message::new(RUN, [0; 4]).with_payload(command.as_bytes()))?;
     Pid::try_from(answer.words[1]).map_err(|_| Error::InvalidArgument)
+}
+
+/// The capabilities process `pid` holds, as init (its parent) sees them with `cap_list`.
+/// Needs `may_kill`.
+pub fn caps(pid: Pid) -> Result<Vec<CapEntry>, Error> {
+    let answer = ask(Message::new(CAPS, [0, u64::from(pid), 0, 0]))?;
+    let size = core::mem::size_of::<CapEntry>();
+    Ok(answer
+        .payload
+        .chunks_exact(size)
+        .map(|bytes| {
+            // SAFETY: CapEntry is plain integers with no padding, valid for any bytes; the
+            // read is unaligned-safe.
+            unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const CapEntry) }
+        })
+        .collect())
 }
 
 /// Asks init to power the machine off, reporting `success`; returns only if refused.

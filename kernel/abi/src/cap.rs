@@ -52,7 +52,9 @@ pub mod rights {
     pub const MAP_EXEC: u32 = 1 << 5;
     /// Read (the audit log).
     pub const READ: u32 = 1 << 6;
-    pub const ALL: u32 = (1 << 7) - 1;
+    /// Learn the physical addresses of a memory object (for device DMA).
+    pub const DMA: u32 = 1 << 7;
+    pub const ALL: u32 = (1 << 8) - 1;
 }
 
 /// Written by `cap_info`.
@@ -67,6 +69,15 @@ pub struct CapInfo {
     pub object: u64,
     /// For a memory object: its size in bytes (0 for other kinds).
     pub size: u64,
+}
+
+/// One capability of a process, written by `cap_list`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapEntry {
+    pub handle: Handle,
+    pub _reserved: u32,
+    pub info: CapInfo,
 }
 
 /// One entry of the security audit trail.

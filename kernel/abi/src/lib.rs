@@ -136,10 +136,21 @@ pub enum Syscall {
     /// and debug writes), which fills instead of the serial line while a driver owns the
     /// console's I/O ports. Needs a log capability with READ. Returns how many.
     LogRead = 41,
+    /// `cap_list(pid, &mut [cap::CapEntry], capacity)`: the capabilities process `pid` holds
+    /// (0: the caller). Another process's need [`rights::SYSTEM`] or being its parent.
+    /// Returns how many it holds; at most `capacity` are written.
+    CapList = 42,
+    /// `mem_create_dma(device, len)`: a memory object of physically contiguous, pinned
+    /// frames for a device to read and write; `device` (an IRQ or I/O port capability of
+    /// the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
+    MemCreateDma = 43,
+    /// `mem_phys(memory, offset)`: the physical address of byte `offset` of a memory object,
+    /// to program a device with. Needs [`cap::rights::DMA`].
+    MemPhys = 44,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 42;
+    pub const COUNT: usize = 45;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -186,6 +197,9 @@ impl Syscall {
             IoPortRead,
             IoPortWrite,
             LogRead,
+            CapList,
+            MemCreateDma,
+            MemPhys,
         ];
         ALL.get(n).copied()
     }
@@ -517,6 +531,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<cap::CapInfo>(), 32);
         assert_eq!(core::mem::size_of::<cap::AuditRecord>(), 32);
         assert_eq!(core::mem::size_of::<cap::Resources>(), 48);
+        assert_eq!(core::mem::size_of::<cap::CapEntry>(), 40);
     }
 
     #[test]

@@ -87,6 +87,16 @@ impl CapSpace {
         }
     }
 
+    /// The handle of every capability held.
+    pub fn handles(&self) -> Vec<Handle> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.cap.is_some())
+            .map(|(i, s)| make_handle(i + 1, s.generation))
+            .collect()
+    }
+
     /// Every capability held.
     pub fn held(&self) -> Vec<CapId> {
         self.slots.iter().filter_map(|s| s.cap).collect()

@@ -55,6 +55,30 @@ impl FreeList {
     }
 }
 
+/// `count` physically contiguous zeroed frames (for device DMA), taken from memory never
+/// used yet; `None` when no such run is left.
+pub fn alloc_contiguous(count: usize) -> Option<PhysAddr> {
+    let bytes = (count * PAGE_SIZE) as u64;
+    let start = {
+        let mut list = FRAMES.lock();
+        let index = list
+            .fresh
+            .iter()
+            .position(|&(start, end)| end - start >= bytes)?;
+        let range = &mut list.fresh[index];
+        let start = range.0;
+        range.0 += bytes;
+        if range.0 >= range.1 {
+            list.fresh.remove(index);
+        }
+        list.free -= count;
+        start
+    };
+    // SAFETY: the run was just taken from never-used RAM; nobody else refers to it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(start) as *mut u8, 0, count * PAGE_SIZE) };
+    Some(start)
+}
+
 /// A zeroed frame, or `None` when physical memory is exhausted.
 pub fn alloc_zeroed() -> Option<PhysAddr> {
     let frame = {

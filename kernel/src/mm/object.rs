@@ -20,6 +20,14 @@ pub struct MemoryObject {
     pub owner: Pid,
 }
 
+/// How many pages an object of `len` bytes takes: a whole number, at most the limit.
+fn pages(len: usize) -> Result<usize, Error> {
+    if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len > MAX_OBJECT_SIZE {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(len / PAGE_SIZE)
+}
+
 impl MemoryObject {
     pub fn new(len: usize, owner: Pid) -> Result<Self, Error> {
         if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len > MAX_OBJECT_SIZE {
@@ -37,6 +45,20 @@ impl MemoryObject {
                 .push(frame::alloc_zeroed().ok_or(Error::OutOfMemory)?);
         }
         Ok(object)
+    }
+}
+
+impl MemoryObject {
+    /// Physically contiguous frames, for a device to reach with DMA.
+    pub fn new_contiguous(len: usize, owner: Pid) -> Result<Self, Error> {
+        let pages = pages(len)?;
+        let mut frames = Vec::new();
+        frames
+            .try_reserve_exact(pages)
+            .map_err(|_| Error::OutOfMemory)?;
+        let start = frame::alloc_contiguous(pages).ok_or(Error::OutOfMemory)?;
+        frames.extend((0..pages).map(|i| start + (i * PAGE_SIZE) as PhysAddr));
+        Ok(MemoryObject { frames, owner })
     }
 }
 

@@ -1,11 +1,12 @@
 //! Capabilities of the caller: derive, delete, revoke, inspect; the audit log; quotas.
 
 use crate::arch::trap::TrapFrame;
+use crate::cap::Found;
 use crate::cap::Object;
-use crate::kernel::kernel;
+use crate::kernel::{Kernel, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
-use keel_abi::cap::{AuditRecord, CapInfo, Handle, Resources, kind, rights};
+use keel_abi::cap::{AuditRecord, CapEntry, CapInfo, Handle, Resources, kind, rights};
 use keel_abi::{Error, SyscallResult};
 
 fn handle(frame: &TrapFrame, i: usize) -> Result<Handle, Error> {
@@ -55,17 +56,7 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
-    let size = match cap.object {
-        Object::Memory(id) => k.memory.get(&id).map_or(0, |m| m.frames.len() * PAGE_SIZE),
-        _ => 0,
-    };
-    let info = CapInfo {
-        kind: cap.object.kind(),
-        rights: cap.rights,
-        badge: cap.badge,
-        object: cap.object.id(),
-        size: size as u64,
-    };
+    let info = cap_info(&k, &cap);
     let space = k
         .current_process()
         .space
@@ -73,6 +64,67 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
         .expect("running process has memory");
     UserSlice::of::<CapInfo>(frame.arg(1)).write_value(space, &info)?;
     Ok(0)
+}
+
+/// What a process may learn about one of its capabilities.
+fn cap_info(k: &Kernel, cap: &Found) -> CapInfo {
+    let size = match cap.object {
+        Object::Memory(id) => k.memory.get(&id).map_or(0, |m| m.frames.len() * PAGE_SIZE),
+        _ => 0,
+    };
+    CapInfo {
+        kind: cap.object.kind(),
+        rights: cap.rights,
+        badge: cap.badge,
+        object: cap.object.id(),
+        size: size as u64,
+    }
+}
+
+pub fn list(frame: &mut TrapFrame) -> SyscallResult {
+    let (pid, addr, capacity) = (frame.arg(0), frame.arg(1), frame.arg(2));
+    let mut k = kernel();
+    let caller = k.current_pid();
+    let pid = if pid == 0 {
+        caller
+    } else {
+        crate::proc::Pid::try_from(pid).map_err(|_| Error::NotFound)?
+    };
+    let target = k.processes.get(&pid).ok_or(Error::NotFound)?;
+    let system = k.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
+    if pid != caller && target.parent != caller && !system {
+        return Err(Error::PermissionDenied);
+    }
+    let size = core::mem::size_of::<CapEntry>();
+    let len = capacity.checked_mul(size).ok_or(Error::BadAddress)?;
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    space.check_access(addr, len, true)?;
+    let handles = k.processes[&pid].caps.handles();
+    let entries: alloc::vec::Vec<CapEntry> = handles
+        .iter()
+        .take(capacity)
+        .filter_map(|&handle| {
+            let cap = k.cap_resolve(pid, handle).ok()?;
+            Some(CapEntry {
+                handle,
+                _reserved: 0,
+                info: cap_info(&k, &cap),
+            })
+        })
+        .collect();
+    let space = k
+        .current_process()
+        .space
+        .as_ref()
+        .expect("running process has memory");
+    for (i, entry) in entries.iter().enumerate() {
+        UserSlice::of::<CapEntry>(addr + i * size).write_value(space, entry)?;
+    }
+    Ok(handles.len())
 }
 
 pub fn audit_read(frame: &mut TrapFrame) -> SyscallResult {

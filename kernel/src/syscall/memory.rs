@@ -46,7 +46,30 @@ pub fn protect(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 pub fn create_object(frame: &mut TrapFrame) -> SyscallResult {
-    let len = frame.arg(0);
+    let all = rights::MAP_READ | rights::MAP_WRITE | rights::MAP_EXEC | rights::GRANT;
+    create(frame.arg(0), all, MemoryObject::new)
+}
+
+pub fn create_dma(frame: &mut TrapFrame) -> SyscallResult {
+    let device = Handle::try_from(frame.arg(0)).map_err(|_| Error::InvalidHandle)?;
+    {
+        let mut k = kernel();
+        let pid = k.current_pid();
+        let cap = k.cap_check(pid, device, None, 0)?;
+        if !matches!(cap.object, Object::Irq(_) | Object::IoPorts(..)) {
+            return Err(Error::WrongType);
+        }
+    }
+    let rights = rights::MAP_READ | rights::MAP_WRITE | rights::GRANT | rights::DMA;
+    create(frame.arg(1), rights, MemoryObject::new_contiguous)
+}
+
+/// A new memory object of `len` bytes, charged to the caller's frame quota.
+fn create(
+    len: usize,
+    cap_rights: u32,
+    make: fn(usize, crate::proc::Pid) -> Result<MemoryObject, Error>,
+) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
     let owned: usize = k
@@ -63,14 +86,29 @@ pub fn create_object(frame: &mut TrapFrame) -> SyscallResult {
     if space.data_frames() + owned + len / PAGE_SIZE > space.frame_limit {
         return Err(Error::QuotaExceeded);
     }
-    let object = MemoryObject::new(len, pid)?;
-    let id = k.memory.insert(object);
-    let all = rights::MAP_READ | rights::MAP_WRITE | rights::MAP_EXEC | rights::GRANT;
-    let handle = k.cap_create(pid, Object::Memory(id), all);
+    let id = k.memory.insert(make(len, pid)?);
+    let handle = k.cap_create(pid, Object::Memory(id), cap_rights);
     if handle.is_err() {
         k.memory.remove(&id);
     }
     Ok(handle? as usize)
+}
+
+pub fn phys(frame: &mut TrapFrame) -> SyscallResult {
+    let handle = Handle::try_from(frame.arg(0)).map_err(|_| Error::InvalidHandle)?;
+    let offset = frame.arg(1);
+    let mut k = kernel();
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, handle, Some(kind::MEMORY), rights::DMA)?;
+    let Object::Memory(id) = cap.object else {
+        return Err(Error::WrongType);
+    };
+    let object = k.memory.get(&id).ok_or(Error::StaleHandle)?;
+    let frame_phys = object
+        .frames
+        .get(offset / PAGE_SIZE)
+        .ok_or(Error::InvalidArgument)?;
+    Ok(*frame_phys as usize + offset % PAGE_SIZE)
 }
 
 /// Each protection bit and the capability right that allows it.

@@ -62,6 +62,9 @@ fn handler(call: Syscall) -> Handler {
         Syscall::IoPortRead => device::ioport_read,
         Syscall::IoPortWrite => device::ioport_write,
         Syscall::LogRead => device::log_read,
+        Syscall::CapList => cap::list,
+        Syscall::MemCreateDma => memory::create_dma,
+        Syscall::MemPhys => memory::phys,
     }
 }
 

@@ -30,16 +30,15 @@
 //! pending: the legacy lines are edge-triggered, and an edge that comes while the line is
 //! masked is lost, so work that arrived meanwhile is found by looking, not by waiting.
 //!
-//! Not here: DMA. Buffers a device can read and write on its own must be physically
-//! contiguous (or described by a scatter list), pinned, and their physical addresses known
-//! to the driver; the kernel has no call that allocates such memory or reveals a frame's
-//! address, and without an IOMMU handing them out is a grant of all memory. A DMA API
-//! waits for that kernel support rather than pretending with ordinary pages.
+//! [`DmaBuffer`]s are physically contiguous, pinned memory for devices that read and write
+//! on their own, with the physical address to program them with.
 
 mod device;
+mod dma;
 mod runner;
 
 pub use device::{Device, IoPorts, IrqLine, KernelLog};
+pub use dma::DmaBuffer;
 pub use runner::{Control, Runner, State, run};
 
 use alloc::rc::Rc;

@@ -1,5 +1,5 @@
-//! Typed wrappers for syscalls 35..=41: interrupt lines, I/O ports and the kernel log, in
-//! ABI order. [`driver`](crate::driver) builds drivers on them.
+//! Typed wrappers for the device syscalls (35..=41, 43, 44): interrupt lines, I/O ports, the
+//! kernel log and DMA memory. [`driver`](crate::driver) builds drivers on them.
 //!
 //! Minting ([`irq_create`], [`ioport_create`]) needs the SYSTEM process right: the system
 //! (init, from its manifest) makes device capabilities and hands them to drivers.
@@ -60,4 +60,17 @@ pub fn log_read(log: Handle, buf: &mut [u8]) -> Result<usize, Error> {
 /// Handles are 32 bits; the kernel returns them in a register.
 fn to_handle(raw: usize) -> Handle {
     raw as Handle
+}
+
+/// Physically contiguous, pinned memory for a device, asked for by a driver that shows one
+/// of its device capabilities.
+pub fn mem_create_dma(device: Handle, len: usize) -> Result<Handle, Error> {
+    // SAFETY: no pointers.
+    unsafe { call(Syscall::MemCreateDma, [device as usize, len]) }.map(|h| h as Handle)
+}
+
+/// The physical address of byte `offset` of a DMA memory object.
+pub fn mem_phys(memory: Handle, offset: usize) -> Result<u64, Error> {
+    // SAFETY: no pointers.
+    unsafe { call(Syscall::MemPhys, [memory as usize, offset]) }.map(|a| a as u64)
 }

@@ -10,7 +10,7 @@
 //! object's mapping lives exactly as long as the capability it was made through, and only
 //! code that turned such a mapping into references (which takes `unsafe`) can be hurt.
 
-use keel_abi::cap::{AuditRecord, CapInfo, Handle, Resources};
+use keel_abi::cap::{AuditRecord, CapEntry, CapInfo, Handle, Resources};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, Syscall};
 
@@ -177,4 +177,15 @@ fn message_args(handle: Handle, second: u64, words: [u64; 4]) -> [usize; 6] {
 /// Handles are 32 bits; the kernel returns them in a register.
 fn to_handle(raw: usize) -> Handle {
     raw as Handle
+}
+
+/// The capabilities process `pid` holds (0: this one); how many it holds in all.
+pub fn cap_list(pid: u32, entries: &mut [CapEntry]) -> Result<usize, Error> {
+    // SAFETY: the kernel writes at most `entries.len()` entries.
+    unsafe {
+        call(
+            Syscall::CapList,
+            [pid as usize, entries.as_mut_ptr() as usize, entries.len()],
+        )
+    }
 }

@@ -83,6 +83,7 @@ impl Table {
             names::LIST => Ok(self.list()),
             names::KILL => self.kill(slot, &text),
             names::RUN => self.run(slot, &text),
+            names::CAPS => self.caps(slot, message.words[1]),
             _ => Err(Error::InvalidArgument),
         };
         answer(reply, result);
@@ -192,6 +193,25 @@ impl Table {
         println!("init: {by} killed {name} (pid {pid})");
         self.child_mut(target).killed_by = Some(by);
         Ok(Message::default())
+    }
+
+    /// What process `pid` holds, for a supervisor's eyes (`may_kill`).
+    fn caps(&self, slot: usize, pid: u64) -> Result<Message, Error> {
+        if !self.child(slot).server.may_kill {
+            return Err(self.refuse(
+                slot,
+                "capability listing",
+                "it may not kill, so it may not look",
+            ));
+        }
+        let pid = u32::try_from(pid).map_err(|_| Error::NotFound)?;
+        let size = core::mem::size_of::<keel_rt::abi::cap::CapEntry>();
+        let mut entries = alloc::vec![keel_rt::abi::cap::CapEntry::default(); MAX_PAYLOAD / size];
+        let count = keel_rt::sys::ipc::cap_list(pid, &mut entries)?.min(entries.len());
+        // SAFETY: CapEntry is plain integers with no padding; viewing them as bytes is sound.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(entries.as_ptr() as *const u8, count * size) };
+        Ok(Message::default().with_payload(bytes))
     }
 
     /// Starts `command` with the caller's connects and nothing else.

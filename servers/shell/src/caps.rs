@@ -1,10 +1,7 @@
-//! `caps PID`: what a process was given.
+//! `caps PID`: what a process holds.
 //!
-//! The shell can inspect only its own capability space (`cap_info` on its own handles). For
-//! another process it shows what the kernel and init will say (its rights, whether it is a
-//! server and in what state) and names the two things missing to show more: a kernel call
-//! listing another process's capabilities, and an init request returning the manifest's
-//! grants.
+//! The shell's own capabilities it reads itself (`cap_info`); another process's it asks
+//! init for (its parent, which lists them with `cap_list`), with the server's state.
 
 use alloc::format;
 use alloc::string::String;
@@ -16,15 +13,6 @@ use keel_rt::process::{self, Pid};
 use keel_rt::{cap, start_info};
 
 use crate::system::rights_names;
-
-/// What cannot be shown for another process, and what would show it.
-pub const MISSING: &str = "\
-the kernel cannot list another process's capabilities: that takes a call such as
-`cap_list(pid, &mut [CapInfo])` (needing the SYSTEM right, or a capability to inspect the
-process) returning each slot's kind, rights, badge and object. init knows the manifest's
-grants, but its LIST answer carries only `name pid state restarts`; a request returning a
-server's `io_ports`, `irqs`, `log`, `connects` and `may_*` would show them here.
-";
 
 pub fn describe(pid: Pid) -> Result<String, String> {
     let info = process::info(pid).map_err(|error| format!("no process {pid}: {error}"))?;
@@ -52,7 +40,22 @@ pub fn describe(pid: Pid) -> Result<String, String> {
             let _ = writeln!(text, "init did not answer LIST: {error}");
         }
     }
-    text.push_str(MISSING);
+    match names::caps(pid) {
+        Ok(entries) => {
+            let _ = writeln!(text, "{} capabilities:", entries.len());
+            for entry in entries {
+                let _ = writeln!(
+                    text,
+                    "  handle {}: {}",
+                    entry.handle,
+                    describe_cap(&entry.info)
+                );
+            }
+        }
+        Err(error) => {
+            let _ = writeln!(text, "init would not list its capabilities: {error}");
+        }
+    }
     Ok(text)
 }
 

@@ -78,6 +78,7 @@ pub async fn run(term: &Term) -> bool {
     };
     tour.record("ps", ps(term).await).await;
     tour.record("services", services(term).await).await;
+    tour.record("caps console", console_caps(term).await).await;
     tour.record("ipcstat", ipcstat(term).await).await;
     tour.record("mem", mem(term).await).await;
     for example in EXAMPLES {
@@ -141,6 +142,22 @@ async fn services(term: &Term) -> Step {
     ensure(
         console.state == "running" && pid.as_deref() == Ok("console"),
         || format!("the console is listed as {console}, but its pid names {pid:?}"),
+    )
+}
+
+/// The console holds what the manifest grants it: COM1's ports, IRQ 4, the kernel log.
+async fn console_caps(term: &Term) -> Step {
+    let console = listed_console()?;
+    let text = crate::caps::describe(console.pid)?;
+    show(term, &format!("caps {}", console.pid), &text).await;
+    let entries = names::caps(console.pid).map_err(|error| format!("init's CAPS: {error}"))?;
+    let kinds: Vec<u32> = entries.iter().map(|e| e.info.kind).collect();
+    use keel_rt::abi::cap::kind;
+    ensure(
+        [kind::PORT, kind::IO_PORTS, kind::IRQ, kind::LOG]
+            .iter()
+            .all(|k| kinds.contains(k)),
+        || format!("the console's capabilities are of kinds {kinds:?}"),
     )
 }
 

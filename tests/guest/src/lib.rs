@@ -50,8 +50,8 @@ roles! {
     Panic = "panic",
     /// Start a thread that exits with 7 after 50 ms, then end the main thread with 3.
     LastThreadExits = "last-thread-exits",
-    /// With no rights: try to spawn, power off and kill the pid given as the argument;
-    /// report the three results with [`encode_results`].
+    /// With no rights: try to spawn, power off, kill and list the capabilities of the pid
+    /// given as the argument; report the four results with [`encode_results`].
     NoRights = "no-rights",
     /// Read [`UNMAPPED_ADDR`].
     ReadUnmapped = "read-unmapped",

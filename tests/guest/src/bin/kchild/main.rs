@@ -318,9 +318,11 @@ fn no_rights(arg: &str) -> Result<i32, Failure> {
     // FAILURE, so that a wrongly allowed power-off cannot pass for a test run's success.
     let powered_off = sys::system_poweroff(poweroff::FAILURE);
     let killed = process::kill(victim);
+    let listed = sys::ipc::cap_list(victim, &mut []).map(drop);
     Ok(encode_results(&[
         spawned.map(drop),
         powered_off.map(drop),
         killed,
+        listed,
     ]))
 }

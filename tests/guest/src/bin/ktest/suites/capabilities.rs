@@ -42,6 +42,7 @@ pub const SUITE: Suite = suite!(capabilities:
     capability_slots_are_counted_in_resources,
     the_audit_log_records_denials_grants_and_revocations,
     only_an_audit_capability_with_read_opens_the_log,
+    cap_list_shows_a_processs_capabilities,
 );
 
 const GRANTABLE_SEND: u32 = rights::SEND | rights::GRANT;
@@ -681,4 +682,47 @@ fn only_an_audit_capability_with_read_opens_the_log() -> Result<(), String> {
             other => Err(format!("kchild read-audit with {what}: it {other}")),
         }
     }))
+}
+
+fn cap_list_shows_a_processs_capabilities() -> Result<(), String> {
+    let mut own = [keel_abi::cap::CapEntry::default(); 64];
+    let count = sys::ipc::cap_list(0, &mut own).context("listing its own")?;
+    let shown = &own[..count.min(own.len())];
+    let audit = shown.iter().find(|e| e.handle == FIRST_PROCESS_AUDIT);
+    let port = Port::create(1).context("a port")?;
+    let granted = port
+        .derive(rights::SEND | rights::GRANT, 0)
+        .context("a copy to grant")?;
+    let child = Spawn::new("kchild", child::image()?)
+        .args(Role::Spin.name())
+        .caps(&[granted.handle()])
+        .spawn()
+        .context("spawning a child with one capability")?;
+    let mut theirs = [keel_abi::cap::CapEntry::default(); 4];
+    let listed = sys::ipc::cap_list(child, &mut theirs);
+    let _ = process::kill(child);
+    let _ = process::wait(child);
+    let _ = sys::ipc::cap_delete(granted.handle());
+    let _ = sys::ipc::cap_delete(port.handle());
+    all([
+        ensure(count >= 2, || {
+            format!("the first process lists {count} capabilities")
+        }),
+        expect_eq(
+            "its audit capability's kind",
+            audit.map(|e| e.info.kind),
+            Some(kind::AUDIT),
+        ),
+        expect_eq("the child's count", listed, Ok(1)),
+        expect_eq(
+            "the child's one capability",
+            (theirs[0].handle, theirs[0].info.kind, theirs[0].info.rights),
+            (1, kind::PORT, rights::SEND | rights::GRANT),
+        ),
+        expect_eq(
+            "a process that does not exist",
+            sys::ipc::cap_list(0xffff, &mut []),
+            Err(Error::NotFound),
+        ),
+    ])
 }

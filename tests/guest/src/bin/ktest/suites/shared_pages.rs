@@ -29,6 +29,7 @@ pub const SUITE: Suite = suite!(shared_pages:
     deleting_the_capability_unmaps_the_page,
     a_memory_object_gives_its_frames_back_with_its_last_capability,
     memory_objects_must_be_whole_pages,
+    dma_buffers_are_contiguous_and_only_for_drivers,
 );
 
 const RW: usize = prot::READ | prot::WRITE;
@@ -266,4 +267,51 @@ fn memory_objects_must_be_whole_pages() -> Result<(), String> {
             Memory::create(2 * PAGE_SIZE).and_then(|memory| memory.size()),
             Ok(2 * PAGE_SIZE),
         )]))
+}
+
+fn dma_buffers_are_contiguous_and_only_for_drivers() -> Result<(), String> {
+    const PAGES: usize = 4;
+    // ktest is the first process, so it may mint a device capability to show.
+    let irq = sys::device::irq_create(8).context("minting an interrupt line")?;
+    let buffer = keel_rt::driver::DmaBuffer::new(irq, PAGES * PAGE_SIZE).context("a DMA buffer")?;
+    let phys = buffer.phys();
+    let pages: alloc::vec::Vec<_> = (0..PAGES)
+        .map(|page| buffer.phys_at(page * PAGE_SIZE))
+        .collect();
+    let expected: alloc::vec::Vec<_> = (0..PAGES)
+        .map(|page| Ok(phys + (page * PAGE_SIZE) as u64))
+        .collect();
+    // SAFETY: inside the buffer's mapping, which `buffer` keeps; no reference is made.
+    let written = unsafe {
+        buffer.as_ptr().add(PAGE_SIZE).write_volatile(0x5a);
+        buffer.as_ptr().add(PAGE_SIZE).read_volatile()
+    };
+    let plain = Memory::create(PAGE_SIZE).context("an ordinary memory object")?;
+    let port = Port::create(1).context("a port")?;
+    let checks = [
+        ensure(phys != 0 && phys % PAGE_SIZE as u64 == 0, || {
+            format!("physical address {phys:#x}")
+        }),
+        expect_eq("each page's physical address", pages, expected),
+        expect_eq("a byte written and read back", written, 0x5a),
+        expect_eq(
+            "the address of an ordinary memory object",
+            sys::device::mem_phys(plain.handle(), 0),
+            Err(Error::MissingRight),
+        ),
+        expect_eq(
+            "DMA memory asked for with a port instead of a device",
+            sys::device::mem_create_dma(port.handle(), PAGE_SIZE),
+            Err(Error::WrongType),
+        ),
+        expect_eq(
+            "a byte beyond the buffer",
+            buffer.phys_at(PAGES * PAGE_SIZE),
+            Err(Error::InvalidArgument),
+        ),
+    ];
+    let _ = plain.delete();
+    let _ = sys::ipc::cap_delete(port.handle());
+    let _ = sys::ipc::cap_delete(irq);
+    all(checks)
 }

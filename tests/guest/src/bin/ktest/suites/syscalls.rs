@@ -41,7 +41,7 @@ pub const SUITE: Suite = suite!(syscalls:
     process_spawn_rejects_bad_request_pointers,
     process_spawn_rejects_bad_image_name_and_args,
     process_spawn_rejects_garbage_and_truncated_elf_images,
-    a_child_without_rights_cannot_spawn_power_off_or_kill,
+    a_child_without_rights_cannot_spawn_power_off_kill_or_list_capabilities,
     thread_create_rejects_entry_and_stack_outside_user_space,
 );
 
@@ -257,8 +257,8 @@ fn process_spawn_rejects_garbage_and_truncated_elf_images() -> Result<(), String
     }))
 }
 
-/// The child (rights 0) reports three results in its exit code, a byte each.
-fn a_child_without_rights_cannot_spawn_power_off_or_kill() -> Result<(), String> {
+/// The child (rights 0) reports four results in its exit code, a byte each.
+fn a_child_without_rights_cannot_spawn_power_off_kill_or_list_capabilities() -> Result<(), String> {
     let me = process::id();
     let code = match child::run(Role::NoRights, &format!("{me}"))? {
         Exit::Exited(code) if code >= 0 => code,
@@ -272,6 +272,7 @@ fn a_child_without_rights_cannot_spawn_power_off_or_kill() -> Result<(), String>
         ("process_spawn without SPAWN", Error::PermissionDenied),
         ("system_poweroff without SYSTEM", Error::PermissionDenied),
         ("process_kill of its parent", Error::NotChild),
+        ("cap_list of its parent", Error::PermissionDenied),
     ];
     all(expected.iter().enumerate().map(|(i, &(what, error))| {
         expect_eq(what, decode_result(code, i), Reported::Failed(error))
