@@ -9,6 +9,7 @@ use crate::cap::audit::AuditLog;
 use crate::device::Devices;
 use crate::ipc::Port;
 use crate::mm::object::MemoryObject;
+use crate::mm::space::AddressSpace;
 use crate::proc::{Pid, Process};
 use crate::sched::Scheduler;
 use crate::sched::thread::{Thread, Tid};
@@ -83,6 +84,21 @@ impl Kernel {
 
     pub fn current_pid(&self) -> Pid {
         self.current_thread().process
+    }
+
+    /// The running process's address space (it has one: only ended processes lose theirs).
+    pub fn current_space(&self) -> &AddressSpace {
+        let process = &self.processes[&self.current_pid()];
+        process.space.as_ref().expect("running process has memory")
+    }
+
+    pub fn current_space_mut(&mut self) -> &mut AddressSpace {
+        let pid = self.current_pid();
+        let process = self
+            .processes
+            .get_mut(&pid)
+            .expect("running thread's process exists");
+        process.space.as_mut().expect("running process has memory")
     }
 
     pub fn current_process(&mut self) -> &mut Process {

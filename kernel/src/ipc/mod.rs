@@ -101,11 +101,7 @@ impl Kernel {
             return Err(Error::MissingRight);
         }
         let buffer = self.current_thread().ipc_buffer.ok_or(Error::BadAddress)?;
-        let space = self
-            .current_process()
-            .space
-            .as_ref()
-            .expect("running process has memory");
+        let space = self.current_space();
         let buffer: IpcBuffer = UserSlice::of::<IpcBuffer>(buffer).read_value(space)?;
         message.payload = Vec::new();
         message

@@ -85,3 +85,44 @@ impl UserSlice {
         self.write(space, bytes)
     }
 }
+
+/// `capacity` plain-data records at `addr` that a syscall fills: the whole array the caller
+/// declares is checked, even when fewer records are written.
+pub struct UserArray<T> {
+    addr: usize,
+    capacity: usize,
+    records: core::marker::PhantomData<T>,
+}
+
+impl<T: Copy> UserArray<T> {
+    pub fn new(addr: usize, capacity: usize) -> Self {
+        UserArray {
+            addr,
+            capacity,
+            records: core::marker::PhantomData,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Ok when the whole array is writable user memory (an empty one always is).
+    pub fn check(&self, space: &AddressSpace) -> Result<(), Error> {
+        let len = self
+            .capacity
+            .checked_mul(core::mem::size_of::<T>())
+            .ok_or(Error::BadAddress)?;
+        space.check_access(self.addr, len, true)
+    }
+
+    /// Write `records` from the front, as many as fit; how many were written.
+    pub fn write(&self, space: &AddressSpace, records: &[T]) -> Result<usize, Error> {
+        self.check(space)?;
+        let size = core::mem::size_of::<T>();
+        for (i, record) in records.iter().take(self.capacity).enumerate() {
+            UserSlice::of::<T>(self.addr + i * size).write_value(space, record)?;
+        }
+        Ok(records.len().min(self.capacity))
+    }
+}

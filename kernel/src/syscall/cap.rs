@@ -5,7 +5,7 @@ use crate::cap::Found;
 use crate::cap::Object;
 use crate::kernel::{Kernel, kernel};
 use crate::mm::PAGE_SIZE;
-use crate::mm::user::UserSlice;
+use crate::mm::user::{UserArray, UserSlice};
 use keel_abi::cap::{AuditRecord, CapEntry, CapInfo, Handle, Resources, kind, rights};
 use keel_abi::{Error, SyscallResult};
 
@@ -57,11 +57,7 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
     let info = cap_info(&k, &cap);
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
+    let space = k.current_space();
     UserSlice::of::<CapInfo>(frame.arg(1)).write_value(space, &info)?;
     Ok(0)
 }
@@ -83,7 +79,7 @@ fn cap_info(k: &Kernel, cap: &Found) -> CapInfo {
 
 pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     let (pid, addr, capacity) = (frame.arg(0), frame.arg(1), frame.arg(2));
-    let mut k = kernel();
+    let k = kernel();
     let caller = k.current_pid();
     let pid = if pid == 0 {
         caller
@@ -95,14 +91,8 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     if pid != caller && target.parent != caller && !system {
         return Err(Error::PermissionDenied);
     }
-    let size = core::mem::size_of::<CapEntry>();
-    let len = capacity.checked_mul(size).ok_or(Error::BadAddress)?;
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
-    space.check_access(addr, len, true)?;
+    let out = UserArray::<CapEntry>::new(addr, capacity);
+    out.check(k.current_space())?;
     let handles = k.processes[&pid].caps.handles();
     let entries: alloc::vec::Vec<CapEntry> = handles
         .iter()
@@ -116,42 +106,19 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
             })
         })
         .collect();
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
-    for (i, entry) in entries.iter().enumerate() {
-        UserSlice::of::<CapEntry>(addr + i * size).write_value(space, entry)?;
-    }
+    out.write(k.current_space(), &entries)?;
     Ok(handles.len())
 }
 
 pub fn audit_read(frame: &mut TrapFrame) -> SyscallResult {
-    let (handle, addr, capacity) = (handle(frame, 0)?, frame.arg(1), frame.arg(2));
+    let handle = handle(frame, 0)?;
+    let out = UserArray::<AuditRecord>::new(frame.arg(1), frame.arg(2));
     let mut k = kernel();
     let pid = k.current_pid();
     k.cap_check(pid, handle, Some(kind::AUDIT), rights::READ)?;
-    let size = core::mem::size_of::<AuditRecord>();
-    let len = capacity.checked_mul(size).ok_or(Error::BadAddress)?;
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
-    if capacity > 0 {
-        space.check_access(addr, len, true)?;
-    }
-    let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(capacity).copied().collect();
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
-    for (i, record) in records.iter().enumerate() {
-        UserSlice::of::<AuditRecord>(addr + i * size).write_value(space, record)?;
-    }
-    Ok(records.len())
+    out.check(k.current_space())?;
+    let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(out.capacity()).copied().collect();
+    out.write(k.current_space(), &records)
 }
 
 pub fn resources(frame: &mut TrapFrame) -> SyscallResult {

@@ -126,11 +126,7 @@ pub fn log_read(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
     k.cap_check(pid, handle(frame, 0)?, Some(kind::LOG), cap_rights::READ)?;
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
+    let space = k.current_space();
     space.check_access(addr, len, true)?;
     let bytes = crate::log::take(len);
     UserSlice::new(addr, bytes.len()).write(space, &bytes)?;

@@ -184,11 +184,7 @@ pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Error::InvalidArgument);
         }
-        let space = k
-            .current_process()
-            .space
-            .as_ref()
-            .expect("running process has memory");
+        let space = k.current_space();
         space.check_access(addr, PAGE_SIZE, true)?;
     }
     let tid = k.sched.current;
@@ -205,11 +201,7 @@ pub fn stats(frame: &mut TrapFrame) -> SyscallResult {
         let (port, _) = k.port_lookup(port_handle(frame)?, 0)?;
         k.ports.get(&port).ok_or(Error::PeerGone)?.stats
     };
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
+    let space = k.current_space();
     UserSlice::of::<IpcStats>(frame.arg(1)).write_value(space, &stats)?;
     Ok(0)
 }

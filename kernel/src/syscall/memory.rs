@@ -11,11 +11,7 @@ use keel_abi::{Error, SyscallResult, layout, prot};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
-    let space = k
-        .current_process()
-        .space
-        .as_mut()
-        .expect("running process has memory");
+    let space = k.current_space_mut();
     f(space)
 }
 
@@ -78,11 +74,7 @@ fn create(
         .filter(|m| m.owner == pid)
         .map(|m| m.frames.len())
         .sum();
-    let space = k
-        .current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory");
+    let space = k.current_space();
     if space.data_frames() + owned + len / PAGE_SIZE > space.frame_limit {
         return Err(Error::QuotaExceeded);
     }
@@ -145,11 +137,7 @@ pub fn map_object(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::WrongType);
     };
     let frames = k.memory.get(&id).ok_or(Error::StaleHandle)?.frames.clone();
-    let space = k
-        .current_process()
-        .space
-        .as_mut()
-        .expect("running process has memory");
+    let space = k.current_space_mut();
     let len = frames.len() * PAGE_SIZE;
     let start = if addr == 0 {
         space.find_free(len)?

@@ -3,7 +3,7 @@
 use crate::arch::trap::TrapFrame;
 use crate::cap::{Found, Object};
 use crate::kernel::{Kernel, kernel};
-use crate::mm::user::UserSlice;
+use crate::mm::user::{UserArray, UserSlice};
 use crate::proc::spawn::SpawnSpec;
 use crate::proc::{Pid, Process};
 use crate::sched::{reschedule, thread::ThreadState};
@@ -16,13 +16,6 @@ use keel_abi::{
 /// Largest ELF image `process_spawn` accepts (it is copied into the kernel heap).
 const MAX_IMAGE: usize = 8 << 20;
 
-fn current_space(k: &mut Kernel) -> &crate::mm::space::AddressSpace {
-    k.current_process()
-        .space
-        .as_ref()
-        .expect("running process has memory")
-}
-
 pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let caller = k.current_process();
@@ -30,7 +23,7 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::PermissionDenied);
     }
     let (parent, parent_rights, parent_priority) = (caller.id, caller.rights, caller.priority);
-    let space = current_space(&mut k);
+    let space = k.current_space();
     let request: SpawnRequest = UserSlice::of::<SpawnRequest>(frame.arg(0)).read_value(space)?;
     if request.elf_len > MAX_IMAGE || request.name_len > NAME_LEN || request.args_len > ARGS_LEN {
         return Err(Error::InvalidArgument);
@@ -75,7 +68,7 @@ fn granted_caps(
         return Err(Error::InvalidArgument);
     }
     let mut handles = [0u32; MAX_SPAWN_CAPS];
-    let space = current_space(k);
+    let space = k.current_space();
     let bytes = UserSlice::new(request.caps_ptr, request.caps_len * 4);
     if request.caps_len > 0 {
         let mut raw = [0u8; MAX_SPAWN_CAPS * 4];
@@ -144,10 +137,11 @@ pub fn wait(frame: &mut TrapFrame) -> SyscallResult {
             let mut k = kernel();
             let caller = k.current_pid();
             // Check the destination before waiting, so a bad pointer costs nothing.
-            current_space(&mut k).check_access(frame.arg(1), out.len(), true)?;
+            k.current_space()
+                .check_access(frame.arg(1), out.len(), true)?;
             let child = child_of(&k, caller, pid)?;
             if let Some(status) = child.exit {
-                out.write_value(current_space(&mut k), &status)?;
+                out.write_value(k.current_space(), &status)?;
                 k.processes.remove(&pid);
                 return Ok(0);
             }
@@ -191,7 +185,7 @@ pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
 
 pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
-    let mut k = kernel();
+    let k = kernel();
     let process = k.processes.get(&pid).ok_or(Error::NotFound)?;
     let mut info = ProcessInfo::empty();
     info.pid = process.id;
@@ -209,25 +203,17 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let name = process.name.as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;
-    UserSlice::of::<ProcessInfo>(frame.arg(1)).write_value(current_space(&mut k), &info)?;
+    UserSlice::of::<ProcessInfo>(frame.arg(1)).write_value(k.current_space(), &info)?;
     Ok(0)
 }
 
 pub fn list(frame: &mut TrapFrame) -> SyscallResult {
-    let (addr, capacity) = (frame.arg(0), frame.arg(1));
-    let mut k = kernel();
     // The whole buffer the caller declares must be writable, not just the part used now.
-    let len = capacity.checked_mul(4).ok_or(Error::BadAddress)?;
-    if capacity > 0 {
-        current_space(&mut k).check_access(addr, len, true)?;
-    }
+    let out = UserArray::<u32>::new(frame.arg(0), frame.arg(1));
+    let k = kernel();
+    out.check(k.current_space())?;
     let mut pids: alloc::vec::Vec<u32> = k.processes.keys().collect();
     pids.sort_unstable();
-    let shown = pids.len().min(capacity);
-    // SAFETY: a slice of u32 is plain data; viewing it as bytes is sound.
-    let bytes = unsafe { core::slice::from_raw_parts(pids.as_ptr() as *const u8, shown * 4) };
-    if shown > 0 {
-        UserSlice::new(addr, len).write(current_space(&mut k), bytes)?;
-    }
+    out.write(k.current_space(), &pids)?;
     Ok(pids.len())
 }

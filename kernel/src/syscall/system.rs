@@ -11,12 +11,8 @@ const DEBUG_WRITE_MAX: usize = 64 * 1024;
 pub fn debug_write(frame: &mut TrapFrame) -> SyscallResult {
     let len = frame.arg(1).min(DEBUG_WRITE_MAX);
     let bytes = {
-        let mut k = kernel();
-        let space = k
-            .current_process()
-            .space
-            .as_ref()
-            .expect("running process has memory");
+        let k = kernel();
+        let space = k.current_space();
         UserSlice::new(frame.arg(0), len).read_vec(space)?
     };
     crate::log::write_bytes(&bytes);
