@@ -6,8 +6,6 @@
 
 use alloc::vec::Vec;
 use core::cell::Cell;
-use core::future::poll_fn;
-use core::task::Poll;
 
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
@@ -214,16 +212,7 @@ impl KernelLog {
     /// Wait for the kernel's next "bytes arrived" signal (after [`bind`](KernelLog::bind)).
     /// Read until empty before waiting: the kernel signals arrivals, not contents.
     pub async fn arrival(&self) {
-        let mut registered = false;
-        poll_fn(|cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = true;
-            wake::on_notification(LOG_BIT, cx.waker());
-            Poll::Pending
-        })
-        .await
+        wake::notification(LOG_BIT).await
     }
 }
 

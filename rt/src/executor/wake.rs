@@ -85,6 +85,22 @@ fn wake_bits(mut bits: u64) {
     wakers.into_iter().for_each(Waker::wake);
 }
 
+/// Complete at the next notification carrying `bit`, or at any earlier poll: callers
+/// re-check their own state after it, so a spurious completion costs a look, never a
+/// missed event.
+pub async fn notification(bit: u32) {
+    let mut registered = false;
+    poll_fn(|cx| {
+        if registered {
+            return Poll::Ready(());
+        }
+        registered = true;
+        on_notification(bit, cx.waker());
+        Poll::Pending
+    })
+    .await
+}
+
 /// Wake `waker` at the next notification with `bit` (0..[`CHANNEL_BITS`]).
 pub fn on_notification(bit: u32, waker: &Waker) {
     let mut table = BIT_WAKERS.lock();
