@@ -10,7 +10,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use syn::{Item, ItemTrait, Type, Visibility};
 
-use crate::model::{Method, Service};
+use crate::model::{ByteArg, Method, Service};
 use crate::names::Names;
 
 /// The whole expansion of `#[service]` with arguments `args` on `item`.
@@ -108,7 +108,11 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
         "A client of [`{name}`]: one connection to its server; clones share it, and any \
          number of calls may be in flight at once. Each method returns the server's result, \
          or a [`TransportError`](keel_rt::service::TransportError) when the call could not \
-         be carried out."
+         be carried out.\n\n\
+         A client made with `connect_named` reconnects by that name when its server is \
+         gone, for calls of `#[idempotent]` methods only: such a call that fails with \
+         `ServerGone` is sent once more, to the server now registered under the name. \
+         Other calls, and every call of a client made with `connect`, return the error."
     );
     quote! {
         #[doc = #doc]
@@ -125,9 +129,11 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
             /// The ids of the methods marked `#[idempotent]`, safe to run twice.
             pub const IDEMPOTENT: &'static [u32] = &[#(#idempotent),*];
 
-            /// Connect to the server behind `port` (a send capability to its wake port).
-            /// A server of another version of the interface is
+            /// Connect to the server behind `port` (a send capability to its wake port,
+            /// which stays the caller's). A server of another version of the interface is
             /// [`InterfaceMismatch`](keel_rt::service::TransportError::InterfaceMismatch).
+            /// The client cannot reconnect: once the server is gone, every call returns
+            /// `ServerGone`.
             pub fn connect(
                 port: ::keel_rt::ipc::Port,
             ) -> ::core::result::Result<Self, ::keel_rt::service::TransportError> {
@@ -136,7 +142,9 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
             }
 
             /// Connect to the service registered as `name` with the name service, if the
-            /// system manifest lets this process reach it.
+            /// system manifest lets this process reach it. The client remembers `name`:
+            /// when its server is gone, an idempotent call reconnects through it (the
+            /// lookup waits for a restarting server) and is sent once more.
             pub fn connect_named(
                 name: &str,
             ) -> ::core::result::Result<Self, ::keel_rt::service::TransportError> {
@@ -150,7 +158,8 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
             }
 
             /// Whether method `method` is idempotent: after `ServerGone`, a client that
-            /// reconnects to a new server may send it again (see docs/SERVICES.md).
+            /// reconnects to a new server may send it again, as one made with
+            /// `connect_named` does by itself (see docs/SERVICES.md).
             pub fn is_idempotent(method: u32) -> bool {
                 Self::IDEMPOTENT.contains(&method)
             }
@@ -160,6 +169,9 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
     }
 }
 
+/// One client method: build the argument tuple for the connection (byte strings as
+/// `Bytes`, which may take arena room), call, decode. `invoke` retries idempotent methods
+/// after a reconnect, building the tuple again for the new connection.
 fn client_method(id: usize, method: &Method) -> TokenStream {
     let (name, docs, output) = (&method.name, &method.docs, &method.output);
     let id = id_literal(id);
@@ -167,22 +179,42 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
         let (name, ty) = (&arg.name, &arg.ty);
         quote!(#name: #ty)
     });
-    let values = method.args.iter().map(|arg| &arg.name);
-    let idempotent = method.idempotent.then(|| {
+    let values = method.args.iter().map(|arg| {
+        let name = &arg.name;
+        match arg.bytes {
+            Some(ByteArg::Slice) => quote!(::keel_rt::service::Bytes::new(connection, #name)?),
+            Some(ByteArg::Vec) => quote!(::keel_rt::service::Bytes::new(connection, &#name)?),
+            // By reference: the builder may run again for a retry, so it cannot move.
+            None => quote!(&#name),
+        }
+    });
+    // Named only where a `Bytes` needs it, so no unused binding reaches the user's build.
+    let connection = if method.args.iter().any(|arg| arg.bytes.is_some()) {
+        quote!(connection)
+    } else {
+        quote!(_)
+    };
+    let idempotent = method.idempotent;
+    let idempotent_doc = idempotent.then(|| {
         quote! {
             #[doc = ""]
-            #[doc = " Idempotent: safe to send again to a new server."]
+            #[doc = " Idempotent: when the server is gone, a client connected by name"]
+            #[doc = " reconnects and sends the call once more."]
         }
     });
     quote! {
         #(#docs)*
-        #idempotent
+        #idempotent_doc
         pub async fn #name(
             &self,
             #(#params),*
         ) -> ::core::result::Result<#output, ::keel_rt::service::TransportError> {
-            let arguments = ::keel_rt::service::encode(&(#(#values,)*))?;
-            let result = self.connection.call(#id, &arguments).await?;
+            let result = self
+                .connection
+                .invoke(#id, #idempotent, |#connection| {
+                    ::core::result::Result::Ok((#(#values,)*))
+                })
+                .await?;
             ::keel_rt::service::decode(&result)
                 .ok_or(::keel_rt::service::TransportError::MalformedReply)
         }
@@ -233,26 +265,44 @@ fn server(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
 }
 
 /// Decode the arguments as owned values, lend the borrowed ones, run, encode the result.
+/// Byte strings arrive as `Bytes`, already copied out of the arena while decoding.
 fn dispatch_arm(id: usize, service: &syn::Ident, method: &Method) -> TokenStream {
     let (name, id) = (&method.name, id_literal(id));
     let bindings: Vec<_> = method.args.iter().map(|arg| &arg.name).collect();
-    let owned = method.args.iter().map(|arg| match &arg.borrowed {
-        Some(referent) => owned_form(referent),
-        None => {
-            let ty = &arg.ty;
-            quote!(#ty)
-        }
-    });
+    let owned = method
+        .args
+        .iter()
+        .map(|arg| match (&arg.bytes, &arg.borrowed) {
+            (Some(_), _) => quote!(::keel_rt::service::Bytes<'static>),
+            (None, Some(referent)) => owned_form(referent),
+            (None, None) => {
+                let ty = &arg.ty;
+                quote!(#ty)
+            }
+        });
+    let unpacked = method
+        .args
+        .iter()
+        .filter(|arg| arg.bytes.is_some())
+        .map(|arg| {
+            let name = &arg.name;
+            quote!(let #name = ::keel_rt::service::Bytes::into_vec(#name);)
+        });
     let passed = method.args.iter().map(|arg| {
         let name = &arg.name;
-        match &arg.borrowed {
-            Some(referent) => quote!(::core::borrow::Borrow::<#referent>::borrow(&#name)),
-            None => quote!(#name),
+        match (&arg.bytes, &arg.borrowed) {
+            (Some(ByteArg::Slice), _) => quote!(#name.as_slice()),
+            (Some(ByteArg::Vec), _) => quote!(#name),
+            (None, Some(referent)) => {
+                quote!(::core::borrow::Borrow::<#referent>::borrow(&#name))
+            }
+            (None, None) => quote!(#name),
         }
     });
     quote! {
         #id => {
             let (#(#bindings,)*): (#(#owned,)*) = ::keel_rt::service::decode(&arguments)?;
+            #(#unpacked)*
             let result = <T as #service>::#name(&self.0, #(#passed),*).await;
             ::keel_rt::service::encode(&result).ok()
         }
@@ -337,9 +387,39 @@ mod tests {
     #[test]
     fn method_ids_are_declaration_indices() {
         let text = normalized(&expand("trait A { async fn a(&self); async fn b(&self); }"));
-        assert!(text.contains("call(0u32,"));
-        assert!(text.contains("call(1u32,"));
+        assert!(text.contains("invoke(0u32,"));
+        assert!(text.contains("invoke(1u32,"));
         assert!(text.contains("1u32=>{"));
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_invoked_with_retry() {
+        let text = normalized(&expand(
+            "trait A { #[idempotent] async fn a(&self); async fn b(&self); }",
+        ));
+        assert!(text.contains("invoke(0u32,true,|_|"));
+        assert!(text.contains("invoke(1u32,false,|_|"));
+    }
+
+    #[test]
+    fn byte_strings_travel_as_bytes_and_reach_the_method_in_their_written_form() {
+        let text = normalized(&expand(
+            "trait A { async fn f(&self, a: &[u8], b: Vec<u8>, c: &[u16], d: u8); }",
+        ));
+        assert!(text.contains(
+            "|connection|{::core::result::Result::Ok((\
+             ::keel_rt::service::Bytes::new(connection,a)?,\
+             ::keel_rt::service::Bytes::new(connection,&b)?,&c,&d,))}"
+        ));
+        assert!(text.contains(
+            "let(a,b,c,d,):(::keel_rt::service::Bytes<'static>,\
+             ::keel_rt::service::Bytes<'static>,::keel_rt::__private::Vec<u16>,u8,)"
+        ));
+        assert!(text.contains("let a=::keel_rt::service::Bytes::into_vec(a);"));
+        assert!(text.contains(
+            "<T as A>::f(&self.0,a.as_slice(),b,\
+             ::core::borrow::Borrow::<[u16]>::borrow(&c),d)"
+        ));
     }
 
     #[test]

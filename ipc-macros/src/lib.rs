@@ -45,15 +45,23 @@ use proc_macro::TokenStream;
 ///   `interface_hash("Kv(get(&str)->Result<Vec<u8>,KvError>;put(String,&[u8])->Result<(),KvError>)")`.
 ///   Changing a method's types, or adding, removing or reordering methods, changes the
 ///   hash, and connecting then fails with `TransportError::InterfaceMismatch`.
-/// - `KvClient` (`Clone`): `KvClient::connect(port)` and one `async fn` per method with the
-///   same arguments, returning `Result<R, TransportError>` for the method's result `R`.
-///   Arguments travel as one tuple encoded with `keel_rt::service::encode`. Clones share
-///   the connection; calls may be in flight at once (`join_all` them).
+/// - `KvClient` (`Clone`): `KvClient::connect(port)`, `KvClient::connect_named(name)`
+///   (through init's name service), and one `async fn` per method with the same
+///   arguments, returning `Result<R, TransportError>` for the method's result `R`.
+///   Arguments travel as one tuple encoded with `keel_rt::service::encode`, except that
+///   `&[u8]` and `Vec<u8>` arguments travel as `keel_rt::service::Bytes`: inline up to
+///   `keel_rt::service::INLINE_LIMIT` (4 KiB), above it copied once by the client into the
+///   connection's bulk arena (user space, never the kernel); larger than the arena's free
+///   room is `TooLarge`. Clones share the connection (and any reconnect); calls may be in
+///   flight at once (`join_all` them).
 ///   `KvClient::METHODS` lists the method names, `IDEMPOTENT` the ids of the idempotent
 ///   ones, and `is_idempotent(id)` asks.
 /// - `KvServer<T>`: `keel_rt::service::Dispatch` for any `T: Kv`. Arguments are decoded
 ///   as owned values (`&str` as `String`, `&[u8]` as `Vec<u8>`, `&T` as `T`) and lent to
-///   the method; an unknown method id or undecodable arguments are refused.
+///   the method; byte strings in the arena are copied out once (volatile reads) before the
+///   method sees them, so it never holds a reference into memory the client writes. An
+///   unknown method id, undecodable arguments or an arena range outside the arena are
+///   refused.
 /// - `serve_kv(impl Kv + 'static) -> !`: serve it on this process's wake port for ever.
 ///
 /// Method ids are declaration indices: `get` is 0, `put` 1. The signature hash covers the
@@ -84,9 +92,12 @@ use proc_macro::TokenStream;
 /// # `#[idempotent]`
 ///
 /// Marks a method that is safe to run twice. The marker is recorded (`IDEMPOTENT`,
-/// `is_idempotent`) for the retry rule: after `ServerGone`, an idempotent call may be sent
-/// again once to a restarted server. The client does not retry by itself yet: that needs
-/// a new port to reconnect to, which the name service will provide.
+/// `is_idempotent`) and applied: when a call of an idempotent method fails with
+/// `ServerGone` and the client was made with `connect_named`, the client looks the name up
+/// again (the lookup waits for a restarting server), reconnects, and sends the call once
+/// more, to the new server. Calls of other methods return `ServerGone`: the dead server
+/// may have run them. A client made with `connect(port)` cannot reconnect, and returns
+/// `ServerGone` for every method.
 ///
 /// # What is refused
 ///
@@ -95,8 +106,8 @@ use proc_macro::TokenStream;
 /// methods or traits; `impl Trait` and `dyn Trait` anywhere; references other than a whole
 /// argument `&T` (so `&mut T`, `&&T`, `Vec<&str>`, named lifetimes); references or
 /// lifetimes in the result; `Self` in a signature; items other than methods in the trait;
-/// methods named `connect`, `connection` or `is_idempotent`; and the attribute on
-/// anything but a trait.
+/// methods named `connect`, `connect_named`, `connection` or `is_idempotent`; and the
+/// attribute on anything but a trait.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::service(args.into(), item.into()).into()

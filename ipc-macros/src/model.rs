@@ -20,6 +20,10 @@ pub const IDEMPOTENT: &str = "idempotent";
 const RESERVED: &[(&str, &str)] = &[
     ("connect", "the generated client's constructor"),
     (
+        "connect_named",
+        "the generated client's constructor by service name",
+    ),
+    (
         "connection",
         "the generated client's accessor for its connection",
     ),
@@ -49,6 +53,48 @@ pub struct Arg {
     pub ty: Type,
     /// For an argument `&T`, the `T`: the server decodes an owned form and lends it out.
     pub borrowed: Option<Type>,
+    /// For `&[u8]` and `Vec<u8>`: the bytes travel as `keel_rt::service::Bytes`, inline
+    /// when small and through the connection's bulk arena when large.
+    pub bytes: Option<ByteArg>,
+}
+
+/// How a byte-string argument is written, which decides how the server hands it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteArg {
+    /// `&[u8]`: lent to the method.
+    Slice,
+    /// `Vec<u8>`: given to the method.
+    Vec,
+}
+
+impl ByteArg {
+    /// The form of `ty`, if it is `&[u8]` or `Vec<u8>` (by any path ending in `Vec`).
+    fn of(ty: &Type) -> Option<ByteArg> {
+        match ty {
+            Type::Reference(reference) if reference.mutability.is_none() => {
+                let Type::Slice(slice) = &*reference.elem else {
+                    return None;
+                };
+                is_u8(&slice.elem).then_some(ByteArg::Slice)
+            }
+            Type::Path(TypePath { qself: None, path }) => {
+                let last = path.segments.last()?;
+                let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+                    return None;
+                };
+                let element = match generics.args.iter().collect::<Vec<_>>()[..] {
+                    [syn::GenericArgument::Type(element)] => element,
+                    _ => return None,
+                };
+                (last.ident == "Vec" && is_u8(element)).then_some(ByteArg::Vec)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn is_u8(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident("u8"))
 }
 
 /// Errors gathered while checking, reported together.
@@ -286,6 +332,7 @@ impl Arg {
             name,
             ty: ty.clone(),
             borrowed,
+            bytes: ByteArg::of(ty),
         }
     }
 }
@@ -442,6 +489,33 @@ mod tests {
                 Some("[u8]".into()),
                 None,
                 Some("Point".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_strings_are_told_apart_from_other_slices_and_vectors() {
+        let service = check(
+            "trait A { async fn f(&self, a: &[u8], b: Vec<u8>, c: alloc::vec::Vec<u8>, \
+             d: &[u16], e: Vec<u16>, f: [u8; 4], g: &Vec<u8>, h: Option<Vec<u8>>); }",
+        )
+        .unwrap();
+        let bytes: Vec<Option<ByteArg>> = service.methods[0]
+            .args
+            .iter()
+            .map(|arg| arg.bytes)
+            .collect();
+        assert_eq!(
+            bytes,
+            [
+                Some(ByteArg::Slice),
+                Some(ByteArg::Vec),
+                Some(ByteArg::Vec),
+                None,
+                None,
+                None,
+                None,
+                None
             ]
         );
     }

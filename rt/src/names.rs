@@ -10,7 +10,7 @@
 //! // A server, once it serves on its wake port:
 //! names::register("kv", executor::wake::port())?;
 //! // A client:
-//! let kv = KvClient::connect("kv")?;            // names::lookup, then the handshake
+//! let kv = KvClient::connect_named("kv")?;      // names::lookup, then the handshake
 //! ```
 //!
 //! Every answer carries 0 or an [`Error`] code in word 0; a transport failure (init gone,

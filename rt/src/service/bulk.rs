@@ -16,12 +16,15 @@
 //! against the arena before it touches a byte. The client can still change the bytes while
 //! the server reads them, so the server side offers only copying reads (volatile, never a
 //! reference into memory another process writes): copy what must not change.
+//!
+//! A `Bulk` belongs to the link (one start of the server) whose arena holds it: a call
+//! encoded for another link refuses it rather than send offsets into the wrong arena.
 
 use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -182,10 +185,42 @@ impl Drop for Bulk {
     }
 }
 
+/// The arena of the link a call is being encoded for (client side), 0 when none is.
+static ENCODING_ARENA: AtomicUsize = AtomicUsize::new(0);
+/// Set when a `Bulk` of another arena was met while encoding for `ENCODING_ARENA`.
+static FOREIGN_BULK: AtomicBool = AtomicBool::new(false);
+
+/// Encode `arguments` for the link whose arena is `arena`. A `Bulk` in them that lives in
+/// another arena (made before a reconnect, or on another connection) is `Disconnected`:
+/// its offsets mean nothing here.
+pub(super) fn encode_for<T: Serialize>(
+    arena: &Rc<Arena>,
+    arguments: &T,
+) -> Result<Vec<u8>, TransportError> {
+    // Encoding is synchronous, so no other call's encoding can interleave with this one.
+    ENCODING_ARENA.store(Rc::as_ptr(arena) as usize, Ordering::Relaxed);
+    FOREIGN_BULK.store(false, Ordering::Relaxed);
+    let encoded = super::encode(arguments);
+    ENCODING_ARENA.store(0, Ordering::Relaxed);
+    if FOREIGN_BULK.load(Ordering::Relaxed) {
+        return Err(TransportError::Disconnected);
+    }
+    encoded
+}
+
 impl Serialize for Bulk {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
-            Side::Client { offset, len, .. } => (*offset as u64, *len as u64).serialize(serializer),
+            Side::Client { arena, offset, len } => {
+                let encoding = ENCODING_ARENA.load(Ordering::Relaxed);
+                if encoding != 0 && encoding != Rc::as_ptr(arena) as usize {
+                    FOREIGN_BULK.store(true, Ordering::Relaxed);
+                    return Err(serde::ser::Error::custom(
+                        "bulk bytes in another connection's arena",
+                    ));
+                }
+                (*offset as u64, *len as u64).serialize(serializer)
+            }
             Side::Server { .. } => Err(serde::ser::Error::custom(
                 "a server cannot send bulk bytes back",
             )),

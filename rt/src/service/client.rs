@@ -1,7 +1,16 @@
-//! The client end of a connection: many calls in flight, matched to responses by call id.
+//! The client end of a connection: many calls in flight, matched to responses by call id;
+//! and, for a connection made by name, a new server found after the old one is gone.
+//!
+//! A [`Connection`] is a handle shared by a client and its clones. Behind it is one *link*
+//! at a time: the channel to one start of the server, with its rings, arena and reader
+//! task. When a call of an idempotent method fails with `ServerGone` and the connection
+//! was made by name, [`Connection::invoke`] looks the name up again, swaps in a link to the
+//! new start, and sends the call once more; every clone then uses the new link. The old
+//! link lives on only while something (a call that already failed, a [`Bulk`]) holds it.
 
 use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
@@ -12,8 +21,9 @@ use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push};
+use serde::Serialize;
 
-use super::bulk::{Arena, Bulk};
+use super::bulk::{self, Arena, Bulk};
 use super::channel::{Channel, RING_SIZE, next_bit};
 use super::{Interface, TransportError, label, status};
 use crate::executor::{sleep, spawn, wake};
@@ -21,6 +31,12 @@ use crate::ipc::{Message, Port};
 
 /// How long a call waits in silence before checking that the server still exists.
 const LIVENESS_PROBE: Duration = Duration::from_millis(20);
+/// How long a reconnect keeps trying while the name still leads to the dead server: init
+/// drops a registration only once it has reaped the server, which may be just after the
+/// client noticed. As long as init's own wait for a restarting server (docs/SYSTEM.md).
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
+/// The pause between lookups that found only the dead server.
+const STALE_LOOKUP_PAUSE: Duration = Duration::from_millis(5);
 
 /// A call in flight.
 enum Slot {
@@ -29,6 +45,7 @@ enum Slot {
     Done(Result<Vec<u8>, TransportError>),
 }
 
+/// One link: the channel to one start of the server.
 struct Inner {
     requests: Producer<'static>,
     responses: Consumer<'static>,
@@ -36,6 +53,9 @@ struct Inner {
     /// them (and lives on while a `Bulk` still holds it).
     arena: Rc<Arena>,
     server: Port,
+    /// Whether `server` is ours to delete: true when it came from a lookup, false when the
+    /// caller handed it over and still holds it.
+    owns_server: bool,
     server_bit: u32,
     bit: u32,
     next_call: Cell<u32>,
@@ -50,11 +70,26 @@ struct Inner {
 
 /// A connection to a service. Clones share it; any number of calls may be in flight.
 ///
-/// One reader task per connection takes responses off the ring and wakes exactly the call
-/// each belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`] of
+/// One reader task per link takes responses off the ring and wakes exactly the call each
+/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`] of
 /// silence, that the server still exists, so a dead server means `ServerGone`, not a hang.
 #[derive(Clone)]
-pub struct Connection(Rc<Inner>);
+pub struct Connection(Rc<Shared>);
+
+/// What the clones of a connection share.
+struct Shared {
+    interface: Interface,
+    /// The service name it was made with: where to find a new server. `None` for a
+    /// connection made from a port, which has nowhere else to go.
+    name: Option<String>,
+    /// The current link, swapped for a new one on reconnect.
+    link: RefCell<Rc<Inner>>,
+    /// One reconnect at a time: the calls that fail together wait for it and share it.
+    reconnecting: Cell<bool>,
+    /// Bumped when a reconnect ends, so its waiters know it did even if it failed.
+    reconnects: Cell<u64>,
+    reconnect_waiters: RefCell<Vec<Waker>>,
+}
 
 fn transport(error: Error) -> TransportError {
     match error {
@@ -64,9 +99,187 @@ fn transport(error: Error) -> TransportError {
 }
 
 impl Connection {
-    /// Connect to the service behind `server` (a send capability to its port). Must run on
-    /// the executor's thread: the connection's reader is a task.
+    /// Connect to the service behind `server` (a send capability to its port, which stays
+    /// the caller's). Must run on the executor's thread: the connection's reader is a task.
+    /// Such a connection cannot reconnect: after `ServerGone`, every call returns it.
     pub fn connect(server: Port, interface: Interface) -> Result<Connection, TransportError> {
+        let link = Inner::connect(server, false, interface)?;
+        Ok(Connection::new(link, interface, None))
+    }
+
+    /// Connect to service `name`, found through init's name service
+    /// ([`names::lookup`](crate::names::lookup)). A refused or failed lookup is
+    /// `Disconnected` (`ServerGone` if init itself is gone). The connection remembers
+    /// `name`: [`invoke`](Connection::invoke) reconnects through it for idempotent calls.
+    pub fn connect_named(name: &str, interface: Interface) -> Result<Connection, TransportError> {
+        let link = Inner::connect_named(name, interface)?;
+        Ok(Connection::new(link, interface, Some(name.into())))
+    }
+
+    fn new(link: Rc<Inner>, interface: Interface, name: Option<String>) -> Connection {
+        Connection(Rc::new(Shared {
+            interface,
+            name,
+            link: RefCell::new(link),
+            reconnecting: Cell::new(false),
+            reconnects: Cell::new(0),
+            reconnect_waiters: RefCell::new(Vec::new()),
+        }))
+    }
+
+    fn link(&self) -> Rc<Inner> {
+        self.0.link.borrow().clone()
+    }
+
+    /// Room for `len` bulk bytes in this connection's shared arena, to fill and pass to a
+    /// method taking a [`Bulk`]. The room is free again when the `Bulk` is dropped. A
+    /// `Bulk` belongs to the link it was made on: a call after a reconnect cannot carry it.
+    pub fn bulk(&self, len: usize) -> Result<Bulk, TransportError> {
+        Bulk::allocate(&self.link().arena, len)
+    }
+
+    /// Call `method` with arguments already encoded; the encoded result. One attempt,
+    /// whatever the method: the untyped form, for tests and tools.
+    pub async fn call(&self, method: u32, arguments: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.link().call(method, arguments).await
+    }
+
+    /// Call `method` with the arguments `arguments` builds for this connection (it may put
+    /// bytes in the arena, as [`Bytes`](super::Bytes) does); the encoded result. What the
+    /// generated clients call.
+    ///
+    /// When the call fails with `ServerGone`, `idempotent` is true and the connection was
+    /// made by name, the connection reconnects through the name service (whose lookup
+    /// waits for a restarting server) and the call is built and sent once more, to the new
+    /// server. Otherwise, or when no new server can be reached, the error is returned.
+    pub async fn invoke<A, F>(
+        &self,
+        method: u32,
+        idempotent: bool,
+        arguments: F,
+    ) -> Result<Vec<u8>, TransportError>
+    where
+        A: Serialize,
+        F: Fn(&Connection) -> Result<A, TransportError>,
+    {
+        let link = self.link();
+        let first = self.attempt(&link, method, &arguments).await;
+        let retry = first == Err(Attempt::Sending(TransportError::ServerGone))
+            && idempotent
+            && self.0.name.is_some();
+        if !retry {
+            return first.map_err(Attempt::into_error);
+        }
+        if self.reconnect(&link).await.is_err() {
+            return Err(TransportError::ServerGone);
+        }
+        match self.attempt(&self.link(), method, &arguments).await {
+            // Arguments that built the first time and not now hold a `Bulk` of the old
+            // link, which cannot travel on the new one: the call stays failed as it was.
+            Err(Attempt::Building(_)) => Err(TransportError::ServerGone),
+            outcome => outcome.map_err(Attempt::into_error),
+        }
+    }
+
+    /// Build, encode and send the call on `link`, the current one, keeping the built
+    /// arguments (and any arena room they hold) until the response is in.
+    async fn attempt<A: Serialize>(
+        &self,
+        link: &Inner,
+        method: u32,
+        arguments: &impl Fn(&Connection) -> Result<A, TransportError>,
+    ) -> Result<Vec<u8>, Attempt> {
+        // The builder runs synchronously, so the link it finds is still `link`.
+        let built = arguments(self).map_err(Attempt::Building)?;
+        let encoded = bulk::encode_for(&link.arena, &built).map_err(Attempt::Building)?;
+        let outcome = link.call(method, &encoded).await;
+        drop(built);
+        outcome.map_err(Attempt::Sending)
+    }
+
+    /// Replace `failed`, a link whose server is gone, by one to the server now registered
+    /// under the connection's name. Calls that fail together share one reconnect: one
+    /// that finds it done or under way takes its outcome.
+    async fn reconnect(&self, failed: &Rc<Inner>) -> Result<(), TransportError> {
+        let shared = &self.0;
+        let swapped = || !Rc::ptr_eq(&shared.link.borrow(), failed);
+        if swapped() {
+            return Ok(());
+        }
+        if shared.reconnecting.get() {
+            let started = shared.reconnects.get();
+            poll_fn(|cx| {
+                if shared.reconnects.get() != started {
+                    return Poll::Ready(());
+                }
+                shared
+                    .reconnect_waiters
+                    .borrow_mut()
+                    .push(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            return if swapped() {
+                Ok(())
+            } else {
+                Err(TransportError::ServerGone)
+            };
+        }
+        let name = shared.name.as_deref().ok_or(TransportError::ServerGone)?;
+        let _under_way = Reconnecting::begin(shared);
+        let link = Inner::connect_fresh(name, shared.interface).await?;
+        *shared.link.borrow_mut() = link;
+        Ok(())
+    }
+}
+
+/// Where an attempt failed: building its arguments, or carrying the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    Building(TransportError),
+    Sending(TransportError),
+}
+
+impl Attempt {
+    fn into_error(self) -> TransportError {
+        match self {
+            Attempt::Building(error) | Attempt::Sending(error) => error,
+        }
+    }
+}
+
+/// Marks a reconnect under way; its end (even by cancellation) wakes those waiting for it.
+struct Reconnecting<'a>(&'a Shared);
+
+impl<'a> Reconnecting<'a> {
+    fn begin(shared: &'a Shared) -> Reconnecting<'a> {
+        shared.reconnecting.set(true);
+        Reconnecting(shared)
+    }
+}
+
+impl Drop for Reconnecting<'_> {
+    fn drop(&mut self) {
+        let shared = self.0;
+        shared.reconnecting.set(false);
+        shared
+            .reconnects
+            .set(shared.reconnects.get().wrapping_add(1));
+        shared
+            .reconnect_waiters
+            .borrow_mut()
+            .drain(..)
+            .for_each(Waker::wake);
+    }
+}
+
+impl Inner {
+    /// A link to the server behind `server`; `owns_server` if the link is to delete it.
+    fn connect(
+        server: Port,
+        owns_server: bool,
+        interface: Interface,
+    ) -> Result<Rc<Inner>, TransportError> {
         let bit = next_bit();
         // The server gets a send-only copy of our wake port, to signal us with.
         let wake = wake::port()
@@ -98,6 +311,7 @@ impl Connection {
             responses,
             arena,
             server,
+            owns_server,
             server_bit,
             bit,
             next_call: Cell::new(0),
@@ -108,67 +322,85 @@ impl Connection {
             scratch: RefCell::new(alloc::vec![0; RING_SIZE / 2]),
         });
         spawn(read_responses(Rc::downgrade(&inner)));
-        Ok(Connection(inner))
+        Ok(inner)
     }
 
-    /// Connect to service `name`, found through init's name service
-    /// ([`names::lookup`](crate::names::lookup)). A refused or failed lookup is
-    /// `Disconnected` (`ServerGone` if init itself is gone).
-    pub fn connect_named(name: &str, interface: Interface) -> Result<Connection, TransportError> {
+    /// A link to the server registered as `name`.
+    fn connect_named(name: &str, interface: Interface) -> Result<Rc<Inner>, TransportError> {
         let server = crate::names::lookup(name).map_err(transport)?;
-        Connection::connect(server, interface)
+        Inner::connect(server, true, interface).inspect_err(|_| {
+            let _ = server.delete();
+        })
     }
 
-    /// Room for `len` bulk bytes in this connection's shared arena, to fill and pass to a
-    /// method taking a [`Bulk`]. The room is free again when the `Bulk` is dropped.
-    pub fn bulk(&self, len: usize) -> Result<Bulk, TransportError> {
-        Bulk::allocate(&self.0.arena, len)
+    /// A link to the server registered as `name` after the last one was found gone: until
+    /// init has reaped that one, a lookup may still lead to it, so one that reaches a dead
+    /// server is tried again, a little later, up to [`RECONNECT_WAIT`]. The lookup itself
+    /// waits for a server that is restarting.
+    async fn connect_fresh(name: &str, interface: Interface) -> Result<Rc<Inner>, TransportError> {
+        let deadline = crate::time::uptime() + RECONNECT_WAIT;
+        loop {
+            // A failed lookup (init refuses, or waited in vain) is final; only a connect
+            // to the port a lookup gave can find the dead server.
+            let server = crate::names::lookup(name).map_err(transport)?;
+            match Inner::connect(server, true, interface) {
+                Err(TransportError::ServerGone) if crate::time::uptime() < deadline => {
+                    let _ = server.delete();
+                    sleep(STALE_LOOKUP_PAUSE).await;
+                }
+                outcome => {
+                    if outcome.is_err() {
+                        let _ = server.delete();
+                    }
+                    return outcome;
+                }
+            }
+        }
     }
 
-    /// Call `method` with encoded arguments; the encoded result.
-    pub async fn call(&self, method: u32, arguments: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let inner = &self.0;
-        if let Some(error) = inner.broken.get() {
+    /// Call `method` with encoded arguments on this link; the encoded result.
+    async fn call(&self, method: u32, arguments: &[u8]) -> Result<Vec<u8>, TransportError> {
+        if let Some(error) = self.broken.get() {
             return Err(error);
         }
-        let id = inner.next_call.get();
-        inner.next_call.set(id.wrapping_add(1));
+        let id = self.next_call.get();
+        self.next_call.set(id.wrapping_add(1));
         let mut record = Vec::with_capacity(8 + arguments.len());
         record.extend_from_slice(&id.to_le_bytes());
         record.extend_from_slice(&method.to_le_bytes());
         record.extend_from_slice(arguments);
-        let was_idle = inner.pending.borrow().is_empty();
-        inner.pending.borrow_mut().insert(id, Slot::Waiting(None));
+        let was_idle = self.pending.borrow().is_empty();
+        self.pending.borrow_mut().insert(id, Slot::Waiting(None));
         if was_idle {
             // The reader sleeps without a liveness check while nothing is in flight.
-            inner.wake_reader();
+            self.wake_reader();
         }
         let result = match self.submit(&record).await {
             Ok(()) => self.response(id).await,
             Err(error) => Err(error),
         };
-        inner.pending.borrow_mut().remove(&id);
+        self.pending.borrow_mut().remove(&id);
         result
     }
 
     /// Put a request in the ring, waiting for room if it is full.
     async fn submit(&self, record: &[u8]) -> Result<(), TransportError> {
-        let inner = &self.0;
         loop {
-            if let Some(error) = inner.broken.get() {
+            if let Some(error) = self.broken.get() {
                 return Err(error);
             }
-            match inner.requests.push(record) {
+            match self.requests.push(record) {
                 Ok(Push::Done { wake_consumer }) => {
                     if wake_consumer {
-                        inner
-                            .server
-                            .notify(1 << inner.server_bit)
-                            .map_err(transport)?;
+                        // A server that cannot be signalled is gone for every call, not
+                        // just this one: mark the link so a reconnect knows to replace it.
+                        self.server
+                            .notify(1 << self.server_bit)
+                            .map_err(|error| self.fail(transport(error)))?;
                     }
                     return Ok(());
                 }
-                Ok(Push::Full) => match inner.requests.prepare_wait(record.len()) {
+                Ok(Push::Full) => match self.requests.prepare_wait(record.len()) {
                     Ok(true) => {
                         let mut registered = false;
                         poll_fn(|cx| {
@@ -176,17 +408,17 @@ impl Connection {
                                 return Poll::Ready(());
                             }
                             registered = true;
-                            inner.space_waiters.borrow_mut().push(cx.waker().clone());
+                            self.space_waiters.borrow_mut().push(cx.waker().clone());
                             Poll::Pending
                         })
                         .await
                     }
                     Ok(false) => {}
-                    Err(_) => return Err(inner.fail(TransportError::Disconnected)),
+                    Err(_) => return Err(self.fail(TransportError::Disconnected)),
                 },
                 Err(keel_ring::RingError::TooLarge) => return Err(TransportError::TooLarge),
                 Err(keel_ring::RingError::Corrupt) => {
-                    return Err(inner.fail(TransportError::Disconnected));
+                    return Err(self.fail(TransportError::Disconnected));
                 }
             }
         }
@@ -195,7 +427,7 @@ impl Connection {
     /// Wait until the reader has filed call `id`'s response.
     async fn response(&self, id: u32) -> Result<Vec<u8>, TransportError> {
         poll_fn(|cx| {
-            let mut pending = self.0.pending.borrow_mut();
+            let mut pending = self.pending.borrow_mut();
             match pending.get_mut(&id) {
                 Some(Slot::Done(_)) => match pending.remove(&id) {
                     Some(Slot::Done(result)) => Poll::Ready(result),
@@ -268,6 +500,9 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.wake_reader();
+        if self.owns_server {
+            let _ = self.server.delete();
+        }
     }
 }
 

@@ -8,15 +8,27 @@
 //! busy pair exchanges calls without a single syscall. The kernel carries only the connect
 //! handshake, which also hands over the memory object and the client's wake port.
 //!
+//! Large arguments need not squeeze through the ring: the memory object also holds a bulk
+//! arena the client writes and the server reads. A [`Bulk`] argument is filled in place
+//! there (zero-copy); `&[u8]` and `Vec<u8>` arguments travel as [`Bytes`], inline up to
+//! [`INLINE_LIMIT`] and through the arena above it. Results always travel inline.
+//!
+//! A connection made by name ([`Connection::connect_named`]) survives its server: an
+//! idempotent call that finds the server gone reconnects through the name service and is
+//! sent once more ([`Connection::invoke`]).
+//!
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.
 
 mod bulk;
+mod bytes;
 mod channel;
 mod client;
 mod server;
 
 pub use bulk::Bulk;
+pub use bytes::{Bytes, INLINE_LIMIT};
+pub use channel::BULK_SIZE;
 pub use client::Connection;
 pub use server::{Dispatch, serve};
 
@@ -44,7 +56,8 @@ pub enum TransportError {
     MalformedReply,
     /// The server could not decode the request (or does not know the method).
     Rejected,
-    /// The arguments do not fit in one request record, or the result in one response.
+    /// The arguments do not fit in one request record (or bytes of them in the bulk
+    /// arena's free room), or the result in one response.
     TooLarge,
 }
 
@@ -62,7 +75,7 @@ impl core::fmt::Display for TransportError {
             TransportError::MalformedReply => f.write_str("malformed reply"),
             TransportError::Rejected => f.write_str("the server rejected the request as malformed"),
             TransportError::TooLarge => {
-                f.write_str("the arguments or the result do not fit in a record")
+                f.write_str("the arguments or the result do not fit in a record or the arena")
             }
         }
     }

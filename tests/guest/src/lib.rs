@@ -141,6 +141,12 @@ roles! {
     /// [`system::CALLS_FAIL_WITHIN`], that a lookup finds its new start within
     /// [`system::RESTARTED_WITHIN`], and that `steady` answered throughout, unchanged.
     WitnessCaller = "witness-caller",
+    /// Started by the supervisor; may connect to `witness` and kill. With a client made by
+    /// name, have the witness killed; check that a call of a method that is not idempotent
+    /// then fails with `ServerGone`, that an idempotent one reconnects by name and reaches
+    /// the new start within [`system::RESTARTED_WITHIN`], and that the client's clones
+    /// share the new connection.
+    WitnessRetrier = "witness-retrier",
     /// Started by the supervisor with no grants. Check that every request but `LIST` is
     /// refused (lookups of the argument and of a name nobody has included), that minting
     /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.

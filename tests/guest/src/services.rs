@@ -5,10 +5,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// The largest `&[u8]` argument one request record carries. A record is at most half of
-/// its 64 KiB ring less its 4-byte length: 32,764 bytes. A request spends 8 of them on the
-/// call and method ids, and the slice's length takes 3 (a varint, from 16 KiB up).
-pub const MAX_INLINE_BYTES: usize = 64 * 1024 / 2 - 4 - 8 - 3;
+/// The largest `Vec<u8>` result one response record carries. A record is at most half of
+/// its 64 KiB ring less its 4-byte length: 32,764 bytes. A response spends 8 of them on the
+/// call id and status, and the vector's length takes 3 (a varint, from 16 KiB up).
+pub const MAX_INLINE_RESULT: usize = 64 * 1024 / 2 - 4 - 8 - 3;
 
 #[keel_rt::service]
 pub trait Probe {
@@ -32,6 +32,23 @@ pub trait Probe {
     async fn greet(&self, name: &str) -> String;
     /// The length of `data` and the wrapping sum of its little-endian words, read in place.
     async fn checksum(&self, data: keel_rt::service::Bulk) -> (u64, u64);
+    /// The same as `checksum`, of bytes that travel inline or through the arena by size.
+    #[idempotent]
+    async fn checksum_bytes(&self, data: &[u8]) -> (u64, u64);
+}
+
+/// The length of `bytes` and the wrapping sum of their little-endian 64-bit words, the
+/// last one zero-padded: what `checksum` and `checksum_bytes` answer.
+pub fn checksum(bytes: &[u8]) -> (u64, u64) {
+    let sum = bytes
+        .chunks(8)
+        .map(|chunk| {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(word)
+        })
+        .fold(0, u64::wrapping_add);
+    (bytes.len() as u64, sum)
 }
 
 /// `Probe` as another version has it: `echo` takes a `u32`. Its interface hash differs.

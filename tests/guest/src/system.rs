@@ -18,4 +18,7 @@ pub trait Witness {
     async fn who(&self) -> (u32, u64);
     /// Never answers: a call in flight for as long as the server lives.
     async fn hold(&self);
+    /// Counts this call; how many this start of the server has counted. Running it twice
+    /// counts twice, so it is not idempotent.
+    async fn count(&self) -> u64;
 }

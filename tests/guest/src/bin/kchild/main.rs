@@ -143,6 +143,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::ProbeServer => services::probe_server(),
         Role::WitnessServer => system::witness_server(arg),
         Role::WitnessCaller => system::witness_caller(),
+        Role::WitnessRetrier => system::witness_retrier(),
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
     }

@@ -9,7 +9,7 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use keel_guest_tests::services::{Probe, serve_probe};
+use keel_guest_tests::services::{Probe, checksum, serve_probe};
 use keel_rt::{bootstrap, executor};
 
 use crate::{Failure, OrSetup};
@@ -36,6 +36,10 @@ struct Gathering {
 impl Probe for Prober {
     async fn checksum(&self, data: keel_rt::service::Bulk) -> (u64, u64) {
         (data.len() as u64, data.words().fold(0, u64::wrapping_add))
+    }
+
+    async fn checksum_bytes(&self, data: &[u8]) -> (u64, u64) {
+        checksum(data)
     }
 
     async fn echo(&self, value: u64) -> u64 {

@@ -1,6 +1,7 @@
 //! The roles the `system` suite's manifests start under the supervisor: a witness server,
-//! its caller, a process granted nothing, one granted devices. Each talks to init through
-//! handle 1 ([`keel_rt::names`]) and checks what it was promised.
+//! its callers (one with the port a lookup gave, one connected by name so that its client
+//! reconnects), a process granted nothing, one granted devices. Each talks to init
+//! through handle 1 ([`keel_rt::names`]) and checks what it was promised.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -28,6 +29,7 @@ pub fn witness_server(name: &str) -> Result<i32, Failure> {
 #[derive(Default)]
 struct Server {
     calls: Cell<u64>,
+    counted: Cell<u64>,
 }
 
 impl Witness for Server {
@@ -39,6 +41,11 @@ impl Witness for Server {
 
     async fn hold(&self) {
         core::future::pending().await
+    }
+
+    async fn count(&self) -> u64 {
+        self.counted.set(self.counted.get() + 1);
+        self.counted.get()
     }
 }
 
@@ -92,11 +99,7 @@ async fn call_through_a_restart() -> Result<i32, Failure> {
     let killed_at = time::ticks();
     let witness = connect("witness")?;
     let (second_pid, calls) = who(&witness, "the restarted witness").await?;
-    let took = time::ticks_to_duration(time::ticks() - killed_at);
-    if took > RESTARTED_WITHIN {
-        let why = format!("the witness answered again after {took:?}");
-        return Err(Failure::check(why));
-    }
+    back_in_time(killed_at, "the witness answered again")?;
     if second_pid == first_pid || calls != 0 {
         let why = format!(
             "the witness after the kill: pid {second_pid} (before {first_pid}), {calls} calls before"
@@ -116,6 +119,54 @@ async fn call_through_a_restart() -> Result<i32, Failure> {
         "the witness in LIST",
         line.map(|l| (l.pid, l.state.as_str(), l.restarts)),
         Some((second_pid, "running", 1)),
+    )?;
+    Ok(0)
+}
+
+/// A failed check, saying `what` happened when, if [`RESTARTED_WITHIN`] has passed since
+/// `since` (in ticks).
+fn back_in_time(since: u64, what: &str) -> Result<(), Failure> {
+    let took = time::ticks_to_duration(time::ticks() - since);
+    if took > RESTARTED_WITHIN {
+        return Err(Failure::check(format!("{what} after {took:?}")));
+    }
+    Ok(())
+}
+
+pub fn witness_retrier() -> Result<i32, Failure> {
+    executor::block_on(retry_through_a_restart())
+}
+
+/// What a client connected by name does by itself when its server is killed and restarted.
+async fn retry_through_a_restart() -> Result<i32, Failure> {
+    let witness = WitnessClient::connect_named("witness")
+        .map_err(|error| Failure::check(format!("connecting by name: {error}")))?;
+    let (first_pid, _) = who(&witness, "witness").await?;
+    expect_eq("a count before the kill", witness.count().await, Ok(1))?;
+    names::kill("witness").or_setup("killing the witness through init")?;
+
+    // The client cannot know whether the dead server ran a call, so one that is not
+    // idempotent is not sent again.
+    expect_eq(
+        "a count after the kill",
+        witness.count().await,
+        Err(TransportError::ServerGone),
+    )?;
+
+    // An idempotent one is: the client finds the new start by name. Asked of a clone, to
+    // see below that all clones share what it reconnected.
+    let asked_at = time::ticks();
+    let (second_pid, calls) = who(&witness.clone(), "the witness after the kill").await?;
+    back_in_time(asked_at, "the retried call was answered")?;
+    expect_eq(
+        "(a new pid, calls the new start answered before)",
+        (second_pid != first_pid, calls),
+        (true, 0),
+    )?;
+    expect_eq(
+        "a count on the new connection",
+        witness.count().await,
+        Ok(1),
     )?;
     Ok(0)
 }

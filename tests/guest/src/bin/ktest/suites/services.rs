@@ -1,7 +1,7 @@
 //! Services end to end: `ktest` is a client of the [`Probe`] service that
 //! `kchild probe-server` serves (each test starts its own, through `keel_rt::bootstrap`);
-//! calls in flight, ordering, payload limits, a server that dies, clients that misbehave,
-//! versions that differ.
+//! calls in flight, ordering, payload limits, byte arguments inline and through the bulk
+//! arena, a server that dies, clients that misbehave, versions that differ.
 //!
 //! What a connection promises about order: the server takes requests in the order they
 //! were sent and starts their methods in that order; responses come back as each method
@@ -18,11 +18,13 @@ use core::time::Duration;
 
 use futures_util::future::join_all;
 use keel_guest_tests::Role;
-use keel_guest_tests::services::{MAX_INLINE_BYTES, PROBE_INTERFACE, ProbeClient, changed};
+use keel_guest_tests::services::{
+    MAX_INLINE_RESULT, PROBE_INTERFACE, ProbeClient, changed, checksum,
+};
 use keel_rt::executor::{self, sleep, spawn, timeout};
 use keel_rt::ipc::Port;
 use keel_rt::process::{self, Pid, Spawn};
-use keel_rt::service::{TransportError, encode};
+use keel_rt::service::{BULK_SIZE, INLINE_LIMIT, TransportError, encode};
 use keel_rt::{bootstrap, println, time};
 
 use crate::check::{Context, all, ensure, expect_eq};
@@ -34,8 +36,10 @@ pub const SUITE: Suite = suite!(services:
     a_call_returns_the_servers_answer,
     a_thousand_calls_in_flight_each_get_their_own_answer,
     requests_start_in_the_order_they_were_sent,
-    the_largest_inline_payload_arrives_intact,
+    the_largest_inline_result_arrives_intact,
     a_mebibyte_travels_zero_copy_through_the_bulk_arena,
+    a_mebibyte_slice_travels_through_the_arena_intact,
+    byte_arguments_up_to_the_inline_limit_need_no_arena,
     a_result_too_large_for_a_record_is_an_error_not_a_hang,
     a_killed_server_is_server_gone_within_a_second,
     garbage_in_a_connections_rings_leaves_the_server_serving_others,
@@ -141,17 +145,19 @@ fn requests_start_in_the_order_they_were_sent() -> Result<(), String> {
     })
 }
 
-fn the_largest_inline_payload_arrives_intact() -> Result<(), String> {
+fn the_largest_inline_result_arrives_intact() -> Result<(), String> {
     with_client(|probe| async move {
-        let bytes: Vec<u8> = (0..MAX_INLINE_BYTES).map(|i| (i ^ i >> 8) as u8).collect();
+        // The argument, above the inline limit, goes through the arena; the result comes
+        // back inline, at the most a response record holds.
+        let bytes: Vec<u8> = (0..MAX_INLINE_RESULT).map(|i| (i ^ i >> 8) as u8).collect();
         let echoed = within("echo_bytes", HUNG, probe.echo_bytes(&bytes)).await?;
-        let too_large = vec![0; MAX_INLINE_BYTES + 1];
+        let too_large = vec![0; MAX_INLINE_RESULT + 1];
         let refused = within("echo_bytes", HUNG, probe.echo_bytes(&too_large)).await?;
         let after = within("echo", HUNG, probe.echo(1)).await?;
         all([
             ensure(echoed.as_ref() == Ok(&bytes), || {
                 format!(
-                    "{MAX_INLINE_BYTES} bytes came back changed: {:?}",
+                    "{MAX_INLINE_RESULT} bytes came back changed: {:?}",
                     echoed.as_ref().map(Vec::len)
                 )
             }),
@@ -178,21 +184,14 @@ fn a_mebibyte_travels_zero_copy_through_the_bulk_arena() -> Result<(), String> {
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = (i ^ i >> 11) as u8;
         }
-        let expected = bytes
-            .chunks(8)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("whole words")))
-            .fold(0, u64::wrapping_add);
+        let expected = checksum(bytes);
         let free_before = frames();
         let sum = within("checksum", HUNG, probe.checksum(data)).await?;
         // Were the bytes copied anywhere (a ring, the kernel), pages would be spent on them.
         let spent = free_before.saturating_sub(frames());
         let too_big = probe.connection().bulk(4 * MIB).map(drop);
         all([
-            expect_eq(
-                "the server's length and checksum",
-                sum,
-                Ok((MIB as u64, expected)),
-            ),
+            expect_eq("the server's length and checksum", sum, Ok(expected)),
             ensure(spent < 16, || {
                 format!("{spent} frames spent on a zero-copy call")
             }),
@@ -205,13 +204,74 @@ fn a_mebibyte_travels_zero_copy_through_the_bulk_arena() -> Result<(), String> {
     })
 }
 
+fn a_mebibyte_slice_travels_through_the_arena_intact() -> Result<(), String> {
+    const MIB: usize = 1 << 20;
+    with_client(|probe| async move {
+        let bytes: Vec<u8> = (0..MIB).map(|i| (i ^ i >> 11) as u8).collect();
+        let sum = within("checksum_bytes", HUNG, probe.checksum_bytes(&bytes)).await?;
+        let beyond = vec![0; BULK_SIZE + 1];
+        let refused = within("checksum_bytes", HUNG, probe.checksum_bytes(&beyond)).await?;
+        // The arena room of both is free again: the whole arena can be had.
+        let room = probe.connection().bulk(BULK_SIZE).map(drop);
+        let after = within("echo", HUNG, probe.echo(10)).await?;
+        all([
+            expect_eq(
+                "the server's length and checksum",
+                sum,
+                Ok(checksum(&bytes)),
+            ),
+            expect_eq(
+                "a slice larger than the arena",
+                refused,
+                Err(TransportError::TooLarge),
+            ),
+            expect_eq("the whole arena, after both calls", room, Ok(())),
+            expect_eq("a call after that", after, Ok(10)),
+        ])
+    })
+}
+
+fn byte_arguments_up_to_the_inline_limit_need_no_arena() -> Result<(), String> {
+    with_client(|probe| async move {
+        let at_limit: Vec<u8> = (0..INLINE_LIMIT).map(|i| i as u8).collect();
+        let over_limit: Vec<u8> = (0..=INLINE_LIMIT).map(|i| (i * 3) as u8).collect();
+        // With all the arena taken, only bytes that travel inline can go.
+        let everything = probe
+            .connection()
+            .bulk(BULK_SIZE)
+            .map_err(|e| format!("the whole arena: {e}"))?;
+        let inline = within("checksum_bytes", HUNG, probe.checksum_bytes(&at_limit)).await?;
+        let starved = within("checksum_bytes", HUNG, probe.checksum_bytes(&over_limit)).await?;
+        drop(everything);
+        let through_arena =
+            within("checksum_bytes", HUNG, probe.checksum_bytes(&over_limit)).await?;
+        all([
+            expect_eq(
+                &format!("{INLINE_LIMIT} bytes, the arena full"),
+                inline,
+                Ok(checksum(&at_limit)),
+            ),
+            expect_eq(
+                "one byte more, the arena full",
+                starved,
+                Err(TransportError::TooLarge),
+            ),
+            expect_eq(
+                "one byte more, the arena free",
+                through_arena,
+                Ok(checksum(&over_limit)),
+            ),
+        ])
+    })
+}
+
 fn frames() -> usize {
     keel_rt::sys::sys_info(keel_abi::SysInfo::FreeFrames).unwrap_or(0)
 }
 
 fn a_result_too_large_for_a_record_is_an_error_not_a_hang() -> Result<(), String> {
     with_client(|probe| async move {
-        let len = (MAX_INLINE_BYTES + 1) as u32;
+        let len = (MAX_INLINE_RESULT + 1) as u32;
         let filled = within("fill", HUNG, probe.fill(len)).await?;
         let after = within("echo", HUNG, probe.echo(2)).await?;
         all([
@@ -307,7 +367,11 @@ fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
         };
         let mut echo_and_more = encode(&(5u64,)).context("encoding")?;
         echo_and_more.push(0);
-        let requests: [(&str, u32, Vec<u8>); 4] = [
+        // A `Bytes` on the wire is a postcard enum (docs/SERVICES.md): variant 1 is an arena
+        // range, its offset and length, each a varint as the variant index is.
+        let bytes_in_arena = |offset: u64, len: u64| encode(&(1u32, offset, len));
+        let arena = BULK_SIZE as u64;
+        let requests: [(&str, u32, Vec<u8>); 9] = [
             (
                 "a method id past the last",
                 ProbeClient::METHODS.len() as u32,
@@ -320,6 +384,31 @@ fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
             ),
             ("echo with a number cut short", id("echo"), vec![0x80]),
             ("echo with a byte left over", id("echo"), echo_and_more),
+            (
+                "checksum_bytes starting past the arena",
+                id("checksum_bytes"),
+                bytes_in_arena(arena, 64).context("encoding")?,
+            ),
+            (
+                "checksum_bytes running past the arena",
+                id("checksum_bytes"),
+                bytes_in_arena(arena - 64, 128).context("encoding")?,
+            ),
+            (
+                "checksum_bytes whose end overflows",
+                id("checksum_bytes"),
+                bytes_in_arena(64, u64::MAX).context("encoding")?,
+            ),
+            (
+                "checksum_bytes at an unaligned offset",
+                id("checksum_bytes"),
+                bytes_in_arena(1, 64).context("encoding")?,
+            ),
+            (
+                "checksum_bytes with a variant that is neither",
+                id("checksum_bytes"),
+                encode(&(2u32, 0u64)).context("encoding")?,
+            ),
         ];
         let mut checks = Vec::new();
         for (what, method, arguments) in requests {

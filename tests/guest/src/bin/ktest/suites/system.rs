@@ -23,6 +23,7 @@ use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(system:
     a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone,
+    a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart,
     a_server_without_grants_is_refused_every_service_and_device,
     a_server_holds_exactly_the_capabilities_its_manifest_grants,
     a_crashing_server_is_restarted_up_to_its_limit_then_given_up,
@@ -75,6 +76,43 @@ fn a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone() -> R
                     status(&system, "steady")?.restarts,
                 ),
                 (steady.pid, 0),
+            ),
+            expect_eq("failures", system.failures(), alloc::vec![]),
+        ])
+    })
+}
+
+/// A witness that comes back 20 ms after it ends; a client of it, connected by name, that
+/// kills it and calls on.
+const RETRIES: &str = "\
+keel-manifest 1
+server witness
+program kchild
+args witness-server witness
+restart always 3 20
+server retrier
+program kchild
+args witness-retrier
+connect witness
+may_kill
+restart never 0 0
+";
+
+fn a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart() -> Result<(), String>
+{
+    run(RETRIES, async |system: System| {
+        let retrier = finished(&system, "retrier").await?;
+        let witness = status(&system, "witness")?;
+        all([
+            expect_eq(
+                "how the retrier ended",
+                retrier.last_exit,
+                Some(Exit::Exited(0)),
+            ),
+            expect_eq(
+                "the witness (state, restarts)",
+                (witness.state, witness.restarts),
+                (State::Running, 1),
             ),
             expect_eq("failures", system.failures(), alloc::vec![]),
         ])
