@@ -565,17 +565,3 @@ async fn read_responses(connection: Weak<Inner>) {
         }
     }
 }
-
-/// Complete at the next notification carrying `bit` (or any earlier poll: callers re-check).
-pub(super) async fn next_signal(bit: u32) {
-    let mut registered = false;
-    poll_fn(|cx| {
-        if registered {
-            return Poll::Ready(());
-        }
-        registered = true;
-        wake::on_notification(bit, cx.waker());
-        Poll::Pending
-    })
-    .await
-}

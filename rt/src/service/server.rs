@@ -8,7 +8,6 @@ use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 
 use super::channel::{Channel, RING_SIZE, next_bit};
-use super::client::next_signal;
 use super::{Interface, label, status};
 use crate::executor::{spawn, wake};
 use crate::ipc::{Message, Port, Received};
@@ -106,7 +105,7 @@ async fn serve_connection<D: Dispatch + 'static>(connection: Served, service: Rc
                 spawn(answer(connection.clone(), service.clone(), record));
             }
             Ok(Pop::Empty) => match connection.requests.prepare_wait() {
-                Ok(true) => next_signal(connection.bit).await,
+                Ok(true) => wake::notification(connection.bit).await,
                 Ok(false) => {}
                 Err(_) => return,
             },
@@ -141,7 +140,7 @@ impl Served {
                 }
                 Push::Full => {
                     if self.responses.prepare_wait(record.len())? {
-                        next_signal(self.bit).await;
+                        wake::notification(self.bit).await;
                     }
                 }
             }
