@@ -102,17 +102,16 @@ impl Kernel {
         }
         let buffer = self.current_thread().ipc_buffer.ok_or(Error::BadAddress)?;
         let space = self.current_space();
-        let buffer: IpcBuffer = UserSlice::of::<IpcBuffer>(buffer).read_value(space)?;
-        message.payload = Vec::new();
-        message
-            .payload
-            .try_reserve_exact(info.payload_len())
-            .map_err(|_| Error::OutOfMemory)?;
-        message
-            .payload
-            .extend_from_slice(&buffer.payload[..info.payload_len()]);
+        // Only what the message uses is read: the handles, then the payload's bytes.
+        let caps: [u32; MESSAGE_CAPS] =
+            UserSlice::of::<[u32; MESSAGE_CAPS]>(buffer).read_value(space)?;
+        let payload = UserSlice::new(
+            buffer + core::mem::offset_of!(IpcBuffer, payload),
+            info.payload_len(),
+        );
+        message.payload = payload.read_vec(space)?;
         let mut granted = heapless::Vec::<_, MESSAGE_CAPS>::new();
-        for &handle in &buffer.caps[..info.caps()] {
+        for &handle in &caps[..info.caps()] {
             let cap = self.cap_check(pid, handle, None, rights::GRANT)?;
             let _ = granted.push((handle, cap));
         }
