@@ -122,6 +122,7 @@ fn hostile_counters_are_corrupt_not_panics() {
     assert_eq!(pop(&shared.consumer()), Err(RingError::Corrupt));
     assert_eq!(shared.producer().push(b"x"), Err(RingError::Corrupt));
     shared.header.tail.store(8, Relaxed);
+    // SAFETY: the test owns the ring; nothing else touches the byte.
     shared.data[0].with_mut(|p| unsafe { *p = 200 });
     assert_eq!(
         pop(&shared.consumer()),
@@ -163,6 +164,7 @@ proptest! {
         shared.header.head.store(head, Relaxed);
         shared.header.tail.store(tail, Relaxed);
         for (cell, byte) in shared.data.iter().zip(bytes) {
+            // SAFETY: the test owns the ring; nothing else touches the byte.
             cell.with_mut(|p| unsafe { *p = byte });
         }
         if let Ok(Some(record)) = pop(&shared.consumer()) {
