@@ -17,6 +17,8 @@ use thread::{Start, Thread, ThreadState, Tid};
 /// Set when the running thread should give way; checked on every return to user space
 /// without taking the kernel lock.
 static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+/// Set when a thread died while running and waits in `dead` to be freed.
+static DEAD_PENDING: AtomicBool = AtomicBool::new(false);
 
 fn request_reschedule() {
     NEED_RESCHED.store(true, Ordering::Relaxed);
@@ -111,6 +113,7 @@ impl Scheduler {
 
     pub fn note_dead_current(&mut self) {
         self.dead.push(self.current);
+        DEAD_PENDING.store(true, Ordering::Relaxed);
         request_reschedule();
     }
 
@@ -184,7 +187,11 @@ impl Kernel {
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
-    let mut k = kernel();
+    reschedule_locked(kernel())
+}
+
+/// [`reschedule`] for a caller that already holds the kernel lock.
+pub fn reschedule_locked(mut k: KernelGuard) {
     NEED_RESCHED.store(false, Ordering::Relaxed);
     let current = k.sched.current;
     let slice_over = k.sched.slice_left == 0;
@@ -239,6 +246,10 @@ pub fn switch_to(mut k: KernelGuard, next: Tid) {
 
 /// Runs on the new thread after every switch: free threads that died while running.
 pub fn finish_switch() {
+    // Almost every switch has nobody to free: skip the lock then.
+    if !DEAD_PENDING.swap(false, Ordering::Relaxed) {
+        return;
+    }
     let mut k = kernel();
     let dead = core::mem::take(&mut k.sched.dead);
     for tid in dead {

@@ -8,7 +8,7 @@ use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{reschedule, switch_to};
+use crate::sched::{reschedule_locked, switch_to};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -46,8 +46,7 @@ pub fn send(frame: &mut TrapFrame) -> SyscallResult {
 
 /// Wait for the current thread's inbox to be filled, then finish the delivery.
 fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
-    drop(k);
-    reschedule();
+    reschedule_locked(k);
     finish(frame, how)
 }
 

@@ -4,7 +4,7 @@ use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::kernel::kernel;
 use crate::proc::MAX_THREADS;
-use crate::sched::{reschedule, thread::Start, thread::ThreadState};
+use crate::sched::{reschedule, reschedule_locked, thread::Start, thread::ThreadState};
 use keel_abi::{Error, PRIORITY_LEVELS, SyscallResult, layout};
 
 fn user_address(addr: usize) -> Result<usize, Error> {
@@ -48,8 +48,9 @@ pub fn exit(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 pub fn yield_now(_: &mut TrapFrame) -> SyscallResult {
-    kernel().yield_current();
-    reschedule();
+    let mut k = kernel();
+    k.yield_current();
+    reschedule_locked(k);
     Ok(0)
 }
 
