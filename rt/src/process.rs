@@ -93,7 +93,7 @@ impl<'a> Spawn<'a> {
             args_len: self.args.len(),
             priority: self.priority.unwrap_or_else(current_priority),
             rights: self.rights,
-            _reserved: 0,
+            process_cap: 0,
             // No capabilities is a null list, not a dangling pointer.
             caps_ptr: if self.caps.is_empty() {
                 0
@@ -104,10 +104,30 @@ impl<'a> Spawn<'a> {
         }
     }
 
-    /// Creates the process; returns its pid.
+    /// Creates the process; returns its pid. This process's capability to the child stays
+    /// in its space until the child is reaped ([`spawn_child`](Spawn::spawn_child) names it).
     pub fn spawn(&self) -> Result<Pid, Error> {
-        sys::process_spawn(&self.request())
+        self.spawn_child().map(|child| child.pid)
     }
+
+    /// Creates the process; returns its pid and this process's capability to it (MANAGE,
+    /// READ, GRANT: pass a copy on to let another process kill it or handle its faults).
+    pub fn spawn_child(&self) -> Result<Child, Error> {
+        let mut request = self.request();
+        let pid = sys::process_spawn(&mut request)?;
+        Ok(Child {
+            pid,
+            cap: request.process_cap,
+        })
+    }
+}
+
+/// A process this one started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Child {
+    pub pid: Pid,
+    /// The capability to it; the kernel deletes it when the child is reaped.
+    pub cap: keel_abi::cap::Handle,
 }
 
 /// How a process ended.

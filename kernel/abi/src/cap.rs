@@ -39,6 +39,8 @@ pub mod kind {
     pub const IO_PORTS: u32 = 6;
     /// The kernel log buffer.
     pub const LOG: u32 = 7;
+    /// A process: the right to manage it (kill, handle its faults) or look into it.
+    pub const PROCESS: u32 = 8;
 }
 
 /// Rights a capability carries. Deriving can only remove rights.
@@ -54,7 +56,9 @@ pub mod rights {
     pub const READ: u32 = 1 << 6;
     /// Learn the physical addresses of a memory object (for device DMA).
     pub const DMA: u32 = 1 << 7;
-    pub const ALL: u32 = (1 << 8) - 1;
+    /// Kill a process, or handle its faults.
+    pub const MANAGE: u32 = 1 << 8;
+    pub const ALL: u32 = (1 << 9) - 1;
 }
 
 /// Written by `cap_info`.

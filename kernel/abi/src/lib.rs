@@ -41,14 +41,16 @@ pub enum Syscall {
     /// `mem_protect(addr, len, prot)`: change the protection of mapped pages; every page
     /// in the range must be mapped.
     MemProtect = 7,
-    /// `process_spawn(&SpawnRequest)`: create a process from an ELF image in the caller's
-    /// memory. Needs [`rights::SPAWN`]. Returns the pid.
+    /// `process_spawn(&mut SpawnRequest)`: create a process from an ELF image in the caller's
+    /// memory. Needs [`rights::SPAWN`]. Returns the pid, and writes the caller's new process
+    /// capability to the child into `process_cap`.
     ProcessSpawn = 8,
     /// `process_exit(code)`: end the calling process.
     ProcessExit = 9,
     /// `process_wait(pid, &mut ExitStatus)`: wait for a child to end and reap it.
     ProcessWait = 10,
-    /// `process_kill(pid)`: end a child process (or any process with [`rights::SYSTEM`]).
+    /// `process_kill(pid)`: end process `pid`: the caller itself, one it holds a process
+    /// capability to with [`cap::rights::MANAGE`], or any with [`rights::SYSTEM`].
     ProcessKill = 11,
     /// `sys_info(SysInfo)`: one system figure.
     SysInfo = 12,
@@ -100,8 +102,9 @@ pub enum Syscall {
     /// `mem_map_object(handle, addr, prot)`: map a memory object (`addr` 0: kernel chooses).
     /// `prot` needs the matching MAP_* rights. Returns the address.
     MemMapObject = 29,
-    /// `fault_handler_set(pid, port)`: faults of process `pid` (the caller or its child) are
-    /// sent to `port` as messages; handle 0 removes the handler.
+    /// `fault_handler_set(pid, port)`: faults of process `pid` (the caller, or one it holds a
+    /// process capability to with MANAGE) are sent to `port` as messages; handle 0 removes
+    /// the handler.
     FaultHandlerSet = 30,
     /// `ipc_stats(port, &mut ipc::IpcStats)`: one port's counters, or the whole system's for
     /// handle 0.
@@ -137,7 +140,8 @@ pub enum Syscall {
     /// console's I/O ports. Needs a log capability with READ. Returns how many.
     LogRead = 41,
     /// `cap_list(pid, &mut [cap::CapEntry], capacity)`: the capabilities process `pid` holds
-    /// (0: the caller). Another process's need [`rights::SYSTEM`] or being its parent.
+    /// (0: the caller). Another process's need [`rights::SYSTEM`] or a process capability to
+    /// it with READ.
     /// Returns how many it holds; at most `capacity` are written.
     CapList = 42,
     /// `mem_create_dma(device, len)`: a memory object of physically contiguous, pinned
@@ -403,7 +407,9 @@ pub struct SpawnRequest {
     pub priority: usize,
     /// A subset of the caller's rights.
     pub rights: u32,
-    pub _reserved: u32,
+    /// Written by the kernel: the caller's new capability to the child (MANAGE, READ,
+    /// GRANT). It goes when the child is reaped.
+    pub process_cap: u32,
     /// Capability handles (`u32` each, at most [`cap::MAX_SPAWN_CAPS`]) the child receives as
     /// copies derived from the caller's; in the child they are handles `1..=caps_len`.
     /// Carrying capabilities needs the GRANT right on each.

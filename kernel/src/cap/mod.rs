@@ -38,6 +38,8 @@ pub enum Object {
     IoPorts(u16, u16),
     /// The kernel log buffer.
     Log,
+    /// A process.
+    Process(Pid),
 }
 
 impl Object {
@@ -50,6 +52,7 @@ impl Object {
             Object::Irq(_) => kind::IRQ,
             Object::IoPorts(..) => kind::IO_PORTS,
             Object::Log => kind::LOG,
+            Object::Process(_) => kind::PROCESS,
         }
     }
 
@@ -59,6 +62,7 @@ impl Object {
             Object::Reply(reply) => reply.seq,
             Object::Audit | Object::Log => 0,
             Object::Irq(line) => *line as u64,
+            Object::Process(pid) => *pid as u64,
             Object::IoPorts(base, len) => ((*base as u64) << 16) | *len as u64,
         }
     }
@@ -111,6 +115,15 @@ impl CapTable {
             parent.children.push(id);
         }
         id
+    }
+
+    /// Every capability to `object`.
+    pub fn ids_of(&self, object: Object) -> Vec<CapId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.object == object)
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Whether any capability's object satisfies `test`.
@@ -285,6 +298,26 @@ impl Kernel {
         doomed.len()
     }
 
+    /// Whether process `pid` holds a capability to process `target` with `rights`.
+    pub fn holds_process_cap(&self, pid: Pid, target: Pid, rights: u32) -> bool {
+        let Some(process) = self.processes.get(&pid) else {
+            return false;
+        };
+        process.caps.held().into_iter().any(|id| {
+            self.caps
+                .get(id)
+                .is_some_and(|n| n.object == Object::Process(target) && n.rights & rights == rights)
+        })
+    }
+
+    /// Delete every capability to `object`, wherever held (the object is gone).
+    pub fn cap_delete_object(&mut self, object: Object) {
+        let doomed: Vec<CapId> = self.caps.ids_of(object);
+        for id in doomed {
+            self.cap_delete(id);
+        }
+    }
+
     /// Delete every capability a process holds (it is ending).
     pub fn cap_delete_all(&mut self, pid: Pid) {
         let ids = self
@@ -309,7 +342,7 @@ impl Kernel {
             }
             Object::Irq(line) => self.irq_released(line),
             Object::IoPorts(..) => self.update_console_owner(),
-            Object::Audit | Object::Log => {}
+            Object::Audit | Object::Log | Object::Process(_) => {}
         }
     }
 }

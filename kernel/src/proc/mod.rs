@@ -113,7 +113,7 @@ impl Kernel {
             .collect();
         for child in orphans {
             if self.processes[&child].is_zombie() {
-                self.processes.remove(&child);
+                self.reap(child);
             } else if let Some(p) = self.processes.get_mut(&child) {
                 p.parent = 0;
             }
@@ -122,7 +122,7 @@ impl Kernel {
             first_process_ended(&status);
         }
         if parent == 0 || !self.processes.contains_key(&parent) {
-            self.processes.remove(&pid);
+            self.reap(pid);
         } else {
             self.wake_waiters(parent);
         }
@@ -145,6 +145,12 @@ impl Kernel {
         if let Some(p) = self.processes.get_mut(&pid) {
             p.queued_bytes = p.queued_bytes.saturating_sub(bytes);
         }
+    }
+
+    /// Forget an ended process: its record, and every capability to it.
+    pub fn reap(&mut self, pid: Pid) {
+        self.processes.remove(&pid);
+        self.cap_delete_object(crate::cap::Object::Process(pid));
     }
 
     /// Take a thread out of the scheduler and out of IPC: it stops waiting on ports, and

@@ -86,9 +86,11 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     } else {
         crate::proc::Pid::try_from(pid).map_err(|_| Error::NotFound)?
     };
-    let target = k.processes.get(&pid).ok_or(Error::NotFound)?;
+    if !k.processes.contains_key(&pid) {
+        return Err(Error::NotFound);
+    }
     let system = k.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
-    if pid != caller && target.parent != caller && !system {
+    if pid != caller && !system && !k.holds_process_cap(caller, pid, rights::READ) {
         return Err(Error::PermissionDenied);
     }
     let out = UserArray::<CapEntry>::new(addr, capacity);

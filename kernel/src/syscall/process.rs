@@ -55,7 +55,34 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         caps: &caps,
         system_caps: false,
     })?;
+    // The caller's capability to its child, handed back in the request.
+    let granted = k
+        .cap_create(
+            parent,
+            Object::Process(pid),
+            cap_rights::MANAGE | cap_rights::READ | cap_rights::GRANT,
+        )
+        .and_then(|handle| {
+            let out = UserSlice::of::<u32>(
+                frame.arg(0) + core::mem::offset_of!(SpawnRequest, process_cap),
+            );
+            out.write_value(k.current_space(), &handle)
+        });
+    if let Err(error) = granted {
+        // Without its capability the child could not be managed: it does not start.
+        k.end_process(pid, crate::proc::exited(-1));
+        k.reap(pid);
+        return Err(error);
+    }
     Ok(pid as usize)
+}
+
+/// Whether `caller` may manage process `pid`: itself, through a capability with `rights`,
+/// or with the SYSTEM right.
+fn may_reach(k: &Kernel, caller: Pid, pid: Pid, wanted: u32) -> bool {
+    pid == caller
+        || k.processes[&caller].rights & rights::SYSTEM != 0
+        || k.holds_process_cap(caller, pid, wanted)
 }
 
 /// The capabilities a spawn request hands down; each needs GRANT.
@@ -90,8 +117,11 @@ pub fn fault_handler_set(frame: &mut TrapFrame) -> SyscallResult {
     let handle = frame.arg(1);
     let mut k = kernel();
     let caller = k.current_pid();
-    if pid != caller {
-        child_of(&k, caller, pid)?;
+    if !k.processes.contains_key(&pid) {
+        return Err(Error::NotFound);
+    }
+    if !may_reach(&k, caller, pid, cap_rights::MANAGE) {
+        return Err(Error::PermissionDenied);
     }
     let handler = if handle == 0 {
         None
@@ -142,7 +172,7 @@ pub fn wait(frame: &mut TrapFrame) -> SyscallResult {
             let child = child_of(&k, caller, pid)?;
             if let Some(status) = child.exit {
                 out.write_value(k.current_space(), &status)?;
-                k.processes.remove(&pid);
+                k.reap(pid);
                 return Ok(0);
             }
             k.block_current(ThreadState::WaitingChild);
@@ -156,11 +186,13 @@ pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
     let killed_self = {
         let mut k = kernel();
         let caller = k.current_pid();
-        let system = k.current_process().rights & rights::SYSTEM != 0;
-        let target = k.processes.get(&pid).ok_or(Error::NotFound)?;
-        if target.parent != caller && pid != caller && !system {
-            return Err(Error::NotChild);
+        if !k.processes.contains_key(&pid) {
+            return Err(Error::NotFound);
         }
+        if !may_reach(&k, caller, pid, cap_rights::MANAGE) {
+            return Err(Error::PermissionDenied);
+        }
+        let target = &k.processes[&pid];
         if target.is_zombie() {
             return Err(Error::NotFound);
         }

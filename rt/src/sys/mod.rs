@@ -89,9 +89,10 @@ pub unsafe fn mem_protect(addr: usize, len: usize, prot: usize) -> Result<(), Er
 /// Creates a process from the ELF image, name and arguments `request` points to; returns its pid.
 ///
 /// Safe: the kernel only reads through the request's pointers and checks every one.
-pub fn process_spawn(request: &SpawnRequest) -> Result<u32, Error> {
-    // SAFETY: the kernel only reads the request and the memory it names, all checked.
-    unsafe { call(Syscall::ProcessSpawn, [request as *const _ as usize]) }.map(|pid| pid as u32)
+pub fn process_spawn(request: &mut SpawnRequest) -> Result<u32, Error> {
+    // SAFETY: the kernel reads the request and the memory it names, all checked, and
+    // writes only the request's `process_cap`.
+    unsafe { call(Syscall::ProcessSpawn, [request as *mut _ as usize]) }.map(|pid| pid as u32)
 }
 
 /// Ends the calling process with `code`.

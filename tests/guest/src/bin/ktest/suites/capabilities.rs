@@ -43,6 +43,7 @@ pub const SUITE: Suite = suite!(capabilities:
     the_audit_log_records_denials_grants_and_revocations,
     only_an_audit_capability_with_read_opens_the_log,
     cap_list_shows_a_processs_capabilities,
+    a_process_capability_carries_the_power_to_kill,
 );
 
 const GRANTABLE_SEND: u32 = rights::SEND | rights::GRANT;
@@ -723,6 +724,55 @@ fn cap_list_shows_a_processs_capabilities() -> Result<(), String> {
             "a process that does not exist",
             sys::ipc::cap_list(0xffff, &mut []),
             Err(Error::NotFound),
+        ),
+    ])
+}
+
+/// A child without rights (kchild no-rights) tries to kill the pid it is given; with a copy
+/// of the capability to that process it can, and once the copy is revoked it cannot.
+fn a_process_capability_carries_the_power_to_kill() -> Result<(), String> {
+    let victim = |name| {
+        Spawn::new(name, child::image()?)
+            .args(Role::Spin.name())
+            .spawn_child()
+            .context("spawning a victim")
+    };
+    let killer = |victim: &process::Child, revoke: bool| -> Result<i64, String> {
+        let copy = sys::ipc::cap_derive(victim.cap, rights::MANAGE | rights::GRANT, 0)
+            .context("a copy")?;
+        let pid = Spawn::new("kchild", child::image()?)
+            .args(&format!("{} {}", Role::NoRights.name(), victim.pid))
+            .rights(0)
+            .caps(&[copy])
+            .spawn()
+            .context("spawning the killer")?;
+        if revoke {
+            // The killer has not run yet (same priority, no yield since its spawn).
+            sys::ipc::cap_revoke(victim.cap).context("revoking")?;
+        }
+        match process::wait(pid).context("waiting for the killer")? {
+            Exit::Exited(code) => Ok(code),
+            other => Err(format!("the killer {other}")),
+        }
+    };
+    let first = victim("victim")?;
+    let allowed = decode_result(killer(&first, false)?, 2);
+    let first_end = process::wait(first.pid);
+    let second = victim("victim")?;
+    let refused = decode_result(killer(&second, true)?, 2);
+    let _ = process::kill(second.pid);
+    let _ = process::wait(second.pid);
+    all([
+        expect_eq(
+            "a kill through a copy of the capability",
+            allowed,
+            Reported::Succeeded,
+        ),
+        expect_eq("how the victim ended", first_end, Ok(Exit::Killed)),
+        expect_eq(
+            "a kill once the copy is revoked",
+            refused,
+            Reported::Failed(Error::PermissionDenied),
         ),
     ])
 }
