@@ -53,6 +53,8 @@ struct Inner {
     /// them (and lives on while a `Bulk` still holds it).
     arena: Rc<Arena>,
     server: Port,
+    /// The server's send capability badged for this connection, to give capabilities on.
+    giver: Port,
     /// Whether `server` is ours to delete: true when it came from a lookup, false when the
     /// caller handed it over and still holds it.
     owns_server: bool,
@@ -134,6 +136,17 @@ impl Connection {
     /// Room for `len` bulk bytes in this connection's shared arena, to fill and pass to a
     /// method taking a [`Bulk`]. The room is free again when the `Bulk` is dropped. A
     /// `Bulk` belongs to the link it was made on: a call after a reconnect cannot carry it.
+    /// Give the server a copy of capability `handle` (which needs GRANT) for a later
+    /// request on this connection: pass the [`Cap`](super::Cap) as a method argument.
+    pub fn cap(&self, handle: keel_abi::cap::Handle) -> Result<super::Cap, TransportError> {
+        let give = Message::new(super::label::GIVE, [0; 4]).with_caps(&[handle]);
+        let answer = self.link().giver.call(&give).map_err(transport)?;
+        match answer.words {
+            [0, token, ..] => Ok(super::Cap::given(token)),
+            _ => Err(TransportError::Rejected),
+        }
+    }
+
     pub fn bulk(&self, len: usize) -> Result<Bulk, TransportError> {
         Bulk::allocate(&self.link().arena, len)
     }
@@ -300,9 +313,20 @@ impl Inner {
             }
             _ => return Err(TransportError::Disconnected),
         };
-        let channel = match answer.caps.as_slice() {
-            [channel] => Channel::map(*channel).map_err(|_| TransportError::Disconnected)?,
-            _ => return Err(TransportError::Disconnected),
+        let (channel, giver) = match answer.caps.as_slice() {
+            &[channel, giver] => match Channel::map(channel) {
+                Ok(channel) => (channel, Port::from_handle(giver)),
+                Err(_) => {
+                    let _ = crate::sys::ipc::cap_delete(giver);
+                    return Err(TransportError::Disconnected);
+                }
+            },
+            caps => {
+                for &cap in caps {
+                    let _ = crate::sys::ipc::cap_delete(cap);
+                }
+                return Err(TransportError::Disconnected);
+            }
         };
         let arena = Rc::new(Arena::new(channel));
         let (requests, responses) = arena.channel().client_ends();
@@ -311,6 +335,7 @@ impl Inner {
             responses,
             arena,
             server,
+            giver,
             owns_server,
             server_bit,
             bit,
@@ -500,6 +525,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.wake_reader();
+        let _ = self.giver.delete();
         if self.owns_server {
             let _ = self.server.delete();
         }

@@ -22,12 +22,14 @@
 
 mod bulk;
 mod bytes;
+mod caps;
 mod channel;
 mod client;
 mod server;
 
 pub use bulk::Bulk;
 pub use bytes::{Bytes, INLINE_LIMIT};
+pub use caps::Cap;
 pub use channel::BULK_SIZE;
 pub use client::Connection;
 pub use server::{Dispatch, serve};
@@ -93,6 +95,8 @@ pub mod status {
 /// Labels of the kernel messages of the connect handshake.
 pub mod label {
     pub const CONNECT: u32 = 0x4b43_4f4e;
+    /// A capability for a later request, sent on the connection's badged capability.
+    pub const GIVE: u32 = 0x4b47_4956;
 }
 
 /// Encode a value for the wire.

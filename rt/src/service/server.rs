@@ -23,14 +23,30 @@ pub trait Dispatch {
 pub async fn serve<D: Dispatch + 'static>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
     loop {
-        let Received::Message { message, reply, .. } = wake::next_message().await else {
+        let Received::Message {
+            badge,
+            message,
+            reply,
+            ..
+        } = wake::next_message().await
+        else {
             continue;
         };
+        if message.label == label::GIVE {
+            if let Some(reply) = reply {
+                let _ = reply.send(&file_given(badge, &message));
+            }
+            continue;
+        }
+        // A connection's badged send capability goes once its copy is on its way.
+        let mut giver = None;
         let answer = match accept(interface, &message) {
-            Ok((connection, bit)) => {
-                // The client gets a copy of the channel's capability; ours stays ours.
-                let answer =
-                    Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[connection.channel.object]);
+            Ok((connection, bit, given)) => {
+                // The client gets a copy of the channel's capability (ours stays ours) and
+                // a send capability badged for this connection, to give capabilities on.
+                let answer = Message::new(0, [0, bit as u64, 0, 0])
+                    .with_caps(&[connection.channel.object, given.handle()]);
+                giver = Some(given);
                 spawn(serve_connection(connection, service.clone()));
                 answer
             }
@@ -48,6 +64,9 @@ pub async fn serve<D: Dispatch + 'static>(interface: Interface, service: D) -> !
         if let Some(reply) = reply {
             let _ = reply.send(&answer);
         }
+        if let Some(giver) = giver {
+            let _ = giver.delete();
+        }
     }
 }
 
@@ -59,6 +78,8 @@ struct Served {
     client: Port,
     client_bit: u32,
     bit: u32,
+    /// The badge of the send capability the client gives capabilities on.
+    badge: u64,
 }
 
 enum Refusal {
@@ -68,7 +89,24 @@ enum Refusal {
 }
 
 /// Check a connect request and make the connection's channel.
-fn accept(interface: Interface, message: &Message) -> Result<(Served, u32), Refusal> {
+/// A capability a client gives for a later request: filed under a token for its
+/// connection (known by the badge it came with).
+fn file_given(badge: u64, message: &Message) -> Message {
+    match message.caps.as_slice() {
+        &[handle] if badge != 0 => Message::new(0, [0, super::caps::file(badge, handle), 0, 0]),
+        caps => {
+            for &cap in caps {
+                let _ = crate::sys::ipc::cap_delete(cap);
+            }
+            Message::new(0, [keel_abi::Error::InvalidArgument as u64, 0, 0, 0])
+        }
+    }
+}
+
+/// Badges of connections: they tell a `GIVE` which connection it is for.
+static NEXT_BADGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port), Refusal> {
     let [hash, client_bit, ..] = message.words;
     if message.label != label::CONNECT || message.caps.len() != 1 {
         return Err(Refusal::Malformed);
@@ -77,6 +115,13 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32), Refu
         return Err(Refusal::Mismatch(interface.hash));
     }
     let channel = Channel::create().map_err(|_| Refusal::Malformed)?;
+    let badge = NEXT_BADGE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let giver = wake::port()
+        .derive(
+            keel_abi::cap::rights::SEND | keel_abi::cap::rights::GRANT,
+            badge,
+        )
+        .map_err(|_| Refusal::Malformed)?;
     let (requests, responses) = channel.server_ends();
     let bit = next_bit();
     let served = Served {
@@ -86,8 +131,9 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32), Refu
         client: Port::from_handle(message.caps[0]),
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
+        badge,
     };
-    Ok((served, bit))
+    Ok((served, bit, giver))
 }
 
 /// Drain one connection's requests for ever, spawning one future per request.
@@ -118,6 +164,7 @@ async fn serve_connection<D: Dispatch + 'static>(connection: Served, service: Rc
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
+        super::caps::forget(self.badge);
     }
 }
 
@@ -161,6 +208,7 @@ async fn answer<D: Dispatch>(connection: Rc<Served>, service: Rc<D>, record: Vec
     // Bulk arguments resolve against this connection's arena while the dispatcher decodes,
     // which it does before it first awaits, inside this poll.
     super::bulk::decoding_for(connection.channel.bulk_base());
+    super::caps::decoding_for(connection.badge);
     let reply = match service.dispatch(method, record[8..].to_vec()).await {
         Some(result) => response(id, status::OK, &result),
         None => response(id, status::MALFORMED, &[]),

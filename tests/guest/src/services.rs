@@ -35,6 +35,8 @@ pub trait Probe {
     /// The same as `checksum`, of bytes that travel inline or through the arena by size.
     #[idempotent]
     async fn checksum_bytes(&self, data: &[u8]) -> (u64, u64);
+    /// The first word of the memory object `memory` is a capability to, mapped read-only.
+    async fn peek(&self, memory: keel_rt::service::Cap) -> Option<u64>;
 }
 
 /// The length of `bytes` and the wrapping sum of their little-endian 64-bit words, the

@@ -42,6 +42,18 @@ impl Probe for Prober {
         checksum(data)
     }
 
+    async fn peek(&self, memory: keel_rt::service::Cap) -> Option<u64> {
+        let memory = keel_rt::mem::Memory::from_handle(memory.into_handle()?);
+        let word = memory.map(keel_abi::prot::READ).ok().map(|mapping| {
+            // SAFETY: the mapping is a whole page, alive until `memory` is deleted below; a
+            // volatile read, since the client may write it meanwhile.
+            unsafe { mapping.as_ptr().cast::<u64>().read_volatile() }
+        });
+        // Deleting the capability unmaps the page.
+        let _ = memory.delete();
+        word
+    }
+
     async fn echo(&self, value: u64) -> u64 {
         value
     }

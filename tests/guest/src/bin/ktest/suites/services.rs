@@ -45,6 +45,7 @@ pub const SUITE: Suite = suite!(services:
     garbage_in_a_connections_rings_leaves_the_server_serving_others,
     malformed_requests_are_rejected_and_serving_goes_on,
     an_interface_mismatch_is_refused_at_connect,
+    a_capability_argument_reaches_the_server_and_only_its_own_connection,
 );
 
 /// How long a server may take to announce its port.
@@ -447,6 +448,62 @@ fn an_interface_mismatch_is_refused_at_connect() -> Result<(), String> {
                 }),
             ),
             expect_eq("connecting with the same one", matched, Ok(())),
+        ])
+    })
+}
+
+/// A memory object passed as a `Cap`: the server maps its copy and reads what the client
+/// wrote. Its token is good once, and only on the connection it was given on.
+fn a_capability_argument_reaches_the_server_and_only_its_own_connection() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let probe = ProbeClient::connect(port).context("connecting")?;
+        let other = ProbeClient::connect(port).context("connecting a second client")?;
+        let memory =
+            keel_rt::mem::Memory::create(keel_abi::layout::PAGE_SIZE).context("a memory object")?;
+        let mapping = memory
+            .map(keel_abi::prot::READ | keel_abi::prot::WRITE)
+            .context("mapping it")?;
+        // SAFETY: the first word of a page this test maps and keeps until the end.
+        unsafe { mapping.as_ptr().cast::<u64>().write_volatile(0x6b65_656c) };
+        let cap = probe
+            .connection()
+            .cap(memory.handle())
+            .context("giving it")?;
+        let peeked = within("peek", HUNG, probe.peek(cap)).await?;
+        // A token given on `probe`'s connection, spent on `other`'s: refused.
+        let id = ProbeClient::METHODS
+            .iter()
+            .position(|&m| m == "peek")
+            .expect("peek") as u32;
+        let given = probe
+            .connection()
+            .cap(memory.handle())
+            .context("giving it again")?;
+        let token = encode(&(given,)).context("encoding")?;
+        let elsewhere = within("peek elsewhere", HUNG, other.connection().call(id, &token)).await?;
+        let forged = within(
+            "peek forged",
+            HUNG,
+            probe
+                .connection()
+                .call(id, &encode(&(999_999u64,)).context("encoding")?),
+        )
+        .await?;
+        let after = within("echo", HUNG, probe.echo(3)).await?;
+        let _ = memory.delete();
+        all([
+            expect_eq("the word the server read", peeked, Ok(Some(0x6b65_656c))),
+            expect_eq(
+                "a token used on another connection",
+                elsewhere.map(drop),
+                Err(TransportError::Rejected),
+            ),
+            expect_eq(
+                "a token never given",
+                forged.map(drop),
+                Err(TransportError::Rejected),
+            ),
+            expect_eq("a call after that", after, Ok(3)),
         ])
     })
 }

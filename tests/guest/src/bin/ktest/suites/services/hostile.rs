@@ -66,12 +66,14 @@ impl Hostile {
         let answer = server.call(&request);
         let _ = wake.delete();
         let answer = answer.context("the connect call")?;
-        let ([0, server_bit, ..], [channel]) = (answer.words, answer.caps.as_slice()) else {
+        let ([0, server_bit, ..], [channel, giver]) = (answer.words, answer.caps.as_slice()) else {
             return Err(format!(
                 "a hostile client's connect was refused: {:?}",
                 answer.words
             ));
         };
+        // This client gives no capabilities: the badged one for that goes.
+        let _ = Port::from_handle(*giver).delete();
         let memory = Memory::from_handle(*channel);
         let channel = memory
             .map(prot::READ | prot::WRITE)
