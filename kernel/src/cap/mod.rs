@@ -298,8 +298,23 @@ impl Kernel {
         doomed.len()
     }
 
+    /// Ok when `caller` may act on process `pid` with `rights`: it is itself, holds a
+    /// capability to it with those rights, or has the SYSTEM right. `NotFound` when there is
+    /// no such process, `PermissionDenied` otherwise.
+    pub fn check_reach(&self, caller: Pid, pid: Pid, rights: u32) -> Result<(), Error> {
+        if !self.processes.contains_key(&pid) {
+            return Err(Error::NotFound);
+        }
+        let system = self.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
+        if pid == caller || system || self.holds_process_cap(caller, pid, rights) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
     /// Whether process `pid` holds a capability to process `target` with `rights`.
-    pub fn holds_process_cap(&self, pid: Pid, target: Pid, rights: u32) -> bool {
+    fn holds_process_cap(&self, pid: Pid, target: Pid, rights: u32) -> bool {
         let Some(process) = self.processes.get(&pid) else {
             return false;
         };

@@ -86,13 +86,7 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     } else {
         crate::proc::Pid::try_from(pid).map_err(|_| Error::NotFound)?
     };
-    if !k.processes.contains_key(&pid) {
-        return Err(Error::NotFound);
-    }
-    let system = k.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
-    if pid != caller && !system && !k.holds_process_cap(caller, pid, rights::READ) {
-        return Err(Error::PermissionDenied);
-    }
+    k.check_reach(caller, pid, rights::READ)?;
     let out = UserArray::<CapEntry>::new(addr, capacity);
     out.check(k.current_space())?;
     let handles = k.processes[&pid].caps.handles();

@@ -77,14 +77,6 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
     Ok(pid as usize)
 }
 
-/// Whether `caller` may manage process `pid`: itself, through a capability with `rights`,
-/// or with the SYSTEM right.
-fn may_reach(k: &Kernel, caller: Pid, pid: Pid, wanted: u32) -> bool {
-    pid == caller
-        || k.processes[&caller].rights & rights::SYSTEM != 0
-        || k.holds_process_cap(caller, pid, wanted)
-}
-
 /// The capabilities a spawn request hands down; each needs GRANT.
 fn granted_caps(
     k: &mut Kernel,
@@ -117,12 +109,7 @@ pub fn fault_handler_set(frame: &mut TrapFrame) -> SyscallResult {
     let handle = frame.arg(1);
     let mut k = kernel();
     let caller = k.current_pid();
-    if !k.processes.contains_key(&pid) {
-        return Err(Error::NotFound);
-    }
-    if !may_reach(&k, caller, pid, cap_rights::MANAGE) {
-        return Err(Error::PermissionDenied);
-    }
+    k.check_reach(caller, pid, cap_rights::MANAGE)?;
     let handler = if handle == 0 {
         None
     } else {
@@ -186,12 +173,7 @@ pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
     let killed_self = {
         let mut k = kernel();
         let caller = k.current_pid();
-        if !k.processes.contains_key(&pid) {
-            return Err(Error::NotFound);
-        }
-        if !may_reach(&k, caller, pid, cap_rights::MANAGE) {
-            return Err(Error::PermissionDenied);
-        }
+        k.check_reach(caller, pid, cap_rights::MANAGE)?;
         let target = &k.processes[&pid];
         if target.is_zombie() {
             return Err(Error::NotFound);
