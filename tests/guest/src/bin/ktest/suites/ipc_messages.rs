@@ -454,13 +454,7 @@ fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
         hits(system_before, system_after)?,
     );
     all([
-        ensure(
-            answers
-                .iter()
-                .zip(0..)
-                .all(|(answer, i)| answer.words[0] == i + 1),
-            || String::from("an answer was not its call's word plus one"),
-        ),
+        each_answer_is_its_calls_word_plus_one(&answers),
         expect_at_least(
             "the rise in the port's fast-path hits over the round trips",
             port_hits,
@@ -550,13 +544,7 @@ fn a_flooding_process_hits_its_limits_while_others_keep_working() -> Result<(), 
     kill_and_reap(server)?;
     let answers = answers.context("calls while the flood went on")?;
     all([
-        ensure(
-            answers
-                .iter()
-                .zip(0..)
-                .all(|(answer, i)| answer.words[0] == i + 1),
-            || String::from("an answer was not its call's word plus one"),
-        ),
+        each_answer_is_its_calls_word_plus_one(&answers),
         expect_eq("ktest deriving during the flood", derived, Ok(())),
         expect_eq(
             "messages the flooded port holds",
@@ -586,5 +574,16 @@ fn a_server_can_call_another_while_serving_a_call() -> Result<(), String> {
         "the answer through forward and echo",
         answer?,
         Ok(Message::new(3, plus([1, 2, 3, 4], 2))),
+    )
+}
+
+/// The echo server's answers, in call order, each its call's word (0, 1, ..) plus one.
+fn each_answer_is_its_calls_word_plus_one(answers: &[Message]) -> Result<(), String> {
+    ensure(
+        answers
+            .iter()
+            .zip(0..)
+            .all(|(answer, i)| answer.words[0] == i + 1),
+        || String::from("an answer was not its call's word plus one"),
     )
 }
