@@ -21,6 +21,7 @@ pub const SUITES: &[&str] = &[
     "ipc_messages",
     "shared_pages",
     "exception_handlers",
+    "threads",
     "services",
     "system",
     "console",

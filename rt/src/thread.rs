@@ -1,8 +1,16 @@
-//! Threads: run a closure on a stack of its own, in this process.
+//! Threads: run a closure on a stack of its own, in this process, and control any thread
+//! through a capability to it.
 //!
 //! Each thread gets a freshly mapped stack whose lowest page is read-only, so an overflow
 //! faults instead of scribbling on a neighbouring mapping. When the closure returns, the
 //! thread unmaps its own stack and exits.
+//!
+//! A [`Thread`] is a capability: the one `spawn` returns (in the [`JoinHandle`]), or the
+//! one a fault message brings its handler ([`Message::take_fault_thread`]). With READ it
+//! tells the thread's state and, at a fault, its registers; with MANAGE it suspends,
+//! resumes, reprioritises or kills the thread and changes its registers at a fault.
+//!
+//! [`Message::take_fault_thread`]: crate::ipc::Message::take_fault_thread
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -10,7 +18,9 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
+use keel_abi::cap::Handle;
 use keel_abi::layout::PAGE_SIZE;
+pub use keel_abi::thread::{Registers, ThreadInfo, state};
 use keel_abi::{SysInfo, Syscall, prot};
 
 use crate::sys::{self, Error};
@@ -70,7 +80,10 @@ pub fn spawn_with_priority<F: FnOnce() + Send + 'static>(
         )
     };
     match created {
-        Ok(tid) => Ok(JoinHandle { tid, finished }),
+        Ok(handle) => Ok(JoinHandle {
+            thread: Thread::from_handle(handle),
+            finished,
+        }),
         Err(error) => {
             // SAFETY: the thread was never created, so the `Start` and its stack are still ours.
             unsafe {
@@ -85,14 +98,14 @@ pub fn spawn_with_priority<F: FnOnce() + Send + 'static>(
 /// A running thread; [`join`](JoinHandle::join) waits for its closure to return.
 #[derive(Debug)]
 pub struct JoinHandle {
-    tid: Tid,
+    thread: Thread,
     finished: Arc<AtomicBool>,
 }
 
 impl JoinHandle {
-    /// The thread's id.
-    pub fn id(&self) -> Tid {
-        self.tid
+    /// The capability to the thread (it goes stale once the thread has ended).
+    pub fn thread(&self) -> &Thread {
+        &self.thread
     }
 
     /// Whether its closure has returned.
@@ -105,6 +118,73 @@ impl JoinHandle {
         while !self.is_finished() {
             time::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// A capability to a thread, of this process or another. Dropping it deletes the
+/// capability, not the thread; once the thread ends, every call says
+/// [`Error::StaleHandle`].
+#[derive(Debug)]
+pub struct Thread {
+    handle: Handle,
+}
+
+impl Thread {
+    /// Takes ownership of `handle`, a thread capability of this process.
+    pub fn from_handle(handle: Handle) -> Thread {
+        Thread { handle }
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Its id, process, state, priority and CPU time (needs READ).
+    pub fn info(&self) -> Result<ThreadInfo, Error> {
+        sys::thread::thread_info(self.handle)
+    }
+
+    /// Keeps it off the CPU until [`resume`](Thread::resume)d: it takes no messages
+    /// meanwhile, and what wakes it waits until then (needs MANAGE).
+    pub fn suspend(&self) -> Result<(), Error> {
+        sys::thread::thread_suspend(self.handle)
+    }
+
+    pub fn resume(&self) -> Result<(), Error> {
+        sys::thread::thread_resume(self.handle)
+    }
+
+    /// At most its process's priority and this one's (needs MANAGE).
+    pub fn set_priority(&self, priority: usize) -> Result<(), Error> {
+        sys::thread::thread_set_priority(self.handle, priority)
+    }
+
+    /// Ends it; the last thread of a process takes the process with it (needs MANAGE).
+    pub fn kill(&self) -> Result<(), Error> {
+        sys::thread::thread_kill(self.handle)
+    }
+
+    /// Its registers while it is stopped at a fault, else [`Error::NotStopped`] (needs READ).
+    pub fn registers(&self) -> Result<Registers, Error> {
+        sys::thread::thread_regs_read(self.handle)
+    }
+
+    /// Changes its registers while it is stopped at a fault, for when it resumes (needs
+    /// MANAGE).
+    ///
+    /// # Safety
+    ///
+    /// A thread of this process resumes with `regs`: they must be a state its code can
+    /// continue from.
+    pub unsafe fn set_registers(&self, regs: &Registers) -> Result<(), Error> {
+        // SAFETY: forwarded from the caller.
+        unsafe { sys::thread::thread_regs_write(self.handle, regs) }
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        let _ = sys::ipc::cap_delete(self.handle);
     }
 }
 

@@ -41,6 +41,9 @@ pub mod kind {
     pub const LOG: u32 = 7;
     /// A process: the right to manage it (kill, handle its faults) or look into it.
     pub const PROCESS: u32 = 8;
+    /// A thread: look into it (READ) or control it (MANAGE: suspend, resume, priority,
+    /// kill, registers at a fault).
+    pub const THREAD: u32 = 9;
 }
 
 /// Rights a capability carries. Deriving can only remove rights.
@@ -56,7 +59,7 @@ pub mod rights {
     pub const READ: u32 = 1 << 6;
     /// Learn the physical addresses of a memory object (for device DMA).
     pub const DMA: u32 = 1 << 7;
-    /// Kill a process, or handle its faults.
+    /// Kill a process or handle its faults; control a thread.
     pub const MANAGE: u32 = 1 << 8;
     pub const ALL: u32 = (1 << 9) - 1;
 }

@@ -9,7 +9,9 @@ pub const MAX_PAYLOAD: usize = 4032;
 /// Most messages a port can queue.
 pub const MAX_PORT_CAPACITY: usize = 64;
 
-/// The label of a fault message: words are vector, error code, rip, address (CR2). The
+/// The label of a fault message: words are vector, error code, rip, address (CR2), and it
+/// carries one capability, to the faulting thread (READ, MANAGE), through which the handler
+/// can read and change its registers (`thread_regs_read`, `thread_regs_write`). The
 /// handler answers with word 0 = [`FAULT_RESUME`] (retry the instruction; word 1, when not
 /// zero, is the rip to resume at) or anything else to end the process.
 pub const LABEL_FAULT: u32 = 0xffff_fff0;

@@ -16,6 +16,7 @@
 pub mod cap;
 pub mod ipc;
 pub mod layout;
+pub mod thread;
 
 /// Syscall numbers. One table in the kernel dispatches on these.
 #[repr(usize)]
@@ -24,7 +25,8 @@ pub enum Syscall {
     /// `debug_write(ptr, len)`: write bytes to the kernel log (serial). Returns bytes written.
     DebugWrite = 0,
     /// `thread_create(entry, stack_top, arg, priority)`: start a thread in the caller's process.
-    /// `entry(arg)` runs on `stack_top`. Returns the thread id.
+    /// `entry(arg)` runs on `stack_top`. Returns a capability to the new thread (READ,
+    /// MANAGE, GRANT), which goes when the thread ends.
     ThreadCreate = 1,
     /// `thread_exit(code)`: end the calling thread; the last thread's exit ends the process.
     ThreadExit = 2,
@@ -151,10 +153,31 @@ pub enum Syscall {
     /// `mem_phys(memory, offset)`: the physical address of byte `offset` of a memory object,
     /// to program a device with. Needs [`cap::rights::DMA`].
     MemPhys = 44,
+    /// `thread_info(thread, &mut thread::ThreadInfo)`: a snapshot of a thread. Needs
+    /// [`cap::rights::READ`].
+    ThreadInfo = 45,
+    /// `thread_suspend(thread)`: the thread stops running until resumed: a ready one leaves
+    /// the run queue, a blocked one stays blocked and does not run when woken (a message
+    /// for it is kept). Needs [`cap::rights::MANAGE`].
+    ThreadSuspend = 46,
+    /// `thread_resume(thread)`: undo `thread_suspend`. Needs MANAGE.
+    ThreadResume = 47,
+    /// `thread_set_priority(thread, priority)`: at most its process's priority and the
+    /// caller's. Needs MANAGE.
+    ThreadSetPriority = 48,
+    /// `thread_kill(thread)`: end the thread; the last thread of a process ends the process
+    /// (as killed). Needs MANAGE.
+    ThreadKill = 49,
+    /// `thread_regs_read(thread, &mut thread::Registers)`: the registers of a thread stopped
+    /// at a fault (else [`Error::NotStopped`]). Needs READ.
+    ThreadRegsRead = 50,
+    /// `thread_regs_write(thread, &thread::Registers)`: change them before its handler
+    /// resumes it; rip must be in user space. Needs MANAGE.
+    ThreadRegsWrite = 51,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 45;
+    pub const COUNT: usize = 52;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -204,6 +227,13 @@ impl Syscall {
             CapList,
             MemCreateDma,
             MemPhys,
+            ThreadInfo,
+            ThreadSuspend,
+            ThreadResume,
+            ThreadSetPriority,
+            ThreadKill,
+            ThreadRegsRead,
+            ThreadRegsWrite,
         ];
         ALL.get(n).copied()
     }
@@ -252,6 +282,8 @@ pub enum Error {
     PeerGone = 18,
     /// A poll found nothing.
     WouldBlock = 19,
+    /// The thread is not stopped at a fault, so its registers are not all at hand.
+    NotStopped = 20,
 }
 
 impl Error {
@@ -277,6 +309,7 @@ impl Error {
             17 => TimedOut,
             18 => PeerGone,
             19 => WouldBlock,
+            20 => NotStopped,
             _ => return None,
         })
     }
@@ -303,6 +336,7 @@ impl Error {
             TimedOut => "timed out",
             PeerGone => "the other side is gone",
             WouldBlock => "nothing to receive",
+            NotStopped => "thread not stopped at a fault",
         }
     }
 }
@@ -509,7 +543,7 @@ mod tests {
         for value in [0usize, 1, 4096, isize::MAX as usize] {
             assert_eq!(decode_result(encode_result(Ok(value))), Ok(value));
         }
-        for code in 1..=19 {
+        for code in 1..=20 {
             let error = Error::from_raw(code).unwrap();
             assert_eq!(decode_result(encode_result(Err(error))), Err(error));
         }
@@ -538,6 +572,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<cap::AuditRecord>(), 32);
         assert_eq!(core::mem::size_of::<cap::Resources>(), 48);
         assert_eq!(core::mem::size_of::<cap::CapEntry>(), 40);
+        assert_eq!(core::mem::size_of::<thread::ThreadInfo>(), 32);
+        assert_eq!(core::mem::size_of::<thread::Registers>(), 144);
     }
 
     #[test]

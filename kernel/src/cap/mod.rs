@@ -18,6 +18,7 @@ use crate::ipc::{PortId, ReplyRef};
 use crate::kernel::Kernel;
 use crate::mm::object::MemId;
 use crate::proc::Pid;
+use crate::sched::thread::Tid;
 use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::cap::{AuditRecord, Handle, audit as event, kind};
@@ -40,6 +41,8 @@ pub enum Object {
     Log,
     /// A process.
     Process(Pid),
+    /// A thread.
+    Thread(Tid),
 }
 
 impl Object {
@@ -53,6 +56,7 @@ impl Object {
             Object::IoPorts(..) => kind::IO_PORTS,
             Object::Log => kind::LOG,
             Object::Process(_) => kind::PROCESS,
+            Object::Thread(_) => kind::THREAD,
         }
     }
 
@@ -63,6 +67,7 @@ impl Object {
             Object::Audit | Object::Log => 0,
             Object::Irq(line) => *line as u64,
             Object::Process(pid) => *pid as u64,
+            Object::Thread(tid) => *tid as u64,
             Object::IoPorts(base, len) => ((*base as u64) << 16) | *len as u64,
         }
     }
@@ -222,6 +227,11 @@ impl Kernel {
         self.cap_place(pid, id).inspect_err(|_| self.cap_delete(id))
     }
 
+    /// A new capability (no parent) held in flight until placed: one the kernel sends.
+    pub fn cap_mint_in_flight(&mut self, object: Object, rights: u32) -> CapId {
+        self.caps.insert(object, rights, 0, None)
+    }
+
     /// A child of `parent` with at most its rights, held in flight until placed.
     pub fn cap_derive_in_flight(&mut self, parent: &Found, rights: u32, badge: u64) -> CapId {
         let badge = if parent.badge != 0 {
@@ -357,7 +367,7 @@ impl Kernel {
             }
             Object::Irq(line) => self.irq_released(line),
             Object::IoPorts(..) => self.update_console_owner(),
-            Object::Audit | Object::Log | Object::Process(_) => {}
+            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
         }
     }
 }

@@ -5,7 +5,9 @@
 //! and switches to it directly: no queueing, no run-queue pass, as the seed's
 //! `fast_path_ipc` does. It applies when the message is plain (no payload, no capabilities)
 //! and the other thread's priority is at least the sender's, so the direct switch never
-//! runs a thread ahead of a more urgent one. Everything else takes the general path.
+//! runs a thread ahead of a more urgent one, and not to a suspended thread, nor to one
+//! stopped at a fault (its answer goes through the fault code, not its registers).
+//! Everything else takes the general path.
 //!
 //! The path cache remembers, per thread, the last few port handles it used and what they
 //! resolved to, valid until the process's capability space next loses a capability.
@@ -77,7 +79,8 @@ impl Kernel {
 
     fn may_switch_directly(&self, from: Tid, to: Tid) -> bool {
         let priority = |tid| self.threads.get(&tid).map_or(0, |t| t.priority);
-        priority(to) >= priority(from)
+        let suspended = self.threads.get(&to).is_none_or(|t| t.suspended);
+        !suspended && priority(to) >= priority(from)
     }
 
     /// A plain call straight into a waiting receiver's registers. On success the caller is
@@ -117,10 +120,11 @@ impl Kernel {
         let server = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         let port_idle = port.queue.is_empty() && port.notify == 0 && !port.closed;
-        if !port_idle
-            || !self.reply_is_awaited(reply)
-            || !self.may_switch_directly(server, reply.caller)
-        {
+        let in_call = self
+            .threads
+            .get(&reply.caller)
+            .is_some_and(|t| t.state == ThreadState::WaitingReply(reply.seq));
+        if !port_idle || !in_call || !self.may_switch_directly(server, reply.caller) {
             return None;
         }
         self.ports.get_mut(&port_id)?.receivers.push_back(server);

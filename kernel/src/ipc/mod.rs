@@ -149,10 +149,12 @@ impl Kernel {
         }
     }
 
+    /// Whether the caller still waits for this answer, in a call or stopped at a fault.
     pub fn reply_is_awaited(&self, reply: ReplyRef) -> bool {
-        self.threads
-            .get(&reply.caller)
-            .is_some_and(|t| t.state == ThreadState::WaitingReply(reply.seq))
+        self.threads.get(&reply.caller).is_some_and(|t| {
+            t.state == ThreadState::WaitingReply(reply.seq)
+                || t.state == ThreadState::Faulted(reply.seq)
+        })
     }
 
     /// Hand `delivery` to a blocked thread and make it ready.
@@ -169,6 +171,17 @@ impl Kernel {
             port.receivers.retain(|&t| t != tid);
         }
         self.make_ready(tid);
+    }
+
+    /// A receiver back from suspension takes what arrived meanwhile, or waits again.
+    pub fn rejoin_receivers(&mut self, tid: Tid, port_id: PortId) {
+        if self.ports.get(&port_id).is_none_or(|p| p.closed) {
+            self.wake_with(tid, Delivery::Failed(Error::PeerGone));
+        } else if let Some(message) = self.take_waiting(port_id) {
+            self.wake_with(tid, Delivery::Message(message));
+        } else if let Some(port) = self.ports.get_mut(&port_id) {
+            port.receivers.push_back(tid);
+        }
     }
 
     /// Send `message` to `port`: to a waiting receiver, else into the queue. On failure the

@@ -1,15 +1,18 @@
 //! CPU exceptions raised in ring 3: the faulting process's business, never the kernel's.
 //!
-//! With a fault handler (a port set by `fault_handler_set`), the faulting thread is suspended
-//! and a fault message (vector, error code, rip, CR2) goes to the handler with a reply; the
-//! answer resumes the thread (optionally at a new rip) or ends the process. Without one, or
+//! With a fault handler (a port set by `fault_handler_set`), the faulting thread stops and a
+//! fault message (vector, error code, rip, CR2, and a capability to the thread for reading
+//! and changing its registers) goes to the handler with a reply; the answer resumes the
+//! thread (optionally at a new rip) or ends the process. Without one, or
 //! when the handler cannot take the message or dies, the process ends: the log names the
 //! fault, and the parent's `process_wait` gets the same facts.
 
 use crate::arch::trap::{TrapFrame, exception_name};
+use crate::cap::Object;
 use crate::ipc::{Delivery, Message, ReplyRef};
 use crate::kernel::{Kernel, kernel};
 use crate::sched::thread::ThreadState;
+use keel_abi::cap::rights;
 use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
 use keel_abi::{ExitStatus, exit_kind, layout, vector};
 
@@ -55,9 +58,9 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
     let thread = k.threads.get_mut(&tid).expect("running thread");
     thread.call_seq += 1;
     let seq = thread.call_seq;
-    let message = Message {
+    let mut message = Message {
         badge,
-        info: MessageInfo::new(LABEL_FAULT, 0, 0).0,
+        info: MessageInfo::new(LABEL_FAULT, 0, 1).0,
         words: [
             status.vector as u64,
             status.code as u64,
@@ -72,9 +75,11 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
         sender: pid,
         ..Message::default()
     };
+    let thread_cap = k.cap_mint_in_flight(Object::Thread(tid), rights::READ | rights::MANAGE);
+    let _ = message.caps.push(thread_cap);
     match k.deliver(port, message) {
         Ok(()) => {
-            k.block_current(ThreadState::WaitingReply(seq));
+            k.block_current(ThreadState::Faulted(seq));
             true
         }
         Err((_, message)) => {

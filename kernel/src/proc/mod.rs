@@ -153,10 +153,14 @@ impl Kernel {
         self.cap_delete_object(crate::cap::Object::Process(pid));
     }
 
-    /// Take a thread out of the scheduler and out of IPC: it stops waiting on ports, and
-    /// calls it had received but not answered fail. The running thread is freed after the
-    /// next switch.
+    /// Take a thread out of the scheduler and out of IPC: it stops waiting on ports, calls
+    /// it had received but not answered fail, and capabilities to it go. The running thread
+    /// is freed after the next switch.
     pub fn remove_thread(&mut self, tid: Tid) {
+        if !self.threads.contains_key(&tid) {
+            return;
+        }
+        self.cap_delete_object(crate::cap::Object::Thread(tid));
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
@@ -203,11 +207,19 @@ impl Kernel {
 
     /// End the calling thread; the last one ends its process with `code`.
     pub fn exit_current_thread(&mut self, code: i64) {
-        let tid = self.sched.current;
-        let pid = self.current_pid();
-        let process = self.current_process();
+        self.end_thread(self.sched.current, exited(code));
+    }
+
+    /// End thread `tid`; the last one of its process ends the process with `status`.
+    pub fn end_thread(&mut self, tid: Tid, status: ExitStatus) {
+        let Some(pid) = self.threads.get(&tid).map(|t| t.process) else {
+            return;
+        };
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return;
+        };
         if process.threads.len() == 1 {
-            self.end_process(pid, exited(code));
+            self.end_process(pid, status);
         } else {
             process.threads.retain(|&t| t != tid);
             self.remove_thread(tid);

@@ -2,7 +2,9 @@
 //!
 //! Highest priority first; equal priorities take turns of [`TIME_SLICE`] ticks. A woken thread
 //! of higher priority than the running one preempts it at the next return to user space.
-//! When nothing is ready the idle thread halts the CPU until the next interrupt.
+//! When nothing is ready the idle thread halts the CPU until the next interrupt. A suspended
+//! thread is never on a run queue: it may wake (its state becomes `Ready`) but waits off the
+//! queues until resumed.
 
 pub mod thread;
 
@@ -127,12 +129,16 @@ impl Scheduler {
 }
 
 impl Kernel {
-    /// Put `tid` on its run queue; preempt the running thread if `tid` outranks it.
+    /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
+    /// outranks it.
     pub fn make_ready(&mut self, tid: Tid) {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
         thread.state = ThreadState::Ready;
+        if thread.suspended {
+            return;
+        }
         let priority = thread.priority;
         self.sched.enqueue(tid, priority, false);
         let current = self.sched.current;
@@ -161,6 +167,63 @@ impl Kernel {
     pub fn yield_current(&mut self) {
         request_reschedule();
         self.sched.slice_left = 0;
+    }
+
+    /// Keep `tid` off the CPU: off its run queue, out of its port's receivers (a suspended
+    /// thread takes no messages), and, if it is running, off the CPU at the next return to
+    /// user space.
+    pub fn suspend(&mut self, tid: Tid) {
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        if thread.suspended {
+            return;
+        }
+        thread.suspended = true;
+        match thread.state {
+            ThreadState::Ready => self.sched.forget(tid, ThreadState::Ready),
+            ThreadState::Running => request_reschedule(),
+            ThreadState::Receiving { port, .. } => {
+                if let Some(port) = self.ports.get_mut(&port) {
+                    port.receivers.retain(|&t| t != tid);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Undo [`Kernel::suspend`]: a thread that woke meanwhile runs, one still receiving
+    /// waits on its port again.
+    pub fn resume(&mut self, tid: Tid) {
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        if !core::mem::take(&mut thread.suspended) {
+            return;
+        }
+        match thread.state {
+            ThreadState::Ready => self.make_ready(tid),
+            ThreadState::Receiving { port, .. } => self.rejoin_receivers(tid, port),
+            _ => {}
+        }
+    }
+
+    /// Move `tid` to `priority`, requeueing it if it waits for the CPU.
+    pub fn set_priority(&mut self, tid: Tid, priority: usize) {
+        let Some(thread) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let (state, queued) = (thread.state, !thread.suspended);
+        thread.priority = priority;
+        match state {
+            ThreadState::Ready if queued => {
+                self.sched.forget(tid, state);
+                self.make_ready(tid);
+            }
+            // Lowered, it may no longer be the one to run.
+            ThreadState::Running => request_reschedule(),
+            _ => {}
+        }
     }
 
     /// A new thread, ready to run.
@@ -203,7 +266,9 @@ pub fn reschedule_locked(mut k: KernelGuard) {
     {
         // Still runnable: it goes back in line, in front if its slice is not used up.
         thread.state = ThreadState::Ready;
-        state.sched.enqueue(current, thread.priority, !slice_over);
+        if !thread.suspended {
+            state.sched.enqueue(current, thread.priority, !slice_over);
+        }
     }
     let next = k.sched.pick_next();
     if slice_over || next != current {

@@ -30,8 +30,11 @@ pub enum ThreadState {
         port: PortId,
         until: Option<u64>,
     },
-    /// Blocked until call number `seq` is answered (a call, or a fault awaiting its handler).
+    /// Blocked until call number `seq` is answered.
     WaitingReply(u64),
+    /// Stopped at a fault until its handler answers fault message `seq`; its full register
+    /// set is in the trap frame.
+    Faulted(u64),
     /// Blocked in `process_wait` until a child ends.
     WaitingChild,
     /// Ended; its stack is freed once another thread runs.
@@ -75,6 +78,8 @@ pub struct Thread {
     pub process: Pid,
     pub state: ThreadState,
     pub priority: usize,
+    /// Kept off the CPU by `thread_suspend`: it may wake, but does not run until resumed.
+    pub suspended: bool,
     /// Where `switch_context` parked this thread's kernel stack pointer.
     pub saved_rsp: u64,
     pub cpu_ticks: u64,
@@ -136,6 +141,7 @@ impl Thread {
             process,
             state: ThreadState::Ready,
             priority,
+            suspended: false,
             saved_rsp,
             cpu_ticks: 0,
             ipc_buffer: None,

@@ -65,6 +65,13 @@ fn handler(call: Syscall) -> Handler {
         Syscall::CapList => cap::list,
         Syscall::MemCreateDma => memory::create_dma,
         Syscall::MemPhys => memory::phys,
+        Syscall::ThreadInfo => thread::info,
+        Syscall::ThreadSuspend => thread::suspend,
+        Syscall::ThreadResume => thread::resume,
+        Syscall::ThreadSetPriority => thread::set_priority,
+        Syscall::ThreadKill => thread::kill,
+        Syscall::ThreadRegsRead => thread::regs_read,
+        Syscall::ThreadRegsWrite => thread::regs_write,
     }
 }
 

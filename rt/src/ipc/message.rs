@@ -10,6 +10,7 @@ use super::buffer;
 use super::reply::Reply;
 use crate::process::Fault;
 use crate::sys::ipc::RawMessage;
+use crate::thread::Thread;
 
 /// A message: a label and four words, and optionally payload bytes and capabilities.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +59,16 @@ impl Message {
             rip,
             address,
         })
+    }
+
+    /// Takes the capability to the faulting thread out of a fault message (READ, MANAGE:
+    /// to read and change its registers before answering). Received messages' capabilities
+    /// are plain handles; this one becomes owned, deleted when dropped.
+    pub fn take_fault_thread(&mut self) -> Option<Thread> {
+        if self.label != LABEL_FAULT || self.caps.is_empty() {
+            return None;
+        }
+        Some(Thread::from_handle(self.caps.remove(0)))
     }
 
     /// The answer to a fault message that resumes the faulting thread: it retries the

@@ -1,5 +1,6 @@
 //! Typed syscall wrappers: one function per syscall, in ABI order; those for capabilities
-//! and IPC (16..=34) are in [`ipc`], those for devices (35..=41) in [`device`].
+//! and IPC (16..=34) are in [`ipc`], those for devices (35..=41) in [`device`], those for
+//! threads through capabilities (45..=51) in [`thread`].
 //!
 //! Each returns the kernel's verdict as `Result<_, Error>`. Those that can break the caller's
 //! own memory (unmapping, changing protection, starting a thread on a given stack) are
@@ -8,6 +9,7 @@
 pub mod device;
 pub mod ipc;
 pub mod raw;
+pub mod thread;
 
 use core::arch::asm;
 use core::convert::Infallible;
@@ -23,7 +25,7 @@ pub fn debug_write(bytes: &[u8]) -> Result<usize, Error> {
 }
 
 /// Starts a thread in this process at `entry` with `rdi = arg` and `rsp = stack_top`
-/// (nothing pushed); returns its thread id.
+/// (nothing pushed); returns a capability to it (READ, MANAGE, GRANT).
 ///
 /// # Safety
 ///
@@ -34,9 +36,10 @@ pub unsafe fn thread_create(
     stack_top: usize,
     arg: usize,
     priority: usize,
-) -> Result<u32, Error> {
+) -> Result<keel_abi::cap::Handle, Error> {
     // SAFETY: forwarded from the caller.
-    unsafe { call(Syscall::ThreadCreate, [entry, stack_top, arg, priority]) }.map(|tid| tid as u32)
+    unsafe { call(Syscall::ThreadCreate, [entry, stack_top, arg, priority]) }
+        .map(|handle| handle as keel_abi::cap::Handle)
 }
 
 /// Ends the calling thread; the last thread to end takes the process with it, with `code`.

@@ -66,6 +66,7 @@ impl Table {
             return;
         };
         if badge.fault {
+            drop_caps(&message.caps);
             return self.fault(slot, reply);
         }
         // Only a registration carries a capability init keeps.

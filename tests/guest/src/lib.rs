@@ -128,6 +128,12 @@ roles! {
     /// thread takes the fault message, checks it, maps the page holding
     /// [`SHARED_BY_PARENT`] and resumes the thread, which must then read that value.
     FaultResume = "fault-resume",
+    /// Put [`FAULT_RAX`] in rax and [`FAULT_R12`] in r12 and execute `ud2` (two bytes long);
+    /// if resumed, exit with the low 32 bits of what rax then holds.
+    FaultRegisters = "fault-registers",
+    /// Start a thread, then through its capability set its priority to this process's
+    /// plus one, then to this process's; report the two results with [`encode_results`].
+    RaisePriority = "raise-priority",
     /// Read the audit log through handle 1; report the result with [`encode_results`].
     ReadAudit = "read-audit",
     /// Caps: 1 = a bootstrap port. Announce this process's port through it
@@ -184,6 +190,10 @@ pub const UNMAPPED_ADDR: u64 = 0x0000_5555_0000_0123;
 pub const KERNEL_ADDR: u64 = 0xffff_ffff_8010_0000;
 /// Where `kchild` makes its fixed mappings.
 pub const SCRATCH_ADDR: u64 = 0x0000_4000_0000_0000;
+
+/// What [`Role::FaultRegisters`] holds in rax and r12 when it faults.
+pub const FAULT_RAX: u64 = 0x0123_4567_89ab_cdef;
+pub const FAULT_R12: u64 = 0x0fed_cba9_8765_4321;
 
 /// `kchild`'s exit code when an instruction that should have faulted did not.
 pub const NO_FAULT: i32 = 98;

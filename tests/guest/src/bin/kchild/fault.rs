@@ -1,12 +1,14 @@
-//! A process that handles its own faults: one thread faults, another mends and resumes it.
+//! Faults for a handler: a process that handles its own (one thread faults, another mends
+//! and resumes it), and one whose registers its handler reads and changes.
 
 use alloc::format;
 use alloc::sync::Arc;
+use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use keel_abi::vector;
-use keel_guest_tests::{SCRATCH_ADDR, SHARED_BY_PARENT};
+use keel_guest_tests::{FAULT_R12, FAULT_RAX, SCRATCH_ADDR, SHARED_BY_PARENT};
 use keel_rt::ipc::{Message, Port, Received};
 use keel_rt::{process, thread, time};
 
@@ -26,7 +28,7 @@ pub fn resume_after_mapping() -> Result<i32, Failure> {
         seen.store(read_word(SCRATCH_ADDR as *const u64), Ordering::Release);
     })
     .or_setup("thread::spawn")?;
-    let (message, reply) = match port.receive(Some(WAIT)).or_setup("receiving the fault")? {
+    let (mut message, reply) = match port.receive(Some(WAIT)).or_setup("receiving the fault")? {
         Received::Message {
             message,
             reply: Some(reply),
@@ -42,6 +44,8 @@ pub fn resume_after_mapping() -> Result<i32, Failure> {
         (fault.vector, fault.error_code, fault.address),
         (vector::PAGE_FAULT, USER_READ_NOT_PRESENT, SCRATCH_ADDR),
     )?;
+    // The faulting thread's capability goes with this message.
+    drop(message.take_fault_thread());
     let page = map_scratch(1)?;
     write_word(page.cast(), SHARED_BY_PARENT);
     reply
@@ -60,4 +64,14 @@ pub fn resume_after_mapping() -> Result<i32, Failure> {
         SHARED_BY_PARENT,
     )?;
     Ok(0)
+}
+
+/// Faults on `ud2` with known values in rax and r12, for a handler to read; its handler
+/// resumes it past the instruction with a new rax, which becomes the exit code.
+pub fn registers() -> Result<i32, Failure> {
+    let rax: u64;
+    // SAFETY: `ud2` only raises #UD; the handler changes nothing but rip, rax and flags,
+    // which this block declares as outputs (flags are clobbered by default).
+    unsafe { asm!("ud2", inout("rax") FAULT_RAX => rax, in("r12") FAULT_R12) };
+    Ok(rax as i32)
 }

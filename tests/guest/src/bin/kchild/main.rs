@@ -139,6 +139,8 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Holder => caps::holder(),
         Role::SharePage => caps::share_page(),
         Role::FaultResume => fault::resume_after_mapping(),
+        Role::FaultRegisters => fault::registers(),
+        Role::RaisePriority => raise_priority(),
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
         Role::WitnessServer => system::witness_server(arg),
@@ -309,6 +311,16 @@ fn last_thread_exits() -> Result<i32, Failure> {
 
 /// Runs with no rights: spawning, powering off and killing another process (`arg`, not a
 /// child) must all be refused. The results go back in the exit code.
+fn raise_priority() -> Result<i32, Failure> {
+    let sleeper = thread::spawn(|| time::sleep(Duration::from_millis(100)))
+        .map_err(|error| Failure::Setup("thread::spawn", error))?;
+    let priority = process::current_priority();
+    Ok(encode_results(&[
+        sleeper.thread().set_priority(priority + 1),
+        sleeper.thread().set_priority(priority),
+    ]))
+}
+
 fn no_rights(arg: &str) -> Result<i32, Failure> {
     let victim = arg
         .parse()

@@ -12,6 +12,7 @@ mod services;
 mod shared_pages;
 mod syscalls;
 mod system;
+mod threads;
 
 use crate::runner::Suite;
 
@@ -25,6 +26,7 @@ pub const ALL: &[Suite] = &[
     ipc_messages::SUITE,
     shared_pages::SUITE,
     exception_handlers::SUITE,
+    threads::SUITE,
     services::SUITE,
     system::SUITE,
     console::SUITE,

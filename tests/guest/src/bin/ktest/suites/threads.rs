@@ -1,0 +1,324 @@
+//! Threads as capability objects: `thread_create` hands back a capability to the new
+//! thread, through which it is looked into (READ) and controlled (MANAGE): suspended and
+//! resumed, reprioritised, killed. Each right is enforced, and the capability goes stale
+//! when the thread ends. (Registers at a fault: the `exception_handlers` suite.)
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use keel_abi::cap::{kind, make_handle, rights};
+use keel_abi::{Error, PRIORITY_LEVELS};
+use keel_guest_tests::{Reported, Role, decode_result};
+use keel_rt::cap;
+use keel_rt::ipc::{Message, Port, Received};
+use keel_rt::process::{self, Exit};
+use keel_rt::sys::thread as sys;
+use keel_rt::thread::{self, JoinHandle, Thread, state};
+use keel_rt::time;
+
+use crate::check::{Context, all, expect_eq, wait_until};
+use crate::child;
+use crate::receive::{self, WAIT};
+use crate::runner::{Suite, suite};
+
+pub const SUITE: Suite = suite!(threads:
+    thread_create_hands_back_a_capability_to_the_thread,
+    a_suspended_thread_does_not_run_until_resumed,
+    a_suspended_receiver_takes_no_messages_until_resumed,
+    lowering_a_priority_keeps_a_thread_off_the_cpu,
+    killing_a_thread_ends_it_and_not_its_process,
+    thread_capabilities_enforce_their_rights,
+    no_thread_is_raised_above_its_process,
+);
+
+/// A thread counting as fast as it can, until stopped.
+struct Spinner {
+    thread: JoinHandle,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Spinner {
+    fn start(priority: usize) -> Result<Spinner, String> {
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counter, stopped) = (count.clone(), stop.clone());
+        let thread = thread::spawn_with_priority(priority, move || {
+            while !stopped.load(Ordering::Relaxed) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .context("starting the spinner")?;
+        Ok(Spinner {
+            thread,
+            count,
+            stop,
+        })
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn thread(&self) -> &Thread {
+        self.thread.thread()
+    }
+
+    /// Runs it again if suspended, and waits until it has stopped.
+    fn stop(self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread().resume();
+        wait_until("the spinner stops", || Ok(self.thread.is_finished()))
+    }
+}
+
+/// A thread waiting on `port` for one message; its first word lands in `got`.
+fn receiver(port: Port, got: Arc<AtomicU64>) -> Result<JoinHandle, String> {
+    let thread = thread::spawn(move || {
+        if let Ok(Received::Message { message, .. }) = port.receive(Some(WAIT)) {
+            got.store(message.words[0], Ordering::Release);
+        }
+    })
+    .context("starting the receiver")?;
+    wait_until("the receiver waits on its port", || {
+        let info = thread.thread().info().context("thread_info")?;
+        Ok(info.state == state::BLOCKED)
+    })?;
+    Ok(thread)
+}
+
+fn send(port: Port, word: u64) -> Result<(), String> {
+    port.send(&Message::new(1, [word, 0, 0, 0]))
+        .context("port_send")
+}
+
+fn thread_create_hands_back_a_capability_to_the_thread() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let got = Arc::new(AtomicU64::new(0));
+    let waiting = receiver(port, got.clone())?;
+    let handle = waiting.thread().handle();
+    let capability = cap::info(handle).map(|i| (i.kind, i.rights));
+    let info = waiting.thread().info().context("thread_info")?;
+    send(port, 7)?;
+    let finished = wait_until("the receiver finishes", || Ok(waiting.is_finished()));
+    all([
+        expect_eq(
+            "(kind, rights) of the capability",
+            capability,
+            Ok((kind::THREAD, rights::READ | rights::MANAGE | rights::GRANT)),
+        ),
+        expect_eq(
+            "(pid, priority, suspended) of the thread",
+            (info.pid, info.priority as usize, info.suspended),
+            (process::id(), process::current_priority(), 0),
+        ),
+        expect_eq(
+            "whether its tid differs from this thread's",
+            info.tid != thread::id(),
+            true,
+        ),
+        finished,
+        expect_eq(
+            "the capability once the thread has ended",
+            waiting.thread().info().map(drop),
+            Err(Error::StaleHandle),
+        ),
+    ])
+}
+
+fn a_suspended_thread_does_not_run_until_resumed() -> Result<(), String> {
+    // Below this thread's priority, it runs only while this one sleeps.
+    let spinner = Spinner::start(process::current_priority() - 1)?;
+    wait_until("the spinner runs", || Ok(spinner.count() > 0))?;
+    spinner.thread().suspend().context("thread_suspend")?;
+    let at_suspend = spinner.count();
+    time::sleep(Duration::from_millis(30));
+    let after_sleep = spinner.count();
+    let info = spinner.thread().info().map(|i| (i.state, i.suspended));
+    spinner.thread().resume().context("thread_resume")?;
+    let runs_again = wait_until("the resumed spinner counts again", || {
+        Ok(spinner.count() > after_sleep)
+    });
+    let stopped = spinner.stop();
+    all([
+        expect_eq("the count over 30 ms suspended", after_sleep, at_suspend),
+        expect_eq(
+            "(state, suspended) while suspended",
+            info,
+            Ok((state::RUNNABLE, 1)),
+        ),
+        runs_again,
+        stopped,
+    ])
+}
+
+fn a_suspended_receiver_takes_no_messages_until_resumed() -> Result<(), String> {
+    const FIRST: u64 = 0xf1;
+    const SECOND: u64 = 0x5e;
+    let port = Port::create(4).context("port_create")?;
+    let got = Arc::new(AtomicU64::new(0));
+    let waiting = receiver(port, got.clone())?;
+    waiting.thread().suspend().context("thread_suspend")?;
+    send(port, FIRST)?;
+    time::sleep(Duration::from_millis(10));
+    // Still queued: this thread can take it.
+    let taken = receive::waiting(port, "the message sent while the receiver is suspended")
+        .map(|got| got.message.words[0]);
+    let untouched = got.load(Ordering::Acquire);
+    waiting.thread().resume().context("thread_resume")?;
+    send(port, SECOND)?;
+    let delivered = wait_until("the resumed receiver has the second message", || {
+        Ok(got.load(Ordering::Acquire) == SECOND)
+    });
+    all([
+        expect_eq("the queued message", taken, Ok(FIRST)),
+        expect_eq("what the suspended receiver got", untouched, 0),
+        delivered,
+    ])
+}
+
+fn lowering_a_priority_keeps_a_thread_off_the_cpu() -> Result<(), String> {
+    let priority = process::current_priority();
+    let spinner = Spinner::start(priority)?;
+    // Each yield lets an equal-priority spinner run out its time slice.
+    let moves_over_yields = |spinner: &Spinner| {
+        let before = spinner.count();
+        for _ in 0..3 {
+            thread::yield_now();
+        }
+        spinner.count() != before
+    };
+    let shared = moves_over_yields(&spinner);
+    let lowered = spinner.thread().set_priority(priority - 1);
+    let after_lowering = moves_over_yields(&spinner);
+    let info = spinner.thread().info().map(|i| i.priority as usize);
+    let stopped = spinner.stop();
+    all([
+        expect_eq("whether it ran at equal priority", shared, true),
+        expect_eq("lowering its priority", lowered, Ok(())),
+        expect_eq("whether it ran once lower", after_lowering, false),
+        expect_eq("its priority", info, Ok(priority - 1)),
+        stopped,
+    ])
+}
+
+fn killing_a_thread_ends_it_and_not_its_process() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let waiting = receiver(port, Arc::new(AtomicU64::new(0)))?;
+    let threads = || process::info(process::id()).map(|i| i.threads);
+    let before = threads().context("process_info")?;
+    let killed = waiting.thread().kill();
+    all([
+        expect_eq("killing it", killed, Ok(())),
+        expect_eq("this process's threads", threads(), Ok(before - 1)),
+        expect_eq(
+            "the capability once it is killed",
+            waiting.thread().info().map(drop),
+            Err(Error::StaleHandle),
+        ),
+        expect_eq(
+            "whether it finished its closure",
+            waiting.is_finished(),
+            false,
+        ),
+    ])
+}
+
+fn thread_capabilities_enforce_their_rights() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let waiting = receiver(port, Arc::new(AtomicU64::new(0)))?;
+    let full = waiting.thread().handle();
+    let read_only = cap::derive(full, rights::READ, 0).context("cap_derive")?;
+    let manage_only = cap::derive(full, rights::MANAGE, 0).context("cap_derive")?;
+    let tid = waiting.thread().info().context("thread_info")?.tid;
+    let results = [
+        (
+            "thread_info with READ",
+            sys::thread_info(read_only).map(|i| i.tid),
+            Ok(tid),
+        ),
+        (
+            "thread_info without READ",
+            sys::thread_info(manage_only).map(|i| i.tid),
+            Err(Error::MissingRight),
+        ),
+        (
+            "thread_info through a port capability",
+            sys::thread_info(port.handle()).map(|i| i.tid),
+            Err(Error::WrongType),
+        ),
+        (
+            "thread_info through a forged handle",
+            sys::thread_info(make_handle(4000, 0)).map(|i| i.tid),
+            Err(Error::InvalidHandle),
+        ),
+    ];
+    let controls = [
+        ("thread_suspend", sys::thread_suspend(read_only)),
+        ("thread_resume", sys::thread_resume(read_only)),
+        (
+            "thread_set_priority",
+            sys::thread_set_priority(read_only, 1),
+        ),
+        ("thread_kill", sys::thread_kill(read_only)),
+    ];
+    let bounds = [
+        (
+            "a priority that does not exist",
+            sys::thread_set_priority(manage_only, PRIORITY_LEVELS),
+            Err(Error::InvalidArgument),
+        ),
+        (
+            "reading the registers of a thread not stopped at a fault",
+            sys::thread_regs_read(full).map(drop),
+            Err(Error::NotStopped),
+        ),
+    ];
+    send(port, 1)?;
+    wait_until("the receiver finishes", || Ok(waiting.is_finished()))?;
+    let gone = sys::thread_info(read_only).map(drop);
+    all(results
+        .into_iter()
+        .map(|(what, result, expected)| expect_eq(what, result, expected))
+        .chain(controls.into_iter().map(|(what, result)| {
+            expect_eq(
+                &format!("{what} without MANAGE"),
+                result,
+                Err(Error::MissingRight),
+            )
+        }))
+        .chain(
+            bounds
+                .into_iter()
+                .map(|(what, result, expected)| expect_eq(what, result, expected)),
+        )
+        .chain([expect_eq(
+            "a derived copy once the thread has ended",
+            gone,
+            Err(Error::StaleHandle),
+        )]))
+}
+
+/// kchild below this process's priority tries to raise a thread of its own above it.
+fn no_thread_is_raised_above_its_process() -> Result<(), String> {
+    let pid = child::spawn_at(Role::RaisePriority, "", process::current_priority() - 1)?;
+    let code = match process::wait(pid).context("waiting for kchild")? {
+        Exit::Exited(code) => code,
+        other => return Err(format!("kchild raise-priority {other}")),
+    };
+    all([
+        expect_eq(
+            "raising a thread above its process",
+            decode_result(code, 0),
+            Reported::Failed(Error::PermissionDenied),
+        ),
+        expect_eq(
+            "setting it to its process's priority",
+            decode_result(code, 1),
+            Reported::Succeeded,
+        ),
+    ])
+}
