@@ -55,7 +55,7 @@ pub mod rights {
     pub const MAP_READ: u32 = 1 << 3;
     pub const MAP_WRITE: u32 = 1 << 4;
     pub const MAP_EXEC: u32 = 1 << 5;
-    /// Read (the audit log).
+    /// Read: the audit log, the kernel log, a process's capabilities, a thread's state.
     pub const READ: u32 = 1 << 6;
     /// Learn the physical addresses of a memory object (for device DMA).
     pub const DMA: u32 = 1 << 7;

@@ -6,6 +6,7 @@ pub mod entry;
 pub mod gdt;
 pub mod ioapic;
 pub mod lapic;
+pub mod pcid;
 pub mod serial;
 pub mod trap;
 
@@ -25,6 +26,9 @@ pub fn init_cpu() -> cpu::Features {
     gdt::init();
     trap::init();
     cpu::enable_protections(&features);
+    if features.pcid {
+        pcid::enable();
+    }
     entry::init();
     features
 }
@@ -33,11 +37,12 @@ pub fn read_cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
 
-/// Load `root` as the current page-table root.
+/// Load `root` (with its PCID in the low bits, if any) as the current page-table root.
 pub fn load_root(root: u64) {
+    let cr3 = pcid::cr3(root);
     // SAFETY: every root Keel builds maps the kernel half identically, so the running code
     // and stack stay mapped across the switch.
-    unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack)) };
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack)) };
 }
 
 pub fn current_root() -> u64 {

@@ -7,6 +7,7 @@
 
 use super::paging::{NO_EXECUTE, PageTables, WRITABLE, flush};
 use super::{PAGE_SIZE, PhysAddr, frame, kernel_root, phys_to_virt};
+use crate::arch::pcid;
 use crate::cap::CapId;
 use alloc::collections::BTreeMap;
 use keel_abi::{Error, layout, prot};
@@ -42,6 +43,8 @@ pub struct AddressSpace {
     data_frames: usize,
     /// Most anonymous frames this space may own (the process's quota).
     pub frame_limit: usize,
+    /// Its TLB tag (0: none).
+    pcid: u64,
 }
 
 /// Default limit of anonymous frames per process: 64 MiB.
@@ -87,11 +90,27 @@ impl AddressSpace {
             regions: BTreeMap::new(),
             data_frames: 0,
             frame_limit: DEFAULT_FRAME_LIMIT,
+            pcid: pcid::alloc(),
         })
     }
 
     pub fn root(&self) -> PhysAddr {
         self.tables.root()
+    }
+
+    /// What CR3 loads for this space: its root tagged with its PCID.
+    pub fn tagged_root(&self) -> u64 {
+        self.root() | self.pcid
+    }
+
+    /// After a present entry for `virt` changed: drop it from the TLB if this space is
+    /// loaded, else have its next load flush (other PCIDs are out of `invlpg`'s reach).
+    fn invalidate(&self, virt: usize, current: bool) {
+        if current {
+            flush(virt);
+        } else {
+            pcid::mark_stale(self.pcid);
+        }
     }
 
     /// Frames this address space holds: its data pages and its page tables.
@@ -266,9 +285,7 @@ impl AddressSpace {
         let current = self.is_current();
         for virt in (start..end).step_by(PAGE_SIZE) {
             if let Some(phys) = self.tables.unmap(virt) {
-                if current {
-                    flush(virt);
-                }
+                self.invalidate(virt, current);
                 if backing == Backing::Anonymous {
                     // SAFETY: the page was this space's own frame and is now unmapped.
                     unsafe { frame::release(phys) };
@@ -358,9 +375,7 @@ impl AddressSpace {
             region.prot = prot_bits;
             for virt in (region_start..region_start + region.pages * PAGE_SIZE).step_by(PAGE_SIZE) {
                 self.tables.set_flags(virt, page_flags(prot_bits));
-                if current {
-                    flush(virt);
-                }
+                self.invalidate(virt, current);
             }
         }
         Ok(())
@@ -455,5 +470,6 @@ impl Drop for AddressSpace {
         for (start, region) in regions {
             self.remove_pages(start, start + region.pages * PAGE_SIZE, region.backing);
         }
+        pcid::free(self.pcid);
     }
 }

@@ -101,7 +101,7 @@ impl Kernel {
         }
         self.cap_delete_all(pid);
         if let Some(space) = space {
-            self.sched.unload_root(space.root());
+            self.sched.unload_root(space.tagged_root());
             drop(space);
         }
         // Children outlive their parent as orphans; ended ones need no reaping any more.

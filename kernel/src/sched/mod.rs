@@ -41,7 +41,7 @@ pub struct Scheduler {
     slice_left: u32,
     /// Threads that ended while running; freed once another thread runs.
     dead: Vec<Tid>,
-    /// The page-table root in CR3.
+    /// The page-table root (and PCID) in CR3.
     loaded_root: u64,
 }
 
@@ -241,7 +241,7 @@ impl Kernel {
             .processes
             .get(&process)
             .and_then(|p| p.space.as_ref())
-            .map(|s| s.root());
+            .map(|s| s.tagged_root());
         let id = self.threads.insert(thread);
         self.make_ready(id);
         Ok(id)

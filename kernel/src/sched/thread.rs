@@ -92,7 +92,8 @@ pub struct Thread {
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
-    /// The page-table root of its process (`None` for the idle thread, which runs in any).
+    /// What CR3 loads for its process: the page-table root and PCID (`None` for the idle
+    /// thread, which runs in any).
     pub root: Option<u64>,
     stack: KernelStack,
 }
