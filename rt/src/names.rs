@@ -20,8 +20,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::convert::Infallible;
 
-use keel_abi::Error;
 use keel_abi::cap::{CapEntry, Handle, rights};
+use keel_abi::ipc::MAX_PAYLOAD;
+use keel_abi::{Error, ProcessInfo};
 
 use crate::ipc::{Message, Port};
 use crate::process::Pid;
@@ -44,6 +45,10 @@ pub const POWEROFF: u32 = u32::from_be_bytes(*b"NOFF");
 /// The capabilities a process holds, as `cap_list` reports them (needs `may_kill`: it is a
 /// supervisor's view).
 pub const CAPS: u32 = u32::from_be_bytes(*b"NCAP");
+/// Every live process as `process_info` reports it, as many as fit the payload, and how
+/// many there are in word 1 (needs `may_kill`: the kernel shows a process only to itself,
+/// to holders of a capability to it, and to the system).
+pub const PROCESSES: u32 = u32::from_be_bytes(*b"NPRC");
 
 /// One process as [`list`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,16 +142,72 @@ pub fn run(command: &str) -> Result<Pid, Error> {
 /// Needs `may_kill`.
 pub fn caps(pid: Pid) -> Result<Vec<CapEntry>, Error> {
     let answer = ask(Message::new(CAPS, [0, u64::from(pid), 0, 0]))?;
-    let size = core::mem::size_of::<CapEntry>();
-    Ok(answer
-        .payload
-        .chunks_exact(size)
-        .map(|bytes| {
-            // SAFETY: CapEntry is plain integers with no padding, valid for any bytes; the
-            // read is unaligned-safe.
-            unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const CapEntry) }
-        })
-        .collect())
+    // SAFETY: CapEntry is plain integers with no padding, valid for any bytes.
+    Ok(unsafe { records(&answer.payload) })
+}
+
+/// Every live process, as init (which has the system's view) sees it with `process_info`;
+/// as many as one answer holds (50). Needs `may_kill`.
+pub fn processes() -> Result<Vec<ProcessInfo>, Error> {
+    let answer = ask(Message::new(PROCESSES, [0; 4]))?;
+    // SAFETY: ProcessInfo is plain integers and bytes with no padding, valid for any bytes.
+    Ok(unsafe { records(&answer.payload) })
+}
+
+/// Process `pid` as [`processes`] shows it; `NotFound` once it is gone.
+pub fn process(pid: Pid) -> Result<ProcessInfo, Error> {
+    processes()?
+        .into_iter()
+        .find(|info| info.pid == pid)
+        .ok_or(Error::NotFound)
+}
+
+/// The answer to a [`CAPS`] request: `entries`, as many as fit.
+pub fn caps_answer(entries: &[CapEntry]) -> Message {
+    // SAFETY: CapEntry is plain integers with no padding.
+    unsafe { with_records(Message::default(), entries) }
+}
+
+/// The answer to a [`PROCESSES`] request: every process this one may look into (init:
+/// all of them), as many as fit.
+pub fn processes_answer() -> Result<Message, Error> {
+    let pids = crate::process::list()?;
+    // One that ends between the list and the look-up is simply not shown.
+    let infos: Vec<ProcessInfo> = pids
+        .iter()
+        .filter_map(|&pid| crate::process::info(pid).ok())
+        .collect();
+    let answer = Message::new(0, [0, pids.len() as u64, 0, 0]);
+    // SAFETY: ProcessInfo is plain integers and bytes with no padding.
+    Ok(unsafe { with_records(answer, &infos) })
+}
+
+/// `answer` carrying as many of `records` as fit in its payload.
+///
+/// # Safety
+///
+/// `T` must have no padding, so that all its bytes are initialised.
+unsafe fn with_records<T>(answer: Message, records: &[T]) -> Message {
+    let fit = &records[..records.len().min(MAX_PAYLOAD / core::mem::size_of::<T>())];
+    // SAFETY: the slice's memory is `size_of_val` initialised bytes, per the caller.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(fit.as_ptr() as *const u8, core::mem::size_of_val(fit))
+    };
+    answer.with_payload(bytes)
+}
+
+/// The whole `T` records in `payload`.
+///
+/// # Safety
+///
+/// Every bit pattern must be a valid `T`.
+unsafe fn records<T>(payload: &[u8]) -> Vec<T> {
+    payload
+        .chunks_exact(core::mem::size_of::<T>())
+        // SAFETY: a chunk holds one `T`'s bytes, valid per the caller; the read is
+        // unaligned-safe.
+        .map(|bytes| unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+        .collect()
 }
 
 /// Asks init to power the machine off, reporting `success`; returns only if refused.

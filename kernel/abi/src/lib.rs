@@ -56,9 +56,12 @@ pub enum Syscall {
     ProcessKill = 11,
     /// `sys_info(SysInfo)`: one system figure.
     SysInfo = 12,
-    /// `process_info(pid, &mut ProcessInfo)`: a snapshot of one process.
+    /// `process_info(pid, &mut ProcessInfo)`: a snapshot of one process: the caller, one it
+    /// holds a process capability to with [`cap::rights::READ`], or any with
+    /// [`rights::SYSTEM`] (else [`Error::PermissionDenied`]).
     ProcessInfo = 13,
-    /// `process_list(&mut [u32], capacity)`: the live pids; returns how many there are.
+    /// `process_list(&mut [u32], capacity)`: the live pids the caller may look into (as for
+    /// `process_info`); returns how many there are.
     ProcessList = 14,
     /// `system_poweroff(code)`: power the machine off with an exit code. Needs [`rights::SYSTEM`].
     SystemPoweroff = 15,

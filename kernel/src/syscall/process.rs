@@ -200,7 +200,8 @@ pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
 pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
     let k = kernel();
-    let process = k.processes.get(&pid).ok_or(Error::NotFound)?;
+    k.check_reach(k.current_pid(), pid, cap_rights::READ)?;
+    let process = &k.processes[&pid];
     let mut info = ProcessInfo::empty();
     info.pid = process.id;
     info.parent = process.parent;
@@ -226,7 +227,12 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
     let out = UserArray::<u32>::new(frame.arg(0), frame.arg(1));
     let k = kernel();
     out.check(k.current_space())?;
-    let mut pids: alloc::vec::Vec<u32> = k.processes.keys().collect();
+    let caller = k.current_pid();
+    let mut pids: alloc::vec::Vec<u32> = k
+        .processes
+        .keys()
+        .filter(|&pid| k.check_reach(caller, pid, cap_rights::READ).is_ok())
+        .collect();
     pids.sort_unstable();
     out.write(k.current_space(), &pids)?;
     Ok(pids.len())

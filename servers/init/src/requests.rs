@@ -85,6 +85,7 @@ impl Table {
             names::KILL => self.kill(slot, &text),
             names::RUN => self.run(slot, &text),
             names::CAPS => self.caps(slot, message.words[1]),
+            names::PROCESSES => self.processes(slot),
             _ => Err(Error::InvalidArgument),
         };
         answer(reply, result);
@@ -209,10 +210,20 @@ impl Table {
         let size = core::mem::size_of::<keel_rt::abi::cap::CapEntry>();
         let mut entries = alloc::vec![keel_rt::abi::cap::CapEntry::default(); MAX_PAYLOAD / size];
         let count = keel_rt::sys::ipc::cap_list(pid, &mut entries)?.min(entries.len());
-        // SAFETY: CapEntry is plain integers with no padding; viewing them as bytes is sound.
-        let bytes =
-            unsafe { core::slice::from_raw_parts(entries.as_ptr() as *const u8, count * size) };
-        Ok(Message::default().with_payload(bytes))
+        Ok(names::caps_answer(&entries[..count]))
+    }
+
+    /// Every live process, for a supervisor's eyes (`may_kill`): init has the system's view,
+    /// which the kernel gives no one else.
+    fn processes(&self, slot: usize) -> Result<Message, Error> {
+        if !self.child(slot).server.may_kill {
+            return Err(self.refuse(
+                slot,
+                "process listing",
+                "it may not kill, so it may not look",
+            ));
+        }
+        names::processes_answer()
     }
 
     /// Starts `command` with the caller's connects and nothing else.

@@ -15,7 +15,7 @@ use keel_rt::{cap, start_info};
 use crate::system::rights_names;
 
 pub fn describe(pid: Pid) -> Result<String, String> {
-    let info = process::info(pid).map_err(|error| format!("no process {pid}: {error}"))?;
+    let info = names::process(pid).map_err(|error| format!("no process {pid}: {error}"))?;
     let mut text = format!(
         "pid {pid} ({}): rights {}\n",
         info.name(),

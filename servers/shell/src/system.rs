@@ -50,13 +50,14 @@ fn figure(what: SysInfo) -> u64 {
     sys::sys_info(what).unwrap_or(0) as u64
 }
 
-/// Every live process.
+/// Every live process, as init shows it (the kernel shows the shell only itself).
 pub fn processes() -> Result<Vec<Process>, Error> {
     let hz = figure(SysInfo::TickHz);
-    let pids = process::list()?;
-    // A process may end between the list and the look-up: it is simply not shown.
-    let infos = pids.into_iter().filter_map(|pid| process::info(pid).ok());
-    Ok(infos.map(|info| Process::from_info(&info, hz)).collect())
+    let infos = names::processes()?;
+    Ok(infos
+        .iter()
+        .map(|info| Process::from_info(info, hz))
+        .collect())
 }
 
 pub fn format_processes(rows: &[Process]) -> String {

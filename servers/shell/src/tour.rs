@@ -138,7 +138,7 @@ async fn services(term: &Term) -> Step {
     let servers = names::list().map_err(|error| format!("init did not answer LIST: {error}"))?;
     show(term, "services", &system::format_services(&servers)).await;
     let console = listed_console()?;
-    let pid = process::info(console.pid).map(|info| String::from(info.name()));
+    let pid = names::process(console.pid).map(|info| String::from(info.name()));
     ensure(
         console.state == "running" && pid.as_deref() == Ok("console"),
         || format!("the console is listed as {console}, but its pid names {pid:?}"),
@@ -197,7 +197,7 @@ async fn run_example(term: &Term, command: &str) -> Step {
 /// Wait until process `pid` has ended (a zombie, or reaped by init).
 async fn ended_within(pid: Pid, limit: Duration) -> Step {
     let deadline = time::ticks() + time::ticks_in(limit);
-    while let Ok(info) = process::info(pid) {
+    while let Ok(info) = names::process(pid) {
         if system::state_name(info.state) == "zombie" {
             return Ok(());
         }

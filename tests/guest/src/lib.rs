@@ -53,6 +53,10 @@ roles! {
     /// With no rights: try to spawn, power off, kill and list the capabilities of the pid
     /// given as the argument; report the four results with [`encode_results`].
     NoRights = "no-rights",
+    /// With no rights (caps: maybe 1 = a process capability): look into the pid given as
+    /// the argument with `process_info`, into itself, and whether `process_list` names
+    /// that pid (`NotFound` if not); report the three results with [`encode_results`].
+    Snoop = "snoop",
     /// Read [`UNMAPPED_ADDR`].
     ReadUnmapped = "read-unmapped",
     /// Read [`KERNEL_ADDR`].
@@ -154,7 +158,8 @@ roles! {
     /// share the new connection.
     WitnessRetrier = "witness-retrier",
     /// Started by the supervisor with no grants. Check that every request but `LIST` is
-    /// refused (lookups of the argument and of a name nobody has included), that minting
+    /// refused (lookups of the argument and of a name nobody has, and the process and
+    /// capability listings, included), that minting
     /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.
     Outsider = "outsider",
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check

@@ -110,6 +110,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Panic => panic!("kchild was asked to panic"),
         Role::LastThreadExits => last_thread_exits(),
         Role::NoRights => no_rights(arg),
+        Role::Snoop => snoop(arg),
         Role::ReadUnmapped
         | Role::ReadKernel
         | Role::WriteKernel
@@ -318,6 +319,22 @@ fn raise_priority() -> Result<i32, Failure> {
     Ok(encode_results(&[
         sleeper.thread().set_priority(priority + 1),
         sleeper.thread().set_priority(priority),
+    ]))
+}
+
+fn snoop(arg: &str) -> Result<i32, Failure> {
+    let target = arg
+        .parse()
+        .map_err(|_| Failure::check("`snoop` wants a pid"))?;
+    let listed = match process::list() {
+        Ok(pids) if pids.contains(&target) => Ok(()),
+        Ok(_) => Err(sys::Error::NotFound),
+        Err(error) => Err(error),
+    };
+    Ok(encode_results(&[
+        process::info(target).map(drop),
+        process::info(process::id()).map(drop),
+        listed,
     ]))
 }
 

@@ -206,6 +206,12 @@ pub fn outsider(service: &str) -> Result<i32, Failure> {
         denied,
     )?;
     expect_eq("poweroff", names::poweroff(false).map(drop), denied)?;
+    expect_eq("process listing", names::processes().map(drop), denied)?;
+    expect_eq(
+        "capability listing",
+        names::caps(process::id()).map(drop),
+        denied,
+    )?;
     expect_eq(
         "listing",
         names::list().map(|list| !list.is_empty()),

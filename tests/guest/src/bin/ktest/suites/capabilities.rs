@@ -44,6 +44,7 @@ pub const SUITE: Suite = suite!(capabilities:
     only_an_audit_capability_with_read_opens_the_log,
     cap_list_shows_a_processs_capabilities,
     a_process_capability_carries_the_power_to_kill,
+    looking_into_a_process_takes_a_capability_to_it,
 );
 
 const GRANTABLE_SEND: u32 = rights::SEND | rights::GRANT;
@@ -773,6 +774,56 @@ fn a_process_capability_carries_the_power_to_kill() -> Result<(), String> {
             "a kill once the copy is revoked",
             refused,
             Reported::Failed(Error::PermissionDenied),
+        ),
+    ])
+}
+
+/// kchild snoop, without rights, looks into a spinning victim: holding no capability to
+/// it, one without READ, and one with READ.
+fn looking_into_a_process_takes_a_capability_to_it() -> Result<(), String> {
+    let victim = Spawn::new("victim", child::image()?)
+        .args(Role::Spin.name())
+        .spawn_child()
+        .context("spawning a victim")?;
+    let snoop = |rights: Option<u32>| -> Result<[Reported; 3], String> {
+        let caps = match rights {
+            Some(rights) => vec![sys::ipc::cap_derive(victim.cap, rights, 0).context("a copy")?],
+            None => vec![],
+        };
+        let pid = Spawn::new("kchild", child::image()?)
+            .args(&format!("{} {}", Role::Snoop.name(), victim.pid))
+            .rights(0)
+            .caps(&caps)
+            .spawn()
+            .context("spawning the snoop")?;
+        match process::wait(pid).context("waiting for the snoop")? {
+            Exit::Exited(code) => Ok([0, 1, 2].map(|i| decode_result(code, i))),
+            other => Err(format!("the snoop {other}")),
+        }
+    };
+    let without = snoop(None);
+    let manage_only = snoop(Some(rights::MANAGE | rights::GRANT));
+    let with_read = snoop(Some(rights::READ | rights::GRANT));
+    let _ = process::kill(victim.pid);
+    let _ = process::wait(victim.pid);
+    let denied = Reported::Failed(Error::PermissionDenied);
+    let unlisted = Reported::Failed(Error::NotFound);
+    let fine = Reported::Succeeded;
+    all([
+        expect_eq(
+            "(info of the victim, info of itself, victim listed) with no capability",
+            without,
+            Ok([denied, fine, unlisted]),
+        ),
+        expect_eq(
+            "the same with a capability without READ",
+            manage_only,
+            Ok([denied, fine, unlisted]),
+        ),
+        expect_eq(
+            "the same with a capability with READ",
+            with_read,
+            Ok([fine, fine, fine]),
         ),
     ])
 }

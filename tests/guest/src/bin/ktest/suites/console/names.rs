@@ -1,6 +1,6 @@
 //! A stand-in for init's name service, for the programs this suite starts (ktest, not init,
-//! is the first process here): a thread answering `REGISTER`, `LOOKUP` and `LIST` on a port
-//! of its own as docs/SYSTEM.md says init does, and refusing the rest.
+//! is the first process here): a thread answering `REGISTER`, `LOOKUP`, `LIST` and
+//! `PROCESSES` on a port of its own as docs/SYSTEM.md says init does, and refusing the rest.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -11,7 +11,7 @@ use core::ops::ControlFlow;
 use keel_abi::Error;
 use keel_abi::cap::{Handle, rights};
 use keel_rt::ipc::{Message, Port, Request};
-use keel_rt::names::{LIST, LOOKUP, REGISTER};
+use keel_rt::names::{self, LIST, LOOKUP, PROCESSES, REGISTER};
 use keel_rt::sync::Mutex;
 use keel_rt::{cap, thread};
 
@@ -118,6 +118,7 @@ fn answer(table: &Mutex<Table>, request: Request) -> Message {
             None => refuse(Error::NotFound),
         },
         (LIST, []) => Message::new(0, [0; 4]).with_payload(table.listing.as_bytes()),
+        (PROCESSES, []) => names::processes_answer().unwrap_or_else(refuse),
         _ => refuse(Error::PermissionDenied),
     }
 }
