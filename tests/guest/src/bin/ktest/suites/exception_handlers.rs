@@ -11,24 +11,25 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use keel_abi::cap::{kind, rights};
-use keel_abi::ipc::LABEL_FAULT;
+use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
 use keel_abi::{Error, vector};
 use keel_guest_tests::{FAULT_R12, FAULT_RAX, KERNEL_ADDR, Role, UNMAPPED_ADDR};
-use keel_rt::cap;
 use keel_rt::ipc::{Message, Port};
 use keel_rt::process::{self, Exit, Pid};
 use keel_rt::thread::{Registers, state};
+use keel_rt::{cap, sys};
 
-use crate::check::{Context, all, ensure, expect_eq};
+use crate::check::{Context, all, background, ensure, expect_eq};
 use crate::child::{self, expect_exit, expect_page_fault_of, kill_and_reap, page_fault};
 use crate::elf;
-use crate::receive::{self, Got, poll};
+use crate::receive::{self, Got, WAIT, poll};
 use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(exception_handlers:
     a_handler_that_maps_the_page_resumes_the_faulting_thread,
     a_fault_arrives_as_a_call_with_vector_error_code_rip_and_address,
     a_handler_reads_and_changes_the_faulting_threads_registers,
+    a_fault_answered_by_reply_and_receive_resumes_the_thread,
     a_fault_answered_without_resume_ends_the_process,
     a_fault_whose_reply_is_dropped_ends_the_process,
     a_removed_handler_hears_of_no_fault,
@@ -165,6 +166,36 @@ fn a_handler_reads_and_changes_the_faulting_threads_registers() -> Result<(), St
             thread.info().map(drop),
             Err(Error::StaleHandle),
         ),
+    ])
+}
+
+/// A server loop answers with `port_reply_recv`, whose fast path writes a caller's syscall
+/// registers: it must leave a faulted thread, which resumes through the fault code, alone.
+/// kchild runs at this priority, so that the fast path's priority condition holds.
+fn a_fault_answered_by_reply_and_receive_resumes_the_thread() -> Result<(), String> {
+    let port = Port::create(1).context("port_create")?;
+    let pid = child::spawn(Role::FaultRegisters, "")?;
+    process::set_fault_handler(pid, port).context("fault_handler_set")?;
+    let handler = background("the handler's loop", move || {
+        let timeout = WAIT.as_nanos() as u64;
+        let (is_call, fault) = sys::ipc::port_recv(port.handle(), timeout)?;
+        if !is_call || fault.info.label() != LABEL_FAULT {
+            return Err(Error::InvalidArgument);
+        }
+        // Resume past the two-byte `ud2`, then wait for the next message.
+        let resume = [FAULT_RESUME, fault.words[2] + 2, 0, 0];
+        sys::ipc::port_reply_recv(port.handle(), MessageInfo::new(0, 0, 0), resume).map(drop)
+    })?;
+    let ended = process::wait(pid).context("waiting for kchild")?;
+    // The handler waits on the port again: a message ends its loop.
+    port.send(&Message::default()).context("port_send")?;
+    all([
+        expect_eq(
+            "how kchild ended",
+            ended,
+            Exit::Exited(FAULT_RAX as i32 as i64),
+        ),
+        expect_eq("the handler's loop", handler.wait(WAIT)?, Ok(())),
     ])
 }
 
