@@ -57,6 +57,10 @@ roles! {
     /// the argument with `process_info`, into itself, and whether `process_list` names
     /// that pid (`NotFound` if not); report the three results with [`encode_results`].
     Snoop = "snoop",
+    /// Caps: 1 = a memory object (a page). Make random syscalls with edge-case arguments
+    /// (the argument seeds them), all but those that would end it or unmap its memory,
+    /// counting them in word 0 of the page, until killed.
+    Fuzz = "fuzz",
     /// Read [`UNMAPPED_ADDR`].
     ReadUnmapped = "read-unmapped",
     /// Read [`KERNEL_ADDR`].

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod caps;
 mod fault;
+mod fuzz;
 mod ipc;
 mod services;
 mod system;
@@ -111,6 +112,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::LastThreadExits => last_thread_exits(),
         Role::NoRights => no_rights(arg),
         Role::Snoop => snoop(arg),
+        Role::Fuzz => fuzz::fuzz(arg),
         Role::ReadUnmapped
         | Role::ReadKernel
         | Role::WriteKernel

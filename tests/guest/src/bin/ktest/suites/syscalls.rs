@@ -21,10 +21,13 @@ use keel_abi::{
     ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest, Syscall,
 };
 use keel_guest_tests::{KERNEL_ADDR, Reported, Role, UNMAPPED_ADDR, decode_result};
+use keel_rt::ipc::{Message, Port};
+use keel_rt::mem::Memory;
 use keel_rt::process::{self, Exit, Spawn};
 use keel_rt::sys::{self, raw};
+use keel_rt::time;
 
-use crate::check::{Context, all, expect_eq};
+use crate::check::{Context, all, ensure, expect_at_least, expect_eq};
 use crate::child::{self, kill_and_reap};
 use crate::elf::{self, header, program};
 use crate::runner::{Suite, suite};
@@ -43,6 +46,7 @@ pub const SUITE: Suite = suite!(syscalls:
     process_spawn_rejects_garbage_and_truncated_elf_images,
     a_child_without_rights_cannot_spawn_power_off_kill_or_list_capabilities,
     thread_create_rejects_entry_and_stack_outside_user_space,
+    random_syscalls_without_rights_leave_the_kernel_standing,
 );
 
 const BAD_ADDRESS: Result<usize, Error> = Err(Error::BadAddress);
@@ -573,4 +577,48 @@ fn bad_images(kchild: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("only the ELF header", kchild[..phoff.min(64)].to_vec()),
     ]
+}
+
+/// kchild fuzz, without rights, makes random syscalls for a while under each of a few
+/// seeds; the kernel must take them all (a panic would end the run) and still serve. A
+/// run makes some thousands (3,400 to 5,400 seen: mapping megabytes of memory until the
+/// quota says no takes time); fewer than 1,000 would mean the fuzzer did not get going.
+fn random_syscalls_without_rights_leave_the_kernel_standing() -> Result<(), String> {
+    const SEEDS: [u64; 4] = [0x9e37_79b9, 0x85eb_ca6b, 0xc2b2_ae35, 0x27d4_eb2f];
+    let mut made = 0;
+    let mut endings = Vec::new();
+    for seed in SEEDS {
+        let counter = Memory::create(PAGE_SIZE).context("mem_create")?;
+        let mapping = counter
+            .map(keel_abi::prot::READ)
+            .context("mapping the counter")?;
+        let pid = Spawn::new("kchild", child::image()?)
+            .args(&format!("{} {seed}", Role::Fuzz.name()))
+            .rights(0)
+            .caps(&[counter.handle()])
+            .spawn()
+            .context("spawning kchild fuzz")?;
+        // At this priority, it runs while this thread sleeps.
+        time::sleep(core::time::Duration::from_millis(250));
+        let _ = process::kill(pid);
+        endings.push((seed, process::wait(pid)));
+        // SAFETY: the page is mapped readable for as long as `mapping` lives.
+        made += unsafe { mapping.as_ptr().cast::<u64>().read_volatile() };
+    }
+    // Still serving: a message through a port of its own.
+    let port = Port::create(1).context("port_create")?;
+    port.send(&Message::new(1, [made, 0, 0, 0]))
+        .context("port_send")?;
+    let echoed = crate::receive::waiting(port, "the message to itself")?;
+    all(endings
+        .into_iter()
+        .map(|(seed, ended)| {
+            ensure(ended.is_ok(), || {
+                format!("waiting for the fuzzer of seed {seed}: {ended:?}")
+            })
+        })
+        .chain([
+            expect_at_least("syscalls the fuzzers made", made, 1_000),
+            expect_eq("the word sent to itself", echoed.message.words[0], made),
+        ]))
 }
