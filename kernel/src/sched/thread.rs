@@ -8,7 +8,7 @@ use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::fastpath::PathCache;
-use crate::ipc::{Delivery, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
 use crate::proc::Pid;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use keel_abi::Error;
@@ -87,6 +87,10 @@ pub struct Thread {
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
+    /// Set when the thread blocked in this IPC syscall with nothing left on its kernel stack
+    /// but its trap frame: resuming it means returning to user space (see
+    /// [`switch_parking`](crate::sched::switch_parking)).
+    pub parked_in: Option<Delivered>,
     /// The page-table root of its process (`None` for the idle thread, which runs in any).
     pub root: Option<u64>,
     stack: KernelStack,
@@ -143,6 +147,7 @@ impl Thread {
             pending_reply: None,
             call_seq: 0,
             path_cache: PathCache::default(),
+            parked_in: None,
             root: None,
             stack,
         })
