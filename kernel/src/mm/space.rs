@@ -42,6 +42,9 @@ pub struct AddressSpace {
     data_frames: usize,
     /// Most anonymous frames this space may own (the process's quota).
     pub frame_limit: usize,
+    /// Bumped whenever a region goes or loses rights: access checks made before may no
+    /// longer hold.
+    epoch: u64,
 }
 
 /// Default limit of anonymous frames per process: 64 MiB.
@@ -87,7 +90,13 @@ impl AddressSpace {
             regions: BTreeMap::new(),
             data_frames: 0,
             frame_limit: DEFAULT_FRAME_LIMIT,
+            epoch: 0,
         })
+    }
+
+    /// Changes when a region goes or loses rights (see [`check_access`](Self::check_access)).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn root(&self) -> PhysAddr {
@@ -263,6 +272,7 @@ impl AddressSpace {
 
     /// Unmap the pages of `[start, end)`, releasing anonymous frames.
     fn remove_pages(&mut self, start: usize, end: usize, backing: Backing) {
+        self.epoch += 1;
         let current = self.is_current();
         for virt in (start..end).step_by(PAGE_SIZE) {
             if let Some(phys) = self.tables.unmap(virt) {
@@ -350,6 +360,7 @@ impl AddressSpace {
             return Err(Error::PermissionDenied);
         }
         let current = self.is_current();
+        self.epoch += 1;
         for region_start in self.isolate(start, end)? {
             let region = self
                 .regions

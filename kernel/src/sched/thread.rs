@@ -80,6 +80,9 @@ pub struct Thread {
     pub cpu_ticks: u64,
     /// The page registered with `ipc_buffer_set`.
     pub ipc_buffer: Option<usize>,
+    /// The address-space epoch at which the whole IPC buffer was last found readable and
+    /// writable.
+    pub ipc_buffer_checked: Option<u64>,
     /// What woke this thread from a receive, call or fault.
     pub inbox: Option<Delivery>,
     /// The call received last and not answered yet.
@@ -143,6 +146,7 @@ impl Thread {
             saved_rsp,
             cpu_ticks: 0,
             ipc_buffer: None,
+            ipc_buffer_checked: None,
             inbox: None,
             pending_reply: None,
             call_seq: 0,

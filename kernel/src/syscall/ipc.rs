@@ -197,7 +197,9 @@ pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
         space.check_access(addr, PAGE_SIZE, true)?;
     }
     let tid = k.sched.current;
-    k.threads.get_mut(&tid).expect("running thread").ipc_buffer = (addr != 0).then_some(addr);
+    let thread = k.threads.get_mut(&tid).expect("running thread");
+    thread.ipc_buffer = (addr != 0).then_some(addr);
+    thread.ipc_buffer_checked = None;
     Ok(0)
 }
 
