@@ -15,6 +15,7 @@ use crate::sched::Scheduler;
 use crate::sched::thread::{Thread, Tid};
 use crate::table::Table;
 use alloc::string::String;
+use core::ptr::NonNull;
 use keel_abi::ipc::IpcStats;
 use spin::{Mutex, MutexGuard};
 
@@ -36,24 +37,34 @@ pub struct Kernel {
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
 
-pub struct KernelGuard(MutexGuard<'static, Option<Kernel>>);
+/// The locked kernel state. It keeps a pointer to the state so that reaching it does not
+/// check, at every use, that it was initialised.
+pub struct KernelGuard {
+    _lock: MutexGuard<'static, Option<Kernel>>,
+    state: NonNull<Kernel>,
+}
 
 impl core::ops::Deref for KernelGuard {
     type Target = Kernel;
     fn deref(&self) -> &Kernel {
-        self.0.as_ref().expect("kernel state initialised")
+        // SAFETY: `state` points into the `Option` the lock guards, which stays `Some` and
+        // in place while the guard lives; the guard is the only way to it.
+        unsafe { self.state.as_ref() }
     }
 }
 
 impl core::ops::DerefMut for KernelGuard {
     fn deref_mut(&mut self) -> &mut Kernel {
-        self.0.as_mut().expect("kernel state initialised")
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { self.state.as_mut() }
     }
 }
 
 /// The kernel state. Panics if already held (a kernel bug, never a user's doing).
 pub fn kernel() -> KernelGuard {
-    KernelGuard(KERNEL.try_lock().expect("kernel lock taken twice"))
+    let mut lock = KERNEL.try_lock().expect("kernel lock taken twice");
+    let state = NonNull::from(lock.as_mut().expect("kernel state initialised"));
+    KernelGuard { _lock: lock, state }
 }
 
 /// Create the kernel state with its idle thread.

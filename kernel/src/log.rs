@@ -91,6 +91,11 @@ pub fn mark_pending() {
     PENDING.store(true, Ordering::Release);
 }
 
+/// Whether bytes arrived since the last [`take_pending`], which stays to be called.
+pub fn is_pending() -> bool {
+    PENDING.load(Ordering::Acquire)
+}
+
 /// Whether bytes arrived since the last call.
 pub fn take_pending() -> bool {
     PENDING.swap(false, Ordering::AcqRel)

@@ -43,7 +43,13 @@ syscall_entry:
     movq %r8, {r8}(%rsp)
     movq %r9, {r9}(%rsp)
     movq %rsp, %rdi
+    /* A call or reply-and-receive may leave this stack for good (the IPC fast path's
+       direct return to another thread): its callee-saved registers go in the frame. */
+    leal -{first_ipc}(%rax), %ecx
+    cmpl $2, %ecx
+    jbe 1f
     call syscall_dispatch
+syscall_exit:
     movq {rax}(%rsp), %rax
     movq {rdi}(%rsp), %rdi
     movq {rsi}(%rsp), %rsi
@@ -55,6 +61,55 @@ syscall_entry:
     movq {rflags}(%rsp), %r11
     movq {rsp}(%rsp), %rsp
     sysretq
+1:
+    movq %rbx, {rbx}(%rsp)
+    movq %rbp, {rbp}(%rsp)
+    movq %r12, {r12}(%rsp)
+    movq %r13, {r13}(%rsp)
+    movq %r14, {r14}(%rsp)
+    movq %r15, {r15}(%rsp)
+    call syscall_dispatch
+    jmp syscall_exit
+
+    /* exit_to_user(frame, park): leave this kernel stack for good and return to user space
+       with `frame`, a parked thread's; `park` is where this thread's stack is parked so
+       that a later switch_context to it enters fast_resume. */
+    .balign 16
+    .global exit_to_user
+exit_to_user:
+    leaq fast_resume(%rip), %rax
+    movq %rax, {switch_ret}(%rsi)
+    movq %rdi, %rsp
+    jmp syscall_exit_full
+
+    /* resume_parking(next_rsp, park): leave this kernel stack for good, parking it as
+       exit_to_user does, and resume the kernel context parked at `next_rsp`. */
+    .balign 16
+    .global resume_parking
+resume_parking:
+    leaq fast_resume(%rip), %rax
+    movq %rax, {switch_ret}(%rsi)
+    movq %rdi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+
+    /* A parked thread's resumption by switch_context: finish its syscall, then return. */
+fast_resume:
+    movq %rsp, %rdi
+    call syscall_resume
+syscall_exit_full:
+    movq {rbx}(%rsp), %rbx
+    movq {rbp}(%rsp), %rbp
+    movq {r12}(%rsp), %r12
+    movq {r13}(%rsp), %r13
+    movq {r14}(%rsp), %r14
+    movq {r15}(%rsp), %r15
+    jmp syscall_exit
 
     /* switch_context(save_rsp: *mut u64, next_rsp: u64): park callee-saved registers on
        this stack, save its pointer, and resume the other stack where it parked. */
@@ -95,13 +150,31 @@ thread_trampoline:
     r10 = const offset_of!(TrapFrame, r10),
     r8 = const offset_of!(TrapFrame, r8),
     r9 = const offset_of!(TrapFrame, r9),
+    rbx = const offset_of!(TrapFrame, rbx),
+    rbp = const offset_of!(TrapFrame, rbp),
+    r12 = const offset_of!(TrapFrame, r12),
+    r13 = const offset_of!(TrapFrame, r13),
+    r14 = const offset_of!(TrapFrame, r14),
+    r15 = const offset_of!(TrapFrame, r15),
+    first_ipc = const keel_abi::Syscall::PortCall as u32,
+    switch_ret = const SWITCH_FRAME - 8,
     options(att_syntax)
 );
+
+/// What `switch_context` parks below a stack pointer: six callee-saved registers and the
+/// return address.
+pub const SWITCH_FRAME: usize = 7 * 8;
+
+// The entry's range check relies on the three adjacent numbers.
+const _: () =
+    assert!(keel_abi::Syscall::PortReplyRecv as u32 == keel_abi::Syscall::PortCall as u32 + 2);
 
 unsafe extern "C" {
     fn syscall_entry();
     fn thread_trampoline();
     fn switch_context(save_rsp: *mut u64, next_rsp: u64);
+    fn exit_to_user(frame: *const TrapFrame, park: u64) -> !;
+    fn resume_parking(next_rsp: u64, park: u64) -> !;
 }
 
 const EFER: u32 = 0xc000_0080;
@@ -152,7 +225,7 @@ pub unsafe fn switch(save_rsp: *mut u64, next_rsp: u64) {
 /// trap frame and the switch frame.
 pub unsafe fn prepare_new_stack(top: usize, frame: &TrapFrame) -> u64 {
     let frame_at = top - core::mem::size_of::<TrapFrame>();
-    let switch_at = frame_at - 7 * 8;
+    let switch_at = frame_at - SWITCH_FRAME;
     // SAFETY: per the caller, both areas lie inside the new thread's stack.
     unsafe {
         core::ptr::write(frame_at as *mut TrapFrame, *frame);
@@ -163,4 +236,30 @@ pub unsafe fn prepare_new_stack(top: usize, frame: &TrapFrame) -> u64 {
         words.add(6).write(thread_trampoline as *const () as u64);
     }
     switch_at as u64
+}
+
+/// Return to user space with `frame`, the trap frame at the top of a parked thread's kernel
+/// stack, abandoning the current kernel stack; `park` (its switch frame's address, just
+/// below its own trap frame) is made to resume in `fast_resume`.
+///
+/// # Safety
+/// `frame` is a parked thread's saved syscall frame with its callee-saved registers, now
+/// the running thread's (stacks and address space loaded); `park` lies in the current
+/// thread's stack, whose syscall saved its callee-saved registers; nothing on the current
+/// stack needs dropping and the kernel lock is released.
+pub unsafe fn return_to_user(frame: *const TrapFrame, park: u64) -> ! {
+    // SAFETY: per the caller.
+    unsafe { exit_to_user(frame, park) }
+}
+
+/// Resume the kernel context parked at `next_rsp`, abandoning the current kernel stack;
+/// `park` is made to resume in `fast_resume`, as for [`return_to_user`].
+///
+/// # Safety
+/// As for [`return_to_user`] about `park`; `next_rsp` is a stack parked by
+/// `switch_context` or prepared by [`prepare_new_stack`] or a park, of the thread now
+/// running (stacks and address space loaded).
+pub unsafe fn switch_parking(next_rsp: u64, park: u64) -> ! {
+    // SAFETY: per the caller.
+    unsafe { resume_parking(next_rsp, park) }
 }

@@ -14,20 +14,32 @@
 
 use super::{Delivery, PortId, ReplyRef};
 use crate::arch::trap::TrapFrame;
-use crate::cap::{Found, Object};
+use crate::cap::{CapId, Found, Object};
 use crate::kernel::Kernel;
-use crate::sched::thread::{ThreadState, Tid};
+use crate::sched::thread::{Thread, ThreadState, Tid};
+use crate::table::Table;
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
-use keel_abi::ipc::MessageInfo;
+use keel_abi::ipc::{IpcStats, MessageInfo};
 
 const PATH_CACHE_ENTRIES: usize = 4;
 
+/// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one.
+fn may_switch_directly(threads: &Table<Thread>, from: Tid, to: Tid) -> bool {
+    let priority = |tid| threads.get(&tid).map_or(0, |t| t.priority);
+    let suspended = threads.get(&to).is_none_or(|t| t.suspended);
+    !suspended && priority(to) >= priority(from)
+}
+
+/// A port capability as resolved: all the fast path needs, without the capability table.
 #[derive(Clone, Copy)]
 struct PathEntry {
     handle: Handle,
+    rights: u32,
     epoch: u64,
-    found: Found,
+    port: PortId,
+    cap: CapId,
+    badge: u64,
 }
 
 #[derive(Default)]
@@ -36,51 +48,53 @@ pub struct PathCache {
     next: usize,
 }
 
+impl PathCache {
+    fn find(&self, handle: Handle, epoch: u64, rights: u32) -> Option<PathEntry> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|e| e.handle == handle && e.epoch == epoch && e.rights & rights == rights)
+            .copied()
+    }
+}
+
 impl Kernel {
     /// Resolve a port capability of the running thread, through its path cache.
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
-        let pid = self.current_pid();
+        let thread = self.threads.get(&tid).expect("running thread");
+        let pid = thread.process;
         let epoch = self.processes[&pid].caps.epoch();
-        let cached = self.threads[&tid]
-            .path_cache
-            .entries
-            .iter()
-            .flatten()
-            .find(|e| e.handle == handle && e.epoch == epoch && e.found.rights & rights == rights)
-            .map(|e| e.found);
-        let found = match cached {
-            Some(found) => {
-                self.ipc_stats.path_cache_hits += 1;
-                found
-            }
-            None => {
-                self.ipc_stats.path_cache_misses += 1;
-                let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
-                let cache = &mut self
-                    .threads
-                    .get_mut(&tid)
-                    .expect("running thread")
-                    .path_cache;
-                cache.entries[cache.next] = Some(PathEntry {
-                    handle,
-                    epoch,
-                    found,
-                });
-                cache.next = (cache.next + 1) % PATH_CACHE_ENTRIES;
-                found
-            }
-        };
-        match found.object {
-            Object::Port(port) => Ok((port, found)),
-            _ => Err(Error::WrongType),
+        if let Some(entry) = thread.path_cache.find(handle, epoch, rights) {
+            self.ipc_stats.path_cache_hits += 1;
+            let found = Found {
+                id: entry.cap,
+                object: Object::Port(entry.port),
+                rights: entry.rights,
+                badge: entry.badge,
+            };
+            return Ok((entry.port, found));
         }
-    }
-
-    fn may_switch_directly(&self, from: Tid, to: Tid) -> bool {
-        let priority = |tid| self.threads.get(&tid).map_or(0, |t| t.priority);
-        let suspended = self.threads.get(&to).is_none_or(|t| t.suspended);
-        !suspended && priority(to) >= priority(from)
+        self.ipc_stats.path_cache_misses += 1;
+        let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
+        let Object::Port(port) = found.object else {
+            return Err(Error::WrongType);
+        };
+        let cache = &mut self
+            .threads
+            .get_mut(&tid)
+            .expect("running thread")
+            .path_cache;
+        cache.entries[cache.next] = Some(PathEntry {
+            handle,
+            rights: found.rights,
+            epoch,
+            port,
+            cap: found.id,
+            badge: found.badge,
+        });
+        cache.next = (cache.next + 1) % PATH_CACHE_ENTRIES;
+        Ok((port, found))
     }
 
     /// A plain call straight into a waiting receiver's registers. On success the caller is
@@ -95,15 +109,18 @@ impl Kernel {
         let caller = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         let receiver = port.receivers.front().copied()?;
-        if !self.may_switch_directly(caller, receiver) {
+        if !may_switch_directly(&self.threads, caller, receiver) {
             return None;
         }
-        self.ports.get_mut(&port_id)?.receivers.pop_front();
-        self.count(port_id, |s| {
+        port.receivers.pop_front();
+        let bump = |s: &mut IpcStats| {
+            s.calls += 1;
             s.sent += 1;
             s.received += 1;
             s.fast_path_hits += 1;
-        });
+        };
+        bump(&mut port.stats);
+        bump(&mut self.ipc_stats);
         self.block(caller, ThreadState::WaitingReply(reply.seq));
         self.hand_over(receiver, frame, badge, Some(reply));
         Some(receiver)
@@ -120,16 +137,22 @@ impl Kernel {
         let server = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         let port_idle = port.queue.is_empty() && port.notify == 0 && !port.closed;
-        let in_call = self
+        let awaited = self
             .threads
             .get(&reply.caller)
             .is_some_and(|t| t.state == ThreadState::WaitingReply(reply.seq));
-        if !port_idle || !in_call || !self.may_switch_directly(server, reply.caller) {
+        if !port_idle || !awaited || !may_switch_directly(&self.threads, server, reply.caller) {
             return None;
         }
-        self.ports.get_mut(&port_id)?.receivers.push_back(server);
-        self.count(port_id, |s| s.fast_path_hits += 1);
-        self.count(reply.port, |s| s.replies += 1);
+        port.receivers.push_back(server);
+        port.stats.fast_path_hits += 1;
+        self.ipc_stats.fast_path_hits += 1;
+        self.ipc_stats.replies += 1;
+        if reply.port == port_id {
+            port.stats.replies += 1;
+        } else if let Some(other) = self.ports.get_mut(&reply.port) {
+            other.stats.replies += 1;
+        }
         let state = ThreadState::Receiving {
             port: port_id,
             until: None,
@@ -148,9 +171,13 @@ impl Kernel {
     /// Copy the sender's label and words into the saved registers of `to`, blocked in the
     /// kernel, and set its syscall's result: register-only transfer, no message built.
     fn hand_over(&mut self, to: Tid, frame: &TrapFrame, badge: u64, reply: Option<ReplyRef>) {
-        let info = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
-        self.load_registers(to, badge, info, [frame.rdx, frame.r10, frame.r8, frame.r9]);
         let target = self.threads.get_mut(&to).expect("waiting thread exists");
+        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
+        // frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *target.saved_user_frame() };
+        saved.rdi = badge;
+        saved.rsi = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = [frame.rdx, frame.r10, frame.r8, frame.r9];
         let waiting = target.state;
         let previous = match reply {
             Some(reply) => target.pending_reply.replace(reply),

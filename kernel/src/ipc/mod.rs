@@ -15,6 +15,7 @@ pub mod port;
 use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Object};
 use crate::kernel::Kernel;
+use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::proc::Pid;
 use crate::sched::thread::{ThreadState, Tid};
@@ -100,16 +101,28 @@ impl Kernel {
         if info.caps() > 0 && port_rights & rights::GRANT == 0 {
             return Err(Error::MissingRight);
         }
-        let buffer = self.current_thread().ipc_buffer.ok_or(Error::BadAddress)?;
-        let space = self.current_space();
+        let buffer = self.checked_ipc_buffer().ok_or(Error::BadAddress)?;
         // Only what the message uses is read: the handles, then the payload's bytes.
-        let caps: [u32; MESSAGE_CAPS] =
-            UserSlice::of::<[u32; MESSAGE_CAPS]>(buffer).read_value(space)?;
+        let mut caps = [0u8; 4 * MESSAGE_CAPS];
         let payload = UserSlice::new(
             buffer + core::mem::offset_of!(IpcBuffer, payload),
             info.payload_len(),
         );
-        message.payload = payload.read_vec(space)?;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(info.payload_len())
+            .map_err(|_| Error::OutOfMemory)?;
+        bytes.resize(info.payload_len(), 0);
+        // SAFETY: both ranges lie in the IPC buffer (the payload is at most MAX_PAYLOAD),
+        // checked by `checked_ipc_buffer` in this syscall.
+        unsafe {
+            UserSlice::new(buffer, caps.len()).read_checked(&mut caps);
+            payload.read_checked(&mut bytes);
+        }
+        message.payload = bytes;
+        let caps: [u32; MESSAGE_CAPS] = core::array::from_fn(|i| {
+            u32::from_le_bytes(caps[4 * i..4 * i + 4].try_into().unwrap_or_default())
+        });
         let mut granted = heapless::Vec::<_, MESSAGE_CAPS>::new();
         for &handle in &caps[..info.caps()] {
             let cap = self.cap_check(pid, handle, None, rights::GRANT)?;
@@ -130,6 +143,23 @@ impl Kernel {
         }
         message.info = MessageInfo::new(info.label(), message.payload.len(), message.caps.len()).0;
         Ok(message)
+    }
+
+    /// The running thread's IPC buffer, readable and writable throughout: checked against
+    /// its regions only when they lost some since the last check.
+    fn checked_ipc_buffer(&mut self) -> Option<usize> {
+        let tid = self.sched.current;
+        let thread = self.threads.get(&tid)?;
+        let buffer = thread.ipc_buffer?;
+        let checked = thread.ipc_buffer_checked;
+        let space = self.processes.get(&thread.process)?.space.as_ref()?;
+        let epoch = space.epoch();
+        if checked != Some(epoch) {
+            space.check_access(buffer, PAGE_SIZE, false).ok()?;
+            space.check_access(buffer, PAGE_SIZE, true).ok()?;
+            self.threads.get_mut(&tid)?.ipc_buffer_checked = Some(epoch);
+        }
+        Some(buffer)
     }
 
     /// Drop a message that will never be delivered: its capabilities, its reply.
@@ -266,16 +296,21 @@ impl Kernel {
         }
         info |= (placed as u64) << 16;
         if !message.payload.is_empty() || placed > 0 {
-            let written = self.current_thread().ipc_buffer.and_then(|buffer| {
-                let space = self.current_process().space.as_ref()?;
-                UserSlice::of::<[u32; MESSAGE_CAPS]>(buffer)
-                    .write_value(space, &handles)
-                    .ok()?;
+            let written = self.checked_ipc_buffer().map(|buffer| {
+                let mut bytes = [0u8; 4 * MESSAGE_CAPS];
+                for (chunk, handle) in bytes.chunks_exact_mut(4).zip(handles) {
+                    chunk.copy_from_slice(&handle.to_le_bytes());
+                }
                 let payload = UserSlice::new(
                     buffer + core::mem::offset_of!(IpcBuffer, payload),
                     message.payload.len(),
                 );
-                payload.write(space, &message.payload).ok()
+                // SAFETY: both ranges lie in the IPC buffer (a payload is at most
+                // MAX_PAYLOAD), checked by `checked_ipc_buffer` in this syscall.
+                unsafe {
+                    UserSlice::new(buffer, bytes.len()).write_checked(&bytes);
+                    payload.write_checked(&message.payload);
+                }
             });
             if written.is_none() {
                 info = (info & !0xffff) | MessageInfo::PAYLOAD_DROPPED;

@@ -45,6 +45,9 @@ pub struct AddressSpace {
     pub frame_limit: usize,
     /// Its TLB tag (0: none).
     pcid: u64,
+    /// Bumped whenever a region goes or loses rights: access checks made before may no
+    /// longer hold.
+    epoch: u64,
 }
 
 /// Default limit of anonymous frames per process: 64 MiB.
@@ -91,7 +94,13 @@ impl AddressSpace {
             data_frames: 0,
             frame_limit: DEFAULT_FRAME_LIMIT,
             pcid: pcid::alloc(),
+            epoch: 0,
         })
+    }
+
+    /// Changes when a region goes or loses rights (see [`check_access`](Self::check_access)).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn root(&self) -> PhysAddr {
@@ -282,6 +291,7 @@ impl AddressSpace {
 
     /// Unmap the pages of `[start, end)`, releasing anonymous frames.
     fn remove_pages(&mut self, start: usize, end: usize, backing: Backing) {
+        self.epoch += 1;
         let current = self.is_current();
         for virt in (start..end).step_by(PAGE_SIZE) {
             if let Some(phys) = self.tables.unmap(virt) {
@@ -367,6 +377,7 @@ impl AddressSpace {
             return Err(Error::PermissionDenied);
         }
         let current = self.is_current();
+        self.epoch += 1;
         for region_start in self.isolate(start, end)? {
             let region = self
                 .regions

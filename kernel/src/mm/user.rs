@@ -54,6 +54,31 @@ impl UserSlice {
         Ok(buf)
     }
 
+    /// [`read_into`](Self::read_into) for a range already checked readable.
+    ///
+    /// # Safety
+    /// `check_access` accepted the range for reading in the current address space, and no
+    /// region went or lost rights since (its epoch is unchanged).
+    pub unsafe fn read_checked(&self, buf: &mut [u8]) {
+        let len = buf.len().min(self.len);
+        with_user_access(|| {
+            // SAFETY: per the caller, the range is mapped readable user memory.
+            unsafe { core::ptr::copy_nonoverlapping(self.addr as *const u8, buf.as_mut_ptr(), len) }
+        });
+    }
+
+    /// [`write`](Self::write) for a range already checked writable.
+    ///
+    /// # Safety
+    /// As for [`read_checked`](Self::read_checked), checked for writing.
+    pub unsafe fn write_checked(&self, bytes: &[u8]) {
+        let len = bytes.len().min(self.len);
+        with_user_access(|| {
+            // SAFETY: per the caller, the range is mapped writable user memory.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr as *mut u8, len) }
+        });
+    }
+
     /// Copy a plain-data value out of user memory.
     pub fn read_value<T: Copy>(&self, space: &AddressSpace) -> Result<T, Error> {
         debug_assert_eq!(self.len, core::mem::size_of::<T>());

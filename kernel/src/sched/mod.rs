@@ -9,6 +9,7 @@
 pub mod thread;
 
 use crate::arch::{self, entry, gdt};
+use crate::ipc::Delivered;
 use crate::kernel::{Kernel, KernelGuard, kernel};
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -307,6 +308,55 @@ pub fn switch_to(mut k: KernelGuard, next: Tid) {
     // slot) that stays put until this thread is reaped, which happens only after the switch.
     unsafe { entry::switch(save, next_rsp) };
     finish_switch();
+}
+
+/// Give the CPU to `next`, woken by the IPC fast path with `result` as its syscall's result
+/// (also in its inbox), and park the current thread, just blocked in an IPC syscall that
+/// finishes as `how`: its kernel stack is abandoned, not saved. A parked `next` returns
+/// straight to user space unless the scheduler or the end-of-syscall work is due.
+pub fn switch_parking(mut k: KernelGuard, next: Tid, result: usize, how: Delivered) -> ! {
+    let current = k.sched.current;
+    let thread = k.threads.get_mut(&current).expect("running thread");
+    thread.parked_in = Some(how);
+    let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
+    thread.saved_rsp = park;
+    let direct = !NEED_RESCHED.load(Ordering::Relaxed) && !crate::log::is_pending();
+    let next_thread = k.threads.get_mut(&next).expect("woken thread exists");
+    next_thread.state = ThreadState::Running;
+    let root = next_thread.root;
+    let top = next_thread.stack_top();
+    let next_rsp = next_thread.saved_rsp;
+    let frame = next_thread.saved_user_frame();
+    let direct = direct && next_thread.parked_in.is_some();
+    if direct {
+        next_thread.parked_in = None;
+        next_thread.inbox = None;
+        // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
+        // and nothing else refers to it.
+        unsafe { (*frame).rax = keel_abi::encode_result(Ok(result)) as u64 };
+    }
+    gdt::set_kernel_stack(top);
+    entry::set_syscall_stack(top);
+    if let Some(root) = root
+        && root != k.sched.loaded_root
+    {
+        k.sched.loaded_root = root;
+        arch::load_root(root);
+    }
+    k.sched.current = next;
+    drop(k);
+    // SAFETY: the current thread entered through a call or reply-and-receive, so its
+    // callee-saved registers are in its own frame and `park` is free stack below it; the
+    // lock is released and the frames abandoned here own nothing. `next` is now the
+    // running thread, its stacks and address space loaded; `frame` is its parked syscall
+    // frame when `direct`, else `next_rsp` is where its kernel context waits.
+    unsafe {
+        if direct {
+            entry::return_to_user(frame, park)
+        } else {
+            entry::switch_parking(next_rsp, park)
+        }
+    }
 }
 
 /// Runs on the new thread after every switch: free threads that died while running.

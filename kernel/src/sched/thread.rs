@@ -8,7 +8,7 @@ use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::fastpath::PathCache;
-use crate::ipc::{Delivery, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
 use crate::proc::Pid;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use keel_abi::Error;
@@ -85,6 +85,9 @@ pub struct Thread {
     pub cpu_ticks: u64,
     /// The page registered with `ipc_buffer_set`.
     pub ipc_buffer: Option<usize>,
+    /// The address-space epoch at which the whole IPC buffer was last found readable and
+    /// writable.
+    pub ipc_buffer_checked: Option<u64>,
     /// What woke this thread from a receive, call or fault.
     pub inbox: Option<Delivery>,
     /// The call received last and not answered yet.
@@ -92,6 +95,10 @@ pub struct Thread {
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
+    /// Set when the thread blocked in this IPC syscall with nothing left on its kernel stack
+    /// but its trap frame: resuming it means returning to user space (see
+    /// [`switch_parking`](crate::sched::switch_parking)).
+    pub parked_in: Option<Delivered>,
     /// What CR3 loads for its process: the page-table root and PCID (`None` for the idle
     /// thread, which runs in any).
     pub root: Option<u64>,
@@ -146,10 +153,12 @@ impl Thread {
             saved_rsp,
             cpu_ticks: 0,
             ipc_buffer: None,
+            ipc_buffer_checked: None,
             inbox: None,
             pending_reply: None,
             call_seq: 0,
             path_cache: PathCache::default(),
+            parked_in: None,
             root: None,
             stack,
         })

@@ -8,7 +8,7 @@ use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{reschedule_locked, switch_to};
+use crate::sched::{reschedule_locked, switch_parking};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -61,6 +61,16 @@ fn finish(frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
         Some(Delivery::Failed(error)) => Err(error),
         None => Err(Error::PeerGone),
     }
+}
+
+/// The syscall of a thread parked by the fast path, resumed by the scheduler: finish it.
+pub fn resume(frame: &mut TrapFrame) -> SyscallResult {
+    let how = {
+        let mut k = kernel();
+        let tid = k.sched.current;
+        k.threads.get_mut(&tid).and_then(|t| t.parked_in.take())
+    };
+    finish(frame, how.unwrap_or(Delivered::Received))
 }
 
 /// A message with nothing but a label and words: what the fast path carries.
@@ -117,14 +127,15 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         seq: thread.call_seq,
         port,
     };
-    k.count(port, |s| s.calls += 1);
     if is_plain(frame)
         && let Some(receiver) = k.fast_call(port, frame, cap.badge, reply)
     {
-        switch_to(k, receiver);
-        return finish(frame, Delivered::Answer);
+        switch_parking(k, receiver, 1, Delivered::Answer);
     }
-    k.fast_path_missed(port);
+    k.count(port, |s| {
+        s.calls += 1;
+        s.fast_path_misses += 1;
+    });
     let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
     message.reply = Some(reply);
     if let Err((error, message)) = k.deliver(port, message) {
@@ -158,8 +169,7 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
         if is_plain(frame)
             && let Some(caller) = k.fast_reply_recv(reply, port, frame)
         {
-            switch_to(k, caller);
-            return finish(frame, Delivered::Received);
+            switch_parking(k, caller, 0, Delivered::Received);
         }
         k.fast_path_missed(port);
         let message = k.message_from_caller(frame, 0, rights::GRANT)?;
@@ -187,7 +197,9 @@ pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
         space.check_access(addr, PAGE_SIZE, true)?;
     }
     let tid = k.sched.current;
-    k.threads.get_mut(&tid).expect("running thread").ipc_buffer = (addr != 0).then_some(addr);
+    let thread = k.threads.get_mut(&tid).expect("running thread");
+    thread.ipc_buffer = (addr != 0).then_some(addr);
+    thread.ipc_buffer_checked = None;
     Ok(0)
 }
 

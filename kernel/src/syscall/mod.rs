@@ -85,3 +85,13 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     crate::device::announce_log();
     crate::sched::reschedule_if_needed();
 }
+
+/// A thread parked by the IPC fast path, resumed by a scheduler switch: finish the syscall
+/// it blocked in, as `syscall_dispatch` would have.
+#[unsafe(no_mangle)]
+extern "C" fn syscall_resume(frame: &mut TrapFrame) {
+    crate::sched::finish_switch();
+    frame.rax = encode_result(ipc::resume(frame)) as u64;
+    crate::device::announce_log();
+    crate::sched::reschedule_if_needed();
+}
