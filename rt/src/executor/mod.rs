@@ -30,7 +30,7 @@ use spin::Mutex;
 use task::{BoxFuture, Header};
 
 pub use task::JoinHandle;
-pub use time::{Elapsed, sleep, timeout};
+pub use time::{Elapsed, Sleep, sleep, timeout};
 
 struct Slot {
     header: alloc::sync::Arc<Header>,
@@ -148,9 +148,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             }
         }
         if !main_ready {
-            time::fire_due();
+            let next_timer = time::fire_due();
             if READY.is_empty() {
-                wake::wait(time::next_deadline());
+                wake::wait(next_timer);
             }
         }
     }

@@ -13,10 +13,10 @@ use alloc::rc::{Rc, Weak};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
 use core::task::{Poll, Waker};
 use core::time::Duration;
-use futures_util::future::{Either, select};
 use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_ring::alloc_free::Buffer;
@@ -26,10 +26,10 @@ use serde::Serialize;
 use super::bulk::{self, Arena, Bulk};
 use super::channel::{Channel, RING_SIZE, next_bit};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{sleep, spawn, wake};
+use crate::executor::{Sleep, sleep, spawn, wake};
 use crate::ipc::{Message, Port};
 
-/// How long a call waits in silence before checking that the server still exists.
+/// How often the reader checks that the server still exists while calls are in flight.
 const LIVENESS_PROBE: Duration = Duration::from_millis(20);
 /// How long a reconnect keeps trying while the name still leads to the dead server: init
 /// drops a registration only once it has reaped the server, which may be just after the
@@ -73,8 +73,8 @@ struct Inner {
 /// A connection to a service. Clones share it; any number of calls may be in flight.
 ///
 /// One reader task per link takes responses off the ring and wakes exactly the call each
-/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`] of
-/// silence, that the server still exists, so a dead server means `ServerGone`, not a hang.
+/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`], that the
+/// server still exists, so a dead server means `ServerGone`, not a hang.
 #[derive(Clone)]
 pub struct Connection(Rc<Shared>);
 
@@ -545,7 +545,12 @@ fn parse_response(record: &[u8]) -> Option<(u32, Result<Vec<u8>, TransportError>
 }
 
 /// The connection's reader task: file responses, wake waiting senders, watch the server.
+///
+/// The liveness timer is armed once calls are in flight and left running: when it fires
+/// with calls still in flight it probes the server and is armed again, so a busy link
+/// costs one timer every [`LIVENESS_PROBE`], not one per response.
 async fn read_responses(connection: Weak<Inner>) {
+    let mut probe: Option<Sleep> = None;
     loop {
         let Some(inner) = connection.upgrade() else {
             return;
@@ -562,13 +567,22 @@ async fn read_responses(connection: Weak<Inner>) {
         if !matches!(inner.responses.prepare_wait(), Ok(true)) {
             continue;
         }
-        let (bit, busy, server) = (inner.bit, !inner.pending.borrow().is_empty(), inner.server);
+        let (bit, server) = (inner.bit, inner.server);
+        if probe.is_none() && !inner.pending.borrow().is_empty() {
+            probe = Some(sleep(LIVENESS_PROBE));
+        }
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
-        let kicked = core::pin::pin!(poll_fn(|cx| {
+        let fired = poll_fn(|cx| {
+            // Polled first: a timer that fired ends the wait as surely as a kick does.
+            if let Some(timer) = probe.as_mut()
+                && Pin::new(timer).poll(cx).is_ready()
+            {
+                return Poll::Ready(true);
+            }
             if registered {
-                return Poll::Ready(());
+                return Poll::Ready(false);
             }
             registered = true;
             if let Some(inner) = connection.upgrade() {
@@ -576,18 +590,19 @@ async fn read_responses(connection: Weak<Inner>) {
             }
             wake::on_notification(bit, cx.waker());
             Poll::Pending
-        }));
-        if busy {
-            // The timer goes first: `kicked` reports ready on any poll after its first.
-            if let Either::Left(_) = select(sleep(LIVENESS_PROBE), kicked).await
+        })
+        .await;
+        if fired {
+            probe = None;
+            let Some(inner) = connection.upgrade() else {
+                return;
+            };
+            if !inner.pending.borrow().is_empty()
                 && let Err(error) = server.notify(0)
-                && let Some(inner) = connection.upgrade()
             {
                 inner.fail(transport(error));
                 return;
             }
-        } else {
-            kicked.await;
         }
     }
 }
