@@ -170,8 +170,9 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
 }
 
 /// One client method: build the argument tuple for the connection (byte strings as
-/// `Bytes`, which may take arena room), call, decode. `invoke` retries idempotent methods
-/// after a reconnect, building the tuple again for the new connection.
+/// `Bytes`, which may take arena room); `invoke` encodes it, calls, and decodes the result.
+/// It retries idempotent methods after a reconnect, building the tuple again for the new
+/// connection.
 fn client_method(id: usize, method: &Method) -> TokenStream {
     let (name, docs, output) = (&method.name, &method.docs, &method.output);
     let id = id_literal(id);
@@ -209,14 +210,11 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
             &self,
             #(#params),*
         ) -> ::core::result::Result<#output, ::keel_rt::service::TransportError> {
-            let result = self
-                .connection
+            self.connection
                 .invoke(#id, #idempotent, |#connection| {
                     ::core::result::Result::Ok((#(#values,)*))
                 })
-                .await?;
-            ::keel_rt::service::decode(&result)
-                .ok_or(::keel_rt::service::TransportError::MalformedReply)
+                .await
         }
     }
 }

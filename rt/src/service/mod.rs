@@ -22,6 +22,7 @@
 
 mod bulk;
 mod bytes;
+mod calls;
 mod caps;
 mod channel;
 mod client;
