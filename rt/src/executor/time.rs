@@ -23,6 +23,10 @@ pub(super) fn fire_due() -> Option<Duration> {
         return None;
     }
     let now = crate::time::ticks();
+    let earliest = TIMERS.lock().keys().next().map(|&(deadline, _)| deadline);
+    if let Some(deadline) = earliest.filter(|&deadline| deadline > now) {
+        return Some(crate::time::ticks_to_duration(deadline - now));
+    }
     let (due, next): (alloc::vec::Vec<Waker>, _) = {
         let mut timers = TIMERS.lock();
         let later = timers.split_off(&(now + 1, 0));
