@@ -6,7 +6,7 @@
 //! scope. Generated items allow `dead_code`: a program is usually only a client or only a
 //! server, and should not be told about the half it does not use.
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 use syn::{Item, ItemTrait, Type, Visibility};
 
@@ -170,8 +170,9 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
 }
 
 /// One client method: build the argument tuple for the connection (byte strings as
-/// `Bytes`, which may take arena room), call, decode. `invoke` retries idempotent methods
-/// after a reconnect, building the tuple again for the new connection.
+/// `Bytes`, which may take arena room); `invoke` encodes it, calls, and decodes the result.
+/// It retries idempotent methods after a reconnect, building the tuple again for the new
+/// connection.
 fn client_method(id: usize, method: &Method) -> TokenStream {
     let (name, docs, output) = (&method.name, &method.docs, &method.output);
     let id = id_literal(id);
@@ -209,14 +210,11 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
             &self,
             #(#params),*
         ) -> ::core::result::Result<#output, ::keel_rt::service::TransportError> {
-            let result = self
-                .connection
+            self.connection
                 .invoke(#id, #idempotent, |#connection| {
                     ::core::result::Result::Ok((#(#values,)*))
                 })
-                .await?;
-            ::keel_rt::service::decode(&result)
-                .ok_or(::keel_rt::service::TransportError::MalformedReply)
+                .await
         }
     }
 }
@@ -224,6 +222,7 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
 fn server(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
     let name = &service.name;
     let (server, interface, serve) = (&names.server, &names.interface, &names.serve);
+    let (service_var, reply_var) = (hygienic("service"), hygienic("reply"));
     let arms = service
         .methods
         .iter()
@@ -236,19 +235,21 @@ fn server(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
     );
     let serve_doc = format!(
         "Serve [`{name}`] with `service` for ever: accept every connection sent to this \
-         process's wake port (`keel_rt::executor::wake::port()`), each call as its own task."
+         process's wake port (`keel_rt::executor::wake::port()`), each call as its own \
+         future."
     );
     quote! {
         #[doc = #doc]
         #[allow(dead_code)]
         #vis struct #server<T>(pub T);
 
-        impl<T: #name> ::keel_rt::service::Dispatch for #server<T> {
-            async fn dispatch(
-                &self,
+        impl<T: #name + 'static> ::keel_rt::service::Dispatch for #server<T> {
+            fn dispatch(
+                #service_var: &::keel_rt::__private::Rc<Self>,
                 method: u32,
-                arguments: ::keel_rt::__private::Vec<u8>,
-            ) -> ::core::option::Option<::keel_rt::__private::Vec<u8>> {
+                arguments: &[u8],
+                #reply_var: ::keel_rt::service::Reply,
+            ) -> ::core::option::Option<::keel_rt::service::Answer> {
                 match method {
                     #(#arms)*
                     _ => ::core::option::Option::None,
@@ -264,10 +265,12 @@ fn server(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
     }
 }
 
-/// Decode the arguments as owned values, lend the borrowed ones, run, encode the result.
-/// Byte strings arrive as `Bytes`, already copied out of the arena while decoding.
-fn dispatch_arm(id: usize, service: &syn::Ident, method: &Method) -> TokenStream {
+/// Decode the arguments as owned values, then start the method: a future that owns them
+/// and the service, lends the borrowed ones, runs, and sends the result through `reply`.
+/// Byte strings arrive as `Bytes`, copied out of the arena here, while decoding.
+fn dispatch_arm(id: usize, service_trait: &syn::Ident, method: &Method) -> TokenStream {
     let (name, id) = (&method.name, id_literal(id));
+    let (service_var, reply_var) = (hygienic("service"), hygienic("reply"));
     let bindings: Vec<_> = method.args.iter().map(|arg| &arg.name).collect();
     let owned = method
         .args
@@ -301,10 +304,12 @@ fn dispatch_arm(id: usize, service: &syn::Ident, method: &Method) -> TokenStream
     });
     quote! {
         #id => {
-            let (#(#bindings,)*): (#(#owned,)*) = ::keel_rt::service::decode(&arguments)?;
+            let (#(#bindings,)*): (#(#owned,)*) = ::keel_rt::service::decode(arguments)?;
             #(#unpacked)*
-            let result = <T as #service>::#name(&self.0, #(#passed),*).await;
-            ::keel_rt::service::encode(&result).ok()
+            let #service_var = ::keel_rt::__private::Rc::clone(#service_var);
+            ::core::option::Option::Some(#reply_var.answer(async move {
+                <T as #service_trait>::#name(&#service_var.0, #(#passed),*).await
+            }))
         }
     }
 }
@@ -322,6 +327,12 @@ fn owned_form(referent: &Type) -> TokenStream {
         }
         _ => quote!(#referent),
     }
+}
+
+/// A variable of the generated dispatcher that the method's own argument names, bound in
+/// the same scope, cannot shadow.
+fn hygienic(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
 }
 
 fn id_literal(id: usize) -> Literal {
@@ -417,7 +428,7 @@ mod tests {
         ));
         assert!(text.contains("let a=::keel_rt::service::Bytes::into_vec(a);"));
         assert!(text.contains(
-            "<T as A>::f(&self.0,a.as_slice(),b,\
+            "<T as A>::f(&service.0,a.as_slice(),b,\
              ::core::borrow::Borrow::<[u16]>::borrow(&c),d)"
         ));
     }

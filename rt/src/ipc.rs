@@ -80,6 +80,13 @@ impl Port {
         Received::from_raw(is_call, raw)
     }
 
+    /// [`receive`](Port::receive) on a thread whose IPC buffer [`prepare_receive`] has set
+    /// up: the executor's, which receives on every wait and need not look it up each time.
+    pub(crate) fn receive_prepared(self, timeout: Option<Duration>) -> Result<Received, Error> {
+        let (is_call, raw) = sys::ipc::port_recv(self.0, timeout_ns(timeout))?;
+        Received::from_raw(is_call, raw)
+    }
+
     /// ORs `bits` into the port's notification word and wakes a receiver; never blocks.
     pub fn notify(self, bits: u64) -> Result<(), Error> {
         sys::ipc::port_notify(self.0, bits)
@@ -94,6 +101,12 @@ impl Port {
 /// The whole system's IPC counters.
 pub fn system_stats() -> Result<IpcStats, Error> {
     sys::ipc::ipc_stats(0)
+}
+
+/// Set up the calling thread's IPC buffer now, for [`Port::receive_prepared`]: whether it
+/// is there.
+pub(crate) fn prepare_receive() -> bool {
+    buffer::current().is_ok()
 }
 
 /// Ends the calling thread's use of IPC: its buffer is unregistered and unmapped.

@@ -53,6 +53,7 @@ pub use start::{Module, boot_module, boot_modules, start_info};
 /// `extern crate alloc`. Not an API.
 #[doc(hidden)]
 pub mod __private {
+    pub use alloc::rc::Rc;
     pub use alloc::string::String;
     pub use alloc::vec::Vec;
 }

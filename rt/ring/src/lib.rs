@@ -72,6 +72,12 @@ pub enum RingError {
     TooLarge,
 }
 
+/// The largest record a ring of `capacity` data bytes carries: half of it, less the
+/// length word.
+pub const fn max_record(capacity: usize) -> usize {
+    capacity / 2 - LEN_BYTES
+}
+
 fn record_size(len: usize) -> usize {
     (LEN_BYTES + len).next_multiple_of(ALIGN)
 }
@@ -112,7 +118,7 @@ impl<'a> Ring<'a> {
 
     /// The largest record this ring carries.
     pub fn max_record(&self) -> usize {
-        self.capacity() / 2 - LEN_BYTES
+        max_record(self.capacity())
     }
 
     /// Byte by byte under loom, so the model sees every access.

@@ -30,7 +30,7 @@ use spin::Mutex;
 use task::{BoxFuture, Header};
 
 pub use task::JoinHandle;
-pub use time::{Elapsed, sleep, timeout};
+pub use time::{Elapsed, Sleep, sleep, timeout};
 
 struct Slot {
     header: alloc::sync::Arc<Header>,
@@ -43,7 +43,8 @@ struct Tasks {
     free: Vec<usize>,
 }
 
-// SAFETY: `tasks()` hands the contents only to the executor's own thread.
+// SAFETY: `tasks()` hands the contents only to the executor's own thread, and `poll_task`
+// runs only there (inside `block_on`, which claimed the executor for it).
 unsafe impl Send for Tasks {}
 
 static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
@@ -57,6 +58,8 @@ fn ready_queue() -> &'static SegQueue<usize> {
     &READY
 }
 
+/// The tasks, for a caller that may not be on the executor's thread (asking the kernel
+/// which thread it is on is a syscall: the executor's own loop skips it).
 fn tasks() -> spin::MutexGuard<'static, Tasks> {
     let me = crate::thread::id() as usize;
     let owner = OWNER.load(Ordering::Relaxed);
@@ -88,10 +91,11 @@ pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
     handle
 }
 
-/// Poll task `index` once; free it when it finishes.
+/// Poll task `index` once; free it when it finishes. Only `block_on`'s loop calls it, on
+/// the executor's thread, so it takes the tasks without asking which thread it is on.
 fn poll_task(index: usize) {
     let taken = {
-        let mut tasks = tasks();
+        let mut tasks = TASKS.lock();
         tasks
             .slots
             .get_mut(index)
@@ -108,7 +112,7 @@ fn poll_task(index: usize) {
         .as_mut()
         .poll(&mut Context::from_waker(&waker))
         .is_ready();
-    let mut tasks = tasks();
+    let mut tasks = TASKS.lock();
     if done {
         tasks.slots[index] = None;
         tasks.free.push(index);
@@ -126,6 +130,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     {
         panic!("keel_rt::executor::block_on called twice or from a second thread");
     }
+    let prepared = crate::ipc::prepare_receive();
     let mut future = pin!(future);
     let main = Header::new(usize::MAX);
     let main_waker = task::waker(&main);
@@ -148,9 +153,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             }
         }
         if !main_ready {
-            time::fire_due();
+            let next_timer = time::fire_due();
             if READY.is_empty() {
-                wake::wait(time::next_deadline());
+                wake::wait(next_timer, prepared);
             }
         }
     }

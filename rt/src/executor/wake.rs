@@ -45,16 +45,16 @@ pub(super) fn executor_may_sleep_on_it() {
     }
 }
 
-/// Block in the kernel until something arrives or the tick `deadline` passes.
-pub(super) fn wait(deadline: Option<u64>) {
-    let timeout = deadline.map(|d| {
-        let now = crate::time::ticks();
-        crate::time::ticks_to_duration(d.saturating_sub(now))
-    });
+/// Block in the kernel until something arrives or `timeout` passes; `prepared`: this
+/// thread's IPC buffer is set up ([`crate::ipc::prepare_receive`]).
+pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
     SLEEPING.store(true, Ordering::Release);
     // A wake between queueing a task and this flag would be lost: look once more.
     let received = if super::ready_queue().is_empty() {
-        Some(port().receive(timeout))
+        Some(match prepared {
+            true => port().receive_prepared(timeout),
+            false => port().receive(timeout),
+        })
     } else {
         None
     };

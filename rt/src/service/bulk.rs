@@ -190,22 +190,24 @@ static ENCODING_ARENA: AtomicUsize = AtomicUsize::new(0);
 /// Set when a `Bulk` of another arena was met while encoding for `ENCODING_ARENA`.
 static FOREIGN_BULK: AtomicBool = AtomicBool::new(false);
 
-/// Encode `arguments` for the link whose arena is `arena`. A `Bulk` in them that lives in
-/// another arena (made before a reconnect, or on another connection) is `Disconnected`:
-/// its offsets mean nothing here.
+/// Encode `arguments` into `out` for the link whose arena is `arena`: the encoding's
+/// length, or `TooLarge` when it does not fit. A `Bulk` in them that lives in another arena
+/// (made before a reconnect, or on another connection) is `Disconnected`: its offsets mean
+/// nothing here.
 pub(super) fn encode_for<T: Serialize>(
     arena: &Rc<Arena>,
     arguments: &T,
-) -> Result<Vec<u8>, TransportError> {
+    out: &mut [u8],
+) -> Result<usize, TransportError> {
     // Encoding is synchronous, so no other call's encoding can interleave with this one.
     ENCODING_ARENA.store(Rc::as_ptr(arena) as usize, Ordering::Relaxed);
     FOREIGN_BULK.store(false, Ordering::Relaxed);
-    let encoded = super::encode(arguments);
+    let encoded = postcard::to_slice(arguments, out).map(|encoded| encoded.len());
     ENCODING_ARENA.store(0, Ordering::Relaxed);
     if FOREIGN_BULK.load(Ordering::Relaxed) {
         return Err(TransportError::Disconnected);
     }
-    encoded
+    encoded.map_err(|_| TransportError::TooLarge)
 }
 
 impl Serialize for Bulk {

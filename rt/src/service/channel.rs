@@ -22,6 +22,8 @@ use crate::sys;
 
 /// Bytes of each ring: a record (one request or response) can be half of it.
 pub const RING_SIZE: usize = 64 * 1024;
+/// The largest record (request or response) a ring carries.
+pub const MAX_RECORD: usize = keel_ring::max_record(RING_SIZE);
 /// Bytes of the bulk arena: large arguments the client writes in place ([`Bulk`](super::Bulk)).
 pub const BULK_SIZE: usize = 2 << 20;
 const BULK_OFFSET: usize = PAGE_SIZE + 2 * RING_SIZE;

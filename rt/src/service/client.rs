@@ -8,28 +8,29 @@
 //! new start, and sends the call once more; every clone then uses the new link. The old
 //! link lives on only while something (a call that already failed, a [`Bulk`]) holds it.
 
-use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use core::future::poll_fn;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
 use core::task::{Poll, Waker};
 use core::time::Duration;
-use futures_util::future::{Either, select};
 use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::bulk::{self, Arena, Bulk};
-use super::channel::{Channel, RING_SIZE, next_bit};
+use super::calls::Calls;
+use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{sleep, spawn, wake};
+use crate::executor::{Sleep, sleep, spawn, wake};
 use crate::ipc::{Message, Port};
 
-/// How long a call waits in silence before checking that the server still exists.
+/// How often the reader checks that the server still exists while calls are in flight.
 const LIVENESS_PROBE: Duration = Duration::from_millis(20);
 /// How long a reconnect keeps trying while the name still leads to the dead server: init
 /// drops a registration only once it has reaped the server, which may be just after the
@@ -37,13 +38,6 @@ const LIVENESS_PROBE: Duration = Duration::from_millis(20);
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 /// The pause between lookups that found only the dead server.
 const STALE_LOOKUP_PAUSE: Duration = Duration::from_millis(5);
-
-/// A call in flight.
-enum Slot {
-    /// The waker of the call's future, once it has been polled.
-    Waiting(Option<Waker>),
-    Done(Result<Vec<u8>, TransportError>),
-}
 
 /// One link: the channel to one start of the server.
 struct Inner {
@@ -60,21 +54,22 @@ struct Inner {
     owns_server: bool,
     server_bit: u32,
     bit: u32,
-    next_call: Cell<u32>,
-    pending: RefCell<BTreeMap<u32, Slot>>,
+    calls: RefCell<Calls>,
     broken: Cell<Option<TransportError>>,
     /// The reader task, when it sleeps; and calls waiting for room in the request ring.
     reader: RefCell<Option<Waker>>,
     space_waiters: RefCell<Vec<Waker>>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
+    /// Room for the largest request record, where each call encodes its request.
+    outgoing: RefCell<Vec<u8>>,
 }
 
 /// A connection to a service. Clones share it; any number of calls may be in flight.
 ///
 /// One reader task per link takes responses off the ring and wakes exactly the call each
-/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`] of
-/// silence, that the server still exists, so a dead server means `ServerGone`, not a hang.
+/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`], that the
+/// server still exists, so a dead server means `ServerGone`, not a hang.
 #[derive(Clone)]
 pub struct Connection(Rc<Shared>);
 
@@ -154,30 +149,40 @@ impl Connection {
     /// Call `method` with arguments already encoded; the encoded result. One attempt,
     /// whatever the method: the untyped form, for tests and tools.
     pub async fn call(&self, method: u32, arguments: &[u8]) -> Result<Vec<u8>, TransportError> {
-        self.link().call(method, arguments).await
+        let encode = |body: &mut [u8]| {
+            let room = body
+                .get_mut(..arguments.len())
+                .ok_or(TransportError::TooLarge)?;
+            room.copy_from_slice(arguments);
+            Ok(arguments.len())
+        };
+        let link = self.link();
+        let outcome = link.call(method, encode, |bytes| Ok(bytes.to_vec())).await;
+        outcome.map_err(Attempt::into_error)
     }
 
     /// Call `method` with the arguments `arguments` builds for this connection (it may put
-    /// bytes in the arena, as [`Bytes`](super::Bytes) does); the encoded result. What the
-    /// generated clients call.
+    /// bytes in the arena, as [`Bytes`](super::Bytes) does); the decoded result
+    /// (`MalformedReply` if it does not decode as an `R`). What the generated clients call.
     ///
     /// When the call fails with `ServerGone`, `idempotent` is true and the connection was
     /// made by name, the connection reconnects through the name service (whose lookup
     /// waits for a restarting server) and the call is built and sent once more, to the new
     /// server. Otherwise, or when no new server can be reached, the error is returned.
-    pub async fn invoke<A, F>(
+    pub async fn invoke<A, F, R>(
         &self,
         method: u32,
         idempotent: bool,
         arguments: F,
-    ) -> Result<Vec<u8>, TransportError>
+    ) -> Result<R, TransportError>
     where
         A: Serialize,
         F: Fn(&Connection) -> Result<A, TransportError>,
+        R: DeserializeOwned,
     {
         let link = self.link();
         let first = self.attempt(&link, method, &arguments).await;
-        let retry = first == Err(Attempt::Sending(TransportError::ServerGone))
+        let retry = matches!(first, Err(Attempt::Sending(TransportError::ServerGone)))
             && idempotent
             && self.0.name.is_some();
         if !retry {
@@ -196,18 +201,19 @@ impl Connection {
 
     /// Build, encode and send the call on `link`, the current one, keeping the built
     /// arguments (and any arena room they hold) until the response is in.
-    async fn attempt<A: Serialize>(
+    async fn attempt<A: Serialize, R: DeserializeOwned>(
         &self,
         link: &Inner,
         method: u32,
         arguments: &impl Fn(&Connection) -> Result<A, TransportError>,
-    ) -> Result<Vec<u8>, Attempt> {
+    ) -> Result<R, Attempt> {
         // The builder runs synchronously, so the link it finds is still `link`.
         let built = arguments(self).map_err(Attempt::Building)?;
-        let encoded = bulk::encode_for(&link.arena, &built).map_err(Attempt::Building)?;
-        let outcome = link.call(method, &encoded).await;
+        let encode = |body: &mut [u8]| bulk::encode_for(&link.arena, &built, body);
+        let decode = |bytes: &[u8]| super::decode(bytes).ok_or(TransportError::MalformedReply);
+        let outcome = link.call(method, encode, decode).await;
         drop(built);
-        outcome.map_err(Attempt::Sending)
+        outcome
     }
 
     /// Replace `failed`, a link whose server is gone, by one to the server now registered
@@ -339,12 +345,12 @@ impl Inner {
             owns_server,
             server_bit,
             bit,
-            next_call: Cell::new(0),
-            pending: RefCell::new(BTreeMap::new()),
+            calls: RefCell::default(),
             broken: Cell::new(None),
             reader: RefCell::new(None),
             space_waiters: RefCell::new(Vec::new()),
-            scratch: RefCell::new(alloc::vec![0; RING_SIZE / 2]),
+            scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
+            outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
         });
         spawn(read_responses(Rc::downgrade(&inner)));
         Ok(inner)
@@ -383,29 +389,71 @@ impl Inner {
         }
     }
 
-    /// Call `method` with encoded arguments on this link; the encoded result.
-    async fn call(&self, method: u32, arguments: &[u8]) -> Result<Vec<u8>, TransportError> {
+    /// Call `method` on this link: `encode` writes the arguments into the request record
+    /// and returns their length (its errors are `Building` ones), `decode` reads the
+    /// result from the response.
+    async fn call<R>(
+        &self,
+        method: u32,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, TransportError>,
+        decode: impl Fn(&[u8]) -> Result<R, TransportError>,
+    ) -> Result<R, Attempt> {
         if let Some(error) = self.broken.get() {
-            return Err(error);
+            return Err(Attempt::Sending(error));
         }
-        let id = self.next_call.get();
-        self.next_call.set(id.wrapping_add(1));
-        let mut record = Vec::with_capacity(8 + arguments.len());
-        record.extend_from_slice(&id.to_le_bytes());
-        record.extend_from_slice(&method.to_le_bytes());
-        record.extend_from_slice(arguments);
-        let was_idle = self.pending.borrow().is_empty();
-        self.pending.borrow_mut().insert(id, Slot::Waiting(None));
+        let was_idle = !self.calls.borrow().busy();
+        let mut call = Open {
+            link: self,
+            id: self.calls.borrow_mut().open(),
+            sent: false,
+        };
         if was_idle {
             // The reader sleeps without a liveness check while nothing is in flight.
             self.wake_reader();
         }
-        let result = match self.submit(&record).await {
-            Ok(()) => self.response(id).await,
-            Err(error) => Err(error),
+        let waiting = {
+            let mut outgoing = self.outgoing.borrow_mut();
+            let (head, body) = outgoing.split_at_mut(8);
+            let len = encode(body).map_err(Attempt::Building)?;
+            head[..4].copy_from_slice(&call.id.to_le_bytes());
+            head[4..].copy_from_slice(&method.to_le_bytes());
+            let record = &outgoing[..8 + len];
+            // Straight from the scratch when there is room; a copy to wait with otherwise.
+            match self.push(record).map_err(Attempt::Sending)? {
+                true => None,
+                false => Some(record.to_vec()),
+            }
         };
-        self.pending.borrow_mut().remove(&id);
-        result
+        if let Some(record) = waiting {
+            self.submit(&record).await.map_err(Attempt::Sending)?;
+        }
+        call.sent = true;
+        poll_fn(
+            |cx| match self.calls.borrow_mut().poll(call.id, cx.waker()) {
+                None => Poll::Pending,
+                Some(outcome) => Poll::Ready(outcome.and_then(&decode).map_err(Attempt::Sending)),
+            },
+        )
+        .await
+    }
+
+    /// Put a request in the ring if there is room: false when there is none.
+    fn push(&self, record: &[u8]) -> Result<bool, TransportError> {
+        match self.requests.push(record) {
+            Ok(Push::Done { wake_consumer }) => {
+                if wake_consumer {
+                    // A server that cannot be signalled is gone for every call, not just
+                    // this one: mark the link so a reconnect knows to replace it.
+                    self.server
+                        .notify(1 << self.server_bit)
+                        .map_err(|error| self.fail(transport(error)))?;
+                }
+                Ok(true)
+            }
+            Ok(Push::Full) => Ok(false),
+            Err(keel_ring::RingError::TooLarge) => Err(TransportError::TooLarge),
+            Err(keel_ring::RingError::Corrupt) => Err(self.fail(TransportError::Disconnected)),
+        }
     }
 
     /// Put a request in the ring, waiting for room if it is full.
@@ -414,58 +462,40 @@ impl Inner {
             if let Some(error) = self.broken.get() {
                 return Err(error);
             }
-            match self.requests.push(record) {
-                Ok(Push::Done { wake_consumer }) => {
-                    if wake_consumer {
-                        // A server that cannot be signalled is gone for every call, not
-                        // just this one: mark the link so a reconnect knows to replace it.
-                        self.server
-                            .notify(1 << self.server_bit)
-                            .map_err(|error| self.fail(transport(error)))?;
-                    }
-                    return Ok(());
+            if self.push(record)? {
+                return Ok(());
+            }
+            match self.requests.prepare_wait(record.len()) {
+                Ok(true) => {
+                    let mut registered = false;
+                    poll_fn(|cx| {
+                        if registered {
+                            return Poll::Ready(());
+                        }
+                        registered = true;
+                        self.space_waiters.borrow_mut().push(cx.waker().clone());
+                        Poll::Pending
+                    })
+                    .await
                 }
-                Ok(Push::Full) => match self.requests.prepare_wait(record.len()) {
-                    Ok(true) => {
-                        let mut registered = false;
-                        poll_fn(|cx| {
-                            if registered {
-                                return Poll::Ready(());
-                            }
-                            registered = true;
-                            self.space_waiters.borrow_mut().push(cx.waker().clone());
-                            Poll::Pending
-                        })
-                        .await
-                    }
-                    Ok(false) => {}
-                    Err(_) => return Err(self.fail(TransportError::Disconnected)),
-                },
-                Err(keel_ring::RingError::TooLarge) => return Err(TransportError::TooLarge),
-                Err(keel_ring::RingError::Corrupt) => {
-                    return Err(self.fail(TransportError::Disconnected));
-                }
+                Ok(false) => {}
+                Err(_) => return Err(self.fail(TransportError::Disconnected)),
             }
         }
     }
+}
 
-    /// Wait until the reader has filed call `id`'s response.
-    async fn response(&self, id: u32) -> Result<Vec<u8>, TransportError> {
-        poll_fn(|cx| {
-            let mut pending = self.pending.borrow_mut();
-            match pending.get_mut(&id) {
-                Some(Slot::Done(_)) => match pending.remove(&id) {
-                    Some(Slot::Done(result)) => Poll::Ready(result),
-                    _ => unreachable!("matched Done above"),
-                },
-                Some(Slot::Waiting(waker)) => {
-                    *waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-                None => Poll::Ready(Err(TransportError::Disconnected)),
-            }
-        })
-        .await
+/// A call's slot, closed when the call ends, however it ends.
+struct Open<'a> {
+    link: &'a Inner,
+    id: u32,
+    /// Whether the request went out, so that a response may come.
+    sent: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.link.calls.borrow_mut().close(self.id, self.sent);
     }
 }
 
@@ -493,13 +523,7 @@ impl Inner {
                     }
                     let (id, result) =
                         parse_response(out.as_slice()).ok_or(TransportError::MalformedReply)?;
-                    // A response to no call of ours is ignored: only its sender is confused.
-                    if let Some(slot) = self.pending.borrow_mut().get_mut(&id)
-                        && let Slot::Waiting(Some(waker)) =
-                            core::mem::replace(slot, Slot::Done(result))
-                    {
-                        waker.wake();
-                    }
+                    self.calls.borrow_mut().answer(id, result);
                 }
                 Err(_) => return Err(TransportError::Disconnected),
             }
@@ -509,11 +533,7 @@ impl Inner {
     /// Mark the connection broken: every call, now and later, gets `error`.
     fn fail(&self, error: TransportError) -> TransportError {
         self.broken.set(Some(error));
-        for slot in self.pending.borrow_mut().values_mut() {
-            if let Slot::Waiting(waker) = core::mem::replace(slot, Slot::Done(Err(error))) {
-                waker.into_iter().for_each(Waker::wake);
-            }
-        }
+        self.calls.borrow_mut().fail(error);
         self.space_waiters
             .borrow_mut()
             .drain(..)
@@ -532,11 +552,11 @@ impl Drop for Inner {
     }
 }
 
-fn parse_response(record: &[u8]) -> Option<(u32, Result<Vec<u8>, TransportError>)> {
+fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)> {
     let id = u32::from_le_bytes(record.get(0..4)?.try_into().ok()?);
     let code = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
     let result = match code {
-        status::OK => Ok(record[8..].to_vec()),
+        status::OK => Ok(&record[8..]),
         status::MALFORMED => Err(TransportError::Rejected),
         status::TOO_LARGE => Err(TransportError::TooLarge),
         _ => Err(TransportError::MalformedReply),
@@ -545,7 +565,12 @@ fn parse_response(record: &[u8]) -> Option<(u32, Result<Vec<u8>, TransportError>
 }
 
 /// The connection's reader task: file responses, wake waiting senders, watch the server.
+///
+/// The liveness timer is armed once calls are in flight and left running: when it fires
+/// with calls still in flight it probes the server and is armed again, so a busy link
+/// costs one timer every [`LIVENESS_PROBE`], not one per response.
 async fn read_responses(connection: Weak<Inner>) {
+    let mut probe: Option<Sleep> = None;
     loop {
         let Some(inner) = connection.upgrade() else {
             return;
@@ -562,13 +587,22 @@ async fn read_responses(connection: Weak<Inner>) {
         if !matches!(inner.responses.prepare_wait(), Ok(true)) {
             continue;
         }
-        let (bit, busy, server) = (inner.bit, !inner.pending.borrow().is_empty(), inner.server);
+        let (bit, server) = (inner.bit, inner.server);
+        if probe.is_none() && inner.calls.borrow().busy() {
+            probe = Some(sleep(LIVENESS_PROBE));
+        }
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
-        let kicked = core::pin::pin!(poll_fn(|cx| {
+        let fired = poll_fn(|cx| {
+            // Polled first: a timer that fired ends the wait as surely as a kick does.
+            if let Some(timer) = probe.as_mut()
+                && Pin::new(timer).poll(cx).is_ready()
+            {
+                return Poll::Ready(true);
+            }
             if registered {
-                return Poll::Ready(());
+                return Poll::Ready(false);
             }
             registered = true;
             if let Some(inner) = connection.upgrade() {
@@ -576,18 +610,19 @@ async fn read_responses(connection: Weak<Inner>) {
             }
             wake::on_notification(bit, cx.waker());
             Poll::Pending
-        }));
-        if busy {
-            // The timer goes first: `kicked` reports ready on any poll after its first.
-            if let Either::Left(_) = select(sleep(LIVENESS_PROBE), kicked).await
+        })
+        .await;
+        if fired {
+            probe = None;
+            let Some(inner) = connection.upgrade() else {
+                return;
+            };
+            if inner.calls.borrow().busy()
                 && let Err(error) = server.notify(0)
-                && let Some(inner) = connection.upgrade()
             {
                 inner.fail(transport(error));
                 return;
             }
-        } else {
-            kicked.await;
         }
     }
 }

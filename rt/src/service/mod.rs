@@ -22,6 +22,7 @@
 
 mod bulk;
 mod bytes;
+mod calls;
 mod caps;
 mod channel;
 mod client;
@@ -32,7 +33,7 @@ pub use bytes::{Bytes, INLINE_LIMIT};
 pub use caps::Cap;
 pub use channel::BULK_SIZE;
 pub use client::Connection;
-pub use server::{Dispatch, serve};
+pub use server::{Answer, Dispatch, Reply, serve};
 
 use alloc::vec::Vec;
 use serde::Serialize;

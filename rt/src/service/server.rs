@@ -1,26 +1,68 @@
 //! The server end: accept connections on the wake port, serve each on its own task, run
 //! each request as its own future so a slow call holds up nothing else.
+//!
+//! A request's future is polled once as soon as the request is read, on the connection's
+//! task: a method that does not wait finishes there, its result encoded straight into the
+//! response ring. Only a request that is still pending gets a task of its own.
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::future::Future;
+use core::cell::RefCell;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::Poll;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
+use serde::Serialize;
 
-use super::channel::{Channel, RING_SIZE, next_bit};
+use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::{Interface, label, status};
 use crate::executor::{spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
-/// What `#[service]` implements for a trait: decode a request, run the method, encode the
-/// result. `None` means the request was malformed (unknown method, undecodable arguments).
-pub trait Dispatch {
-    fn dispatch(&self, method: u32, arguments: Vec<u8>) -> impl Future<Output = Option<Vec<u8>>>;
+/// What `#[service]` implements for a trait: decode a request and start its method.
+pub trait Dispatch: Sized + 'static {
+    /// Decode `arguments` for `method` now (bulk and capability arguments resolve against
+    /// the request's connection only during this call) and return the future that runs
+    /// the method and sends its result through `reply` ([`Reply::answer`]). `None` means
+    /// the request was malformed (unknown method, undecodable arguments).
+    fn dispatch(service: &Rc<Self>, method: u32, arguments: &[u8], reply: Reply) -> Option<Answer>;
+}
+
+/// A request under way: its method, then the sending of its result.
+pub type Answer = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Where the result of one request goes: its connection and call id.
+pub struct Reply {
+    connection: Rc<Served>,
+    id: u32,
+}
+
+impl Reply {
+    /// The future of a request: run `method`, then send its result.
+    pub fn answer<R, F>(self, method: F) -> Answer
+    where
+        R: Serialize + 'static,
+        F: Future<Output = R> + 'static,
+    {
+        Box::pin(async move {
+            let result = method.await;
+            let encode = |body: &mut [u8]| match postcard::to_slice(&result, body) {
+                Ok(encoded) => (status::OK, encoded.len()),
+                Err(postcard::Error::SerializeBufferFull) => (status::TOO_LARGE, 0),
+                Err(_) => (status::MALFORMED, 0),
+            };
+            if let Some(record) = self.connection.push_response(self.id, encode) {
+                let _ = self.connection.respond(&record).await;
+            }
+        })
+    }
 }
 
 /// Serve `interface` with `service` for ever: accept every connection sent to this
 /// process's wake port. Clients reach it through a send capability to that port.
-pub async fn serve<D: Dispatch + 'static>(interface: Interface, service: D) -> ! {
+pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
     loop {
         let Received::Message {
@@ -80,6 +122,8 @@ struct Served {
     bit: u32,
     /// The badge of the send capability the client gives capabilities on.
     badge: u64,
+    /// Where responses are encoded, one at a time, before they go in the ring.
+    scratch: RefCell<Vec<u8>>,
 }
 
 enum Refusal {
@@ -132,14 +176,15 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
         badge,
+        scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
     };
     Ok((served, bit, giver))
 }
 
-/// Drain one connection's requests for ever, spawning one future per request.
-async fn serve_connection<D: Dispatch + 'static>(connection: Served, service: Rc<D>) {
+/// Drain one connection's requests for ever, starting one future per request.
+async fn serve_connection<D: Dispatch>(connection: Served, service: Rc<D>) {
     let connection = Rc::new(connection);
-    let mut bytes = alloc::vec![0u8; RING_SIZE / 2];
+    let mut bytes = alloc::vec![0u8; MAX_RECORD];
     loop {
         let mut out = Buffer::new(&mut bytes);
         match connection.requests.pop(&mut out) {
@@ -147,8 +192,15 @@ async fn serve_connection<D: Dispatch + 'static>(connection: Served, service: Rc
                 if wake_producer {
                     connection.signal_client();
                 }
-                let record = out.as_slice().to_vec();
-                spawn(answer(connection.clone(), service.clone(), record));
+                if let Some(mut answer) = start(&connection, &service, out.as_slice())
+                    && poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx)))
+                        .await
+                        .is_pending()
+                {
+                    // It registered this task's waker, which now only costs a spurious
+                    // poll: its own task polls it first thing and registers its own.
+                    spawn(answer);
+                }
             }
             Ok(Pop::Empty) => match connection.requests.prepare_wait() {
                 Ok(true) => wake::notification(connection.bit).await,
@@ -161,6 +213,24 @@ async fn serve_connection<D: Dispatch + 'static>(connection: Served, service: Rc
     }
 }
 
+/// Decode a request and start it; `None` when nothing is left to do for it.
+fn start<D: Dispatch>(connection: &Rc<Served>, service: &Rc<D>, record: &[u8]) -> Option<Answer> {
+    let Some((head, arguments)) = record.split_first_chunk::<8>() else {
+        return connection.reject(u32::MAX);
+    };
+    let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let method = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    // Bulk and capability arguments resolve against this connection while the dispatcher
+    // decodes, which it does before it returns.
+    super::bulk::decoding_for(connection.channel.bulk_base());
+    super::caps::decoding_for(connection.badge);
+    let reply = Reply {
+        connection: connection.clone(),
+        id,
+    };
+    D::dispatch(service, method, arguments, reply).or_else(|| connection.reject(id))
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
@@ -169,6 +239,43 @@ impl Drop for Served {
 }
 
 impl Served {
+    /// Answer call `id` `MALFORMED`; a future that does so when the ring is full.
+    fn reject(self: &Rc<Self>, id: u32) -> Option<Answer> {
+        let record = self.push_response(id, |_| (status::MALFORMED, 0))?;
+        let connection = self.clone();
+        Some(Box::pin(async move {
+            let _ = connection.respond(&record).await;
+        }))
+    }
+
+    /// Push the response to call `id`, its status and result written by `encode` (which
+    /// returns the status and the result's length) into the response scratch. When the
+    /// ring has no room, the record comes back to be sent with [`respond`](Self::respond).
+    fn push_response(
+        &self,
+        id: u32,
+        encode: impl FnOnce(&mut [u8]) -> (u32, usize),
+    ) -> Option<Vec<u8>> {
+        let mut scratch = self.scratch.borrow_mut();
+        let (head, body) = scratch.split_at_mut(8);
+        let (code, len) = encode(body);
+        head[..4].copy_from_slice(&id.to_le_bytes());
+        head[4..].copy_from_slice(&code.to_le_bytes());
+        let record = &scratch[..8 + len];
+        match self.responses.push(record) {
+            Ok(Push::Done { wake_consumer }) => {
+                if wake_consumer {
+                    self.signal_client();
+                }
+                None
+            }
+            Ok(Push::Full) => Some(record.to_vec()),
+            // The scratch holds no more than a record: only a broken ring refuses one, and
+            // then the connection is over for its reader as well.
+            Err(_) => None,
+        }
+    }
+
     fn signal_client(&self) {
         // A client that is gone cannot be signalled; its connection simply goes quiet.
         let _ = self.client.notify(1 << self.client_bit);
@@ -193,38 +300,4 @@ impl Served {
             }
         }
     }
-}
-
-/// Run one request and send its response.
-async fn answer<D: Dispatch>(connection: Rc<Served>, service: Rc<D>, record: Vec<u8>) {
-    if record.len() < 8 {
-        let _ = connection
-            .respond(&response(u32::MAX, status::MALFORMED, &[]))
-            .await;
-        return;
-    }
-    let id = u32::from_le_bytes([record[0], record[1], record[2], record[3]]);
-    let method = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
-    // Bulk arguments resolve against this connection's arena while the dispatcher decodes,
-    // which it does before it first awaits, inside this poll.
-    super::bulk::decoding_for(connection.channel.bulk_base());
-    super::caps::decoding_for(connection.badge);
-    let reply = match service.dispatch(method, record[8..].to_vec()).await {
-        Some(result) => response(id, status::OK, &result),
-        None => response(id, status::MALFORMED, &[]),
-    };
-    if connection.respond(&reply).await == Err(RingError::TooLarge) {
-        // Dropping it would leave the caller waiting for ever: tell it instead.
-        let _ = connection
-            .respond(&response(id, status::TOO_LARGE, &[]))
-            .await;
-    }
-}
-
-fn response(id: u32, code: u32, result: &[u8]) -> Vec<u8> {
-    let mut record = Vec::with_capacity(8 + result.len());
-    record.extend_from_slice(&id.to_le_bytes());
-    record.extend_from_slice(&code.to_le_bytes());
-    record.extend_from_slice(result);
-    record
 }
