@@ -35,6 +35,7 @@ use hostile::{Hostile, Scribble};
 pub const SUITE: Suite = suite!(services:
     a_call_returns_the_servers_answer,
     a_thousand_calls_in_flight_each_get_their_own_answer,
+    calls_given_up_in_flight_leave_the_others_their_answers,
     requests_start_in_the_order_they_were_sent,
     the_largest_inline_result_arrives_intact,
     a_mebibyte_travels_zero_copy_through_the_bulk_arena,
@@ -117,6 +118,38 @@ fn a_thousand_calls_in_flight_each_get_their_own_answer() -> Result<(), String> 
                 wrong[0]
             )
         })
+    })
+}
+
+/// A call dropped after it went out still gets its answer from the server, which must
+/// land nowhere: not in a later call that reuses its slot. One given up for good (`stall`)
+/// keeps its slot without blocking the rest.
+fn calls_given_up_in_flight_leave_the_others_their_answers() -> Result<(), String> {
+    const GIVE_UP: Duration = Duration::from_millis(50);
+    with_client(|probe| async move {
+        // The first of a pair of gathers waits for the second: given up, it is in flight.
+        let first = timeout(GIVE_UP, probe.gather(1000, 2)).await;
+        let stalled = timeout(GIVE_UP, probe.stall()).await;
+        // The second releases both; the first one's answer comes back to nobody.
+        let second = within("the second gather", HUNG, probe.gather(7, 2)).await?;
+        let echoes = (0..100).map(|value| probe.echo(value));
+        let echoed = within("100 echoes", HUNG, join_all(echoes)).await?;
+        let wrong: Vec<_> = (0..100)
+            .zip(echoed)
+            .filter(|(value, answer)| *answer != Ok(*value))
+            .collect();
+        all([
+            expect_eq(
+                "whether the first gather was given up",
+                first.is_err(),
+                true,
+            ),
+            expect_eq("whether the stall was given up", stalled.is_err(), true),
+            expect_eq("the second gather", second, Ok(7)),
+            ensure(wrong.is_empty(), || {
+                format!("echoes with another answer than their own: {wrong:?}")
+            }),
+        ])
     })
 }
 
