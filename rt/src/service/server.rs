@@ -3,15 +3,23 @@
 //!
 //! A request's future is polled once as soon as the request is read, on the connection's
 //! task: a method that does not wait finishes there, its result encoded straight into the
-//! response ring. Only a request that is still pending gets a task of its own.
+//! response ring. One that is still pending joins the connection's requests under way,
+//! which the connection's task drives, so they end with it.
+//!
+//! A connection whose client has died (its wake port is closed) ends when the next client
+//! connects: its task, its requests under way and its channel go, so a client that keeps
+//! crashing and coming back costs the server one connection, not one per life.
 
 use alloc::boxed::Box;
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::Poll;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use keel_abi::Error;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
@@ -64,6 +72,7 @@ impl Reply {
 /// process's wake port. Clients reach it through a send capability to that port.
 pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
+    let mut connections: Vec<Weak<Served>> = Vec::new();
     loop {
         let Received::Message {
             badge,
@@ -84,11 +93,14 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
         let mut giver = None;
         let answer = match accept(interface, &message) {
             Ok((connection, bit, given)) => {
+                end_abandoned(&mut connections);
                 // The client gets a copy of the channel's capability (ours stays ours) and
                 // a send capability badged for this connection, to give capabilities on.
                 let answer = Message::new(0, [0, bit as u64, 0, 0])
                     .with_caps(&[connection.channel.object, given.handle()]);
                 giver = Some(given);
+                let connection = Rc::new(connection);
+                connections.push(Rc::downgrade(&connection));
                 spawn(serve_connection(connection, service.clone()));
                 answer
             }
@@ -112,6 +124,23 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     }
 }
 
+/// End the connections whose client is gone: their tasks notice at their next wake-up,
+/// which this gives them.
+fn end_abandoned(connections: &mut Vec<Weak<Served>>) {
+    connections.retain(|weak| {
+        let Some(connection) = weak.upgrade() else {
+            return false;
+        };
+        // Notifying nothing only asks whether the client's port is still served.
+        if connection.client.notify(0) != Err(Error::PeerGone) {
+            return true;
+        }
+        connection.abandoned.set(true);
+        let _ = wake::port().notify(1 << connection.bit);
+        false
+    });
+}
+
 struct Served {
     requests: Consumer<'static>,
     responses: Producer<'static>,
@@ -124,6 +153,8 @@ struct Served {
     badge: u64,
     /// Where responses are encoded, one at a time, before they go in the ring.
     scratch: RefCell<Vec<u8>>,
+    /// Set when the client is found gone: the connection's task ends.
+    abandoned: Cell<bool>,
 }
 
 enum Refusal {
@@ -177,15 +208,24 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
         bit,
         badge,
         scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
+        abandoned: Cell::new(false),
     };
     Ok((served, bit, giver))
 }
 
-/// Drain one connection's requests for ever, starting one future per request.
-async fn serve_connection<D: Dispatch>(connection: Served, service: Rc<D>) {
-    let connection = Rc::new(connection);
+/// Drain one connection's requests until its client breaks its ring or is gone, starting
+/// one future per request and driving those that wait.
+async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
+    let mut under_way: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
-    loop {
+    while !connection.abandoned.get() {
+        if !under_way.is_empty() {
+            poll_fn(|cx| {
+                while let Poll::Ready(Some(())) = under_way.poll_next_unpin(cx) {}
+                Poll::Ready(())
+            })
+            .await;
+        }
         let mut out = Buffer::new(&mut bytes);
         match connection.requests.pop(&mut out) {
             Ok(Pop::Record { wake_producer }) => {
@@ -197,9 +237,7 @@ async fn serve_connection<D: Dispatch>(connection: Served, service: Rc<D>) {
                         .await
                         .is_pending()
                 {
-                    // It registered this task's waker, which now only costs a spurious
-                    // poll: its own task polls it first thing and registers its own.
-                    spawn(answer);
+                    under_way.push(answer);
                 }
             }
             Ok(Pop::Empty) => match connection.requests.prepare_wait() {

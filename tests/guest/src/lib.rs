@@ -147,6 +147,9 @@ roles! {
     /// Caps: 1 = a bootstrap port. Announce this process's port through it
     /// (`keel_rt::bootstrap`), then serve [`services::Probe`] until killed.
     ProbeServer = "probe-server",
+    /// Caps: 1 = a [`services::Probe`] server's port. Connect, start a `stall` call, and
+    /// exit with it in flight.
+    ProbeClientDies = "probe-client-dies",
     /// Started by the supervisor (handle 1: init's port). Register the argument as a
     /// service name and serve [`system::Witness`] under it until killed.
     WitnessServer = "witness-server",

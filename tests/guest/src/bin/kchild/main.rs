@@ -146,6 +146,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::RaisePriority => raise_priority(),
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
+        Role::ProbeClientDies => services::probe_client_dies(),
         Role::WitnessServer => system::witness_server(arg),
         Role::WitnessCaller => system::witness_caller(),
         Role::WitnessRetrier => system::witness_retrier(),

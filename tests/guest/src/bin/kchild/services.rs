@@ -9,7 +9,8 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use keel_guest_tests::services::{Probe, checksum, serve_probe};
+use keel_guest_tests::services::{Probe, ProbeClient, checksum, serve_probe};
+use keel_rt::ipc::Port;
 use keel_rt::{bootstrap, executor};
 
 use crate::{Failure, OrSetup};
@@ -17,6 +18,17 @@ use crate::{Failure, OrSetup};
 pub fn probe_server() -> Result<i32, Failure> {
     bootstrap::announce().or_setup("announcing the server")?;
     executor::block_on(serve_probe(Prober::default()))
+}
+
+pub fn probe_client_dies() -> Result<i32, Failure> {
+    let probe = ProbeClient::connect(Port::from_handle(1))
+        .map_err(|error| Failure::check(format!("connecting: {error:?}")))?;
+    // Polled once, the call goes out; it never comes back.
+    let stalled = executor::block_on(executor::timeout(Duration::from_millis(20), probe.stall()));
+    match stalled {
+        Err(_) => Ok(0),
+        Ok(answer) => Err(Failure::check(format!("`stall` came back: {answer:?}"))),
+    }
 }
 
 #[derive(Default)]

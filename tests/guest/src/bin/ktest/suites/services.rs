@@ -43,6 +43,7 @@ pub const SUITE: Suite = suite!(services:
     byte_arguments_up_to_the_inline_limit_need_no_arena,
     a_result_too_large_for_a_record_is_an_error_not_a_hang,
     a_killed_server_is_server_gone_within_a_second,
+    a_dead_clients_connection_ends_when_the_next_client_connects,
     garbage_in_a_connections_rings_leaves_the_server_serving_others,
     malformed_requests_are_rejected_and_serving_goes_on,
     an_interface_mismatch_is_refused_at_connect,
@@ -301,6 +302,39 @@ fn byte_arguments_up_to_the_inline_limit_need_no_arena() -> Result<(), String> {
 
 fn frames() -> usize {
     keel_rt::sys::sys_info(keel_abi::SysInfo::FreeFrames).unwrap_or(0)
+}
+
+/// A client dies with a call in flight: the server's end of its connection (task, request
+/// under way, channel memory) must not outlive the next client's arrival, or a client that
+/// keeps crashing and reconnecting would drain the server's memory a channel at a time.
+fn a_dead_clients_connection_ends_when_the_next_client_connects() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let before = frames();
+        let pid = child::spawn_with_caps(Role::ProbeClientDies, "", &[port.handle()])?;
+        let died = process::wait(pid).context("waiting for the client")?;
+        // The client's own memory is back; the channel the server holds is not.
+        let held = before.saturating_sub(frames());
+        let probe = ProbeClient::connect(port).context("connecting again")?;
+        let answer = within("echo", HUNG, probe.echo(5)).await?;
+        let deadline = time::ticks() + time::ticks_in(HUNG);
+        // The new channel takes what the old one gives back.
+        while frames() + held / 2 < before - held && time::ticks() < deadline {
+            sleep(Duration::from_millis(10)).await;
+        }
+        let after = before.saturating_sub(frames());
+        all([
+            expect_eq("how the client ended", died, process::Exit::Exited(0)),
+            ensure(held >= 500, || {
+                format!("the dead client's connection held only {held} frames")
+            }),
+            expect_eq("the new client's echo", answer, Ok(5)),
+            ensure(after < held + held / 2, || {
+                format!(
+                    "{after} frames in use once a new client connected; one connection holds {held}"
+                )
+            }),
+        ])
+    })
 }
 
 fn a_result_too_large_for_a_record_is_an_error_not_a_hang() -> Result<(), String> {
