@@ -81,6 +81,7 @@ struct RestartEntry {
     policy: PolicyEntry,
     max: Option<u32>,
     backoff_ms: Option<u32>,
+    window_ms: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +211,7 @@ fn server(entry: ServerEntry) -> Server {
         },
         max: restart.max.unwrap_or(defaults.max),
         backoff_ms: restart.backoff_ms.unwrap_or(defaults.backoff_ms),
+        window_ms: restart.window_ms.unwrap_or(defaults.window_ms),
     });
     Server {
         name: entry.name.into_inner(),
@@ -417,7 +419,7 @@ priority = 10
 irqs = [4]
 io_ports = [[0x3f8, 8]]
 log = true
-restart = { policy = "always", max = 5, backoff_ms = 50 }
+restart = { policy = "always", max = 5, backoff_ms = 50, window_ms = 60000 }
 
 [[server]]
 name = "shell"
@@ -460,7 +462,8 @@ restart = { policy = "always" }
             Restart {
                 policy: Policy::Always,
                 max: 5,
-                backoff_ms: 50
+                backoff_ms: 50,
+                window_ms: 60_000
             }
         );
         assert_eq!(shell.priority, PRIORITY_DEFAULT);

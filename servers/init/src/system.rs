@@ -6,7 +6,7 @@
 //! `await`, so the table is a plain `RefCell` and each event is handled to the end before
 //! the next.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -19,7 +19,7 @@ use core::time::Duration;
 
 use futures_util::future::{Either, select};
 use keel_abi::Error;
-use keel_manifest::{Policy, Server};
+use keel_manifest::{Policy, Restart, Server};
 use keel_rt::executor::{self, wake};
 use keel_rt::ipc::{Port, Reply};
 use keel_rt::process::{self, Exit, Pid};
@@ -115,6 +115,8 @@ pub(crate) struct Child {
     pub badge: Badge,
     pub pid: Option<Pid>,
     pub restarts: u32,
+    /// When its restarts that still count against its limit happened, in ticks.
+    pub recent_restarts: VecDeque<u64>,
     pub faults: u32,
     /// Who had its current start killed.
     pub killed_by: Option<String>,
@@ -282,7 +284,27 @@ async fn sleep_until(deadline: Option<u64>) {
     }
 }
 
+/// `restart`'s window as the log says it: "" when restarts count over the server's life.
+fn window(restart: &Restart) -> String {
+    match restart.window_ms {
+        0 => String::new(),
+        ms => format!(" within {ms} ms"),
+    }
+}
+
 impl Child {
+    /// Its restarts that count against `restart.max` at `now`: those within the window.
+    fn restarts_counting(&mut self, now: u64, restart: &Restart) -> usize {
+        if restart.window_ms != 0 {
+            let window = time::ticks_in(Duration::from_millis(restart.window_ms.into()));
+            let since = now.saturating_sub(window);
+            while self.recent_restarts.front().is_some_and(|&at| at < since) {
+                self.recent_restarts.pop_front();
+            }
+        }
+        self.recent_restarts.len()
+    }
+
     fn new(server: Server, run_by: Option<String>, slot: usize) -> Child {
         Child {
             server,
@@ -291,6 +313,7 @@ impl Child {
             badge: Badge::fresh(slot),
             pid: None,
             restarts: 0,
+            recent_restarts: VecDeque::new(),
             faults: 0,
             killed_by: None,
             last_exit: None,
@@ -423,28 +446,27 @@ impl Table {
                 println!("init: {name} {why}");
                 None
             }
-            Policy::Always if child.restarts < restart.max => {
+            Policy::Always if child.restarts_counting(now, &restart) < restart.max as usize => {
                 child.restarts += 1;
+                child.recent_restarts.push_back(now);
                 let backoff = Duration::from_millis(restart.backoff_ms.into());
                 child.state = State::Restarting {
                     at: now + time::ticks_in(backoff),
                 };
                 println!(
-                    "init: {name} {why}; restart {} of {} in {} ms",
-                    child.restarts, restart.max, restart.backoff_ms
+                    "init: {name} {why}; restart {} of {}{} in {} ms",
+                    child.recent_restarts.len(),
+                    restart.max,
+                    window(&restart),
+                    restart.backoff_ms
                 );
                 None
             }
             Policy::Always => {
                 child.state = State::GaveUp;
-                println!(
-                    "init: {name} {why}; giving up after {} restarts",
-                    restart.max
-                );
-                Some(format!(
-                    "{name} {why}, and init gave up after {} restarts",
-                    restart.max
-                ))
+                let limit = format!("{} restarts{}", restart.max, window(&restart));
+                println!("init: {name} {why}; giving up after {limit}");
+                Some(format!("{name} {why}, and init gave up after {limit}"))
             }
             Policy::Never => {
                 child.state = State::Stopped;

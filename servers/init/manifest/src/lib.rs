@@ -15,13 +15,13 @@
 //! io_ports 0x3f8 8
 //! irq 4
 //! log
-//! restart always 5 50
+//! restart always 5 50 60000
 //! server shell
 //! program shell
 //! args --verbose
 //! connect console
 //! may_kill
-//! restart always 3 100
+//! restart always 3 100 60000
 //! ```
 //!
 //! One `key value` per line; `server NAME` starts a server and the lines after it describe
@@ -78,10 +78,12 @@ pub struct IoPorts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Restart {
     pub policy: Policy,
-    /// Restarts before init gives up on it.
+    /// Restarts within `window_ms` before init gives up on it.
     pub max: u32,
     /// How long init waits before each restart.
     pub backoff_ms: u32,
+    /// How far back restarts count against `max`; 0 counts them over the server's life.
+    pub window_ms: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +117,7 @@ impl Default for Restart {
             policy: Policy::Never,
             max: 3,
             backoff_ms: 100,
+            window_ms: 60_000,
         }
     }
 }
@@ -193,8 +196,13 @@ fn write_server(out: &mut String, server: &Server) -> fmt::Result {
         policy,
         max,
         backoff_ms,
+        window_ms,
     } = server.restart;
-    writeln!(out, "restart {} {max} {backoff_ms}", policy.name())
+    writeln!(
+        out,
+        "restart {} {max} {backoff_ms} {window_ms}",
+        policy.name()
+    )
 }
 
 /// The servers a manifest describes, in order.
@@ -272,15 +280,20 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
         }
         "restart" => {
             let mut words = value.split(' ');
-            let (Some(policy), Some(max), Some(backoff), None) =
-                (words.next(), words.next(), words.next(), words.next())
-            else {
-                return Err("`restart` wants a policy, a maximum and a backoff".into());
+            let (Some(policy), Some(max), Some(backoff), Some(window), None) = (
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+            ) else {
+                return Err("`restart` wants a policy, a maximum, a backoff and a window".into());
             };
             server.restart = Restart {
                 policy: Policy::parse(policy).ok_or(format!("no restart policy `{policy}`"))?,
                 max: number(max)?,
                 backoff_ms: number(backoff)?,
+                window_ms: number(window)?,
             };
         }
         _ => return Err(format!("unknown key `{key}`")),
@@ -339,6 +352,7 @@ mod tests {
                 policy: Policy::Always,
                 max: 5,
                 backoff_ms: 50,
+                window_ms: 60_000,
             },
             ..Server::new("console", "console")
         }
@@ -365,7 +379,7 @@ mod tests {
         assert_eq!(
             to_text(&[console()]),
             "keel-manifest 1\nserver console\nprogram console\npriority 10\n\
-             io_ports 0x3f8 8\nirq 4\nlog\nrestart always 5 50\n"
+             io_ports 0x3f8 8\nirq 4\nlog\nrestart always 5 50 60000\n"
         );
     }
 
@@ -392,7 +406,7 @@ mod tests {
             4
         );
         assert_eq!(
-            error("keel-manifest 1\nserver a\nprogram a\nrestart sometimes 1 1\n").message,
+            error("keel-manifest 1\nserver a\nprogram a\nrestart sometimes 1 1 0\n").message,
             "no restart policy `sometimes`"
         );
         assert_eq!(

@@ -496,7 +496,7 @@ program console
 io_ports 0x3f8 8
 irq 4
 log
-restart always 3 20
+restart always 3 20 60000
 server shell
 program shell
 args tour
@@ -504,7 +504,7 @@ connect console
 may_kill
 may_run
 may_poweroff
-restart never 0 0
+restart never 0 0 0
 ";
 
 fn the_shells_tour_passes_with_the_console_restarted_by_init() -> Result<(), String> {

@@ -27,6 +27,7 @@ pub const SUITE: Suite = suite!(system:
     a_server_without_grants_is_refused_every_service_and_device,
     a_server_holds_exactly_the_capabilities_its_manifest_grants,
     a_crashing_server_is_restarted_up_to_its_limit_then_given_up,
+    restarts_older_than_the_window_do_not_count,
 );
 
 /// How long one scenario may take before it fails instead of hanging the suite.
@@ -39,18 +40,18 @@ keel-manifest 1
 server witness
 program kchild
 args witness-server witness
-restart always 3 20
+restart always 3 20 60000
 server steady
 program kchild
 args witness-server steady
-restart never 0 0
+restart never 0 0 0
 server caller
 program kchild
 args witness-caller
 connect witness
 connect steady
 may_kill
-restart never 0 0
+restart never 0 0 0
 ";
 
 fn a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone() -> Result<(), String> {
@@ -89,13 +90,13 @@ keel-manifest 1
 server witness
 program kchild
 args witness-server witness
-restart always 3 20
+restart always 3 20 60000
 server retrier
 program kchild
 args witness-retrier
 connect witness
 may_kill
-restart never 0 0
+restart never 0 0 0
 ";
 
 fn a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart() -> Result<(), String>
@@ -124,11 +125,11 @@ keel-manifest 1
 server witness
 program kchild
 args witness-server witness
-restart always 3 20
+restart always 3 20 60000
 server outsider
 program kchild
 args outsider witness
-restart never 0 0
+restart never 0 0 0
 ";
 
 fn a_server_without_grants_is_refused_every_service_and_device() -> Result<(), String> {
@@ -155,7 +156,7 @@ args granted
 io_ports 0x2f8 8
 irq 3
 log
-restart never 0 0
+restart never 0 0 0
 ";
 
 fn a_server_holds_exactly_the_capabilities_its_manifest_grants() -> Result<(), String> {
@@ -170,7 +171,7 @@ keel-manifest 1
 server crasher
 program kchild
 args read-unmapped
-restart always 2 10
+restart always 2 10 60000
 ";
 
 fn a_crashing_server_is_restarted_up_to_its_limit_then_given_up() -> Result<(), String> {
@@ -193,6 +194,37 @@ fn a_crashing_server_is_restarted_up_to_its_limit_then_given_up() -> Result<(), 
                 failures.len() == 1 && failures[0].starts_with("crasher"),
                 true,
             ),
+        ])
+    })
+}
+
+/// The same crasher, restarted after 150 ms each time, but only restarts within the last
+/// 100 ms count: never two at once, so never given up.
+const SLOW_CRASHER: &str = "\
+keel-manifest 1
+server crasher
+program kchild
+args read-unmapped
+restart always 2 150 100
+";
+
+fn restarts_older_than_the_window_do_not_count() -> Result<(), String> {
+    run(SLOW_CRASHER, async |system: System| {
+        system
+            .until(|system| {
+                system
+                    .status("crasher")
+                    .is_some_and(|s| s.restarts >= 5 || s.state.is_final())
+            })
+            .await;
+        let crasher = status(&system, "crasher")?;
+        all([
+            expect_eq(
+                "(state is final, restarts) after five crashes",
+                (crasher.state.is_final(), crasher.restarts),
+                (false, 5),
+            ),
+            expect_eq("failures", system.failures(), alloc::vec![]),
         ])
     })
 }
