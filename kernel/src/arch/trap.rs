@@ -233,8 +233,15 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 }
 
 fn kernel_fault(frame: &TrapFrame) -> ! {
+    // An overflow faults on the guard below the stack; with no stack left for that fault's
+    // frame, it arrives as a double fault.
+    let overflow = if crate::mm::stacks::is_guard(super::read_cr2()) {
+        "kernel stack overflow: "
+    } else {
+        ""
+    };
     panic!(
-        "{} (vector {}) in the kernel: error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {:#x}, {}",
+        "{overflow}{} (vector {}) in the kernel: error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {:#x}, {}",
         exception_name(frame.vector),
         frame.vector,
         frame.error_code,

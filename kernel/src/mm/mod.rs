@@ -4,12 +4,15 @@
 //! - `DIRECT_MAP_BASE + p` maps physical address `p` for the first 4 GiB (2 MiB pages, no
 //!   execute; the top GiB, where the local APIC and other devices live, uncached);
 //! - `-2 GiB + 1 MiB` holds the kernel image: text read-execute, rodata read-only, data and
-//!   bss read-write no-execute (W^X in the kernel too).
+//!   bss read-write no-execute (W^X in the kernel too);
+//! - [`stacks::BASE`] (top-level entry 510) holds the threads' kernel stacks, each above an
+//!   unmapped guard.
 
 pub mod frame;
 pub mod object;
 pub mod paging;
 pub mod space;
+pub mod stacks;
 pub mod user;
 
 use crate::multiboot::BootInfo;
@@ -42,6 +45,9 @@ struct KernelTables {
     image_pdpt: Table,
     image_pd: Table,
     image_pts: [Table; IMAGE_TABLES],
+    stacks_pdpt: Table,
+    stacks_pd: Table,
+    stacks_pts: [Table; stacks::TABLES],
 }
 
 static mut KERNEL_TABLES: KernelTables = KernelTables {
@@ -51,6 +57,9 @@ static mut KERNEL_TABLES: KernelTables = KernelTables {
     image_pdpt: [0; 512],
     image_pd: [0; 512],
     image_pts: [[0; 512]; IMAGE_TABLES],
+    stacks_pdpt: [0; 512],
+    stacks_pd: [0; 512],
+    stacks_pts: [[0; 512]; stacks::TABLES],
 };
 
 unsafe extern "C" {
@@ -74,6 +83,21 @@ pub fn kernel_root() -> PhysAddr {
     image_phys(&raw const KERNEL_TABLES)
 }
 
+/// The global bit for kernel mappings, where the CPU has global pages.
+fn global_bit() -> u64 {
+    if crate::arch::cpu_features().global_pages {
+        GLOBAL
+    } else {
+        0
+    }
+}
+
+/// The page tables of the kernel-stack region, edited only by [`stacks`].
+fn stack_tables() -> *mut [Table; stacks::TABLES] {
+    // SAFETY: only the field's address is taken; no reference is made here.
+    unsafe { &raw mut KERNEL_TABLES.stacks_pts }
+}
+
 /// Build the kernel's page tables and switch to them. Runs once, on the boot tables, before
 /// anything else touches memory outside the image.
 pub fn init_kernel_tables() {
@@ -82,11 +106,7 @@ pub fn init_kernel_tables() {
         let tables = &raw mut KERNEL_TABLES;
         &mut *tables
     };
-    let global = if crate::arch::cpu_features().global_pages {
-        GLOBAL
-    } else {
-        0
-    };
+    let global = global_bit();
 
     tables.root[256] = image_phys(&tables.direct_pdpt) | PRESENT | WRITABLE;
     for (gib, pd) in tables.direct_pds.iter_mut().enumerate() {
@@ -100,6 +120,13 @@ pub fn init_kernel_tables() {
             let phys = ((gib << 30) + (i << 21)) as u64;
             *entry = phys | PRESENT | WRITABLE | HUGE | NO_EXECUTE | global | uncached;
         }
+    }
+
+    // The stack region's tables are all linked now, so every address space shares them.
+    tables.root[510] = image_phys(&tables.stacks_pdpt) | PRESENT | WRITABLE;
+    tables.stacks_pdpt[0] = image_phys(&tables.stacks_pd) | PRESENT | WRITABLE;
+    for (i, pt) in tables.stacks_pts.iter().enumerate() {
+        tables.stacks_pd[i] = image_phys(pt) | PRESENT | WRITABLE;
     }
 
     tables.root[511] = image_phys(&tables.image_pdpt) | PRESENT | WRITABLE;

@@ -14,7 +14,6 @@ use crate::ipc::PortId;
 use crate::kernel::Kernel;
 use crate::mm::PAGE_SIZE;
 use crate::mm::space::AddressSpace;
-use crate::sched::thread::KERNEL_STACK_SIZE;
 use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
 use keel_abi::{ExitStatus, exit_kind, poweroff};
@@ -61,7 +60,7 @@ impl Process {
                 .space
                 .as_ref()
                 .map_or(0, |s| s.table_frames() * PAGE_SIZE)
-            + self.threads.len() * KERNEL_STACK_SIZE
+            + self.threads.len() * crate::mm::stacks::STACK_SIZE
     }
 }
 

@@ -9,13 +9,12 @@ use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::fastpath::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
+use crate::mm::stacks::KernelStack;
 use crate::proc::Pid;
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use keel_abi::Error;
 
 pub type Tid = crate::table::Id;
 
-pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
 const RFLAGS_INTERRUPTS: u64 = 1 << 9;
 const RFLAGS_RESERVED: u64 = 1 << 1;
 
@@ -40,39 +39,6 @@ pub enum ThreadState {
     /// Ended; its stack is freed once another thread runs.
     Dead,
 }
-
-/// A thread's kernel stack, from the kernel heap.
-pub struct KernelStack(*mut u8);
-
-impl KernelStack {
-    const LAYOUT: Layout = match Layout::from_size_align(KERNEL_STACK_SIZE, 16) {
-        Ok(layout) => layout,
-        Err(_) => panic!("bad kernel stack layout"),
-    };
-
-    fn new() -> Result<Self, Error> {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { alloc_zeroed(Self::LAYOUT) };
-        if ptr.is_null() {
-            return Err(Error::OutOfMemory);
-        }
-        Ok(KernelStack(ptr))
-    }
-
-    pub fn top(&self) -> usize {
-        self.0 as usize + KERNEL_STACK_SIZE
-    }
-}
-
-impl Drop for KernelStack {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with the same layout; the thread no longer runs on it.
-        unsafe { dealloc(self.0, Self::LAYOUT) };
-    }
-}
-
-// SAFETY: a kernel stack is plain memory owned by one thread record.
-unsafe impl Send for KernelStack {}
 
 pub struct Thread {
     pub process: Pid,
