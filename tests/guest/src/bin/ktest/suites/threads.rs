@@ -6,6 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
@@ -28,6 +29,7 @@ pub const SUITE: Suite = suite!(threads:
     thread_create_hands_back_a_capability_to_the_thread,
     a_suspended_thread_does_not_run_until_resumed,
     a_suspended_receiver_takes_no_messages_until_resumed,
+    a_server_suspended_in_reply_and_receive_answers_once_resumed,
     lowering_a_priority_keeps_a_thread_off_the_cpu,
     killing_a_thread_ends_it_and_not_its_process,
     thread_capabilities_enforce_their_rights,
@@ -177,6 +179,50 @@ fn a_suspended_receiver_takes_no_messages_until_resumed() -> Result<(), String> 
         expect_eq("the queued message", taken, Ok(FIRST)),
         expect_eq("what the suspended receiver got", untouched, 0),
         delivered,
+    ])
+}
+
+/// A server loop between calls waits in reply-and-receive, parked by the fast path (its
+/// kernel stack given up). Suspended there, it leaves a call queued; resumed, it takes the
+/// call through the slow path and its parked syscall finishes from its inbox.
+fn a_server_suspended_in_reply_and_receive_answers_once_resumed() -> Result<(), String> {
+    let port = Port::create(4).context("port_create")?;
+    let server = thread::spawn(move || {
+        let _ = port.serve(|request| {
+            let answer = Message::new(0, [request.message.words[0] + 1, 0, 0, 0]);
+            ControlFlow::Continue(Some(answer))
+        });
+    })
+    .context("starting the server")?;
+    let call = |word: u64| {
+        port.call(&Message::new(1, [word, 0, 0, 0]))
+            .map(|m| m.words[0])
+    };
+    let warm = call(1);
+    server.thread().suspend().context("thread_suspend")?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let answer = answered.clone();
+    thread::spawn(move || {
+        if let Ok(word) = port
+            .call(&Message::new(1, [10, 0, 0, 0]))
+            .map(|m| m.words[0])
+        {
+            answer.store(word, Ordering::Release);
+        }
+    })
+    .context("starting the caller")?;
+    time::sleep(Duration::from_millis(30));
+    let while_suspended = answered.load(Ordering::Acquire);
+    server.thread().resume().context("thread_resume")?;
+    let after = wait_until("the resumed server answers", || {
+        Ok(answered.load(Ordering::Acquire) == 11)
+    });
+    let again = call(20);
+    all([
+        expect_eq("a call before the suspension", warm, Ok(2)),
+        expect_eq("the answer while suspended", while_suspended, 0),
+        after,
+        expect_eq("a call after", again, Ok(21)),
     ])
 }
 
