@@ -34,6 +34,9 @@ pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 /// QEMUs running at once: one per core on our two-core machines.
 pub const PARALLEL: usize = 2;
 
+/// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
+/// override that puts ISA line 0 on input 2.
+pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000; ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
 pub const INIT_STARTED: &str = "init: started";
 /// The line the demo's init prints when everything it runs has finished.
@@ -81,7 +84,11 @@ impl Expect {
 
     pub fn demo() -> Self {
         Expect {
-            lines: vec![INIT_STARTED.into(), DEMO_COMPLETE.into()],
+            lines: vec![
+                INTERRUPTS_FROM_MADT.into(),
+                INIT_STARTED.into(),
+                DEMO_COMPLETE.into(),
+            ],
             test_report: false,
         }
     }
@@ -324,11 +331,21 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_needs_both_init_lines() {
-        let done = ["init: started", "hello from hello", "init: demo complete"];
+    fn the_demo_needs_the_wiring_and_both_init_lines() {
+        let done = [
+            INTERRUPTS_FROM_MADT,
+            "init: started",
+            "hello from hello",
+            "init: demo complete",
+        ];
         assert!(judge(&run(&done, Exit::Status(33)), &Expect::demo()).is_empty());
-        let failures = judge(&run(&done[..2], Exit::Status(33)), &Expect::demo());
+        let failures = judge(&run(&done[..3], Exit::Status(33)), &Expect::demo());
         assert_eq!(failures, ["no line containing `init: demo complete`"]);
+        let failures = judge(&run(&done[1..], Exit::Status(33)), &Expect::demo());
+        assert_eq!(
+            failures,
+            [format!("no line containing `{INTERRUPTS_FROM_MADT}`")]
+        );
     }
 
     #[test]

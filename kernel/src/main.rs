@@ -56,7 +56,8 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         boot.cmdline
     );
     let tsc_per_ms = arch::lapic::init();
-    arch::ioapic::init();
+    let wiring = arch::ioapic::init();
+    kprintln!("interrupts: {}, from {wiring}", arch::ioapic::describe());
     kprintln!(
         "timer: local APIC {} at {} Hz; TSC {} MHz",
         if features.tsc_deadline {

@@ -1,17 +1,23 @@
 //! The I/O APIC: routes the legacy (ISA) interrupt lines to vectors.
 //!
-//! Keel assumes the PC layout QEMU and most boards give: one I/O APIC at its standard
-//! address, ISA line n wired to input n (line 0, the PIT, to input 2). Parsing the ACPI
-//! MADT for other layouts is future work. Every line starts masked; a driver's binding
-//! unmasks it.
+//! Where it is and which of its inputs each ISA line arrives at (with what polarity and
+//! trigger) come from the ACPI MADT; without one, the PC layout is assumed (see
+//! [`InterruptLayout::PC`]). Every line starts masked; a driver's binding unmasks it.
 
-use crate::mm::phys_to_virt;
-use core::ptr::write_volatile;
+use super::acpi::{self, InterruptLayout};
+use crate::mm::{DIRECT_MAP_END, phys_to_virt};
+use conquer_once::spin::OnceCell;
+use core::ptr::{read_volatile, write_volatile};
 
-const IOAPIC_BASE: u64 = 0xfec0_0000;
 const REG_SELECT: usize = 0x00;
 const REG_WINDOW: usize = 0x10;
+const REG_VERSION: u32 = 0x01;
 const REDIRECTION_BASE: u32 = 0x10;
+/// The direct map's uncached top GiB, where device registers must be reached.
+const DEVICE_WINDOW: core::ops::Range<u64> =
+    (DIRECT_MAP_END as u64 - (1 << 30))..DIRECT_MAP_END as u64;
+const ACTIVE_LOW: u32 = 1 << 13;
+const LEVEL: u32 = 1 << 15;
 const MASKED: u32 = 1 << 16;
 
 /// Legacy lines handed to drivers.
@@ -19,8 +25,14 @@ pub const LINES: u8 = 16;
 /// Vector of legacy line 0; line n arrives at `VECTOR_BASE + n`.
 pub const VECTOR_BASE: u8 = 0x30;
 
+static LAYOUT: OnceCell<InterruptLayout> = OnceCell::uninit();
+
+fn layout() -> &'static InterruptLayout {
+    LAYOUT.get().expect("the I/O APIC is set up at boot")
+}
+
 fn write(register: u32, value: u32) {
-    let base = phys_to_virt(IOAPIC_BASE);
+    let base = phys_to_virt(layout().ioapic);
     // SAFETY: the I/O APIC's two registers, in the uncached top GiB of the direct map;
     // select-then-write is the device's protocol and the kernel is the only user.
     unsafe {
@@ -29,23 +41,61 @@ fn write(register: u32, value: u32) {
     }
 }
 
-fn input(line: u8) -> u32 {
-    if line == 0 { 2 } else { line as u32 }
+/// How many inputs the I/O APIC at `address` (in the device window) has.
+fn inputs(address: u64) -> u32 {
+    let base = phys_to_virt(address);
+    // SAFETY: as for `write`: select the version register, then read it.
+    let version = unsafe {
+        write_volatile((base + REG_SELECT) as *mut u32, REG_VERSION);
+        read_volatile((base + REG_WINDOW) as *const u32)
+    };
+    ((version >> 16) & 0xff) + 1
 }
 
-/// Route every legacy line to its vector, masked, delivered to this CPU.
-pub fn init() {
-    for line in 0..LINES {
-        let entry = REDIRECTION_BASE + 2 * input(line);
-        write(entry + 1, 0);
-        write(entry, MASKED | (VECTOR_BASE + line) as u32);
+/// Whether the I/O APIC `layout` names can be reached, and has every input it routes to.
+fn usable(layout: &InterruptLayout) -> bool {
+    DEVICE_WINDOW.contains(&layout.ioapic) && {
+        let inputs = inputs(layout.ioapic);
+        layout.isa.iter().all(|route| route.input < inputs)
     }
 }
 
+/// Line `line`'s redirection entry (low word), masked or not.
+fn set_entry(line: u8, masked: bool) {
+    let route = layout().isa[line as usize];
+    let mut value = (VECTOR_BASE + line) as u32;
+    if route.active_low {
+        value |= ACTIVE_LOW;
+    }
+    if route.level {
+        value |= LEVEL;
+    }
+    if masked {
+        value |= MASKED;
+    }
+    write(REDIRECTION_BASE + 2 * route.input, value);
+}
+
+/// Read the wiring, then route every legacy line to its vector, masked, delivered to this
+/// CPU. Returns what was found, for the boot log.
+pub fn init() -> &'static str {
+    let (layout, source) = match acpi::interrupt_layout() {
+        Ok(layout) if usable(&layout) => (layout, "the ACPI MADT"),
+        _ => (InterruptLayout::PC, "no usable MADT: the PC layout"),
+    };
+    LAYOUT.init_once(|| layout);
+    for line in 0..LINES {
+        write(
+            REDIRECTION_BASE + 2 * layout.isa[line as usize].input + 1,
+            0,
+        );
+        set_entry(line, true);
+    }
+    source
+}
+
 pub fn set_masked(line: u8, masked: bool) {
-    let entry = REDIRECTION_BASE + 2 * input(line);
-    let vector = (VECTOR_BASE + line) as u32;
-    write(entry, if masked { MASKED | vector } else { vector });
+    set_entry(line, masked);
 }
 
 /// The legacy line a vector belongs to, if any.
@@ -54,4 +104,22 @@ pub fn line_of(vector: u64) -> Option<u8> {
     (base..base + LINES as u64)
         .contains(&vector)
         .then(|| (vector - base) as u8)
+}
+
+/// The I/O APIC's physical address and the input of each ISA line whose input is not its
+/// own number, for the boot log.
+pub fn describe() -> alloc::string::String {
+    let layout = layout();
+    let mut text = alloc::format!("I/O APIC at {:#x}", layout.ioapic);
+    for (line, route) in layout.isa.iter().enumerate() {
+        if route.input != line as u32 || route.active_low || route.level {
+            text.push_str(&alloc::format!(
+                "; ISA {line} -> input {}{}{}",
+                route.input,
+                if route.active_low { " active-low" } else { "" },
+                if route.level { " level" } else { "" },
+            ));
+        }
+    }
+    text
 }

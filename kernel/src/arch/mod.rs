@@ -1,5 +1,6 @@
 //! Everything specific to x86_64: boot, segments, interrupts, syscall entry, the APIC timer.
 
+pub mod acpi;
 pub mod boot;
 pub mod cpu;
 pub mod entry;

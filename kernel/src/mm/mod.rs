@@ -23,6 +23,8 @@ pub type PhysAddr = u64;
 pub const PAGE_SIZE: usize = 4096;
 pub const DIRECT_MAP_BASE: usize = 0xffff_8000_0000_0000;
 const DIRECT_MAP_GIB: usize = 4;
+/// The first physical address the direct map does not reach.
+pub const DIRECT_MAP_END: usize = DIRECT_MAP_GIB << 30;
 const KERNEL_VMA: usize = 0xffff_ffff_8000_0000;
 /// The kernel heap: physically contiguous, carved from RAM at boot.
 const HEAP_SIZE: usize = 32 << 20;
