@@ -37,10 +37,12 @@ pub fn port() -> Port {
     }
 }
 
-/// A task was queued: if the executor sleeps in the kernel (woken from another thread),
+/// A task was marked ready: if the executor sleeps in the kernel (woken from another thread),
 /// signal its port.
 pub(super) fn executor_may_sleep_on_it() {
-    if SLEEPING.load(Ordering::Acquire) {
+    // Sequentially consistent with the executor's raising of the flag and its last look
+    // at the ready set: one of the two sees the other.
+    if SLEEPING.load(Ordering::SeqCst) {
         let _ = port().notify(TASK_WOKEN);
     }
 }
@@ -48,9 +50,9 @@ pub(super) fn executor_may_sleep_on_it() {
 /// Block in the kernel until something arrives or `timeout` passes; `prepared`: this
 /// thread's IPC buffer is set up ([`crate::ipc::prepare_receive`]).
 pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
-    SLEEPING.store(true, Ordering::Release);
-    // A wake between queueing a task and this flag would be lost: look once more.
-    let received = if super::ready_queue().is_empty() {
+    SLEEPING.store(true, Ordering::SeqCst);
+    // A wake between marking a task ready and this flag would be lost: look once more.
+    let received = if super::ready::is_empty() {
         Some(match prepared {
             true => port().receive_prepared(timeout),
             false => port().receive(timeout),
