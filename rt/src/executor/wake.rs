@@ -74,17 +74,19 @@ pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
 }
 
 fn wake_bits(mut bits: u64) {
-    let mut wakers: Vec<Waker> = Vec::new();
-    {
+    // Visit only the bits that are set.
+    while bits != 0 {
+        let bit = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        // Wake outside the lock, then hand the list's room back for the next waiters: a
+        // notification allocates nothing.
+        let mut wakers = core::mem::take(&mut BIT_WAKERS.lock()[bit]);
+        wakers.drain(..).for_each(Waker::wake);
         let mut table = BIT_WAKERS.lock();
-        // Visit only the bits that are set.
-        while bits != 0 {
-            let bit = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            wakers.append(&mut table[bit]);
+        if table[bit].capacity() == 0 {
+            table[bit] = wakers;
         }
     }
-    wakers.into_iter().for_each(Waker::wake);
 }
 
 /// Complete at the next notification carrying `bit`, or at any earlier poll: callers
