@@ -55,15 +55,15 @@ pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
     let received = if super::ready::is_empty() {
         Some(match prepared {
             true => port().receive_prepared(timeout),
-            false => port().receive(timeout),
+            false => port().receive(timeout).map(Ok),
         })
     } else {
         None
     };
     SLEEPING.store(false, Ordering::Release);
     match received {
-        Some(Ok(Received::Notification(bits))) => wake_bits(bits),
-        Some(Ok(message)) => {
+        Some(Ok(Err(bits) | Ok(Received::Notification(bits)))) => wake_bits(bits),
+        Some(Ok(Ok(message))) => {
             let mut inbox = INBOX.lock();
             inbox.0.push_back(message);
             inbox.1.drain(..).for_each(Waker::wake);
