@@ -612,7 +612,10 @@ async fn read_responses(connection: Weak<Inner>) {
             }
             registered = true;
             if let Some(inner) = connection.upgrade() {
-                *inner.reader.borrow_mut() = Some(cx.waker().clone());
+                let mut reader = inner.reader.borrow_mut();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
             }
             wake::on_notification(bit, cx.waker());
             Poll::Pending
