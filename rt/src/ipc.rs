@@ -82,9 +82,17 @@ impl Port {
 
     /// [`receive`](Port::receive) on a thread whose IPC buffer [`prepare_receive`] has set
     /// up: the executor's, which receives on every wait and need not look it up each time.
-    pub(crate) fn receive_prepared(self, timeout: Option<Duration>) -> Result<Received, Error> {
+    /// Notification bits come as they are (`Ok(Err(bits))`), without the making and moving
+    /// of a [`Received`] that the executor's every wake-up would pay for.
+    pub(crate) fn receive_prepared(
+        self,
+        timeout: Option<Duration>,
+    ) -> Result<Result<Received, u64>, Error> {
         let (is_call, raw) = sys::ipc::port_recv(self.0, timeout_ns(timeout))?;
-        Received::from_raw(is_call, raw)
+        if raw.info.is_notification() {
+            return Ok(Err(raw.words[0]));
+        }
+        Received::from_raw(is_call, raw).map(Ok)
     }
 
     /// ORs `bits` into the port's notification word and wakes a receiver; never blocks.

@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod ready;
 mod task;
 mod time;
 pub mod wake;
@@ -24,22 +25,29 @@ use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use core::task::{Context, Poll};
-use crossbeam_queue::SegQueue;
+use core::task::{Context, Poll, Waker};
 use spin::Mutex;
 use task::{BoxFuture, Header};
 
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, sleep, timeout};
 
-struct Slot {
-    header: alloc::sync::Arc<Header>,
-    future: Option<BoxFuture>,
+/// A task: its future and the waker it is polled with, made once.
+struct Task {
+    waker: Waker,
+    future: BoxFuture,
+}
+
+enum Slot {
+    Free,
+    Idle(Task),
+    /// Out of its slot while `poll_task` polls it.
+    Polling,
 }
 
 /// Tasks are `!Send` futures; only the executor's thread touches them (checked).
 struct Tasks {
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Slot>,
     free: Vec<usize>,
 }
 
@@ -52,11 +60,6 @@ static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
     free: Vec::new(),
 });
 static OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
-static READY: SegQueue<usize> = SegQueue::new();
-
-fn ready_queue() -> &'static SegQueue<usize> {
-    &READY
-}
 
 /// The tasks, for a caller that may not be on the executor's thread (asking the kernel
 /// which thread it is on is a syscall: the executor's own loop skips it).
@@ -77,9 +80,9 @@ pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
         let mut tasks = tasks();
         let index = tasks.free.pop().unwrap_or(tasks.slots.len());
         let header = Header::new(index);
-        let slot = Some(Slot {
-            header: header.clone(),
-            future: Some(future),
+        let slot = Slot::Idle(Task {
+            waker: task::waker(&header),
+            future,
         });
         match tasks.slots.get_mut(index) {
             Some(entry) => *entry = slot,
@@ -91,34 +94,47 @@ pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
     handle
 }
 
-/// Poll task `index` once; free it when it finishes. Only `block_on`'s loop calls it, on
-/// the executor's thread, so it takes the tasks without asking which thread it is on.
-fn poll_task(index: usize) {
-    let taken = {
+/// Poll the tasks marked by ready bit `bit`: the one at index `bit`, and any at an index
+/// [`ready::BITS`] on from another it shares the bit with.
+fn poll_tasks(bit: usize) {
+    let mut index = bit;
+    while poll_task(index) {
+        index += ready::BITS;
+    }
+}
+
+/// Poll task `index` once, and free it when it finishes; whether there are tasks past
+/// `index + ready::BITS`. Only `block_on`'s loop calls it, on the executor's thread, so
+/// it takes the tasks without asking which thread it is on.
+fn poll_task(index: usize) -> bool {
+    let (taken, more) = {
         let mut tasks = TASKS.lock();
-        tasks
-            .slots
-            .get_mut(index)
-            .and_then(Option::as_mut)
-            .and_then(|slot| Some((slot.header.clone(), slot.future.take()?)))
+        let more = index + ready::BITS < tasks.slots.len();
+        match tasks.slots.get_mut(index) {
+            Some(slot @ Slot::Idle(_)) => match core::mem::replace(slot, Slot::Polling) {
+                Slot::Idle(task) => (Some(task), more),
+                Slot::Free | Slot::Polling => (None, more),
+            },
+            _ => (None, more),
+        }
     };
-    // A task woken after it finished, or being polled further up the stack: nothing to do.
-    let Some((header, mut future)) = taken else {
-        return;
+    // A task woken after it finished: nothing to do.
+    let Some(mut task) = taken else {
+        return more;
     };
-    header.dequeued();
-    let waker = task::waker(&header);
-    let done = future
+    let done = task
+        .future
         .as_mut()
-        .poll(&mut Context::from_waker(&waker))
+        .poll(&mut Context::from_waker(&task.waker))
         .is_ready();
     let mut tasks = TASKS.lock();
     if done {
-        tasks.slots[index] = None;
+        tasks.slots[index] = Slot::Free;
         tasks.free.push(index);
-    } else if let Some(slot) = tasks.slots[index].as_mut() {
-        slot.future = Some(future);
+    } else {
+        tasks.slots[index] = Slot::Idle(task);
     }
+    index + ready::BITS < tasks.slots.len()
 }
 
 /// Run the executor until `future` completes, serving every spawned task meanwhile.
@@ -132,29 +148,20 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
     let prepared = crate::ipc::prepare_receive();
     let mut future = pin!(future);
-    let main = Header::new(usize::MAX);
-    let main_waker = task::waker(&main);
+    let main_waker = task::waker(&Header::new(ready::MAIN));
     let mut main_ready = true;
     loop {
-        if main_ready {
-            main_ready = false;
-            if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&main_waker))
-            {
-                OWNER.store(usize::MAX, Ordering::Release);
-                return output;
-            }
+        if main_ready
+            && let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&main_waker))
+        {
+            OWNER.store(usize::MAX, Ordering::Release);
+            return output;
         }
-        while let Some(index) = READY.pop() {
-            if index == usize::MAX {
-                main.dequeued();
-                main_ready = true;
-            } else {
-                poll_task(index);
-            }
-        }
-        if !main_ready {
+        ready::take_round(poll_tasks);
+        main_ready = ready::take_main();
+        if !main_ready && ready::is_empty() {
             let next_timer = time::fire_due();
-            if READY.is_empty() {
+            if ready::is_empty() {
                 wake::wait(next_timer, prepared);
             }
         }

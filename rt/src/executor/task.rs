@@ -1,8 +1,8 @@
 //! Tasks, their wakers, and join handles.
 //!
-//! A waker is a reference-counted task header: waking pushes the task's index on the ready
-//! queue once (a flag stops duplicates), so a wake-up allocates nothing. The ready queue is
-//! crossbeam's lock-free queue, so threads other than the executor's may wake tasks too.
+//! A waker is a reference-counted task header: waking marks the task in the ready set
+//! ([`super::ready`]) once, and allocates nothing. The ready set is lock-free, so threads
+//! other than the executor's may wake tasks too.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -10,36 +10,27 @@ use alloc::sync::Arc;
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use super::ready;
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
 /// What a waker points at.
 pub struct Header {
     pub index: usize,
-    queued: AtomicBool,
 }
 
 impl Header {
     pub fn new(index: usize) -> Arc<Self> {
-        Arc::new(Header {
-            index,
-            queued: AtomicBool::new(false),
-        })
+        Arc::new(Header { index })
     }
 
-    /// Put the task on the ready queue unless it is there already.
+    /// Mark the task ready, and signal the executor if it sleeps.
     pub fn schedule(&self) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            super::ready_queue().push(self.index);
+        if ready::insert(self.index) {
             super::wake::executor_may_sleep_on_it();
         }
-    }
-
-    /// Called just before the task is polled: a wake from now on queues it again.
-    pub fn dequeued(&self) {
-        self.queued.store(false, Ordering::Release);
     }
 }
 

@@ -2,19 +2,24 @@
 //! before it blocks.
 //!
 //! Reading the clock is a syscall, so the executor reads it once before it blocks (to fire
-//! what is due and to bound its sleep), and a [`Sleep`] reads it only when made: once
-//! registered, it learns that it fired from finding its entry gone.
+//! what is due and to bound its sleep), and a [`Sleep`] reads it only when made. Once
+//! registered, it learns that it fired from the tick up to which the executor has fired
+//! every timer, without looking itself up in the map.
 
 use alloc::collections::BTreeMap;
 use core::future::Future;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use spin::Mutex;
 
 /// Keyed by (deadline tick, timer id) so equal deadlines coexist.
 static TIMERS: Mutex<BTreeMap<(u64, u64), Waker>> = Mutex::new(BTreeMap::new());
-static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// Every timer with a deadline up to this tick has fired: its entry is gone from the map,
+/// and a timer due by then is not entered. Raised under the map's lock.
+static FIRED_UP_TO: AtomicU64 = AtomicU64::new(0);
 
 /// Wake every timer whose deadline has passed; the time until the earliest one left, if
 /// any timer is pending.
@@ -23,15 +28,16 @@ pub(super) fn fire_due() -> Option<Duration> {
         return None;
     }
     let now = crate::time::ticks();
-    let earliest = TIMERS.lock().keys().next().map(|&(deadline, _)| deadline);
-    if let Some(deadline) = earliest.filter(|&deadline| deadline > now) {
-        return Some(crate::time::ticks_to_duration(deadline - now));
-    }
-    let (due, next): (alloc::vec::Vec<Waker>, _) = {
+    let (due, next) = {
         let mut timers = TIMERS.lock();
+        FIRED_UP_TO.fetch_max(now, Ordering::Release);
+        let earliest = timers.keys().next().map(|&(deadline, _)| deadline)?;
+        if earliest > now {
+            return Some(crate::time::ticks_to_duration(earliest - now));
+        }
         let later = timers.split_off(&(now + 1, 0));
         let next = later.keys().next().map(|&(deadline, _)| deadline);
-        let due = core::mem::replace(&mut *timers, later)
+        let due: alloc::vec::Vec<Waker> = core::mem::replace(&mut *timers, later)
             .into_values()
             .collect();
         (due, next)
@@ -40,20 +46,26 @@ pub(super) fn fire_due() -> Option<Duration> {
     next.map(|deadline| crate::time::ticks_to_duration(deadline - now))
 }
 
+/// Whether the timers due at `deadline` have fired.
+fn fired(deadline: u64) -> bool {
+    deadline <= FIRED_UP_TO.load(Ordering::Acquire)
+}
+
 /// A future that completes at a tick.
 pub struct Sleep {
     deadline: u64,
     id: u64,
-    /// Whether its entry is in the timer map: from then on, a missing entry means it fired.
-    registered: bool,
+    /// The waker its entry in the timer map holds, once it has one: from then on, the
+    /// entry is there until the timer fires.
+    registered: Option<Waker>,
 }
 
 /// Complete after at least `duration` (rounded up to a timer tick).
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         deadline: crate::time::ticks() + crate::time::ticks_in(duration).max(1),
-        id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
-        registered: false,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        registered: None,
     }
 }
 
@@ -61,31 +73,34 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let key = (self.deadline, self.id);
-        let mut timers = TIMERS.lock();
-        if !self.registered {
-            // At least a tick away when made: if it is due by now, the executor's next look
-            // at the clock, before it blocks, fires it.
-            timers.insert(key, cx.waker().clone());
-            drop(timers);
-            self.registered = true;
+        if fired(self.deadline) {
+            return Poll::Ready(());
+        }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
             return Poll::Pending;
         }
-        match timers.get_mut(&key) {
-            None => Poll::Ready(()),
-            Some(waker) => {
-                if !waker.will_wake(cx.waker()) {
-                    *waker = cx.waker().clone();
-                }
-                Poll::Pending
-            }
+        // First poll, or polled by another task than before: (re)enter the entry. At least
+        // a tick away when made: if it is due by now, the executor's next look at the
+        // clock, before it blocks, fires it.
+        let waker = cx.waker().clone();
+        let mut timers = TIMERS.lock();
+        if fired(self.deadline) {
+            return Poll::Ready(());
         }
+        timers.insert((self.deadline, self.id), waker.clone());
+        drop(timers);
+        self.registered = Some(waker);
+        Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if self.registered {
+        if self.registered.is_some() && !fired(self.deadline) {
             TIMERS.lock().remove(&(self.deadline, self.id));
         }
     }

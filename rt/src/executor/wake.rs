@@ -37,10 +37,12 @@ pub fn port() -> Port {
     }
 }
 
-/// A task was queued: if the executor sleeps in the kernel (woken from another thread),
+/// A task was marked ready: if the executor sleeps in the kernel (woken from another thread),
 /// signal its port.
 pub(super) fn executor_may_sleep_on_it() {
-    if SLEEPING.load(Ordering::Acquire) {
+    // Sequentially consistent with the executor's raising of the flag and its last look
+    // at the ready set: one of the two sees the other.
+    if SLEEPING.load(Ordering::SeqCst) {
         let _ = port().notify(TASK_WOKEN);
     }
 }
@@ -48,20 +50,20 @@ pub(super) fn executor_may_sleep_on_it() {
 /// Block in the kernel until something arrives or `timeout` passes; `prepared`: this
 /// thread's IPC buffer is set up ([`crate::ipc::prepare_receive`]).
 pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
-    SLEEPING.store(true, Ordering::Release);
-    // A wake between queueing a task and this flag would be lost: look once more.
-    let received = if super::ready_queue().is_empty() {
+    SLEEPING.store(true, Ordering::SeqCst);
+    // A wake between marking a task ready and this flag would be lost: look once more.
+    let received = if super::ready::is_empty() {
         Some(match prepared {
             true => port().receive_prepared(timeout),
-            false => port().receive(timeout),
+            false => port().receive(timeout).map(Ok),
         })
     } else {
         None
     };
     SLEEPING.store(false, Ordering::Release);
     match received {
-        Some(Ok(Received::Notification(bits))) => wake_bits(bits),
-        Some(Ok(message)) => {
+        Some(Ok(Err(bits) | Ok(Received::Notification(bits)))) => wake_bits(bits),
+        Some(Ok(Ok(message))) => {
             let mut inbox = INBOX.lock();
             inbox.0.push_back(message);
             inbox.1.drain(..).for_each(Waker::wake);
@@ -72,17 +74,19 @@ pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
 }
 
 fn wake_bits(mut bits: u64) {
-    let mut wakers: Vec<Waker> = Vec::new();
-    {
+    // Visit only the bits that are set.
+    while bits != 0 {
+        let bit = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        // Wake outside the lock, then hand the list's room back for the next waiters: a
+        // notification allocates nothing.
+        let mut wakers = core::mem::take(&mut BIT_WAKERS.lock()[bit]);
+        wakers.drain(..).for_each(Waker::wake);
         let mut table = BIT_WAKERS.lock();
-        // Visit only the bits that are set.
-        while bits != 0 {
-            let bit = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            wakers.append(&mut table[bit]);
+        if table[bit].capacity() == 0 {
+            table[bit] = wakers;
         }
     }
-    wakers.into_iter().for_each(Waker::wake);
 }
 
 /// Complete at the next notification carrying `bit`, or at any earlier poll: callers

@@ -58,6 +58,9 @@ struct Inner {
     broken: Cell<Option<TransportError>>,
     /// The reader task, when it sleeps; and calls waiting for room in the request ring.
     reader: RefCell<Option<Waker>>,
+    /// Whether the reader sleeps with its liveness timer armed: a call that finds it so
+    /// need not wake it to have one.
+    probing: Cell<bool>,
     space_waiters: RefCell<Vec<Waker>>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
@@ -348,6 +351,7 @@ impl Inner {
             calls: RefCell::default(),
             broken: Cell::new(None),
             reader: RefCell::new(None),
+            probing: Cell::new(false),
             space_waiters: RefCell::new(Vec::new()),
             scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
             outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
@@ -407,8 +411,9 @@ impl Inner {
             id: self.calls.borrow_mut().open(),
             sent: false,
         };
-        if was_idle {
-            // The reader sleeps without a liveness check while nothing is in flight.
+        if was_idle && !self.probing.get() {
+            // The reader sleeps without a liveness check while nothing is in flight: it
+            // arms one when it finds this call.
             self.wake_reader();
         }
         let waiting = {
@@ -591,6 +596,7 @@ async fn read_responses(connection: Weak<Inner>) {
         if probe.is_none() && inner.calls.borrow().busy() {
             probe = Some(sleep(LIVENESS_PROBE));
         }
+        inner.probing.set(probe.is_some());
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
@@ -606,7 +612,10 @@ async fn read_responses(connection: Weak<Inner>) {
             }
             registered = true;
             if let Some(inner) = connection.upgrade() {
-                *inner.reader.borrow_mut() = Some(cx.waker().clone());
+                let mut reader = inner.reader.borrow_mut();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
             }
             wake::on_notification(bit, cx.waker());
             Poll::Pending
