@@ -19,6 +19,7 @@
 mod ready;
 mod task;
 mod time;
+mod unblock;
 pub mod wake;
 
 use alloc::vec::Vec;
@@ -31,6 +32,7 @@ use task::{BoxFuture, Header};
 
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, sleep, timeout};
+pub use unblock::unblock;
 
 /// A task: its future and the waker it is polled with, made once.
 struct Task {

@@ -27,7 +27,7 @@ use super::bulk::{self, Arena, Bulk};
 use super::calls::Calls;
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{Sleep, sleep, spawn, wake};
+use crate::executor::{Sleep, sleep, spawn, unblock, wake};
 use crate::ipc::{Message, Port};
 
 /// How often the reader checks that the server still exists while calls are in flight.
@@ -371,13 +371,16 @@ impl Inner {
     /// A link to the server registered as `name` after the last one was found gone: until
     /// init has reaped that one, a lookup may still lead to it, so one that reaches a dead
     /// server is tried again, a little later, up to [`RECONNECT_WAIT`]. The lookup itself
-    /// waits for a server that is restarting.
+    /// waits for a server that is restarting, on a thread of its own: this process's other
+    /// tasks go on meanwhile.
     async fn connect_fresh(name: &str, interface: Interface) -> Result<Rc<Inner>, TransportError> {
         let deadline = crate::time::uptime() + RECONNECT_WAIT;
         loop {
             // A failed lookup (init refuses, or waited in vain) is final; only a connect
             // to the port a lookup gave can find the dead server.
-            let server = crate::names::lookup(name).map_err(transport)?;
+            let owned = alloc::string::String::from(name);
+            let lookup = unblock(move || crate::names::lookup(&owned));
+            let server = lookup.await.map_err(transport)?.map_err(transport)?;
             match Inner::connect(server, true, interface) {
                 Err(TransportError::ServerGone) if crate::time::uptime() < deadline => {
                     let _ = server.delete();

@@ -4,6 +4,7 @@
 //! through handle 1 ([`keel_rt::names`]) and checks what it was promised.
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::time::Duration;
@@ -154,10 +155,26 @@ async fn retry_through_a_restart() -> Result<i32, Failure> {
     )?;
 
     // An idempotent one is: the client finds the new start by name. Asked of a clone, to
-    // see below that all clones share what it reconnected.
+    // see below that all clones share what it reconnected. The lookup waits for the
+    // restart (300 ms of backoff) on a thread of its own: meanwhile a ticker task runs.
+    let ticks = Rc::new(Cell::new(Some(0u32)));
+    let counted = ticks.clone();
+    executor::spawn(async move {
+        while let Some(ticked) = counted.get() {
+            executor::sleep(Duration::from_millis(10)).await;
+            counted.set(counted.get().map(|_| ticked + 1));
+        }
+    });
     let asked_at = time::ticks();
     let (second_pid, calls) = who(&witness.clone(), "the witness after the kill").await?;
     back_in_time(asked_at, "the retried call was answered")?;
+    let ticked = ticks.take().unwrap_or(0);
+    if ticked < 10 {
+        let waited = time::ticks_to_duration(time::ticks() - asked_at);
+        return Err(Failure::check(format!(
+            "the ticker ticked {ticked} times in the {waited:?} the reconnect took"
+        )));
+    }
     expect_eq(
         "(a new pid, calls the new start answered before)",
         (second_pid != first_pid, calls),

@@ -83,14 +83,14 @@ fn a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone() -> R
     })
 }
 
-/// A witness that comes back 20 ms after it ends; a client of it, connected by name, that
+/// A witness that comes back 300 ms after it ends; a client of it, connected by name, that
 /// kills it and calls on.
 const RETRIES: &str = "\
 keel-manifest 1
 server witness
 program kchild
 args witness-server witness
-restart always 3 20 60000
+restart always 3 300 60000
 server retrier
 program kchild
 args witness-retrier
