@@ -7,7 +7,7 @@
 //! one, which probes the device afresh.
 
 use alloc::collections::VecDeque;
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -67,7 +67,9 @@ pub struct Terminal {
     /// The transmit-empty interrupt is on (there is more to send than the FIFO took).
     tx_interrupt: Cell<bool>,
     type_ahead: RefCell<VecDeque<Typed>>,
-    readers: RefCell<VecDeque<Rc<Reader>>>,
+    /// Reads waiting, oldest first; one whose request was dropped (its client died and its
+    /// connection ended) is gone, and takes no line.
+    readers: RefCell<VecDeque<Weak<Reader>>>,
     waiting_for_room: RefCell<Vec<Waker>>,
 }
 
@@ -140,7 +142,7 @@ impl Terminal {
             Some(typed) => typed,
             None => {
                 let reader = Rc::new(Reader::default());
-                self.readers.borrow_mut().push_back(reader.clone());
+                self.readers.borrow_mut().push_back(Rc::downgrade(&reader));
                 reader.answered().await
             }
         };
@@ -165,7 +167,10 @@ impl Terminal {
     }
 
     fn deliver(&self, typed: Typed) {
-        let reader = self.readers.borrow_mut().pop_front();
+        let reader = {
+            let mut readers = self.readers.borrow_mut();
+            core::iter::from_fn(|| readers.pop_front()).find_map(|reader| reader.upgrade())
+        };
         let mut type_ahead = self.type_ahead.borrow_mut();
         match (reader, typed) {
             (Some(reader), typed) => reader.answer(typed),

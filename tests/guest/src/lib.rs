@@ -150,6 +150,9 @@ roles! {
     /// Caps: 1 = a [`services::Probe`] server's port. Connect, start a `stall` call, and
     /// exit with it in flight.
     ProbeClientDies = "probe-client-dies",
+    /// Caps: 1 = the console's port. Connect, start a `read_line`, and exit with it
+    /// waiting for a line.
+    ConsoleReaderDies = "console-reader-dies",
     /// Started by the supervisor (handle 1: init's port). Register the argument as a
     /// service name and serve [`system::Witness`] under it until killed.
     WitnessServer = "witness-server",

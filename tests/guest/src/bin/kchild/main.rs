@@ -147,6 +147,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
         Role::ProbeClientDies => services::probe_client_dies(),
+        Role::ConsoleReaderDies => services::console_reader_dies(),
         Role::WitnessServer => system::witness_server(arg),
         Role::WitnessCaller => system::witness_caller(),
         Role::WitnessRetrier => system::witness_retrier(),

@@ -31,6 +31,20 @@ pub fn probe_client_dies() -> Result<i32, Failure> {
     }
 }
 
+pub fn console_reader_dies() -> Result<i32, Failure> {
+    let console = console::ConsoleClient::connect(Port::from_handle(1))
+        .map_err(|error| Failure::check(format!("connecting: {error:?}")))?;
+    // Given time to reach the console, the read waits there for a line that never comes.
+    let read = executor::block_on(executor::timeout(
+        Duration::from_millis(50),
+        console.read_line(),
+    ));
+    match read {
+        Err(_) => Ok(0),
+        Ok(answer) => Err(Failure::check(format!("`read_line` came back: {answer:?}"))),
+    }
+}
+
 #[derive(Default)]
 struct Prober {
     notes: RefCell<Vec<u64>>,

@@ -25,6 +25,7 @@ use console::{ConsoleClient, ReadError};
 use futures_util::future::join;
 use keel_abi::cap::FIRST_PROCESS_LOG;
 use keel_abi::{SysInfo, process_state};
+use keel_guest_tests::Role;
 use keel_init::{State, System};
 use keel_rt::driver::{
     Driver, DriverError, Interrupt, IoPorts, IrqLine, Runner, State as Lifecycle,
@@ -35,6 +36,7 @@ use keel_rt::service::TransportError;
 use keel_rt::{println, sys};
 
 use crate::check::{Context, all, ensure, expect_eq, wait_until};
+use crate::child;
 use crate::runner::{Suite, suite};
 use names::names;
 use rtc::Rtc;
@@ -46,6 +48,7 @@ pub const SUITE: Suite = suite!(console:
     text_written_goes_out_and_typed_lines_come_back,
     backspace_erases_a_character_and_ctrl_u_the_line,
     ctrl_c_interrupts_the_pending_read,
+    a_reader_that_died_takes_no_line,
     a_log_line_leaves_the_line_being_typed_intact,
     a_killed_console_fails_its_calls_and_a_new_one_takes_over,
     the_shells_figures_are_the_kernels,
@@ -270,6 +273,24 @@ fn ctrl_c_interrupts_the_pending_read() -> Result<(), String> {
         )?;
         type_keys(console, b"after\r").await?;
         expect_lines(console, &["after"]).await
+    })
+}
+
+/// A client dies in `read_line`; once a new client connects, the console ends the dead
+/// one's connection, and its read with it: the next line goes to the living.
+fn a_reader_that_died_takes_no_line() -> Result<(), String> {
+    with_console(async |console| {
+        let port = names()?
+            .registered(console::NAME)
+            .context("the console's port")?;
+        let pid = child::spawn_with_caps(Role::ConsoleReaderDies, "", &[port.handle()])?;
+        let died = process::wait(pid).context("waiting for the reader")?;
+        let fresh = ConsoleClient::connect(port).map_err(|error| format!("connecting: {error}"))?;
+        type_keys(console, b"for the living\r").await?;
+        all([
+            expect_eq("how the reader ended", died, Exit::Exited(0)),
+            expect_lines(&fresh, &["for the living"]).await,
+        ])
     })
 }
 
