@@ -65,11 +65,11 @@ impl Kernel {
         };
         // The bits go straight into the waiting receiver's registers.
         let bits = core::mem::take(&mut port.notify);
-        self.load_registers(receiver, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
         let thread = self
             .threads
             .get_mut(&receiver)
             .expect("waiting thread exists");
+        thread.load_registers(0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
         let state = thread.state;
         thread.inbox = Some(Delivery::InRegisters(0));
         self.sched.forget(receiver, state);

@@ -90,6 +90,8 @@ fn receive_on(
     port: PortId,
     timeout: Option<u64>,
 ) -> SyscallResult {
+    let tid = k.sched.current;
+    let until = timeout.map(|t| k.ticks.saturating_add(t));
     let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.closed {
         return Err(Error::PeerGone);
@@ -103,19 +105,14 @@ fn receive_on(
         k.set_pending_reply(None);
         return Ok(0);
     }
-    if let Some(message) = k.take_waiting(port) {
+    if !waiting.queue.is_empty() {
+        let message = k.take_waiting(port).expect("a message is queued");
         return k.complete_delivery(frame, message, Delivered::Received);
     }
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    let until = timeout.map(|t| k.ticks.saturating_add(t));
-    let tid = k.sched.current;
-    k.ports
-        .get_mut(&port)
-        .expect("looked up")
-        .receivers
-        .push_back(tid);
+    waiting.receivers.push_back(tid);
     k.block_current(ThreadState::Receiving { port, until });
     block_parking(k, Delivered::Received)
 }
