@@ -86,6 +86,16 @@ impl<T> Table<T> {
         slot.entry.as_deref_mut()
     }
 
+    /// Two different entries at once (`None` if either is missing or they are the same).
+    pub fn get_pair_mut(&mut self, a: &Id, b: &Id) -> Option<(&mut T, &mut T)> {
+        let ((ia, ga), (ib, gb)) = (split(*a), split(*b));
+        let [sa, sb] = self.slots.get_disjoint_mut([ia, ib]).ok()?;
+        if sa.generation != ga || sb.generation != gb {
+            return None;
+        }
+        Some((sa.entry.as_deref_mut()?, sb.entry.as_deref_mut()?))
+    }
+
     pub fn contains_key(&self, id: &Id) -> bool {
         self.get(id).is_some()
     }

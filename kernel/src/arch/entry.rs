@@ -43,11 +43,12 @@ syscall_entry:
     movq %r8, {r8}(%rsp)
     movq %r9, {r9}(%rsp)
     movq %rsp, %rdi
-    /* A call or reply-and-receive may leave this stack for good (the IPC fast path's
-       direct return to another thread): its callee-saved registers go in the frame. */
-    leal -{first_ipc}(%rax), %ecx
-    cmpl $2, %ecx
-    jbe 1f
+    /* A yield, receive, call or reply-and-receive may leave this stack for good (parked,
+       see switch_parking): its callee-saved registers go in the frame. The bit test takes
+       the number modulo 32, so a few other numbers save them too, which is harmless. */
+    movl ${parking}, %ecx
+    btl %eax, %ecx
+    jc 1f
     call syscall_dispatch
 syscall_exit:
     movq {rax}(%rsp), %rax
@@ -132,6 +133,21 @@ switch_context:
     popq %rbp
     ret
 
+    /* switch_to_user(save_rsp: *mut u64, frame): park callee-saved registers on this stack
+       as switch_context does, and return to user space with `frame`, a parked thread's. */
+    .balign 16
+    .global switch_to_user
+switch_to_user:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    jmp syscall_exit_full
+
     /* A new thread's first return from switch_context lands here, on its trap frame. */
     .balign 16
     .global thread_trampoline
@@ -156,7 +172,7 @@ thread_trampoline:
     r13 = const offset_of!(TrapFrame, r13),
     r14 = const offset_of!(TrapFrame, r14),
     r15 = const offset_of!(TrapFrame, r15),
-    first_ipc = const keel_abi::Syscall::PortCall as u32,
+    parking = const PARKING_SYSCALLS,
     switch_ret = const SWITCH_FRAME - 8,
     options(att_syntax)
 );
@@ -165,14 +181,30 @@ thread_trampoline:
 /// return address.
 pub const SWITCH_FRAME: usize = 7 * 8;
 
-// The entry's range check relies on the three adjacent numbers.
-const _: () =
-    assert!(keel_abi::Syscall::PortReplyRecv as u32 == keel_abi::Syscall::PortCall as u32 + 2);
+/// The syscalls that may park their thread, as bits (all numbers are below 32).
+const PARKING_SYSCALLS: u32 = {
+    use keel_abi::Syscall;
+    let numbers = [
+        Syscall::ThreadYield,
+        Syscall::PortRecv,
+        Syscall::PortCall,
+        Syscall::PortReplyRecv,
+    ];
+    let mut bits = 0;
+    let mut i = 0;
+    while i < numbers.len() {
+        assert!((numbers[i] as u32) < 32);
+        bits |= 1 << numbers[i] as u32;
+        i += 1;
+    }
+    bits
+};
 
 unsafe extern "C" {
     fn syscall_entry();
     fn thread_trampoline();
     fn switch_context(save_rsp: *mut u64, next_rsp: u64);
+    fn switch_to_user(save_rsp: *mut u64, frame: *const TrapFrame);
     fn exit_to_user(frame: *const TrapFrame, park: u64) -> !;
     fn resume_parking(next_rsp: u64, park: u64) -> !;
 }
@@ -215,6 +247,17 @@ pub fn set_syscall_stack(top: usize) {
 pub unsafe fn switch(save_rsp: *mut u64, next_rsp: u64) {
     // SAFETY: per the caller.
     unsafe { switch_context(save_rsp, next_rsp) }
+}
+
+/// Save the current kernel context in `*save_rsp`, as [`switch`] does, and return to user
+/// space with `frame`, the trap frame at the top of a parked thread's kernel stack.
+///
+/// # Safety
+/// `frame` is a parked thread's saved syscall frame with its callee-saved registers, now
+/// the running thread's (stacks and address space loaded); the kernel must hold no lock.
+pub unsafe fn switch_user(save_rsp: *mut u64, frame: *const TrapFrame) {
+    // SAFETY: per the caller.
+    unsafe { switch_to_user(save_rsp, frame) }
 }
 
 /// Lay out a new thread's kernel stack so that the first switch to it enters ring 3 with

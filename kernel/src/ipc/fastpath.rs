@@ -17,7 +17,6 @@ use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Found, Object};
 use crate::kernel::Kernel;
 use crate::sched::thread::{Thread, ThreadState, Tid};
-use crate::table::Table;
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
 use keel_abi::ipc::{IpcStats, MessageInfo};
@@ -25,10 +24,8 @@ use keel_abi::ipc::{IpcStats, MessageInfo};
 const PATH_CACHE_ENTRIES: usize = 4;
 
 /// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one.
-fn may_switch_directly(threads: &Table<Thread>, from: Tid, to: Tid) -> bool {
-    let priority = |tid| threads.get(&tid).map_or(0, |t| t.priority);
-    let suspended = threads.get(&to).is_none_or(|t| t.suspended);
-    !suspended && priority(to) >= priority(from)
+fn may_switch_directly(from: &Thread, to: &Thread) -> bool {
+    !to.suspended && to.priority >= from.priority
 }
 
 /// A port capability as resolved: all the fast path needs, without the capability table.
@@ -60,21 +57,36 @@ impl PathCache {
 
 impl Kernel {
     /// Resolve a port capability of the running thread, through its path cache.
+    #[inline]
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let thread = self.threads.get(&tid).expect("running thread");
         let pid = thread.process;
         let epoch = self.processes[&pid].caps.epoch();
-        if let Some(entry) = thread.path_cache.find(handle, epoch, rights) {
-            self.ipc_stats.path_cache_hits += 1;
-            let found = Found {
-                id: entry.cap,
-                object: Object::Port(entry.port),
-                rights: entry.rights,
-                badge: entry.badge,
-            };
-            return Ok((entry.port, found));
-        }
+        let Some(entry) = thread.path_cache.find(handle, epoch, rights) else {
+            return self.port_lookup_miss(handle, rights, epoch);
+        };
+        self.ipc_stats.path_cache_hits += 1;
+        let found = Found {
+            id: entry.cap,
+            object: Object::Port(entry.port),
+            rights: entry.rights,
+            badge: entry.badge,
+        };
+        Ok((entry.port, found))
+    }
+
+    /// [`Kernel::port_lookup`] past the path cache: check the capability and remember it.
+    #[cold]
+    #[inline(never)]
+    fn port_lookup_miss(
+        &mut self,
+        handle: Handle,
+        rights: u32,
+        epoch: u64,
+    ) -> Result<(PortId, Found), Error> {
+        let tid = self.sched.current;
+        let pid = self.current_pid();
         self.ipc_stats.path_cache_misses += 1;
         let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
         let Object::Port(port) = found.object else {
@@ -109,7 +121,8 @@ impl Kernel {
         let caller = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         let receiver = port.receivers.front().copied()?;
-        if !may_switch_directly(&self.threads, caller, receiver) {
+        let (from, to) = self.threads.get_pair_mut(&caller, &receiver)?;
+        if !may_switch_directly(from, to) {
             return None;
         }
         port.receivers.pop_front();
@@ -121,8 +134,17 @@ impl Kernel {
         };
         bump(&mut port.stats);
         bump(&mut self.ipc_stats);
-        self.block(caller, ThreadState::WaitingReply(reply.seq));
-        self.hand_over(receiver, frame, badge, Some(reply));
+        from.state = ThreadState::WaitingReply(reply.seq);
+        let previous = to.pending_reply.replace(reply);
+        // Only a receive with a timeout is on a timer.
+        if let waiting @ ThreadState::Receiving { until: Some(_), .. } =
+            to.hand_over(frame, badge, 1)
+        {
+            self.sched.forget(receiver, waiting);
+        }
+        if let Some(previous) = previous {
+            self.abandon_reply(previous);
+        }
         Some(receiver)
     }
 
@@ -136,74 +158,57 @@ impl Kernel {
     ) -> Option<Tid> {
         let server = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
-        let port_idle = port.queue.is_empty() && port.notify == 0 && !port.closed;
-        let awaited = self
-            .threads
-            .get(&reply.caller)
-            .is_some_and(|t| t.state == ThreadState::WaitingReply(reply.seq));
-        if !port_idle || !awaited || !may_switch_directly(&self.threads, server, reply.caller) {
+        if !port.queue.is_empty() || port.notify != 0 || port.closed {
+            return None;
+        }
+        let (from, to) = self.threads.get_pair_mut(&server, &reply.caller)?;
+        if to.state != ThreadState::WaitingReply(reply.seq) || !may_switch_directly(from, to) {
             return None;
         }
         port.receivers.push_back(server);
         port.stats.fast_path_hits += 1;
         self.ipc_stats.fast_path_hits += 1;
         self.ipc_stats.replies += 1;
+        from.state = ThreadState::Receiving {
+            port: port_id,
+            until: None,
+        };
+        // A caller awaiting its answer is on no run queue and no timer: nothing to forget.
+        to.hand_over(frame, 0, 0);
         if reply.port == port_id {
             port.stats.replies += 1;
         } else if let Some(other) = self.ports.get_mut(&reply.port) {
             other.stats.replies += 1;
         }
-        let state = ThreadState::Receiving {
-            port: port_id,
-            until: None,
-        };
-        self.block(server, state);
-        self.hand_over(reply.caller, frame, 0, None);
         Some(reply.caller)
-    }
-
-    fn block(&mut self, tid: Tid, state: ThreadState) {
-        if let Some(thread) = self.threads.get_mut(&tid) {
-            thread.state = state;
-        }
-    }
-
-    /// Copy the sender's label and words into the saved registers of `to`, blocked in the
-    /// kernel, and set its syscall's result: register-only transfer, no message built.
-    fn hand_over(&mut self, to: Tid, frame: &TrapFrame, badge: u64, reply: Option<ReplyRef>) {
-        let target = self.threads.get_mut(&to).expect("waiting thread exists");
-        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
-        // frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *target.saved_user_frame() };
-        saved.rdi = badge;
-        saved.rsi = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = [frame.rdx, frame.r10, frame.r8, frame.r9];
-        let waiting = target.state;
-        let previous = match reply {
-            Some(reply) => target.pending_reply.replace(reply),
-            None => None,
-        };
-        target.inbox = Some(Delivery::InRegisters(reply.is_some() as usize));
-        self.sched.forget(to, waiting);
-        if let Some(previous) = previous {
-            self.abandon_reply(previous);
-        }
-    }
-
-    /// Write a message's badge, info and words into the saved registers of `to`, a thread
-    /// blocked in a receiving syscall.
-    pub fn load_registers(&mut self, to: Tid, badge: u64, info: u64, words: [u64; 4]) {
-        let target = self.threads.get_mut(&to).expect("waiting thread exists");
-        // SAFETY: `to` is blocked inside a syscall, so the top of its kernel stack holds the
-        // frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *target.saved_user_frame() };
-        saved.rdi = badge;
-        saved.rsi = info;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
     }
 
     /// Count a call or reply-and-receive that could not take the fast path.
     pub fn fast_path_missed(&mut self, port_id: PortId) {
         self.count(port_id, |s| s.fast_path_misses += 1);
+    }
+}
+
+impl Thread {
+    /// Copy the sender's label and words into the saved registers of this thread, blocked
+    /// in the kernel, and set its syscall's result: register-only transfer, no message
+    /// built. Returns the state it was blocked in.
+    #[inline]
+    fn hand_over(&mut self, frame: &TrapFrame, badge: u64, result: usize) -> ThreadState {
+        let info = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
+        self.load_registers(badge, info, [frame.rdx, frame.r10, frame.r8, frame.r9]);
+        self.inbox = Some(Delivery::InRegisters(result));
+        self.state
+    }
+
+    /// Write a message's badge, info and words into the saved registers of this thread,
+    /// blocked in a receiving syscall.
+    pub fn load_registers(&mut self, badge: u64, info: u64, words: [u64; 4]) {
+        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
+        // the frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *self.saved_user_frame() };
+        saved.rdi = badge;
+        saved.rsi = info;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
     }
 }

@@ -55,17 +55,25 @@ impl Kernel {
             return Err(Error::PeerGone);
         }
         port.notify |= bits;
-        let receiver = port.receivers.front().copied();
-        self.count(port_id, |s| s.notifications += 1);
-        if bits != 0
-            && let Some(receiver) = receiver
-        {
-            // The bits go straight into the waiting receiver's registers.
-            let bits =
-                core::mem::take(&mut self.ports.get_mut(&port_id).expect("found above").notify);
-            self.load_registers(receiver, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
-            self.wake_with(receiver, Delivery::InRegisters(0));
+        port.stats.notifications += 1;
+        self.ipc_stats.notifications += 1;
+        if bits == 0 {
+            return Ok(());
         }
+        let Some(receiver) = port.receivers.pop_front() else {
+            return Ok(());
+        };
+        // The bits go straight into the waiting receiver's registers.
+        let bits = core::mem::take(&mut port.notify);
+        let thread = self
+            .threads
+            .get_mut(&receiver)
+            .expect("waiting thread exists");
+        thread.load_registers(0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
+        let state = thread.state;
+        thread.inbox = Some(Delivery::InRegisters(0));
+        self.sched.forget(receiver, state);
+        self.make_ready(receiver);
         Ok(())
     }
 

@@ -8,8 +8,9 @@
 
 pub mod thread;
 
+use crate::arch::trap::TrapFrame;
 use crate::arch::{self, entry, gdt};
-use crate::ipc::Delivered;
+use crate::ipc::{Delivered, Delivery};
 use crate::kernel::{Kernel, KernelGuard, kernel};
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -278,63 +279,67 @@ pub fn reschedule_locked(mut k: KernelGuard) {
     switch_to(k, next);
 }
 
-/// Run `next` now, without consulting the run queues: the IPC fast path's direct switch.
-/// The current thread must already be blocked (or requeued) by the caller.
+/// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
+/// the fast paths park instead, see [`switch_parking`]). The current thread must already
+/// be blocked (or requeued) by the caller.
 pub fn switch_to(mut k: KernelGuard, next: Tid) {
     let current = k.sched.current;
-    let next_thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-    let root = next_thread.root;
-    next_thread.state = ThreadState::Running;
     if next == current {
+        k.threads
+            .get_mut(&next)
+            .expect("scheduled thread exists")
+            .state = ThreadState::Running;
         return;
     }
-    let top = next_thread.stack_top();
-    let next_rsp = next_thread.saved_rsp;
-    gdt::set_kernel_stack(top);
-    entry::set_syscall_stack(top);
-    if let Some(root) = root
-        && root != k.sched.loaded_root
-    {
-        k.sched.loaded_root = root;
-        arch::load_root(root);
-    }
-    k.sched.current = next;
+    let resume = install(&mut k, next);
     let save = match k.threads.get_mut(&current) {
         Some(thread) => &raw mut thread.saved_rsp,
         None => &raw mut k.boot_rsp,
     };
     drop(k);
     // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
-    // slot) that stays put until this thread is reaped, which happens only after the switch.
-    unsafe { entry::switch(save, next_rsp) };
+    // slot) that stays put until this thread is reaped, which happens only after the switch;
+    // `install` made `next` the running thread and says how it resumes.
+    unsafe {
+        match resume {
+            Resume::User(frame) => entry::switch_user(save, frame),
+            Resume::Kernel(next_rsp) => entry::switch(save, next_rsp),
+        }
+    }
     finish_switch();
 }
 
-/// Give the CPU to `next`, woken by the IPC fast path with `result` as its syscall's result
-/// (also in its inbox), and park the current thread, just blocked in an IPC syscall that
-/// finishes as `how`: its kernel stack is abandoned, not saved. A parked `next` returns
-/// straight to user space unless the scheduler or the end-of-syscall work is due.
-pub fn switch_parking(mut k: KernelGuard, next: Tid, result: usize, how: Delivered) -> ! {
-    let current = k.sched.current;
-    let thread = k.threads.get_mut(&current).expect("running thread");
-    thread.parked_in = Some(how);
-    let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
-    thread.saved_rsp = park;
-    let direct = !NEED_RESCHED.load(Ordering::Relaxed) && !crate::log::is_pending();
-    let next_thread = k.threads.get_mut(&next).expect("woken thread exists");
-    next_thread.state = ThreadState::Running;
-    let root = next_thread.root;
-    let top = next_thread.stack_top();
-    let next_rsp = next_thread.saved_rsp;
-    let frame = next_thread.saved_user_frame();
-    let direct = direct && next_thread.parked_in.is_some();
-    if direct {
-        next_thread.parked_in = None;
-        next_thread.inbox = None;
-        // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
-        // and nothing else refers to it.
-        unsafe { (*frame).rax = keel_abi::encode_result(Ok(result)) as u64 };
-    }
+/// How a thread being switched to continues.
+enum Resume {
+    /// Straight to user space with its parked syscall's frame, its result in `rax`.
+    User(*mut TrapFrame),
+    /// Its kernel context, parked at this stack pointer.
+    Kernel(u64),
+}
+
+/// Make `next` the running thread: its state, stacks and address space. A thread parked
+/// with its syscall's result in its inbox returns straight to user space, unless the
+/// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
+fn install(k: &mut Kernel, next: Tid) -> Resume {
+    let nothing_due = !NEED_RESCHED.load(Ordering::Relaxed)
+        && !DEAD_PENDING.load(Ordering::Relaxed)
+        && !crate::log::is_pending();
+    let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+    thread.state = ThreadState::Running;
+    let root = thread.root;
+    let top = thread.stack_top();
+    let resume = match thread.inbox {
+        Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
+            thread.parked_in = None;
+            thread.inbox = None;
+            let frame = thread.saved_user_frame();
+            // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
+            // and nothing else refers to it.
+            unsafe { (*frame).rax = keel_abi::encode_result(Ok(result)) as u64 };
+            Resume::User(frame)
+        }
+        _ => Resume::Kernel(thread.saved_rsp),
+    };
     gdt::set_kernel_stack(top);
     entry::set_syscall_stack(top);
     if let Some(root) = root
@@ -344,19 +349,58 @@ pub fn switch_parking(mut k: KernelGuard, next: Tid, result: usize, how: Deliver
         arch::load_root(root);
     }
     k.sched.current = next;
+    resume
+}
+
+/// Give the CPU to `next`, woken by the IPC fast path with its syscall's result in its
+/// inbox, and park the current thread, just blocked in an IPC syscall that finishes as
+/// `how`: its kernel stack is abandoned, not saved. A parked `next` returns straight to
+/// user space unless the scheduler or the end-of-syscall work is due.
+pub fn switch_parking(mut k: KernelGuard, next: Tid, how: Delivered) -> ! {
+    let current = k.sched.current;
+    let thread = k.threads.get_mut(&current).expect("running thread");
+    thread.parked_in = Some(how);
+    let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
+    thread.saved_rsp = park;
+    let resume = install(&mut k, next);
     drop(k);
-    // SAFETY: the current thread entered through a call or reply-and-receive, so its
-    // callee-saved registers are in its own frame and `park` is free stack below it; the
-    // lock is released and the frames abandoned here own nothing. `next` is now the
-    // running thread, its stacks and address space loaded; `frame` is its parked syscall
-    // frame when `direct`, else `next_rsp` is where its kernel context waits.
+    // SAFETY: the current thread entered through a receive, call or reply-and-receive, so
+    // its callee-saved registers are in its own frame and `park` is free stack below it;
+    // the lock is released and the frames abandoned here own nothing. `install` made `next`
+    // the running thread and says how it resumes.
     unsafe {
-        if direct {
-            entry::return_to_user(frame, park)
-        } else {
-            entry::switch_parking(next_rsp, park)
+        match resume {
+            Resume::User(frame) => entry::return_to_user(frame, park),
+            Resume::Kernel(next_rsp) => entry::switch_parking(next_rsp, park),
         }
     }
+}
+
+/// The running thread just blocked in an IPC syscall that finishes as `how`: park it, as
+/// [`switch_parking`] does, and run the best ready thread.
+pub fn block_parking(mut k: KernelGuard, how: Delivered) -> ! {
+    NEED_RESCHED.store(false, Ordering::Relaxed);
+    let next = k.sched.pick_next();
+    k.sched.slice_left = TIME_SLICE;
+    switch_parking(k, next, how)
+}
+
+/// The running thread yields in its `thread_yield` syscall: back in line behind its
+/// equals, parked with its result (0) in its inbox, while the best ready thread runs (maybe
+/// itself again).
+pub fn yield_parking(mut k: KernelGuard) -> ! {
+    NEED_RESCHED.store(false, Ordering::Relaxed);
+    let current = k.sched.current;
+    let state = &mut *k;
+    let thread = state.threads.get_mut(&current).expect("running thread");
+    thread.state = ThreadState::Ready;
+    thread.inbox = Some(Delivery::InRegisters(0));
+    if !thread.suspended {
+        state.sched.enqueue(current, thread.priority, false);
+    }
+    let next = state.sched.pick_next();
+    state.sched.slice_left = TIME_SLICE;
+    switch_parking(k, next, Delivered::Received)
 }
 
 /// Runs on the new thread after every switch: free threads that died while running.

@@ -8,7 +8,7 @@ use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{reschedule_locked, switch_parking};
+use crate::sched::{block_parking, switch_parking};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -42,12 +42,6 @@ pub fn send(frame: &mut TrapFrame) -> SyscallResult {
         error
     })?;
     Ok(0)
-}
-
-/// Wait for the current thread's inbox to be filled, then finish the delivery.
-fn wait_for_delivery(k: KernelGuard, frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
-    reschedule_locked(k);
-    finish(frame, how)
 }
 
 /// The current thread was woken with something in its inbox: take it.
@@ -96,24 +90,31 @@ fn receive_on(
     port: PortId,
     timeout: Option<u64>,
 ) -> SyscallResult {
-    if k.ports.get(&port).is_some_and(|p| p.closed) {
+    let tid = k.sched.current;
+    let until = timeout.map(|t| k.ticks.saturating_add(t));
+    let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
+    if waiting.closed {
         return Err(Error::PeerGone);
     }
-    if let Some(message) = k.take_waiting(port) {
+    if waiting.notify != 0 {
+        // Nothing but registers: no message to build.
+        let bits = core::mem::take(&mut waiting.notify);
+        frame.rdi = 0;
+        frame.rsi = MessageInfo::NOTIFICATION;
+        [frame.rdx, frame.r10, frame.r8, frame.r9] = [bits, 0, 0, 0];
+        k.set_pending_reply(None);
+        return Ok(0);
+    }
+    if !waiting.queue.is_empty() {
+        let message = k.take_waiting(port).expect("a message is queued");
         return k.complete_delivery(frame, message, Delivered::Received);
     }
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    let until = timeout.map(|t| k.ticks.saturating_add(t));
-    let tid = k.sched.current;
-    k.ports
-        .get_mut(&port)
-        .expect("looked up")
-        .receivers
-        .push_back(tid);
+    waiting.receivers.push_back(tid);
     k.block_current(ThreadState::Receiving { port, until });
-    wait_for_delivery(k, frame, Delivered::Received)
+    block_parking(k, Delivered::Received)
 }
 
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
@@ -130,7 +131,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     if is_plain(frame)
         && let Some(receiver) = k.fast_call(port, frame, cap.badge, reply)
     {
-        switch_parking(k, receiver, 1, Delivered::Answer);
+        switch_parking(k, receiver, Delivered::Answer);
     }
     k.count(port, |s| {
         s.calls += 1;
@@ -143,7 +144,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         return Err(error);
     }
     k.block_current(ThreadState::WaitingReply(reply.seq));
-    wait_for_delivery(k, frame, Delivered::Answer)
+    block_parking(k, Delivered::Answer)
 }
 
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
@@ -169,7 +170,7 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
         if is_plain(frame)
             && let Some(caller) = k.fast_reply_recv(reply, port, frame)
         {
-            switch_parking(k, caller, 0, Delivered::Received);
+            switch_parking(k, caller, Delivered::Received);
         }
         k.fast_path_missed(port);
         let message = k.message_from_caller(frame, 0, rights::GRANT)?;

@@ -8,7 +8,7 @@ use crate::kernel::{Kernel, kernel};
 use crate::mm::user::UserSlice;
 use crate::proc::MAX_THREADS;
 use crate::sched::thread::{Start, ThreadState, Tid};
-use crate::sched::{reschedule, reschedule_locked};
+use crate::sched::{reschedule, yield_parking};
 use keel_abi::cap::{kind, rights};
 use keel_abi::thread::{Registers, ThreadInfo, USER_FLAGS, state};
 use keel_abi::{Error, ExitStatus, PRIORITY_LEVELS, SyscallResult, exit_kind, layout};
@@ -221,10 +221,7 @@ pub fn exit(frame: &mut TrapFrame) -> SyscallResult {
 }
 
 pub fn yield_now(_: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    k.yield_current();
-    reschedule_locked(k);
-    Ok(0)
+    yield_parking(kernel())
 }
 
 pub fn sleep(frame: &mut TrapFrame) -> SyscallResult {
