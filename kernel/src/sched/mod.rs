@@ -252,11 +252,7 @@ impl Kernel {
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
-    reschedule_locked(kernel())
-}
-
-/// [`reschedule`] for a caller that already holds the kernel lock.
-pub fn reschedule_locked(mut k: KernelGuard) {
+    let mut k = kernel();
     NEED_RESCHED.store(false, Ordering::Relaxed);
     let current = k.sched.current;
     let slice_over = k.sched.slice_left == 0;
@@ -282,7 +278,7 @@ pub fn reschedule_locked(mut k: KernelGuard) {
 /// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
 /// the fast paths park instead, see [`switch_parking`]). The current thread must already
 /// be blocked (or requeued) by the caller.
-pub fn switch_to(mut k: KernelGuard, next: Tid) {
+fn switch_to(mut k: KernelGuard, next: Tid) {
     let current = k.sched.current;
     if next == current {
         k.threads
