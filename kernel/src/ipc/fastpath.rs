@@ -3,8 +3,9 @@
 //! A call to a port whose receiver is already waiting, or a reply-and-receive answering a
 //! caller that is waiting, moves the message words straight into the other thread's inbox
 //! and switches to it directly: no queueing, no run-queue pass, as the seed's
-//! `fast_path_ipc` does. It applies when the message is plain (no payload, no capabilities)
-//! and the other thread's priority is at least the sender's, so the direct switch never
+//! `fast_path_ipc` does. It applies when the message carries no capabilities (a payload is
+//! copied from buffer to buffer through the direct map, see [`move_payload`]) and the other
+//! thread's priority is at least the sender's, so the direct switch never
 //! runs a thread ahead of a more urgent one, and not to a suspended thread, nor to one
 //! stopped at a fault (its answer goes through the fault code, not its registers).
 //! Everything else takes the general path.
@@ -16,16 +17,72 @@ use super::{Delivery, PortId, ReplyRef};
 use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Found, Object};
 use crate::kernel::Kernel;
+use crate::mm::phys_to_virt;
+use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState, Tid};
+use crate::table::Table;
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
-use keel_abi::ipc::{IpcStats, MessageInfo};
+use keel_abi::ipc::{IpcBuffer, IpcStats, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
 
 const PATH_CACHE_ENTRIES: usize = 4;
 
 /// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one.
 fn may_switch_directly(from: &Thread, to: &Thread) -> bool {
     !to.suspended && to.priority >= from.priority
+}
+
+/// What the fast path carries: a message without capabilities, its payload within the IPC
+/// buffer's. Anything else (and every error) is the general path's.
+fn carried(frame: &TrapFrame) -> bool {
+    let info = MessageInfo(frame.rsi);
+    info.caps() == 0 && info.payload_len() <= MAX_PAYLOAD
+}
+
+/// Copy the payload of the message in `frame`, if any, from `from`'s IPC buffer into `to`'s
+/// and clear `to`'s capability handles, as a general delivery without capabilities leaves
+/// them. `None`, with nothing written, when either buffer is unusable: the general path then
+/// reports it.
+#[inline(always)]
+fn move_payload(
+    processes: &mut Table<Process>,
+    from: &mut Thread,
+    to: &mut Thread,
+    frame: &TrapFrame,
+) -> Option<()> {
+    match MessageInfo(frame.rsi).payload_len() {
+        0 => Some(()),
+        len => copy_payload(processes, from, to, len),
+    }
+}
+
+/// [`move_payload`]'s copy of `len` bytes. Each buffer is checked in its own process's
+/// space; both are reached through the direct map, so the receiver's need not be in the
+/// loaded address space.
+fn copy_payload(
+    processes: &mut Table<Process>,
+    from: &mut Thread,
+    to: &mut Thread,
+    len: usize,
+) -> Option<()> {
+    let source = processes.get_mut(&from.process)?.space.as_mut()?;
+    let source = from.ipc_buffer_frame(source)?;
+    let target = processes.get_mut(&to.process)?.space.as_mut()?;
+    let target = to.ipc_buffer_frame(target)?;
+    let payload = core::mem::offset_of!(IpcBuffer, payload);
+    let handles = core::mem::size_of::<[u32; MESSAGE_CAPS]>();
+    // SAFETY: both frames hold IPC buffers mapped writable in their processes' spaces at
+    // those spaces' current epochs: RAM frames from the frame allocator, all in the direct
+    // map, which user processes own now. A buffer fills its page, and `len` is at most
+    // MAX_PAYLOAD (`carried`), so both ranges stay in their pages. The two buffers may be one
+    // page: `copy` allows the overlap.
+    unsafe {
+        let target = phys_to_virt(target) as *mut u8;
+        target.write_bytes(0, handles);
+        let source = phys_to_virt(source) as *const u8;
+        core::ptr::copy(source.add(payload), target.add(payload), len);
+    }
+    Some(())
 }
 
 /// A port capability as resolved: all the fast path needs, without the capability table.
@@ -109,7 +166,8 @@ impl Kernel {
         Ok((port, found))
     }
 
-    /// A plain call straight into a waiting receiver's registers. On success the caller is
+    /// A call without capabilities straight into a waiting receiver's registers (and IPC
+    /// buffer). On success the caller is
     /// blocked awaiting `reply` and the receiver is the thread to switch to.
     pub fn fast_call(
         &mut self,
@@ -118,6 +176,9 @@ impl Kernel {
         badge: u64,
         reply: ReplyRef,
     ) -> Option<Tid> {
+        if !carried(frame) {
+            return None;
+        }
         let caller = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         let receiver = port.receivers.front().copied()?;
@@ -125,6 +186,7 @@ impl Kernel {
         if !may_switch_directly(from, to) {
             return None;
         }
+        move_payload(&mut self.processes, from, to, frame)?;
         port.receivers.pop_front();
         let bump = |s: &mut IpcStats| {
             s.calls += 1;
@@ -148,7 +210,7 @@ impl Kernel {
         Some(receiver)
     }
 
-    /// Answer `reply` with a plain message and wait on `port` in one step, switching
+    /// Answer `reply` with a message without capabilities and wait on `port` in one step, switching
     /// straight to the caller.
     pub fn fast_reply_recv(
         &mut self,
@@ -156,15 +218,20 @@ impl Kernel {
         port_id: PortId,
         frame: &TrapFrame,
     ) -> Option<Tid> {
+        if !carried(frame) {
+            return None;
+        }
         let server = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
         if !port.queue.is_empty() || port.notify != 0 || port.closed {
             return None;
         }
         let (from, to) = self.threads.get_pair_mut(&server, &reply.caller)?;
-        if to.state != ThreadState::WaitingReply(reply.seq) || !may_switch_directly(from, to) {
+        let awaited = matches!(to.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
+        if !awaited || !may_switch_directly(from, to) {
             return None;
         }
+        move_payload(&mut self.processes, from, to, frame)?;
         port.receivers.push_back(server);
         port.stats.fast_path_hits += 1;
         self.ipc_stats.fast_path_hits += 1;
@@ -190,12 +257,13 @@ impl Kernel {
 }
 
 impl Thread {
-    /// Copy the sender's label and words into the saved registers of this thread, blocked
-    /// in the kernel, and set its syscall's result: register-only transfer, no message
-    /// built. Returns the state it was blocked in.
-    #[inline]
+    /// Copy the sender's label, payload length and words into the saved registers of this
+    /// thread, blocked in the kernel, and set its syscall's result: no message built.
+    /// Returns the state it was blocked in.
+    #[inline(always)]
     fn hand_over(&mut self, frame: &TrapFrame, badge: u64, result: usize) -> ThreadState {
-        let info = MessageInfo::new(MessageInfo(frame.rsi).label(), 0, 0).0;
+        let sent = MessageInfo(frame.rsi);
+        let info = MessageInfo::new(sent.label(), sent.payload_len(), 0).0;
         self.load_registers(badge, info, [frame.rdx, frame.r10, frame.r8, frame.r9]);
         self.inbox = Some(Delivery::InRegisters(result));
         self.state

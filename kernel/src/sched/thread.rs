@@ -9,7 +9,9 @@ use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::fastpath::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
+use crate::mm::space::AddressSpace;
 use crate::mm::stacks::KernelStack;
+use crate::mm::{PAGE_SIZE, PhysAddr};
 use crate::proc::Pid;
 use keel_abi::Error;
 
@@ -52,8 +54,8 @@ pub struct Thread {
     /// The page registered with `ipc_buffer_set`.
     pub ipc_buffer: Option<usize>,
     /// The address-space epoch at which the whole IPC buffer was last found readable and
-    /// writable.
-    pub ipc_buffer_checked: Option<u64>,
+    /// writable, and the frame that held it then (see [`Thread::ipc_buffer_frame`]).
+    pub ipc_buffer_checked: Option<(u64, PhysAddr)>,
     /// What woke this thread from a receive, call or fault.
     pub inbox: Option<Delivery>,
     /// The call received last and not answered yet.
@@ -128,6 +130,28 @@ impl Thread {
             root: None,
             stack,
         })
+    }
+
+    /// The frame holding this thread's IPC buffer, readable and writable throughout in
+    /// `space` (its process's): checked and translated again only when `space` lost a
+    /// region or rights since the last time. The frame stays this page's while the epoch
+    /// does: pages change only by regions going or losing rights, which moves it on.
+    #[inline]
+    pub fn ipc_buffer_frame(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+        match self.ipc_buffer_checked {
+            Some((epoch, frame)) if epoch == space.epoch() => Some(frame),
+            _ => self.check_ipc_buffer(space),
+        }
+    }
+
+    #[cold]
+    fn check_ipc_buffer(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+        let buffer = self.ipc_buffer?;
+        space.check_access(buffer, PAGE_SIZE, false).ok()?;
+        space.check_access(buffer, PAGE_SIZE, true).ok()?;
+        let frame = space.translate(buffer)?;
+        self.ipc_buffer_checked = Some((space.epoch(), frame));
+        Some(frame)
     }
 
     pub fn stack_top(&self) -> usize {

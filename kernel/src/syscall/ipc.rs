@@ -67,12 +67,6 @@ pub fn resume(frame: &mut TrapFrame) -> SyscallResult {
     finish(frame, how.unwrap_or(Delivered::Received))
 }
 
-/// A message with nothing but a label and words: what the fast path carries.
-fn is_plain(frame: &TrapFrame) -> bool {
-    let info = MessageInfo(frame.rsi);
-    info.payload_len() == 0 && info.caps() == 0
-}
-
 fn timeout_ticks(nanos: u64) -> Option<u64> {
     (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / TICK_HZ))
 }
@@ -128,9 +122,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         seq: thread.call_seq,
         port,
     };
-    if is_plain(frame)
-        && let Some(receiver) = k.fast_call(port, frame, cap.badge, reply)
-    {
+    if let Some(receiver) = k.fast_call(port, frame, cap.badge, reply) {
         switch_parking(k, receiver, Delivered::Answer);
     }
     k.count(port, |s| {
@@ -167,9 +159,7 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
-        if is_plain(frame)
-            && let Some(caller) = k.fast_reply_recv(reply, port, frame)
-        {
+        if let Some(caller) = k.fast_reply_recv(reply, port, frame) {
             switch_parking(k, caller, Delivered::Received);
         }
         k.fast_path_missed(port);
