@@ -194,7 +194,7 @@ impl Kernel {
         {
             port.receivers.retain(|&t| t != tid);
         }
-        self.make_ready(tid);
+        self.sched.ready(tid, thread);
     }
 
     /// A receiver back from suspension takes what arrived meanwhile, or waits again.

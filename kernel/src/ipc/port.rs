@@ -73,7 +73,7 @@ impl Kernel {
         let state = thread.state;
         thread.inbox = Some(Delivery::InRegisters(0));
         self.sched.forget(receiver, state);
-        self.make_ready(receiver);
+        self.sched.ready(receiver, thread);
         Ok(())
     }
 

@@ -38,6 +38,9 @@ pub struct Scheduler {
     /// Bit p set when queue p is not empty: picking the next thread is one instruction.
     ready: u32,
     pub current: Tid,
+    /// The running thread's priority, which a woken thread must beat to preempt it: set by
+    /// `install` and kept by [`Kernel::set_priority`].
+    current_priority: usize,
     idle: Tid,
     sleepers: BTreeSet<(u64, Tid)>,
     slice_left: u32,
@@ -56,6 +59,7 @@ impl Scheduler {
             queues: [const { VecDeque::new() }; PRIORITY_LEVELS],
             ready: 0,
             current: BOOT_CONTEXT,
+            current_priority: 0,
             idle,
             sleepers: BTreeSet::new(),
             slice_left: TIME_SLICE,
@@ -92,6 +96,19 @@ impl Scheduler {
             queue.push_back(tid);
         }
         self.ready |= 1 << priority;
+    }
+
+    /// Make `thread` (`tid`) ready: on its run queue unless suspended, preempting the running
+    /// thread if it outranks it.
+    pub fn ready(&mut self, tid: Tid, thread: &mut Thread) {
+        thread.state = ThreadState::Ready;
+        if thread.suspended {
+            return;
+        }
+        self.enqueue(tid, thread.priority, false);
+        if self.is_idle(self.current) || thread.priority > self.current_priority {
+            request_reschedule();
+        }
     }
 
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
@@ -134,19 +151,8 @@ impl Kernel {
     /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
     /// outranks it.
     pub fn make_ready(&mut self, tid: Tid) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        thread.state = ThreadState::Ready;
-        if thread.suspended {
-            return;
-        }
-        let priority = thread.priority;
-        self.sched.enqueue(tid, priority, false);
-        let current = self.sched.current;
-        let current_priority = self.threads.get(&current).map_or(0, |t| t.priority);
-        if self.sched.is_idle(current) || priority > current_priority {
-            request_reschedule();
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            self.sched.ready(tid, thread);
         }
     }
 
@@ -217,6 +223,9 @@ impl Kernel {
         };
         let (state, queued) = (thread.state, !thread.suspended);
         thread.priority = priority;
+        if tid == self.sched.current {
+            self.sched.current_priority = priority;
+        }
         match state {
             ThreadState::Ready if queued => {
                 self.sched.forget(tid, state);
@@ -322,7 +331,7 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
         && !crate::log::is_pending();
     let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
     thread.state = ThreadState::Running;
-    let root = thread.root;
+    let (root, priority) = (thread.root, thread.priority);
     let top = thread.stack_top();
     let resume = match thread.inbox {
         Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
@@ -345,6 +354,7 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
         arch::load_root(root);
     }
     k.sched.current = next;
+    k.sched.current_priority = priority;
     resume
 }
 
