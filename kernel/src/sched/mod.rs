@@ -12,7 +12,8 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::{self, entry, gdt};
 use crate::ipc::{Delivered, Delivery};
 use crate::kernel::{Kernel, KernelGuard, kernel};
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use keel_abi::PRIORITY_LEVELS;
@@ -33,8 +34,76 @@ pub const TIME_SLICE: u32 = 10;
 /// Threads in the whole system: their kernel stacks must fit the kernel heap.
 pub const MAX_THREADS_TOTAL: usize = 768;
 
+/// Room in each run queue: every thread in the system, rounded up to a power of two so that
+/// positions wrap with a mask.
+const QUEUE_SLOTS: usize = MAX_THREADS_TOTAL.next_power_of_two();
+
+/// One priority's threads waiting for the CPU, first in line at `head`: a ring with room for
+/// every thread (none is ever queued twice), so it never grows and never fills up.
+struct RunQueue {
+    slots: Box<[Tid; QUEUE_SLOTS]>,
+    head: usize,
+    len: usize,
+}
+
+impl RunQueue {
+    fn new() -> Self {
+        RunQueue {
+            slots: Box::new([0; QUEUE_SLOTS]),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push_back(&mut self, tid: Tid) {
+        assert!(
+            self.len < QUEUE_SLOTS,
+            "a run queue holds every thread once"
+        );
+        self.slots[(self.head + self.len) % QUEUE_SLOTS] = tid;
+        self.len += 1;
+    }
+
+    fn push_front(&mut self, tid: Tid) {
+        assert!(
+            self.len < QUEUE_SLOTS,
+            "a run queue holds every thread once"
+        );
+        self.head = (self.head + QUEUE_SLOTS - 1) % QUEUE_SLOTS;
+        self.slots[self.head] = tid;
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<Tid> {
+        if self.len == 0 {
+            return None;
+        }
+        let tid = self.slots[self.head];
+        self.head = (self.head + 1) % QUEUE_SLOTS;
+        self.len -= 1;
+        Some(tid)
+    }
+
+    /// Drop `tid` from the line, keeping the others' order.
+    fn remove(&mut self, tid: Tid) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            let other = self.slots[(self.head + i) % QUEUE_SLOTS];
+            if other != tid {
+                self.slots[(self.head + kept) % QUEUE_SLOTS] = other;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 pub struct Scheduler {
-    queues: [VecDeque<Tid>; PRIORITY_LEVELS],
+    queues: [RunQueue; PRIORITY_LEVELS],
     /// Bit p set when queue p is not empty: picking the next thread is one instruction.
     ready: u32,
     pub current: Tid,
@@ -56,7 +125,7 @@ const BOOT_CONTEXT: Tid = Tid::MAX;
 impl Scheduler {
     pub fn new(idle: Tid) -> Self {
         Scheduler {
-            queues: [const { VecDeque::new() }; PRIORITY_LEVELS],
+            queues: core::array::from_fn(|_| RunQueue::new()),
             ready: 0,
             current: BOOT_CONTEXT,
             current_priority: 0,
@@ -116,7 +185,7 @@ impl Scheduler {
         match state {
             ThreadState::Ready => {
                 for (priority, queue) in self.queues.iter_mut().enumerate() {
-                    queue.retain(|&t| t != tid);
+                    queue.remove(tid);
                     if queue.is_empty() {
                         self.ready &= !(1 << priority);
                     }
