@@ -167,8 +167,8 @@ impl Kernel {
     }
 
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
-    /// buffer). On success the caller is
-    /// blocked awaiting `reply` and the receiver is the thread to switch to.
+    /// buffer). On success the caller is blocked awaiting `reply` and the receiver is the
+    /// thread to switch to.
     pub fn fast_call(
         &mut self,
         port_id: PortId,
@@ -181,13 +181,13 @@ impl Kernel {
         }
         let caller = self.sched.current;
         let port = self.ports.get_mut(&port_id)?;
-        let receiver = port.receivers.front().copied()?;
+        let receiver = port.receivers.first()?;
         let (from, to) = self.threads.get_pair_mut(&caller, &receiver)?;
         if !may_switch_directly(from, to) {
             return None;
         }
         move_payload(&mut self.processes, from, to, frame)?;
-        port.receivers.pop_front();
+        port.receivers.pop_first(to);
         let bump = |s: &mut IpcStats| {
             s.calls += 1;
             s.sent += 1;
@@ -210,8 +210,8 @@ impl Kernel {
         Some(receiver)
     }
 
-    /// Answer `reply` with a message without capabilities and wait on `port` in one step, switching
-    /// straight to the caller.
+    /// Answer `reply` with a message without capabilities and wait on `port` in one step,
+    /// switching straight to the caller.
     pub fn fast_reply_recv(
         &mut self,
         reply: ReplyRef,
@@ -232,7 +232,6 @@ impl Kernel {
             return None;
         }
         move_payload(&mut self.processes, from, to, frame)?;
-        port.receivers.push_back(server);
         port.stats.fast_path_hits += 1;
         self.ipc_stats.fast_path_hits += 1;
         self.ipc_stats.replies += 1;
@@ -242,6 +241,7 @@ impl Kernel {
         };
         // A caller awaiting its answer is on no run queue and no timer: nothing to forget.
         to.hand_over(frame, 0, 0);
+        port.receivers.push(&mut self.threads, server);
         if reply.port == port_id {
             port.stats.replies += 1;
         } else if let Some(other) = self.ports.get_mut(&reply.port) {

@@ -183,18 +183,19 @@ impl Kernel {
 
     /// Hand `delivery` to a blocked thread and make it ready.
     pub fn wake_with(&mut self, tid: Tid, delivery: Delivery) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
+        let Some(state) = self.threads.get(&tid).map(|t| t.state) else {
             return;
         };
-        let state = thread.state;
-        thread.inbox = Some(delivery);
         self.sched.forget(tid, state);
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
-            port.receivers.retain(|&t| t != tid);
+            port.receivers.remove(&mut self.threads, tid);
         }
-        self.sched.ready(tid, thread);
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            thread.inbox = Some(delivery);
+            self.sched.ready(tid, thread);
+        }
     }
 
     /// A receiver back from suspension takes what arrived meanwhile, or waits again.
@@ -204,7 +205,7 @@ impl Kernel {
         } else if let Some(message) = self.take_waiting(port_id) {
             self.wake_with(tid, Delivery::Message(message));
         } else if let Some(port) = self.ports.get_mut(&port_id) {
-            port.receivers.push_back(tid);
+            port.receivers.push(&mut self.threads, tid);
         }
     }
 
@@ -217,7 +218,7 @@ impl Kernel {
         if port.closed {
             return Err((Error::PeerGone, message));
         }
-        if let Some(receiver) = port.receivers.pop_front() {
+        if let Some(receiver) = port.receivers.pop(&self.threads) {
             self.count(port_id, |s| {
                 s.sent += 1;
                 s.received += 1;

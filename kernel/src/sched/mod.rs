@@ -262,7 +262,7 @@ impl Kernel {
             ThreadState::Running => request_reschedule(),
             ThreadState::Receiving { port, .. } => {
                 if let Some(port) = self.ports.get_mut(&port) {
-                    port.receivers.retain(|&t| t != tid);
+                    port.receivers.remove(&mut self.threads, tid);
                 }
             }
             _ => {}

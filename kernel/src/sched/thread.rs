@@ -60,6 +60,9 @@ pub struct Thread {
     pub inbox: Option<Delivery>,
     /// The call received last and not answered yet.
     pub pending_reply: Option<ReplyRef>,
+    /// The thread after this one among its port's receivers (see
+    /// [`Receivers`](crate::ipc::port::Receivers)).
+    pub next_receiver: Tid,
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
@@ -124,6 +127,7 @@ impl Thread {
             ipc_buffer_checked: None,
             inbox: None,
             pending_reply: None,
+            next_receiver: 0,
             call_seq: 0,
             path_cache: PathCache::default(),
             parked_in: None,

@@ -86,7 +86,8 @@ fn receive_on(
 ) -> SyscallResult {
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
-    let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
+    let state = &mut *k;
+    let waiting = state.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.closed {
         return Err(Error::PeerGone);
     }
@@ -106,7 +107,7 @@ fn receive_on(
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    waiting.receivers.push_back(tid);
+    waiting.receivers.push(&mut state.threads, tid);
     k.block_current(ThreadState::Receiving { port, until });
     block_parking(k, Delivered::Received)
 }
