@@ -13,13 +13,14 @@
 //! The path cache remembers, per thread, the last few port handles it used and what they
 //! resolved to, valid until the process's capability space next loses a capability.
 
-use super::{Delivery, PortId, ReplyRef};
+use super::{Delivered, Delivery, PortId, ReplyRef};
 use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Found, Object};
 use crate::kernel::Kernel;
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState, Tid};
+use crate::sched::{Parked, park};
 use crate::table::Table;
 use keel_abi::Error;
 use keel_abi::cap::{Handle, kind};
@@ -167,15 +168,15 @@ impl Kernel {
     }
 
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
-    /// buffer). On success the caller is blocked awaiting `reply` and the receiver is the
-    /// thread to switch to.
+    /// buffer). On success the caller is blocked awaiting `reply` and parked, and the receiver
+    /// is the thread to switch to.
     pub fn fast_call(
         &mut self,
         port_id: PortId,
         frame: &TrapFrame,
         badge: u64,
         reply: ReplyRef,
-    ) -> Option<Tid> {
+    ) -> Option<(Tid, Parked)> {
         if !carried(frame) {
             return None;
         }
@@ -197,6 +198,7 @@ impl Kernel {
         bump(&mut port.stats);
         bump(&mut self.ipc_stats);
         from.state = ThreadState::WaitingReply(reply.seq);
+        let park = park(from, Delivered::Answer);
         let previous = to.pending_reply.replace(reply);
         // Only a receive with a timeout is on a timer.
         if let waiting @ ThreadState::Receiving { until: Some(_), .. } =
@@ -207,17 +209,17 @@ impl Kernel {
         if let Some(previous) = previous {
             self.abandon_reply(previous);
         }
-        Some(receiver)
+        Some((receiver, park))
     }
 
     /// Answer `reply` with a message without capabilities and wait on `port` in one step,
-    /// switching straight to the caller.
+    /// parked, switching straight to the caller.
     pub fn fast_reply_recv(
         &mut self,
         reply: ReplyRef,
         port_id: PortId,
         frame: &TrapFrame,
-    ) -> Option<Tid> {
+    ) -> Option<(Tid, Parked)> {
         if !carried(frame) {
             return None;
         }
@@ -239,6 +241,7 @@ impl Kernel {
             port: port_id,
             until: None,
         };
+        let park = park(from, Delivered::Received);
         // A caller awaiting its answer is on no run queue and no timer: nothing to forget.
         to.hand_over(frame, 0, 0);
         port.receivers.push(&mut self.threads, server);
@@ -247,7 +250,7 @@ impl Kernel {
         } else if let Some(other) = self.ports.get_mut(&reply.port) {
             other.stats.replies += 1;
         }
-        Some(reply.caller)
+        Some((reply.caller, park))
     }
 
     /// Count a call or reply-and-receive that could not take the fast path.

@@ -180,6 +180,17 @@ impl Scheduler {
         }
     }
 
+    /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick.
+    fn time(&mut self, tid: Tid, state: ThreadState) {
+        if let ThreadState::Sleeping(until)
+        | ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
+            self.sleepers.insert((until, tid));
+        }
+    }
+
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
     pub fn forget(&mut self, tid: Tid, state: ThreadState) {
         match state {
@@ -228,13 +239,7 @@ impl Kernel {
     /// Block the running thread in `state`; the caller then calls [`reschedule`].
     pub fn block_current(&mut self, state: ThreadState) {
         let tid = self.sched.current;
-        if let ThreadState::Sleeping(until)
-        | ThreadState::Receiving {
-            until: Some(until), ..
-        } = state
-        {
-            self.sched.sleepers.insert((until, tid));
-        }
+        self.sched.time(tid, state);
         if let Some(thread) = self.threads.get_mut(&tid) {
             thread.state = state;
         }
@@ -354,7 +359,7 @@ pub fn reschedule() {
 }
 
 /// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
-/// the fast paths park instead, see [`switch_parking`]). The current thread must already
+/// the fast paths park instead, see [`switch_parked`]). The current thread must already
 /// be blocked (or requeued) by the caller.
 fn switch_to(mut k: KernelGuard, next: Tid) {
     let current = k.sched.current;
@@ -427,22 +432,30 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
     resume
 }
 
-/// Give the CPU to `next`, woken by the IPC fast path with its syscall's result in its
-/// inbox, and park the current thread, just blocked in an IPC syscall that finishes as
-/// `how`: its kernel stack is abandoned, not saved. A parked `next` returns straight to
-/// user space unless the scheduler or the end-of-syscall work is due.
-pub fn switch_parking(mut k: KernelGuard, next: Tid, how: Delivered) -> ! {
-    let current = k.sched.current;
-    let thread = k.threads.get_mut(&current).expect("running thread");
+/// Where [`park`] left the running thread's kernel stack: made only by [`park`].
+pub struct Parked(u64);
+
+/// Park `thread`, the running one, just blocked (or requeued) in a receive, call,
+/// reply-and-receive or yield that finishes as `how`: its kernel stack will be abandoned, not
+/// saved, and it resumes from its syscall's frame. Then [`switch_parked`].
+#[inline(always)]
+pub fn park(thread: &mut Thread, how: Delivered) -> Parked {
     thread.parked_in = Some(how);
     let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
     thread.saved_rsp = park;
+    Parked(park)
+}
+
+/// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
+/// inbox), leaving the current thread, which [`park`] parked. A parked `next` returns
+/// straight to user space unless the scheduler or the end-of-syscall work is due.
+pub fn switch_parked(mut k: KernelGuard, next: Tid, Parked(park): Parked) -> ! {
     let resume = install(&mut k, next);
     drop(k);
-    // SAFETY: the current thread entered through a receive, call or reply-and-receive, so
-    // its callee-saved registers are in its own frame and `park` is free stack below it;
-    // the lock is released and the frames abandoned here own nothing. `install` made `next`
-    // the running thread and says how it resumes.
+    // SAFETY: the current thread entered through a receive, call, reply-and-receive or
+    // yield, so its callee-saved registers are in its own frame, and `park` (from `park`) is
+    // free stack below it; the lock is released and the frames abandoned here own nothing.
+    // `install` made `next` the running thread and says how it resumes.
     unsafe {
         match resume {
             Resume::User(frame) => entry::return_to_user(frame, park),
@@ -451,13 +464,19 @@ pub fn switch_parking(mut k: KernelGuard, next: Tid, how: Delivered) -> ! {
     }
 }
 
-/// The running thread just blocked in an IPC syscall that finishes as `how`: park it, as
-/// [`switch_parking`] does, and run the best ready thread.
-pub fn block_parking(mut k: KernelGuard, how: Delivered) -> ! {
+/// Block the running thread `waiting` in an IPC syscall that finishes as `how`: park it and
+/// run the best ready thread.
+pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
     NEED_RESCHED.store(false, Ordering::Relaxed);
-    let next = k.sched.pick_next();
-    k.sched.slice_left = TIME_SLICE;
-    switch_parking(k, next, how)
+    let state = &mut *k;
+    let current = state.sched.current;
+    state.sched.time(current, waiting);
+    let thread = state.threads.get_mut(&current).expect("running thread");
+    thread.state = waiting;
+    let park = park(thread, how);
+    let next = state.sched.pick_next();
+    state.sched.slice_left = TIME_SLICE;
+    switch_parked(k, next, park)
 }
 
 /// The running thread yields in its `thread_yield` syscall: back in line behind its
@@ -473,9 +492,10 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     if !thread.suspended {
         state.sched.enqueue(current, thread.priority, false);
     }
+    let park = park(thread, Delivered::Received);
     let next = state.sched.pick_next();
     state.sched.slice_left = TIME_SLICE;
-    switch_parking(k, next, Delivered::Received)
+    switch_parked(k, next, park)
 }
 
 /// Runs on the new thread after every switch: free threads that died while running.

@@ -68,7 +68,7 @@ pub struct Thread {
     pub path_cache: PathCache,
     /// Set when the thread blocked in this IPC syscall with nothing left on its kernel stack
     /// but its trap frame: resuming it means returning to user space (see
-    /// [`switch_parking`](crate::sched::switch_parking)).
+    /// [`park`](crate::sched::park)).
     pub parked_in: Option<Delivered>,
     /// What CR3 loads for its process: the page-table root and PCID (`None` for the idle
     /// thread, which runs in any).

@@ -8,7 +8,7 @@ use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{block_parking, switch_parking};
+use crate::sched::{block_parking, switch_parked};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -108,8 +108,11 @@ fn receive_on(
         return Err(Error::WouldBlock);
     }
     waiting.receivers.push(&mut state.threads, tid);
-    k.block_current(ThreadState::Receiving { port, until });
-    block_parking(k, Delivered::Received)
+    block_parking(
+        k,
+        ThreadState::Receiving { port, until },
+        Delivered::Received,
+    )
 }
 
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
@@ -123,8 +126,8 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         seq: thread.call_seq,
         port,
     };
-    if let Some(receiver) = k.fast_call(port, frame, cap.badge, reply) {
-        switch_parking(k, receiver, Delivered::Answer);
+    if let Some((receiver, park)) = k.fast_call(port, frame, cap.badge, reply) {
+        switch_parked(k, receiver, park);
     }
     k.count(port, |s| {
         s.calls += 1;
@@ -136,8 +139,7 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         k.discard_message(message);
         return Err(error);
     }
-    k.block_current(ThreadState::WaitingReply(reply.seq));
-    block_parking(k, Delivered::Answer)
+    block_parking(k, ThreadState::WaitingReply(reply.seq), Delivered::Answer)
 }
 
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
@@ -160,8 +162,8 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
-        if let Some(caller) = k.fast_reply_recv(reply, port, frame) {
-            switch_parking(k, caller, Delivered::Received);
+        if let Some((caller, park)) = k.fast_reply_recv(reply, port, frame) {
+            switch_parked(k, caller, park);
         }
         k.fast_path_missed(port);
         let message = k.message_from_caller(frame, 0, rights::GRANT)?;
