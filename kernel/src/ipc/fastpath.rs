@@ -11,7 +11,8 @@
 //! Everything else takes the general path.
 //!
 //! The path cache remembers, per thread, the last few port handles it used and what they
-//! resolved to, valid until the process's capability space next loses a capability.
+//! resolved to, valid until the process's capability space next loses a capability: that
+//! empties the caches of all its threads ([`PathCache::forget_all`]).
 
 use super::{Delivered, Delivery, PortId, ReplyRef};
 use crate::arch::trap::TrapFrame;
@@ -91,7 +92,6 @@ fn copy_payload(
 struct PathEntry {
     handle: Handle,
     rights: u32,
-    epoch: u64,
     port: PortId,
     cap: CapId,
     badge: u64,
@@ -104,12 +104,17 @@ pub struct PathCache {
 }
 
 impl PathCache {
-    fn find(&self, handle: Handle, epoch: u64, rights: u32) -> Option<PathEntry> {
+    fn find(&self, handle: Handle, rights: u32) -> Option<PathEntry> {
         self.entries
             .iter()
             .flatten()
-            .find(|e| e.handle == handle && e.epoch == epoch && e.rights & rights == rights)
+            .find(|e| e.handle == handle && e.rights & rights == rights)
             .copied()
+    }
+
+    /// Drop every entry: a capability left the process's space.
+    pub fn forget_all(&mut self) {
+        self.entries = [None; PATH_CACHE_ENTRIES];
     }
 }
 
@@ -119,10 +124,8 @@ impl Kernel {
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let thread = self.threads.get(&tid).expect("running thread");
-        let pid = thread.process;
-        let epoch = self.processes[&pid].caps.epoch();
-        let Some(entry) = thread.path_cache.find(handle, epoch, rights) else {
-            return self.port_lookup_miss(handle, rights, epoch);
+        let Some(entry) = thread.path_cache.find(handle, rights) else {
+            return self.port_lookup_miss(handle, rights);
         };
         self.ipc_stats.path_cache_hits += 1;
         let found = Found {
@@ -137,12 +140,7 @@ impl Kernel {
     /// [`Kernel::port_lookup`] past the path cache: check the capability and remember it.
     #[cold]
     #[inline(never)]
-    fn port_lookup_miss(
-        &mut self,
-        handle: Handle,
-        rights: u32,
-        epoch: u64,
-    ) -> Result<(PortId, Found), Error> {
+    fn port_lookup_miss(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let pid = self.current_pid();
         self.ipc_stats.path_cache_misses += 1;
@@ -158,7 +156,6 @@ impl Kernel {
         cache.entries[cache.next] = Some(PathEntry {
             handle,
             rights: found.rights,
-            epoch,
             port,
             cap: found.id,
             badge: found.badge,
