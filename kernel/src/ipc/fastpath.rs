@@ -165,14 +165,13 @@ impl Kernel {
     }
 
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
-    /// buffer). On success the caller is blocked awaiting `reply` and parked, and the receiver
-    /// is the thread to switch to.
+    /// buffer). On success the caller is blocked awaiting the answer to its next call and
+    /// parked, and the receiver is the thread to switch to.
     pub fn fast_call(
         &mut self,
         port_id: PortId,
         frame: &TrapFrame,
         badge: u64,
-        reply: ReplyRef,
     ) -> Option<(Tid, Parked)> {
         if !carried(frame) {
             return None;
@@ -194,6 +193,7 @@ impl Kernel {
         };
         bump(&mut port.stats);
         bump(&mut self.ipc_stats);
+        let reply = from.next_call(caller, port_id);
         from.state = ThreadState::WaitingReply(reply.seq);
         let park = park(from, Delivered::Answer);
         let previous = to.pending_reply.replace(reply);

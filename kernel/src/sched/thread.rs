@@ -158,6 +158,16 @@ impl Thread {
         Some(frame)
     }
 
+    /// Number a new call by this thread (`tid`) through `port`: how its answer is recognised.
+    pub fn next_call(&mut self, tid: Tid, port: PortId) -> ReplyRef {
+        self.call_seq += 1;
+        ReplyRef {
+            caller: tid,
+            seq: self.call_seq,
+            port,
+        }
+    }
+
     pub fn stack_top(&self) -> usize {
         self.stack.top()
     }

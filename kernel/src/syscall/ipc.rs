@@ -3,7 +3,7 @@
 use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::cap::Object;
-use crate::ipc::{Delivered, Delivery, Port, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, Port, PortId};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
@@ -118,21 +118,19 @@ fn receive_on(
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    let tid = k.sched.current;
-    let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.call_seq += 1;
-    let reply = ReplyRef {
-        caller: tid,
-        seq: thread.call_seq,
-        port,
-    };
-    if let Some((receiver, park)) = k.fast_call(port, frame, cap.badge, reply) {
+    if let Some((receiver, park)) = k.fast_call(port, frame, cap.badge) {
         switch_parked(k, receiver, park);
     }
     k.count(port, |s| {
         s.calls += 1;
         s.fast_path_misses += 1;
     });
+    let tid = k.sched.current;
+    let reply = k
+        .threads
+        .get_mut(&tid)
+        .expect("running thread")
+        .next_call(tid, port);
     let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
     message.reply = Some(reply);
     if let Err((error, message)) = k.deliver(port, message) {
