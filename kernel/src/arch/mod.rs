@@ -39,6 +39,7 @@ pub fn read_cr2() -> u64 {
 }
 
 /// Load `root` (with its PCID in the low bits, if any) as the current page-table root.
+#[inline]
 pub fn load_root(root: u64) {
     let cr3 = pcid::cr3(root);
     // SAFETY: every root Keel builds maps the kernel half identically, so the running code

@@ -279,7 +279,13 @@ impl Kernel {
         if let Holder::Slot(pid, index) = node.holder
             && let Some(process) = self.processes.get_mut(&pid)
         {
-            process.caps.clear(index);
+            if process.caps.clear(index) {
+                for tid in &process.threads {
+                    if let Some(thread) = self.threads.get_mut(tid) {
+                        thread.path_cache.forget_all();
+                    }
+                }
+            }
             if let Object::Memory(_) = node.object
                 && let Some(space) = process.space.as_mut()
             {

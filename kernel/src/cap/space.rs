@@ -20,8 +20,6 @@ pub struct CapSpace {
     slots: Vec<Slot>,
     used: usize,
     pub limit: usize,
-    /// Bumped whenever a capability leaves the space: path caches made before are stale.
-    epoch: u64,
 }
 
 impl CapSpace {
@@ -30,12 +28,7 @@ impl CapSpace {
             slots: Vec::new(),
             used: 0,
             limit: limit.min(MAX_SLOTS - 1),
-            epoch: 0,
         }
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     pub fn used(&self) -> usize {
@@ -77,14 +70,17 @@ impl CapSpace {
         Ok((index, make_handle(index + 1, slot.generation)))
     }
 
-    pub fn clear(&mut self, index: usize) {
-        if let Some(slot) = self.slots.get_mut(index)
-            && slot.cap.take().is_some()
-        {
-            slot.generation = slot.generation.wrapping_add(1);
-            self.used -= 1;
-            self.epoch += 1;
+    /// Empty slot `index`; whether a capability left (path caches made before are stale).
+    pub fn clear(&mut self, index: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return false;
+        };
+        if slot.cap.take().is_none() {
+            return false;
         }
+        slot.generation = slot.generation.wrapping_add(1);
+        self.used -= 1;
+        true
     }
 
     /// The handle of every capability held.

@@ -7,7 +7,8 @@
 //! the sender, until the queue is full. Notifications are bits OR-ed into the port's word:
 //! they never queue and never fill up. The receiver finishes a delivery itself, in its own
 //! address space ([`Kernel::complete_delivery`]), so the kernel only ever copies to and from
-//! the current address space.
+//! the current address space; only the fast path writes a payload straight into a waiting
+//! receiver's IPC buffer, through the direct map ([`fastpath`]).
 
 pub mod fastpath;
 pub mod port;
@@ -15,7 +16,6 @@ pub mod port;
 use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Object};
 use crate::kernel::Kernel;
-use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::proc::Pid;
 use crate::sched::thread::{ThreadState, Tid};
@@ -60,7 +60,8 @@ impl Message {
 pub enum Delivery {
     /// A message to finish delivering in the thread's own address space.
     Message(Message),
-    /// Already in the thread's saved registers (the fast path): the syscall's result.
+    /// Already in the thread's saved registers, and any payload in its IPC buffer (the fast
+    /// path): the syscall's result.
     InRegisters(usize),
     Failed(Error),
 }
@@ -149,17 +150,10 @@ impl Kernel {
     /// its regions only when they lost some since the last check.
     fn checked_ipc_buffer(&mut self) -> Option<usize> {
         let tid = self.sched.current;
-        let thread = self.threads.get(&tid)?;
-        let buffer = thread.ipc_buffer?;
-        let checked = thread.ipc_buffer_checked;
-        let space = self.processes.get(&thread.process)?.space.as_ref()?;
-        let epoch = space.epoch();
-        if checked != Some(epoch) {
-            space.check_access(buffer, PAGE_SIZE, false).ok()?;
-            space.check_access(buffer, PAGE_SIZE, true).ok()?;
-            self.threads.get_mut(&tid)?.ipc_buffer_checked = Some(epoch);
-        }
-        Some(buffer)
+        let thread = self.threads.get_mut(&tid)?;
+        let space = self.processes.get_mut(&thread.process)?.space.as_mut()?;
+        thread.ipc_buffer_frame(space)?;
+        thread.ipc_buffer
     }
 
     /// Drop a message that will never be delivered: its capabilities, its reply.
@@ -189,18 +183,19 @@ impl Kernel {
 
     /// Hand `delivery` to a blocked thread and make it ready.
     pub fn wake_with(&mut self, tid: Tid, delivery: Delivery) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
+        let Some(state) = self.threads.get(&tid).map(|t| t.state) else {
             return;
         };
-        let state = thread.state;
-        thread.inbox = Some(delivery);
         self.sched.forget(tid, state);
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
-            port.receivers.retain(|&t| t != tid);
+            port.receivers.remove(&mut self.threads, tid);
         }
-        self.make_ready(tid);
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            thread.inbox = Some(delivery);
+            self.sched.ready(tid, thread);
+        }
     }
 
     /// A receiver back from suspension takes what arrived meanwhile, or waits again.
@@ -210,7 +205,7 @@ impl Kernel {
         } else if let Some(message) = self.take_waiting(port_id) {
             self.wake_with(tid, Delivery::Message(message));
         } else if let Some(port) = self.ports.get_mut(&port_id) {
-            port.receivers.push_back(tid);
+            port.receivers.push(&mut self.threads, tid);
         }
     }
 
@@ -223,7 +218,7 @@ impl Kernel {
         if port.closed {
             return Err((Error::PeerGone, message));
         }
-        if let Some(receiver) = port.receivers.pop_front() {
+        if let Some(receiver) = port.receivers.pop(&self.threads) {
             self.count(port_id, |s| {
                 s.sent += 1;
                 s.received += 1;

@@ -2,8 +2,11 @@
 
 use super::{Delivery, Message};
 use crate::kernel::Kernel;
-use crate::sched::thread::Tid;
+use crate::sched::MAX_THREADS_TOTAL;
+use crate::sched::thread::{Thread, Tid};
+use crate::table::Table;
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY, MessageInfo};
@@ -14,7 +17,7 @@ pub struct Port {
     pub queue: VecDeque<Message>,
     pub capacity: usize,
     /// Threads blocked in receive, first come first served.
-    pub receivers: VecDeque<Tid>,
+    pub receivers: Receivers,
     /// Notification bits not yet received.
     pub notify: u64,
     /// No capability with RECEIVE is left: nothing sent would ever be received.
@@ -30,11 +33,99 @@ impl Port {
         Ok(Port {
             queue: VecDeque::new(),
             capacity,
-            receivers: VecDeque::new(),
+            receivers: Receivers::default(),
             notify: 0,
             closed: false,
             stats: IpcStats::default(),
         })
+    }
+}
+
+/// The threads blocked in receive on a port, first come first served: a list linked through
+/// their records ([`Thread::next_receiver`]), so waiting and waking allocate nothing and the
+/// fast path, holding the records already, looks nothing up. A thread is in at most one list,
+/// at most once, and leaves it before its record goes.
+#[derive(Clone, Copy, Default)]
+pub struct Receivers {
+    /// The first and the last waiting, if any. The last one's link means nothing.
+    ends: Option<(Tid, Tid)>,
+}
+
+impl Receivers {
+    pub fn first(&self) -> Option<Tid> {
+        self.ends.map(|(first, _)| first)
+    }
+
+    /// Put `tid` last in line.
+    pub fn push(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        match &mut self.ends {
+            None => self.ends = Some((tid, tid)),
+            Some((_, last)) => {
+                if let Some(thread) = threads.get_mut(last) {
+                    thread.next_receiver = tid;
+                }
+                *last = tid;
+            }
+        }
+    }
+
+    /// Take the first in line.
+    pub fn pop(&mut self, threads: &Table<Thread>) -> Option<Tid> {
+        let (first, last) = self.ends?;
+        self.ends = match threads.get(&first) {
+            Some(thread) if first != last => Some((thread.next_receiver, last)),
+            _ => None,
+        };
+        Some(first)
+    }
+
+    /// Take the first in line, whose record is `first`.
+    pub fn pop_first(&mut self, first: &Thread) {
+        if let Some((head, last)) = self.ends {
+            self.ends = (head != last).then_some((first.next_receiver, last));
+        }
+    }
+
+    /// Take `tid` out of the line, wherever it stands (if it does); the others keep their
+    /// order.
+    pub fn remove(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        let Some((first, last)) = self.ends else {
+            return;
+        };
+        if first == tid {
+            self.pop(threads);
+            return;
+        }
+        // No thread stands in line twice: the walk reaches the last within this many steps.
+        let mut previous = first;
+        for _ in 0..MAX_THREADS_TOTAL {
+            if previous == last {
+                return;
+            }
+            let Some(next) = threads.get(&previous).map(|t| t.next_receiver) else {
+                return;
+            };
+            if next == tid {
+                if tid == last {
+                    self.ends = Some((first, previous));
+                } else if let Some(after) = threads.get(&tid).map(|t| t.next_receiver)
+                    && let Some(previous) = threads.get_mut(&previous)
+                {
+                    previous.next_receiver = after;
+                }
+                return;
+            }
+            previous = next;
+        }
+    }
+
+    /// Empty the line; who stood in it, in order.
+    pub fn take_all(&mut self, threads: &Table<Thread>) -> Vec<Tid> {
+        let mut all = Vec::new();
+        while let Some(tid) = self.pop(threads) {
+            all.push(tid);
+        }
+        all
     }
 }
 
@@ -60,7 +151,7 @@ impl Kernel {
         if bits == 0 {
             return Ok(());
         }
-        let Some(receiver) = port.receivers.pop_front() else {
+        let Some(receiver) = port.receivers.pop(&self.threads) else {
             return Ok(());
         };
         // The bits go straight into the waiting receiver's registers.
@@ -73,7 +164,7 @@ impl Kernel {
         let state = thread.state;
         thread.inbox = Some(Delivery::InRegisters(0));
         self.sched.forget(receiver, state);
-        self.make_ready(receiver);
+        self.sched.ready(receiver, thread);
         Ok(())
     }
 
@@ -91,7 +182,7 @@ impl Kernel {
         };
         port.closed = true;
         let queued: alloc::vec::Vec<Message> = port.queue.drain(..).collect();
-        let waiting: alloc::vec::Vec<Tid> = port.receivers.drain(..).collect();
+        let waiting = port.receivers.take_all(&self.threads);
         for message in queued {
             self.refund_kernel_bytes(message.sender, message.charge());
             self.discard_message(message);

@@ -107,6 +107,11 @@ impl AddressSpace {
         self.tables.root()
     }
 
+    /// The physical address `virt` maps to, if it is mapped.
+    pub fn translate(&mut self, virt: usize) -> Option<PhysAddr> {
+        self.tables.translate(virt)
+    }
+
     /// What CR3 loads for this space: its root tagged with its PCID.
     pub fn tagged_root(&self) -> u64 {
         self.root() | self.pcid

@@ -12,7 +12,8 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::{self, entry, gdt};
 use crate::ipc::{Delivered, Delivery};
 use crate::kernel::{Kernel, KernelGuard, kernel};
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use keel_abi::PRIORITY_LEVELS;
@@ -33,11 +34,82 @@ pub const TIME_SLICE: u32 = 10;
 /// Threads in the whole system: their kernel stacks must fit the kernel heap.
 pub const MAX_THREADS_TOTAL: usize = 768;
 
+/// Room in each run queue: every thread in the system, rounded up to a power of two so that
+/// positions wrap with a mask.
+const QUEUE_SLOTS: usize = MAX_THREADS_TOTAL.next_power_of_two();
+
+/// One priority's threads waiting for the CPU, first in line at `head`: a ring with room for
+/// every thread (none is ever queued twice), so it never grows and never fills up.
+struct RunQueue {
+    slots: Box<[Tid; QUEUE_SLOTS]>,
+    head: usize,
+    len: usize,
+}
+
+impl RunQueue {
+    fn new() -> Self {
+        RunQueue {
+            slots: Box::new([0; QUEUE_SLOTS]),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push_back(&mut self, tid: Tid) {
+        assert!(
+            self.len < QUEUE_SLOTS,
+            "a run queue holds every thread once"
+        );
+        self.slots[(self.head + self.len) % QUEUE_SLOTS] = tid;
+        self.len += 1;
+    }
+
+    fn push_front(&mut self, tid: Tid) {
+        assert!(
+            self.len < QUEUE_SLOTS,
+            "a run queue holds every thread once"
+        );
+        self.head = (self.head + QUEUE_SLOTS - 1) % QUEUE_SLOTS;
+        self.slots[self.head] = tid;
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<Tid> {
+        if self.len == 0 {
+            return None;
+        }
+        let tid = self.slots[self.head];
+        self.head = (self.head + 1) % QUEUE_SLOTS;
+        self.len -= 1;
+        Some(tid)
+    }
+
+    /// Drop `tid` from the line, keeping the others' order.
+    fn remove(&mut self, tid: Tid) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            let other = self.slots[(self.head + i) % QUEUE_SLOTS];
+            if other != tid {
+                self.slots[(self.head + kept) % QUEUE_SLOTS] = other;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 pub struct Scheduler {
-    queues: [VecDeque<Tid>; PRIORITY_LEVELS],
+    queues: [RunQueue; PRIORITY_LEVELS],
     /// Bit p set when queue p is not empty: picking the next thread is one instruction.
     ready: u32,
     pub current: Tid,
+    /// The running thread's priority, which a woken thread must beat to preempt it: set by
+    /// `install` and kept by [`Kernel::set_priority`].
+    current_priority: usize,
     idle: Tid,
     sleepers: BTreeSet<(u64, Tid)>,
     slice_left: u32,
@@ -53,9 +125,10 @@ const BOOT_CONTEXT: Tid = Tid::MAX;
 impl Scheduler {
     pub fn new(idle: Tid) -> Self {
         Scheduler {
-            queues: [const { VecDeque::new() }; PRIORITY_LEVELS],
+            queues: core::array::from_fn(|_| RunQueue::new()),
             ready: 0,
             current: BOOT_CONTEXT,
+            current_priority: 0,
             idle,
             sleepers: BTreeSet::new(),
             slice_left: TIME_SLICE,
@@ -94,12 +167,36 @@ impl Scheduler {
         self.ready |= 1 << priority;
     }
 
+    /// Make `thread` (`tid`) ready: on its run queue unless suspended, preempting the running
+    /// thread if it outranks it.
+    pub fn ready(&mut self, tid: Tid, thread: &mut Thread) {
+        thread.state = ThreadState::Ready;
+        if thread.suspended {
+            return;
+        }
+        self.enqueue(tid, thread.priority, false);
+        if self.is_idle(self.current) || thread.priority > self.current_priority {
+            request_reschedule();
+        }
+    }
+
+    /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick.
+    fn time(&mut self, tid: Tid, state: ThreadState) {
+        if let ThreadState::Sleeping(until)
+        | ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
+            self.sleepers.insert((until, tid));
+        }
+    }
+
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
     pub fn forget(&mut self, tid: Tid, state: ThreadState) {
         match state {
             ThreadState::Ready => {
                 for (priority, queue) in self.queues.iter_mut().enumerate() {
-                    queue.retain(|&t| t != tid);
+                    queue.remove(tid);
                     if queue.is_empty() {
                         self.ready &= !(1 << priority);
                     }
@@ -134,32 +231,15 @@ impl Kernel {
     /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
     /// outranks it.
     pub fn make_ready(&mut self, tid: Tid) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        thread.state = ThreadState::Ready;
-        if thread.suspended {
-            return;
-        }
-        let priority = thread.priority;
-        self.sched.enqueue(tid, priority, false);
-        let current = self.sched.current;
-        let current_priority = self.threads.get(&current).map_or(0, |t| t.priority);
-        if self.sched.is_idle(current) || priority > current_priority {
-            request_reschedule();
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            self.sched.ready(tid, thread);
         }
     }
 
     /// Block the running thread in `state`; the caller then calls [`reschedule`].
     pub fn block_current(&mut self, state: ThreadState) {
         let tid = self.sched.current;
-        if let ThreadState::Sleeping(until)
-        | ThreadState::Receiving {
-            until: Some(until), ..
-        } = state
-        {
-            self.sched.sleepers.insert((until, tid));
-        }
+        self.sched.time(tid, state);
         if let Some(thread) = self.threads.get_mut(&tid) {
             thread.state = state;
         }
@@ -187,7 +267,7 @@ impl Kernel {
             ThreadState::Running => request_reschedule(),
             ThreadState::Receiving { port, .. } => {
                 if let Some(port) = self.ports.get_mut(&port) {
-                    port.receivers.retain(|&t| t != tid);
+                    port.receivers.remove(&mut self.threads, tid);
                 }
             }
             _ => {}
@@ -217,6 +297,9 @@ impl Kernel {
         };
         let (state, queued) = (thread.state, !thread.suspended);
         thread.priority = priority;
+        if tid == self.sched.current {
+            self.sched.current_priority = priority;
+        }
         match state {
             ThreadState::Ready if queued => {
                 self.sched.forget(tid, state);
@@ -276,7 +359,7 @@ pub fn reschedule() {
 }
 
 /// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
-/// the fast paths park instead, see [`switch_parking`]). The current thread must already
+/// the fast paths park instead, see [`switch_parked`]). The current thread must already
 /// be blocked (or requeued) by the caller.
 fn switch_to(mut k: KernelGuard, next: Tid) {
     let current = k.sched.current;
@@ -322,7 +405,7 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
         && !crate::log::is_pending();
     let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
     thread.state = ThreadState::Running;
-    let root = thread.root;
+    let (root, priority) = (thread.root, thread.priority);
     let top = thread.stack_top();
     let resume = match thread.inbox {
         Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
@@ -345,25 +428,34 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
         arch::load_root(root);
     }
     k.sched.current = next;
+    k.sched.current_priority = priority;
     resume
 }
 
-/// Give the CPU to `next`, woken by the IPC fast path with its syscall's result in its
-/// inbox, and park the current thread, just blocked in an IPC syscall that finishes as
-/// `how`: its kernel stack is abandoned, not saved. A parked `next` returns straight to
-/// user space unless the scheduler or the end-of-syscall work is due.
-pub fn switch_parking(mut k: KernelGuard, next: Tid, how: Delivered) -> ! {
-    let current = k.sched.current;
-    let thread = k.threads.get_mut(&current).expect("running thread");
+/// Where [`park`] left the running thread's kernel stack: made only by [`park`].
+pub struct Parked(u64);
+
+/// Park `thread`, the running one, just blocked (or requeued) in a receive, call,
+/// reply-and-receive or yield that finishes as `how`: its kernel stack will be abandoned, not
+/// saved, and it resumes from its syscall's frame. Then [`switch_parked`].
+#[inline(always)]
+pub fn park(thread: &mut Thread, how: Delivered) -> Parked {
     thread.parked_in = Some(how);
     let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
     thread.saved_rsp = park;
+    Parked(park)
+}
+
+/// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
+/// inbox), leaving the current thread, which [`park`] parked. A parked `next` returns
+/// straight to user space unless the scheduler or the end-of-syscall work is due.
+pub fn switch_parked(mut k: KernelGuard, next: Tid, Parked(park): Parked) -> ! {
     let resume = install(&mut k, next);
     drop(k);
-    // SAFETY: the current thread entered through a receive, call or reply-and-receive, so
-    // its callee-saved registers are in its own frame and `park` is free stack below it;
-    // the lock is released and the frames abandoned here own nothing. `install` made `next`
-    // the running thread and says how it resumes.
+    // SAFETY: the current thread entered through a receive, call, reply-and-receive or
+    // yield, so its callee-saved registers are in its own frame, and `park` (from `park`) is
+    // free stack below it; the lock is released and the frames abandoned here own nothing.
+    // `install` made `next` the running thread and says how it resumes.
     unsafe {
         match resume {
             Resume::User(frame) => entry::return_to_user(frame, park),
@@ -372,13 +464,19 @@ pub fn switch_parking(mut k: KernelGuard, next: Tid, how: Delivered) -> ! {
     }
 }
 
-/// The running thread just blocked in an IPC syscall that finishes as `how`: park it, as
-/// [`switch_parking`] does, and run the best ready thread.
-pub fn block_parking(mut k: KernelGuard, how: Delivered) -> ! {
+/// Block the running thread `waiting` in an IPC syscall that finishes as `how`: park it and
+/// run the best ready thread.
+pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
     NEED_RESCHED.store(false, Ordering::Relaxed);
-    let next = k.sched.pick_next();
-    k.sched.slice_left = TIME_SLICE;
-    switch_parking(k, next, how)
+    let state = &mut *k;
+    let current = state.sched.current;
+    state.sched.time(current, waiting);
+    let thread = state.threads.get_mut(&current).expect("running thread");
+    thread.state = waiting;
+    let park = park(thread, how);
+    let next = state.sched.pick_next();
+    state.sched.slice_left = TIME_SLICE;
+    switch_parked(k, next, park)
 }
 
 /// The running thread yields in its `thread_yield` syscall: back in line behind its
@@ -394,9 +492,10 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     if !thread.suspended {
         state.sched.enqueue(current, thread.priority, false);
     }
+    let park = park(thread, Delivered::Received);
     let next = state.sched.pick_next();
     state.sched.slice_left = TIME_SLICE;
-    switch_parking(k, next, Delivered::Received)
+    switch_parked(k, next, park)
 }
 
 /// Runs on the new thread after every switch: free threads that died while running.

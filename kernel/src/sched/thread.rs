@@ -9,7 +9,9 @@ use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::ipc::fastpath::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
+use crate::mm::space::AddressSpace;
 use crate::mm::stacks::KernelStack;
+use crate::mm::{PAGE_SIZE, PhysAddr};
 use crate::proc::Pid;
 use keel_abi::Error;
 
@@ -52,18 +54,21 @@ pub struct Thread {
     /// The page registered with `ipc_buffer_set`.
     pub ipc_buffer: Option<usize>,
     /// The address-space epoch at which the whole IPC buffer was last found readable and
-    /// writable.
-    pub ipc_buffer_checked: Option<u64>,
+    /// writable, and the frame that held it then (see [`Thread::ipc_buffer_frame`]).
+    pub ipc_buffer_checked: Option<(u64, PhysAddr)>,
     /// What woke this thread from a receive, call or fault.
     pub inbox: Option<Delivery>,
     /// The call received last and not answered yet.
     pub pending_reply: Option<ReplyRef>,
+    /// The thread after this one among its port's receivers (see
+    /// [`Receivers`](crate::ipc::port::Receivers)).
+    pub next_receiver: Tid,
     /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
     pub call_seq: u64,
     pub path_cache: PathCache,
     /// Set when the thread blocked in this IPC syscall with nothing left on its kernel stack
     /// but its trap frame: resuming it means returning to user space (see
-    /// [`switch_parking`](crate::sched::switch_parking)).
+    /// [`park`](crate::sched::park)).
     pub parked_in: Option<Delivered>,
     /// What CR3 loads for its process: the page-table root and PCID (`None` for the idle
     /// thread, which runs in any).
@@ -122,12 +127,45 @@ impl Thread {
             ipc_buffer_checked: None,
             inbox: None,
             pending_reply: None,
+            next_receiver: 0,
             call_seq: 0,
             path_cache: PathCache::default(),
             parked_in: None,
             root: None,
             stack,
         })
+    }
+
+    /// The frame holding this thread's IPC buffer, readable and writable throughout in
+    /// `space` (its process's): checked and translated again only when `space` lost a
+    /// region or rights since the last time. The frame stays this page's while the epoch
+    /// does: pages change only by regions going or losing rights, which moves it on.
+    #[inline]
+    pub fn ipc_buffer_frame(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+        match self.ipc_buffer_checked {
+            Some((epoch, frame)) if epoch == space.epoch() => Some(frame),
+            _ => self.check_ipc_buffer(space),
+        }
+    }
+
+    #[cold]
+    fn check_ipc_buffer(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+        let buffer = self.ipc_buffer?;
+        space.check_access(buffer, PAGE_SIZE, false).ok()?;
+        space.check_access(buffer, PAGE_SIZE, true).ok()?;
+        let frame = space.translate(buffer)?;
+        self.ipc_buffer_checked = Some((space.epoch(), frame));
+        Some(frame)
+    }
+
+    /// Number a new call by this thread (`tid`) through `port`: how its answer is recognised.
+    pub fn next_call(&mut self, tid: Tid, port: PortId) -> ReplyRef {
+        self.call_seq += 1;
+        ReplyRef {
+            caller: tid,
+            seq: self.call_seq,
+            port,
+        }
     }
 
     pub fn stack_top(&self) -> usize {

@@ -3,12 +3,12 @@
 use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::cap::Object;
-use crate::ipc::{Delivered, Delivery, Port, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, Port, PortId};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{block_parking, switch_parking};
+use crate::sched::{block_parking, switch_parked};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -67,12 +67,6 @@ pub fn resume(frame: &mut TrapFrame) -> SyscallResult {
     finish(frame, how.unwrap_or(Delivered::Received))
 }
 
-/// A message with nothing but a label and words: what the fast path carries.
-fn is_plain(frame: &TrapFrame) -> bool {
-    let info = MessageInfo(frame.rsi);
-    info.payload_len() == 0 && info.caps() == 0
-}
-
 fn timeout_ticks(nanos: u64) -> Option<u64> {
     (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / TICK_HZ))
 }
@@ -92,7 +86,8 @@ fn receive_on(
 ) -> SyscallResult {
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
-    let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
+    let state = &mut *k;
+    let waiting = state.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.closed {
         return Err(Error::PeerGone);
     }
@@ -112,39 +107,37 @@ fn receive_on(
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    waiting.receivers.push_back(tid);
-    k.block_current(ThreadState::Receiving { port, until });
-    block_parking(k, Delivered::Received)
+    waiting.receivers.push(&mut state.threads, tid);
+    block_parking(
+        k,
+        ThreadState::Receiving { port, until },
+        Delivered::Received,
+    )
 }
 
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    let tid = k.sched.current;
-    let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.call_seq += 1;
-    let reply = ReplyRef {
-        caller: tid,
-        seq: thread.call_seq,
-        port,
-    };
-    if is_plain(frame)
-        && let Some(receiver) = k.fast_call(port, frame, cap.badge, reply)
-    {
-        switch_parking(k, receiver, Delivered::Answer);
+    if let Some((receiver, park)) = k.fast_call(port, frame, cap.badge) {
+        switch_parked(k, receiver, park);
     }
     k.count(port, |s| {
         s.calls += 1;
         s.fast_path_misses += 1;
     });
+    let tid = k.sched.current;
+    let reply = k
+        .threads
+        .get_mut(&tid)
+        .expect("running thread")
+        .next_call(tid, port);
     let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
     message.reply = Some(reply);
     if let Err((error, message)) = k.deliver(port, message) {
         k.discard_message(message);
         return Err(error);
     }
-    k.block_current(ThreadState::WaitingReply(reply.seq));
-    block_parking(k, Delivered::Answer)
+    block_parking(k, ThreadState::WaitingReply(reply.seq), Delivered::Answer)
 }
 
 pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
@@ -167,10 +160,8 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
-        if is_plain(frame)
-            && let Some(caller) = k.fast_reply_recv(reply, port, frame)
-        {
-            switch_parking(k, caller, Delivered::Received);
+        if let Some((caller, park)) = k.fast_reply_recv(reply, port, frame) {
+            switch_parked(k, caller, park);
         }
         k.fast_path_missed(port);
         let message = k.message_from_caller(frame, 0, rights::GRANT)?;
