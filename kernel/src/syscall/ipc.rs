@@ -164,7 +164,16 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
             switch_parked(k, caller, park);
         }
         k.fast_path_missed(port);
-        let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+        let message = match k.message_from_caller(frame, 0, rights::GRANT) {
+            Ok(message) => message,
+            Err(error) => {
+                // A malformed answer answers nothing: the call stays this thread's to answer.
+                if let Some(thread) = k.threads.get_mut(&tid) {
+                    thread.pending_reply = Some(reply);
+                }
+                return Err(error);
+            }
+        };
         // A caller that gave up is no reason not to serve the next one.
         let _ = k.answer(reply, message);
     }

@@ -4,8 +4,10 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use keel_abi::cap::{
@@ -45,6 +47,7 @@ pub const SUITE: Suite = suite!(capabilities:
     cap_list_shows_a_processs_capabilities,
     a_process_capability_carries_the_power_to_kill,
     looking_into_a_process_takes_a_capability_to_it,
+    a_capability_deleted_by_one_thread_is_gone_for_its_others,
 );
 
 const GRANTABLE_SEND: u32 = rights::SEND | rights::GRANT;
@@ -825,5 +828,36 @@ fn looking_into_a_process_takes_a_capability_to_it() -> Result<(), String> {
             with_read,
             Ok([fine, fine, fine]),
         ),
+    ])
+}
+
+/// Another thread of the process has used a send capability (so its path cache holds it);
+/// once this thread deletes it, that thread's next send is refused as stale.
+fn a_capability_deleted_by_one_thread_is_gone_for_its_others() -> Result<(), String> {
+    let port = new_port(8)?;
+    let copy = derive(port, rights::SEND, 0)?;
+    let deleted = Arc::new(AtomicBool::new(false));
+    let seen = deleted.clone();
+    let sender = background("the other thread's sends", move || {
+        let before = [1, 2].map(|word| copy.send(&Message::new(1, [word, 0, 0, 0])));
+        while !seen.load(Ordering::Acquire) {
+            keel_rt::thread::yield_now();
+        }
+        let after = copy.send(&Message::new(1, [3, 0, 0, 0]));
+        (before, after)
+    })?;
+    let taken = [
+        receive::message(port, "the first send")?,
+        receive::message(port, "the second")?,
+    ];
+    let deleting = cap::delete(copy.handle());
+    deleted.store(true, Ordering::Release);
+    let (before, after) = sender.wait(WAIT)?;
+    all([
+        expect_eq("the sends before", before, [Ok(()), Ok(())]),
+        expect_eq("their words", taken.map(|got| got.message.words[0]), [1, 2]),
+        expect_eq("deleting the copy", deleting, Ok(())),
+        expect_eq("the send after", after, Err(Error::StaleHandle)),
+        expect_eq("a poll of the port", poll(port), Err(Error::WouldBlock)),
     ])
 }

@@ -41,6 +41,7 @@ pub const SUITE: Suite = suite!(ipc_messages:
     a_server_killed_mid_call_gives_the_caller_peer_gone,
     answering_a_caller_that_is_gone_is_peer_gone,
     a_saved_reply_answers_the_call_later_and_only_once,
+    a_malformed_answer_leaves_the_call_to_answer,
     a_port_without_receivers_is_peer_gone,
     the_fast_path_carries_a_hundred_round_trips,
     port_and_system_counters_count_messages_calls_and_replies,
@@ -401,6 +402,33 @@ fn a_saved_reply_answers_the_call_later_and_only_once() -> Result<(), String> {
             Ok(Message::new(1, [101, 1, 1, 1])),
         ),
         expect_success(server, Role::DeferredReply),
+    ])
+}
+
+/// A reply-and-receive whose answer is refused (a payload longer than any) answers nothing
+/// and receives nothing: the call is still this thread's to answer, and a good answer then
+/// reaches the caller.
+fn a_malformed_answer_leaves_the_call_to_answer() -> Result<(), String> {
+    let port = new_port(1)?;
+    let caller = background("the call", move || {
+        port.call(&Message::new(1, [7, 0, 0, 0]))
+            .map(|m| m.words[0])
+    })?;
+    let (is_call, _) =
+        sys::ipc::port_recv(port.handle(), WAIT.as_nanos() as u64).context("receiving the call")?;
+    let too_long = MessageInfo::new(0, MAX_PAYLOAD + 1, 0);
+    let refused = sys::ipc::port_reply_recv(port.handle(), too_long, [0; 4]).map(drop);
+    let saved = sys::ipc::reply_save().context("saving the call's reply")?;
+    let answered = sys::ipc::port_reply(saved, MessageInfo::default(), [8, 0, 0, 0]);
+    all([
+        expect_eq("whether it is a call", is_call, true),
+        expect_eq(
+            "a reply-and-receive with an oversized payload",
+            refused,
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq("the good answer", answered, Ok(())),
+        expect_eq("what the caller got", caller.wait(WAIT)?, Ok(8)),
     ])
 }
 

@@ -6,6 +6,8 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -30,6 +32,7 @@ pub const SUITE: Suite = suite!(threads:
     a_suspended_thread_does_not_run_until_resumed,
     a_suspended_receiver_takes_no_messages_until_resumed,
     a_server_suspended_in_reply_and_receive_answers_once_resumed,
+    receivers_in_line_are_skipped_while_suspended_and_gone_once_killed,
     lowering_a_priority_keeps_a_thread_off_the_cpu,
     killing_a_thread_ends_it_and_not_its_process,
     thread_capabilities_enforce_their_rights,
@@ -223,6 +226,55 @@ fn a_server_suspended_in_reply_and_receive_answers_once_resumed() -> Result<(), 
         expect_eq("the answer while suspended", while_suspended, 0),
         after,
         expect_eq("a call after", again, Ok(21)),
+    ])
+}
+
+/// Five threads wait on one port in line. Suspending the first, middle and last and
+/// killing the second leaves only the fourth to take a message; resumed, the three join the
+/// back of the line in the order they were resumed.
+fn receivers_in_line_are_skipped_while_suspended_and_gone_once_killed() -> Result<(), String> {
+    let port = Port::create(8).context("port_create")?;
+    let got: Vec<Arc<AtomicU64>> = (0..5).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let mut waiting = Vec::new();
+    for slot in &got {
+        waiting.push(receiver(port, slot.clone())?);
+    }
+    for i in [0, 2, 4] {
+        waiting[i].thread().suspend().context("thread_suspend")?;
+    }
+    waiting[1].thread().kill().context("thread_kill")?;
+    let words = || {
+        got.iter()
+            .map(|w| w.load(Ordering::Acquire))
+            .collect::<Vec<_>>()
+    };
+    send(port, 10)?;
+    let first = wait_until("the fourth receiver has the message", || {
+        Ok(words()[3] == 10)
+    });
+    let after_first = words();
+    for i in [4, 0, 2] {
+        waiting[i].thread().resume().context("thread_resume")?;
+    }
+    for word in [11, 12, 13] {
+        send(port, word)?;
+    }
+    let rest = wait_until("the resumed receivers have their messages", || {
+        Ok(words().iter().filter(|&&w| w != 0).count() == 4)
+    });
+    all([
+        first,
+        expect_eq(
+            "the words after one message",
+            after_first,
+            vec![0, 0, 0, 10, 0],
+        ),
+        rest,
+        expect_eq(
+            "the words after three more",
+            words(),
+            vec![12, 0, 13, 10, 11],
+        ),
     ])
 }
 
