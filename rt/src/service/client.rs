@@ -514,16 +514,18 @@ impl Inner {
         }
     }
 
-    /// File every response in the ring with its call. False when nothing came.
-    fn drain(&self) -> Result<bool, TransportError> {
+    /// File every response in the ring with its call, up to the last one published when
+    /// the last pop looked: [`Consumer::prepare_wait`] looks again before any sleep.
+    fn drain(&self) -> Result<(), TransportError> {
         let mut bytes = self.scratch.borrow_mut();
-        let mut any = false;
         loop {
             let mut out = Buffer::new(&mut bytes);
             match self.responses.pop(&mut out) {
-                Ok(Pop::Empty) => return Ok(any),
-                Ok(Pop::Record { wake_producer }) => {
-                    any = true;
+                Ok(Pop::Empty) => return Ok(()),
+                Ok(Pop::Record {
+                    wake_producer,
+                    last,
+                }) => {
                     if wake_producer {
                         self.server
                             .notify(1 << self.server_bit)
@@ -532,6 +534,9 @@ impl Inner {
                     let (id, result) =
                         parse_response(out.as_slice()).ok_or(TransportError::MalformedReply)?;
                     self.calls.borrow_mut().answer(id, result);
+                    if last {
+                        return Ok(());
+                    }
                 }
                 Err(_) => return Err(TransportError::Disconnected),
             }

@@ -227,8 +227,11 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
             .await;
         }
         let mut out = Buffer::new(&mut bytes);
-        match connection.requests.pop(&mut out) {
-            Ok(Pop::Record { wake_producer }) => {
+        let last = match connection.requests.pop(&mut out) {
+            Ok(Pop::Record {
+                wake_producer,
+                last,
+            }) => {
                 if wake_producer {
                     connection.signal_client();
                 }
@@ -239,14 +242,20 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
                 {
                     under_way.push(answer);
                 }
+                last
             }
-            Ok(Pop::Empty) => match connection.requests.prepare_wait() {
+            Ok(Pop::Empty) => true,
+            // The client broke its ring: this connection ends, the others go on.
+            Err(_) => return,
+        };
+        // After the last request the pop saw, no pop to find the ring empty: the check
+        // before sleeping looks again.
+        if last {
+            match connection.requests.prepare_wait() {
                 Ok(true) => wake::notification(connection.bit).await,
                 Ok(false) => {}
                 Err(_) => return,
-            },
-            // The client broke its ring: this connection ends, the others go on.
-            Err(_) => return,
+            }
         }
     }
 }
