@@ -49,9 +49,9 @@ impl Calls {
         self.taken == 1 && self.abandoned == 0
     }
 
-    /// Whether call `id` has its outcome.
-    pub(super) fn answered(&self, id: u32) -> bool {
-        matches!(self.slots[id as usize].state, State::Done(_))
+    /// Whether call `id` is the lone call in flight and still has no outcome.
+    pub(super) fn lone_waiting(&self, id: u32) -> bool {
+        self.lone() && matches!(self.slots[id as usize].state, State::Waiting(_))
     }
 
     /// Wake every call waiting for its response, so each polls again.
@@ -82,12 +82,15 @@ impl Calls {
     }
 
     fn release(&mut self, id: u32) {
-        if let State::Abandoned = self.slots[id as usize].state {
-            self.abandoned -= 1;
-        }
         self.slots[id as usize].state = State::Free;
         self.free.push(id);
         self.taken -= 1;
+    }
+
+    /// Free given-up slot `id`: its response came, or none will.
+    fn release_abandoned(&mut self, id: u32) {
+        self.abandoned -= 1;
+        self.release(id);
     }
 
     /// Call `id` is over for its caller: it took its outcome, or gave up; `sent` says
@@ -147,7 +150,7 @@ impl Calls {
                     waker.wake();
                 }
             }
-            State::Abandoned => self.release(id),
+            State::Abandoned => self.release_abandoned(id),
             State::Free | State::Done(_) => {}
         }
     }
@@ -164,7 +167,7 @@ impl Calls {
                         waker.wake();
                     }
                 }
-                State::Abandoned => self.release(id),
+                State::Abandoned => self.release_abandoned(id),
                 State::Free | State::Done(_) => {}
             }
         }

@@ -61,6 +61,9 @@ struct Inner {
     /// Whether the reader sleeps with its liveness timer armed: a call that finds it so
     /// need not wake it to have one.
     probing: Cell<bool>,
+    /// Whether the reader sleeps on the notification bit (or is about to run): a second
+    /// call that finds it so need not wake it to take the ring back from a lone call.
+    listening: Cell<bool>,
     space_waiters: RefCell<Vec<Waker>>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
@@ -353,6 +356,7 @@ impl Inner {
             broken: Cell::new(None),
             reader: RefCell::new(None),
             probing: Cell::new(false),
+            listening: Cell::new(false),
             space_waiters: RefCell::new(Vec::new()),
             scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
             outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
@@ -409,16 +413,16 @@ impl Inner {
         if let Some(error) = self.broken.get() {
             return Err(Attempt::Sending(error));
         }
-        let (was_idle, was_lone) = {
-            let calls = self.calls.borrow();
-            (!calls.busy(), calls.lone())
+        let (was_idle, was_lone, id) = {
+            let mut calls = self.calls.borrow_mut();
+            (!calls.busy(), calls.lone(), calls.open())
         };
         let mut call = Open {
             link: self,
-            id: self.calls.borrow_mut().open(),
+            id,
             sent: false,
         };
-        if (was_idle && !self.probing.get()) || was_lone {
+        if (was_idle && !self.probing.get()) || (was_lone && !self.listening.get()) {
             // The reader sleeps without a liveness check while nothing is in flight, and
             // off the notification bit while a lone call files its own response: it arms
             // the one, or takes over the other, when it finds this call.
@@ -442,7 +446,7 @@ impl Inner {
         }
         call.sent = true;
         poll_fn(|cx| {
-            if self.calls.borrow().lone() {
+            if self.calls.borrow().lone_waiting(call.id) {
                 self.file_alone(call.id, cx.waker());
             }
             match self.calls.borrow_mut().poll(call.id, cx.waker()) {
@@ -530,7 +534,7 @@ impl Inner {
     /// until then it sleeps on the link's notification bit (`waker` is its own), and the
     /// reader sleeps on.
     fn file_alone(&self, id: u32, waker: &Waker) {
-        while !self.calls.borrow().answered(id) {
+        loop {
             // The look before sleeping comes first: right after the request went out, the
             // response is rarely in already.
             match self.responses.prepare_wait() {
@@ -543,6 +547,9 @@ impl Inner {
             }
             if let Err(error) = self.drain(Some(id)) {
                 self.fail(error);
+                return;
+            }
+            if !self.calls.borrow().lone_waiting(id) {
                 return;
             }
         }
@@ -646,6 +653,7 @@ async fn read_responses(connection: Weak<Inner>) {
             probe = Some(sleep(LIVENESS_PROBE));
         }
         inner.probing.set(probe.is_some());
+        inner.listening.set(!lone);
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
