@@ -218,6 +218,7 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
 async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     let mut under_way: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
+    let mut requests = wake::Listener::new(connection.bit);
     while !connection.abandoned.get() {
         if !under_way.is_empty() {
             poll_fn(|cx| {
@@ -252,7 +253,7 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
         // before sleeping looks again.
         if last {
             match connection.requests.prepare_wait() {
-                Ok(true) => wake::notification(connection.bit).await,
+                Ok(true) => requests.wait().await,
                 Ok(false) => {}
                 Err(_) => return,
             }
