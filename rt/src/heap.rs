@@ -79,9 +79,26 @@ impl State {
     }
 }
 
-// SAFETY: every block comes from `Heap`, under the lock, from memory mapped for the heap only.
-unsafe impl GlobalAlloc for GrowingHeap {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+impl GrowingHeap {
+    /// A recycled small block, when one is free and the lock is free now: the common case,
+    /// kept small so that it saves no registers and calls nothing.
+    #[inline(always)]
+    fn recycled(&self, layout: Layout) -> Option<*mut u8> {
+        let class = class(layout)?;
+        let mut state = self.0.try_lock()?;
+        let block = state.free[class];
+        if block == 0 {
+            return None;
+        }
+        // SAFETY: a free small block holds the address of the next one.
+        state.free[class] = unsafe { *(block as *const usize) };
+        Some(block as *mut u8)
+    }
+
+    /// Any block: from the free lists, the heap, or the heap grown.
+    #[cold]
+    #[inline(never)]
+    fn allocate(&self, layout: Layout) -> *mut u8 {
         let mut state = self.0.lock();
         let layout = match class(layout) {
             Some(class) => {
@@ -107,11 +124,16 @@ unsafe impl GlobalAlloc for GrowingHeap {
             .map_or(null_mut(), NonNull::as_ptr)
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+    /// Give back `ptr`, a block of `layout` this allocator handed out.
+    ///
+    /// # Safety
+    /// As for [`GlobalAlloc::dealloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
         if let Some(class) = class(layout) {
             let mut state = self.0.lock();
-            // SAFETY: the block is at least a word long and 16-byte aligned (its class's
-            // layout), and the caller gives it up: its first word becomes the list link.
+            // SAFETY: as in `dealloc`.
             unsafe { *(ptr as *mut usize) = state.free[class] };
             state.free[class] = ptr as usize;
             return;
@@ -119,5 +141,31 @@ unsafe impl GlobalAlloc for GrowingHeap {
         let block = NonNull::new(ptr).expect("GlobalAlloc never hands out null");
         // SAFETY: the caller returns a block this allocator handed out with this layout.
         unsafe { self.0.lock().heap.deallocate(block, layout) };
+    }
+}
+
+// SAFETY: every block comes from `Heap`, under the lock, from memory mapped for the heap only.
+unsafe impl GlobalAlloc for GrowingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match self.recycled(layout) {
+            Some(block) => block,
+            None => self.allocate(layout),
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // A small block goes on its class's free list; under contention, or for a large
+        // block, the slow path.
+        if let Some(class) = class(layout)
+            && let Some(mut state) = self.0.try_lock()
+        {
+            // SAFETY: the block is at least a word long and 16-byte aligned (its class's
+            // layout), and the caller gives it up: its first word becomes the list link.
+            unsafe { *(ptr as *mut usize) = state.free[class] };
+            state.free[class] = ptr as usize;
+            return;
+        }
+        // SAFETY: the caller's promises, passed on.
+        unsafe { self.free(ptr, layout) }
     }
 }

@@ -34,8 +34,11 @@ pub fn ticks_in(duration: Duration) -> u64 {
 
 /// The duration of `ticks` timer ticks.
 pub fn ticks_to_duration(ticks: u64) -> Duration {
-    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(tick_hz());
-    Duration::from_nanos(nanos as u64)
+    // Whole seconds, then the rest: 64-bit arithmetic (exact, and without overflow below
+    // 18 GHz), where one 128-bit product and division would be a library call.
+    let hz = tick_hz();
+    let nanos = (ticks % hz) * 1_000_000_000 / hz;
+    Duration::new(ticks / hz, nanos as u32)
 }
 
 /// Time since boot, at tick resolution.

@@ -58,9 +58,12 @@ pub enum Push {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pop {
     Empty,
-    /// A record is in the buffer; signal the producer if it was waiting for space.
+    /// A record is in the buffer; signal the producer if it was waiting for space. `last`:
+    /// it was the last record published when the pop looked, so the consumer may go
+    /// straight to [`Consumer::prepare_wait`] (which looks again) instead of popping again.
     Record {
         wake_producer: bool,
+        last: bool,
     },
 }
 
@@ -263,6 +266,7 @@ impl Consumer<'_> {
             .swap(head.wrapping_add(consumed as u32) & COUNT, AcqRel);
         Ok(Pop::Record {
             wake_producer: old & SLEEPING != 0,
+            last: size == used,
         })
     }
 

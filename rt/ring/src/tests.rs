@@ -109,10 +109,33 @@ fn waiting_producer_is_woken_when_space_frees() {
     assert_eq!(
         consumer.pop(&mut out),
         Ok(Pop::Record {
-            wake_producer: true
+            wake_producer: true,
+            last: false
         })
     );
     assert_eq!(producer.prepare_wait(4), Ok(false));
+}
+
+#[test]
+fn a_pop_tells_the_last_record_across_wrap_around() {
+    let shared = Shared::new(64);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    let mut bytes = [0; 64];
+    let mut last = |consumer: &Consumer| {
+        let mut out = alloc_free::Buffer::new(&mut bytes);
+        match consumer.pop(&mut out) {
+            Ok(Pop::Record { last, .. }) => last,
+            other => panic!("expected a record, got {other:?}"),
+        }
+    };
+    // 24-byte records: the third of each round wraps, after padding.
+    for _ in 0..10 {
+        assert!(pushed(producer.push(&[7; 20])));
+        assert!(pushed(producer.push(&[8; 20])));
+        assert!(!last(&consumer));
+        assert!(last(&consumer));
+        assert_eq!(pop(&consumer), Ok(None));
+    }
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! Timers: `sleep` and `timeout`, kept in a deadline-ordered map the executor consults
 //! before it blocks.
 //!
-//! Reading the clock is a syscall, so the executor reads it once before it blocks (to fire
-//! what is due and to bound its sleep), and a [`Sleep`] reads it only when made. Once
-//! registered, it learns that it fired from the tick up to which the executor has fired
-//! every timer, without looking itself up in the map.
+//! Reading the clock is a syscall, so the executor reads it only before it blocks with a
+//! timer pending (to fire what is due and to bound its sleep), and a [`Sleep`] reads it only
+//! when made. Once registered, it learns that it fired from the tick up to which the
+//! executor has fired every timer, without looking itself up in the map.
 
 use alloc::collections::BTreeMap;
 use core::future::Future;
@@ -20,23 +20,27 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Every timer with a deadline up to this tick has fired: its entry is gone from the map,
 /// and a timer due by then is not entered. Raised under the map's lock.
 static FIRED_UP_TO: AtomicU64 = AtomicU64::new(0);
+/// The map's earliest deadline, `u64::MAX` when it is empty: the executor's look before it
+/// blocks takes neither the lock nor, with no timer pending, the clock. Kept under the lock.
+static EARLIEST: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Wake every timer whose deadline has passed; the time until the earliest one left, if
 /// any timer is pending.
 pub(super) fn fire_due() -> Option<Duration> {
-    if TIMERS.lock().is_empty() {
+    let earliest = EARLIEST.load(Ordering::Acquire);
+    if earliest == u64::MAX {
         return None;
     }
     let now = crate::time::ticks();
+    if earliest > now {
+        return Some(crate::time::ticks_to_duration(earliest - now));
+    }
     let (due, next) = {
         let mut timers = TIMERS.lock();
         FIRED_UP_TO.fetch_max(now, Ordering::Release);
-        let earliest = timers.keys().next().map(|&(deadline, _)| deadline)?;
-        if earliest > now {
-            return Some(crate::time::ticks_to_duration(earliest - now));
-        }
         let later = timers.split_off(&(now + 1, 0));
         let next = later.keys().next().map(|&(deadline, _)| deadline);
+        EARLIEST.store(next.unwrap_or(u64::MAX), Ordering::Release);
         let due: alloc::vec::Vec<Waker> = core::mem::replace(&mut *timers, later)
             .into_values()
             .collect();
@@ -92,6 +96,7 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         timers.insert((self.deadline, self.id), waker.clone());
+        EARLIEST.fetch_min(self.deadline, Ordering::Release);
         drop(timers);
         self.registered = Some(waker);
         Poll::Pending
@@ -101,7 +106,13 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         if self.registered.is_some() && !fired(self.deadline) {
-            TIMERS.lock().remove(&(self.deadline, self.id));
+            let mut timers = TIMERS.lock();
+            timers.remove(&(self.deadline, self.id));
+            let earliest = timers
+                .keys()
+                .next()
+                .map_or(u64::MAX, |&(deadline, _)| deadline);
+            EARLIEST.store(earliest, Ordering::Release);
         }
     }
 }

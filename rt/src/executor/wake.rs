@@ -21,7 +21,22 @@ pub const CHANNEL_BITS: u32 = 63;
 
 static PORT: AtomicU32 = AtomicU32::new(0);
 static SLEEPING: AtomicBool = AtomicBool::new(false);
-static BIT_WAKERS: Mutex<[Vec<Waker>; 64]> = Mutex::new([const { Vec::new() }; 64]);
+static BITS: Mutex<[Bit; 64]> = Mutex::new(
+    [const {
+        Bit {
+            once: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }; 64],
+);
+
+/// Who waits for the notifications with one bit.
+struct Bit {
+    /// Woken at the next one, and dropped.
+    once: Vec<Waker>,
+    /// The wakers of [`Listener`]s: woken at every one, until their listener goes.
+    listeners: Vec<Waker>,
+}
 static INBOX: Mutex<(VecDeque<Received>, Vec<Waker>)> = Mutex::new((VecDeque::new(), Vec::new()));
 
 /// The wake port's handle (created on first use, with every port right).
@@ -78,13 +93,23 @@ fn wake_bits(mut bits: u64) {
     while bits != 0 {
         let bit = bits.trailing_zeros() as usize;
         bits &= bits - 1;
+        let mut once = {
+            let mut table = BITS.lock();
+            let waiting = &mut table[bit];
+            // Woken in place, under the lock: a listener's waker is a task's, whose wake
+            // only marks it ready.
+            waiting.listeners.iter().for_each(Waker::wake_by_ref);
+            if waiting.once.is_empty() {
+                continue;
+            }
+            core::mem::take(&mut waiting.once)
+        };
         // Wake outside the lock, then hand the list's room back for the next waiters: a
         // notification allocates nothing.
-        let mut wakers = core::mem::take(&mut BIT_WAKERS.lock()[bit]);
-        wakers.drain(..).for_each(Waker::wake);
-        let mut table = BIT_WAKERS.lock();
-        if table[bit].capacity() == 0 {
-            table[bit] = wakers;
+        once.drain(..).for_each(Waker::wake);
+        let mut table = BITS.lock();
+        if table[bit].once.capacity() == 0 {
+            table[bit].once = once;
         }
     }
 }
@@ -107,10 +132,71 @@ pub async fn notification(bit: u32) {
 
 /// Wake `waker` at the next notification with `bit` (0..[`CHANNEL_BITS`]).
 pub fn on_notification(bit: u32, waker: &Waker) {
-    let mut table = BIT_WAKERS.lock();
-    let list = &mut table[(bit % CHANNEL_BITS) as usize];
+    let mut table = BITS.lock();
+    let list = &mut table[(bit % CHANNEL_BITS) as usize].once;
     if !list.iter().any(|w| w.will_wake(waker)) {
         list.push(waker.clone());
+    }
+}
+
+/// A standing registration for the notifications with one bit, for a task that sleeps on
+/// it again and again: its waker is registered once, not at every sleep, and woken at every
+/// notification with the bit (the task re-checks its state, as after [`notification`]).
+/// The waker must be a task's, whose wake does no more than mark it ready: it is woken
+/// under the registrations' lock.
+pub struct Listener {
+    bit: usize,
+    waker: Option<Waker>,
+}
+
+impl Listener {
+    /// A listener for `bit` (0..[`CHANNEL_BITS`]), registered at its first wait.
+    pub fn new(bit: u32) -> Listener {
+        Listener {
+            bit: (bit % CHANNEL_BITS) as usize,
+            waker: None,
+        }
+    }
+
+    /// Complete at the next notification with the bit, or at any earlier poll, like
+    /// [`notification`].
+    pub async fn wait(&mut self) {
+        let mut polled = false;
+        poll_fn(|cx| {
+            if polled {
+                return Poll::Ready(());
+            }
+            polled = true;
+            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                // First wait, or polled by another task than before: (re)place the entry.
+                let waker = cx.waker().clone();
+                let mut table = BITS.lock();
+                let list = &mut table[self.bit].listeners;
+                let entry = self
+                    .waker
+                    .take()
+                    .and_then(|old| list.iter().position(|w| w.will_wake(&old)));
+                match entry {
+                    Some(at) => list[at] = waker.clone(),
+                    None => list.push(waker.clone()),
+                }
+                self.waker = Some(waker);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            let mut table = BITS.lock();
+            let list = &mut table[self.bit].listeners;
+            if let Some(at) = list.iter().position(|w| w.will_wake(&waker)) {
+                list.swap_remove(at);
+            }
+        }
     }
 }
 

@@ -33,12 +33,34 @@ pub(super) struct Calls {
     free: Vec<u32>,
     /// Slots not free.
     taken: usize,
+    /// Slots given up by their callers, waiting for their responses.
+    abandoned: usize,
 }
 
 impl Calls {
     /// Whether some call is still waiting for (or has not yet taken) its response.
     pub(super) fn busy(&self) -> bool {
         self.taken != 0
+    }
+
+    /// Whether exactly one call is in flight, with a caller still waiting for it: that
+    /// call may file its own response, with no reader in between.
+    pub(super) fn lone(&self) -> bool {
+        self.taken == 1 && self.abandoned == 0
+    }
+
+    /// Whether call `id` is the lone call in flight and still has no outcome.
+    pub(super) fn lone_waiting(&self, id: u32) -> bool {
+        self.lone() && matches!(self.slots[id as usize].state, State::Waiting(_))
+    }
+
+    /// Wake every call waiting for its response, so each polls again.
+    pub(super) fn wake_waiting(&self) {
+        for slot in &self.slots {
+            if let State::Waiting(Some(waker)) = &slot.state {
+                waker.wake_by_ref();
+            }
+        }
     }
 
     /// A slot for a new call: its id.
@@ -65,14 +87,26 @@ impl Calls {
         self.taken -= 1;
     }
 
+    /// Free given-up slot `id`: its response came, or none will.
+    fn release_abandoned(&mut self, id: u32) {
+        self.abandoned -= 1;
+        self.release(id);
+    }
+
     /// Call `id` is over for its caller: it took its outcome, or gave up; `sent` says
-    /// whether its request went out, so that a response may still come.
-    pub(super) fn close(&mut self, id: u32, sent: bool) {
+    /// whether its request went out, so that a response may still come. True when the
+    /// slot now waits for that response with no caller: someone else must file it.
+    pub(super) fn close(&mut self, id: u32, sent: bool) -> bool {
         match self.slots[id as usize].state {
-            State::Waiting(_) if sent => self.slots[id as usize].state = State::Abandoned,
+            State::Waiting(_) if sent => {
+                self.slots[id as usize].state = State::Abandoned;
+                self.abandoned += 1;
+                return true;
+            }
             State::Free | State::Abandoned => {}
             State::Waiting(_) | State::Done(_) => self.release(id),
         }
+        false
     }
 
     /// Call `id`'s outcome once its response has come: the result's bytes, or what went
@@ -91,9 +125,15 @@ impl Calls {
         }
     }
 
-    /// File the response to call `id`: its result, or what went wrong. A response to no
-    /// call of ours is ignored: only its sender is confused.
-    pub(super) fn answer(&mut self, id: u32, result: Result<&[u8], TransportError>) {
+    /// File the response to call `id`: its result, or what went wrong; its call is woken,
+    /// unless it is `polling`, the call looking now. A response to no call of ours is
+    /// ignored: only its sender is confused.
+    pub(super) fn answer(
+        &mut self,
+        id: u32,
+        result: Result<&[u8], TransportError>,
+        polling: Option<u32>,
+    ) {
         let Some(slot) = self.slots.get_mut(id as usize) else {
             return;
         };
@@ -104,11 +144,13 @@ impl Calls {
                     slot.response.clear();
                     slot.response.extend_from_slice(bytes);
                 }));
-                if let Some(waker) = waker {
+                if let Some(waker) = waker
+                    && polling != Some(id)
+                {
                     waker.wake();
                 }
             }
-            State::Abandoned => self.release(id),
+            State::Abandoned => self.release_abandoned(id),
             State::Free | State::Done(_) => {}
         }
     }
@@ -125,7 +167,7 @@ impl Calls {
                         waker.wake();
                     }
                 }
-                State::Abandoned => self.release(id),
+                State::Abandoned => self.release_abandoned(id),
                 State::Free | State::Done(_) => {}
             }
         }

@@ -61,6 +61,9 @@ struct Inner {
     /// Whether the reader sleeps with its liveness timer armed: a call that finds it so
     /// need not wake it to have one.
     probing: Cell<bool>,
+    /// Whether the reader sleeps on the notification bit (or is about to run): a second
+    /// call that finds it so need not wake it to take the ring back from a lone call.
+    listening: Cell<bool>,
     space_waiters: RefCell<Vec<Waker>>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
@@ -72,7 +75,8 @@ struct Inner {
 ///
 /// One reader task per link takes responses off the ring and wakes exactly the call each
 /// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`], that the
-/// server still exists, so a dead server means `ServerGone`, not a hang.
+/// server still exists, so a dead server means `ServerGone`, not a hang. A call alone in
+/// flight takes its response off the ring itself, without waking the reader.
 #[derive(Clone)]
 pub struct Connection(Rc<Shared>);
 
@@ -352,6 +356,7 @@ impl Inner {
             broken: Cell::new(None),
             reader: RefCell::new(None),
             probing: Cell::new(false),
+            listening: Cell::new(false),
             space_waiters: RefCell::new(Vec::new()),
             scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
             outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
@@ -408,15 +413,19 @@ impl Inner {
         if let Some(error) = self.broken.get() {
             return Err(Attempt::Sending(error));
         }
-        let was_idle = !self.calls.borrow().busy();
+        let (was_idle, was_lone, id) = {
+            let mut calls = self.calls.borrow_mut();
+            (!calls.busy(), calls.lone(), calls.open())
+        };
         let mut call = Open {
             link: self,
-            id: self.calls.borrow_mut().open(),
+            id,
             sent: false,
         };
-        if was_idle && !self.probing.get() {
-            // The reader sleeps without a liveness check while nothing is in flight: it
-            // arms one when it finds this call.
+        if (was_idle && !self.probing.get()) || (was_lone && !self.listening.get()) {
+            // The reader sleeps without a liveness check while nothing is in flight, and
+            // off the notification bit while a lone call files its own response: it arms
+            // the one, or takes over the other, when it finds this call.
             self.wake_reader();
         }
         let waiting = {
@@ -436,12 +445,15 @@ impl Inner {
             self.submit(&record).await.map_err(Attempt::Sending)?;
         }
         call.sent = true;
-        poll_fn(
-            |cx| match self.calls.borrow_mut().poll(call.id, cx.waker()) {
+        poll_fn(|cx| {
+            if self.calls.borrow().lone_waiting(call.id) {
+                self.file_alone(call.id, cx.waker());
+            }
+            match self.calls.borrow_mut().poll(call.id, cx.waker()) {
                 None => Poll::Pending,
                 Some(outcome) => Poll::Ready(outcome.and_then(&decode).map_err(Attempt::Sending)),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -503,7 +515,11 @@ struct Open<'a> {
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.link.calls.borrow_mut().close(self.id, self.sent);
+        let abandoned = self.link.calls.borrow_mut().close(self.id, self.sent);
+        if abandoned {
+            // Its response is the reader's to file: the call that would have is gone.
+            self.link.wake_reader();
+        }
     }
 }
 
@@ -514,16 +530,44 @@ impl Inner {
         }
     }
 
-    /// File every response in the ring with its call. False when nothing came.
-    fn drain(&self) -> Result<bool, TransportError> {
+    /// Call `id`, the lone call in flight, files responses itself until its own is in;
+    /// until then it sleeps on the link's notification bit (`waker` is its own), and the
+    /// reader sleeps on.
+    fn file_alone(&self, id: u32, waker: &Waker) {
+        loop {
+            // The look before sleeping comes first: right after the request went out, the
+            // response is rarely in already.
+            match self.responses.prepare_wait() {
+                Ok(true) => return wake::on_notification(self.bit, waker),
+                Ok(false) => {}
+                Err(_) => {
+                    self.fail(TransportError::Disconnected);
+                    return;
+                }
+            }
+            if let Err(error) = self.drain(Some(id)) {
+                self.fail(error);
+                return;
+            }
+            if !self.calls.borrow().lone_waiting(id) {
+                return;
+            }
+        }
+    }
+
+    /// File every response in the ring with its call, up to the last one published when
+    /// the last pop looked: [`Consumer::prepare_wait`] looks again before any sleep. The
+    /// call `polling`, if any, is not woken for its response: it is the one looking.
+    fn drain(&self, polling: Option<u32>) -> Result<(), TransportError> {
         let mut bytes = self.scratch.borrow_mut();
-        let mut any = false;
         loop {
             let mut out = Buffer::new(&mut bytes);
             match self.responses.pop(&mut out) {
-                Ok(Pop::Empty) => return Ok(any),
-                Ok(Pop::Record { wake_producer }) => {
-                    any = true;
+                Ok(Pop::Empty) => return Ok(()),
+                Ok(Pop::Record {
+                    wake_producer,
+                    last,
+                }) => {
                     if wake_producer {
                         self.server
                             .notify(1 << self.server_bit)
@@ -531,7 +575,10 @@ impl Inner {
                     }
                     let (id, result) =
                         parse_response(out.as_slice()).ok_or(TransportError::MalformedReply)?;
-                    self.calls.borrow_mut().answer(id, result);
+                    self.calls.borrow_mut().answer(id, result, polling);
+                    if last {
+                        return Ok(());
+                    }
                 }
                 Err(_) => return Err(TransportError::Disconnected),
             }
@@ -583,7 +630,7 @@ async fn read_responses(connection: Weak<Inner>) {
         let Some(inner) = connection.upgrade() else {
             return;
         };
-        if let Err(error) = inner.drain() {
+        if let Err(error) = inner.drain(None) {
             inner.fail(error);
             return;
         }
@@ -596,10 +643,17 @@ async fn read_responses(connection: Weak<Inner>) {
             continue;
         }
         let (bit, server) = (inner.bit, inner.server);
+        // A lone call files its own response: the reader leaves the notification bit to
+        // it, and wakes it in case it last slept with another call in flight.
+        let lone = inner.calls.borrow().lone();
+        if lone {
+            inner.calls.borrow().wake_waiting();
+        }
         if probe.is_none() && inner.calls.borrow().busy() {
             probe = Some(sleep(LIVENESS_PROBE));
         }
         inner.probing.set(probe.is_some());
+        inner.listening.set(!lone);
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
@@ -620,7 +674,9 @@ async fn read_responses(connection: Weak<Inner>) {
                     *reader = Some(cx.waker().clone());
                 }
             }
-            wake::on_notification(bit, cx.waker());
+            if !lone {
+                wake::on_notification(bit, cx.waker());
+            }
             Poll::Pending
         })
         .await;

@@ -218,6 +218,7 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
 async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     let mut under_way: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
+    let mut requests = wake::Listener::new(connection.bit);
     while !connection.abandoned.get() {
         if !under_way.is_empty() {
             poll_fn(|cx| {
@@ -227,8 +228,11 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
             .await;
         }
         let mut out = Buffer::new(&mut bytes);
-        match connection.requests.pop(&mut out) {
-            Ok(Pop::Record { wake_producer }) => {
+        let last = match connection.requests.pop(&mut out) {
+            Ok(Pop::Record {
+                wake_producer,
+                last,
+            }) => {
                 if wake_producer {
                     connection.signal_client();
                 }
@@ -239,14 +243,20 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
                 {
                     under_way.push(answer);
                 }
+                last
             }
-            Ok(Pop::Empty) => match connection.requests.prepare_wait() {
-                Ok(true) => wake::notification(connection.bit).await,
-                Ok(false) => {}
-                Err(_) => return,
-            },
+            Ok(Pop::Empty) => true,
             // The client broke its ring: this connection ends, the others go on.
             Err(_) => return,
+        };
+        // After the last request the pop saw, no pop to find the ring empty: the check
+        // before sleeping looks again.
+        if last {
+            match connection.requests.prepare_wait() {
+                Ok(true) => requests.wait().await,
+                Ok(false) => {}
+                Err(_) => return,
+            }
         }
     }
 }
