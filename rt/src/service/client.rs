@@ -517,7 +517,13 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         let abandoned = self.link.calls.borrow_mut().close(self.id, self.sent);
         if abandoned {
-            // Its response is the reader's to file: the call that would have is gone.
+            // The server need not finish it; best effort: with the ring full, its answer
+            // comes anyway. Either response is the reader's to file: the call that would
+            // have is gone.
+            let mut cancel = [0u8; 8];
+            cancel[..4].copy_from_slice(&self.id.to_le_bytes());
+            cancel[4..].copy_from_slice(&super::CANCEL.to_le_bytes());
+            let _ = self.link.push(&cancel);
             self.link.wake_reader();
         }
     }
@@ -614,6 +620,8 @@ fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)>
         status::OK => Ok(&record[8..]),
         status::MALFORMED => Err(TransportError::Rejected),
         status::TOO_LARGE => Err(TransportError::TooLarge),
+        // Only a call given up is cancelled: nobody waits for this outcome.
+        status::CANCELLED => Err(TransportError::Disconnected),
         _ => Err(TransportError::MalformedReply),
     };
     Some((id, result))

@@ -91,7 +91,15 @@ pub mod status {
     pub const MALFORMED: u32 = 1;
     /// The result is too large for a response record.
     pub const TOO_LARGE: u32 = 2;
+    /// The client gave the call up ([`CANCEL`](super::CANCEL)) and the server dropped it.
+    pub const CANCELLED: u32 = 3;
 }
+
+/// The method id of a request that cancels call `id` (its record's id): the client gave
+/// that call up. Method ids are dense from 0, so no method has this one. The server drops
+/// the call if it is still under way and answers it `CANCELLED`; one already answered is
+/// left alone (that answer frees the client's slot, which the id is not reused before).
+pub const CANCEL: u32 = u32::MAX;
 
 /// Labels of the kernel messages of the connect handshake.
 pub mod label {

@@ -11,6 +11,7 @@
 //! crashing and coming back costs the server one connection, not one per life.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -18,6 +19,7 @@ use core::future::{Future, poll_fn};
 use core::pin::Pin;
 use core::task::Poll;
 use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, abortable};
 use futures_util::stream::FuturesUnordered;
 use keel_abi::Error;
 use keel_ring::alloc_free::Buffer;
@@ -155,6 +157,8 @@ struct Served {
     scratch: RefCell<Vec<u8>>,
     /// Set when the client is found gone: the connection's task ends.
     abandoned: Cell<bool>,
+    /// The calls under way that wait, by id: a cancel drops them.
+    under_way: RefCell<BTreeMap<u32, AbortHandle>>,
 }
 
 enum Refusal {
@@ -209,6 +213,7 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
         badge,
         scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
         abandoned: Cell::new(false),
+        under_way: RefCell::new(BTreeMap::new()),
     };
     Ok((served, bit, giver))
 }
@@ -236,12 +241,12 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
                 if wake_producer {
                     connection.signal_client();
                 }
-                if let Some(mut answer) = start(&connection, &service, out.as_slice())
+                if let Some((id, mut answer)) = start(&connection, &service, out.as_slice())
                     && poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx)))
                         .await
                         .is_pending()
                 {
-                    under_way.push(answer);
+                    under_way.push(connection.cancellable(id, answer));
                 }
                 last
             }
@@ -261,13 +266,21 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     }
 }
 
-/// Decode a request and start it; `None` when nothing is left to do for it.
-fn start<D: Dispatch>(connection: &Rc<Served>, service: &Rc<D>, record: &[u8]) -> Option<Answer> {
+/// Decode a request and start it: the call's id and its answer, or `None` when nothing is
+/// left to do for it.
+fn start<D: Dispatch>(
+    connection: &Rc<Served>,
+    service: &Rc<D>,
+    record: &[u8],
+) -> Option<(u32, Answer)> {
     let Some((head, arguments)) = record.split_first_chunk::<8>() else {
         return connection.reject(u32::MAX);
     };
     let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     let method = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if method == super::CANCEL {
+        return connection.cancel(id);
+    }
     // Bulk and capability arguments resolve against this connection while the dispatcher
     // decodes, which it does before it returns.
     super::bulk::decoding_for(connection.channel.bulk_base());
@@ -276,7 +289,10 @@ fn start<D: Dispatch>(connection: &Rc<Served>, service: &Rc<D>, record: &[u8]) -
         connection: connection.clone(),
         id,
     };
-    D::dispatch(service, method, arguments, reply).or_else(|| connection.reject(id))
+    match D::dispatch(service, method, arguments, reply) {
+        Some(answer) => Some((id, answer)),
+        None => connection.reject(id),
+    }
 }
 
 impl Drop for Served {
@@ -288,12 +304,39 @@ impl Drop for Served {
 
 impl Served {
     /// Answer call `id` `MALFORMED`; a future that does so when the ring is full.
-    fn reject(self: &Rc<Self>, id: u32) -> Option<Answer> {
-        let record = self.push_response(id, |_| (status::MALFORMED, 0))?;
+    fn reject(self: &Rc<Self>, id: u32) -> Option<(u32, Answer)> {
+        self.answer_status(id, status::MALFORMED)
+    }
+
+    /// Answer call `id` with `code` and no result; a future that does so when the ring is
+    /// full.
+    fn answer_status(self: &Rc<Self>, id: u32, code: u32) -> Option<(u32, Answer)> {
+        let record = self.push_response(id, |_| (code, 0))?;
         let connection = self.clone();
-        Some(Box::pin(async move {
+        let answer: Answer = Box::pin(async move {
             let _ = connection.respond(&record).await;
-        }))
+        });
+        Some((id, answer))
+    }
+
+    /// `answer`, which waits, made cancellable by a later [`CANCEL`](super::CANCEL) of `id`.
+    fn cancellable(self: &Rc<Self>, id: u32, answer: Answer) -> Answer {
+        let (answer, abort) = abortable(answer);
+        self.under_way.borrow_mut().insert(id, abort);
+        let connection = self.clone();
+        Box::pin(async move {
+            // Ended either way: its entry goes (a cancel took it already).
+            if answer.await.is_ok() {
+                connection.under_way.borrow_mut().remove(&id);
+            }
+        })
+    }
+
+    /// The client gave call `id` up: drop it if it is still under way, and say so.
+    fn cancel(self: &Rc<Self>, id: u32) -> Option<(u32, Answer)> {
+        let abort = self.under_way.borrow_mut().remove(&id)?;
+        abort.abort();
+        self.answer_status(id, status::CANCELLED)
     }
 
     /// Push the response to call `id`, its status and result written by `encode` (which

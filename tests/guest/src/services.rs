@@ -26,6 +26,8 @@ pub trait Probe {
     async fn notes(&self) -> Vec<u64>;
     /// Never answers.
     async fn stall(&self);
+    /// How many `stall` calls the server is running now.
+    async fn stalled(&self) -> u64;
     /// `len` bytes, however many that is.
     async fn fill(&self, len: u32) -> Vec<u8>;
     /// A greeting: a method with a string argument to garble.

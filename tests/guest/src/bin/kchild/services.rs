@@ -1,10 +1,11 @@
 //! `probe-server`: serves [`Probe`] for the `services` suite, after announcing its port
 //! through the bootstrap port it was started with.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use alloc::{format, vec};
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
 use core::time::Duration;
@@ -49,6 +50,23 @@ pub fn console_reader_dies() -> Result<i32, Failure> {
 struct Prober {
     notes: RefCell<Vec<u64>>,
     gathering: RefCell<Gathering>,
+    stalled: Rc<Cell<u64>>,
+}
+
+/// Counts a `stall` call while it runs: until its future is dropped.
+struct Stalling(Rc<Cell<u64>>);
+
+impl Stalling {
+    fn new(count: &Rc<Cell<u64>>) -> Stalling {
+        count.set(count.get() + 1);
+        Stalling(count.clone())
+    }
+}
+
+impl Drop for Stalling {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// The `gather` calls that have arrived in the current round, waiting for the rest.
@@ -123,7 +141,12 @@ impl Probe for Prober {
     }
 
     async fn stall(&self) {
+        let _running = Stalling::new(&self.stalled);
         core::future::pending().await
+    }
+
+    async fn stalled(&self) -> u64 {
+        self.stalled.get()
     }
 
     async fn fill(&self, len: u32) -> Vec<u8> {

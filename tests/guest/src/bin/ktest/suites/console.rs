@@ -49,6 +49,7 @@ pub const SUITE: Suite = suite!(console:
     backspace_erases_a_character_and_ctrl_u_the_line,
     ctrl_c_interrupts_the_pending_read,
     a_reader_that_died_takes_no_line,
+    a_read_given_up_takes_no_line,
     a_log_line_leaves_the_line_being_typed_intact,
     a_killed_console_fails_its_calls_and_a_new_one_takes_over,
     the_shells_figures_are_the_kernels,
@@ -290,6 +291,19 @@ fn a_reader_that_died_takes_no_line() -> Result<(), String> {
         all([
             expect_eq("how the reader ended", died, Exit::Exited(0)),
             expect_lines(&fresh, &["for the living"]).await,
+        ])
+    })
+}
+
+/// A read the client gave up is cancelled in the console: the next line goes to the next
+/// read.
+fn a_read_given_up_takes_no_line() -> Result<(), String> {
+    with_console(async |console| {
+        let given_up = timeout(Duration::from_millis(50), console.read_line()).await;
+        type_keys(console, b"for the next read\r").await?;
+        all([
+            expect_eq("whether the read was given up", given_up.is_err(), true),
+            expect_lines(console, &["for the next read"]).await,
         ])
     })
 }

@@ -36,6 +36,7 @@ pub const SUITE: Suite = suite!(services:
     a_call_returns_the_servers_answer,
     a_thousand_calls_in_flight_each_get_their_own_answer,
     calls_given_up_in_flight_leave_the_others_their_answers,
+    a_call_given_up_is_cancelled_in_the_server,
     requests_start_in_the_order_they_were_sent,
     the_largest_inline_result_arrives_intact,
     a_mebibyte_travels_zero_copy_through_the_bulk_arena,
@@ -150,6 +151,21 @@ fn calls_given_up_in_flight_leave_the_others_their_answers() -> Result<(), Strin
             ensure(wrong.is_empty(), || {
                 format!("echoes with another answer than their own: {wrong:?}")
             }),
+        ])
+    })
+}
+
+/// A call given up after it went out is cancelled: the server drops the method's future
+/// (here `stall`, which counts itself while it runs) instead of running it for nobody.
+fn a_call_given_up_is_cancelled_in_the_server() -> Result<(), String> {
+    with_client(|probe| async move {
+        let given_up = timeout(Duration::from_millis(50), probe.stall()).await;
+        let running = within("stalled", HUNG, probe.stalled()).await?;
+        let echo = within("echo", HUNG, probe.echo(9)).await?;
+        all([
+            expect_eq("whether the stall was given up", given_up.is_err(), true),
+            expect_eq("stall calls the server still runs", running, Ok(0)),
+            expect_eq("a call after", echo, Ok(9)),
         ])
     })
 }
