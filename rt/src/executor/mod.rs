@@ -22,7 +22,9 @@ mod time;
 mod unblock;
 pub mod wake;
 
+use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 use core::future::Future;
 use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -50,7 +52,10 @@ enum Slot {
 /// Tasks are `!Send` futures; only the executor's thread touches them (checked).
 struct Tasks {
     slots: Vec<Slot>,
-    free: Vec<usize>,
+    /// Free slots, lowest first: tasks spawned one after another take rising indices, and
+    /// a round polls in index order, so they first run in the order they were spawned (of
+    /// up to [`ready::BITS`] tasks: beyond, indices share ready bits).
+    free: BinaryHeap<Reverse<usize>>,
 }
 
 // SAFETY: `tasks()` hands the contents only to the executor's own thread, and `poll_task`
@@ -59,7 +64,7 @@ unsafe impl Send for Tasks {}
 
 static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
     slots: Vec::new(),
-    free: Vec::new(),
+    free: BinaryHeap::new(),
 });
 static OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
 
@@ -80,7 +85,10 @@ pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
     let (future, handle) = task::joinable(future);
     let header = {
         let mut tasks = tasks();
-        let index = tasks.free.pop().unwrap_or(tasks.slots.len());
+        let index = match tasks.free.pop() {
+            Some(Reverse(index)) => index,
+            None => tasks.slots.len(),
+        };
         let header = Header::new(index);
         let slot = Slot::Idle(Task {
             waker: task::waker(&header),
@@ -132,7 +140,7 @@ fn poll_task(index: usize) -> bool {
     let mut tasks = TASKS.lock();
     if done {
         tasks.slots[index] = Slot::Free;
-        tasks.free.push(index);
+        tasks.free.push(Reverse(index));
     } else {
         tasks.slots[index] = Slot::Idle(task);
     }

@@ -384,8 +384,8 @@ impl Inner {
             // A failed lookup (init refuses, or waited in vain) is final; only a connect
             // to the port a lookup gave can find the dead server.
             let owned = alloc::string::String::from(name);
-            let lookup = unblock(move || crate::names::lookup(&owned));
-            let server = lookup.await.map_err(transport)?.map_err(transport)?;
+            let lookup = unblock(move || crate::names::lookup(&owned).map(LookedUp));
+            let server = lookup.await.map_err(transport)?.map_err(transport)?.take();
             match Inner::connect(server, true, interface) {
                 Err(TransportError::ServerGone) if crate::time::uptime() < deadline => {
                     let _ = server.delete();
@@ -502,6 +502,24 @@ impl Inner {
                 Err(_) => return Err(self.fail(TransportError::Disconnected)),
             }
         }
+    }
+}
+
+/// A port capability a lookup on another thread found: deleted if nobody takes it (the
+/// reconnect awaiting it was dropped meanwhile).
+struct LookedUp(Port);
+
+impl LookedUp {
+    fn take(self) -> Port {
+        let port = self.0;
+        core::mem::forget(self);
+        port
+    }
+}
+
+impl Drop for LookedUp {
+    fn drop(&mut self) {
+        let _ = self.0.delete();
     }
 }
 

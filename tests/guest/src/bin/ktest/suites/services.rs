@@ -37,6 +37,7 @@ pub const SUITE: Suite = suite!(services:
     a_thousand_calls_in_flight_each_get_their_own_answer,
     calls_given_up_in_flight_leave_the_others_their_answers,
     a_call_given_up_is_cancelled_in_the_server,
+    more_tasks_than_ready_bits_all_finish,
     requests_start_in_the_order_they_were_sent,
     the_largest_inline_result_arrives_intact,
     a_mebibyte_travels_zero_copy_through_the_bulk_arena,
@@ -166,6 +167,31 @@ fn a_call_given_up_is_cancelled_in_the_server() -> Result<(), String> {
             expect_eq("whether the stall was given up", given_up.is_err(), true),
             expect_eq("stall calls the server still runs", running, Ok(0)),
             expect_eq("a call after", echo, Ok(9)),
+        ])
+    })
+}
+
+/// The executor's ready set has 4,096 bits: tasks 4,096 apart share one, and a wake of
+/// either polls both. With 5,000 tasks sleeping and waking at once, none is lost.
+fn more_tasks_than_ready_bits_all_finish() -> Result<(), String> {
+    const TASKS: u64 = 5_000;
+    executor::block_on(async {
+        let done = alloc::rc::Rc::new(core::cell::Cell::new(0u64));
+        let tasks = (0..TASKS).map(|i| {
+            let done = done.clone();
+            spawn(async move {
+                sleep(Duration::from_millis(1 + i % 5)).await;
+                done.set(done.get() + 1);
+                i
+            })
+        });
+        let tasks: Vec<_> = tasks.collect();
+        let outputs = within("5,000 tasks", HUNG, join_all(tasks)).await?;
+        all([
+            expect_eq("tasks that finished", done.get(), TASKS),
+            ensure(outputs.iter().copied().eq(0..TASKS), || {
+                String::from("the tasks' outputs are not 0..5,000 in order")
+            }),
         ])
     })
 }
