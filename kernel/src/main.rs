@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod arch;
 mod cap;
+mod clock;
 mod device;
 mod heap;
 mod ipc;
@@ -68,6 +69,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         arch::lapic::TICK_HZ,
         tsc_per_ms / 1000
     );
+    clock::init(arch::lapic::TICK_HZ);
     kernel::init();
     start_first_process(&boot);
     kprintln!(

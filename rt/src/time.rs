@@ -1,29 +1,32 @@
 //! Time: the timer tick count, and sleeping.
+//!
+//! The count is read from the clock page the kernel maps into every process
+//! ([`CLOCK_ADDR`]): no syscall.
 
+use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use keel_abi::SysInfo;
+use keel_abi::layout::{CLOCK_ADDR, ClockPage};
 
 use crate::sys;
 
+/// The clock page's word at `offset`.
+fn clock(offset: usize) -> &'static AtomicU64 {
+    // SAFETY: the kernel maps the clock page read-only at CLOCK_ADDR into every process
+    // for its whole life (only a program that unmaps it itself could lose it); its words
+    // are 8-byte aligned and only ever read here, atomically, while the kernel writes them.
+    unsafe { AtomicU64::from_ptr((CLOCK_ADDR + offset) as *mut u64) }
+}
+
 /// Timer ticks since boot.
 pub fn ticks() -> u64 {
-    sys::sys_info(SysInfo::Ticks).expect("sys_info(Ticks) cannot fail") as u64
+    clock(offset_of!(ClockPage, ticks)).load(Ordering::Acquire)
 }
 
 /// Timer ticks per second.
 pub fn tick_hz() -> u64 {
-    // The rate is fixed at boot: ask once.
-    static HZ: AtomicU64 = AtomicU64::new(0);
-    match HZ.load(Ordering::Relaxed) {
-        0 => {
-            let hz = sys::sys_info(SysInfo::TickHz).expect("sys_info(TickHz) cannot fail") as u64;
-            HZ.store(hz, Ordering::Relaxed);
-            hz
-        }
-        hz => hz,
-    }
+    clock(offset_of!(ClockPage, tick_hz)).load(Ordering::Relaxed)
 }
 
 /// How many whole ticks cover `duration` (rounded up).

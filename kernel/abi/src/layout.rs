@@ -22,6 +22,8 @@ pub const STACK_SIZE: usize = 128 * 1024;
 
 pub const START_INFO_MAGIC: u64 = 0x4b45_454c_5354_4152; // "KEELSTAR"
 pub const START_INFO_SIZE: usize = 2 * PAGE_SIZE;
+/// The clock page ([`ClockPage`]), read-only, the same page in every process.
+pub const CLOCK_ADDR: usize = START_INFO_ADDR + START_INFO_SIZE;
 pub const MAX_MODULES: usize = 16;
 pub const MODULE_ARGS_LEN: usize = 192;
 
@@ -39,6 +41,17 @@ pub struct StartInfo {
     pub args: [u8; ARGS_LEN],
     pub modules: [BootModule; MAX_MODULES],
     pub _pad: [u8; START_INFO_SIZE - 32 - ARGS_LEN - MAX_MODULES * 256],
+}
+
+/// What a process finds at [`CLOCK_ADDR`]: the timer, kept up to date by the kernel, so
+/// reading the time takes no syscall. Read `ticks` as an atomic (it changes under the
+/// reader); `tick_hz` is fixed at boot.
+#[repr(C)]
+pub struct ClockPage {
+    /// Timer ticks since boot, as `sys_info(Ticks)` says.
+    pub ticks: u64,
+    /// Timer ticks per second.
+    pub tick_hz: u64,
 }
 
 /// One boot module: an image the loader placed in memory, now mapped read-only at `addr`.

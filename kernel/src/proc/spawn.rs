@@ -90,6 +90,7 @@ impl Kernel {
         )?;
         let module_addrs = map_modules(&mut space, spec.modules)?;
         space.map_anonymous(layout::START_INFO_ADDR, layout::START_INFO_SIZE, prot::READ)?;
+        space.map_borrowed(layout::CLOCK_ADDR, crate::clock::frame(), layout::PAGE_SIZE)?;
         let pid = self.processes.next_id();
         let info = start_info(pid, spec, &module_addrs);
         // SAFETY: StartInfo is plain data without padding; viewing it as bytes is sound.

@@ -529,6 +529,7 @@ pub fn timer_tick() {
         let k = &mut *k;
         k.ticks += 1;
         let now = k.ticks;
+        crate::clock::publish(now);
         let current = k.sched.current;
         if let Some(thread) = k.threads.get_mut(&current) {
             thread.cpu_ticks += 1;

@@ -85,6 +85,8 @@ roles! {
     ExecuteData = "execute-data",
     /// Write a byte at `_start` (the ELF entry point).
     WriteCode = "write-code",
+    /// Write a byte to the clock page ([`keel_abi::layout::CLOCK_ADDR`]).
+    WriteClock = "write-clock",
     /// Map a page at [`SCRATCH_ADDR`], use it, unmap it, read it again.
     TouchAfterUnmap = "touch-after-unmap",
     /// Map three pages at [`SCRATCH_ADDR`], unmap the middle one, check both ends still

@@ -22,7 +22,7 @@ use core::fmt::Debug;
 use core::hint::black_box;
 use core::time::Duration;
 
-use keel_abi::layout::PAGE_SIZE;
+use keel_abi::layout::{CLOCK_ADDR, PAGE_SIZE};
 use keel_abi::{poweroff, prot};
 use keel_guest_tests::{
     CHECK_FAILED, KERNEL_ADDR, NO_FAULT, Role, SCRATCH_ADDR, SETUP_FAILED, UNMAPPED_ADDR,
@@ -123,7 +123,8 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         | Role::Ud2
         | Role::Int3
         | Role::DivideByZero
-        | Role::WriteCode => execute(role),
+        | Role::WriteCode
+        | Role::WriteClock => execute(role),
         Role::ExecuteData => execute_data(),
         Role::TouchAfterUnmap => touch_after_unmap(),
         Role::SplitUnmap => split_unmap(),
@@ -185,6 +186,7 @@ fn execute(role: Role) -> Result<i32, Failure> {
                 inout("edx") 0u32 => _,
             ),
             Role::WriteCode => asm!("lea {0}, [rip + _start]", "mov byte ptr [{0}], 0", out(reg) _),
+            Role::WriteClock => asm!("mov byte ptr [{0}], 0", in(reg) CLOCK_ADDR),
             _ => return Err(Failure::check("not an instruction role")),
         }
     }

@@ -14,7 +14,9 @@ use alloc::vec::Vec;
 use core::mem::ManuallyDrop;
 use core::ptr;
 
-use keel_abi::layout::{MMAP_BASE, PAGE_SIZE, STACK_SIZE, STACK_TOP, START_INFO_ADDR, USER_END};
+use keel_abi::layout::{
+    CLOCK_ADDR, MMAP_BASE, PAGE_SIZE, STACK_SIZE, STACK_TOP, START_INFO_ADDR, USER_END,
+};
 use keel_abi::{Error, SysInfo, prot, vector};
 use keel_guest_tests::{KERNEL_ADDR, Role, SCRATCH_ADDR};
 use keel_rt::sys;
@@ -38,6 +40,8 @@ pub const SUITE: Suite = suite!(memory:
     map_and_unmap_give_back_every_frame,
     a_thread_stack_overflow_faults_on_the_guard_page,
     the_heap_grows_for_large_and_page_aligned_allocations,
+    the_clock_page_tells_the_kernels_time,
+    the_clock_page_is_read_only,
 );
 
 const RW: usize = prot::READ | prot::WRITE;
@@ -441,4 +445,35 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         let _ = unmap(self.addr, self.len);
     }
+}
+
+/// The clock page the kernel maps into every process says what `sys_info` says, and moves.
+fn the_clock_page_tells_the_kernels_time() -> Result<(), String> {
+    let figure = |what| sys::sys_info(what).map(|n| n as u64);
+    let before = keel_rt::time::ticks();
+    let kernel = figure(SysInfo::Ticks).context("sys_info(Ticks)")?;
+    let after = keel_rt::time::ticks();
+    keel_rt::time::sleep(core::time::Duration::from_millis(5));
+    let later = keel_rt::time::ticks();
+    all([
+        ensure(before <= kernel && kernel <= after, || {
+            format!("the page read {before} and {after} around the kernel's {kernel}")
+        }),
+        expect_eq(
+            "ticks per second",
+            Ok(keel_rt::time::tick_hz()),
+            figure(SysInfo::TickHz),
+        ),
+        ensure(later >= after + 5, || {
+            format!("5 ms of sleep took the page from {after} to {later}")
+        }),
+    ])
+}
+
+fn the_clock_page_is_read_only() -> Result<(), String> {
+    expect_page_fault(
+        Role::WriteClock,
+        CLOCK_ADDR as u64,
+        page_fault::PRESENT | page_fault::WRITE | page_fault::USER,
+    )
 }
