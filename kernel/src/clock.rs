@@ -12,7 +12,7 @@ static FRAME: OnceCell<PhysAddr> = OnceCell::uninit();
 
 /// The page's word at `offset`, through the direct map.
 fn word(offset: usize) -> &'static AtomicU64 {
-    let frame = *FRAME.get().expect("the clock page is set up at boot");
+    let frame = frame();
     // SAFETY: the frame is the kernel's for good, 8-byte aligned words of it are only ever
     // accessed atomically by the kernel (user space reads them through a read-only mapping).
     unsafe { AtomicU64::from_ptr((phys_to_virt(frame) + offset) as *mut u64) }

@@ -61,7 +61,7 @@ fn usable(layout: &InterruptLayout) -> bool {
 }
 
 /// Line `line`'s redirection entry (low word), masked or not.
-fn set_entry(line: u8, masked: bool) {
+pub fn set_masked(line: u8, masked: bool) {
     let route = layout().isa[line as usize];
     let mut value = (VECTOR_BASE + line) as u32;
     if route.active_low {
@@ -89,13 +89,9 @@ pub fn init() -> &'static str {
             REDIRECTION_BASE + 2 * layout.isa[line as usize].input + 1,
             0,
         );
-        set_entry(line, true);
+        set_masked(line, true);
     }
     source
-}
-
-pub fn set_masked(line: u8, masked: bool) {
-    set_entry(line, masked);
 }
 
 /// The legacy line a vector belongs to, if any.
