@@ -27,6 +27,12 @@ pub const SUITES: &[&str] = &[
     "console",
 ];
 
+/// The suites that run IPC, booted a second time with the fast path off: the general path is
+/// the reference, and every test must pass on it too (checks named `SUITE_general_path`).
+pub const IPC_SUITES: &[&str] = &["ipc_messages", "exception_handlers", "threads", "services"];
+/// What names a suite's boot with the fast path off.
+pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
+
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long the scripted demo (`cargo boot </dev/null`) may run.
@@ -37,6 +43,8 @@ pub const PARALLEL: usize = 2;
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
 pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000; ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+/// What the kernel prints when `fastpath=off` took effect.
+pub const FAST_PATH_OFF: &str = "ipc: fast path off";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
 pub const INIT_STARTED: &str = "init: started";
 /// The line the demo's init prints when everything it runs has finished.
@@ -109,6 +117,19 @@ impl Check {
             name: suite.into(),
             qemu: suite_qemu(Boot::Direct(Image::suite(suite)), accel),
             expect: Expect::suite(),
+        }
+    }
+
+    /// Test suite `suite` with the IPC fast path off, named `SUITE_general_path`; the
+    /// kernel must say it is off.
+    pub fn suite_general_path(suite: &str, accel: Accel) -> Self {
+        Check {
+            name: format!("{suite}{GENERAL_PATH_SUFFIX}"),
+            qemu: suite_qemu(Boot::Direct(Image::suite_general_path(suite)), accel),
+            expect: Expect {
+                lines: vec![FAST_PATH_OFF.into()],
+                ..Expect::suite()
+            },
         }
     }
 }

@@ -47,6 +47,9 @@ impl Module {
     }
 }
 
+/// The kernel command line (and `ktest` flag) that turns the IPC fast path off.
+pub const GENERAL_PATH: &str = "fastpath=off";
+
 impl Image {
     /// The demo: `init` (the first process), the `manifest` it reads, and every program a
     /// manifest may start or the shell may run. With `tour`, init has the shell run its
@@ -74,19 +77,30 @@ impl Image {
     /// One in-guest test suite: `ktest SUITE` runs it, spawning `kchild` where a test needs a
     /// second program, and the suite's own programs ([`guest::SUITE_PROGRAMS`]).
     pub fn suite(name: &str) -> Image {
+        Image::suite_with(name, "")
+    }
+
+    /// [`Image::suite`] with the IPC fast path off (`fastpath=off` to the kernel and to
+    /// `ktest`): every call takes the general path, which must give the same results.
+    pub fn suite_general_path(name: &str) -> Image {
+        Image::suite_with(name, GENERAL_PATH)
+    }
+
+    fn suite_with(name: &str, cmdline: &str) -> Image {
         let programs = guest::SUITE_PROGRAMS
             .iter()
             .filter(|(suite, _)| *suite == name)
             .flat_map(|(_, programs)| programs.iter());
+        let ktest_args = format!("{name} {cmdline}");
         let mut modules = vec![
-            Module::new(binary("ktest"), name),
+            Module::new(binary("ktest"), ktest_args.trim_end()),
             Module::new(binary("kchild"), ""),
         ];
         modules.extend(programs.map(|program| Module::new(binary(program), "")));
         Image {
             kernel: binary("kernel"),
             modules,
-            cmdline: String::new(),
+            cmdline: cmdline.into(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::cap::CapTable;
 use crate::cap::audit::AuditLog;
 use crate::device::Devices;
 use crate::ipc::Port;
+use crate::ipc::port::FastCounts;
 use crate::mm::object::MemoryObject;
 use crate::mm::space::AddressSpace;
 use crate::proc::{Pid, Process};
@@ -30,6 +31,8 @@ pub struct Kernel {
     pub devices: Devices,
     /// System-wide IPC counters.
     pub ipc_stats: IpcStats,
+    /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
+    pub fast: FastCounts,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
@@ -61,6 +64,7 @@ impl core::ops::DerefMut for KernelGuard {
 }
 
 /// The kernel state. Panics if already held (a kernel bug, never a user's doing).
+#[inline]
 pub fn kernel() -> KernelGuard {
     let mut lock = KERNEL.try_lock().expect("kernel lock taken twice");
     let state = NonNull::from(lock.as_mut().expect("kernel state initialised"));
@@ -79,6 +83,7 @@ pub fn init() {
         audit: AuditLog::default(),
         devices: Devices::default(),
         ipc_stats: IpcStats::default(),
+        fast: FastCounts::default(),
         ticks: 0,
         boot_rsp: 0,
     };

@@ -92,6 +92,7 @@ pub fn mark_pending() {
 }
 
 /// Whether bytes arrived since the last [`take_pending`], which stays to be called.
+#[inline]
 pub fn is_pending() -> bool {
     PENDING.load(Ordering::Acquire)
 }

@@ -16,9 +16,14 @@ pub const ISO_BOOT: &str = "iso_boot";
 pub const ISO_SUITE: &str = "processes";
 
 /// Every check, in the order they start: one per suite (named after it), then the two boots.
-pub fn all_checks() -> Vec<&'static str> {
-    let mut names = check::SUITES.to_vec();
-    names.extend([DEMO_BOOT, ISO_BOOT]);
+pub fn all_checks() -> Vec<String> {
+    let mut names: Vec<String> = check::SUITES.iter().map(|s| s.to_string()).collect();
+    names.extend(
+        check::IPC_SUITES
+            .iter()
+            .map(|suite| format!("{suite}{}", check::GENERAL_PATH_SUFFIX)),
+    );
+    names.extend([DEMO_BOOT.into(), ISO_BOOT.into()]);
     names
 }
 
@@ -58,7 +63,10 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
                 expect: Expect::suite(),
             }
         }
-        suite => Check::suite(suite, accel),
+        name => match name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
+            Some(suite) => Check::suite_general_path(suite, accel),
+            None => Check::suite(name, accel),
+        },
     })
 }
 
@@ -125,7 +133,7 @@ mod tests {
         Filter::from_args(args.split_whitespace().map(String::from))
     }
 
-    fn selected(args: &str) -> Vec<&'static str> {
+    fn selected(args: &str) -> Vec<String> {
         let filter = filter(args);
         all_checks()
             .into_iter()

@@ -13,8 +13,10 @@ const LABEL: &str = "in_guest";
 
 fn main() -> ExitCode {
     let filter = Filter::from_args(std::env::args().skip(1));
-    let names: Vec<&str> = all_checks()
-        .into_iter()
+    let all = all_checks();
+    let names: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
         .filter(|name| filter.matches(name))
         .collect();
     if filter.list {

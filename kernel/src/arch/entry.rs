@@ -69,6 +69,28 @@ syscall_exit:
     movq %r13, {r13}(%rsp)
     movq %r14, {r14}(%rsp)
     movq %r15, {r15}(%rsp)
+    /* The IPC fast path, at the door: it returns the frame of the thread to resume, this
+       one parked, or null for the general path (ipc/fastpath.rs). */
+    cmpl ${call}, %eax
+    je 2f
+    cmpl ${reply_recv}, %eax
+    jne 3f
+    call fastpath_reply_recv
+    jmp 4f
+2:
+    call fastpath_call
+4:
+    testq %rax, %rax
+    jz 5f
+    /* This stack is parked below its frame: a later switch_context to it enters
+       fast_resume. */
+    leaq fast_resume(%rip), %rcx
+    movq %rcx, -8(%rsp)
+    movq %rax, %rsp
+    jmp syscall_exit_full
+5:
+    movq %rsp, %rdi
+3:
     call syscall_dispatch
     jmp syscall_exit
 
@@ -173,6 +195,8 @@ thread_trampoline:
     r14 = const offset_of!(TrapFrame, r14),
     r15 = const offset_of!(TrapFrame, r15),
     parking = const PARKING_SYSCALLS,
+    call = const keel_abi::Syscall::PortCall as u32,
+    reply_recv = const keel_abi::Syscall::PortReplyRecv as u32,
     switch_ret = const SWITCH_FRAME - 8,
     options(att_syntax)
 );

@@ -66,6 +66,6 @@ pub fn set_kernel_stack(top: usize) {
     // SAFETY: single CPU, interrupts off in the kernel: no concurrent access to the TSS.
     unsafe {
         let tss = &raw mut TSS;
-        (*tss).privilege_stack_table[0] = VirtAddr::new(top as u64);
+        (*tss).privilege_stack_table[0] = VirtAddr::new_truncate(top as u64);
     }
 }

@@ -1,66 +1,117 @@
-//! The IPC fast path, and the path cache that feeds it.
+//! The IPC fast path, at the syscall door, and the path cache that feeds it.
 //!
-//! A call to a port whose receiver is already waiting, or a reply-and-receive answering a
-//! caller that is waiting, moves the message words straight into the other thread's inbox
-//! and switches to it directly: no queueing, no run-queue pass, as the seed's
-//! `fast_path_ipc` does. It applies when the message carries no capabilities (a payload is
-//! copied from buffer to buffer through the direct map, see [`move_payload`]) and the other
-//! thread's priority is at least the sender's, so the direct switch never
-//! runs a thread ahead of a more urgent one, and not to a suspended thread, nor to one
-//! stopped at a fault (its answer goes through the fault code, not its registers).
-//! Everything else takes the general path.
+//! `syscall_entry` sends `port_call` and `port_reply_recv` here before anything else, as
+//! seL4's `fastpath_call` and `fastpath_reply_recv` take them before its general handler.
+//! The conditions are checked straight on the records involved (one lookup each: the two
+//! threads, the port, the capability through the path cache), and when they all hold the
+//! message words go straight into the other thread's saved registers, any payload from
+//! buffer to buffer through the direct map, and the CPU passes to that thread: no message
+//! built, no run queue, no scheduler pass. When any condition fails nothing has changed,
+//! and the general path (`syscall/ipc.rs`), which stays the reference, takes the call. The
+//! kernel command line `fastpath=off` sends everything there (the `ipc_slow` check runs
+//! the IPC suites that way and requires the same results).
+//!
+//! The conditions: the fast path is on and no end-of-syscall work is due; the message
+//! carries no capabilities and a payload within the IPC buffer; the handle is in the
+//! thread's path cache with the right; for a call, a receiver waits on the port without a
+//! timeout; for a reply-and-receive, the call being answered came through that same port,
+//! nothing waits on it (no message, no notification), and its caller still waits for this
+//! answer; the other thread is parked, not suspended, and of no lower priority, so the
+//! direct switch never runs a thread ahead of a more urgent one; both IPC buffers are
+//! usable if there is a payload.
 //!
 //! The path cache remembers, per thread, the last few port handles it used and what they
 //! resolved to, valid until the process's capability space next loses a capability: that
 //! empties the caches of all its threads ([`PathCache::forget_all`]).
 
-use super::{Delivered, Delivery, PortId, ReplyRef};
+use super::{Delivered, PortId, ReplyRef};
 use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Found, Object};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, kernel};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
-use crate::sched::thread::{Thread, ThreadState, Tid};
-use crate::sched::{Parked, park};
+use crate::sched::thread::{Thread, ThreadState};
+use crate::sched::{park, work_pending};
 use crate::table::Table;
-use keel_abi::Error;
-use keel_abi::cap::{Handle, kind};
-use keel_abi::ipc::{IpcBuffer, IpcStats, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use keel_abi::cap::{Handle, kind, rights};
+use keel_abi::ipc::{IpcBuffer, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
+use keel_abi::{Error, encode_result};
 
 const PATH_CACHE_ENTRIES: usize = 4;
 
-/// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one.
-fn may_switch_directly(from: &Thread, to: &Thread) -> bool {
-    !to.suspended && to.priority >= from.priority
+/// Off with `fastpath=off` on the kernel command line: every call takes the general path.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Read the kernel command line's `fastpath=off`.
+pub fn configure(cmdline: &str) {
+    let off = cmdline
+        .split_whitespace()
+        .any(|word| word == "fastpath=off");
+    ENABLED.store(!off, Relaxed);
+}
+
+pub fn is_enabled() -> bool {
+    ENABLED.load(Relaxed)
 }
 
 /// What the fast path carries: a message without capabilities, its payload within the IPC
 /// buffer's. Anything else (and every error) is the general path's.
-fn carried(frame: &TrapFrame) -> bool {
-    let info = MessageInfo(frame.rsi);
+#[inline(always)]
+fn carried(info: MessageInfo) -> bool {
     info.caps() == 0 && info.payload_len() <= MAX_PAYLOAD
 }
 
-/// Copy the payload of the message in `frame`, if any, from `from`'s IPC buffer into `to`'s
-/// and clear `to`'s capability handles, as a general delivery without capabilities leaves
-/// them. `None`, with nothing written, when either buffer is unusable: the general path then
-/// reports it.
+/// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one,
+/// and resumes only a thread whose syscall left nothing on its kernel stack.
 #[inline(always)]
-fn move_payload(
-    processes: &mut Table<Process>,
-    from: &mut Thread,
-    to: &mut Thread,
-    frame: &TrapFrame,
-) -> Option<()> {
-    match MessageInfo(frame.rsi).payload_len() {
-        0 => Some(()),
-        len => copy_payload(processes, from, to, len),
+fn may_switch_to(from: &Thread, to: &Thread) -> bool {
+    !to.suspended && to.priority >= from.priority && to.parked_in.is_some()
+}
+
+/// `port_call` at the door. Returns the trap frame to leave through (the receiver's), or
+/// null for the general path.
+#[unsafe(no_mangle)]
+extern "C" fn fastpath_call(frame: &TrapFrame) -> *const TrapFrame {
+    if !is_enabled() || work_pending() {
+        return ptr::null();
+    }
+    let info = MessageInfo(frame.rsi);
+    if !carried(info) {
+        return ptr::null();
+    }
+    let mut k = kernel();
+    match k.fast_call(frame, info) {
+        Some(next) => next,
+        None => ptr::null(),
     }
 }
 
-/// [`move_payload`]'s copy of `len` bytes. Each buffer is checked in its own process's
-/// space; both are reached through the direct map, so the receiver's need not be in the
-/// loaded address space.
+/// `port_reply_recv` at the door, as [`fastpath_call`]: the caller's frame, or null.
+#[unsafe(no_mangle)]
+extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
+    if !is_enabled() || work_pending() {
+        return ptr::null();
+    }
+    let info = MessageInfo(frame.rsi);
+    if !carried(info) {
+        return ptr::null();
+    }
+    let mut k = kernel();
+    match k.fast_reply_recv(frame, info) {
+        Some(next) => next,
+        None => ptr::null(),
+    }
+}
+
+/// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability
+/// handles, as a general delivery without capabilities leaves them. `None`, with nothing
+/// written, when either buffer is unusable: the general path then reports it. Each buffer
+/// is checked in its own process's space; both are reached through the direct map, so the
+/// receiver's need not be in the loaded address space.
+#[cold]
+#[inline(never)]
 fn copy_payload(
     processes: &mut Table<Process>,
     from: &mut Thread,
@@ -82,13 +133,14 @@ fn copy_payload(
         let target = phys_to_virt(target) as *mut u8;
         target.write_bytes(0, handles);
         let source = phys_to_virt(source) as *const u8;
-        core::ptr::copy(source.add(payload), target.add(payload), len);
+        ptr::copy(source.add(payload), target.add(payload), len);
     }
     Some(())
 }
 
 /// A port capability as resolved: all the fast path needs, without the capability table.
-#[derive(Clone, Copy)]
+/// An entry with handle 0 (never a valid handle) is empty.
+#[derive(Clone, Copy, Default)]
 struct PathEntry {
     handle: Handle,
     rights: u32,
@@ -99,23 +151,45 @@ struct PathEntry {
 
 #[derive(Default)]
 pub struct PathCache {
-    entries: [Option<PathEntry>; PATH_CACHE_ENTRIES],
+    entries: [PathEntry; PATH_CACHE_ENTRIES],
     next: usize,
 }
 
 impl PathCache {
-    fn find(&self, handle: Handle, rights: u32) -> Option<PathEntry> {
+    #[inline(always)]
+    fn find(&self, handle: Handle, rights: u32) -> Option<&PathEntry> {
         self.entries
             .iter()
-            .flatten()
-            .find(|e| e.handle == handle && e.rights & rights == rights)
-            .copied()
+            .find(|e| e.handle == handle && e.rights & rights == rights && handle != 0)
     }
 
     /// Drop every entry: a capability left the process's space.
     pub fn forget_all(&mut self) {
-        self.entries = [None; PATH_CACHE_ENTRIES];
+        self.entries = [PathEntry::default(); PATH_CACHE_ENTRIES];
     }
+}
+
+impl Thread {
+    /// Write a message's result, badge, info and words into the saved registers of this
+    /// thread, parked in a receiving syscall, as its syscall's outcome: it may now return
+    /// to user space straight from them.
+    #[inline(always)]
+    pub fn load_registers(&mut self, result: usize, badge: u64, info: u64, words: [u64; 4]) {
+        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
+        // the frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *self.saved_user_frame() };
+        saved.rax = encode_result(Ok(result)) as u64;
+        saved.rdi = badge;
+        saved.rsi = info;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
+    }
+}
+
+/// The message a fast-path sender leaves in the other thread's registers: its label and
+/// payload length, no capabilities.
+#[inline(always)]
+fn delivered_info(sent: MessageInfo) -> u64 {
+    MessageInfo::new(sent.label(), sent.payload_len(), 0).0
 }
 
 impl Kernel {
@@ -153,130 +227,93 @@ impl Kernel {
             .get_mut(&tid)
             .expect("running thread")
             .path_cache;
-        cache.entries[cache.next] = Some(PathEntry {
+        cache.entries[cache.next] = PathEntry {
             handle,
             rights: found.rights,
             port,
             cap: found.id,
             badge: found.badge,
-        });
+        };
         cache.next = (cache.next + 1) % PATH_CACHE_ENTRIES;
         Ok((port, found))
     }
 
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
-    /// buffer). On success the caller is blocked awaiting the answer to its next call and
-    /// parked, and the receiver is the thread to switch to.
-    pub fn fast_call(
-        &mut self,
-        port_id: PortId,
-        frame: &TrapFrame,
-        badge: u64,
-    ) -> Option<(Tid, Parked)> {
-        if !carried(frame) {
+    /// buffer): the caller is left waiting for the answer, parked, and the receiver runs.
+    #[inline(always)]
+    fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
+        let handle = Handle::try_from(frame.rdi).ok()?;
+        let caller_id = self.sched.current;
+        let caller = self.threads.get(&caller_id)?;
+        let entry = *caller.path_cache.find(handle, rights::SEND)?;
+        let port = self.ports.get_mut(&entry.port)?;
+        let receiver_id = port.receivers.first()?;
+        let (caller, receiver) = self.threads.get_pair_mut(&caller_id, &receiver_id)?;
+        let ThreadState::Receiving { until, .. } = receiver.state else {
             return None;
-        }
-        let caller = self.sched.current;
-        let port = self.ports.get_mut(&port_id)?;
-        let receiver = port.receivers.first()?;
-        let (from, to) = self.threads.get_pair_mut(&caller, &receiver)?;
-        if !may_switch_directly(from, to) {
-            return None;
-        }
-        move_payload(&mut self.processes, from, to, frame)?;
-        port.receivers.pop_first(to);
-        let bump = |s: &mut IpcStats| {
-            s.calls += 1;
-            s.sent += 1;
-            s.received += 1;
-            s.fast_path_hits += 1;
         };
-        bump(&mut port.stats);
-        bump(&mut self.ipc_stats);
-        let reply = from.next_call(caller, port_id);
-        from.state = ThreadState::WaitingReply(reply.seq);
-        let park = park(from, Delivered::Answer);
-        let previous = to.pending_reply.replace(reply);
-        // Only a receive with a timeout is on a timer.
-        if let waiting @ ThreadState::Receiving { until: Some(_), .. } =
-            to.hand_over(frame, badge, 1)
-        {
-            self.sched.forget(receiver, waiting);
+        // A timed receive is on the timer, and an unanswered call must be abandoned first:
+        // both are the general path's.
+        if !may_switch_to(caller, receiver) || until.is_some() || receiver.pending_reply.is_some() {
+            return None;
         }
-        if let Some(previous) = previous {
-            self.abandon_reply(previous);
+        if info.payload_len() != 0 {
+            copy_payload(&mut self.processes, caller, receiver, info.payload_len())?;
         }
-        Some((receiver, park))
+        // Nothing can fail from here on.
+        port.receivers.pop_first(receiver);
+        port.fast.calls += 1;
+        self.fast.calls += 1;
+        let reply = caller.next_call(caller_id, entry.port);
+        caller.state = ThreadState::WaitingReply(reply.seq);
+        park(caller, Delivered::Answer);
+        let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
+        receiver.load_registers(1, entry.badge, delivered_info(info), words);
+        receiver.pending_reply = Some(reply);
+        Some(self.sched.resume_parked(receiver_id, receiver))
     }
 
-    /// Answer `reply` with a message without capabilities and wait on `port` in one step,
-    /// parked, switching straight to the caller.
-    pub fn fast_reply_recv(
+    /// Answer the pending call with a message without capabilities and wait on the port in
+    /// one step: the caller runs, the server is left receiving, parked.
+    #[inline(always)]
+    fn fast_reply_recv(
         &mut self,
-        reply: ReplyRef,
-        port_id: PortId,
         frame: &TrapFrame,
-    ) -> Option<(Tid, Parked)> {
-        if !carried(frame) {
+        info: MessageInfo,
+    ) -> Option<*const TrapFrame> {
+        let handle = Handle::try_from(frame.rdi).ok()?;
+        let server_id = self.sched.current;
+        let server = self.threads.get(&server_id)?;
+        let entry = server.path_cache.find(handle, rights::RECEIVE)?;
+        let reply: ReplyRef = server.pending_reply?;
+        if reply.port != entry.port {
             return None;
         }
-        let server = self.sched.current;
-        let port = self.ports.get_mut(&port_id)?;
+        let port = self.ports.get_mut(&entry.port)?;
         if !port.queue.is_empty() || port.notify != 0 || port.closed {
             return None;
         }
-        let (from, to) = self.threads.get_pair_mut(&server, &reply.caller)?;
-        let awaited = matches!(to.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
-        if !awaited || !may_switch_directly(from, to) {
+        let (server, caller) = self.threads.get_pair_mut(&server_id, &reply.caller)?;
+        let awaited = matches!(caller.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
+        if !awaited || !may_switch_to(server, caller) {
             return None;
         }
-        move_payload(&mut self.processes, from, to, frame)?;
-        port.stats.fast_path_hits += 1;
-        self.ipc_stats.fast_path_hits += 1;
-        self.ipc_stats.replies += 1;
-        from.state = ThreadState::Receiving {
-            port: port_id,
+        if info.payload_len() != 0 {
+            copy_payload(&mut self.processes, server, caller, info.payload_len())?;
+        }
+        // Nothing can fail from here on.
+        port.fast.replies += 1;
+        self.fast.replies += 1;
+        server.pending_reply = None;
+        server.state = ThreadState::Receiving {
+            port: reply.port,
             until: None,
         };
-        let park = park(from, Delivered::Received);
-        // A caller awaiting its answer is on no run queue and no timer: nothing to forget.
-        to.hand_over(frame, 0, 0);
-        port.receivers.push(&mut self.threads, server);
-        if reply.port == port_id {
-            port.stats.replies += 1;
-        } else if let Some(other) = self.ports.get_mut(&reply.port) {
-            other.stats.replies += 1;
-        }
-        Some((reply.caller, park))
-    }
-
-    /// Count a call or reply-and-receive that could not take the fast path.
-    pub fn fast_path_missed(&mut self, port_id: PortId) {
-        self.count(port_id, |s| s.fast_path_misses += 1);
-    }
-}
-
-impl Thread {
-    /// Copy the sender's label, payload length and words into the saved registers of this
-    /// thread, blocked in the kernel, and set its syscall's result: no message built.
-    /// Returns the state it was blocked in.
-    #[inline(always)]
-    fn hand_over(&mut self, frame: &TrapFrame, badge: u64, result: usize) -> ThreadState {
-        let sent = MessageInfo(frame.rsi);
-        let info = MessageInfo::new(sent.label(), sent.payload_len(), 0).0;
-        self.load_registers(badge, info, [frame.rdx, frame.r10, frame.r8, frame.r9]);
-        self.inbox = Some(Delivery::InRegisters(result));
-        self.state
-    }
-
-    /// Write a message's badge, info and words into the saved registers of this thread,
-    /// blocked in a receiving syscall.
-    pub fn load_registers(&mut self, badge: u64, info: u64, words: [u64; 4]) {
-        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
-        // the frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *self.saved_user_frame() };
-        saved.rdi = badge;
-        saved.rsi = info;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
+        park(server, Delivered::Received);
+        let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
+        caller.load_registers(0, 0, delivered_info(info), words);
+        let next = self.sched.resume_parked(reply.caller, caller);
+        port.receivers.push(&mut self.threads, server_id);
+        Some(next)
     }
 }

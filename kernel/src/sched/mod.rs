@@ -15,18 +15,28 @@ use crate::kernel::{Kernel, KernelGuard, kernel};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 use keel_abi::PRIORITY_LEVELS;
 use thread::{Start, Thread, ThreadState, Tid};
 
-/// Set when the running thread should give way; checked on every return to user space
-/// without taking the kernel lock.
-static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
-/// Set when a thread died while running and waits in `dead` to be freed.
-static DEAD_PENDING: AtomicBool = AtomicBool::new(false);
+/// End-of-syscall work due, as bits, checked on every return to user space without taking
+/// the kernel lock (and by the fast path in one load).
+static DUE: AtomicU8 = AtomicU8::new(0);
+/// The running thread should give way.
+const RESCHED: u8 = 1;
+/// A thread died while running and waits in `dead` to be freed.
+const DEAD: u8 = 2;
 
 fn request_reschedule() {
-    NEED_RESCHED.store(true, Ordering::Relaxed);
+    DUE.fetch_or(RESCHED, Ordering::Relaxed);
+}
+
+fn reschedule_requested() -> bool {
+    DUE.load(Ordering::Relaxed) & RESCHED != 0
+}
+
+fn clear_reschedule() {
+    DUE.fetch_and(!RESCHED, Ordering::Relaxed);
 }
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
@@ -214,7 +224,7 @@ impl Scheduler {
 
     pub fn note_dead_current(&mut self) {
         self.dead.push(self.current);
-        DEAD_PENDING.store(true, Ordering::Relaxed);
+        DUE.fetch_or(DEAD, Ordering::Relaxed);
         request_reschedule();
     }
 
@@ -336,7 +346,7 @@ impl Kernel {
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
     let mut k = kernel();
-    NEED_RESCHED.store(false, Ordering::Relaxed);
+    clear_reschedule();
     let current = k.sched.current;
     let slice_over = k.sched.slice_left == 0;
     let idle = k.sched.is_idle(current);
@@ -400,36 +410,60 @@ enum Resume {
 /// with its syscall's result in its inbox returns straight to user space, unless the
 /// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
 fn install(k: &mut Kernel, next: Tid) -> Resume {
-    let nothing_due = !NEED_RESCHED.load(Ordering::Relaxed)
-        && !DEAD_PENDING.load(Ordering::Relaxed)
-        && !crate::log::is_pending();
+    let nothing_due = !work_pending();
     let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-    thread.state = ThreadState::Running;
-    let (root, priority) = (thread.root, thread.priority);
-    let top = thread.stack_top();
     let resume = match thread.inbox {
         Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
-            thread.parked_in = None;
             thread.inbox = None;
-            let frame = thread.saved_user_frame();
             // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
             // and nothing else refers to it.
-            unsafe { (*frame).rax = keel_abi::encode_result(Ok(result)) as u64 };
-            Resume::User(frame)
+            unsafe {
+                (*thread.saved_user_frame()).rax = keel_abi::encode_result(Ok(result)) as u64
+            };
+            Resume::User(k.sched.resume_parked(next, thread))
         }
-        _ => Resume::Kernel(thread.saved_rsp),
+        _ => {
+            k.sched.load(next, thread);
+            Resume::Kernel(thread.saved_rsp)
+        }
     };
-    gdt::set_kernel_stack(top);
-    entry::set_syscall_stack(top);
-    if let Some(root) = root
-        && root != k.sched.loaded_root
-    {
-        k.sched.loaded_root = root;
-        arch::load_root(root);
-    }
-    k.sched.current = next;
-    k.sched.current_priority = priority;
     resume
+}
+
+/// Whether end-of-syscall work is due: the scheduler, the log, freeing a dead thread. A
+/// thread resumed straight to user space would leave it undone.
+#[inline(always)]
+pub fn work_pending() -> bool {
+    DUE.load(Ordering::Relaxed) != 0 || crate::log::is_pending()
+}
+
+impl Scheduler {
+    /// Make `thread` (`tid`) the running one: its kernel stack for the next entry from user
+    /// space, its address space (CR3 is loaded only when it changes), its priority.
+    #[inline(always)]
+    fn load(&mut self, tid: Tid, thread: &mut Thread) {
+        thread.state = ThreadState::Running;
+        let top = thread.stack_top();
+        gdt::set_kernel_stack(top);
+        entry::set_syscall_stack(top);
+        if let Some(root) = thread.root
+            && root != self.loaded_root
+        {
+            self.loaded_root = root;
+            arch::load_root(root);
+        }
+        self.current = tid;
+        self.current_priority = thread.priority;
+    }
+
+    /// Make `thread` (`tid`), parked with its syscall's outcome already in its saved
+    /// registers, the running one; the frame to return to user space through.
+    #[inline(always)]
+    pub fn resume_parked(&mut self, tid: Tid, thread: &mut Thread) -> *mut TrapFrame {
+        thread.parked_in = None;
+        self.load(tid, thread);
+        thread.saved_user_frame()
+    }
 }
 
 /// Where [`park`] left the running thread's kernel stack: made only by [`park`].
@@ -467,7 +501,7 @@ pub fn switch_parked(mut k: KernelGuard, next: Tid, Parked(park): Parked) -> ! {
 /// Block the running thread `waiting` in an IPC syscall that finishes as `how`: park it and
 /// run the best ready thread.
 pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
-    NEED_RESCHED.store(false, Ordering::Relaxed);
+    clear_reschedule();
     let state = &mut *k;
     let current = state.sched.current;
     state.sched.time(current, waiting);
@@ -483,7 +517,7 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
 /// equals, parked with its result (0) in its inbox, while the best ready thread runs (maybe
 /// itself again).
 pub fn yield_parking(mut k: KernelGuard) -> ! {
-    NEED_RESCHED.store(false, Ordering::Relaxed);
+    clear_reschedule();
     let current = k.sched.current;
     let state = &mut *k;
     let thread = state.threads.get_mut(&current).expect("running thread");
@@ -501,7 +535,7 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
 /// Runs on the new thread after every switch: free threads that died while running.
 pub fn finish_switch() {
     // Almost every switch has nobody to free: skip the lock then.
-    if !DEAD_PENDING.swap(false, Ordering::Relaxed) {
+    if DUE.fetch_and(!DEAD, Ordering::Relaxed) & DEAD == 0 {
         return;
     }
     let mut k = kernel();
@@ -517,7 +551,7 @@ extern "C" fn thread_first_run() {
 }
 
 pub fn reschedule_if_needed() {
-    if NEED_RESCHED.load(Ordering::Relaxed) {
+    if reschedule_requested() {
         reschedule();
     }
 }

@@ -7,8 +7,8 @@ use crate::ipc::{Delivered, Delivery, Port, PortId};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
+use crate::sched::block_parking;
 use crate::sched::thread::ThreadState;
-use crate::sched::{block_parking, switch_parked};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -118,9 +118,6 @@ fn receive_on(
 pub fn call(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    if let Some((receiver, park)) = k.fast_call(port, frame, cap.badge) {
-        switch_parked(k, receiver, park);
-    }
     k.count(port, |s| {
         s.calls += 1;
         s.fast_path_misses += 1;
@@ -160,10 +157,7 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
-        if let Some((caller, park)) = k.fast_reply_recv(reply, port, frame) {
-            switch_parked(k, caller, park);
-        }
-        k.fast_path_missed(port);
+        k.count(port, |s| s.fast_path_misses += 1);
         let message = match k.message_from_caller(frame, 0, rights::GRANT) {
             Ok(message) => message,
             Err(error) => {
@@ -208,10 +202,10 @@ pub fn stats(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
     let handle = frame.arg(0);
     let stats: IpcStats = if handle == 0 {
-        k.ipc_stats
+        k.ipc_stats()
     } else {
         let (port, _) = k.port_lookup(port_handle(frame)?, 0)?;
-        k.ports.get(&port).ok_or(Error::PeerGone)?.stats
+        k.ports.get(&port).ok_or(Error::PeerGone)?.stats()
     };
     let space = k.current_space();
     UserSlice::of::<IpcStats>(frame.arg(1)).write_value(space, &stats)?;

@@ -12,12 +12,20 @@ mod receive;
 mod runner;
 mod suites;
 
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use keel_rt::println;
 
 keel_rt::entry!(main);
 
+/// Set by the `fastpath=off` argument: the kernel was booted with its IPC fast path off.
+pub static GENERAL_PATH: AtomicBool = AtomicBool::new(false);
+
 fn main(args: &str) -> i32 {
-    let name = args.trim();
+    let mut words = args.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    if words.any(|word| word == "fastpath=off") {
+        GENERAL_PATH.store(true, Relaxed);
+    }
     match suites::ALL.iter().find(|suite| suite.name == name) {
         Some(suite) => runner::run(suite),
         None => {

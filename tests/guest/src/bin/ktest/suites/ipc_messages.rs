@@ -457,7 +457,8 @@ fn a_port_without_receivers_is_peer_gone() -> Result<(), String> {
 /// and of equal priority: so each round trip is two fast-path hits (the call handed to
 /// the waiting server, the reply-and-receive handed back to the waiting caller). One
 /// warm-up call first makes sure the server already waits when counting starts, so the
-/// bound is the full 2 * 100 = 200.
+/// bound is the full 2 * 100 = 200. Booted with `fastpath=off`, the same calls must give
+/// the same answers with no hit at all, every one a miss.
 fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
     const ROUND_TRIPS: u64 = 100;
     let port = new_port(1)?;
@@ -471,16 +472,38 @@ fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
     kill_and_reap(server)?;
     expect_eq("the warm-up call", warm_up.map(|m| m.words[0]), Ok(1))?;
     let answers = answers.context("the calls")?;
-    let hits = |before: Result<IpcStats, Error>, after: Result<IpcStats, Error>| {
-        Ok::<_, String>(
-            after.context("ipc_stats")?.fast_path_hits
-                - before.context("ipc_stats")?.fast_path_hits,
-        )
+    let rise = |before: &Result<IpcStats, Error>, after: &Result<IpcStats, Error>| {
+        let (before, after) = (
+            before.clone().context("ipc_stats")?,
+            after.clone().context("ipc_stats")?,
+        );
+        Ok::<_, String>((
+            after.fast_path_hits - before.fast_path_hits,
+            after.fast_path_misses - before.fast_path_misses,
+        ))
     };
-    let (port_hits, system_hits) = (
-        hits(port_before, port_after)?,
-        hits(system_before, system_after)?,
-    );
+    let (port_hits, port_misses) = rise(&port_before, &port_after)?;
+    let (system_hits, _) = rise(&system_before, &system_after)?;
+    if crate::GENERAL_PATH.load(core::sync::atomic::Ordering::Relaxed) {
+        return all([
+            each_answer_is_its_calls_word_plus_one(&answers),
+            expect_eq(
+                "the port's fast-path hits with the fast path off",
+                port_hits,
+                0,
+            ),
+            expect_eq(
+                "the system's fast-path hits with the fast path off",
+                system_hits,
+                0,
+            ),
+            expect_at_least(
+                "the rise in the port's fast-path misses",
+                port_misses,
+                2 * ROUND_TRIPS,
+            ),
+        ]);
+    }
     all([
         each_answer_is_its_calls_word_plus_one(&answers),
         expect_at_least(
