@@ -86,23 +86,6 @@ impl<T> Table<T> {
         slot.entry.as_deref_mut()
     }
 
-    /// Two different entries at once (`None` if either is missing or they are the same).
-    #[inline]
-    pub fn get_pair_mut(&mut self, a: &Id, b: &Id) -> Option<(&mut T, &mut T)> {
-        let ((ia, ga), (ib, gb)) = (split(*a), split(*b));
-        if ia == ib || ia >= self.slots.len() || ib >= self.slots.len() {
-            return None;
-        }
-        let slots = self.slots.as_mut_ptr();
-        // SAFETY: both indices are in bounds and differ, so the two references are to
-        // distinct elements; both borrow from `&mut self` for the result's lifetime.
-        let (sa, sb) = unsafe { (&mut *slots.add(ia), &mut *slots.add(ib)) };
-        if sa.generation != ga || sb.generation != gb {
-            return None;
-        }
-        Some((sa.entry.as_deref_mut()?, sb.entry.as_deref_mut()?))
-    }
-
     pub fn contains_key(&self, id: &Id) -> bool {
         self.get(id).is_some()
     }

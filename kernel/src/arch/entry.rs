@@ -12,12 +12,9 @@ use super::gdt::KERNEL_CODE;
 use super::trap::TrapFrame;
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::AtomicU64;
 use x86_64::registers::model_specific::Msr;
 
-/// Top of the running thread's kernel stack, loaded by `syscall_entry`.
-#[unsafe(no_mangle)]
-static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
 /// Scratch slot for the user stack pointer during entry.
 #[unsafe(no_mangle)]
 static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
@@ -29,7 +26,8 @@ global_asm!(
     .global syscall_entry
 syscall_entry:
     movq %rsp, SYSCALL_USER_RSP(%rip)
-    movq SYSCALL_KERNEL_RSP(%rip), %rsp
+    /* The running thread's kernel stack: the one the TSS gives interrupts from ring 3. */
+    movq {tss}+{rsp0}(%rip), %rsp
     subq ${frame_size}, %rsp
     movq %rcx, {rip}(%rsp)
     movq %r11, {rflags}(%rsp)
@@ -194,6 +192,8 @@ thread_trampoline:
     r13 = const offset_of!(TrapFrame, r13),
     r14 = const offset_of!(TrapFrame, r14),
     r15 = const offset_of!(TrapFrame, r15),
+    tss = sym super::gdt::TSS,
+    rsp0 = const offset_of!(x86_64::structures::tss::TaskStateSegment, privilege_stack_table),
     parking = const PARKING_SYSCALLS,
     call = const keel_abi::Syscall::PortCall as u32,
     reply_recv = const keel_abi::Syscall::PortReplyRecv as u32,
@@ -258,10 +258,6 @@ pub fn init() {
 /// `sysret` takes CS = base + 16 and SS = base + 8 (with RPL 3): base is the kernel data
 /// selector so that SS = user data (0x18) and CS = user code (0x20).
 const KERNEL_DATA_SYSRET_BASE: u16 = 0x10 | 3;
-
-pub fn set_syscall_stack(top: usize) {
-    SYSCALL_KERNEL_RSP.store(top as u64, Relaxed);
-}
 
 /// Save the current kernel context in `*save_rsp` and resume the one parked at `next_rsp`.
 ///

@@ -24,7 +24,8 @@ const EMERGENCY_STACK: usize = 16 * 1024;
 struct Stack([u8; EMERGENCY_STACK]);
 
 static mut EMERGENCY_STACKS: [Stack; 3] = [const { Stack([0; EMERGENCY_STACK]) }; 3];
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// Also read by `syscall_entry`: its `rsp0` is the running thread's kernel stack.
+pub(super) static mut TSS: TaskStateSegment = TaskStateSegment::new();
 static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
 
 pub fn init() {
@@ -61,7 +62,8 @@ pub fn init() {
     }
 }
 
-/// The stack the CPU loads on an interrupt or exception from ring 3.
+/// The stack the CPU loads on an interrupt or exception from ring 3, and `syscall_entry` on
+/// a syscall.
 pub fn set_kernel_stack(top: usize) {
     // SAFETY: single CPU, interrupts off in the kernel: no concurrent access to the TSS.
     unsafe {

@@ -194,7 +194,7 @@ fn delivered_info(sent: MessageInfo) -> u64 {
 
 impl Kernel {
     /// Resolve a port capability of the running thread, through its path cache.
-    #[inline]
+    #[inline(always)]
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let thread = self.threads.get(&tid).expect("running thread");
@@ -244,11 +244,10 @@ impl Kernel {
     fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let caller_id = self.sched.current;
-        let caller = self.threads.get(&caller_id)?;
-        let entry = *caller.path_cache.find(handle, rights::SEND)?;
+        let entry = *self.running().path_cache.find(handle, rights::SEND)?;
+        let receiver_id = self.ports.get(&entry.port)?.receivers.first()?;
+        let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let port = self.ports.get_mut(&entry.port)?;
-        let receiver_id = port.receivers.first()?;
-        let (caller, receiver) = self.threads.get_pair_mut(&caller_id, &receiver_id)?;
         let ThreadState::Receiving { until, .. } = receiver.state else {
             return None;
         };
@@ -283,17 +282,17 @@ impl Kernel {
     ) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let server_id = self.sched.current;
-        let server = self.threads.get(&server_id)?;
+        let server = self.running();
         let entry = server.path_cache.find(handle, rights::RECEIVE)?;
         let reply: ReplyRef = server.pending_reply?;
         if reply.port != entry.port {
             return None;
         }
-        let port = self.ports.get_mut(&entry.port)?;
+        let (server, caller) = self.sched.running_and(&mut self.threads, reply.caller)?;
+        let port = self.ports.get_mut(&reply.port)?;
         if !port.queue.is_empty() || port.notify != 0 || port.closed {
             return None;
         }
-        let (server, caller) = self.threads.get_pair_mut(&server_id, &reply.caller)?;
         let awaited = matches!(caller.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
         if !awaited || !may_switch_to(server, caller) {
             return None;

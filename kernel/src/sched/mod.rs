@@ -12,6 +12,7 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::{self, entry, gdt};
 use crate::ipc::{Delivered, Delivery};
 use crate::kernel::{Kernel, KernelGuard, kernel};
+use crate::table::Table;
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -120,6 +121,10 @@ pub struct Scheduler {
     /// The running thread's priority, which a woken thread must beat to preempt it: set by
     /// `install` and kept by [`Kernel::set_priority`].
     current_priority: usize,
+    /// The running thread's record (null before the first switch), so the fast path finds it
+    /// without a lookup: set by [`Scheduler::load`]; a record stays in place until its thread
+    /// is removed, which never happens while it runs (see `dead`).
+    running: *mut Thread,
     idle: Tid,
     sleepers: BTreeSet<(u64, Tid)>,
     slice_left: u32,
@@ -139,6 +144,7 @@ impl Scheduler {
             ready: 0,
             current: BOOT_CONTEXT,
             current_priority: 0,
+            running: core::ptr::null_mut(),
             idle,
             sleepers: BTreeSet::new(),
             slice_left: TIME_SLICE,
@@ -237,7 +243,18 @@ impl Scheduler {
     }
 }
 
+// SAFETY: the kernel state, `running` included, is only reached under the kernel lock.
+unsafe impl Send for Scheduler {}
+
 impl Kernel {
+    /// The running thread's record, found without a lookup (for the fast path).
+    #[inline(always)]
+    pub fn running(&self) -> &Thread {
+        // SAFETY: a syscall runs on a running thread, whose record `load` recorded and which
+        // stays in place while it runs; `&self` keeps every `&mut` to it away meanwhile.
+        unsafe { &*self.sched.running }
+    }
+
     /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
     /// outranks it.
     pub fn make_ready(&mut self, tid: Tid) {
@@ -412,7 +429,7 @@ enum Resume {
 fn install(k: &mut Kernel, next: Tid) -> Resume {
     let nothing_due = !work_pending();
     let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-    let resume = match thread.inbox {
+    match thread.inbox {
         Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
             thread.inbox = None;
             // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
@@ -426,8 +443,7 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
             k.sched.load(next, thread);
             Resume::Kernel(thread.saved_rsp)
         }
-    };
-    resume
+    }
 }
 
 /// Whether end-of-syscall work is due: the scheduler, the log, freeing a dead thread. A
@@ -445,7 +461,6 @@ impl Scheduler {
         thread.state = ThreadState::Running;
         let top = thread.stack_top();
         gdt::set_kernel_stack(top);
-        entry::set_syscall_stack(top);
         if let Some(root) = thread.root
             && root != self.loaded_root
         {
@@ -454,6 +469,26 @@ impl Scheduler {
         }
         self.current = tid;
         self.current_priority = thread.priority;
+        self.running = thread;
+    }
+
+    /// The running thread's record and `other`'s (from `threads`), at once; `None` if `other`
+    /// is missing or is the running thread.
+    #[inline(always)]
+    pub fn running_and<'a>(
+        &self,
+        threads: &'a mut Table<Thread>,
+        other: Tid,
+    ) -> Option<(&'a mut Thread, &'a mut Thread)> {
+        if other == self.current {
+            return None;
+        }
+        let other = threads.get_mut(&other)?;
+        // SAFETY: `running` is the running thread's record (see the field), which lives in
+        // `threads`, borrowed mutably here: this is the only reference to it. It is not
+        // `other`: a live record is found under one id only, and the ids differ.
+        let running = unsafe { &mut *self.running };
+        Some((running, other))
     }
 
     /// Make `thread` (`tid`), parked with its syscall's outcome already in its saved
