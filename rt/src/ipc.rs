@@ -80,6 +80,21 @@ impl Port {
         Received::from_raw(is_call, raw)
     }
 
+    /// Signal and wait: notifies `signal` with `bits`, then waits on this port as
+    /// [`receive`](Port::receive) does, in one syscall. When a thread of no lower priority
+    /// waits on `signal`, the CPU passes straight to it.
+    pub fn signal_receive(
+        self,
+        signal: Port,
+        bits: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Received, Error> {
+        buffer::current()?;
+        let (is_call, raw) =
+            sys::ipc::port_signal_recv(signal.0, bits, self.0, timeout_ns(timeout))?;
+        Received::from_raw(is_call, raw)
+    }
+
     /// [`receive`](Port::receive) on a thread whose IPC buffer [`prepare_receive`] has set
     /// up: the executor's, which receives on every wait and need not look it up each time.
     /// Notification bits come as they are (`Ok(Err(bits))`), without the making and moving

@@ -177,10 +177,16 @@ pub enum Syscall {
     /// `thread_regs_write(thread, &thread::Registers)`: change them before its handler
     /// resumes it; rip must be in user space. Needs MANAGE.
     ThreadRegsWrite = 51,
+    /// `port_signal_recv(signal, bits, port, timeout_ns)`: notify `signal` with `bits` and
+    /// wait on `port` as `port_recv` does, in one step: "signal and wait". When the
+    /// notification wakes a thread waiting on `signal` whose priority is at least the
+    /// caller's, the CPU passes straight to it. Needs [`cap::rights::SEND`] on `signal` and
+    /// [`cap::rights::RECEIVE`] on `port`; nothing is sent if either check fails.
+    PortSignalRecv = 52,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 52;
+    pub const COUNT: usize = 53;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -237,6 +243,7 @@ impl Syscall {
             ThreadKill,
             ThreadRegsRead,
             ThreadRegsWrite,
+            PortSignalRecv,
         ];
         ALL.get(n).copied()
     }

@@ -41,11 +41,12 @@ syscall_entry:
     movq %r8, {r8}(%rsp)
     movq %r9, {r9}(%rsp)
     movq %rsp, %rdi
-    /* A yield, receive, call or reply-and-receive may leave this stack for good (parked,
-       see switch_parking): its callee-saved registers go in the frame. The bit test takes
-       the number modulo 32, so a few other numbers save them too, which is harmless. */
-    movl ${parking}, %ecx
-    btl %eax, %ecx
+    /* A yield, receive, call, reply-and-receive or signal-and-receive may leave this stack
+       for good (parked, see switch_parking): its callee-saved registers go in the frame. The
+       bit test takes the number modulo 64, so a few other numbers save them too, which is
+       harmless. */
+    movabsq ${parking}, %rcx
+    btq %rax, %rcx
     jc 1f
     call syscall_dispatch
 syscall_exit:
@@ -72,7 +73,12 @@ syscall_exit:
     cmpl ${call}, %eax
     je 2f
     cmpl ${reply_recv}, %eax
+    je 6f
+    cmpl ${signal_recv}, %eax
     jne 3f
+    call fastpath_signal_recv
+    jmp 4f
+6:
     call fastpath_reply_recv
     jmp 4f
 2:
@@ -197,6 +203,7 @@ thread_trampoline:
     parking = const PARKING_SYSCALLS,
     call = const keel_abi::Syscall::PortCall as u32,
     reply_recv = const keel_abi::Syscall::PortReplyRecv as u32,
+    signal_recv = const keel_abi::Syscall::PortSignalRecv as u32,
     switch_ret = const SWITCH_FRAME - 8,
     options(att_syntax)
 );
@@ -205,19 +212,20 @@ thread_trampoline:
 /// return address.
 pub const SWITCH_FRAME: usize = 7 * 8;
 
-/// The syscalls that may park their thread, as bits (all numbers are below 32).
-const PARKING_SYSCALLS: u32 = {
+/// The syscalls that may park their thread, as bits (all numbers are below 64).
+const PARKING_SYSCALLS: u64 = {
     use keel_abi::Syscall;
     let numbers = [
         Syscall::ThreadYield,
         Syscall::PortRecv,
         Syscall::PortCall,
         Syscall::PortReplyRecv,
+        Syscall::PortSignalRecv,
     ];
     let mut bits = 0;
     let mut i = 0;
     while i < numbers.len() {
-        assert!((numbers[i] as u32) < 32);
+        assert!((numbers[i] as u32) < 64);
         bits |= 1 << numbers[i] as u32;
         i += 1;
     }

@@ -31,7 +31,7 @@ use crate::kernel::{Kernel, kernel};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState};
-use crate::sched::{park, work_pending};
+use crate::sched::{park, timeout_ticks, work_pending};
 use crate::table::Table;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -100,6 +100,19 @@ extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
     }
     let mut k = kernel();
     match k.fast_reply_recv(frame, info) {
+        Some(next) => next,
+        None => ptr::null(),
+    }
+}
+
+/// `port_signal_recv` at the door, as [`fastpath_call`]: the woken thread's frame, or null.
+#[unsafe(no_mangle)]
+extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
+    if !is_enabled() || work_pending() {
+        return ptr::null();
+    }
+    let mut k = kernel();
+    match k.fast_signal_recv(frame) {
         Some(next) => next,
         None => ptr::null(),
     }
@@ -248,18 +261,19 @@ impl Kernel {
         let receiver_id = self.ports.get(&entry.port)?.receivers.first()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let port = self.ports.get_mut(&entry.port)?;
-        let ThreadState::Receiving { until, .. } = receiver.state else {
-            return None;
-        };
-        // A timed receive is on the timer, and an unanswered call must be abandoned first:
-        // both are the general path's.
-        if !may_switch_to(caller, receiver) || until.is_some() || receiver.pending_reply.is_some() {
+        let woken_state = receiver.state;
+        // An unanswered call must be abandoned first: the general path's business.
+        if !matches!(woken_state, ThreadState::Receiving { .. })
+            || !may_switch_to(caller, receiver)
+            || receiver.pending_reply.is_some()
+        {
             return None;
         }
         if info.payload_len() != 0 {
             copy_payload(&mut self.processes, caller, receiver, info.payload_len())?;
         }
         // Nothing can fail from here on.
+        self.sched.forget_timer(receiver_id, woken_state);
         port.receivers.pop_first(receiver);
         port.fast.calls += 1;
         self.fast.calls += 1;
@@ -270,6 +284,50 @@ impl Kernel {
         receiver.load_registers(1, entry.badge, delivered_info(info), words);
         receiver.pending_reply = Some(reply);
         Some(self.sched.resume_parked(receiver_id, receiver))
+    }
+
+    /// Notify a port whose receiver waits and wait on another, in one step: the receiver
+    /// runs with the bits in its registers, the caller is left receiving, parked.
+    #[inline(always)]
+    fn fast_signal_recv(&mut self, frame: &TrapFrame) -> Option<*const TrapFrame> {
+        let (signal, bits) = (Handle::try_from(frame.rdi).ok()?, frame.rsi);
+        let wait = Handle::try_from(frame.rdx).ok()?;
+        let until = match timeout_ticks(frame.r10) {
+            None => None,
+            Some(0) => return None,
+            Some(ticks) => Some(self.ticks.saturating_add(ticks)),
+        };
+        let caller_id = self.sched.current;
+        let cache = &self.running().path_cache;
+        let signal = cache.find(signal, rights::SEND)?.port;
+        let wait = cache.find(wait, rights::RECEIVE)?.port;
+        // Zero bits wake nobody; something already waiting on `wait` is returned at once.
+        let waiting = self.ports.get(&wait)?;
+        if bits == 0 || waiting.closed || waiting.notify != 0 || !waiting.queue.is_empty() {
+            return None;
+        }
+        let receiver_id = self.ports.get(&signal)?.receivers.first()?;
+        let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
+        let woken_state = receiver.state;
+        if !matches!(woken_state, ThreadState::Receiving { .. }) || !may_switch_to(caller, receiver)
+        {
+            return None;
+        }
+        // Nothing can fail from here on.
+        self.sched.forget_timer(receiver_id, woken_state);
+        let woken = self.ports.get_mut(&signal)?;
+        woken.receivers.pop_first(receiver);
+        woken.fast.signals += 1;
+        self.fast.signals += 1;
+        let state = ThreadState::Receiving { port: wait, until };
+        caller.state = state;
+        park(caller, Delivered::Received);
+        receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
+        let next = self.sched.resume_parked(receiver_id, receiver);
+        self.sched.time(caller_id, state);
+        let waiting = self.ports.get_mut(&wait)?;
+        waiting.receivers.push(&mut self.threads, caller_id);
+        Some(next)
     }
 
     /// Answer the pending call with a message without capabilities and wait on the port in

@@ -32,17 +32,27 @@ pub struct Port {
 pub struct FastCounts {
     pub calls: u64,
     pub replies: u64,
+    /// Notifications by `port_signal_recv`, handed straight to a waiting receiver.
+    pub signals: u64,
 }
 
 impl FastCounts {
-    /// `stats` with the fast path's calls (each sent, received and a call) and replies.
+    /// `stats` with the fast path's calls (each sent, received and a call), replies and
+    /// signals (each a notification).
     pub fn fold(self, mut stats: IpcStats) -> IpcStats {
         stats.calls += self.calls;
         stats.sent += self.calls;
         stats.received += self.calls;
         stats.replies += self.replies;
-        stats.fast_path_hits += self.calls + self.replies;
+        stats.notifications += self.signals;
+        stats.fast_path_hits += self.calls + self.replies + self.signals;
         stats
+    }
+
+    /// Port handles the fast path found in path caches: one per call or reply, two per
+    /// signal (the port signalled and the port waited on).
+    pub fn lookups(self) -> u64 {
+        self.calls + self.replies + 2 * self.signals
     }
 }
 
@@ -164,7 +174,7 @@ impl Kernel {
     /// cache.
     pub fn ipc_stats(&self) -> IpcStats {
         let mut stats = self.fast.fold(self.ipc_stats);
-        stats.path_cache_hits += self.fast.calls + self.fast.replies;
+        stats.path_cache_hits += self.fast.lookups();
         stats
     }
 

@@ -197,7 +197,7 @@ impl Scheduler {
     }
 
     /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick.
-    fn time(&mut self, tid: Tid, state: ThreadState) {
+    pub fn time(&mut self, tid: Tid, state: ThreadState) {
         if let ThreadState::Sleeping(until)
         | ThreadState::Receiving {
             until: Some(until), ..
@@ -205,6 +205,22 @@ impl Scheduler {
         {
             self.sleepers.insert((until, tid));
         }
+    }
+
+    /// Take `tid`, woken from `state`, off the timer if it was on it.
+    #[inline(always)]
+    pub fn forget_timer(&mut self, tid: Tid, state: ThreadState) {
+        if let ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
+            self.forget_sleeper(until, tid);
+        }
+    }
+
+    #[cold]
+    fn forget_sleeper(&mut self, until: u64, tid: Tid) {
+        self.sleepers.remove(&(until, tid));
     }
 
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
@@ -444,6 +460,11 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
             Resume::Kernel(thread.saved_rsp)
         }
     }
+}
+
+/// A timeout in nanoseconds as ticks, rounded up; `u64::MAX` is none (wait for ever).
+pub fn timeout_ticks(nanos: u64) -> Option<u64> {
+    (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / crate::arch::lapic::TICK_HZ))
 }
 
 /// Whether end-of-syscall work is due: the scheduler, the log, freeing a dead thread. A

@@ -1,14 +1,13 @@
 //! Ports from the caller's side: create, send, receive, call, reply, notify, statistics.
 
-use crate::arch::lapic::TICK_HZ;
 use crate::arch::trap::TrapFrame;
 use crate::cap::Object;
 use crate::ipc::{Delivered, Delivery, Port, PortId};
 use crate::kernel::{KernelGuard, kernel};
 use crate::mm::PAGE_SIZE;
 use crate::mm::user::UserSlice;
-use crate::sched::block_parking;
 use crate::sched::thread::ThreadState;
+use crate::sched::{block_parking, timeout_ticks};
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 use keel_abi::{Error, SyscallResult};
@@ -65,10 +64,6 @@ pub fn resume(frame: &mut TrapFrame) -> SyscallResult {
         k.threads.get_mut(&tid).and_then(|t| t.parked_in.take())
     };
     finish(frame, how.unwrap_or(Delivered::Received))
-}
-
-fn timeout_ticks(nanos: u64) -> Option<u64> {
-    (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / TICK_HZ))
 }
 
 pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
@@ -172,6 +167,17 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
         let _ = k.answer(reply, message);
     }
     receive_on(k, frame, port, None)
+}
+
+/// Signal and wait: notify one port, then receive on another. Both capabilities are checked
+/// before anything is sent. (Straight to the woken thread is the fast path's business.)
+pub fn signal_recv(frame: &mut TrapFrame) -> SyscallResult {
+    let mut k = kernel();
+    let (signal, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+    let wait = Handle::try_from(frame.arg(2)).map_err(|_| Error::InvalidHandle)?;
+    let (port, _) = k.port_lookup(wait, rights::RECEIVE)?;
+    k.notify_port(signal, frame.arg(1) as u64)?;
+    receive_on(k, frame, port, timeout_ticks(frame.arg(3) as u64))
 }
 
 pub fn notify(frame: &mut TrapFrame) -> SyscallResult {

@@ -72,6 +72,7 @@ fn handler(call: Syscall) -> Handler {
         Syscall::ThreadKill => thread::kill,
         Syscall::ThreadRegsRead => thread::regs_read,
         Syscall::ThreadRegsWrite => thread::regs_write,
+        Syscall::PortSignalRecv => ipc::signal_recv,
     }
 }
 

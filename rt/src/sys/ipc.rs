@@ -97,6 +97,27 @@ pub fn port_reply_recv(
     Ok((result? == 1, message))
 }
 
+/// `port_signal_recv`: notifies `signal` with `bits`, then waits on `port` as `port_recv`
+/// does, in one syscall; `true` with the message when it is a call.
+pub fn port_signal_recv(
+    signal: Handle,
+    bits: u64,
+    port: Handle,
+    timeout_ns: u64,
+) -> Result<(bool, RawMessage), Error> {
+    let args = [
+        signal as usize,
+        bits as usize,
+        port as usize,
+        timeout_ns as usize,
+        0,
+        0,
+    ];
+    // SAFETY: as for `port_recv`.
+    let (result, message) = unsafe { syscall_message(Syscall::PortSignalRecv as usize, args) };
+    Ok((result? == 1, message))
+}
+
 /// `port_notify`: ORs `bits` into the port's notification word; never blocks, never fills.
 pub fn port_notify(port: Handle, bits: u64) -> Result<(), Error> {
     // SAFETY: no memory is read or written.

@@ -104,6 +104,10 @@ roles! {
     /// Caps: 1 = a port to serve (A), 2 = a port to call (B). Answer each call on A with
     /// the answer B gives to the same words, plus one, until killed.
     Forward = "forward",
+    /// Caps: 1 = a port to wait on (A), 2 = a port to signal (B). Wait on A; answer each
+    /// notification's bits, rotated left by one, on B with `port_signal_recv`, waiting on A
+    /// again in the same step; until killed.
+    SignalEcho = "signal-echo",
     /// Caps: 1 = a port to serve. Take one call and exit without answering it.
     ExitMidCall = "exit-mid-call",
     /// Caps: 1 = a port to serve. Take one call and sleep until killed.

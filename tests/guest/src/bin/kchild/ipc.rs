@@ -47,6 +47,20 @@ pub fn echo() -> Result<i32, Failure> {
     Err(Failure::check("the server loop ended"))
 }
 
+pub fn signal_echo() -> Result<i32, Failure> {
+    let mut received = FIRST.receive(None).or_setup("port_recv")?;
+    loop {
+        let Received::Notification(bits) = received else {
+            return Err(Failure::check(
+                "signal-echo got a message, not a notification",
+            ));
+        };
+        received = FIRST
+            .signal_receive(SECOND, bits.rotate_left(1), None)
+            .or_setup("port_signal_recv")?;
+    }
+}
+
 pub fn forward() -> Result<i32, Failure> {
     let mut failed = Ok(());
     FIRST

@@ -132,6 +132,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::ThreadStackOverflow => thread_stack_overflow(),
         Role::Send => ipc::send(arg),
         Role::Echo => ipc::echo(),
+        Role::SignalEcho => ipc::signal_echo(),
         Role::Forward => ipc::forward(),
         Role::ExitMidCall => ipc::exit_mid_call(),
         Role::HoldCall => ipc::hold_call(),

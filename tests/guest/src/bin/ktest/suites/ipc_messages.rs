@@ -14,7 +14,7 @@ use keel_abi::ipc::{IpcStats, MAX_PAYLOAD, MAX_PORT_CAPACITY, MESSAGE_CAPS, Mess
 use keel_abi::layout::PAGE_SIZE;
 use keel_guest_tests::{FLOOD_QUEUE_FULL, FLOOD_QUOTA_EXCEEDED, Role};
 use keel_rt::cap;
-use keel_rt::ipc::{self, Message, Port};
+use keel_rt::ipc::{self, Message, Port, Received};
 use keel_rt::mem::Memory;
 use keel_rt::{sys, time};
 
@@ -44,6 +44,8 @@ pub const SUITE: Suite = suite!(ipc_messages:
     a_malformed_answer_leaves_the_call_to_answer,
     a_port_without_receivers_is_peer_gone,
     the_fast_path_carries_a_hundred_round_trips,
+    signal_and_wait_passes_bits_both_ways_in_one_step,
+    signal_and_wait_checks_both_capabilities_before_sending,
     port_and_system_counters_count_messages_calls_and_replies,
     a_flooding_process_hits_its_limits_while_others_keep_working,
     a_server_can_call_another_while_serving_a_call,
@@ -515,6 +517,88 @@ fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
             "the rise in the system's fast-path hits (vs the port's)",
             system_hits,
             port_hits,
+        ),
+    ])
+}
+
+/// ktest and kchild signal-echo pass notification bits back and forth with
+/// `port_signal_recv`, each waiting on its own port in the same step: a hundred round
+/// trips, each answer the bits rotated. Both wait without a timeout at equal priority, so
+/// every signal finds the other waiting and is handed straight to it (two fast-path hits a
+/// round trip), unless the kernel runs with `fastpath=off` (then none).
+fn signal_and_wait_passes_bits_both_ways_in_one_step() -> Result<(), String> {
+    const ROUND_TRIPS: u64 = 100;
+    let (mine, theirs) = (new_port(1)?, new_port(1)?);
+    let echo = child::spawn_with_caps(Role::SignalEcho, "", &[theirs.handle(), mine.handle()])?;
+    // The first answer shows the child waits on its port when counting starts.
+    let warm_up = mine.signal_receive(theirs, 1, Some(WAIT));
+    let before = mine.stats();
+    let mut answers = Vec::new();
+    for i in 0..ROUND_TRIPS {
+        let bits = 1u64 << (i % 64);
+        answers.push((bits, mine.signal_receive(theirs, bits, Some(WAIT))));
+    }
+    let after = mine.stats();
+    kill_and_reap(echo)?;
+    expect_eq(
+        "the warm-up answer",
+        warm_up.map(|r| matches!(r, Received::Notification(2))),
+        Ok(true),
+    )?;
+    for (bits, answer) in answers {
+        let answer = answer.context("port_signal_recv")?;
+        ensure(
+            matches!(answer, Received::Notification(b) if b == bits.rotate_left(1)),
+            || format!("signalled {bits:#x}, answered {answer:?}"),
+        )?;
+    }
+    let (before, after) = (before.context("ipc_stats")?, after.context("ipc_stats")?);
+    let hits = after.fast_path_hits - before.fast_path_hits;
+    let notifications = after.notifications - before.notifications;
+    if crate::GENERAL_PATH.load(core::sync::atomic::Ordering::Relaxed) {
+        return all([
+            expect_eq("fast-path hits with the fast path off", hits, 0),
+            expect_eq("notifications to ktest's port", notifications, ROUND_TRIPS),
+        ]);
+    }
+    all([
+        expect_eq(
+            "fast-path hits on ktest's port (its answers)",
+            hits,
+            ROUND_TRIPS,
+        ),
+        expect_eq("notifications to ktest's port", notifications, ROUND_TRIPS),
+    ])
+}
+
+/// A signal-and-wait whose port to wait on lacks RECEIVE, or whose port to signal lacks
+/// SEND, is refused before anything is sent: the port to signal stays empty.
+fn signal_and_wait_checks_both_capabilities_before_sending() -> Result<(), String> {
+    let (signal, wait) = (new_port(1)?, new_port(1)?);
+    let wait_without_receive = Port::from_handle(
+        cap::derive(wait.handle(), rights::SEND, 0).context("cap_derive without RECEIVE")?,
+    );
+    let signal_without_send = Port::from_handle(
+        cap::derive(signal.handle(), rights::RECEIVE, 0).context("cap_derive without SEND")?,
+    );
+    let no_receive = wait_without_receive
+        .signal_receive(signal, 1, Some(WAIT))
+        .map(drop);
+    let no_send = wait
+        .signal_receive(signal_without_send, 1, Some(WAIT))
+        .map(drop);
+    let left = signal.receive(Some(Duration::ZERO)).map(drop);
+    all([
+        expect_eq(
+            "waiting without RECEIVE",
+            no_receive,
+            Err(Error::MissingRight),
+        ),
+        expect_eq("signalling without SEND", no_send, Err(Error::MissingRight)),
+        expect_eq(
+            "what reached the port to signal",
+            left,
+            Err(Error::WouldBlock),
         ),
     ])
 }
