@@ -1,6 +1,7 @@
 //! `cargo boot bench`: boot the kernel with `kbench` (tests/bench) as the first process,
 //! collect its results, print them as a table and write `target/bench/latest.json`; then,
-//! if asked, compare with an earlier file and check issue 6's targets.
+//! if asked, compare with an earlier file and check the targets of issues 10 and 11
+//! (`targets`).
 //!
 //! By default QEMU runs with `-icount shift=0`, where the guest's TSC counts instructions:
 //! every figure is exact and repeats run after run, on any host. `--cycles` drops icount and

@@ -7,6 +7,14 @@ use super::report::Report;
 
 /// The benchmark every other median is divided by in the table's last column.
 const BASELINE: &str = "null_syscall";
+/// The benchmark whose median per call the footnote also gives as a rate.
+const THROUGHPUT: &str = "service_throughput";
+
+/// `service_throughput` as calls per million units (instructions, or cycles).
+fn calls_per_million(report: &Report) -> Option<f64> {
+    let per_call = report.result(THROUGHPUT)?.median;
+    (per_call > 0.0).then(|| 1e6 / per_call)
+}
 
 /// The results, one line each: iterations, min, median, p99 (per operation) and the median
 /// as a multiple of `null_syscall`'s; nanoseconds too when the unit is cycles.
@@ -49,9 +57,18 @@ pub fn results(report: &Report) -> String {
     let _ = write!(
         out,
         "({} per operation: per round trip; per switch for yield_cross_as, per call for \
-         service_call_batch64, per interrupt for irq_to_server, per 1 MiB for bulk_*)",
+         service_call_batch64 and service_throughput, per interrupt for irq_to_server, per \
+         1 MiB for bulk_*, memcpy_1mib, service_vec_1mib and service_bulk_1mib)",
         report.mode.unit()
     );
+    if let Some(rate) = calls_per_million(report) {
+        let _ = write!(
+            out,
+            "\n({THROUGHPUT}: {} calls per million {})",
+            number(rate.round()),
+            report.mode.unit()
+        );
+    }
     out
 }
 
@@ -129,7 +146,19 @@ mod tests {
             lines[3].contains("not yet available: needs #[service]"),
             "{table}"
         );
-        assert!(table.ends_with("for bulk_*)"), "{table}");
+        assert!(table.ends_with("and service_bulk_1mib)"), "{table}");
+    }
+
+    #[test]
+    fn the_footnote_gives_throughput_as_a_rate() {
+        let mut report = sample_report(Mode::Icount);
+        report.results[1].name = THROUGHPUT.into();
+        report.results[1].median = 2373.17;
+        let table = results(&report);
+        assert!(
+            table.ends_with("(service_throughput: 421 calls per million instructions)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub mod label {
     pub const READY: u32 = 3;
     /// Stop serving (sent, not called).
     pub const STOP: u32 = 4;
+    /// Proof of arrival, no checksum: answer with the payload's first word (zero-padded)
+    /// in word 0 and its length in word 1.
+    pub const PIECE: u32 = 5;
+    /// Answer with the first word of the shared memory in word 0.
+    pub const PEEK: u32 = 6;
     /// The server's answer to a label it does not know.
     pub const UNKNOWN: u32 = 0xffff;
 }
@@ -87,26 +92,53 @@ pub fn serve(port: Handle, shared: Option<Shared>) -> Result<(), Error> {
     let mut sum = 0;
     loop {
         let info = message.info;
-        let (reply, word) = match info.label() {
-            label::ECHO => (MessageInfo::new(0, info.payload_len(), 0), 0),
+        let (reply, words) = match info.label() {
+            label::ECHO => (MessageInfo::new(0, info.payload_len(), 0), [0, 0]),
             label::DATA => {
                 if message.words[0] == 0 {
                     sum = 0;
                 }
                 sum = checksum(sum, page.payload(info.payload_len()));
-                (MessageInfo::default(), sum)
+                (MessageInfo::default(), [sum, 0])
+            }
+            label::PIECE => {
+                let len = info.payload_len();
+                let first = first_word(page.payload(len));
+                (MessageInfo::default(), [first, len as u64])
+            }
+            label::PEEK => {
+                // SAFETY: the client wrote the memory before its call and waits in it now.
+                let first = shared.as_ref().map(|shared| unsafe { shared.bytes(8) });
+                (
+                    MessageInfo::default(),
+                    [first_word(first.unwrap_or(&[])), 0],
+                )
             }
             label::READY => {
                 let len = message.words[0] as usize;
                 // SAFETY: the client wrote the memory before its call and waits in it now.
                 let bytes = shared.as_ref().map(|shared| unsafe { shared.bytes(len) });
-                (MessageInfo::default(), checksum(0, bytes.unwrap_or(&[])))
+                (
+                    MessageInfo::default(),
+                    [checksum(0, bytes.unwrap_or(&[])), 0],
+                )
             }
             label::STOP => return Ok(()),
-            other => (MessageInfo::new(label::UNKNOWN, 0, 0), u64::from(other)),
+            other => (
+                MessageInfo::new(label::UNKNOWN, 0, 0),
+                [u64::from(other), 0],
+            ),
         };
-        message = sys::port_reply_recv(port, reply, [word, 0, 0, 0])?;
+        message = sys::port_reply_recv(port, reply, [words[0], words[1], 0, 0])?;
     }
+}
+
+/// The first little-endian word of `bytes`, zero-padded when they are shorter.
+pub fn first_word(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    let n = bytes.len().min(8);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(word)
 }
 
 /// The checksum both sides compute over what was moved: a wrapping sum of little-endian
