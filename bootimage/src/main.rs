@@ -27,7 +27,7 @@ commands:
                    --cycles: real time instead (cycles and ns; noisy under emulation)
                    --filter: only benchmarks whose names contain SUBSTR
                    --compare: show the change of each median against an earlier JSON file
-                   --check: fail, listing each miss, unless issue 6's targets hold
+                   --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
   help             this text
 ";
 
