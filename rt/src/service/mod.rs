@@ -26,6 +26,7 @@ mod calls;
 mod caps;
 mod channel;
 mod client;
+pub mod limits;
 mod server;
 
 pub use bulk::Bulk;
@@ -62,6 +63,9 @@ pub enum TransportError {
     /// The arguments do not fit in one request record (or bytes of them in the bulk
     /// arena's free room), or the result in one response.
     TooLarge,
+    /// The server refused more of this client: connections, or capabilities given on
+    /// one connection ([`limits`]).
+    LimitReached,
 }
 
 impl core::fmt::Display for TransportError {
@@ -79,6 +83,9 @@ impl core::fmt::Display for TransportError {
             TransportError::Rejected => f.write_str("the server rejected the request as malformed"),
             TransportError::TooLarge => {
                 f.write_str("the arguments or the result do not fit in a record or the arena")
+            }
+            TransportError::LimitReached => {
+                f.write_str("the server's limit for this client is reached")
             }
         }
     }

@@ -6,9 +6,15 @@
 //! response ring. One that is still pending joins the connection's requests under way,
 //! which the connection's task drives, so they end with it.
 //!
-//! A connection whose client has died (its wake port is closed) ends when the next client
-//! connects: its task, its requests under way and its channel go, so a client that keeps
-//! crashing and coming back costs the server one connection, not one per life.
+//! What one client may hold is bounded ([`limits`](super::limits)): connections per
+//! client process, calls under way and answers held per connection, capabilities given
+//! per connection. A connection over its bounds is not read until its calls drain, so a
+//! client that never reads its answers stops only itself.
+//!
+//! A connection ends when its client closes it (a flag in the channel's header page), or
+//! when its client has died (its wake port is closed): a sweep on the executor's timer
+//! looks every [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
+//! requests under way and its channel go (docs/decisions/008-service-connection-reclaim.md).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -27,8 +33,9 @@ use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
 
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::limits;
 use super::{Interface, label, status};
-use crate::executor::{spawn, wake};
+use crate::executor::{sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
@@ -63,8 +70,8 @@ impl Reply {
                 Err(postcard::Error::SerializeBufferFull) => (status::TOO_LARGE, 0),
                 Err(_) => (status::MALFORMED, 0),
             };
-            if let Some(record) = self.connection.push_response(self.id, encode) {
-                let _ = self.connection.respond(&record).await;
+            if let Some(held) = self.connection.push_response(self.id, encode) {
+                held.send().await;
             }
         })
     }
@@ -74,7 +81,8 @@ impl Reply {
 /// process's wake port. Clients reach it through a send capability to that port.
 pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
-    let mut connections: Vec<Weak<Served>> = Vec::new();
+    let connections = Registry::default();
+    spawn(sweep(connections.clone()));
     loop {
         let Received::Message {
             badge,
@@ -87,22 +95,22 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
         };
         if message.label == label::GIVE {
             if let Some(reply) = reply {
-                let _ = reply.send(&file_given(badge, &message));
+                let _ = reply.send(&file_given(&connections.live(), badge, &message));
             }
             continue;
         }
         // A connection's badged send capability goes once its copy is on its way.
         let mut giver = None;
-        let answer = match accept(interface, &message) {
+        connections.end_abandoned();
+        let answer = match accept(interface, &message, &connections.live()) {
             Ok((connection, bit, given)) => {
-                end_abandoned(&mut connections);
                 // The client gets a copy of the channel's capability (ours stays ours) and
                 // a send capability badged for this connection, to give capabilities on.
                 let answer = Message::new(0, [0, bit as u64, 0, 0])
                     .with_caps(&[connection.channel.object, given.handle()]);
                 giver = Some(given);
                 let connection = Rc::new(connection);
-                connections.push(Rc::downgrade(&connection));
+                connections.0.borrow_mut().push(Rc::downgrade(&connection));
                 spawn(serve_connection(connection, service.clone()));
                 answer
             }
@@ -114,6 +122,7 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 match refusal {
                     Refusal::Mismatch(found) => Message::new(0, [1, found, 0, 0]),
                     Refusal::Malformed => Message::new(0, [2, 0, 0, 0]),
+                    Refusal::Limit => Message::new(0, [3, 0, 0, 0]),
                 }
             }
         };
@@ -126,21 +135,41 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     }
 }
 
-/// End the connections whose client is gone: their tasks notice at their next wake-up,
-/// which this gives them.
-fn end_abandoned(connections: &mut Vec<Weak<Served>>) {
-    connections.retain(|weak| {
-        let Some(connection) = weak.upgrade() else {
-            return false;
-        };
-        // Notifying nothing only asks whether the client's port is still served.
-        if connection.client.notify(0) != Err(Error::PeerGone) {
-            return true;
-        }
-        connection.abandoned.set(true);
-        let _ = wake::port().notify(1 << connection.bit);
-        false
-    });
+/// The connections being served, shared by the accept loop and the sweep.
+#[derive(Clone, Default)]
+struct Registry(Rc<RefCell<Vec<Weak<Served>>>>);
+
+impl Registry {
+    /// The connections still served.
+    fn live(&self) -> Vec<Rc<Served>> {
+        self.0.borrow().iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// End the connections whose client is gone: their tasks notice at their next
+    /// wake-up, which this gives them.
+    fn end_abandoned(&self) {
+        self.0.borrow_mut().retain(|weak| {
+            let Some(connection) = weak.upgrade() else {
+                return false;
+            };
+            // Notifying nothing only asks whether the client's port is still served.
+            if connection.client.notify(0) != Err(Error::PeerGone) {
+                return true;
+            }
+            connection.abandoned.set(true);
+            let _ = wake::port().notify(1 << connection.bit);
+            false
+        });
+    }
+}
+
+/// Look for dead clients every [`SWEEP`](limits::SWEEP), not only when another connects:
+/// a server nobody connects to again must get its memory back too.
+async fn sweep(connections: Registry) {
+    loop {
+        sleep(limits::SWEEP).await;
+        connections.end_abandoned();
+    }
 }
 
 struct Served {
@@ -149,6 +178,8 @@ struct Served {
     /// Declared after the rings, so the mapping outlives them.
     channel: Channel,
     client: Port,
+    /// The client's wake port (its object id): one per client process.
+    client_port: u64,
     client_bit: u32,
     bit: u32,
     /// The badge of the send capability the client gives capabilities on.
@@ -157,41 +188,69 @@ struct Served {
     scratch: RefCell<Vec<u8>>,
     /// Set when the client is found gone: the connection's task ends.
     abandoned: Cell<bool>,
+    /// Bytes of answers waiting for room in the response ring.
+    held: Cell<usize>,
     /// The calls under way that wait, by id: a cancel drops them.
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
 }
 
 enum Refusal {
     Malformed,
+    /// The client, or all clients together, hold as many connections as they may.
+    Limit,
     /// The server's interface hash.
     Mismatch(u64),
 }
 
-/// Check a connect request and make the connection's channel.
 /// A capability a client gives for a later request: filed under a token for its
-/// connection (known by the badge it came with).
-fn file_given(badge: u64, message: &Message) -> Message {
-    match message.caps.as_slice() {
-        &[handle] if badge != 0 => Message::new(0, [0, super::caps::file(badge, handle), 0, 0]),
-        caps => {
-            for &cap in caps {
-                let _ = crate::sys::ipc::cap_delete(cap);
+/// connection (known by the badge it came with), if that connection is being served and
+/// has room in its share; deleted at once otherwise.
+fn file_given(connections: &[Rc<Served>], badge: u64, message: &Message) -> Message {
+    let refusal = match message.caps.as_slice() {
+        &[handle] if connections.iter().any(|c| c.badge == badge) => {
+            match super::caps::file(badge, handle) {
+                Some(token) => return Message::new(0, [0, token, 0, 0]),
+                None => Error::QuotaExceeded,
             }
-            Message::new(0, [keel_abi::Error::InvalidArgument as u64, 0, 0, 0])
         }
+        _ => Error::InvalidArgument,
+    };
+    for &cap in &message.caps {
+        let _ = crate::sys::ipc::cap_delete(cap);
     }
+    Message::new(0, [refusal as u64, 0, 0, 0])
 }
 
 /// Badges of connections: they tell a `GIVE` which connection it is for.
 static NEXT_BADGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
-fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port), Refusal> {
+/// Check a connect request against the interface and the limits, and make the
+/// connection's channel.
+fn accept(
+    interface: Interface,
+    message: &Message,
+    connections: &[Rc<Served>],
+) -> Result<(Served, u32, Port), Refusal> {
     let [hash, client_bit, ..] = message.words;
-    if message.label != label::CONNECT || message.caps.len() != 1 {
+    let &[client] = message.caps.as_slice() else {
+        return Err(Refusal::Malformed);
+    };
+    let client_port = match crate::sys::ipc::cap_info(client) {
+        Ok(info) if info.kind == keel_abi::cap::kind::PORT => info.object,
+        _ => return Err(Refusal::Malformed),
+    };
+    if message.label != label::CONNECT {
         return Err(Refusal::Malformed);
     }
     if hash != interface.hash {
         return Err(Refusal::Mismatch(interface.hash));
+    }
+    let its_own = connections
+        .iter()
+        .filter(|c| c.client_port == client_port)
+        .count();
+    if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
+        return Err(Refusal::Limit);
     }
     let channel = Channel::create().map_err(|_| Refusal::Malformed)?;
     let badge = NEXT_BADGE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -207,12 +266,14 @@ fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port)
         requests,
         responses,
         channel,
-        client: Port::from_handle(message.caps[0]),
+        client: Port::from_handle(client),
+        client_port,
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
         badge,
         scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
         abandoned: Cell::new(false),
+        held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
     };
     Ok((served, bit, giver))
@@ -224,13 +285,19 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     let mut under_way: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
     let mut requests = wake::Listener::new(connection.bit);
-    while !connection.abandoned.get() {
+    while !connection.ended() {
         if !under_way.is_empty() {
             poll_fn(|cx| {
                 while let Poll::Ready(Some(())) = under_way.poll_next_unpin(cx) {}
                 Poll::Ready(())
             })
             .await;
+        }
+        if connection.saturated(under_way.len()) {
+            // Back-pressure: the client's requests wait in its ring until its calls drain.
+            // Any call's progress (or a signal, a close) wakes this task.
+            requests.wait().await;
+            continue;
         }
         let mut out = Buffer::new(&mut bytes);
         let last = match connection.requests.pop(&mut out) {
@@ -303,6 +370,18 @@ impl Drop for Served {
 }
 
 impl Served {
+    /// Whether the connection is over: its client closed it or is gone.
+    fn ended(&self) -> bool {
+        self.abandoned.get() || self.channel.is_closed()
+    }
+
+    /// Whether the connection holds all it may: `under_way` calls, or answers waiting
+    /// for room.
+    fn saturated(&self, under_way: usize) -> bool {
+        under_way >= limits::CALLS_PER_CONNECTION
+            || self.held.get() >= limits::HELD_BYTES_PER_CONNECTION
+    }
+
     /// Answer call `id` `MALFORMED`; a future that does so when the ring is full.
     fn reject(self: &Rc<Self>, id: u32) -> Option<(u32, Answer)> {
         self.answer_status(id, status::MALFORMED)
@@ -311,12 +390,8 @@ impl Served {
     /// Answer call `id` with `code` and no result; a future that does so when the ring is
     /// full.
     fn answer_status(self: &Rc<Self>, id: u32, code: u32) -> Option<(u32, Answer)> {
-        let record = self.push_response(id, |_| (code, 0))?;
-        let connection = self.clone();
-        let answer: Answer = Box::pin(async move {
-            let _ = connection.respond(&record).await;
-        });
-        Some((id, answer))
+        let held = self.push_response(id, |_| (code, 0))?;
+        Some((id, Box::pin(held.send())))
     }
 
     /// `answer`, which waits, made cancellable by a later [`CANCEL`](super::CANCEL) of `id`.
@@ -341,12 +416,13 @@ impl Served {
 
     /// Push the response to call `id`, its status and result written by `encode` (which
     /// returns the status and the result's length) into the response scratch. When the
-    /// ring has no room, the record comes back to be sent with [`respond`](Self::respond).
+    /// ring has no room, the record comes back, counted against the connection, to be
+    /// sent with [`Held::send`].
     fn push_response(
-        &self,
+        self: &Rc<Self>,
         id: u32,
         encode: impl FnOnce(&mut [u8]) -> (u32, usize),
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Held> {
         let mut scratch = self.scratch.borrow_mut();
         let (head, body) = scratch.split_at_mut(8);
         let (code, len) = encode(body);
@@ -360,7 +436,13 @@ impl Served {
                 }
                 None
             }
-            Ok(Push::Full) => Some(record.to_vec()),
+            Ok(Push::Full) => {
+                self.held.set(self.held.get() + record.len());
+                Some(Held {
+                    connection: self.clone(),
+                    record: record.to_vec(),
+                })
+            }
             // The scratch holds no more than a record: only a broken ring refuses one, and
             // then the connection is over for its reader as well.
             Err(_) => None,
@@ -390,5 +472,25 @@ impl Served {
                 }
             }
         }
+    }
+}
+
+/// An answer waiting for room in the response ring, counted in its connection's `held`
+/// bytes until it is sent or dropped.
+struct Held {
+    connection: Rc<Served>,
+    record: Vec<u8>,
+}
+
+impl Held {
+    async fn send(self) {
+        let _ = self.connection.respond(&self.record).await;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let held = &self.connection.held;
+        held.set(held.get() - self.record.len());
     }
 }
