@@ -14,7 +14,7 @@
 //! A connection ends when its client closes it (a flag in the channel's header page), or
 //! when its client has died (its wake port is closed): a sweep on the executor's timer
 //! looks every [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
-//! requests under way and its channel go (docs/decisions/008-service-connection-reclaim.md).
+//! requests under way and its channel go (docs/decisions/002-service-connection-reclaim.md).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -252,7 +252,11 @@ fn accept(
     if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
         return Err(Refusal::Limit);
     }
-    let channel = Channel::create().map_err(|_| Refusal::Malformed)?;
+    // No memory left for another channel is a limit too: the server's frame quota.
+    let channel = Channel::create().map_err(|error| match error {
+        Error::QuotaExceeded | Error::OutOfMemory => Refusal::Limit,
+        _ => Refusal::Malformed,
+    })?;
     let badge = NEXT_BADGE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let giver = wake::port()
         .derive(
