@@ -811,7 +811,10 @@ fn connections_a_living_client_drops_are_reclaimed_at_once() -> Result<(), Strin
         all([
             ensure(wrong.is_empty(), || format!("wrong answers: {wrong:?}")),
             ensure(after <= before + CHANNEL_FRAMES / 2, || {
-                format!("{} more frames in use than before {ROUNDS} connections", after - before)
+                format!(
+                    "{} more frames in use than before {ROUNDS} connections",
+                    after - before
+                )
             }),
         ])
     })
@@ -836,11 +839,17 @@ fn a_dead_clients_connection_is_reclaimed_without_another_connect() -> Result<()
         println!("ktest: services: a dead client's channel came back after {took:?}");
         all([
             ensure(connected >= before + CHANNEL_FRAMES, || {
-                format!("{} more frames in use with the client", connected as i64 - before as i64)
+                format!(
+                    "{} more frames in use with the client",
+                    connected as i64 - before as i64
+                )
             }),
             expect_eq("how the client ended", died, process::Exit::Killed),
             ensure(after <= before + CHANNEL_FRAMES / 2, || {
-                format!("{} more frames in use than before the client came", after - before)
+                format!(
+                    "{} more frames in use than before the client came",
+                    after - before
+                )
             }),
             ensure(took <= SERVER_GONE_BOUND, || {
                 format!("it took {took:?}, more than {SERVER_GONE_BOUND:?}")
@@ -1001,7 +1010,10 @@ async fn fuzz_one(
             true,
         ),
         ensure(after <= before + CHANNEL_FRAMES / 2, || {
-            format!("{} more frames in use after fuzzing {program}", after - before)
+            format!(
+                "{} more frames in use after fuzzing {program}",
+                after - before
+            )
         }),
     ])
 }
