@@ -12,8 +12,8 @@
 //! client that never reads its answers stops only itself.
 //!
 //! A connection ends when its client closes it (a flag in the channel's header page), or
-//! when its client has died (its wake port is closed): a sweep on the executor's timer
-//! looks every [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
+//! when its client has died (its wake port is closed): a sweep looks every
+//! [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
 //! requests under way and its channel go (docs/decisions/002-service-connection-reclaim.md).
 
 use alloc::boxed::Box;

@@ -29,8 +29,10 @@ pub fn probe_client_dies(arg: &str) -> Result<i32, Failure> {
     let stalled = executor::block_on(executor::timeout(Duration::from_millis(20), probe.stall()));
     // As a killed client would: nothing closes the connection.
     core::mem::forget(probe);
-    while arg == "linger" {
-        keel_rt::time::sleep(Duration::from_secs(1));
+    if arg == "linger" {
+        loop {
+            keel_rt::time::sleep(Duration::from_secs(1));
+        }
     }
     match stalled {
         Err(_) => Ok(0),
