@@ -20,6 +20,7 @@
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.
 
+mod badge;
 mod bulk;
 mod bytes;
 mod calls;

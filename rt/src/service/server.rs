@@ -244,9 +244,6 @@ fn file_given(connections: &[Rc<Served>], badge: u64, message: &Message) -> Mess
     Message::new(0, [refusal as u64, 0, 0, 0])
 }
 
-/// Badges of connections: they tell a `GIVE` which connection it is for.
-static NEXT_BADGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
-
 /// Check a connect request against the interface and the limits, and make the
 /// connection's channel.
 fn accept(
@@ -280,7 +277,7 @@ fn accept(
         Error::QuotaExceeded | Error::OutOfMemory => Refusal::Limit,
         _ => Refusal::Malformed,
     })?;
-    let badge = NEXT_BADGE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let badge = super::badge::fresh(|badge| connections.iter().any(|c| c.badge == badge));
     let giver = wake::port()
         .derive(
             keel_abi::cap::rights::SEND | keel_abi::cap::rights::GRANT,

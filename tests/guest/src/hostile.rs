@@ -179,6 +179,11 @@ impl Hostile {
         give(self.giver, cap)
     }
 
+    /// The badge the server gave this connection.
+    pub fn badge(&self) -> Result<u64, Error> {
+        keel_rt::sys::ipc::cap_info(self.giver.handle()).map(|info| info.badge)
+    }
+
     /// Say this connection is over, as a client that drops its connection does.
     pub fn close(&self) {
         self.write(CLOSED, &1u32.to_le_bytes());

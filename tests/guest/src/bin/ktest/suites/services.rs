@@ -58,6 +58,7 @@ pub const SUITE: Suite = suite!(services:
     a_client_cannot_make_the_server_write_past_its_response_ring,
     a_client_that_never_reads_its_answers_costs_the_server_bounded_memory,
     capabilities_given_beyond_a_share_or_on_forged_badges_are_deleted_at_once,
+    a_client_cannot_guess_another_connections_badge,
     a_client_process_holds_at_most_its_share_of_connections,
     connections_a_living_client_drops_are_reclaimed_at_once,
     a_dead_clients_connection_is_reclaimed_without_another_connect,
@@ -761,6 +762,34 @@ fn capabilities_given_beyond_a_share_or_on_forged_badges_are_deleted_at_once() -
                 GIFTS - CAPS_PER_CONNECTION,
             ),
             expect_eq("a new client's capability argument", peeked, Ok(Some(0))),
+        ])
+    })
+}
+
+/// A client knows its own connection's badge, and may badge its copy of the server's port
+/// with any other: badges near its own must not be another connection's, or it could fill
+/// that connection's share of capabilities and have its gifts refused.
+fn a_client_cannot_guess_another_connections_badge() -> Result<(), String> {
+    const NEAR: u64 = 64;
+    with_server(|_, port| async move {
+        let victim = ProbeClient::connect(port).context("connecting")?;
+        let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+        let own = hostile.badge().context("the hostile connection's badge")?;
+        let page = Memory::create(4096).context("a page to give")?;
+        let mut accepted = 0;
+        for badge in (own.saturating_sub(NEAR)..=own.saturating_add(NEAR)).filter(|&b| b != own) {
+            let forged = port
+                .derive(rights::SEND | rights::GRANT, badge)
+                .context("forging a badge")?;
+            accepted += (0..CAPS_PER_CONNECTION)
+                .filter(|_| hostile::give(forged, page.handle()) == Ok(0))
+                .count();
+            let _ = forged.delete();
+        }
+        let cap = victim.connection().cap(page.handle()).map(drop);
+        all([
+            expect_eq("gifts on badges near its own accepted", accepted, 0),
+            expect_eq("the other connection's own gift", cap, Ok(())),
         ])
     })
 }
