@@ -140,9 +140,12 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
 struct Registry(Rc<RefCell<Vec<Weak<Served>>>>);
 
 impl Registry {
-    /// The connections still served.
+    /// The connections still served: a connection its client has closed no longer counts,
+    /// even before its task has seen the flag.
     fn live(&self) -> Vec<Rc<Served>> {
-        self.0.borrow().iter().filter_map(Weak::upgrade).collect()
+        let connections = self.0.borrow();
+        let live = connections.iter().filter_map(Weak::upgrade);
+        live.filter(|connection| !connection.ended()).collect()
     }
 
     /// End the connections whose client is gone: their tasks notice at their next
