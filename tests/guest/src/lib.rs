@@ -156,7 +156,8 @@ roles! {
     /// Caps: 1 = a [`services::Probe`] server's port. Connect, call `echo(11)`, and exit
     /// with 0 when the answer is right.
     ProbeEcho = "probe-echo",
-    /// Caps: 1 = a service's port; the argument seeds it. Do to the service all a
+    /// Caps: 1 = a service's port; the argument seeds it (and may name, after the seed,
+    /// the lowest method id its requests call). Do to the service all a
     /// hostile client can ([`hostile`]): garbage records, bogus and unaligned counters in
     /// both rings, huge lengths, forged capabilities, answers never read, connect storms;
     /// a bounded number of rounds, then exit 0.

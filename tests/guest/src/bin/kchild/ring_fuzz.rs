@@ -23,11 +23,14 @@ const HELD: usize = 6;
 /// The pause after each round.
 const PAUSE: core::time::Duration = core::time::Duration::from_millis(2);
 
-/// Caps: 1 = the service's port. The argument is the seed.
-pub fn ring_fuzz(seed: &str) -> Result<i32, Failure> {
-    let seed: u64 = seed
-        .parse()
-        .map_err(|_| Failure::check("`ring-fuzz` wants a seed"))?;
+/// Caps: 1 = the service's port. The argument is the seed, then the first method id it
+/// may call well-formed (0 unless given: the console's method 0 writes to the screen).
+pub fn ring_fuzz(arg: &str) -> Result<i32, Failure> {
+    let mut words = arg.split(' ').map(str::parse::<u64>);
+    let (Some(Ok(seed)), first_method) = (words.next(), words.next().unwrap_or(Ok(0))) else {
+        return Err(Failure::check("`ring-fuzz` wants a seed"));
+    };
+    let first_method = first_method.map_err(|_| Failure::check("a method id"))? as u32;
     let server = Port::from_handle(1);
     let hash = hostile::interface_hash(server).map_err(Failure::check)?;
     // What it gives away: copies of one page, over and over.
@@ -37,6 +40,7 @@ pub fn ring_fuzz(seed: &str) -> Result<i32, Failure> {
         hash,
         gift: gift.handle(),
         state: seed | 1,
+        first_method,
         held: Vec::new(),
         connections: 0,
     };
@@ -61,6 +65,8 @@ struct Fuzzer {
     hash: u64,
     gift: keel_abi::cap::Handle,
     state: u64,
+    /// The lowest method id its requests name.
+    first_method: u32,
     held: Vec<Hostile>,
     /// Connections the server accepted.
     connections: u32,
@@ -176,7 +182,8 @@ impl Fuzzer {
     /// Requests for any method, with any arguments, and their answers never read.
     fn answers_never_read(&mut self) {
         let count = self.next() % 2048;
-        let (method, arguments) = (self.next() as u32 % 6, self.next().to_le_bytes());
+        let method = self.first_method + self.next() as u32 % 6;
+        let arguments = self.next().to_le_bytes();
         let len = (self.next() % 9) as usize;
         if let Some(connection) = self.pick() {
             for id in 0..count {
