@@ -101,7 +101,10 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
         }
         // A connection's badged send capability goes once its copy is on its way.
         let mut giver = None;
-        connections.end_abandoned();
+        // Dead clients' places are free for this one (junk messages do not pay for a look).
+        if message.label == label::CONNECT {
+            connections.end_abandoned();
+        }
         let answer = match accept(interface, &message, &connections.live()) {
             Ok((connection, bit, given)) => {
                 // The client gets a copy of the channel's capability (ours stays ours) and
