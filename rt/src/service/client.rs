@@ -49,6 +49,9 @@ struct Inner {
     server: Port,
     /// The server's send capability badged for this connection, to give capabilities on.
     giver: Port,
+    /// The connection's lease, held and never used: the server watches it to learn that
+    /// this end is gone.
+    lease: Port,
     /// Whether `server` is ours to delete: true when it came from a lookup, false when the
     /// caller handed it over and still holds it.
     owns_server: bool,
@@ -328,11 +331,12 @@ impl Inner {
             [3, ..] => return Err(TransportError::LimitReached),
             _ => return Err(TransportError::Disconnected),
         };
-        let (channel, giver) = match answer.caps.as_slice() {
-            &[channel, giver] => match Channel::map(channel) {
-                Ok(channel) => (channel, Port::from_handle(giver)),
+        let (channel, giver, lease) = match answer.caps.as_slice() {
+            &[channel, giver, lease] => match Channel::map(channel) {
+                Ok(channel) => (channel, Port::from_handle(giver), Port::from_handle(lease)),
                 Err(_) => {
                     let _ = crate::sys::ipc::cap_delete(giver);
+                    let _ = crate::sys::ipc::cap_delete(lease);
                     return Err(TransportError::Disconnected);
                 }
             },
@@ -351,6 +355,7 @@ impl Inner {
             arena,
             server,
             giver,
+            lease,
             owns_server,
             server_bit,
             bit,
@@ -648,6 +653,7 @@ impl Drop for Inner {
         let _ = self.server.notify(1 << self.server_bit);
         self.wake_reader();
         let _ = self.giver.delete();
+        let _ = self.lease.delete();
         if self.owns_server {
             let _ = self.server.delete();
         }

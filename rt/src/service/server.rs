@@ -99,19 +99,23 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
             }
             continue;
         }
-        // A connection's badged send capability goes once its copy is on its way.
-        let mut giver = None;
+        // What goes to the client, ours only until the copies are on their way.
+        let mut handed = None;
         // Dead clients' places are free for this one (junk messages do not pay for a look).
         if message.label == label::CONNECT {
             connections.end_abandoned();
         }
         let answer = match accept(interface, &message, &connections.live()) {
-            Ok((connection, bit, given)) => {
-                // The client gets a copy of the channel's capability (ours stays ours) and
-                // a send capability badged for this connection, to give capabilities on.
-                let answer = Message::new(0, [0, bit as u64, 0, 0])
-                    .with_caps(&[connection.channel.object, given.handle()]);
-                giver = Some(given);
+            Ok((connection, bit, [giver, lease])) => {
+                // The client gets a copy of the channel's capability (ours stays ours), a
+                // send capability badged for this connection, to give capabilities on, and
+                // its lease.
+                let answer = Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[
+                    connection.channel.object,
+                    giver.handle(),
+                    lease.handle(),
+                ]);
+                handed = Some([giver, lease]);
                 let connection = Rc::new(connection);
                 connections.0.borrow_mut().push(Rc::downgrade(&connection));
                 spawn(serve_connection(connection, service.clone()));
@@ -132,8 +136,8 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
         if let Some(reply) = reply {
             let _ = reply.send(&answer);
         }
-        if let Some(giver) = giver {
-            let _ = giver.delete();
+        for port in handed.into_iter().flatten() {
+            let _ = port.delete();
         }
     }
 }
@@ -158,8 +162,8 @@ impl Registry {
             let Some(connection) = weak.upgrade() else {
                 return false;
             };
-            // Notifying nothing only asks whether the client's port is still served.
-            if connection.client.notify(0) != Err(Error::PeerGone) {
+            // Notifying nothing only asks whether the lease is still held.
+            if connection.lease.notify(0) != Err(Error::PeerGone) {
                 return true;
             }
             connection.abandoned.set(true);
@@ -209,6 +213,9 @@ struct Served {
     client: Port,
     /// The client's wake port (its object id): one per client process.
     client_port: u64,
+    /// A send capability to the connection's lease, a port only the client can receive
+    /// on: it closes when the client's copy goes, with the client's process or by hand.
+    lease: Port,
     client_bit: u32,
     bit: u32,
     /// The badge of the send capability the client gives capabilities on.
@@ -251,12 +258,13 @@ fn file_given(connections: &[Rc<Served>], badge: u64, message: &Message) -> Mess
 }
 
 /// Check a connect request against the interface and the limits, and make the
-/// connection's channel.
+/// connection's channel; with it, what goes to the client: the badged capability it gives
+/// capabilities on, and its lease.
 fn accept(
     interface: Interface,
     message: &Message,
     connections: &[Rc<Served>],
-) -> Result<(Served, u32, Port), Refusal> {
+) -> Result<(Served, u32, [Port; 2]), Refusal> {
     let [hash, client_bit, ..] = message.words;
     let &[client] = message.caps.as_slice() else {
         return Err(Refusal::Malformed);
@@ -290,6 +298,13 @@ fn accept(
             badge,
         )
         .map_err(|_| Refusal::Malformed)?;
+    let (lease, handed_lease) = match lease() {
+        Ok(ends) => ends,
+        Err(_) => {
+            let _ = giver.delete();
+            return Err(Refusal::Limit);
+        }
+    };
     let (requests, responses) = channel.server_ends();
     let bit = next_bit();
     let served = Served {
@@ -298,6 +313,7 @@ fn accept(
         channel,
         client: Port::from_handle(client),
         client_port,
+        lease,
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
         badge,
@@ -306,7 +322,23 @@ fn accept(
         held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
     };
-    Ok((served, bit, giver))
+    Ok((served, bit, [giver, handed_lease]))
+}
+
+/// A connection's lease: a port whose only receive right will be the client's. The server
+/// keeps a send capability, whose notifications of no bits fail once the client's copy is
+/// gone: the client's process ended, or it dropped the connection. Unlike the wake port
+/// the client hands over, which could be any port it may send to, the lease is the
+/// client's own. (ours, to probe; the client's, with every right).
+fn lease() -> Result<(Port, Port), Error> {
+    let port = Port::create(1)?;
+    match port.derive(keel_abi::cap::rights::SEND, 0) {
+        Ok(probe) => Ok((probe, port)),
+        Err(error) => {
+            let _ = port.delete();
+            Err(error)
+        }
+    }
 }
 
 /// Drain one connection's requests until its client breaks its ring or is gone, starting
@@ -395,6 +427,7 @@ fn start<D: Dispatch>(
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
+        let _ = self.lease.delete();
         super::caps::forget(self.badge);
     }
 }

@@ -56,7 +56,7 @@ impl Scribble {
 /// The interface hash of the service behind `server`, as its refusal of a connect with a
 /// hash nobody has tells it.
 pub fn interface_hash(server: Port) -> Result<u64, String> {
-    match handshake(server, 0)? {
+    match handshake(server, 0, wake::port())? {
         Message {
             words: [1, found, ..],
             ..
@@ -68,9 +68,10 @@ pub fn interface_hash(server: Port) -> Result<u64, String> {
     }
 }
 
-/// The connect call by hand, with `hash`: the server's answer.
-fn handshake(server: Port, hash: u64) -> Result<Message, String> {
-    let wake = wake::port()
+/// The connect call by hand, with `hash`, handing over `client` as this client's wake
+/// port: the server's answer.
+fn handshake(server: Port, hash: u64, client: Port) -> Result<Message, String> {
+    let wake = client
         .derive(rights::SEND | rights::GRANT, 0)
         .map_err(|error| format!("deriving a wake port capability: {error:?}"))?;
     // Client bit 0: the server's signals wake whatever waits on it here, harmlessly.
@@ -88,14 +89,27 @@ pub struct Hostile {
     server: Port,
     /// The server's send capability badged for this connection.
     giver: Port,
+    /// The connection's lease: the server watches it to learn this client is gone.
+    lease: Port,
     server_bit: u32,
 }
 
 impl Hostile {
-    /// Connect with `hash`; `Err(Ok(words))` when the server refused (its answer's words).
+    /// Connect with `hash`; `Ok(Err(words))` when the server refused (its answer's words).
     pub fn try_connect(server: Port, hash: u64) -> Result<Result<Hostile, [u64; 4]>, String> {
-        let answer = handshake(server, hash)?;
-        let ([0, server_bit, ..], &[channel, giver]) = (answer.words, answer.caps.as_slice())
+        Hostile::try_connect_as(server, hash, wake::port())
+    }
+
+    /// [`try_connect`](Self::try_connect), handing over `client` (any port this process
+    /// may send to) as its wake port.
+    pub fn try_connect_as(
+        server: Port,
+        hash: u64,
+        client: Port,
+    ) -> Result<Result<Hostile, [u64; 4]>, String> {
+        let answer = handshake(server, hash, client)?;
+        let ([0, server_bit, ..], &[channel, giver, lease]) =
+            (answer.words, answer.caps.as_slice())
         else {
             for &cap in &answer.caps {
                 let _ = keel_rt::sys::ipc::cap_delete(cap);
@@ -103,12 +117,13 @@ impl Hostile {
             return Ok(Err(answer.words));
         };
         let memory = Memory::from_handle(channel);
-        let giver = Port::from_handle(giver);
+        let (giver, lease) = (Port::from_handle(giver), Port::from_handle(lease));
         let channel = match memory.map(prot::READ | prot::WRITE) {
             Ok(channel) => channel,
             Err(error) => {
                 let _ = memory.delete();
                 let _ = giver.delete();
+                let _ = lease.delete();
                 return Err(format!("mapping the channel: {error:?}"));
             }
         };
@@ -117,6 +132,7 @@ impl Hostile {
             channel,
             server,
             giver,
+            lease,
             server_bit: server_bit as u32,
         }))
     }
@@ -212,6 +228,7 @@ impl Drop for Hostile {
     fn drop(&mut self) {
         let _ = self.memory.delete();
         let _ = self.giver.delete();
+        let _ = self.lease.delete();
     }
 }
 

@@ -153,6 +153,10 @@ roles! {
     /// Caps: 1 = a [`services::Probe`] server's port. Connect, start a `stall` call, and
     /// exit with it in flight (with the argument `linger`: wait to be killed).
     ProbeClientDies = "probe-client-dies",
+    /// Caps: 1 = a [`services::Probe`] server's port. Connect by hand ([`hostile`]) handing
+    /// over the server's own port as this process's wake port, then exit with the
+    /// connection open.
+    ProbeClientBorrows = "probe-client-borrows",
     /// Caps: 1 = a [`services::Probe`] server's port. Connect, call `echo(11)`, and exit
     /// with 0 when the answer is right.
     ProbeEcho = "probe-echo",

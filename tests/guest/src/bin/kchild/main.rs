@@ -151,6 +151,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::ProbeServer => services::probe_server(),
         Role::ProbeClientDies => services::probe_client_dies(arg),
         Role::ProbeEcho => services::probe_echo(),
+        Role::ProbeClientBorrows => services::probe_client_borrows(),
         Role::RingFuzz => ring_fuzz::ring_fuzz(arg),
         Role::ConsoleReaderDies => services::console_reader_dies(),
         Role::WitnessServer => system::witness_server(arg),

@@ -202,3 +202,21 @@ pub fn probe_echo() -> Result<i32, Failure> {
         other => Err(Failure::check(format!("echo(11) -> {other:?}"))),
     }
 }
+
+/// `probe-client-borrows`: a connection whose wake port is the server's own, a port that
+/// outlives this process; left open at exit.
+pub fn probe_client_borrows() -> Result<i32, Failure> {
+    let server = Port::from_handle(1);
+    let hash = keel_guest_tests::services::PROBE_INTERFACE.hash;
+    match keel_guest_tests::hostile::Hostile::try_connect_as(server, hash, server) {
+        Ok(Ok(connection)) => {
+            // As a killed client would: nothing closes the connection.
+            core::mem::forget(connection);
+            Ok(0)
+        }
+        other => Err(Failure::check(format!(
+            "connecting: {:?}",
+            other.map(|answer| answer.map(drop))
+        ))),
+    }
+}

@@ -62,6 +62,7 @@ pub const SUITE: Suite = suite!(services:
     a_client_process_holds_at_most_its_share_of_connections,
     connections_a_living_client_drops_are_reclaimed_at_once,
     a_dead_clients_connection_is_reclaimed_without_another_connect,
+    a_dead_client_that_handed_over_a_borrowed_port_is_reclaimed_too,
     a_connect_waits_for_room_in_a_flooded_queue,
     a_bulk_given_up_or_forgotten_mid_call_is_never_reused_under_the_server,
     a_ring_fuzzer_leaves_hello_and_kv_serving_and_keeps_nothing,
@@ -883,6 +884,32 @@ fn a_dead_clients_connection_is_reclaimed_without_another_connect() -> Result<()
             ensure(took <= SERVER_GONE_BOUND, || {
                 format!("it took {took:?}, more than {SERVER_GONE_BOUND:?}")
             }),
+        ])
+    })
+}
+
+/// A client may hand over any port it can send to as its wake port, here the server's
+/// own, which lives on after the client: the server watches the connection's lease, a
+/// port only the client receives on, not that port.
+fn a_dead_client_that_handed_over_a_borrowed_port_is_reclaimed_too() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let before = frames_in_use();
+        let client = child::spawn_with_caps(Role::ProbeClientBorrows, "", &[port.handle()])?;
+        let exited = process::wait(client).context("waiting for the client")?;
+        let after = frames_in_use_fall_to(before + CHANNEL_FRAMES / 2).await;
+        let echoed = match ProbeClient::connect(port) {
+            Ok(probe) => within("echo", HUNG, probe.echo(3)).await?,
+            Err(error) => Err(error),
+        };
+        all([
+            expect_eq("how the client ended", exited, process::Exit::Exited(0)),
+            ensure(after <= before + CHANNEL_FRAMES / 2, || {
+                format!(
+                    "{} more frames in use than before the client came",
+                    after - before
+                )
+            }),
+            expect_eq("a new client's call", echoed, Ok(3)),
         ])
     })
 }
