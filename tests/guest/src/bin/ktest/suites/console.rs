@@ -279,13 +279,18 @@ fn ctrl_c_interrupts_the_pending_read() -> Result<(), String> {
     })
 }
 
+/// The port the console registered, to hand to a child.
+fn console_port() -> Result<keel_rt::ipc::Port, String> {
+    names()?
+        .registered(console::NAME)
+        .context("the console's port")
+}
+
 /// A client dies in `read_line`; once a new client connects, the console ends the dead
 /// one's connection, and its read with it: the next line goes to the living.
 fn a_reader_that_died_takes_no_line() -> Result<(), String> {
     with_console(async |console| {
-        let port = names()?
-            .registered(console::NAME)
-            .context("the console's port")?;
+        let port = console_port()?;
         let pid = child::spawn_with_caps(Role::ConsoleReaderDies, "", &[port.handle()])?;
         let died = process::wait(pid).context("waiting for the reader")?;
         let fresh = ConsoleClient::connect(port).map_err(|error| format!("connecting: {error}"))?;
@@ -302,9 +307,7 @@ fn a_reader_that_died_takes_no_line() -> Result<(), String> {
 /// gone (with the reads it left waiting), a typed line comes back to a reader.
 fn a_ring_fuzzer_leaves_the_console_serving() -> Result<(), String> {
     with_console(async |console| {
-        let port = names()?
-            .registered(console::NAME)
-            .context("the console's port")?;
+        let port = console_port()?;
         // From method 1 (`read_line`) on: its requests never write to the screen.
         let fuzzer = child::spawn_with_caps(Role::RingFuzz, "9 1", &[port.handle()])?;
         let mut fuzzed = Box::pin(executor::unblock(move || process::wait(fuzzer)));
