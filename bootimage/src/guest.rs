@@ -24,9 +24,21 @@ pub const DEMO_PACKAGES: &[&str] = &[
 /// The packages the in-guest test suites need: the kernel, `keel-guest-tests`, which
 /// provides the `ktest` and `kchild` binaries, and the programs some suites drive
 /// ([`SUITE_PROGRAMS`]).
-pub const TEST_PACKAGES: &[&str] = &["kernel", "keel-guest-tests", "console", "shell", "hello"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "kernel",
+    "keel-guest-tests",
+    "console",
+    "shell",
+    "hello",
+    "hello-service",
+    "kv",
+];
 /// The programs a suite starts besides `kchild`, as boot modules of its image.
-pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[("console", &["console", "shell", "hello"])];
+pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
+    ("console", &["console", "shell", "hello"]),
+    // The real services the ring fuzzer attacks.
+    ("services", &["hello-service", "kv"]),
+];
 /// The packages `cargo boot bench` needs: the kernel and `keel-bench`, which provides `kbench`.
 pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench"];
 

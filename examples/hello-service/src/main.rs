@@ -1,12 +1,13 @@
 //! The smallest service: `hello-service server` serves `Hello` and registers it as "hello"
-//! with the name service; `hello-service client NAME` looks it up and greets NAME.
+//! with the name service; `hello-service client NAME` looks it up and greets NAME;
+//! `hello-service announce` serves it to whoever started it (`keel_rt::bootstrap`).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::{format, string::String};
-use keel_rt::{executor, names, println, process};
+use keel_rt::{bootstrap, executor, names, println, process};
 
 #[keel_rt::service]
 pub trait Hello {
@@ -27,8 +28,16 @@ keel_rt::async_entry!(main);
 
 async fn main(args: &'static str) -> i32 {
     let (role, name) = args.split_once(' ').unwrap_or((args, ""));
-    if role == "server" {
-        names::register("hello", executor::wake::port()).expect("hello-service: registering");
+    match role {
+        "server" => {
+            names::register("hello", executor::wake::port()).expect("hello-service: registering")
+        }
+        // Started by a program other than init (the `services` suite): its port goes back
+        // through the bootstrap port it was given.
+        "announce" => bootstrap::announce().expect("hello-service: announcing"),
+        _ => {}
+    }
+    if role == "server" || role == "announce" {
         serve_hello(Greeter).await
     }
     let hello = HelloClient::connect_named("hello").expect("hello-service: connecting");

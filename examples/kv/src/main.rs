@@ -1,4 +1,5 @@
-//! A key-value store as a service: `kv server` serves it, `kv client` checks a script of calls.
+//! A key-value store as a service: `kv server` serves it, `kv client` checks a script of calls,
+//! `kv announce` serves it to whoever started it (`keel_rt::bootstrap`).
 //! The server registers as "kv" with the name service; the client looks it up by name.
 #![no_std]
 #![no_main]
@@ -7,7 +8,7 @@ extern crate alloc;
 
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use core::cell::RefCell;
-use keel_rt::{executor, names, println, serde::Deserialize, serde::Serialize};
+use keel_rt::{bootstrap, executor, names, println, serde::Deserialize, serde::Serialize};
 
 /// The store's own errors, apart from the transport's.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -64,8 +65,14 @@ macro_rules! expect {
 keel_rt::async_entry!(main);
 
 async fn main(role: &'static str) -> i32 {
-    if role == "server" {
-        names::register("kv", executor::wake::port()).expect("kv: registering");
+    match role {
+        "server" => names::register("kv", executor::wake::port()).expect("kv: registering"),
+        // Started by a program other than init (the `services` suite): its port goes back
+        // through the bootstrap port it was given.
+        "announce" => bootstrap::announce().expect("kv: announcing"),
+        _ => {}
+    }
+    if role == "server" || role == "announce" {
         serve_kv(Store(RefCell::default())).await
     }
     let kv = KvClient::connect_named("kv").expect("kv: connecting to the server");

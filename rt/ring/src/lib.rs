@@ -5,7 +5,7 @@
 //! area is preceded by a padding marker and starts again at offset 0. `head` and `tail` are
 //! free-running 31-bit byte counters: the consumer owns `head`, the producer owns `tail`.
 //!
-//! The peer is not trusted: everything read from shared memory (the other side's counter,
+//! The peer is not trusted: everything read from shared memory (both counters, its own too,
 //! a record's length) is checked before use, and a bad value is [`RingError::Corrupt`],
 //! never a panic or an out-of-bounds access.
 //!
@@ -168,10 +168,13 @@ impl<'a> Ring<'a> {
         u32::from_le_bytes(bytes)
     }
 
-    /// Bytes in use, checked: the peer's counter must not claim more than the ring holds.
+    /// Bytes in use, checked: both counters sit in memory the peer can write, so each must
+    /// be a whole number of records (an unaligned offset would place a record across the
+    /// end of the data), and together they must not claim more than the ring holds.
     fn used(&self, head: u32, tail: u32) -> Result<usize, RingError> {
         let used = (tail.wrapping_sub(head) & COUNT) as usize;
-        if used > self.capacity() || !used.is_multiple_of(ALIGN) {
+        // Two aligned counters are aligned apart, so one test covers all three.
+        if used > self.capacity() || !((head | tail) as usize).is_multiple_of(ALIGN) {
             return Err(RingError::Corrupt);
         }
         Ok(used)

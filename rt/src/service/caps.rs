@@ -21,6 +21,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spin::Mutex;
 
+use super::limits::CAPS_PER_CONNECTION;
 use crate::sys;
 
 /// A capability passed to a service method.
@@ -70,11 +71,16 @@ static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 /// The connection whose request is being decoded (its badge).
 static DECODING: AtomicU64 = AtomicU64::new(0);
 
-/// File a capability given on the connection with `badge`; the token for it.
-pub(super) fn file(badge: u64, handle: Handle) -> u64 {
+/// File a capability given on the connection with `badge`; the token for it, or `None`
+/// when the connection already holds its share ([`CAPS_PER_CONNECTION`]).
+pub(super) fn file(badge: u64, handle: Handle) -> Option<u64> {
+    let mut filed = FILED.lock();
+    if filed.range((badge, 0)..=(badge, u64::MAX)).count() >= CAPS_PER_CONNECTION {
+        return None;
+    }
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-    FILED.lock().insert((badge, token), handle);
-    token
+    filed.insert((badge, token), handle);
+    Some(token)
 }
 
 /// Drop what a connection filed and never used (it is closing).

@@ -1,7 +1,8 @@
 //! The shared memory of one connection, and the rings laid out in it.
 //!
 //! ```text
-//! page 0             header: the two ring headers (requests at 0, responses at 64)
+//! page 0             header: the two ring headers (requests at 0, responses at 64),
+//!                    and the client's closing flag (a `u32` at 128)
 //! page 1 ..          request ring data   (RING_SIZE bytes, client -> server)
 //! .. + RING_SIZE     response ring data  (RING_SIZE bytes, server -> client)
 //! .. + RING_SIZE     bulk arena          (BULK_SIZE bytes, written by the client)
@@ -11,7 +12,7 @@
 //! client can then delete or revoke only its own copy, never the server's mapping, so it
 //! cannot make the server fault by pulling the memory away.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use keel_abi::Error;
 use keel_abi::cap::Handle;
 use keel_abi::layout::PAGE_SIZE;
@@ -29,6 +30,8 @@ pub const BULK_SIZE: usize = 2 << 20;
 const BULK_OFFSET: usize = PAGE_SIZE + 2 * RING_SIZE;
 pub const CHANNEL_SIZE: usize = BULK_OFFSET + BULK_SIZE;
 const RESPONSE_HEADER: usize = 64;
+/// A `u32` the client sets when it is done with the channel.
+const CLOSED: usize = 128;
 
 /// A connection's memory, mapped in this process.
 pub struct Channel {
@@ -54,6 +57,24 @@ impl Channel {
         }
         let addr = sys::ipc::mem_map_object(object, 0, prot::READ | prot::WRITE)?;
         Ok(Channel { object, addr })
+    }
+
+    /// Say the client is done with the channel: the server ends the connection when it
+    /// next wakes (signal it).
+    pub fn close(&self) {
+        self.closed().store(1, Ordering::Release);
+    }
+
+    /// Whether the client said it is done. The client can write it at will, which ends
+    /// only its own connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed().load(Ordering::Acquire) != 0
+    }
+
+    fn closed(&self) -> &AtomicU32 {
+        // SAFETY: an aligned word of the header page, mapped while `self` lives; an atomic
+        // is valid for any bit pattern the other side writes.
+        unsafe { &*((self.addr + CLOSED) as *const AtomicU32) }
     }
 
     /// Where the bulk arena starts in this process.

@@ -49,6 +49,9 @@ struct Inner {
     server: Port,
     /// The server's send capability badged for this connection, to give capabilities on.
     giver: Port,
+    /// The connection's lease, held and never used: the server watches it to learn that
+    /// this end is gone.
+    lease: Port,
     /// Whether `server` is ours to delete: true when it came from a lookup, false when the
     /// caller handed it over and still holds it.
     owns_server: bool,
@@ -145,6 +148,7 @@ impl Connection {
         let answer = self.link().giver.call(&give).map_err(transport)?;
         match answer.words {
             [0, token, ..] => Ok(super::Cap::given(token)),
+            [code, ..] if code == Error::QuotaExceeded as u64 => Err(TransportError::LimitReached),
             _ => Err(TransportError::Rejected),
         }
     }
@@ -313,7 +317,7 @@ impl Inner {
             .map_err(transport)?;
         let request = Message::new(label::CONNECT, [interface.hash, bit as u64, 0, 0])
             .with_caps(&[wake.handle()]);
-        let answer = server.call(&request);
+        let answer = call_patiently(server, &request);
         let _ = crate::sys::ipc::cap_delete(wake.handle());
         let answer = answer.map_err(transport)?;
         let server_bit = match answer.words {
@@ -324,13 +328,15 @@ impl Inner {
                     found,
                 });
             }
+            [3, ..] => return Err(TransportError::LimitReached),
             _ => return Err(TransportError::Disconnected),
         };
-        let (channel, giver) = match answer.caps.as_slice() {
-            &[channel, giver] => match Channel::map(channel) {
-                Ok(channel) => (channel, Port::from_handle(giver)),
+        let (channel, giver, lease) = match answer.caps.as_slice() {
+            &[channel, giver, lease] => match Channel::map(channel) {
+                Ok(channel) => (channel, Port::from_handle(giver), Port::from_handle(lease)),
                 Err(_) => {
                     let _ = crate::sys::ipc::cap_delete(giver);
+                    let _ = crate::sys::ipc::cap_delete(lease);
                     return Err(TransportError::Disconnected);
                 }
             },
@@ -349,6 +355,7 @@ impl Inner {
             arena,
             server,
             giver,
+            lease,
             owns_server,
             server_bit,
             bit,
@@ -505,6 +512,24 @@ impl Inner {
     }
 }
 
+/// `server.call(request)`, tried again while the server's queue is full (a flood of other
+/// clients' messages must not starve a connect): after 1, 2, 4 .. 64 ms, for up to
+/// [`CONNECT_PATIENCE`](super::limits::CONNECT_PATIENCE). Blocks the thread, as the
+/// connect call itself does.
+fn call_patiently(server: Port, request: &Message) -> Result<Message, Error> {
+    let deadline = crate::time::uptime() + super::limits::CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match server.call(request) {
+            Err(Error::QueueFull) if crate::time::uptime() + pause < deadline => {
+                crate::time::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(64));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// A port capability a lookup on another thread found: deleted if nobody takes it (the
 /// reconnect awaiting it was dropped meanwhile).
 struct LookedUp(Port);
@@ -623,8 +648,12 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The server ends its side now, not when this process dies.
+        self.arena.channel().close();
+        let _ = self.server.notify(1 << self.server_bit);
         self.wake_reader();
         let _ = self.giver.delete();
+        let _ = self.lease.delete();
         if self.owns_server {
             let _ = self.server.delete();
         }

@@ -20,12 +20,14 @@
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.
 
+mod badge;
 mod bulk;
 mod bytes;
 mod calls;
 mod caps;
 mod channel;
 mod client;
+pub mod limits;
 mod server;
 
 pub use bulk::Bulk;
@@ -62,6 +64,9 @@ pub enum TransportError {
     /// The arguments do not fit in one request record (or bytes of them in the bulk
     /// arena's free room), or the result in one response.
     TooLarge,
+    /// The server refused more of this client: connections, or capabilities given on
+    /// one connection ([`limits`]).
+    LimitReached,
 }
 
 impl core::fmt::Display for TransportError {
@@ -79,6 +84,9 @@ impl core::fmt::Display for TransportError {
             TransportError::Rejected => f.write_str("the server rejected the request as malformed"),
             TransportError::TooLarge => {
                 f.write_str("the arguments or the result do not fit in a record or the arena")
+            }
+            TransportError::LimitReached => {
+                f.write_str("the server's limit for this client is reached")
             }
         }
     }

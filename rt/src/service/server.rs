@@ -6,9 +6,15 @@
 //! response ring. One that is still pending joins the connection's requests under way,
 //! which the connection's task drives, so they end with it.
 //!
-//! A connection whose client has died (its wake port is closed) ends when the next client
-//! connects: its task, its requests under way and its channel go, so a client that keeps
-//! crashing and coming back costs the server one connection, not one per life.
+//! What one client may hold is bounded ([`limits`](super::limits)): connections per
+//! client process, calls under way and answers held per connection, capabilities given
+//! per connection. A connection over its bounds is not read until its calls drain, so a
+//! client that never reads its answers stops only itself.
+//!
+//! A connection ends when its client closes it (a flag in the channel's header page), or
+//! when its client has died (its wake port is closed): a sweep looks every
+//! [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
+//! requests under way and its channel go (docs/decisions/002-service-connection-reclaim.md).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -27,8 +33,9 @@ use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
 
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::limits;
 use super::{Interface, label, status};
-use crate::executor::{spawn, wake};
+use crate::executor::{sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
@@ -63,8 +70,8 @@ impl Reply {
                 Err(postcard::Error::SerializeBufferFull) => (status::TOO_LARGE, 0),
                 Err(_) => (status::MALFORMED, 0),
             };
-            if let Some(record) = self.connection.push_response(self.id, encode) {
-                let _ = self.connection.respond(&record).await;
+            if let Some(held) = self.connection.push_response(self.id, encode) {
+                held.send().await;
             }
         })
     }
@@ -74,7 +81,8 @@ impl Reply {
 /// process's wake port. Clients reach it through a send capability to that port.
 pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
-    let mut connections: Vec<Weak<Served>> = Vec::new();
+    let connections = Registry::default();
+    spawn(sweep(connections.clone()));
     loop {
         let Received::Message {
             badge,
@@ -87,22 +95,29 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
         };
         if message.label == label::GIVE {
             if let Some(reply) = reply {
-                let _ = reply.send(&file_given(badge, &message));
+                let _ = reply.send(&file_given(&connections.live(), badge, &message));
             }
             continue;
         }
-        // A connection's badged send capability goes once its copy is on its way.
-        let mut giver = None;
-        let answer = match accept(interface, &message) {
-            Ok((connection, bit, given)) => {
-                end_abandoned(&mut connections);
-                // The client gets a copy of the channel's capability (ours stays ours) and
-                // a send capability badged for this connection, to give capabilities on.
-                let answer = Message::new(0, [0, bit as u64, 0, 0])
-                    .with_caps(&[connection.channel.object, given.handle()]);
-                giver = Some(given);
+        // What goes to the client, ours only until the copies are on their way.
+        let mut handed = None;
+        // Dead clients' places are free for this one (junk messages do not pay for a look).
+        if message.label == label::CONNECT {
+            connections.end_abandoned();
+        }
+        let answer = match accept(interface, &message, &connections.live()) {
+            Ok((connection, bit, [giver, lease])) => {
+                // The client gets a copy of the channel's capability (ours stays ours), a
+                // send capability badged for this connection, to give capabilities on, and
+                // its lease.
+                let answer = Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[
+                    connection.channel.object,
+                    giver.handle(),
+                    lease.handle(),
+                ]);
+                handed = Some([giver, lease]);
                 let connection = Rc::new(connection);
-                connections.push(Rc::downgrade(&connection));
+                connections.0.borrow_mut().push(Rc::downgrade(&connection));
                 spawn(serve_connection(connection, service.clone()));
                 answer
             }
@@ -114,33 +129,80 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 match refusal {
                     Refusal::Mismatch(found) => Message::new(0, [1, found, 0, 0]),
                     Refusal::Malformed => Message::new(0, [2, 0, 0, 0]),
+                    Refusal::Limit => Message::new(0, [3, 0, 0, 0]),
                 }
             }
         };
         if let Some(reply) = reply {
             let _ = reply.send(&answer);
         }
-        if let Some(giver) = giver {
-            let _ = giver.delete();
+        for port in handed.into_iter().flatten() {
+            let _ = port.delete();
         }
     }
 }
 
-/// End the connections whose client is gone: their tasks notice at their next wake-up,
-/// which this gives them.
-fn end_abandoned(connections: &mut Vec<Weak<Served>>) {
-    connections.retain(|weak| {
-        let Some(connection) = weak.upgrade() else {
-            return false;
-        };
-        // Notifying nothing only asks whether the client's port is still served.
-        if connection.client.notify(0) != Err(Error::PeerGone) {
-            return true;
+/// The connections being served, shared by the accept loop and the sweep.
+#[derive(Clone, Default)]
+struct Registry(Rc<RefCell<Vec<Weak<Served>>>>);
+
+impl Registry {
+    /// The connections still served: a connection its client has closed no longer counts,
+    /// even before its task has seen the flag.
+    fn live(&self) -> Vec<Rc<Served>> {
+        let connections = self.0.borrow();
+        let live = connections.iter().filter_map(Weak::upgrade);
+        live.filter(|connection| !connection.ended()).collect()
+    }
+
+    /// End the connections whose client is gone: their tasks notice at their next
+    /// wake-up, which this gives them.
+    fn end_abandoned(&self) {
+        self.0.borrow_mut().retain(|weak| {
+            let Some(connection) = weak.upgrade() else {
+                return false;
+            };
+            // Notifying nothing only asks whether the lease is still held.
+            if connection.lease.notify(0) != Err(Error::PeerGone) {
+                return true;
+            }
+            connection.abandoned.set(true);
+            let _ = wake::port().notify(1 << connection.bit);
+            false
+        });
+    }
+}
+
+/// Look for dead clients every [`SWEEP`](limits::SWEEP), not only when another connects:
+/// a server nobody connects to again must get its memory back too.
+///
+/// A thread of its own rings this task's notification bit each period. A timer on the
+/// executor would do the same, but while one is armed the executor sleeps in a receive
+/// with a timeout, which every call then pays for (docs/decisions/002). The bit may be
+/// shared with connections, so a ring is believed only once half a period has passed.
+async fn sweep(connections: Registry) {
+    let bit = next_bit();
+    let port = wake::port();
+    let doorbell = crate::thread::spawn(move || {
+        loop {
+            crate::time::sleep(limits::SWEEP);
+            let _ = port.notify(1 << bit);
         }
-        connection.abandoned.set(true);
-        let _ = wake::port().notify(1 << connection.bit);
-        false
     });
+    let mut rings = wake::Listener::new(bit);
+    let period = crate::time::ticks_in(limits::SWEEP);
+    let mut last = crate::time::ticks();
+    loop {
+        match doorbell {
+            Ok(_) => rings.wait().await,
+            // No thread to be had: the timer, and calls pay for it.
+            Err(_) => sleep(limits::SWEEP).await,
+        }
+        if crate::time::ticks() - last >= period / 2 {
+            last = crate::time::ticks();
+            connections.end_abandoned();
+        }
+    }
 }
 
 struct Served {
@@ -149,6 +211,11 @@ struct Served {
     /// Declared after the rings, so the mapping outlives them.
     channel: Channel,
     client: Port,
+    /// The client's wake port (its object id): one per client process.
+    client_port: u64,
+    /// A send capability to the connection's lease, a port only the client can receive
+    /// on: it closes when the client's copy goes, with the client's process or by hand.
+    lease: Port,
     client_bit: u32,
     bit: u32,
     /// The badge of the send capability the client gives capabilities on.
@@ -157,65 +224,121 @@ struct Served {
     scratch: RefCell<Vec<u8>>,
     /// Set when the client is found gone: the connection's task ends.
     abandoned: Cell<bool>,
+    /// Bytes of answers waiting for room in the response ring.
+    held: Cell<usize>,
     /// The calls under way that wait, by id: a cancel drops them.
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
 }
 
 enum Refusal {
     Malformed,
+    /// The client, or all clients together, hold as many connections as they may.
+    Limit,
     /// The server's interface hash.
     Mismatch(u64),
 }
 
-/// Check a connect request and make the connection's channel.
 /// A capability a client gives for a later request: filed under a token for its
-/// connection (known by the badge it came with).
-fn file_given(badge: u64, message: &Message) -> Message {
-    match message.caps.as_slice() {
-        &[handle] if badge != 0 => Message::new(0, [0, super::caps::file(badge, handle), 0, 0]),
-        caps => {
-            for &cap in caps {
-                let _ = crate::sys::ipc::cap_delete(cap);
+/// connection (known by the badge it came with), if that connection is being served and
+/// has room in its share; deleted at once otherwise.
+fn file_given(connections: &[Rc<Served>], badge: u64, message: &Message) -> Message {
+    let refusal = match message.caps.as_slice() {
+        &[handle] if connections.iter().any(|c| c.badge == badge) => {
+            match super::caps::file(badge, handle) {
+                Some(token) => return Message::new(0, [0, token, 0, 0]),
+                None => Error::QuotaExceeded,
             }
-            Message::new(0, [keel_abi::Error::InvalidArgument as u64, 0, 0, 0])
         }
+        _ => Error::InvalidArgument,
+    };
+    for &cap in &message.caps {
+        let _ = crate::sys::ipc::cap_delete(cap);
     }
+    Message::new(0, [refusal as u64, 0, 0, 0])
 }
 
-/// Badges of connections: they tell a `GIVE` which connection it is for.
-static NEXT_BADGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
-
-fn accept(interface: Interface, message: &Message) -> Result<(Served, u32, Port), Refusal> {
+/// Check a connect request against the interface and the limits, and make the
+/// connection's channel; with it, what goes to the client: the badged capability it gives
+/// capabilities on, and its lease.
+fn accept(
+    interface: Interface,
+    message: &Message,
+    connections: &[Rc<Served>],
+) -> Result<(Served, u32, [Port; 2]), Refusal> {
     let [hash, client_bit, ..] = message.words;
-    if message.label != label::CONNECT || message.caps.len() != 1 {
+    let &[client] = message.caps.as_slice() else {
+        return Err(Refusal::Malformed);
+    };
+    let client_port = match crate::sys::ipc::cap_info(client) {
+        Ok(info) if info.kind == keel_abi::cap::kind::PORT => info.object,
+        _ => return Err(Refusal::Malformed),
+    };
+    if message.label != label::CONNECT {
         return Err(Refusal::Malformed);
     }
     if hash != interface.hash {
         return Err(Refusal::Mismatch(interface.hash));
     }
-    let channel = Channel::create().map_err(|_| Refusal::Malformed)?;
-    let badge = NEXT_BADGE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let its_own = connections
+        .iter()
+        .filter(|c| c.client_port == client_port)
+        .count();
+    if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
+        return Err(Refusal::Limit);
+    }
+    // No memory left for another channel is a limit too: the server's frame quota.
+    let channel = Channel::create().map_err(|error| match error {
+        Error::QuotaExceeded | Error::OutOfMemory => Refusal::Limit,
+        _ => Refusal::Malformed,
+    })?;
+    let badge = super::badge::fresh(|badge| connections.iter().any(|c| c.badge == badge));
     let giver = wake::port()
         .derive(
             keel_abi::cap::rights::SEND | keel_abi::cap::rights::GRANT,
             badge,
         )
         .map_err(|_| Refusal::Malformed)?;
+    let (lease, handed_lease) = match lease() {
+        Ok(ends) => ends,
+        Err(_) => {
+            let _ = giver.delete();
+            return Err(Refusal::Limit);
+        }
+    };
     let (requests, responses) = channel.server_ends();
     let bit = next_bit();
     let served = Served {
         requests,
         responses,
         channel,
-        client: Port::from_handle(message.caps[0]),
+        client: Port::from_handle(client),
+        client_port,
+        lease,
         client_bit: (client_bit % wake::CHANNEL_BITS as u64) as u32,
         bit,
         badge,
         scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
         abandoned: Cell::new(false),
+        held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
     };
-    Ok((served, bit, giver))
+    Ok((served, bit, [giver, handed_lease]))
+}
+
+/// A connection's lease: a port whose only receive right will be the client's. The server
+/// keeps a send capability, whose notifications of no bits fail once the client's copy is
+/// gone: the client's process ended, or it dropped the connection. Unlike the wake port
+/// the client hands over, which could be any port it may send to, the lease is the
+/// client's own. (ours, to probe; the client's, with every right).
+fn lease() -> Result<(Port, Port), Error> {
+    let port = Port::create(1)?;
+    match port.derive(keel_abi::cap::rights::SEND, 0) {
+        Ok(probe) => Ok((probe, port)),
+        Err(error) => {
+            let _ = port.delete();
+            Err(error)
+        }
+    }
 }
 
 /// Drain one connection's requests until its client breaks its ring or is gone, starting
@@ -224,13 +347,19 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     let mut under_way: FuturesUnordered<Answer> = FuturesUnordered::new();
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
     let mut requests = wake::Listener::new(connection.bit);
-    while !connection.abandoned.get() {
+    while !connection.ended() {
         if !under_way.is_empty() {
             poll_fn(|cx| {
                 while let Poll::Ready(Some(())) = under_way.poll_next_unpin(cx) {}
                 Poll::Ready(())
             })
             .await;
+        }
+        if connection.saturated(under_way.len()) {
+            // Back-pressure: the client's requests wait in its ring until its calls drain.
+            // Any call's progress (or a signal, a close) wakes this task.
+            requests.wait().await;
+            continue;
         }
         let mut out = Buffer::new(&mut bytes);
         let last = match connection.requests.pop(&mut out) {
@@ -298,11 +427,24 @@ fn start<D: Dispatch>(
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
+        let _ = self.lease.delete();
         super::caps::forget(self.badge);
     }
 }
 
 impl Served {
+    /// Whether the connection is over: its client closed it or is gone.
+    fn ended(&self) -> bool {
+        self.abandoned.get() || self.channel.is_closed()
+    }
+
+    /// Whether the connection holds all it may: `under_way` calls, or answers waiting
+    /// for room.
+    fn saturated(&self, under_way: usize) -> bool {
+        under_way >= limits::CALLS_PER_CONNECTION
+            || self.held.get() >= limits::HELD_BYTES_PER_CONNECTION
+    }
+
     /// Answer call `id` `MALFORMED`; a future that does so when the ring is full.
     fn reject(self: &Rc<Self>, id: u32) -> Option<(u32, Answer)> {
         self.answer_status(id, status::MALFORMED)
@@ -311,12 +453,8 @@ impl Served {
     /// Answer call `id` with `code` and no result; a future that does so when the ring is
     /// full.
     fn answer_status(self: &Rc<Self>, id: u32, code: u32) -> Option<(u32, Answer)> {
-        let record = self.push_response(id, |_| (code, 0))?;
-        let connection = self.clone();
-        let answer: Answer = Box::pin(async move {
-            let _ = connection.respond(&record).await;
-        });
-        Some((id, answer))
+        let held = self.push_response(id, |_| (code, 0))?;
+        Some((id, Box::pin(held.send())))
     }
 
     /// `answer`, which waits, made cancellable by a later [`CANCEL`](super::CANCEL) of `id`.
@@ -341,12 +479,13 @@ impl Served {
 
     /// Push the response to call `id`, its status and result written by `encode` (which
     /// returns the status and the result's length) into the response scratch. When the
-    /// ring has no room, the record comes back to be sent with [`respond`](Self::respond).
+    /// ring has no room, the record comes back, counted against the connection, to be
+    /// sent with [`Held::send`].
     fn push_response(
-        &self,
+        self: &Rc<Self>,
         id: u32,
         encode: impl FnOnce(&mut [u8]) -> (u32, usize),
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Held> {
         let mut scratch = self.scratch.borrow_mut();
         let (head, body) = scratch.split_at_mut(8);
         let (code, len) = encode(body);
@@ -360,7 +499,13 @@ impl Served {
                 }
                 None
             }
-            Ok(Push::Full) => Some(record.to_vec()),
+            Ok(Push::Full) => {
+                self.held.set(self.held.get() + record.len());
+                Some(Held {
+                    connection: self.clone(),
+                    record: record.to_vec(),
+                })
+            }
             // The scratch holds no more than a record: only a broken ring refuses one, and
             // then the connection is over for its reader as well.
             Err(_) => None,
@@ -390,5 +535,25 @@ impl Served {
                 }
             }
         }
+    }
+}
+
+/// An answer waiting for room in the response ring, counted in its connection's `held`
+/// bytes until it is sent or dropped.
+struct Held {
+    connection: Rc<Served>,
+    record: Vec<u8>,
+}
+
+impl Held {
+    async fn send(self) {
+        let _ = self.connection.respond(&self.record).await;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let held = &self.connection.held;
+        held.set(held.get() - self.record.len());
     }
 }

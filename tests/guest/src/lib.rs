@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod hostile;
 pub mod services;
 pub mod system;
 
@@ -154,8 +155,21 @@ roles! {
     /// (`keel_rt::bootstrap`), then serve [`services::Probe`] until killed.
     ProbeServer = "probe-server",
     /// Caps: 1 = a [`services::Probe`] server's port. Connect, start a `stall` call, and
-    /// exit with it in flight.
+    /// exit with it in flight (with the argument `linger`: wait to be killed).
     ProbeClientDies = "probe-client-dies",
+    /// Caps: 1 = a [`services::Probe`] server's port. Connect by hand ([`hostile`]) handing
+    /// over the server's own port as this process's wake port, then exit with the
+    /// connection open.
+    ProbeClientBorrows = "probe-client-borrows",
+    /// Caps: 1 = a [`services::Probe`] server's port. Connect, call `echo(11)`, and exit
+    /// with 0 when the answer is right.
+    ProbeEcho = "probe-echo",
+    /// Caps: 1 = a service's port; the argument seeds it (and may name, after the seed,
+    /// the lowest method id its requests call). Do to the service all a
+    /// hostile client can ([`hostile`]): garbage records, bogus and unaligned counters in
+    /// both rings, huge lengths, forged capabilities, answers never read, connect storms;
+    /// a bounded number of rounds, then exit 0.
+    RingFuzz = "ring-fuzz",
     /// Caps: 1 = the console's port. Connect, start a `read_line`, and exit with it
     /// waiting for a line.
     ConsoleReaderDies = "console-reader-dies",

@@ -39,6 +39,13 @@ pub trait Probe {
     async fn checksum_bytes(&self, data: &[u8]) -> (u64, u64);
     /// The first word of the memory object `memory` is a capability to, mapped read-only.
     async fn peek(&self, memory: keel_rt::service::Cap) -> Option<u64>;
+    /// What `checksum` answers, once `release` has been called: `data` is held, unread,
+    /// until then.
+    async fn hold(&self, data: keel_rt::service::Bulk) -> (u64, u64);
+    /// Let the `hold` calls under way read their bytes and answer.
+    async fn release(&self);
+    /// How many `hold` calls the server is running now.
+    async fn holding(&self) -> u64;
 }
 
 /// The length of `bytes` and the wrapping sum of their little-endian 64-bit words, the

@@ -1,8 +1,9 @@
 //! `kchild ROLE [ARG]`: the helper process `ktest` spawns for whatever must happen outside
 //! the test process. The roles are listed in [`keel_guest_tests::Role`]; those about
 //! messages live in [`ipc`], those about capabilities and shared pages in [`caps`], the
-//! process that handles its own faults in [`fault`], the service server in [`services`], and
-//! those the `system` suite's manifests start in [`system`].
+//! process that handles its own faults in [`fault`], the service server in [`services`], the
+//! hostile service client in [`ring_fuzz`], and those the `system` suite's manifests start
+//! in [`system`].
 #![no_std]
 #![no_main]
 
@@ -12,6 +13,7 @@ mod caps;
 mod fault;
 mod fuzz;
 mod ipc;
+mod ring_fuzz;
 mod services;
 mod system;
 
@@ -148,7 +150,10 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::RaisePriority => raise_priority(),
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
-        Role::ProbeClientDies => services::probe_client_dies(),
+        Role::ProbeClientDies => services::probe_client_dies(arg),
+        Role::ProbeEcho => services::probe_echo(),
+        Role::ProbeClientBorrows => services::probe_client_borrows(),
+        Role::RingFuzz => ring_fuzz::ring_fuzz(arg),
         Role::ConsoleReaderDies => services::console_reader_dies(),
         Role::WitnessServer => system::witness_server(arg),
         Role::WitnessCaller => system::witness_caller(),

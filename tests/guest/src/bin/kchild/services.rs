@@ -21,11 +21,19 @@ pub fn probe_server() -> Result<i32, Failure> {
     executor::block_on(serve_probe(Prober::default()))
 }
 
-pub fn probe_client_dies() -> Result<i32, Failure> {
+/// With the argument `linger`, it waits to be killed instead of exiting.
+pub fn probe_client_dies(arg: &str) -> Result<i32, Failure> {
     let probe = ProbeClient::connect(Port::from_handle(1))
         .map_err(|error| Failure::check(format!("connecting: {error:?}")))?;
     // Polled once, the call goes out; it never comes back.
     let stalled = executor::block_on(executor::timeout(Duration::from_millis(20), probe.stall()));
+    // As a killed client would: nothing closes the connection.
+    core::mem::forget(probe);
+    if arg == "linger" {
+        loop {
+            keel_rt::time::sleep(Duration::from_secs(1));
+        }
+    }
     match stalled {
         Err(_) => Ok(0),
         Ok(answer) => Err(Failure::check(format!("`stall` came back: {answer:?}"))),
@@ -51,6 +59,10 @@ struct Prober {
     notes: RefCell<Vec<u64>>,
     gathering: RefCell<Gathering>,
     stalled: Rc<Cell<u64>>,
+    holding: Rc<Cell<u64>>,
+    /// Bumped by `release`; `hold` calls wait for it to change.
+    releases: Cell<u64>,
+    released: RefCell<Vec<Waker>>,
 }
 
 /// Counts a `stall` call while it runs: until its future is dropped.
@@ -96,6 +108,29 @@ impl Probe for Prober {
         // Deleting the capability unmaps the page.
         let _ = memory.delete();
         word
+    }
+
+    async fn hold(&self, data: keel_rt::service::Bulk) -> (u64, u64) {
+        let _running = Stalling::new(&self.holding);
+        let started = self.releases.get();
+        poll_fn(|cx| {
+            if self.releases.get() != started {
+                return Poll::Ready(());
+            }
+            self.released.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        self.checksum(data).await
+    }
+
+    async fn release(&self) {
+        self.releases.set(self.releases.get() + 1);
+        self.released.borrow_mut().drain(..).for_each(Waker::wake);
+    }
+
+    async fn holding(&self) -> u64 {
+        self.holding.get()
     }
 
     async fn echo(&self, value: u64) -> u64 {
@@ -155,5 +190,33 @@ impl Probe for Prober {
 
     async fn greet(&self, name: &str) -> String {
         format!("hello, {name}")
+    }
+}
+
+/// `probe-echo`: one call on a connection of its own, exit 0 when it is answered.
+pub fn probe_echo() -> Result<i32, Failure> {
+    let probe = ProbeClient::connect(Port::from_handle(1))
+        .map_err(|error| Failure::check(format!("connecting: {error:?}")))?;
+    match executor::block_on(probe.echo(11)) {
+        Ok(11) => Ok(0),
+        other => Err(Failure::check(format!("echo(11) -> {other:?}"))),
+    }
+}
+
+/// `probe-client-borrows`: a connection whose wake port is the server's own, a port that
+/// outlives this process; left open at exit.
+pub fn probe_client_borrows() -> Result<i32, Failure> {
+    let server = Port::from_handle(1);
+    let hash = keel_guest_tests::services::PROBE_INTERFACE.hash;
+    match keel_guest_tests::hostile::Hostile::try_connect_as(server, hash, server) {
+        Ok(Ok(connection)) => {
+            // As a killed client would: nothing closes the connection.
+            core::mem::forget(connection);
+            Ok(0)
+        }
+        other => Err(Failure::check(format!(
+            "connecting: {:?}",
+            other.map(|answer| answer.map(drop))
+        ))),
     }
 }

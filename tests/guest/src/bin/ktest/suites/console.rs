@@ -15,6 +15,7 @@ mod names;
 mod rtc;
 mod scripted;
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -50,6 +51,7 @@ pub const SUITE: Suite = suite!(console:
     ctrl_c_interrupts_the_pending_read,
     a_reader_that_died_takes_no_line,
     a_read_given_up_takes_no_line,
+    a_ring_fuzzer_leaves_the_console_serving,
     a_log_line_leaves_the_line_being_typed_intact,
     a_killed_console_fails_its_calls_and_a_new_one_takes_over,
     the_shells_figures_are_the_kernels,
@@ -277,13 +279,18 @@ fn ctrl_c_interrupts_the_pending_read() -> Result<(), String> {
     })
 }
 
+/// The port the console registered, to hand to a child.
+fn console_port() -> Result<keel_rt::ipc::Port, String> {
+    names()?
+        .registered(console::NAME)
+        .context("the console's port")
+}
+
 /// A client dies in `read_line`; once a new client connects, the console ends the dead
 /// one's connection, and its read with it: the next line goes to the living.
 fn a_reader_that_died_takes_no_line() -> Result<(), String> {
     with_console(async |console| {
-        let port = names()?
-            .registered(console::NAME)
-            .context("the console's port")?;
+        let port = console_port()?;
         let pid = child::spawn_with_caps(Role::ConsoleReaderDies, "", &[port.handle()])?;
         let died = process::wait(pid).context("waiting for the reader")?;
         let fresh = ConsoleClient::connect(port).map_err(|error| format!("connecting: {error}"))?;
@@ -291,6 +298,45 @@ fn a_reader_that_died_takes_no_line() -> Result<(), String> {
         all([
             expect_eq("how the reader ended", died, Exit::Exited(0)),
             expect_lines(&fresh, &["for the living"]).await,
+        ])
+    })
+}
+
+/// The ring fuzzer (`kchild ring-fuzz`, as the `services` suite runs it against hello and
+/// kv) against the console: `write` calls are answered throughout, and once the fuzzer is
+/// gone (with the reads it left waiting), a typed line comes back to a reader.
+fn a_ring_fuzzer_leaves_the_console_serving() -> Result<(), String> {
+    with_console(async |console| {
+        let port = console_port()?;
+        // From method 1 (`read_line`) on: its requests never write to the screen.
+        let fuzzer = child::spawn_with_caps(Role::RingFuzz, "9 1", &[port.handle()])?;
+        let mut fuzzed = Box::pin(executor::unblock(move || process::wait(fuzzer)));
+        let (mut calls, mut failures) = (0, Vec::new());
+        let exit = loop {
+            if let Ok(exit) = timeout(Duration::from_millis(1), &mut fuzzed).await {
+                break exit;
+            }
+            match within("write", console.write("")).await? {
+                Ok(()) => calls += 1,
+                Err(error) => failures.push(error),
+            }
+        };
+        // The console's sweep ends the fuzzer's connections and their reads.
+        sleep(Duration::from_millis(300)).await;
+        type_keys(console, b"after the fuzz\r").await?;
+        all([
+            expect_eq(
+                "how the fuzzer ended",
+                exit.context("waiting")?.context("process_wait")?,
+                Exit::Exited(0),
+            ),
+            ensure(failures.is_empty(), || {
+                format!("writes failed meanwhile: {failures:?}")
+            }),
+            ensure(calls >= 10, || {
+                format!("only {calls} writes were made meanwhile")
+            }),
+            expect_lines(console, &["after the fuzz"]).await,
         ])
     })
 }

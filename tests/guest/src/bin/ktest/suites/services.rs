@@ -7,8 +7,6 @@
 //! were sent and starts their methods in that order; responses come back as each method
 //! finishes, in any order, each to its own call.
 
-mod hostile;
-
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -17,20 +15,27 @@ use core::future::Future;
 use core::time::Duration;
 
 use futures_util::future::join_all;
+use keel_abi::Error;
+use keel_abi::cap::rights;
 use keel_guest_tests::Role;
+use keel_guest_tests::hostile::{self, Hostile, Scribble};
 use keel_guest_tests::services::{
     MAX_INLINE_RESULT, PROBE_INTERFACE, ProbeClient, changed, checksum,
 };
 use keel_rt::executor::{self, sleep, spawn, timeout};
+use keel_rt::ipc::Message;
 use keel_rt::ipc::Port;
+use keel_rt::mem::Memory;
 use keel_rt::process::{self, Pid, Spawn};
-use keel_rt::service::{BULK_SIZE, INLINE_LIMIT, TransportError, encode};
+use keel_rt::service::limits::{CAPS_PER_CONNECTION, CONNECTIONS_PER_CLIENT};
+use keel_rt::service::{
+    BULK_SIZE, Bulk, Connection, INLINE_LIMIT, Interface, TransportError, encode,
+};
 use keel_rt::{bootstrap, println, time};
 
 use crate::check::{Context, all, ensure, expect_eq};
 use crate::child;
 use crate::runner::{Suite, suite};
-use hostile::{Hostile, Scribble};
 
 pub const SUITE: Suite = suite!(services:
     a_call_returns_the_servers_answer,
@@ -50,6 +55,17 @@ pub const SUITE: Suite = suite!(services:
     malformed_requests_are_rejected_and_serving_goes_on,
     an_interface_mismatch_is_refused_at_connect,
     a_capability_argument_reaches_the_server_and_only_its_own_connection,
+    a_client_cannot_make_the_server_write_past_its_response_ring,
+    a_client_that_never_reads_its_answers_costs_the_server_bounded_memory,
+    capabilities_given_beyond_a_share_or_on_forged_badges_are_deleted_at_once,
+    a_client_cannot_guess_another_connections_badge,
+    a_client_process_holds_at_most_its_share_of_connections,
+    connections_a_living_client_drops_are_reclaimed_at_once,
+    a_dead_clients_connection_is_reclaimed_without_another_connect,
+    a_dead_client_that_handed_over_a_borrowed_port_is_reclaimed_too,
+    a_connect_waits_for_room_in_a_flooded_queue,
+    a_bulk_given_up_or_forgotten_mid_call_is_never_reused_under_the_server,
+    a_ring_fuzzer_leaves_hello_and_kv_serving_and_keeps_nothing,
 );
 
 /// How long a server may take to announce its port.
@@ -615,4 +631,445 @@ fn a_capability_argument_reaches_the_server_and_only_its_own_connection() -> Res
             expect_eq("a call after that", after, Ok(3)),
         ])
     })
+}
+
+/// The frames of one channel, what a connection costs its server.
+const CHANNEL_FRAMES: u64 = (hostile::CHANNEL_SIZE / 4096) as u64;
+
+/// The frames process `pid` has mapped of its own (its heap, not the channels it shares).
+fn frames_of(pid: Pid) -> Result<u64, String> {
+    process::info(pid)
+        .map(|info| info.frames)
+        .context("process_info")
+}
+
+/// Frames in use in the whole system: a channel's count here, and come back here.
+fn frames_in_use() -> u64 {
+    (usize::MAX - frames()) as u64
+}
+
+/// Wait (up to [`HUNG`]) until the system uses at most `limit` frames; what it uses then.
+async fn frames_in_use_fall_to(limit: u64) -> u64 {
+    let deadline = time::uptime() + HUNG;
+    loop {
+        let used = frames_in_use();
+        if used <= limit || time::uptime() > deadline {
+            return used;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Finding 6 of issue 16: the producer trusted its own counter, which the client can
+/// write. Head and tail of the response ring at 0xfffe, then one valid request: the
+/// server pushed its answer past the end of the ring and panicked.
+fn a_client_cannot_make_the_server_write_past_its_response_ring() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let honest = ProbeClient::connect(port).context("connecting")?;
+        let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+        hostile.write(hostile::RESPONSE_HEAD, &0xfffeu32.to_le_bytes());
+        hostile.write(hostile::RESPONSE_TAIL, &0xfffeu32.to_le_bytes());
+        // `echo(1)` as a client encodes it: method 0, the tuple `(1u64,)`.
+        let sent = hostile.request(1, 0, &encode(&(1u64,)).context("encoding")?);
+        hostile.signal();
+        sleep(Duration::from_millis(20)).await;
+        let echoed = within("echo", HUNG, honest.echo(5)).await?;
+        all([
+            expect_eq("whether the hostile request went in", sent, true),
+            expect_eq("an honest call after it", echoed, Ok(5)),
+        ])
+    })
+}
+
+/// Finding 7: a client that sends requests and never reads the answers made the server
+/// keep every answer, until it ran out of memory. Now the server stops reading that
+/// client's requests once it holds its share of calls or answers.
+fn a_client_that_never_reads_its_answers_costs_the_server_bounded_memory() -> Result<(), String> {
+    const REQUESTS: u32 = 30_000;
+    // 1 MiB: the server's heap may grow by the answers one connection holds, no more.
+    const BOUND: u64 = 256;
+    with_server(|pid, port| async move {
+        let honest = ProbeClient::connect(port).context("connecting")?;
+        within("echo", HUNG, honest.echo(1))
+            .await?
+            .context("a first call")?;
+        let before = frames_of(pid)?;
+        let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+        let echo = encode(&(7u64,)).context("encoding")?;
+        let mut sent = 0;
+        let mut last_progress = time::uptime();
+        while sent < REQUESTS && time::uptime() - last_progress < Duration::from_millis(300) {
+            if hostile.request(sent, 0, &echo) {
+                sent += 1;
+                last_progress = time::uptime();
+            } else {
+                hostile.signal();
+                sleep(Duration::from_millis(1)).await;
+            }
+        }
+        hostile.signal();
+        sleep(Duration::from_millis(20)).await;
+        let grown = frames_of(pid)?.saturating_sub(before);
+        let echoed = within("echo", HUNG, honest.echo(5)).await?;
+        println!("ktest: services: {sent} requests never read took {grown} frames");
+        hostile.close();
+        all([
+            ensure(sent < REQUESTS, || {
+                format!("the server took all {sent} requests whose answers nobody read")
+            }),
+            ensure(grown < BOUND, || {
+                format!("the server grew by {grown} frames, more than {BOUND}")
+            }),
+            expect_eq("an honest call meanwhile", echoed, Ok(5)),
+        ])
+    })
+}
+
+/// Finding 8: capabilities given on forged badges, or piled up on one connection, filled
+/// the server's capability space; then every connect and call failed.
+fn capabilities_given_beyond_a_share_or_on_forged_badges_are_deleted_at_once() -> Result<(), String>
+{
+    const GIFTS: usize = 300;
+    with_server(|_, port| async move {
+        let honest = ProbeClient::connect(port).context("connecting")?;
+        let page = Memory::create(4096).context("a page to give")?;
+        let forged = port
+            .derive(rights::SEND | rights::GRANT, 0x5eed)
+            .context("forging a badge")?;
+        let refused = (0..GIFTS)
+            .filter(|_| hostile::give(forged, page.handle()) != Ok(0))
+            .count();
+        let _ = forged.delete();
+        let gifts: Vec<_> = (0..GIFTS)
+            .map(|_| honest.connection().cap(page.handle()).map(drop))
+            .collect();
+        let accepted = gifts.iter().filter(|gift| gift.is_ok()).count();
+        let limited = gifts
+            .iter()
+            .filter(|gift| **gift == Err(TransportError::LimitReached))
+            .count();
+        let newcomer = ProbeClient::connect(port).context("a new client connecting")?;
+        let cap = newcomer
+            .connection()
+            .cap(page.handle())
+            .context("a new client's gift")?;
+        let peeked = within("peek", HUNG, newcomer.peek(cap)).await?;
+        all([
+            expect_eq("gifts on a forged badge refused", refused, GIFTS),
+            expect_eq("gifts one connection holds", accepted, CAPS_PER_CONNECTION),
+            expect_eq(
+                "gifts beyond its share",
+                limited,
+                GIFTS - CAPS_PER_CONNECTION,
+            ),
+            expect_eq("a new client's capability argument", peeked, Ok(Some(0))),
+        ])
+    })
+}
+
+/// A client knows its own connection's badge, and may badge its copy of the server's port
+/// with any other: badges near its own must not be another connection's, or it could fill
+/// that connection's share of capabilities and have its gifts refused.
+fn a_client_cannot_guess_another_connections_badge() -> Result<(), String> {
+    const NEAR: u64 = 64;
+    with_server(|_, port| async move {
+        let victim = ProbeClient::connect(port).context("connecting")?;
+        let hostile = Hostile::connect(port, PROBE_INTERFACE.hash)?;
+        let own = hostile.badge().context("the hostile connection's badge")?;
+        let page = Memory::create(4096).context("a page to give")?;
+        let mut accepted = 0;
+        for badge in (own.saturating_sub(NEAR)..=own.saturating_add(NEAR)).filter(|&b| b != own) {
+            let forged = port
+                .derive(rights::SEND | rights::GRANT, badge)
+                .context("forging a badge")?;
+            accepted += (0..CAPS_PER_CONNECTION)
+                .filter(|_| hostile::give(forged, page.handle()) == Ok(0))
+                .count();
+            let _ = forged.delete();
+        }
+        let cap = victim.connection().cap(page.handle()).map(drop);
+        all([
+            expect_eq("gifts on badges near its own accepted", accepted, 0),
+            expect_eq("the other connection's own gift", cap, Ok(())),
+        ])
+    })
+}
+
+/// A client process gets its share of connections and no more; others are not affected,
+/// and a connection it drops frees its place at once.
+fn a_client_process_holds_at_most_its_share_of_connections() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let mut held = Vec::new();
+        for _ in 0..CONNECTIONS_PER_CLIENT {
+            held.push(ProbeClient::connect(port).context("connecting within the share")?);
+        }
+        let one_more = ProbeClient::connect(port).map(drop);
+        let other = child::spawn_with_caps(Role::ProbeEcho, "", &[port.handle()])?;
+        let other = process::wait(other).context("waiting for the other client")?;
+        held.pop();
+        let again = ProbeClient::connect(port).context("connecting after dropping one")?;
+        let echoed = within("echo", HUNG, again.echo(4)).await?;
+        all([
+            expect_eq(
+                "a connection beyond the share",
+                one_more,
+                Err(TransportError::LimitReached),
+            ),
+            expect_eq("another process's call", other, process::Exit::Exited(0)),
+            expect_eq("a call on the place freed", echoed, Ok(4)),
+        ])
+    })
+}
+
+/// Finding 9: 29 rounds of connect, call, drop by one living process used up the server's
+/// frames in channels, reclaimed only at a connect that then never succeeded. A dropped
+/// connection is closed, and the server ends it at once.
+fn connections_a_living_client_drops_are_reclaimed_at_once() -> Result<(), String> {
+    const ROUNDS: u64 = 40;
+    with_server(|_, port| async move {
+        let before = frames_in_use();
+        let mut wrong = Vec::new();
+        for round in 0..ROUNDS {
+            let probe = ProbeClient::connect(port)
+                .map_err(|error| format!("connect {round} of {ROUNDS}: {error:?}"))?;
+            let echoed = within("echo", HUNG, probe.echo(round)).await?;
+            if echoed != Ok(round) {
+                wrong.push((round, echoed));
+            }
+        }
+        let after = frames_in_use_fall_to(before + CHANNEL_FRAMES / 2).await;
+        all([
+            ensure(wrong.is_empty(), || format!("wrong answers: {wrong:?}")),
+            ensure(after <= before + CHANNEL_FRAMES / 2, || {
+                format!(
+                    "{} more frames in use than before {ROUNDS} connections",
+                    after - before
+                )
+            }),
+        ])
+    })
+}
+
+/// Finding 9, the other half: a client that dies with its connection open gives it back
+/// within the server's sweep, though nobody connects after it.
+fn a_dead_clients_connection_is_reclaimed_without_another_connect() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let before = frames_in_use();
+        let client = child::spawn_with_caps(Role::ProbeClientDies, "linger", &[port.handle()])?;
+        let deadline = time::uptime() + HUNG;
+        while frames_in_use() < before + CHANNEL_FRAMES && time::uptime() < deadline {
+            sleep(Duration::from_millis(5)).await;
+        }
+        let connected = frames_in_use();
+        process::kill(client).context("killing the client")?;
+        let died = process::wait(client).context("waiting for the client")?;
+        let started = time::uptime();
+        let after = frames_in_use_fall_to(before + CHANNEL_FRAMES / 2).await;
+        let took = time::uptime() - started;
+        println!("ktest: services: a dead client's channel came back after {took:?}");
+        all([
+            ensure(connected >= before + CHANNEL_FRAMES, || {
+                format!(
+                    "{} more frames in use with the client",
+                    connected as i64 - before as i64
+                )
+            }),
+            expect_eq("how the client ended", died, process::Exit::Killed),
+            ensure(after <= before + CHANNEL_FRAMES / 2, || {
+                format!(
+                    "{} more frames in use than before the client came",
+                    after - before
+                )
+            }),
+            ensure(took <= SERVER_GONE_BOUND, || {
+                format!("it took {took:?}, more than {SERVER_GONE_BOUND:?}")
+            }),
+        ])
+    })
+}
+
+/// A client may hand over any port it can send to as its wake port, here the server's
+/// own, which lives on after the client: the server watches the connection's lease, a
+/// port only the client receives on, not that port.
+fn a_dead_client_that_handed_over_a_borrowed_port_is_reclaimed_too() -> Result<(), String> {
+    with_server(|_, port| async move {
+        let before = frames_in_use();
+        let client = child::spawn_with_caps(Role::ProbeClientBorrows, "", &[port.handle()])?;
+        let exited = process::wait(client).context("waiting for the client")?;
+        let after = frames_in_use_fall_to(before + CHANNEL_FRAMES / 2).await;
+        let echoed = match ProbeClient::connect(port) {
+            Ok(probe) => within("echo", HUNG, probe.echo(3)).await?,
+            Err(error) => Err(error),
+        };
+        all([
+            expect_eq("how the client ended", exited, process::Exit::Exited(0)),
+            ensure(after <= before + CHANNEL_FRAMES / 2, || {
+                format!(
+                    "{} more frames in use than before the client came",
+                    after - before
+                )
+            }),
+            expect_eq("a new client's call", echoed, Ok(3)),
+        ])
+    })
+}
+
+/// Finding 10: a connect into a full queue failed. It waits for room, a bounded time.
+fn a_connect_waits_for_room_in_a_flooded_queue() -> Result<(), String> {
+    with_server(|_, port| async move {
+        // The server runs at this priority and has not run since: the queue fills.
+        let junk = Message::new(0x6a75_6e6b, [0; 4]);
+        let flood = (0..1000)
+            .map(|_| port.send(&junk))
+            .find(Result::is_err)
+            .unwrap_or(Ok(()));
+        let echoed = match ProbeClient::connect(port) {
+            Ok(probe) => within("echo", HUNG, probe.echo(8)).await?,
+            Err(error) => Err(error),
+        };
+        all([
+            expect_eq("what ended the flood", flood, Err(Error::QueueFull)),
+            expect_eq("a connect into the full queue, then a call", echoed, Ok(8)),
+        ])
+    })
+}
+
+/// Item 7 of issue 16: a call dropped or forgotten with a `Bulk` in flight. A forgotten
+/// one keeps its room for ever (nothing else is placed where the server may still read);
+/// a dropped one is cancelled in the server before its room is used again; the server
+/// writes into the arena never, so bytes the client reuses stay the client's.
+fn a_bulk_given_up_or_forgotten_mid_call_is_never_reused_under_the_server() -> Result<(), String> {
+    const LEN: usize = 4096;
+    with_client(|probe| async move {
+        let connection = probe.connection().clone();
+        let filled = |byte: u8| -> Result<Bulk, String> {
+            let mut bulk = connection.bulk(LEN).context("room in the arena")?;
+            bulk.as_mut_slice()
+                .context("the client's bytes")?
+                .fill(byte);
+            Ok(bulk)
+        };
+        let mut forgotten = alloc::boxed::Box::pin(probe.hold(filled(0x11)?));
+        let polled = timeout(Duration::from_millis(30), &mut forgotten).await;
+        core::mem::forget(forgotten);
+        let held = within("holding", HUNG, probe.holding()).await?;
+        let whole_arena = connection.bulk(BULK_SIZE).map(drop);
+        let given_up = timeout(Duration::from_millis(30), probe.hold(filled(0x22)?)).await;
+        let mut reused = filled(0x33)?;
+        within("release", HUNG, probe.release())
+            .await?
+            .context("release")?;
+        let still_holding = within("holding", HUNG, probe.holding()).await?;
+        let untouched = reused
+            .as_mut_slice()
+            .is_some_and(|bytes| bytes.iter().all(|&b| b == 0x33));
+        let summed = within("checksum", HUNG, probe.checksum(reused)).await?;
+        all([
+            expect_eq("whether the forgotten call went out", polled.is_err(), true),
+            expect_eq("hold calls the server runs", held, Ok(1)),
+            expect_eq(
+                "the whole arena while the forgotten bulk holds room",
+                whole_arena,
+                Err(TransportError::TooLarge),
+            ),
+            expect_eq(
+                "whether the dropped call was given up",
+                given_up.is_err(),
+                true,
+            ),
+            expect_eq("hold calls after release", still_holding, Ok(0)),
+            expect_eq("whether the reused room kept its bytes", untouched, true),
+            expect_eq("its checksum", summed, Ok(checksum(&[0x33; LEN]))),
+        ])
+    })
+}
+
+/// The ring fuzzer (`kchild ring-fuzz`) against the real `hello-service` and `kv`: an
+/// honest client is answered throughout, neither server dies, and the frames the fuzzer's
+/// connections held come back once it is gone.
+fn a_ring_fuzzer_leaves_hello_and_kv_serving_and_keeps_nothing() -> Result<(), String> {
+    // (program, an honest call: method and arguments)
+    let hello = ("hello-service", 0, encode(&("keel",)).context("encoding")?);
+    let kv = ("kv", 3, encode(&()).context("encoding")?);
+    let mut checks = Vec::new();
+    for (seed, (program, method, arguments)) in [(7u64, hello), (8, kv)] {
+        let image = keel_rt::boot_module(program).context(program)?;
+        let spawn = Spawn::new(program, image).args("announce");
+        let (pid, port) = bootstrap::start_server(spawn, ANNOUNCE).context("starting it")?;
+        let outcome = executor::block_on(fuzz_one(program, seed, port, method, &arguments));
+        let _ = port.delete();
+        let _ = process::kill(pid);
+        let _ = process::wait(pid);
+        checks.push(outcome);
+    }
+    all(checks)
+}
+
+/// Fuzz the server behind `port` with one `ring-fuzz` child while an honest client makes
+/// `method` calls every millisecond or so.
+async fn fuzz_one(
+    program: &str,
+    seed: u64,
+    port: Port,
+    method: u32,
+    arguments: &[u8],
+) -> Result<(), String> {
+    let hash = hostile::interface_hash(port)?;
+    let interface = Interface {
+        name: "fuzzed",
+        hash,
+    };
+    let honest = Connection::connect(port, interface).context("an honest connection")?;
+    within("a first call", HUNG, honest.call(method, arguments))
+        .await?
+        .context("a first call")?;
+    let before = frames_in_use();
+    let fuzzer = child::spawn_with_caps(Role::RingFuzz, &format!("{seed}"), &[port.handle()])?;
+    let mut fuzzed = alloc::boxed::Box::pin(executor::unblock(move || process::wait(fuzzer)));
+    let (mut calls, mut failures, mut peak) = (0, Vec::new(), before);
+    let exit = loop {
+        if let Ok(exit) = timeout(Duration::from_millis(1), &mut fuzzed).await {
+            break exit;
+        }
+        match within("an honest call", HUNG, honest.call(method, arguments)).await? {
+            Ok(_) => calls += 1,
+            Err(error) => failures.push(error),
+        }
+        peak = peak.max(frames_in_use());
+    };
+    let after = frames_in_use_fall_to(before + CHANNEL_FRAMES / 2).await;
+    let last = within("a last call", HUNG, honest.call(method, arguments)).await?;
+    println!(
+        "ktest: services: {program} under the ring fuzzer: {calls} honest calls answered; \
+         frames in use {} at most, {} after, both against before",
+        peak as i64 - before as i64,
+        after as i64 - before as i64,
+    );
+    all([
+        expect_eq(
+            &format!("how the fuzzer of {program} ended"),
+            exit.context("waiting")?.context("process_wait")?,
+            process::Exit::Exited(0),
+        ),
+        ensure(failures.is_empty(), || {
+            format!("honest calls to {program} failed: {failures:?}")
+        }),
+        ensure(calls >= 10, || {
+            format!("only {calls} honest calls to {program} were made meanwhile")
+        }),
+        ensure(peak >= before + CHANNEL_FRAMES, || {
+            format!("no fuzzer's connection to {program} held a channel ({peak} frames at most)")
+        }),
+        expect_eq(
+            &format!("whether {program} answered at the end"),
+            last.is_ok(),
+            true,
+        ),
+        ensure(after <= before + CHANNEL_FRAMES / 2, || {
+            format!(
+                "{} more frames in use after fuzzing {program}",
+                after - before
+            )
+        }),
+    ])
 }
