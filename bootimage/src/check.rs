@@ -25,6 +25,7 @@ pub const SUITES: &[&str] = &[
     "services",
     "system",
     "console",
+    "hardening",
 ];
 
 /// How long a suite may run under TCG before we call it hung.

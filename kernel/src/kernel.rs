@@ -33,6 +33,10 @@ pub struct Kernel {
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
+    /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
+    pub doomed: alloc::vec::Vec<crate::ipc::Message>,
+    /// Set while `doomed` is being emptied.
+    pub discarding: bool,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -81,6 +85,8 @@ pub fn init() {
         ipc_stats: IpcStats::default(),
         ticks: 0,
         boot_rsp: 0,
+        doomed: alloc::vec::Vec::new(),
+        discarding: false,
     };
     let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
     let idle_id = state.threads.insert(idle);

@@ -168,30 +168,63 @@ impl Kernel {
         Ok(())
     }
 
-    /// A capability to `port` went away: close the port when no receiver can remain, and
-    /// free it when no capability does.
+    /// A capability to `port` went away: close the port when no capability with RECEIVE is
+    /// left outside its own queue, and free it when no capability is left at all. A
+    /// capability travelling only in the port's own queue can never be received, so it keeps
+    /// nothing alive: the queue is drained and what it held goes too.
     pub fn port_capability_gone(&mut self, port_id: PortId) {
         let object = crate::cap::Object::Port(port_id);
-        let any_left = self.caps.count(object) > 0;
-        let receivers_left = self.caps.count_with(object, rights::RECEIVE) > 0;
-        if receivers_left {
+        let receive_caps = self.caps.count_with(object, rights::RECEIVE);
+        if receive_caps > 0 && receive_caps > self.own_queue_receive_caps(port_id) {
             return;
         }
         let Some(port) = self.ports.get_mut(&port_id) else {
             return;
         };
         port.closed = true;
-        let queued: alloc::vec::Vec<Message> = port.queue.drain(..).collect();
+        let queued: Vec<Message> = port.queue.drain(..).collect();
         let waiting = port.receivers.take_all(&self.threads);
-        for message in queued {
+        for message in &queued {
             self.refund_kernel_bytes(message.sender, message.charge());
-            self.discard_message(message);
         }
         for tid in waiting {
             self.wake_with(tid, Delivery::Failed(Error::PeerGone));
         }
-        if !any_left {
+        self.discard_all(queued);
+        if self.caps.count(object) == 0 {
             self.ports.remove(&port_id);
         }
+    }
+
+    /// How many capabilities with RECEIVE to `port_id` travel in its own queue.
+    fn own_queue_receive_caps(&self, port_id: PortId) -> usize {
+        let Some(port) = self.ports.get(&port_id) else {
+            return 0;
+        };
+        let object = crate::cap::Object::Port(port_id);
+        port.queue
+            .iter()
+            .flat_map(|message| message.caps.iter())
+            .filter(|&&cap| {
+                self.caps
+                    .get(cap)
+                    .is_some_and(|n| n.object == object && n.rights & rights::RECEIVE != 0)
+            })
+            .count()
+    }
+
+    /// Discard `messages` that will never be delivered. Discarding one can kill another port
+    /// (it held that port's last capability), whose messages then join the list instead of
+    /// being discarded inside this call: a chain of ports, each queue holding the last
+    /// capability to the next, is freed in a loop, not a recursion as deep as the chain.
+    pub fn discard_all(&mut self, messages: Vec<Message>) {
+        self.doomed.extend(messages);
+        if core::mem::replace(&mut self.discarding, true) {
+            return;
+        }
+        while let Some(message) = self.doomed.pop() {
+            self.discard_message(message);
+        }
+        self.discarding = false;
     }
 }

@@ -174,6 +174,11 @@ roles! {
     /// capability listings, included), that minting
     /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.
     Outsider = "outsider",
+    /// Argument `ROUNDS CHAIN`. ROUNDS times: create a port P and a 64 KiB memory object M,
+    /// send `[P, M]` on P itself, delete both handles. Then a chain of CHAIN ports, each
+    /// queue holding the only capability to itself and to the one before (the first: to
+    /// a memory object), all handles deleted. Exit 0; nothing is left to receive anything.
+    SelfQueuedPort = "self-queued-port",
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",

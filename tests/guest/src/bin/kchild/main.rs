@@ -11,6 +11,7 @@ extern crate alloc;
 mod caps;
 mod fault;
 mod fuzz;
+mod hostile;
 mod ipc;
 mod services;
 mod system;
@@ -154,6 +155,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::WitnessRetrier => system::witness_retrier(),
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
+        Role::SelfQueuedPort => hostile::self_queued_port(arg),
     }
 }
 

@@ -4,6 +4,7 @@ mod capabilities;
 mod console;
 mod exception_handlers;
 mod faults;
+mod hardening;
 mod ipc_messages;
 mod memory;
 mod preemption;
@@ -30,4 +31,5 @@ pub const ALL: &[Suite] = &[
     services::SUITE,
     system::SUITE,
     console::SUITE,
+    hardening::SUITE,
 ];
