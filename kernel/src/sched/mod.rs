@@ -44,6 +44,10 @@ struct RunQueue {
     slots: Box<[Tid; QUEUE_SLOTS]>,
     head: usize,
     len: usize,
+    /// Ticks left of the first thread's slice when it was preempted and put back in front
+    /// (0: it starts a fresh slice). A preempted thread gets only what it had left, or a
+    /// higher-priority thread waking every tick would keep it on the CPU for ever.
+    head_slice_left: u32,
 }
 
 impl RunQueue {
@@ -52,6 +56,7 @@ impl RunQueue {
             slots: Box::new([0; QUEUE_SLOTS]),
             head: 0,
             len: 0,
+            head_slice_left: 0,
         }
     }
 
@@ -64,7 +69,8 @@ impl RunQueue {
         self.len += 1;
     }
 
-    fn push_front(&mut self, tid: Tid) {
+    fn push_front(&mut self, tid: Tid, slice_left: u32) {
+        self.head_slice_left = slice_left;
         assert!(
             self.len < QUEUE_SLOTS,
             "a run queue holds every thread once"
@@ -74,18 +80,26 @@ impl RunQueue {
         self.len += 1;
     }
 
-    fn pop_front(&mut self) -> Option<Tid> {
+    /// The first thread and the ticks of slice it gets.
+    fn pop_front(&mut self) -> Option<(Tid, u32)> {
         if self.len == 0 {
             return None;
         }
         let tid = self.slots[self.head];
         self.head = (self.head + 1) % QUEUE_SLOTS;
         self.len -= 1;
-        Some(tid)
+        let slice = match core::mem::take(&mut self.head_slice_left) {
+            0 => TIME_SLICE,
+            left => left,
+        };
+        Some((tid, slice))
     }
 
     /// Drop `tid` from the line, keeping the others' order.
     fn remove(&mut self, tid: Tid) {
+        if self.len > 0 && self.slots[self.head] == tid {
+            self.head_slice_left = 0;
+        }
         let mut kept = 0;
         for i in 0..self.len {
             let other = self.slots[(self.head + i) % QUEUE_SLOTS];
@@ -141,26 +155,31 @@ impl Scheduler {
         tid == self.idle
     }
 
+    /// Take the next thread to run off its queue and start its slice: what it had left if
+    /// it was preempted, else a fresh one.
     fn pick_next(&mut self) -> Tid {
         if self.ready == 0 {
+            self.slice_left = TIME_SLICE;
             return self.idle;
         }
         let priority = 31 - self.ready.leading_zeros() as usize;
         let queue = &mut self.queues[priority];
-        let tid = queue
+        let (tid, slice) = queue
             .pop_front()
             .expect("ready bit set for a non-empty queue");
         if queue.is_empty() {
             self.ready &= !(1 << priority);
         }
+        self.slice_left = slice;
         tid
     }
 
-    /// Queue `tid` at `priority`: at the back, or in front if it was preempted mid-slice.
+    /// Queue `tid` at `priority`: at the back, or in front, keeping what is left of its
+    /// slice, if it was preempted mid-slice.
     fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
         let queue = &mut self.queues[priority];
         if front {
-            queue.push_front(tid);
+            queue.push_front(tid, self.slice_left);
         } else {
             queue.push_back(tid);
         }
@@ -352,9 +371,6 @@ pub fn reschedule() {
         }
     }
     let next = k.sched.pick_next();
-    if slice_over || next != current {
-        k.sched.slice_left = TIME_SLICE;
-    }
     switch_to(k, next);
 }
 
@@ -475,7 +491,6 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
     thread.state = waiting;
     let park = park(thread, how);
     let next = state.sched.pick_next();
-    state.sched.slice_left = TIME_SLICE;
     switch_parked(k, next, park)
 }
 
@@ -494,7 +509,6 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     }
     let park = park(thread, Delivered::Received);
     let next = state.sched.pick_next();
-    state.sched.slice_left = TIME_SLICE;
     switch_parked(k, next, park)
 }
 
