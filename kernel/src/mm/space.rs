@@ -141,6 +141,12 @@ impl AddressSpace {
         self.tables.table_frames + 1
     }
 
+    /// Allow at most `frames` page-table frames, root included (fewer than it holds only
+    /// stops it growing).
+    pub fn set_table_limit(&mut self, frames: usize) {
+        self.tables.table_limit = frames.saturating_sub(1);
+    }
+
     fn is_current(&self) -> bool {
         x86_64::registers::control::Cr3::read_raw()
             .0
@@ -169,20 +175,21 @@ impl AddressSpace {
         }
         self.insert_region(start, end, prot_bits, prot::ALL, Backing::Anonymous)?;
         for virt in (start..end).step_by(PAGE_SIZE) {
-            let mapped = frame::alloc_zeroed().and_then(|phys| {
-                self.data_frames += 1;
-                self.tables
-                    .map(virt, phys, page_flags(prot_bits))
-                    .or_else(|| {
-                        // SAFETY: the frame was never mapped; give it back.
-                        unsafe { frame::release(phys) };
-                        self.data_frames -= 1;
-                        None
-                    })
-            });
-            if mapped.is_none() {
+            let mapped = frame::alloc_zeroed()
+                .ok_or(Error::OutOfMemory)
+                .and_then(|phys| {
+                    self.data_frames += 1;
+                    self.tables
+                        .map(virt, phys, page_flags(prot_bits))
+                        .inspect_err(|_| {
+                            // SAFETY: the frame was never mapped; give it back.
+                            unsafe { frame::release(phys) };
+                            self.data_frames -= 1;
+                        })
+                });
+            if let Err(error) = mapped {
                 self.undo_map(start, virt, end, Backing::Anonymous);
-                return Err(Error::OutOfMemory);
+                return Err(error);
             }
         }
         Ok(())
@@ -235,9 +242,9 @@ impl AddressSpace {
         let end = check_user_range(start, len)?;
         self.insert_region(start, end, prot_bits, max_prot, backing)?;
         for (virt, phys) in (start..end).step_by(PAGE_SIZE).zip(frames) {
-            if self.tables.map(virt, phys, page_flags(prot_bits)).is_none() {
+            if let Err(error) = self.tables.map(virt, phys, page_flags(prot_bits)) {
                 self.undo_map(start, virt, end, backing);
-                return Err(Error::OutOfMemory);
+                return Err(error);
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 
 pub mod elf;
 pub mod fault;
+pub mod quota;
 pub mod spawn;
 
 use crate::cap::space::CapSpace;

@@ -82,6 +82,9 @@ impl Kernel {
             return Err(Error::QuotaExceeded);
         }
         let mut space = AddressSpace::new()?;
+        // Its page tables may take its kernel bytes but for its first thread's stack.
+        let quota = Quota::default();
+        space.set_table_limit((quota.kernel_bytes - crate::mm::stacks::STACK_SIZE) / PAGE_SIZE);
         let entry = elf::load(&mut space, spec.image)?;
         space.map_anonymous(
             layout::STACK_TOP - layout::STACK_SIZE,
@@ -120,7 +123,7 @@ impl Kernel {
             cpu_ticks: 0,
             caps: CapSpace::new(DEFAULT_SLOTS),
             fault_handler: None,
-            quota: Quota::default(),
+            quota,
             queued_bytes: 0,
         });
         debug_assert_eq!(inserted, pid);

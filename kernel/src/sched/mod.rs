@@ -340,6 +340,7 @@ impl Kernel {
         if self.threads.len() >= MAX_THREADS_TOTAL {
             return Err(keel_abi::Error::QuotaExceeded);
         }
+        self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
         thread.root = self
             .processes

@@ -11,7 +11,7 @@ use keel_abi::{Error, SyscallResult, layout, prot};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
-    let space = k.current_space_mut();
+    let space = k.current_space_to_grow();
     f(space)
 }
 
@@ -137,7 +137,7 @@ pub fn map_object(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::WrongType);
     };
     let frames = k.memory.get(&id).ok_or(Error::StaleHandle)?.frames.clone();
-    let space = k.current_space_mut();
+    let space = k.current_space_to_grow();
     let len = frames.len() * PAGE_SIZE;
     let start = if addr == 0 {
         space.find_free(len)?

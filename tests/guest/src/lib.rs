@@ -179,6 +179,10 @@ roles! {
     /// queue holding the only capability to itself and to the one before (the first: to
     /// a memory object), all handles deleted. Exit 0; nothing is left to receive anything.
     SelfQueuedPort = "self-queued-port",
+    /// Map one page in each 512 GiB of the address space (three page tables each) until a
+    /// map fails; check it failed with `QuotaExceeded` and that the kernel bytes held never
+    /// passed the limit; unmap them all and check a map succeeds again.
+    SparseMaps = "sparse-maps",
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",

@@ -41,3 +41,58 @@ fn send_and_forget(port: Port, caps: &[keel_abi::cap::Handle]) -> Result<(), Fai
         .or_setup("port_send")?;
     keel_rt::sys::ipc::cap_delete(port.handle()).or_setup("cap_delete(port)")
 }
+
+/// One page per top-level page-table entry: each takes three new page tables.
+const SPARSE_STRIDE: usize = 512 << 30;
+
+pub fn sparse_maps() -> Result<i32, Failure> {
+    use keel_abi::layout::{MMAP_BASE, PAGE_SIZE, USER_END};
+    use keel_rt::sys::{self, ipc::resources};
+    // Room for the verdict, taken before the heap may be unable to grow.
+    let mut why = alloc::string::String::with_capacity(256);
+    let mut mapped = alloc::vec::Vec::with_capacity(200);
+    let mut refusal = None;
+    let mut addr = MMAP_BASE;
+    // 200 maps need 600 page tables, 2.4 MiB; and leave regions for the heap to grow.
+    while addr + PAGE_SIZE <= USER_END && mapped.len() < 200 {
+        match sys::mem_map(
+            addr,
+            PAGE_SIZE,
+            keel_abi::prot::READ | keel_abi::prot::WRITE,
+        ) {
+            Ok(_) => mapped.push(addr),
+            // The runtime's own memory (its heap, the first maps) is there already.
+            Err(keel_abi::Error::Exists) => {}
+            Err(error) => {
+                refusal = Some(error);
+                break;
+            }
+        }
+        addr += SPARSE_STRIDE;
+    }
+    let held = resources().or_setup("resources")?;
+    if held.kernel_bytes_used > held.kernel_bytes_limit {
+        let _ = core::fmt::Write::write_fmt(
+            &mut why,
+            format_args!(
+                "{} sparse pages hold {} kernel bytes, over the limit of {}",
+                mapped.len(),
+                held.kernel_bytes_used,
+                held.kernel_bytes_limit
+            ),
+        );
+        return Err(Failure::Check(why));
+    }
+    crate::expect_eq(
+        "how the sparse maps ended",
+        refusal,
+        Some(keel_abi::Error::QuotaExceeded),
+    )?;
+    for &page in &mapped {
+        // SAFETY: these pages were mapped above and nothing refers to them.
+        unsafe { sys::mem_unmap(page, PAGE_SIZE) }.or_setup("mem_unmap")?;
+    }
+    let again = sys::mem_map(addr, PAGE_SIZE, keel_abi::prot::READ).map(drop);
+    crate::expect_eq("a map after unmapping them all", again, Ok(()))?;
+    Ok(0)
+}

@@ -156,6 +156,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
         Role::SelfQueuedPort => hostile::self_queued_port(arg),
+        Role::SparseMaps => hostile::sparse_maps(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(hardening:
     a_port_whose_last_capability_is_queued_on_itself_is_freed_with_what_it_holds,
+    page_tables_count_against_the_kernel_bytes_quota,
 );
 
 fn free_frames() -> Result<usize, String> {
@@ -37,5 +38,16 @@ fn a_port_whose_last_capability_is_queued_on_itself_is_freed_with_what_it_holds(
             "free frames: {before} before, {after_rounds} after 50 self-queued ports, \
              {after_chain} after a chain of 200"
         )
+    })
+}
+
+/// Finding 3: sparse one-page maps took a process's kernel bytes to 2,596,928, over its
+/// 2 MiB quota. The child checks the refusal and its figures; here, that its frames return.
+fn page_tables_count_against_the_kernel_bytes_quota() -> Result<(), String> {
+    let before = free_frames()?;
+    child::expect_exit(Role::SparseMaps, "", 0)?;
+    let after = free_frames()?;
+    ensure(after == before, || {
+        format!("free frames: {before} before the sparse maps, {after} after")
     })
 }
