@@ -36,6 +36,8 @@ pub struct SpawnSpec<'a> {
     pub caps: &'a [Found],
     /// Also give the audit-log and kernel-log capabilities (the first process).
     pub system_caps: bool,
+    /// What the parent asks for the child's quota.
+    pub limits: super::quota::Limits,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
@@ -81,9 +83,12 @@ impl Kernel {
         if self.processes.len() >= MAX_PROCESSES {
             return Err(Error::QuotaExceeded);
         }
+        self.check_descendant_room(spec.parent)?;
+        let quota: Quota = self.child_quota(spec.parent, spec.limits)?;
         let mut space = AddressSpace::new()?;
-        // Its page tables may take its kernel bytes but for its first thread's stack.
-        let quota = Quota::default();
+        // Everything it is built with counts against its own quotas; its page tables may
+        // take its kernel bytes but for its first thread's stack.
+        space.frame_limit = quota.frames;
         space.set_table_limit((quota.kernel_bytes - crate::mm::stacks::STACK_SIZE) / PAGE_SIZE);
         let entry = elf::load(&mut space, spec.image)?;
         space.map_anonymous(
@@ -125,6 +130,8 @@ impl Kernel {
             fault_handler: None,
             quota,
             queued_bytes: 0,
+            descendants: 0,
+            carved: 0,
         });
         debug_assert_eq!(inserted, pid);
         let started = self.grant_initial_caps(pid, spec).and_then(|()| {
@@ -142,6 +149,7 @@ impl Kernel {
                     .expect("just inserted")
                     .threads
                     .push(tid);
+                self.count_child(spec.parent, &quota);
                 Ok(pid)
             }
             Err(error) => {

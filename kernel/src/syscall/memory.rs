@@ -68,16 +68,7 @@ fn create(
 ) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
-    let owned: usize = k
-        .memory
-        .values()
-        .filter(|m| m.owner == pid)
-        .map(|m| m.frames.len())
-        .sum();
-    let space = k.current_space();
-    if space.data_frames() + owned + len / PAGE_SIZE > space.frame_limit {
-        return Err(Error::QuotaExceeded);
-    }
+    k.check_frames(pid, len / PAGE_SIZE)?;
     let id = k.memory.insert(make(len, pid)?);
     let handle = k.cap_create(pid, Object::Memory(id), cap_rights);
     if handle.is_err() {

@@ -96,3 +96,96 @@ pub fn sparse_maps() -> Result<i32, Failure> {
     crate::expect_eq("a map after unmapping them all", again, Ok(()))?;
     Ok(0)
 }
+
+/// Frames each of [`breeder`]'s children gets: 2 MiB.
+pub const BREEDER_CHILD_FRAMES: usize = 512;
+
+/// Two numbers separated by a space.
+fn two_numbers(arg: &str, role: &str) -> Result<(usize, usize), Failure> {
+    let mut numbers = arg.split(' ').map(str::parse::<usize>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => Err(Failure::check(alloc::format!("`{role}` wants two numbers"))),
+    }
+}
+
+/// `kchild`'s own image, `len` bytes at the start of the memory object at handle 1.
+fn own_image(len: usize) -> Result<&'static [u8], Failure> {
+    let mapping = Memory::from_handle(1)
+        .map(keel_abi::prot::READ)
+        .or_setup("mapping the image")?;
+    if len > mapping.len() {
+        return Err(Failure::check("the image is longer than its memory object"));
+    }
+    // SAFETY: the mapping lasts as long as handle 1, which this process never deletes, and
+    // nobody writes the object once this process runs.
+    Ok(unsafe { core::slice::from_raw_parts(mapping.as_ptr(), len) })
+}
+
+fn sleep_for_ever() -> ! {
+    loop {
+        keel_rt::time::sleep(core::time::Duration::from_secs(3600));
+    }
+}
+
+pub fn breeder(arg: &str) -> Result<i32, Failure> {
+    use keel_rt::process::Spawn;
+    let (len, limit) = two_numbers(arg, "breeder")?;
+    let image = own_image(len)?;
+    let idle = |processes: u32| {
+        Spawn::new("kchild", image)
+            .args("idle")
+            .frames(BREEDER_CHILD_FRAMES)
+            .max_processes(processes)
+            .spawn()
+            .map(drop)
+    };
+    let above = idle(limit as u32 + 1);
+    let mut children = 0;
+    let refusal = loop {
+        match idle(0) {
+            Ok(()) => children += 1,
+            Err(error) => break Err(error),
+        }
+        if children > keel_abi::layout::PAGE_SIZE {
+            break Ok(());
+        }
+    };
+    let word = keel_guest_tests::encode_results(&[above, refusal]) as u64;
+    Port::from_handle(2)
+        .send(&Message::new(0, [word, children as u64, 0, 0]))
+        .or_setup("port_send")?;
+    sleep_for_ever()
+}
+
+pub fn hog(arg: &str) -> Result<i32, Failure> {
+    use keel_rt::process::Spawn;
+    let (len, depth) = two_numbers(arg, "hog")?;
+    let image = own_image(len)?;
+    // Made before memory runs out.
+    let args = alloc::format!("hog {len} {}", depth.saturating_sub(1));
+    let message = Message::new(0, [0; 4]);
+    let mut mebibytes = 0u64;
+    let map_error = loop {
+        match keel_rt::sys::mem_map(0, 1 << 20, keel_abi::prot::READ | keel_abi::prot::WRITE) {
+            Ok(_) => mebibytes += 1,
+            Err(error) => break error,
+        }
+    };
+    let spawned = match depth {
+        0 => Ok(()),
+        _ => Spawn::new("kchild", image)
+            .args(&args)
+            .rights(keel_abi::rights::SPAWN)
+            .caps(&[1, 2])
+            .spawn()
+            .map(drop),
+    };
+    let word = keel_guest_tests::encode_results(&[Err(map_error), spawned]) as u64;
+    let message = Message {
+        words: [word, mebibytes, 0, 0],
+        ..message
+    };
+    Port::from_handle(2).send(&message).or_setup("port_send")?;
+    sleep_for_ever()
+}

@@ -157,6 +157,11 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Granted => system::granted(),
         Role::SelfQueuedPort => hostile::self_queued_port(arg),
         Role::SparseMaps => hostile::sparse_maps(),
+        Role::Idle => loop {
+            time::sleep(Duration::from_secs(3600));
+        },
+        Role::Breeder => hostile::breeder(arg),
+        Role::Hog => hostile::hog(arg),
     }
 }
 

@@ -4,18 +4,26 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
 
-use keel_abi::SysInfo;
-use keel_guest_tests::Role;
-use keel_rt::sys;
+use keel_abi::layout::PAGE_SIZE;
+use keel_abi::{DEFAULT_MAX_PROCESSES, Error, SysInfo, prot, rights};
+use keel_guest_tests::{Reported, Role, decode_result};
+use keel_rt::ipc::Port;
+use keel_rt::mem::Memory;
+use keel_rt::process::{Exit, Pid, Spawn};
+use keel_rt::{sys, time};
 
-use crate::check::{Context, ensure};
-use crate::child;
+use crate::check::{Context, all, ensure, expect_eq};
 use crate::runner::{Suite, suite};
+use crate::{child, receive};
 
 pub const SUITE: Suite = suite!(hardening:
     a_port_whose_last_capability_is_queued_on_itself_is_freed_with_what_it_holds,
     page_tables_count_against_the_kernel_bytes_quota,
+    one_process_cannot_fill_the_process_table_and_its_descendants_end_with_it,
+    a_hog_exhausting_its_frame_quota_leaves_others_room_to_map_and_spawn,
 );
 
 fn free_frames() -> Result<usize, String> {
@@ -50,4 +58,139 @@ fn page_tables_count_against_the_kernel_bytes_quota() -> Result<(), String> {
     ensure(after == before, || {
         format!("free frames: {before} before the sparse maps, {after} after")
     })
+}
+
+/// `kchild`'s image in a memory object (and its length), for children that spawn `kchild`.
+fn image_object() -> Result<(Memory, usize), String> {
+    let image = child::image()?;
+    let memory = Memory::create(image.len().next_multiple_of(PAGE_SIZE)).context("mem_create")?;
+    let mapping = memory
+        .map(prot::READ | prot::WRITE)
+        .context("mapping the image object")?;
+    // SAFETY: a fresh mapping at least `image.len()` long that nothing else refers to; it
+    // is unmapped right after and never used again.
+    unsafe {
+        core::ptr::copy_nonoverlapping(image.as_ptr(), mapping.as_ptr(), image.len());
+        mapping.unmap().context("unmapping the image object")?;
+    }
+    Ok((memory, image.len()))
+}
+
+/// Starts `kchild ARGS` with the SPAWN right, `frames` of quota and, as handles 1 and 2,
+/// `image` and `report`.
+fn spawn_spawner(args: &str, frames: usize, image: Memory, report: Port) -> Result<Pid, String> {
+    Spawn::new("kchild", child::image()?)
+        .args(args)
+        .rights(rights::SPAWN)
+        .caps(&[image.handle(), report.handle()])
+        .frames(frames)
+        .spawn()
+        .context(&format!("spawning kchild {args}"))
+}
+
+fn live_processes() -> Result<usize, String> {
+    sys::sys_info(SysInfo::Processes).context("sys_info(Processes)")
+}
+
+/// Finding 4: one parent held 251 idle children and nobody else could spawn; orphans
+/// outlived their parent.
+fn one_process_cannot_fill_the_process_table_and_its_descendants_end_with_it() -> Result<(), String>
+{
+    let limit = DEFAULT_MAX_PROCESSES as usize;
+    let (image, len) = image_object()?;
+    let report = Port::create(4).context("port_create")?;
+    let before = live_processes()?;
+    // Room for its children's 2 MiB each and its own.
+    let frames = (limit + 4) * 512;
+    let breeder = spawn_spawner(&format!("breeder {len} {limit}"), frames, image, report)?;
+    let got = receive::message(report, "the breeder's report")?;
+    let (results, children) = (got.message.words[0] as i64, got.message.words[1] as usize);
+    let during = live_processes()?;
+    let other = child::run(Role::Exit, "0");
+    let killed = child::kill_and_reap(breeder);
+    let after = live_processes()?;
+    let _ = image.delete();
+    all([
+        expect_eq(
+            "a child asking for more descendants than its parent may have",
+            decode_result(results, 0),
+            Reported::Failed(Error::PermissionDenied),
+        ),
+        expect_eq(
+            "the spawn after the breeder's last child",
+            decode_result(results, 1),
+            Reported::Failed(Error::QuotaExceeded),
+        ),
+        expect_eq(
+            "children of the breeder (the default limit)",
+            children,
+            limit,
+        ),
+        expect_eq(
+            "live processes with the breeder",
+            during,
+            before + 1 + limit,
+        ),
+        expect_eq(
+            "another process's spawn meanwhile",
+            other,
+            Ok(Exit::Exited(0)),
+        ),
+        killed,
+        expect_eq("live processes once the breeder is killed", after, before),
+    ])
+}
+
+/// Finding 5: three processes with the spawn right took free frames to 0, and then nobody
+/// could map or spawn. Each hog here has 8 MiB, maps until refused, and tries to spawn a
+/// hog of its own (its children's quota would come out of its own).
+fn a_hog_exhausting_its_frame_quota_leaves_others_room_to_map_and_spawn() -> Result<(), String> {
+    const HOGS: usize = 3;
+    const HOG_FRAMES: usize = 2048;
+    const MAP: usize = 4 << 20;
+    let (image, len) = image_object()?;
+    let report = Port::create(64).context("port_create")?;
+    let args = format!("hog {len} 3");
+    let mut hogs = Vec::new();
+    let free_before = free_frames()?;
+    for _ in 0..HOGS {
+        hogs.push(spawn_spawner(&args, HOG_FRAMES, image, report)?);
+    }
+    let mut results = Vec::new();
+    for _ in 0..HOGS {
+        results.push(receive::message(report, "a hog's report")?.message.words[0] as i64);
+    }
+    // Whatever the hogs started has time to take what it can.
+    time::sleep(Duration::from_millis(300));
+    let mapped = sys::mem_map(0, MAP, prot::READ | prot::WRITE);
+    if let Ok(addr) = mapped {
+        // SAFETY: just mapped here; nothing refers to it.
+        let _ = unsafe { sys::mem_unmap(addr, MAP) };
+    }
+    let spawned = child::run(Role::Exit, "0");
+    let killed = all(hogs.iter().map(|&hog| child::kill_and_reap(hog)));
+    let free_after = free_frames()?;
+    let _ = image.delete();
+    let each = results.iter().map(|&result| {
+        all([
+            expect_eq(
+                "a hog's last map",
+                decode_result(result, 0),
+                Reported::Failed(Error::QuotaExceeded),
+            ),
+            expect_eq(
+                "a hog's spawn with its quota used up",
+                decode_result(result, 1),
+                Reported::Failed(Error::QuotaExceeded),
+            ),
+        ])
+    });
+    all(each.chain([
+        expect_eq("a 4 MiB map beside the hogs", mapped.map(drop), Ok(())),
+        expect_eq("a spawn beside the hogs", spawned, Ok(Exit::Exited(0))),
+        killed,
+        ensure(free_after == free_before, || {
+            format!("free frames: {free_before} before the hogs, {free_after} after")
+        }),
+    ]))
 }
