@@ -470,6 +470,8 @@ pub struct SpawnRequest {
 pub const DEFAULT_CHILD_FRAMES: usize = 4096;
 /// Descendants a process may have at once unless its parent says otherwise.
 pub const DEFAULT_MAX_PROCESSES: u32 = 16;
+/// Processes (zombies included) the whole system may hold at once.
+pub const PROCESS_TABLE_SIZE: usize = 256;
 /// Threads a process may have at once, and the default a parent may lower.
 pub const MAX_THREADS: u32 = 64;
 

@@ -25,7 +25,7 @@ pub type Pid = crate::table::Id;
 /// The first process, started by the kernel from the first boot module.
 pub const FIRST_PID: Pid = 1;
 /// Live processes (zombies included) in the whole system.
-pub const MAX_PROCESSES: usize = 256;
+pub const MAX_PROCESSES: usize = keel_abi::PROCESS_TABLE_SIZE;
 /// Threads per process.
 pub const MAX_THREADS: usize = keel_abi::MAX_THREADS as usize;
 

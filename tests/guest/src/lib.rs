@@ -197,6 +197,9 @@ roles! {
     /// report [`encode_results`] of the failed map and the spawn in word 0, the MiB mapped
     /// in word 1; sleep until killed.
     Hog = "hog",
+    /// Started by the supervisor; argument `FRAMES THREADS`, what its manifest entry sets.
+    /// Check its frame quota is FRAMES and that it can have THREADS threads and no more.
+    Limited = "limited",
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",

@@ -189,3 +189,27 @@ pub fn hog(arg: &str) -> Result<i32, Failure> {
     Port::from_handle(2).send(&message).or_setup("port_send")?;
     sleep_for_ever()
 }
+
+pub fn limited(arg: &str) -> Result<i32, Failure> {
+    let (frames, threads) = two_numbers(arg, "limited")?;
+    let held = keel_rt::sys::ipc::resources().or_setup("resources")?;
+    crate::expect_eq("the frame quota", held.frames_limit as usize, frames)?;
+    let mut started = 1;
+    let refusal = loop {
+        let sleeper = keel_rt::thread::spawn(|| {
+            loop {
+                keel_rt::time::sleep(core::time::Duration::from_secs(3600));
+            }
+        });
+        match sleeper {
+            Ok(_) => started += 1,
+            Err(error) => break error,
+        }
+        if started > keel_abi::MAX_THREADS as usize {
+            return Err(Failure::check("more threads than any process may have"));
+        }
+    };
+    crate::expect_eq("threads it could have", started, threads)?;
+    crate::expect_eq("the next thread", refusal, keel_abi::Error::QuotaExceeded)?;
+    Ok(0)
+}

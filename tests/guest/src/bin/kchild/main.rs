@@ -155,6 +155,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::WitnessRetrier => system::witness_retrier(),
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
+        Role::Limited => hostile::limited(arg),
         Role::SelfQueuedPort => hostile::self_queued_port(arg),
         Role::SparseMaps => hostile::sparse_maps(),
         Role::Idle => loop {
