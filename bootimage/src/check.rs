@@ -26,6 +26,7 @@ pub const SUITES: &[&str] = &[
     "system",
     "console",
     "hardening",
+    "fuzz",
 ];
 
 /// How long a suite may run under TCG before we call it hung.
@@ -190,7 +191,8 @@ pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
 
 fn run_check(check: &Check) -> Outcome {
     let on_line = &mut |line: &crate::qemu::SerialLine| {
-        if is_test_line(&line.text) {
+        // The fuzz campaign's figures too: they are what it reports.
+        if is_test_line(&line.text) || line.text.starts_with("fuzz: ") {
             println!("{}", line.text);
         }
     };

@@ -125,6 +125,17 @@ impl Kernel {
             .expect("running thread's process exists")
     }
 
+    /// How many kernel objects of a kind exist (for `sys_info`'s leak-audit figures).
+    pub fn object_count(&self, kind: keel_abi::SysInfo) -> usize {
+        match kind {
+            keel_abi::SysInfo::Threads => self.threads.len(),
+            keel_abi::SysInfo::Ports => self.ports.len(),
+            keel_abi::SysInfo::MemoryObjects => self.memory.len(),
+            keel_abi::SysInfo::Capabilities => self.caps.total(),
+            _ => 0,
+        }
+    }
+
     pub fn describe_thread(&self, tid: Tid) -> String {
         let Some(thread) = self.threads.get(&tid) else {
             return alloc::format!("thread {tid} (gone)");

@@ -417,14 +417,34 @@ pub enum SysInfo {
     TotalFrames = 5,
     /// Live processes.
     Processes = 6,
+    /// Threads in the system, the idle thread included (leak audits).
+    Threads = 7,
+    /// Ports in the system.
+    Ports = 8,
+    /// Memory objects in the system.
+    MemoryObjects = 9,
+    /// Capabilities in the system, those travelling in messages included.
+    Capabilities = 10,
 }
 
 impl SysInfo {
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
-        [Pid, Tid, Ticks, TickHz, FreeFrames, TotalFrames, Processes]
-            .get(n)
-            .copied()
+        [
+            Pid,
+            Tid,
+            Ticks,
+            TickHz,
+            FreeFrames,
+            TotalFrames,
+            Processes,
+            Threads,
+            Ports,
+            MemoryObjects,
+            Capabilities,
+        ]
+        .get(n)
+        .copied()
     }
 }
 

@@ -122,6 +122,11 @@ impl CapTable {
         id
     }
 
+    /// How many capabilities there are, wherever held.
+    pub fn total(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Every capability to `object`.
     pub fn ids_of(&self, object: Object) -> Vec<CapId> {
         self.nodes

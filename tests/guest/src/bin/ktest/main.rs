@@ -17,7 +17,8 @@ use keel_rt::println;
 keel_rt::entry!(main);
 
 fn main(args: &str) -> i32 {
-    let name = args.trim();
+    // A suite's own arguments follow its name (`fuzz CALLS SEED`).
+    let name = args.split_whitespace().next().unwrap_or("");
     match suites::ALL.iter().find(|suite| suite.name == name) {
         Some(suite) => runner::run(suite),
         None => {

@@ -4,6 +4,7 @@ mod capabilities;
 mod console;
 mod exception_handlers;
 mod faults;
+mod fuzz;
 mod hardening;
 mod ipc_messages;
 mod memory;
@@ -32,4 +33,5 @@ pub const ALL: &[Suite] = &[
     system::SUITE,
     console::SUITE,
     hardening::SUITE,
+    fuzz::SUITE,
 ];
