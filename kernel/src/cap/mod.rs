@@ -146,6 +146,18 @@ impl CapTable {
         self.count_with(object, 0)
     }
 
+    /// Every capability to `object` with all of `rights`, and where it is held.
+    pub fn holders_with(
+        &self,
+        object: Object,
+        rights: u32,
+    ) -> impl Iterator<Item = (CapId, Holder)> + '_ {
+        self.nodes
+            .iter()
+            .filter(move |(_, n)| n.object == object && n.rights & rights == rights)
+            .map(|(&id, n)| (id, n.holder))
+    }
+
     /// How many capabilities point at `object` with all of `rights`.
     pub fn count_with(&self, object: Object, rights: u32) -> usize {
         self.nodes

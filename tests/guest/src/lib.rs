@@ -174,10 +174,12 @@ roles! {
     /// capability listings, included), that minting
     /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.
     Outsider = "outsider",
-    /// Argument `ROUNDS CHAIN`. ROUNDS times: create a port P and a 64 KiB memory object M,
-    /// send `[P, M]` on P itself, delete both handles. Then a chain of CHAIN ports, each
-    /// queue holding the only capability to itself and to the one before (the first: to
-    /// a memory object), all handles deleted. Exit 0; nothing is left to receive anything.
+    /// Argument `ROUNDS CHAIN CYCLES`. CYCLES times: two ports A and B, each queue holding
+    /// the only capability to the other (A's also a 64 KiB memory object), all handles
+    /// deleted. ROUNDS times: create a port P and a 64 KiB memory object M, send `[P, M]`
+    /// on P itself, delete both handles. Then a chain of CHAIN ports, each queue holding the
+    /// only capability to itself and to the one before (the first: to a memory object), all
+    /// handles deleted. Exit 0; nothing is left to receive anything.
     SelfQueuedPort = "self-queued-port",
     /// Map one page in each 512 GiB of the address space (three page tables each) until a
     /// map fails; check it failed with `QuotaExceeded` and that the kernel bytes held never

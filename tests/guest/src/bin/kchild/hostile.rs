@@ -11,9 +11,25 @@ const OBJECT_LEN: usize = 0x10000;
 
 pub fn self_queued_port(arg: &str) -> Result<i32, Failure> {
     let mut numbers = arg.split(' ').map(str::parse::<usize>);
-    let (Some(Ok(rounds)), Some(Ok(chain))) = (numbers.next(), numbers.next()) else {
-        return Err(Failure::check("`self-queued-port` wants ROUNDS CHAIN"));
+    let (Some(Ok(rounds)), Some(Ok(chain)), Some(Ok(cycles))) =
+        (numbers.next(), numbers.next(), numbers.next())
+    else {
+        return Err(Failure::check(
+            "`self-queued-port` wants ROUNDS CHAIN CYCLES",
+        ));
     };
+    for _ in 0..cycles {
+        let (a, b) = (
+            Port::create(1).or_setup("port_create")?,
+            Port::create(1).or_setup("port_create")?,
+        );
+        let memory = Memory::create(OBJECT_LEN).or_setup("mem_create")?;
+        a.send(&Message::new(0, [0; 4]).with_caps(&[b.handle(), memory.handle()]))
+            .or_setup("port_send")?;
+        send_and_forget(b, &[a.handle()])?;
+        keel_rt::sys::ipc::cap_delete(a.handle()).or_setup("cap_delete(a)")?;
+        keel_rt::sys::ipc::cap_delete(memory.handle()).or_setup("cap_delete(memory)")?;
+    }
     for _ in 0..rounds {
         let port = Port::create(1).or_setup("port_create")?;
         let memory = Memory::create(OBJECT_LEN).or_setup("mem_create")?;

@@ -31,22 +31,30 @@ fn free_frames() -> Result<usize, String> {
 }
 
 /// Finding 1: 16 frames were lost per round; a chain of such ports must not overflow the
-/// kernel stack either (it is freed in a loop).
+/// kernel stack either (it is freed in a loop), and two ports holding each other's last
+/// capability are just as dead.
 fn a_port_whose_last_capability_is_queued_on_itself_is_freed_with_what_it_holds()
 -> Result<(), String> {
     // A first child warms ktest up (its heap grows once to spawn and wait).
-    child::expect_exit(Role::SelfQueuedPort, "1 1", 0)?;
+    child::expect_exit(Role::SelfQueuedPort, "1 1 1", 0)?;
     let before = free_frames()?;
-    child::expect_exit(Role::SelfQueuedPort, "50 0", 0)?;
+    child::expect_exit(Role::SelfQueuedPort, "50 0 0", 0)?;
     let after_rounds = free_frames()?;
-    child::expect_exit(Role::SelfQueuedPort, "0 200", 0)?;
+    child::expect_exit(Role::SelfQueuedPort, "0 200 0", 0)?;
     let after_chain = free_frames()?;
-    ensure(after_rounds == before && after_chain == before, || {
-        format!(
-            "free frames: {before} before, {after_rounds} after 50 self-queued ports, \
-             {after_chain} after a chain of 200"
-        )
-    })
+    child::expect_exit(Role::SelfQueuedPort, "0 0 50", 0)?;
+    let after_cycles = free_frames()?;
+    let ports = sys::sys_info(SysInfo::Ports).context("sys_info(Ports)")?;
+    ensure(
+        after_rounds == before && after_chain == before && after_cycles == before && ports == 0,
+        || {
+            format!(
+                "free frames: {before} before, {after_rounds} after 50 self-queued ports, \
+                 {after_chain} after a chain of 200, {after_cycles} after 50 pairs of ports \
+                 holding each other; {ports} ports left"
+            )
+        },
+    )
 }
 
 /// Finding 3: sparse one-page maps took a process's kernel bytes to 2,596,928, over its
