@@ -44,10 +44,6 @@ struct RunQueue {
     slots: Box<[Tid; QUEUE_SLOTS]>,
     head: usize,
     len: usize,
-    /// Ticks left of the first thread's slice when it was preempted and put back in front
-    /// (0: it starts a fresh slice). A preempted thread gets only what it had left, or a
-    /// higher-priority thread waking every tick would keep it on the CPU for ever.
-    head_slice_left: u32,
 }
 
 impl RunQueue {
@@ -56,7 +52,6 @@ impl RunQueue {
             slots: Box::new([0; QUEUE_SLOTS]),
             head: 0,
             len: 0,
-            head_slice_left: 0,
         }
     }
 
@@ -69,8 +64,7 @@ impl RunQueue {
         self.len += 1;
     }
 
-    fn push_front(&mut self, tid: Tid, slice_left: u32) {
-        self.head_slice_left = slice_left;
+    fn push_front(&mut self, tid: Tid) {
         assert!(
             self.len < QUEUE_SLOTS,
             "a run queue holds every thread once"
@@ -80,26 +74,18 @@ impl RunQueue {
         self.len += 1;
     }
 
-    /// The first thread and the ticks of slice it gets.
-    fn pop_front(&mut self) -> Option<(Tid, u32)> {
+    fn pop_front(&mut self) -> Option<Tid> {
         if self.len == 0 {
             return None;
         }
         let tid = self.slots[self.head];
         self.head = (self.head + 1) % QUEUE_SLOTS;
         self.len -= 1;
-        let slice = match core::mem::take(&mut self.head_slice_left) {
-            0 => TIME_SLICE,
-            left => left,
-        };
-        Some((tid, slice))
+        Some(tid)
     }
 
     /// Drop `tid` from the line, keeping the others' order.
     fn remove(&mut self, tid: Tid) {
-        if self.len > 0 && self.slots[self.head] == tid {
-            self.head_slice_left = 0;
-        }
         let mut kept = 0;
         for i in 0..self.len {
             let other = self.slots[(self.head + i) % QUEUE_SLOTS];
@@ -155,31 +141,26 @@ impl Scheduler {
         tid == self.idle
     }
 
-    /// Take the next thread to run off its queue and start its slice: what it had left if
-    /// it was preempted, else a fresh one.
     fn pick_next(&mut self) -> Tid {
         if self.ready == 0 {
-            self.slice_left = TIME_SLICE;
             return self.idle;
         }
         let priority = 31 - self.ready.leading_zeros() as usize;
         let queue = &mut self.queues[priority];
-        let (tid, slice) = queue
+        let tid = queue
             .pop_front()
             .expect("ready bit set for a non-empty queue");
         if queue.is_empty() {
             self.ready &= !(1 << priority);
         }
-        self.slice_left = slice;
         tid
     }
 
-    /// Queue `tid` at `priority`: at the back, or in front, keeping what is left of its
-    /// slice, if it was preempted mid-slice.
+    /// Queue `tid` at `priority`: at the back, or in front if it was preempted mid-slice.
     fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
         let queue = &mut self.queues[priority];
         if front {
-            queue.push_front(tid, self.slice_left);
+            queue.push_front(tid);
         } else {
             queue.push_back(tid);
         }
@@ -365,13 +346,23 @@ pub fn reschedule() {
         && thread.state == ThreadState::Running
         && !idle
     {
-        // Still runnable: it goes back in line, in front if its slice is not used up.
+        // Still runnable: it goes back in line, in front if its slice is not used up. In
+        // front it keeps only what is left of its slice, or a higher-priority thread waking
+        // every tick would keep it on the CPU for ever (see `timer_tick`).
         thread.state = ThreadState::Ready;
+        thread.kept_slice = if slice_over {
+            0
+        } else {
+            state.sched.slice_left
+        };
         if !thread.suspended {
             state.sched.enqueue(current, thread.priority, !slice_over);
         }
     }
     let next = k.sched.pick_next();
+    if slice_over || next != current {
+        k.sched.slice_left = TIME_SLICE;
+    }
     switch_to(k, next);
 }
 
@@ -492,6 +483,7 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
     thread.state = waiting;
     let park = park(thread, how);
     let next = state.sched.pick_next();
+    state.sched.slice_left = TIME_SLICE;
     switch_parked(k, next, park)
 }
 
@@ -510,6 +502,7 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     }
     let park = park(thread, Delivered::Received);
     let next = state.sched.pick_next();
+    state.sched.slice_left = TIME_SLICE;
     switch_parked(k, next, park)
 }
 
@@ -548,6 +541,12 @@ pub fn timer_tick() {
         let current = k.sched.current;
         if let Some(thread) = k.threads.get_mut(&current) {
             thread.cpu_ticks += 1;
+            // Back after a preemption: only the rest of its slice. Applied here, not where
+            // it is switched to, so that the IPC paths pay nothing for it.
+            let kept = core::mem::take(&mut thread.kept_slice);
+            if kept != 0 {
+                k.sched.slice_left = k.sched.slice_left.min(kept);
+            }
             let pid = thread.process;
             if let Some(process) = k.processes.get_mut(&pid) {
                 process.cpu_ticks += 1;
