@@ -17,7 +17,7 @@ impl Process {
             .space
             .as_ref()
             .map_or(0, |s| s.table_frames() * PAGE_SIZE);
-        self.kernel_bytes() - tables
+        self.kernel_bytes().saturating_sub(tables)
     }
 
     /// Hold the address space to what the quota leaves: its page tables may take the
@@ -102,7 +102,7 @@ impl Kernel {
         };
         process.limit_tables();
         let held = process.space.as_ref().map_or(0, |s| s.frames());
-        let elsewhere = used - held;
+        let elsewhere = used.saturating_sub(held);
         if let Some(space) = process.space.as_mut() {
             space.frame_limit = process.quota.frames.saturating_sub(elsewhere);
         }
