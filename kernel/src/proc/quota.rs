@@ -87,7 +87,7 @@ impl Kernel {
     /// Ok when `pid` may take `frames` more frames of user memory.
     pub fn check_frames(&self, pid: Pid, frames: usize) -> Result<(), Error> {
         let limit = self.processes.get(&pid).map_or(0, |p| p.quota.frames);
-        if self.frames_used(pid) + frames > limit {
+        if self.frames_used(pid).saturating_add(frames) > limit {
             return Err(Error::QuotaExceeded);
         }
         Ok(())
@@ -130,7 +130,8 @@ impl Kernel {
             0 => defaults.frames,
             n => n,
         };
-        if self.frames_used(parent.id) + frames > own.frames {
+        // Any number may be asked for: it must not wrap past the check.
+        if self.frames_used(parent.id).saturating_add(frames) > own.frames {
             return Err(Error::QuotaExceeded);
         }
         Ok(Quota {

@@ -24,6 +24,7 @@ pub const SUITE: Suite = suite!(hardening:
     page_tables_count_against_the_kernel_bytes_quota,
     one_process_cannot_fill_the_process_table_and_its_descendants_end_with_it,
     a_hog_exhausting_its_frame_quota_leaves_others_room_to_map_and_spawn,
+    a_child_never_gets_more_than_its_parent_has,
 );
 
 fn free_frames() -> Result<usize, String> {
@@ -201,4 +202,39 @@ fn a_hog_exhausting_its_frame_quota_leaves_others_room_to_map_and_spawn() -> Res
             format!("free frames: {free_before} before the hogs, {free_after} after")
         }),
     ]))
+}
+
+/// The limits a parent asks for its child, at their edges: frames beyond what it has left
+/// (`usize::MAX` included, which must not wrap), processes and threads beyond its own.
+fn a_child_never_gets_more_than_its_parent_has() -> Result<(), String> {
+    let own = sys::ipc::resources().context("resources")?;
+    let left = (own.frames_limit - own.frames_used) as usize;
+    let spawn = |request: &dyn Fn(Spawn) -> Spawn| -> Result<Result<(), Error>, String> {
+        let spawned = request(Spawn::new("kchild", child::image()?).args("exit 0")).spawn();
+        Ok(spawned.map(|pid| {
+            let _ = keel_rt::process::wait(pid);
+        }))
+    };
+    let results: Vec<Result<Result<(), Error>, String>> = alloc::vec![
+        spawn(&|s| s.frames(left + 1)),
+        spawn(&|s| s.frames(usize::MAX)),
+        spawn(&|s| s.frames(usize::MAX - 1000)),
+        spawn(&|s| s.max_processes(keel_abi::PROCESS_TABLE_SIZE as u32)),
+        spawn(&|s| s.max_threads(keel_abi::MAX_THREADS + 1)),
+        spawn(&|s| s.frames(1024).max_processes(1).max_threads(1)),
+    ];
+    let results: Vec<Result<(), Error>> = results.into_iter().collect::<Result<_, _>>()?;
+    expect_eq(
+        "spawns asking for more frames than are left, usize::MAX frames, nearly as many, \
+         more processes and more threads than ktest may have, and modest limits",
+        results,
+        alloc::vec![
+            Err(Error::QuotaExceeded),
+            Err(Error::QuotaExceeded),
+            Err(Error::QuotaExceeded),
+            Err(Error::PermissionDenied),
+            Err(Error::PermissionDenied),
+            Ok(()),
+        ],
+    )
 }
