@@ -101,6 +101,9 @@ fn call_at_random(mut x: u64, count: usize, limit: u64) {
         scratch,
         scratch + 4093,
         // Not the counter page: what the kernel writes there would garble the counts.
+        // Read-only pages: the start-up record and the clock.
+        keel_abi::layout::START_INFO_ADDR,
+        keel_abi::layout::CLOCK_ADDR + 8,
         USER_END - 8,
         USER_END,
         KERNEL_ADDR as usize,
@@ -131,8 +134,14 @@ fn call_at_random(mut x: u64, count: usize, limit: u64) {
             };
         }
         match call {
-            // Handle 1 stays: it holds the counter's mapping.
-            Some(Syscall::CapDelete | Syscall::CapRevoke) if args[0] == 1 => continue,
+            // Handle 1 stays: it holds the counter's mapping. Nor is it mapped again, or
+            // copied to be: the kernel would write figures into the counts through the alias.
+            Some(
+                Syscall::CapDelete
+                | Syscall::CapRevoke
+                | Syscall::MemMapObject
+                | Syscall::CapDerive,
+            ) if args[0] == 1 => continue,
             // Killing itself would end the campaign early (2, its pid in a fresh boot, is
             // one of the values).
             Some(Syscall::ProcessKill) if args[0] == me => continue,

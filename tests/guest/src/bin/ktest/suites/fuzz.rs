@@ -136,6 +136,12 @@ fn random_syscalls_leave_nothing_behind() -> Result<(), String> {
     let after = Audit::take()?;
     let ms = (time::ticks() - start) * 1000 / time::ticks_in(Duration::from_secs(1)).max(1);
     let made = word(CALLS_WORD);
+    // Each call is tallied just before it is counted, so the tallies may run a call ahead
+    // on each of the fuzzer's threads, never behind: anything else means the counts were
+    // written over.
+    let tallied = (SUCCEEDED_WORD..REFUSED_WORD + 64)
+        .map(word)
+        .fold(0u64, u64::wrapping_add);
     let refusals: Vec<String> = (1..64)
         .filter_map(|code| {
             let count = word(REFUSED_WORD + code);
@@ -160,6 +166,9 @@ fn random_syscalls_leave_nothing_behind() -> Result<(), String> {
         }),
         expect_eq("how the fuzzer ended", ended, Exit::Exited(0)),
         ensure(made >= calls, || format!("{made} calls made of {calls}")),
+        ensure((made..=made + 4).contains(&tallied), || {
+            format!("the counts do not add up ({made} calls, {tallied} tallied): written over")
+        }),
         expect_eq("what the fuzzer's life left behind", after, before),
     ])
 }
