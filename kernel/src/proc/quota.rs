@@ -1,5 +1,8 @@
-//! What a process may make the kernel hold for it: kernel bytes (capability slots, queued
-//! messages, page tables, kernel stacks), and how its address space is held to them.
+//! What a process may make the kernel hold for it, and how it is held to it: kernel bytes
+//! (capability slots, queued messages, page tables, kernel stacks); frames of user memory,
+//! each child's quota carved from its parent's while the child lives; descendants, counted
+//! in every ancestor; threads. A parent sets its child's at spawn ([`Limits`]), never above
+//! what it has itself.
 
 use super::{Process, Quota};
 use crate::kernel::Kernel;
@@ -42,7 +45,8 @@ impl Kernel {
         self.current_space_mut()
     }
 
-    /// Ok when process `pid` may have one more thread: its kernel stack fits its quota.
+    /// Ok when process `pid` may have one more thread: it is under its thread limit and the
+    /// thread's kernel stack fits its kernel-bytes quota.
     pub fn check_thread_quota(&self, pid: Pid) -> Result<(), Error> {
         match self.processes.get(&pid) {
             Some(p)
