@@ -25,6 +25,8 @@ pub const SUITES: &[&str] = &[
     "services",
     "system",
     "console",
+    "hardening",
+    "fuzz",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -210,7 +212,8 @@ pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
 
 fn run_check(check: &Check) -> Outcome {
     let on_line = &mut |line: &crate::qemu::SerialLine| {
-        if is_test_line(&line.text) {
+        // The fuzz campaign's figures too: they are what it reports.
+        if is_test_line(&line.text) || line.text.starts_with("fuzz: ") {
             println!("{}", line.text);
         }
     };

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod check;
 mod error;
+pub mod fuzz;
 pub mod guest;
 pub mod image;
 pub mod iso;

@@ -8,7 +8,7 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, guest, iso, manifest, setup};
+use bootimage::{Error, Result, fuzz, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -28,6 +28,11 @@ commands:
                    --filter: only benchmarks whose names contain SUBSTR
                    --compare: show the change of each median against an earlier JSON file
                    --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
+  fuzz [--calls N] [--seed S]
+                   a process without rights makes N random syscalls (default 200000) with
+                   edge-case arguments from seed S; passes if the kernel takes them all and,
+                   once that process has ended, free frames and every kernel object count
+                   are as before. Prints the calls and refusals by error
   help             this text
 ";
 
@@ -39,6 +44,7 @@ enum Command {
     Iso,
     Test(Vec<String>),
     Bench(bench::Options),
+    Fuzz(fuzz::Options),
 }
 
 /// The command, or `None` for help.
@@ -51,6 +57,7 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["iso"] => Command::Iso,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
+        ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
         ["help" | "--help" | "-h"] => return Ok(None),
         _ => return Err(format!("unknown arguments: {}", args.join(" "))),
     }))
@@ -107,6 +114,12 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Test(suites) => run_suites(&suites, accel),
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
+        Command::Fuzz(options) => {
+            setup::ensure(&setup::QEMU)?;
+            guest::build(guest::TEST_PACKAGES)?;
+            let outcomes = check::run_checks(&[options.check(accel.accel)], 1);
+            Ok(exit_code(check::print_summary("bootimage", &outcomes)))
+        }
     }
 }
 
@@ -242,5 +255,12 @@ mod tests {
             })))
         );
         assert!(parse_words("bench --fast").is_err());
+        assert_eq!(
+            parse_words("fuzz --calls 1000"),
+            Ok(Some(Command::Fuzz(fuzz::Options {
+                calls: 1000,
+                ..fuzz::Options::default()
+            })))
+        );
     }
 }

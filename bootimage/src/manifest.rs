@@ -26,6 +26,13 @@ pub fn demo_path() -> PathBuf {
 /// The interrupt lines the kernel routes (legacy ISA IRQs).
 const IRQ_LINES: u8 = 16;
 
+/// The fewest frames a server may be given: its image, stack and heap need 1 MiB at least.
+const MIN_SERVER_FRAMES: usize = 256;
+/// Frames all servers may be given together (each counts its quota, or the kernel's
+/// default): half of the demo machine's 256 MiB, so that init, the programs it runs and the
+/// kernel's reserve keep the rest.
+const SERVER_FRAME_BUDGET: usize = 32 * 1024;
+
 /// A checked manifest: the servers, and where each was written.
 #[derive(Clone, Debug)]
 pub struct Manifest {
@@ -73,6 +80,9 @@ struct ServerEntry {
     may_poweroff: bool,
     #[serde(default)]
     restart: Option<RestartEntry>,
+    frames: Option<Spanned<usize>>,
+    processes: Option<Spanned<u32>>,
+    threads: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +251,9 @@ fn server(entry: ServerEntry) -> Server {
         may_run: entry.may_run,
         may_poweroff: entry.may_poweroff,
         restart,
+        frames: entry.frames.map_or(0, Spanned::into_inner),
+        processes: entry.processes.map_or(0, Spanned::into_inner),
+        threads: entry.threads.map_or(0, Spanned::into_inner),
     }
 }
 
@@ -276,6 +289,7 @@ fn check(file: &File, text: &str, programs: &[&str]) -> Vec<Problem> {
         }
     }
     check_devices(&servers, &line, &mut problems);
+    check_limits(&servers, &mut problems);
     problems.sort_by_key(|p| p.at.start);
     problems
 }
@@ -335,6 +349,58 @@ fn check_program(server: &ServerEntry, programs: &[&str], problems: &mut Vec<Pro
             format!(
                 "priority {priority}: the priorities are 0 to {}",
                 PRIORITY_LEVELS - 1
+            ),
+        ));
+    }
+}
+
+/// Each server's quotas are in range, and their frames fit the budget together.
+fn check_limits(servers: &[&ServerEntry], problems: &mut Vec<Problem>) {
+    let max_processes = keel_abi::PROCESS_TABLE_SIZE - 1;
+    for server in servers {
+        let name = server.name.get_ref();
+        let mut range = |value: Option<(usize, Range<usize>)>, field: &str, min, max| {
+            if let Some((value, at)) = value.filter(|(v, _)| !(min..=max).contains(v)) {
+                problems.push(problem(
+                    at,
+                    format!("`{name}`: {field} = {value}: want {min} to {max}"),
+                ));
+            }
+        };
+        let spanned =
+            |s: &Option<Spanned<u32>>| s.as_ref().map(|s| (*s.get_ref() as usize, s.span()));
+        range(
+            server.frames.as_ref().map(|s| (*s.get_ref(), s.span())),
+            "frames",
+            MIN_SERVER_FRAMES,
+            SERVER_FRAME_BUDGET,
+        );
+        range(spanned(&server.processes), "processes", 1, max_processes);
+        range(
+            spanned(&server.threads),
+            "threads",
+            1,
+            keel_abi::MAX_THREADS as usize,
+        );
+    }
+    let total: usize = servers
+        .iter()
+        .map(|s| {
+            s.frames
+                .as_ref()
+                .map_or(keel_abi::DEFAULT_CHILD_FRAMES, |f| *f.get_ref())
+        })
+        .sum();
+    if total > SERVER_FRAME_BUDGET {
+        let at = servers.last().map_or(0..0, |s| {
+            s.frames.as_ref().map_or(s.name.span(), Spanned::span)
+        });
+        problems.push(problem(
+            at,
+            format!(
+                "the servers' frames add up to {total} (a server without `frames` counts {}): \
+                 at most {SERVER_FRAME_BUDGET} fit beside init",
+                keel_abi::DEFAULT_CHILD_FRAMES
             ),
         ));
     }
@@ -516,7 +582,7 @@ restart = { policy = "always" }
             error(&GOOD.replace("irqs = [4]", "irq = [4]")),
             "system.toml:6: unknown field `irq`, expected one of `name`, `program`, `args`, \
              `priority`, `irqs`, `io_ports`, `log`, `connects`, `may_kill`, `may_run`, \
-             `may_poweroff`, `restart`"
+             `may_poweroff`, `restart`, `frames`, `processes`, `threads`"
         );
         assert!(
             error(&GOOD.replace("\"always\", max = 5", "\"sometimes\", max = 5"))
@@ -531,6 +597,38 @@ restart = { policy = "always" }
             "system.toml:6: IRQ 16: the lines are 0 to 15"
         );
         assert!(error("[[server]\n").starts_with("system.toml:1: "));
+    }
+
+    #[test]
+    fn resource_limits_reach_init_and_are_checked() {
+        let text = GOOD.replace(
+            "priority = 10",
+            "priority = 10\nframes = 1024\nprocesses = 2\nthreads = 4",
+        );
+        let manifest = Manifest::parse("system.toml", &text, PROGRAMS).unwrap();
+        let servers = keel_manifest::parse(&manifest.flatten()).unwrap();
+        assert_eq!(
+            (servers[0].frames, servers[0].processes, servers[0].threads),
+            (1024, 2, 4)
+        );
+        assert_eq!((servers[1].frames, servers[1].threads), (0, 0));
+        assert_eq!(
+            error(&GOOD.replace("priority = 10", "priority = 10\nframes = 16")),
+            "system.toml:6: `console`: frames = 16: want 256 to 32768"
+        );
+        assert_eq!(
+            error(&GOOD.replace("priority = 10", "priority = 10\nthreads = 65")),
+            "system.toml:6: `console`: threads = 65: want 1 to 64"
+        );
+        assert_eq!(
+            error(&GOOD.replace("priority = 10", "priority = 10\nprocesses = 0")),
+            "system.toml:6: `console`: processes = 0: want 1 to 255"
+        );
+        assert_eq!(
+            error(&GOOD.replace("args = \"tour\"", "args = \"tour\"\nframes = 30000")),
+            "system.toml:15: the servers' frames add up to 34096 (a server without `frames` \
+             counts 4096): at most 32768 fit beside init"
+        );
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Kernel {
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
+    /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
+    pub doomed: alloc::vec::Vec<crate::ipc::Message>,
+    /// Set while `doomed` is being emptied.
+    pub discarding: bool,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -86,6 +90,8 @@ pub fn init() {
         fast: FastCounts::default(),
         ticks: 0,
         boot_rsp: 0,
+        doomed: alloc::vec::Vec::new(),
+        discarding: false,
     };
     let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
     let idle_id = state.threads.insert(idle);
@@ -122,6 +128,17 @@ impl Kernel {
         self.processes
             .get_mut(&pid)
             .expect("running thread's process exists")
+    }
+
+    /// How many kernel objects of a kind exist (for `sys_info`'s leak-audit figures).
+    pub fn object_count(&self, kind: keel_abi::SysInfo) -> usize {
+        match kind {
+            keel_abi::SysInfo::Threads => self.threads.len(),
+            keel_abi::SysInfo::Ports => self.ports.len(),
+            keel_abi::SysInfo::MemoryObjects => self.memory.len(),
+            keel_abi::SysInfo::Capabilities => self.caps.total(),
+            _ => 0,
+        }
     }
 
     pub fn describe_thread(&self, tid: Tid) -> String {

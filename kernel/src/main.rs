@@ -116,6 +116,7 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         modules: &modules,
         caps: &[],
         system_caps: true,
+        limits: Default::default(),
     };
     match kernel::kernel().spawn_process(&spec) {
         Ok(pid) => kprintln!(

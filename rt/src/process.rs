@@ -43,6 +43,9 @@ pub struct Spawn<'a> {
     priority: Option<usize>,
     rights: u32,
     caps: &'a [u32],
+    frames: usize,
+    max_processes: u32,
+    max_threads: u32,
 }
 
 impl<'a> Spawn<'a> {
@@ -55,6 +58,9 @@ impl<'a> Spawn<'a> {
             priority: None,
             rights: 0,
             caps: &[],
+            frames: 0,
+            max_processes: 0,
+            max_threads: 0,
         }
     }
 
@@ -82,6 +88,30 @@ impl<'a> Spawn<'a> {
         Spawn { caps, ..self }
     }
 
+    /// Frames of user memory it may hold, carved from this process's quota while it lives
+    /// (default [`keel_abi::DEFAULT_CHILD_FRAMES`]).
+    pub fn frames(self, frames: usize) -> Self {
+        Spawn { frames, ..self }
+    }
+
+    /// How many processes may descend from it at once; at most this process's own limit
+    /// (default [`keel_abi::DEFAULT_MAX_PROCESSES`]).
+    pub fn max_processes(self, max_processes: u32) -> Self {
+        Spawn {
+            max_processes,
+            ..self
+        }
+    }
+
+    /// How many threads it may have; at most this process's own limit (default
+    /// [`keel_abi::MAX_THREADS`]).
+    pub fn max_threads(self, max_threads: u32) -> Self {
+        Spawn {
+            max_threads,
+            ..self
+        }
+    }
+
     /// The request the kernel receives, pointing into this `Spawn`'s borrowed data.
     pub fn request(&self) -> SpawnRequest {
         SpawnRequest {
@@ -101,6 +131,9 @@ impl<'a> Spawn<'a> {
                 self.caps.as_ptr() as usize
             },
             caps_len: self.caps.len(),
+            frames: self.frames,
+            max_processes: self.max_processes,
+            max_threads: self.max_threads,
         }
     }
 

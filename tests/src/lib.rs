@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT]);
         assert_eq!(selected("mem fault"), ["faults", "memory"]);
         assert_eq!(selected("--exact memory mem"), ["memory"]);
-        assert_eq!(selected("--skip boot --skip s"), ["preemption", "memory"]);
+        assert_eq!(
+            selected("--skip boot --skip s"),
+            ["preemption", "memory", "hardening", "fuzz"]
+        );
         assert!(selected("--ignored").is_empty());
         assert!(selected("no_such_check").is_empty());
     }

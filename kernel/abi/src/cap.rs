@@ -126,7 +126,8 @@ pub struct Resources {
     /// page tables, thread stacks.
     pub kernel_bytes_used: u64,
     pub kernel_bytes_limit: u64,
-    /// Frames of user memory it owns.
+    /// Frames of user memory it holds: its pages and page tables, the memory objects it
+    /// owns, and what it carved for its children (`frames_limit` is its frame quota).
     pub frames_used: u64,
     pub frames_limit: u64,
 }

@@ -424,14 +424,34 @@ pub enum SysInfo {
     TotalFrames = 5,
     /// Live processes.
     Processes = 6,
+    /// Threads in the system, the idle thread included (leak audits).
+    Threads = 7,
+    /// Ports in the system.
+    Ports = 8,
+    /// Memory objects in the system.
+    MemoryObjects = 9,
+    /// Capabilities in the system, those travelling in messages included.
+    Capabilities = 10,
 }
 
 impl SysInfo {
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
-        [Pid, Tid, Ticks, TickHz, FreeFrames, TotalFrames, Processes]
-            .get(n)
-            .copied()
+        [
+            Pid,
+            Tid,
+            Ticks,
+            TickHz,
+            FreeFrames,
+            TotalFrames,
+            Processes,
+            Threads,
+            Ports,
+            MemoryObjects,
+            Capabilities,
+        ]
+        .get(n)
+        .copied()
     }
 }
 
@@ -459,7 +479,28 @@ pub struct SpawnRequest {
     /// Carrying capabilities needs the GRANT right on each.
     pub caps_ptr: usize,
     pub caps_len: usize,
+    /// Frames of user memory the child may hold (its pages and page tables, the memory
+    /// objects it makes, what it carves for its own children), carved from the caller's
+    /// quota until the child ends; 0: [`DEFAULT_CHILD_FRAMES`]. More than the caller has
+    /// left is `QuotaExceeded`.
+    pub frames: usize,
+    /// How many processes may descend from the child at once (children, their children,
+    /// ..., zombies included); 0: [`DEFAULT_MAX_PROCESSES`], or the caller's own limit if
+    /// lower. More than the caller's own limit is `PermissionDenied`.
+    pub max_processes: u32,
+    /// How many threads the child may have at once; 0: [`MAX_THREADS`], or the caller's
+    /// own limit if lower. More than the caller's own limit is `PermissionDenied`.
+    pub max_threads: u32,
 }
+
+/// Frames of user memory a child gets unless its parent says otherwise: 16 MiB.
+pub const DEFAULT_CHILD_FRAMES: usize = 4096;
+/// Descendants a process may have at once unless its parent says otherwise.
+pub const DEFAULT_MAX_PROCESSES: u32 = 16;
+/// Processes (zombies included) the whole system may hold at once.
+pub const PROCESS_TABLE_SIZE: usize = 256;
+/// Threads a process may have at once, and the default a parent may lower.
+pub const MAX_THREADS: u32 = 64;
 
 pub const NAME_LEN: usize = 32;
 pub const ARGS_LEN: usize = 1024;
@@ -569,7 +610,7 @@ mod tests {
 
     #[test]
     fn abi_structs_have_fixed_layouts() {
-        assert_eq!(core::mem::size_of::<SpawnRequest>(), 80);
+        assert_eq!(core::mem::size_of::<SpawnRequest>(), 96);
         assert_eq!(core::mem::size_of::<ExitStatus>(), 32);
         assert_eq!(core::mem::size_of::<ProcessInfo>(), 80);
         assert_eq!(

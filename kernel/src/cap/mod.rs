@@ -122,6 +122,11 @@ impl CapTable {
         id
     }
 
+    /// How many capabilities there are, wherever held.
+    pub fn total(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Every capability to `object`.
     pub fn ids_of(&self, object: Object) -> Vec<CapId> {
         self.nodes
@@ -139,6 +144,18 @@ impl CapTable {
     /// How many capabilities point at `object`.
     pub fn count(&self, object: Object) -> usize {
         self.count_with(object, 0)
+    }
+
+    /// Every capability to `object` with all of `rights`, and where it is held.
+    pub fn holders_with(
+        &self,
+        object: Object,
+        rights: u32,
+    ) -> impl Iterator<Item = (CapId, Holder)> + '_ {
+        self.nodes
+            .iter()
+            .filter(move |(_, n)| n.object == object && n.rights & rights == rights)
+            .map(|(&id, n)| (id, n.holder))
     }
 
     /// How many capabilities point at `object` with all of `rights`.

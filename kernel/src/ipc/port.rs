@@ -1,11 +1,12 @@
 //! The port object: a bounded queue, the threads waiting to receive, a notification word.
 
 use super::{Delivery, Message};
+use crate::cap::{CapId, Holder};
 use crate::kernel::Kernel;
 use crate::sched::MAX_THREADS_TOTAL;
 use crate::sched::thread::{Thread, Tid};
 use crate::table::Table;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::cap::rights;
@@ -216,30 +217,92 @@ impl Kernel {
         Ok(())
     }
 
-    /// A capability to `port` went away: close the port when no receiver can remain, and
-    /// free it when no capability does.
+    /// A capability to `port` went away: close the port when no capability with RECEIVE can
+    /// be used any more, and free it when no capability is left at all. A capability that
+    /// travels only in queues no thread can receive from (the port's own, or those of ports
+    /// in the same plight) can never come out: the ports are closed together, their queues
+    /// drained, and what the messages held goes too.
     pub fn port_capability_gone(&mut self, port_id: PortId) {
-        let object = crate::cap::Object::Port(port_id);
-        let any_left = self.caps.count(object) > 0;
-        let receivers_left = self.caps.count_with(object, rights::RECEIVE) > 0;
-        if receivers_left {
-            return;
-        }
-        let Some(port) = self.ports.get_mut(&port_id) else {
+        let Some(dead) = self.unreceivable_ports(port_id) else {
             return;
         };
-        port.closed = true;
-        let queued: alloc::vec::Vec<Message> = port.queue.drain(..).collect();
-        let waiting = port.receivers.take_all(&self.threads);
-        for message in queued {
-            self.refund_kernel_bytes(message.sender, message.charge());
+        let mut queued = Vec::new();
+        for &dead_id in &dead {
+            let Some(port) = self.ports.get_mut(&dead_id) else {
+                continue;
+            };
+            port.closed = true;
+            let start = queued.len();
+            queued.extend(port.queue.drain(..));
+            let waiting = port.receivers.take_all(&self.threads);
+            for message in &queued[start..] {
+                self.refund_kernel_bytes(message.sender, message.charge());
+            }
+            for tid in waiting {
+                self.wake_with(tid, Delivery::Failed(Error::PeerGone));
+            }
+        }
+        self.discard_all(queued);
+        for dead_id in dead {
+            if self.caps.count(crate::cap::Object::Port(dead_id)) == 0 {
+                self.ports.remove(&dead_id);
+            }
+        }
+    }
+
+    /// `port_id` and the ports it is stuck with, if no thread can ever receive from it: every
+    /// capability to it with RECEIVE sits in the queue of a port of which the same holds.
+    /// `None` while one is in a capability space or on its way into one (a thread's inbox).
+    fn unreceivable_ports(&self, port_id: PortId) -> Option<Vec<PortId>> {
+        let receive_rights = |port| {
+            self.caps
+                .holders_with(crate::cap::Object::Port(port), rights::RECEIVE)
+        };
+        // The usual case, cheaply: a receive right in a slot.
+        if receive_rights(port_id).any(|(_, holder)| holder != Holder::InFlight) {
+            return None;
+        }
+        let mut dead = alloc::vec![port_id];
+        if receive_rights(port_id).next().is_none() {
+            return Some(dead);
+        }
+        let queued_on: BTreeMap<CapId, PortId> = self
+            .ports
+            .iter()
+            .flat_map(|(id, port)| {
+                port.queue
+                    .iter()
+                    .flat_map(move |message| message.caps.iter().map(move |&cap| (cap, id)))
+            })
+            .collect();
+        let mut next = 0;
+        while let Some(&port) = dead.get(next) {
+            next += 1;
+            for (cap, holder) in receive_rights(port) {
+                let on = match holder {
+                    Holder::InFlight => *queued_on.get(&cap)?,
+                    Holder::Slot(..) => return None,
+                };
+                if !dead.contains(&on) {
+                    dead.push(on);
+                }
+            }
+        }
+        Some(dead)
+    }
+
+    /// Discard `messages` that will never be delivered. Discarding one can kill another port
+    /// (it held that port's last capability), whose messages then join the list instead of
+    /// being discarded inside this call: a chain of ports, each queue holding the last
+    /// capability to the next, is freed in a loop, not a recursion as deep as the chain.
+    pub fn discard_all(&mut self, messages: Vec<Message>) {
+        self.doomed.extend(messages);
+        if core::mem::replace(&mut self.discarding, true) {
+            return;
+        }
+        while let Some(message) = self.doomed.pop() {
             self.discard_message(message);
         }
-        for tid in waiting {
-            self.wake_with(tid, Delivery::Failed(Error::PeerGone));
-        }
-        if !any_left {
-            self.ports.remove(&port_id);
-        }
+        self.discarding = false;
     }
 }

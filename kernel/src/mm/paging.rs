@@ -5,6 +5,7 @@
 //! entries into every new root.
 
 use super::{PAGE_SIZE, PhysAddr, frame, phys_to_virt};
+use keel_abi::Error;
 
 pub const PRESENT: u64 = 1 << 0;
 pub const WRITABLE: u64 = 1 << 1;
@@ -45,6 +46,8 @@ pub struct PageTables {
     root: PhysAddr,
     /// Table frames allocated below the root (the root itself not counted).
     pub table_frames: usize,
+    /// Most table frames below the root this address space may hold (its owner's quota).
+    pub table_limit: usize,
 }
 
 impl PageTables {
@@ -57,6 +60,7 @@ impl PageTables {
         Some(PageTables {
             root,
             table_frames: 0,
+            table_limit: usize::MAX,
         })
     }
 
@@ -64,38 +68,47 @@ impl PageTables {
         self.root
     }
 
-    /// The leaf entry for `virt`, creating intermediate tables when `create` is set.
-    /// `None` when a table is missing (and not created) or memory ran out.
-    fn leaf(&mut self, virt: usize, create: bool) -> Option<&'static mut u64> {
+    /// The leaf entry for `virt`, if every table above it is there.
+    fn leaf(&mut self, virt: usize) -> Option<&'static mut u64> {
+        self.walk(virt, false).ok().flatten()
+    }
+
+    /// The leaf entry for `virt`, creating intermediate tables when `create` is set:
+    /// `Ok(None)` when a table is missing and not created; `QuotaExceeded` beyond
+    /// `table_limit`, `OutOfMemory` when frames ran out.
+    fn walk(&mut self, virt: usize, create: bool) -> Result<Option<&'static mut u64>, Error> {
         let mut table_phys = self.root;
         for level in (1..4).rev() {
             // SAFETY: `table_phys` is this address space's root or a table below it.
             let entry = unsafe { &mut table(table_phys)[index(virt, level)] };
             if *entry & PRESENT == 0 {
                 if !create {
-                    return None;
+                    return Ok(None);
                 }
-                let new = frame::alloc_zeroed()?;
+                if self.table_frames >= self.table_limit {
+                    return Err(Error::QuotaExceeded);
+                }
+                let new = frame::alloc_zeroed().ok_or(Error::OutOfMemory)?;
                 self.table_frames += 1;
                 *entry = new | PRESENT | WRITABLE | USER;
             }
             table_phys = entry_address(*entry);
         }
         // SAFETY: as above, for the last level.
-        Some(unsafe { &mut table(table_phys)[index(virt, 0)] })
+        Ok(Some(unsafe { &mut table(table_phys)[index(virt, 0)] }))
     }
 
     /// Map one user page. The slot must be empty.
-    pub fn map(&mut self, virt: usize, phys: PhysAddr, flags: u64) -> Option<()> {
-        let entry = self.leaf(virt, true)?;
+    pub fn map(&mut self, virt: usize, phys: PhysAddr, flags: u64) -> Result<(), Error> {
+        let entry = self.walk(virt, true)?.ok_or(Error::OutOfMemory)?;
         debug_assert!(*entry & PRESENT == 0, "mapping over a present page");
         *entry = phys | flags | PRESENT | USER;
-        Some(())
+        Ok(())
     }
 
     /// Remove one page's mapping, returning the frame it pointed to.
     pub fn unmap(&mut self, virt: usize) -> Option<PhysAddr> {
-        let entry = self.leaf(virt, false)?;
+        let entry = self.leaf(virt)?;
         if *entry & PRESENT == 0 {
             return None;
         }
@@ -105,13 +118,13 @@ impl PageTables {
     }
 
     pub fn set_flags(&mut self, virt: usize, flags: u64) {
-        if let Some(entry) = self.leaf(virt, false).filter(|e| **e & PRESENT != 0) {
+        if let Some(entry) = self.leaf(virt).filter(|e| **e & PRESENT != 0) {
             *entry = entry_address(*entry) | flags | PRESENT | USER;
         }
     }
 
     pub fn translate(&mut self, virt: usize) -> Option<PhysAddr> {
-        let entry = self.leaf(virt, false)?;
+        let entry = self.leaf(virt)?;
         (*entry & PRESENT != 0).then(|| entry_address(*entry) + (virt % PAGE_SIZE) as u64)
     }
 

@@ -41,8 +41,11 @@ pub struct AddressSpace {
     regions: BTreeMap<usize, Region>,
     /// Frames owned: anonymous pages (not borrowed or shared ones).
     data_frames: usize,
-    /// Most anonymous frames this space may own (the process's quota).
+    /// Most frames this space may hold, its own pages and page tables (what the process's
+    /// frame quota leaves).
     pub frame_limit: usize,
+    /// Most page-table frames below the root (what the kernel-bytes quota leaves).
+    table_quota: usize,
     /// Its TLB tag (0: none).
     pcid: u64,
     /// Bumped whenever a region goes or loses rights: access checks made before may no
@@ -50,8 +53,8 @@ pub struct AddressSpace {
     epoch: u64,
 }
 
-/// Default limit of anonymous frames per process: 64 MiB.
-pub const DEFAULT_FRAME_LIMIT: usize = 16 * 1024;
+/// Frames a space may hold until its owner's quota is applied.
+pub const DEFAULT_FRAME_LIMIT: usize = keel_abi::DEFAULT_CHILD_FRAMES;
 
 /// Check `[addr, addr + len)` is page-aligned, non-empty and inside the user half.
 pub fn check_user_range(addr: usize, len: usize) -> Result<usize, Error> {
@@ -93,6 +96,7 @@ impl AddressSpace {
             regions: BTreeMap::new(),
             data_frames: 0,
             frame_limit: DEFAULT_FRAME_LIMIT,
+            table_quota: usize::MAX,
             pcid: pcid::alloc(),
             epoch: 0,
         })
@@ -132,13 +136,27 @@ impl AddressSpace {
         self.data_frames + self.tables.table_frames + 1
     }
 
-    pub fn data_frames(&self) -> usize {
-        self.data_frames
-    }
-
     /// Page-table frames, root included: kernel memory held for this space.
     pub fn table_frames(&self) -> usize {
         self.tables.table_frames + 1
+    }
+
+    /// Allow at most `frames` page-table frames, root included (fewer than it holds only
+    /// stops it growing).
+    pub fn set_table_limit(&mut self, frames: usize) {
+        self.table_quota = frames.saturating_sub(1);
+    }
+
+    /// Check that `data_pages` more pages fit the frame limit, and let the page tables grow
+    /// only into what is left of both limits after them.
+    fn make_room(&mut self, data_pages: usize) -> Result<(), Error> {
+        let needed = self.frames() + data_pages;
+        if needed > self.frame_limit {
+            return Err(Error::QuotaExceeded);
+        }
+        let room = self.frame_limit - needed;
+        self.tables.table_limit = self.table_quota.min(self.tables.table_frames + room);
+        Ok(())
     }
 
     fn is_current(&self) -> bool {
@@ -164,25 +182,24 @@ impl AddressSpace {
         prot_bits: usize,
     ) -> Result<(), Error> {
         let end = check_user_range(start, len)?;
-        if self.data_frames + len / PAGE_SIZE > self.frame_limit {
-            return Err(Error::QuotaExceeded);
-        }
+        self.make_room(len / PAGE_SIZE)?;
         self.insert_region(start, end, prot_bits, prot::ALL, Backing::Anonymous)?;
         for virt in (start..end).step_by(PAGE_SIZE) {
-            let mapped = frame::alloc_zeroed().and_then(|phys| {
-                self.data_frames += 1;
-                self.tables
-                    .map(virt, phys, page_flags(prot_bits))
-                    .or_else(|| {
-                        // SAFETY: the frame was never mapped; give it back.
-                        unsafe { frame::release(phys) };
-                        self.data_frames -= 1;
-                        None
-                    })
-            });
-            if mapped.is_none() {
+            let mapped = frame::alloc_zeroed()
+                .ok_or(Error::OutOfMemory)
+                .and_then(|phys| {
+                    self.data_frames += 1;
+                    self.tables
+                        .map(virt, phys, page_flags(prot_bits))
+                        .inspect_err(|_| {
+                            // SAFETY: the frame was never mapped; give it back.
+                            unsafe { frame::release(phys) };
+                            self.data_frames -= 1;
+                        })
+                });
+            if let Err(error) = mapped {
                 self.undo_map(start, virt, end, Backing::Anonymous);
-                return Err(Error::OutOfMemory);
+                return Err(error);
             }
         }
         Ok(())
@@ -233,11 +250,12 @@ impl AddressSpace {
         backing: Backing,
     ) -> Result<(), Error> {
         let end = check_user_range(start, len)?;
+        self.make_room(0)?;
         self.insert_region(start, end, prot_bits, max_prot, backing)?;
         for (virt, phys) in (start..end).step_by(PAGE_SIZE).zip(frames) {
-            if self.tables.map(virt, phys, page_flags(prot_bits)).is_none() {
+            if let Err(error) = self.tables.map(virt, phys, page_flags(prot_bits)) {
                 self.undo_map(start, virt, end, backing);
-                return Err(Error::OutOfMemory);
+                return Err(error);
             }
         }
         Ok(())

@@ -2,11 +2,13 @@
 //!
 //! A process that ends (exit, kill or fault) releases its memory and threads at once and
 //! stays as a zombie holding only its [`ExitStatus`] until its parent reaps it with
-//! `process_wait`. Orphans are reaped by the kernel. When the first process ends, the machine
-//! powers off with its verdict.
+//! `process_wait`. Its descendants end with it and are reaped by the kernel (no orphans:
+//! docs/decisions/001-orphans-end-with-their-parent.md). When the first process ends, the
+//! machine powers off with its verdict.
 
 pub mod elf;
 pub mod fault;
+pub mod quota;
 pub mod spawn;
 
 use crate::cap::space::CapSpace;
@@ -23,9 +25,9 @@ pub type Pid = crate::table::Id;
 /// The first process, started by the kernel from the first boot module.
 pub const FIRST_PID: Pid = 1;
 /// Live processes (zombies included) in the whole system.
-pub const MAX_PROCESSES: usize = 256;
+pub const MAX_PROCESSES: usize = keel_abi::PROCESS_TABLE_SIZE;
 /// Threads per process.
-pub const MAX_THREADS: usize = 64;
+pub const MAX_THREADS: usize = keel_abi::MAX_THREADS as usize;
 
 pub struct Process {
     pub id: Pid,
@@ -45,6 +47,11 @@ pub struct Process {
     pub threads: Vec<Tid>,
     pub exit: Option<ExitStatus>,
     pub cpu_ticks: u64,
+    /// Processes descending from this one (zombies included), counted against
+    /// `quota.processes`.
+    pub descendants: usize,
+    /// Frames carved from `quota.frames` for its living children's quotas.
+    pub carved: usize,
 }
 
 impl Process {
@@ -68,12 +75,22 @@ impl Process {
 #[derive(Clone, Copy, Debug)]
 pub struct Quota {
     pub kernel_bytes: usize,
+    /// Frames of user memory: its pages and page tables, the memory objects it owns, and
+    /// what it carved for its children.
+    pub frames: usize,
+    /// Processes that may descend from it at once.
+    pub processes: usize,
+    /// Threads it may have at once.
+    pub threads: usize,
 }
 
 impl Default for Quota {
     fn default() -> Self {
         Quota {
             kernel_bytes: 2 << 20,
+            frames: keel_abi::DEFAULT_CHILD_FRAMES,
+            processes: keel_abi::DEFAULT_MAX_PROCESSES as usize,
+            threads: MAX_THREADS,
         }
     }
 }
@@ -83,40 +100,25 @@ pub const CAP_SLOT_COST: usize = 64;
 
 impl Kernel {
     /// End process `pid` with `status`: free its threads and memory, keep the status for its
-    /// parent. The running thread may be among the freed ones; the caller then reschedules.
+    /// parent. Its descendants are killed and reaped, since nobody could wait for them. The
+    /// running thread may be among the freed ones; the caller then reschedules.
     pub fn end_process(&mut self, pid: Pid, status: ExitStatus) {
-        let Some(process) = self.processes.get_mut(&pid) else {
+        if !self.release_process(pid, status) {
             return;
+        }
+        let killed = ExitStatus {
+            kind: keel_abi::exit_kind::KILLED,
+            ..ExitStatus::default()
         };
-        if process.is_zombie() {
-            return;
+        let descendants = self.descendants_of(pid);
+        for &descendant in &descendants {
+            self.release_process(descendant, killed);
         }
-        process.exit = Some(status);
-        let threads = core::mem::take(&mut process.threads);
-        let space = process.space.take();
-        let parent = process.parent;
-        for tid in threads {
-            self.remove_thread(tid);
+        // The deepest first, so each one's ancestors are still there to count it out.
+        for &descendant in descendants.iter().rev() {
+            self.reap(descendant);
         }
-        self.cap_delete_all(pid);
-        if let Some(space) = space {
-            self.sched.unload_root(space.tagged_root());
-            drop(space);
-        }
-        // Children outlive their parent as orphans; ended ones need no reaping any more.
-        let orphans: Vec<Pid> = self
-            .processes
-            .values()
-            .filter(|p| p.parent == pid)
-            .map(|p| p.id)
-            .collect();
-        for child in orphans {
-            if self.processes[&child].is_zombie() {
-                self.reap(child);
-            } else if let Some(p) = self.processes.get_mut(&child) {
-                p.parent = 0;
-            }
-        }
+        let parent = self.processes.get(&pid).map_or(0, |p| p.parent);
         if pid == FIRST_PID {
             first_process_ended(&status);
         }
@@ -146,8 +148,33 @@ impl Kernel {
         }
     }
 
+    /// Free what a live process holds (threads, capabilities, memory) and make it a zombie
+    /// with `status`; its quota goes back to its parent. False if it had already ended.
+    fn release_process(&mut self, pid: Pid, status: ExitStatus) -> bool {
+        let Some(process) = self.processes.get_mut(&pid) else {
+            return false;
+        };
+        if process.is_zombie() {
+            return false;
+        }
+        process.exit = Some(status);
+        let threads = core::mem::take(&mut process.threads);
+        let space = process.space.take();
+        for tid in threads {
+            self.remove_thread(tid);
+        }
+        self.cap_delete_all(pid);
+        if let Some(space) = space {
+            self.sched.unload_root(space.tagged_root());
+            drop(space);
+        }
+        self.return_quota(pid);
+        true
+    }
+
     /// Forget an ended process: its record, and every capability to it.
     pub fn reap(&mut self, pid: Pid) {
+        self.uncount_descendant(pid);
         self.processes.remove(&pid);
         self.cap_delete_object(crate::cap::Object::Process(pid));
     }

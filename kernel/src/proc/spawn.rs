@@ -36,6 +36,8 @@ pub struct SpawnSpec<'a> {
     pub caps: &'a [Found],
     /// Also give the audit-log and kernel-log capabilities (the first process).
     pub system_caps: bool,
+    /// What the parent asks for the child's quota.
+    pub limits: super::quota::Limits,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
@@ -81,7 +83,13 @@ impl Kernel {
         if self.processes.len() >= MAX_PROCESSES {
             return Err(Error::QuotaExceeded);
         }
+        self.check_descendant_room(spec.parent)?;
+        let quota: Quota = self.child_quota(spec.parent, spec.limits)?;
         let mut space = AddressSpace::new()?;
+        // Everything it is built with counts against its own quotas; its page tables may
+        // take its kernel bytes but for its first thread's stack.
+        space.frame_limit = quota.frames;
+        space.set_table_limit((quota.kernel_bytes - crate::mm::stacks::STACK_SIZE) / PAGE_SIZE);
         let entry = elf::load(&mut space, spec.image)?;
         space.map_anonymous(
             layout::STACK_TOP - layout::STACK_SIZE,
@@ -120,8 +128,10 @@ impl Kernel {
             cpu_ticks: 0,
             caps: CapSpace::new(DEFAULT_SLOTS),
             fault_handler: None,
-            quota: Quota::default(),
+            quota,
             queued_bytes: 0,
+            descendants: 0,
+            carved: 0,
         });
         debug_assert_eq!(inserted, pid);
         let started = self.grant_initial_caps(pid, spec).and_then(|()| {
@@ -139,6 +149,7 @@ impl Kernel {
                     .expect("just inserted")
                     .threads
                     .push(tid);
+                self.count_child(spec.parent, &quota);
                 Ok(pid)
             }
             Err(error) => {

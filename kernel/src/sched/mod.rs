@@ -364,6 +364,7 @@ impl Kernel {
         if self.threads.len() >= MAX_THREADS_TOTAL {
             return Err(keel_abi::Error::QuotaExceeded);
         }
+        self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
         thread.root = self
             .processes
@@ -388,8 +389,15 @@ pub fn reschedule() {
         && thread.state == ThreadState::Running
         && !idle
     {
-        // Still runnable: it goes back in line, in front if its slice is not used up.
+        // Still runnable: it goes back in line, in front if its slice is not used up. In
+        // front it keeps only what is left of its slice, or a higher-priority thread waking
+        // every tick would keep it on the CPU for ever (see `timer_tick`).
         thread.state = ThreadState::Ready;
+        thread.kept_slice = if slice_over {
+            0
+        } else {
+            state.sched.slice_left
+        };
         if !thread.suspended {
             state.sched.enqueue(current, thread.priority, !slice_over);
         }
@@ -623,6 +631,12 @@ pub fn timer_tick() {
         let current = k.sched.current;
         if let Some(thread) = k.threads.get_mut(&current) {
             thread.cpu_ticks += 1;
+            // Back after a preemption: only the rest of its slice. Applied here, not where
+            // it is switched to, so that the IPC paths pay nothing for it.
+            let kept = core::mem::take(&mut thread.kept_slice);
+            if kept != 0 {
+                k.sched.slice_left = k.sched.slice_left.min(kept);
+            }
             let pid = thread.process;
             if let Some(process) = k.processes.get_mut(&pid) {
                 process.cpu_ticks += 1;

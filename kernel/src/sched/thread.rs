@@ -51,6 +51,9 @@ pub struct Thread {
     /// Where `switch_context` parked this thread's kernel stack pointer.
     pub saved_rsp: u64,
     pub cpu_ticks: u64,
+    /// Ticks that were left of its slice when it was preempted (0: none): the first tick it
+    /// runs again cuts its new slice down to them.
+    pub kept_slice: u32,
     /// The page registered with `ipc_buffer_set`.
     pub ipc_buffer: Option<usize>,
     /// The address-space epoch at which the whole IPC buffer was last found readable and
@@ -123,6 +126,7 @@ impl Thread {
             suspended: false,
             saved_rsp,
             cpu_ticks: 0,
+            kept_slice: 0,
             ipc_buffer: None,
             ipc_buffer_checked: None,
             inbox: None,

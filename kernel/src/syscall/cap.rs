@@ -119,6 +119,7 @@ pub fn audit_read(frame: &mut TrapFrame) -> SyscallResult {
 
 pub fn resources(frame: &mut TrapFrame) -> SyscallResult {
     let mut k = kernel();
+    let frames_used = k.frames_used(k.current_pid());
     let process = k.current_process();
     let space = process.space.as_ref().expect("running process has memory");
     let resources = Resources {
@@ -126,8 +127,8 @@ pub fn resources(frame: &mut TrapFrame) -> SyscallResult {
         cap_slots_limit: process.caps.limit as u64,
         kernel_bytes_used: process.kernel_bytes() as u64,
         kernel_bytes_limit: process.quota.kernel_bytes as u64,
-        frames_used: space.data_frames() as u64,
-        frames_limit: space.frame_limit as u64,
+        frames_used: frames_used as u64,
+        frames_limit: process.quota.frames as u64,
     };
     UserSlice::of::<Resources>(frame.arg(0)).write_value(space, &resources)?;
     Ok(0)

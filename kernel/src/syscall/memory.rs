@@ -11,7 +11,7 @@ use keel_abi::{Error, SyscallResult, layout, prot};
 
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> Result<R, Error>) -> Result<R, Error> {
     let mut k = kernel();
-    let space = k.current_space_mut();
+    let space = k.current_space_to_grow();
     f(space)
 }
 
@@ -68,16 +68,7 @@ fn create(
 ) -> SyscallResult {
     let mut k = kernel();
     let pid = k.current_pid();
-    let owned: usize = k
-        .memory
-        .values()
-        .filter(|m| m.owner == pid)
-        .map(|m| m.frames.len())
-        .sum();
-    let space = k.current_space();
-    if space.data_frames() + owned + len / PAGE_SIZE > space.frame_limit {
-        return Err(Error::QuotaExceeded);
-    }
+    k.check_frames(pid, len / PAGE_SIZE)?;
     let id = k.memory.insert(make(len, pid)?);
     let handle = k.cap_create(pid, Object::Memory(id), cap_rights);
     if handle.is_err() {
@@ -137,7 +128,7 @@ pub fn map_object(frame: &mut TrapFrame) -> SyscallResult {
         return Err(Error::WrongType);
     };
     let frames = k.memory.get(&id).ok_or(Error::StaleHandle)?.frames.clone();
-    let space = k.current_space_mut();
+    let space = k.current_space_to_grow();
     let len = frames.len() * PAGE_SIZE;
     let start = if addr == 0 {
         space.find_free(len)?

@@ -54,6 +54,11 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         modules: &[],
         caps: &caps,
         system_caps: false,
+        limits: crate::proc::quota::Limits {
+            frames: request.frames,
+            processes: request.max_processes as usize,
+            threads: request.max_threads as usize,
+        },
     })?;
     // The caller's capability to its child, handed back in the request.
     let granted = k
@@ -189,7 +194,8 @@ pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
             ..ExitStatus::default()
         };
         k.end_process(pid, status);
-        pid == caller
+        // Killing an ancestor ends the caller too.
+        k.processes.get(&caller).is_none_or(|p| p.is_zombie())
     };
     if killed_self {
         reschedule();

@@ -30,6 +30,7 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
         SysInfo::FreeFrames => frame::free_count(),
         SysInfo::TotalFrames => frame::total_count(),
         SysInfo::Processes => k.processes.values().filter(|p| !p.is_zombie()).count(),
+        kind => k.object_count(kind),
     })
 }
 

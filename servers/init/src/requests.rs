@@ -14,13 +14,15 @@ use keel_abi::ipc::MAX_PAYLOAD;
 use keel_manifest::Server;
 use keel_rt::ipc::{Message, Port, Received, Reply};
 use keel_rt::names::{self, Listed};
-use keel_rt::{cap, println, process, time};
+use keel_rt::{cap, println, process, sys, time};
 
 use crate::badge::Badge;
-use crate::system::{LOOKUP_WAIT, Lookup, Poweroff, Service, Table};
+use crate::system::{LOOKUP_WAIT, Lookup, Poweroff, Service, State, Table};
 
 /// Most programs started with `RUN` alive at once.
 const MAX_RUNS: usize = 16;
+/// Frames init keeps for itself whatever it runs: 4 MiB for its heap and threads.
+const INIT_RESERVE_FRAMES: usize = 1024;
 
 /// Sends `result`: word 0 is 0 for success, else the error's code.
 pub fn answer(reply: Reply, result: Result<Message, Error>) {
@@ -248,6 +250,7 @@ impl Table {
         {
             return Err(Error::QuotaExceeded);
         }
+        self.check_room_to_run()?;
         let server = Server {
             args: args.into(),
             priority: caller.server.priority,
@@ -258,6 +261,26 @@ impl Table {
         let new = self.add(server, by)?;
         let pid = self.start(new).map_err(|failed| failed.error)?;
         Ok(Message::new(0, [0, pid.into(), 0, 0]))
+    }
+
+    /// A program started with `RUN` takes the kernel's default quota from init's: only if
+    /// init keeps its own reserve and the quota of every server waiting to restart.
+    fn check_room_to_run(&self) -> Result<(), Error> {
+        let quota = |server: &Server| match server.frames {
+            0 => keel_abi::DEFAULT_CHILD_FRAMES,
+            frames => frames,
+        };
+        let restarting: usize = self
+            .children()
+            .filter(|child| matches!(child.state, State::Restarting { .. }))
+            .map(|child| quota(&child.server))
+            .sum();
+        let held = sys::ipc::resources()?;
+        let left = held.frames_limit.saturating_sub(held.frames_used) as usize;
+        if left < keel_abi::DEFAULT_CHILD_FRAMES + INIT_RESERVE_FRAMES + restarting {
+            return Err(Error::QuotaExceeded);
+        }
+        Ok(())
     }
 
     fn poweroff(&mut self, slot: usize, verdict: u64, reply: Reply) {

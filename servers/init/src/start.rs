@@ -61,6 +61,9 @@ pub fn start(server: &Server, badge: Badge, port: Port) -> Result<Pid, StartErro
         .args(args)
         .priority(priority(server))
         .caps(&grants.handles)
+        .frames(server.frames)
+        .max_processes(server.processes)
+        .max_threads(server.threads)
         .spawn()
         .doing("spawning")?;
     drop(grants);

@@ -192,6 +192,34 @@ roles! {
     /// capability listings, included), that minting
     /// device capabilities is `PermissionDenied`, and that it holds handle 1 alone.
     Outsider = "outsider",
+    /// Argument `ROUNDS CHAIN CYCLES`. CYCLES times: two ports A and B, each queue holding
+    /// the only capability to the other (A's also a 64 KiB memory object), all handles
+    /// deleted. ROUNDS times: create a port P and a 64 KiB memory object M, send `[P, M]`
+    /// on P itself, delete both handles. Then a chain of CHAIN ports, each queue holding the
+    /// only capability to itself and to the one before (the first: to a memory object), all
+    /// handles deleted. Exit 0; nothing is left to receive anything.
+    SelfQueuedPort = "self-queued-port",
+    /// Map one page in each 512 GiB of the address space (three page tables each) until a
+    /// map fails; check it failed with `QuotaExceeded` and that the kernel bytes held never
+    /// passed the limit; unmap them all and check a map succeeds again.
+    SparseMaps = "sparse-maps",
+    /// Sleep until killed.
+    Idle = "idle",
+    /// Caps: 1 = a memory object holding `kchild`'s image, 2 = a port to report on.
+    /// Argument `IMAGE_LEN LIMIT`, LIMIT its own process limit. With the SPAWN right: spawn
+    /// a child asking for LIMIT + 1 descendants, then `idle` children (2 MiB each) until a
+    /// spawn fails; report [`encode_results`] of those two spawns in word 0 and how many
+    /// children it has in word 1; sleep until killed.
+    Breeder = "breeder",
+    /// Caps: 1 = a memory object holding `kchild`'s image, 2 = a port to report on.
+    /// Argument `IMAGE_LEN DEPTH`. With the SPAWN right: map 1 MiB at a time until a map
+    /// fails, then, if DEPTH > 0, spawn a hog of DEPTH - 1 with the same caps and right;
+    /// report [`encode_results`] of the failed map and the spawn in word 0, the MiB mapped
+    /// in word 1; sleep until killed.
+    Hog = "hog",
+    /// Started by the supervisor; argument `FRAMES THREADS`, what its manifest entry sets.
+    /// Check its frame quota is FRAMES and that it can have THREADS threads and no more.
+    Limited = "limited",
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",

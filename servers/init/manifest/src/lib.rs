@@ -12,6 +12,7 @@
 //! server console
 //! program console
 //! priority 10
+//! frames 1024
 //! io_ports 0x3f8 8
 //! irq 4
 //! log
@@ -26,7 +27,8 @@
 //!
 //! One `key value` per line; `server NAME` starts a server and the lines after it describe
 //! it. `irq`, `io_ports` and `connect` repeat, in order; `log`, `may_kill`, `may_run` and
-//! `may_poweroff` are there only when granted; `args` is the rest of its line. Blank lines
+//! `may_poweroff` are there only when granted; `frames`, `processes` and `threads` only
+//! when set (else the kernel's defaults); `args` is the rest of its line. Blank lines
 //! and `#` comments are ignored, and anything else is an [`Error`] naming its line.
 #![no_std]
 
@@ -65,6 +67,13 @@ pub struct Server {
     /// Whether it may ask init to power the machine off.
     pub may_poweroff: bool,
     pub restart: Restart,
+    /// Its frame quota, carved from init's; 0: the kernel's default
+    /// ([`keel_abi::DEFAULT_CHILD_FRAMES`]).
+    pub frames: usize,
+    /// How many processes may descend from it; 0: the kernel's default.
+    pub processes: u32,
+    /// How many threads it may have; 0: the kernel's default.
+    pub threads: u32,
 }
 
 /// The I/O ports `base..base + len`.
@@ -138,6 +147,9 @@ impl Server {
             may_run: false,
             may_poweroff: false,
             restart: Restart::default(),
+            frames: 0,
+            processes: 0,
+            threads: 0,
         }
     }
 }
@@ -174,6 +186,14 @@ fn write_server(out: &mut String, server: &Server) -> fmt::Result {
         writeln!(out, "args {}", server.args)?;
     }
     writeln!(out, "priority {}", server.priority)?;
+    let limits = [
+        ("frames", server.frames),
+        ("processes", server.processes as usize),
+        ("threads", server.threads as usize),
+    ];
+    for (key, value) in limits.iter().filter(|(_, value)| *value != 0) {
+        writeln!(out, "{key} {value}")?;
+    }
     for ports in &server.io_ports {
         writeln!(out, "io_ports {:#x} {}", ports.base, ports.len)?;
     }
@@ -256,6 +276,9 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
         "program" => server.program = word(value)?.into(),
         "args" => server.args = value.into(),
         "priority" => server.priority = number(value)?,
+        "frames" => server.frames = number(value)?,
+        "processes" => server.processes = number(value)?,
+        "threads" => server.threads = number(value)?,
         "irq" => server.irqs.push(number(value)?),
         "io_ports" => {
             let (base, len) = value
@@ -342,6 +365,7 @@ mod tests {
     fn console() -> Server {
         Server {
             priority: 10,
+            frames: 1024,
             irqs: alloc::vec![4],
             io_ports: alloc::vec![IoPorts {
                 base: 0x3f8,
@@ -361,6 +385,8 @@ mod tests {
     fn shell() -> Server {
         Server {
             args: "tour  twice".into(),
+            processes: 2,
+            threads: 8,
             connects: alloc::vec!["console".into(), "kv".into()],
             may_kill: true,
             may_poweroff: true,
@@ -378,7 +404,7 @@ mod tests {
     fn the_text_is_one_key_per_line() {
         assert_eq!(
             to_text(&[console()]),
-            "keel-manifest 1\nserver console\nprogram console\npriority 10\n\
+            "keel-manifest 1\nserver console\nprogram console\npriority 10\nframes 1024\n\
              io_ports 0x3f8 8\nirq 4\nlog\nrestart always 5 50 60000\n"
         );
     }

@@ -1,6 +1,7 @@
 //! Random syscalls: numbers and arguments drawn from values that sit on the edges the
 //! kernel must check (null, kernel and non-canonical addresses, huge lengths, handles
-//! forged, stale or of every kind), on a few threads at once, until killed. Nothing waits
+//! forged, stale or of every kind), on a few threads at once, until killed or until a
+//! given number of calls is made. Nothing waits
 //! (a wait is time not spent calling): sleeps and receives get no timeout, and calls and
 //! reply-and-receives are not made through the ports the fuzzer made itself, which no
 //! one answers.
@@ -30,35 +31,61 @@ const SPARED: [Syscall; 6] = [
     Syscall::DebugWrite,
 ];
 
-/// Slot indices (below 64) of the capabilities `port_create` and `cap_derive` returned.
-static MADE_HERE: AtomicU64 = AtomicU64::new(0);
+/// Slot indices of the capabilities `port_create` and `cap_derive` returned, a bit each
+/// (every slot of a capability space).
+static MADE_HERE: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// Memory of its own the kernel may be pointed at, read and write.
 static mut SCRATCH: [u64; 1024] = [0; 1024];
 
-/// Caps: 1 = a memory object (a page) whose word 0 counts the syscalls made.
-pub fn fuzz(seed: &str) -> Result<i32, Failure> {
-    let seed: u64 = seed
-        .parse()
-        .map_err(|_| Failure::check("`fuzz` wants a seed"))?;
+/// Where the counter page keeps what it counts, in words.
+pub mod word {
+    /// Calls made.
+    pub const CALLS: usize = 0;
+    /// Calls that succeeded.
+    pub const SUCCEEDED: usize = 1;
+    /// Calls refused with error `e` are counted in word `REFUSED + e`.
+    pub const REFUSED: usize = 2;
+}
+
+/// Caps: 1 = a memory object (a page) counting the syscalls made ([`word`]). Argument
+/// `SEED [CALLS]`: with CALLS, exit 0 once that many are made.
+pub fn fuzz(arg: &str) -> Result<i32, Failure> {
+    let mut words = arg.split(' ');
+    let seed: u64 = words
+        .next()
+        .and_then(|seed| seed.parse().ok())
+        .ok_or_else(|| Failure::check("`fuzz` wants a seed"))?;
+    let limit: u64 = match words.next() {
+        Some(calls) => calls
+            .parse()
+            .map_err(|_| Failure::check("`fuzz` wants a number of calls"))?,
+        None => u64::MAX,
+    };
     let counter = Memory::from_handle(1)
         .map_at(SCRATCH_ADDR as usize, prot::READ | prot::WRITE)
         .or_setup("mapping the counter")?;
     let count = counter.as_ptr() as usize;
     // The mapping stays for the process's life: handle 1 is never deleted.
     for i in 1..THREADS {
-        thread::spawn(move || call_at_random(seed.wrapping_mul(i + 1), count))
+        thread::spawn(move || call_at_random(seed.wrapping_mul(i + 1), count, limit))
             .or_setup("thread::spawn")?;
     }
-    call_at_random(seed, count);
+    call_at_random(seed, count, limit);
     Ok(0)
 }
 
-/// Random calls for ever, each counted in the word at `count`.
-fn call_at_random(mut x: u64, count: usize) {
-    // SAFETY: the counter page is mapped for the process's life, aligned, and only ever
-    // used as this one atomic word.
-    let made = unsafe { AtomicU64::from_ptr(count as *mut u64) };
+/// Counter word `index` of the page at `count`.
+fn counter(count: usize, index: usize) -> &'static AtomicU64 {
+    // SAFETY: the counter page is mapped for the process's life and page-aligned; its
+    // words are only ever used as atomics, and `index` stays within the page.
+    unsafe { AtomicU64::from_ptr((count as *mut u64).add(index % (PAGE_SIZE / 8))) }
+}
+
+/// Random calls until `limit` are made, each counted on the page at `count`.
+fn call_at_random(mut x: u64, count: usize, limit: u64) {
+    let made = counter(count, word::CALLS);
+    let me = keel_rt::process::id() as usize;
     let scratch = (&raw mut SCRATCH) as usize;
     let values = [
         0,
@@ -73,7 +100,10 @@ fn call_at_random(mut x: u64, count: usize) {
         u32::MAX as usize,
         scratch,
         scratch + 4093,
-        count,
+        // Not the counter page: what the kernel writes there would garble the counts.
+        // Read-only pages: the start-up record and the clock.
+        keel_abi::layout::START_INFO_ADDR,
+        keel_abi::layout::CLOCK_ADDR + 8,
         USER_END - 8,
         USER_END,
         KERNEL_ADDR as usize,
@@ -104,8 +134,17 @@ fn call_at_random(mut x: u64, count: usize) {
             };
         }
         match call {
-            // Handle 1 stays: it holds the counter's mapping.
-            Some(Syscall::CapDelete | Syscall::CapRevoke) if args[0] == 1 => continue,
+            // Handle 1 stays: it holds the counter's mapping. Nor is it mapped again, or
+            // copied to be: the kernel would write figures into the counts through the alias.
+            Some(
+                Syscall::CapDelete
+                | Syscall::CapRevoke
+                | Syscall::MemMapObject
+                | Syscall::CapDerive,
+            ) if args[0] == 1 => continue,
+            // Killing itself would end the campaign early (2, its pid in a fresh boot, is
+            // one of the values).
+            Some(Syscall::ProcessKill) if args[0] == me => continue,
             Some(Syscall::ThreadSleep) => args[0] = 0,
             Some(Syscall::PortRecv) => args[1] = 0,
             Some(Syscall::PortCall | Syscall::PortReplyRecv) if made_here(args[0]) => continue,
@@ -116,15 +155,24 @@ fn call_at_random(mut x: u64, count: usize) {
         // whatever the kernel writes lands where nothing Rust relies on lives.
         let result = unsafe { sys::raw::syscall(number, args) };
         if let (Some(Syscall::PortCreate | Syscall::CapDerive), Ok(handle)) = (call, result)
-            && handle & 0xffff < 64
+            && let Some(bits) = MADE_HERE.get((handle & 0xffff) / 64)
         {
-            MADE_HERE.fetch_or(1 << (handle & 0xffff), Ordering::Relaxed);
+            bits.fetch_or(1 << (handle % 64), Ordering::Relaxed);
         }
-        made.fetch_add(1, Ordering::Relaxed);
+        let tally = match result {
+            Ok(_) => word::SUCCEEDED,
+            Err(error) => word::REFUSED + error as usize,
+        };
+        counter(count, tally).fetch_add(1, Ordering::Relaxed);
+        if made.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
+            sys::process_exit(0);
+        }
     }
 }
 
 fn made_here(handle: usize) -> bool {
     let index = handle & 0xffff;
-    index < 64 && MADE_HERE.load(Ordering::Relaxed) & (1 << index) != 0
+    MADE_HERE
+        .get(index / 64)
+        .is_some_and(|bits| bits.load(Ordering::Relaxed) & (1 << (index % 64)) != 0)
 }

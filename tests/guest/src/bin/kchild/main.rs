@@ -12,6 +12,7 @@ extern crate alloc;
 mod caps;
 mod fault;
 mod fuzz;
+mod hostile;
 mod ipc;
 mod ring_fuzz;
 mod services;
@@ -160,6 +161,14 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::WitnessRetrier => system::witness_retrier(),
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
+        Role::Limited => hostile::limited(arg),
+        Role::SelfQueuedPort => hostile::self_queued_port(arg),
+        Role::SparseMaps => hostile::sparse_maps(),
+        Role::Idle => loop {
+            time::sleep(Duration::from_secs(3600));
+        },
+        Role::Breeder => hostile::breeder(arg),
+        Role::Hog => hostile::hog(arg),
     }
 }
 

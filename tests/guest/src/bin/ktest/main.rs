@@ -21,6 +21,8 @@ keel_rt::entry!(main);
 pub static GENERAL_PATH: AtomicBool = AtomicBool::new(false);
 
 fn main(args: &str) -> i32 {
+    // A suite's own arguments follow its name (`fuzz CALLS SEED`); `fastpath=off` may be
+    // among them.
     let mut words = args.split_whitespace();
     let name = words.next().unwrap_or_default();
     if words.any(|word| word == "fastpath=off") {

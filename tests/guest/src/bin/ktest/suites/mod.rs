@@ -4,6 +4,8 @@ mod capabilities;
 mod console;
 mod exception_handlers;
 mod faults;
+mod fuzz;
+mod hardening;
 mod ipc_messages;
 mod memory;
 mod preemption;
@@ -30,4 +32,6 @@ pub const ALL: &[Suite] = &[
     services::SUITE,
     system::SUITE,
     console::SUITE,
+    hardening::SUITE,
+    fuzz::SUITE,
 ];

@@ -21,6 +21,7 @@ pub const SUITE: Suite = suite!(preemption:
     a_sleeper_wakes_on_time_beside_equal_priority_spinners,
     a_lower_priority_spinner_runs_but_never_delays_a_sleeper,
     busy_threads_in_one_process_all_progress,
+    equal_priority_spinners_share_the_cpu_while_a_higher_one_wakes_every_tick,
 );
 
 /// How long the test process watches the spinners.
@@ -114,6 +115,34 @@ fn busy_threads_in_one_process_all_progress() -> Result<(), String> {
             )
         })
     }))
+}
+
+/// Issue 16, finding 2: a preempted thread went back in front of its equals with a fresh
+/// slice, so a higher-priority thread waking every tick kept one spinner on the CPU for ever.
+fn equal_priority_spinners_share_the_cpu_while_a_higher_one_wakes_every_tick() -> Result<(), String>
+{
+    let priority = process::current_priority();
+    let lower = priority
+        .checked_sub(1)
+        .context("a priority below ktest's")?;
+    with_spinners(2, lower, |spinners| {
+        let before = cpu_ticks(spinners)?;
+        let end = time::ticks() + time::ticks_in(WATCH);
+        while time::ticks() < end {
+            time::sleep(Duration::from_millis(1));
+        }
+        let after = cpu_ticks(spinners)?;
+        let ticks: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let total: u64 = ticks.iter().sum();
+        all(spinners.iter().zip(&ticks).map(|(pid, &mine)| {
+            ensure(mine > 0 && mine * 4 >= total, || {
+                format!(
+                    "spinner pid {pid} got {mine} of the spinners' {total} CPU ticks over \
+                     {WATCH:?} while ktest woke every millisecond, less than a quarter"
+                )
+            })
+        }))
+    })
 }
 
 /// Runs `test` while `count` `kchild spin` processes run at `priority`, then kills them all

@@ -26,6 +26,7 @@ pub const SUITE: Suite = suite!(system:
     a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart,
     a_server_without_grants_is_refused_every_service_and_device,
     a_server_holds_exactly_the_capabilities_its_manifest_grants,
+    a_server_gets_the_frame_quota_and_thread_limit_its_manifest_sets,
     a_crashing_server_is_restarted_up_to_its_limit_then_given_up,
     restarts_older_than_the_window_do_not_count,
 );
@@ -163,6 +164,24 @@ fn a_server_holds_exactly_the_capabilities_its_manifest_grants() -> Result<(), S
     run(GRANTED, async |system: System| {
         let granted = finished(&system, "granted").await?;
         expect_eq("how it ended", granted.last_exit, Some(Exit::Exited(0)))
+    })
+}
+
+/// Issue 16, deliverable 3: init applies the manifest's resource policy at spawn.
+const LIMITED: &str = "\
+keel-manifest 1
+server limited
+program kchild
+args limited 1024 3
+frames 1024
+threads 3
+restart never 0 0 0
+";
+
+fn a_server_gets_the_frame_quota_and_thread_limit_its_manifest_sets() -> Result<(), String> {
+    run(LIMITED, async |system: System| {
+        let limited = finished(&system, "limited").await?;
+        expect_eq("how it ended", limited.last_exit, Some(Exit::Exited(0)))
     })
 }
 
