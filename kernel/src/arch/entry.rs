@@ -206,7 +206,7 @@ thread_trampoline:
 pub const SWITCH_FRAME: usize = 7 * 8;
 
 /// The syscalls that may park their thread, as bits (all numbers are below 32).
-const PARKING_SYSCALLS: u32 = {
+pub const PARKING_SYSCALLS: u32 = {
     use keel_abi::Syscall;
     let numbers = [
         Syscall::ThreadYield,

@@ -40,11 +40,6 @@ impl TrapFrame {
     pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
-
-    /// Syscall argument `i`: rdi, rsi, rdx, r10, r8, r9.
-    pub fn arg(&self, i: usize) -> usize {
-        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9][i] as usize
-    }
 }
 
 pub const VECTOR_TIMER: u64 = 32;
