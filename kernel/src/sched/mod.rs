@@ -41,8 +41,8 @@ fn clear_reschedule() {
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
 pub const TIME_SLICE: u32 = 10;
-/// Threads in the whole system: their kernel stacks must fit the kernel heap.
-pub const MAX_THREADS_TOTAL: usize = 768;
+/// Threads in the whole system: one per kernel stack slot.
+pub const MAX_THREADS_TOTAL: usize = crate::mm::stacks::SLOTS;
 
 /// Room in each run queue: every thread in the system, rounded up to a power of two so that
 /// positions wrap with a mask.
@@ -556,7 +556,8 @@ pub fn reschedule_if_needed() {
     }
 }
 
-/// The timer interrupt: account the tick, wake sleepers, end time slices.
+/// The timer interrupt: account the tick, wake sleepers, end time slices. The caller then
+/// does the end-of-interrupt work (the log, rescheduling).
 pub fn timer_tick() {
     {
         let mut k = kernel();
@@ -589,8 +590,6 @@ pub fn timer_tick() {
             request_reschedule();
         }
     }
-    crate::device::announce_log();
-    reschedule_if_needed();
 }
 
 fn idle_loop() -> ! {
