@@ -19,12 +19,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             lapic::timer_fired();
             lapic::end_of_interrupt();
             crate::sched::timer_tick();
-            crate::device::announce_log();
+            crate::kernel::announce_log();
             crate::sched::reschedule_if_needed();
         }
         VECTOR_SPURIOUS => {}
         v if ioapic::line_of(v).is_some() => {
-            crate::device::interrupt(ioapic::line_of(v).expect("checked"));
+            device_interrupt(ioapic::line_of(v).expect("checked"));
             crate::sched::reschedule_if_needed();
         }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
@@ -53,4 +53,11 @@ fn kernel_fault(frame: &TrapFrame) -> ! {
         arch::read_cr2(),
         crate::sched::describe_current(),
     )
+}
+
+/// An interrupt on legacy `line`: masked until its driver acknowledges it (`irq_ack`).
+fn device_interrupt(line: u8) {
+    ioapic::set_masked(line, true);
+    lapic::end_of_interrupt();
+    crate::kernel::kernel().signal_irq(line);
 }

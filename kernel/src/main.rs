@@ -16,6 +16,7 @@ mod cap;
 mod clock;
 mod device;
 mod heap;
+mod id;
 mod interrupt;
 mod ipc;
 mod kernel;

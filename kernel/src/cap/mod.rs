@@ -14,16 +14,16 @@
 pub mod audit;
 pub mod space;
 
+use crate::id::Pid;
 use crate::ipc::{PortId, ReplyRef};
 use crate::kernel::Kernel;
 use crate::mm::object::MemId;
-use crate::proc::Pid;
 use crate::sched::thread::Tid;
 use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::cap::{AuditRecord, Handle, audit as event, kind};
 
-pub type CapId = u64;
+pub use crate::id::CapId;
 
 /// What a capability points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,22 +358,6 @@ impl Kernel {
             .unwrap_or_default();
         for id in ids {
             self.cap_delete(id);
-        }
-    }
-
-    /// Called after a capability to `object` went away.
-    fn release_object(&mut self, object: Object) {
-        match object {
-            Object::Reply(reply) => self.abandon_reply(reply),
-            Object::Port(port) => self.port_capability_gone(port),
-            Object::Memory(mem) => {
-                if self.caps.count(object) == 0 {
-                    self.memory.remove(&mem);
-                }
-            }
-            Object::Irq(line) => self.irq_released(line),
-            Object::IoPorts(..) => self.update_console_owner(),
-            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
         }
     }
 }

@@ -14,9 +14,9 @@ pub mod fastpath;
 pub mod port;
 
 use crate::cap::{CapId, Object};
+use crate::id::Pid;
 use crate::kernel::Kernel;
 use crate::mm::user::UserSlice;
-use crate::proc::Pid;
 use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
 use keel_abi::Error;

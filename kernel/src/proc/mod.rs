@@ -18,7 +18,7 @@ use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
 use keel_abi::{ExitStatus, exit_kind, poweroff};
 
-pub type Pid = crate::table::Id;
+pub use crate::id::Pid;
 
 /// The first process, started by the kernel from the first boot module.
 pub const FIRST_PID: Pid = 1;

@@ -324,7 +324,7 @@ impl Kernel {
     /// A new thread, ready to run.
     pub fn spawn_thread(
         &mut self,
-        process: crate::proc::Pid,
+        process: crate::id::Pid,
         priority: usize,
         start: Start,
     ) -> Result<Tid, keel_abi::Error> {

@@ -17,7 +17,7 @@ fn mint(k: &mut Kernel, object: Object) -> Result<Next, Error> {
     let pid = k.current_pid();
     let handle = k.cap_create(pid, object, cap_rights::GRANT | cap_rights::READ)?;
     if let Object::IoPorts(..) = object {
-        k.update_console_owner();
+        crate::device::update_console_owner(&k.caps);
     }
     Ok(Next::Return(handle as usize))
 }
@@ -47,7 +47,7 @@ pub fn event_bind(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             }
         }
     };
-    k.bind_event(source.object, target)?;
+    k.devices.bind_event(source.object, target)?;
     Ok(Next::Return(0))
 }
 
@@ -80,7 +80,7 @@ fn checked_port(k: &mut Kernel, args: &Args) -> Result<(u16, u32), Error> {
     }
     let pid = k.current_pid();
     let cap = k.cap_check(pid, args.handle(0)?, Some(kind::IO_PORTS), 0)?;
-    if !Kernel::ports_cover(cap.object, port as u32, width as u32) {
+    if !crate::device::ports_cover(cap.object, port as u32, width as u32) {
         return Err(Error::MissingRight);
     }
     Ok((port as u16, width as u32))

@@ -221,7 +221,7 @@ fn return_message(frame: &mut TrapFrame, received: &Received) {
 /// The work due at the end of every syscall: tell the log reader, give way if asked to.
 #[inline(always)]
 fn end_of_syscall() {
-    crate::device::announce_log();
+    crate::kernel::announce_log();
     crate::sched::reschedule_if_needed();
 }
 
