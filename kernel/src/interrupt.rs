@@ -13,7 +13,7 @@ use crate::arch::{self, ioapic, lapic};
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
-        0..=31 if frame.is_from_user() => crate::proc::fault::user_fault(frame),
+        0..=31 if frame.is_from_user() => crate::kernel::fault::user_fault(frame),
         0..=31 => kernel_fault(frame),
         VECTOR_TIMER => {
             lapic::timer_fired();

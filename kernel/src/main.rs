@@ -30,7 +30,7 @@ mod table;
 
 use arch::boot::MULTIBOOT_BOOTLOADER_MAGIC;
 use keel_abi::{PRIORITY_LEVELS, rights};
-use proc::spawn::{SharedModule, SpawnSpec};
+use kernel::spawn::{SharedModule, SpawnSpec};
 
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(magic: u32, info: u32) -> ! {

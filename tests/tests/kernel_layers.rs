@@ -50,11 +50,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "impl Kernel in cap/: deleting a capability releases ports, memory, devices",
     ),
     (
-        "proc",
-        "kernel",
-        "impl Kernel in proc/: spawning and ending a process touch every object",
-    ),
-    (
         "sched",
         "ipc",
         "sched/thread.rs: a thread record holds its IPC inbox, pending reply and path cache",

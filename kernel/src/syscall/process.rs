@@ -3,8 +3,8 @@
 use super::{Args, Next, Then};
 use crate::cap::{Found, Object};
 use crate::kernel::Kernel;
+use crate::kernel::spawn::SpawnSpec;
 use crate::mm::user::{UserArray, UserSlice};
-use crate::proc::spawn::SpawnSpec;
 use crate::proc::{Pid, Process};
 use crate::sched::thread::ThreadState;
 use keel_abi::cap::{MAX_SPAWN_CAPS, kind as cap_kind, rights as cap_rights};

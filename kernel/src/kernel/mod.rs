@@ -7,6 +7,10 @@
 //! is never contended; it exists so that every access is explicit. Taking it twice is a
 //! kernel bug and panics loudly instead of hanging.
 
+pub mod fault;
+mod process;
+pub mod spawn;
+
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;

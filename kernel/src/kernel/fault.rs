@@ -11,10 +11,10 @@
 //! writes that frame itself, and it keeps the registers of a stopped thread, the one time
 //! all of them are saved ([`Kernel::stopped_registers`]).
 
+use super::{Kernel, kernel};
 use crate::arch::trap::{TrapFrame, exception_name};
 use crate::cap::Object;
 use crate::ipc::{Delivery, Message, ReplyRef};
-use crate::kernel::{Kernel, kernel};
 use crate::sched::thread::{ThreadState, Tid};
 use keel_abi::cap::rights;
 use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
