@@ -1,7 +1,7 @@
 //! The names of kernel objects: the ids their tables issue ([`crate::table::Id`]) and
 //! capability ids. They live below every module that names an object, so naming one (a
-//! thread's process, a mapping's capability) needs no dependency on the object's module;
-//! each object's module re-exports its own.
+//! thread's process, a mapping's capability) needs no dependency on the object's module,
+//! which may re-export its own.
 
 /// A process.
 pub type Pid = crate::table::Id;

@@ -45,11 +45,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "impl Kernel in ipc/: delivery wakes threads, charges processes, places capabilities",
     ),
     (
-        "cap",
-        "kernel",
-        "impl Kernel in cap/: deleting a capability releases ports, memory, devices",
-    ),
-    (
         "sched",
         "ipc",
         "sched/thread.rs: a thread record holds its IPC inbox, pending reply and path cache",

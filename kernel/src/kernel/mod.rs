@@ -7,6 +7,7 @@
 //! is never contended; it exists so that every access is explicit. Taking it twice is a
 //! kernel bug and panics loudly instead of hanging.
 
+mod capability;
 pub mod fault;
 mod process;
 pub mod spawn;

@@ -9,8 +9,6 @@ use crate::id::Pid;
 use alloc::vec::Vec;
 use keel_abi::Error;
 
-pub use crate::id::MemId;
-
 /// Largest memory object: 64 MiB.
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
 

@@ -8,8 +8,8 @@
 pub mod elf;
 
 use crate::cap::space::CapSpace;
-use crate::id::Tid;
 use crate::id::PortId;
+use crate::id::Tid;
 use crate::mm::PAGE_SIZE;
 use crate::mm::space::AddressSpace;
 use alloc::vec::Vec;
