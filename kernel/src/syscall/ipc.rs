@@ -58,6 +58,7 @@ pub fn recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 }
 
 /// Take what is waiting on `port`, or wait for it (`timeout` ticks; `None` for ever).
+#[inline(always)]
 fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next, Error> {
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
