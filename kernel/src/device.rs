@@ -6,10 +6,9 @@
 //! range. While any driver holds the console's ports, the kernel log (kernel messages and
 //! debug writes) fills a buffer the console driver drains, instead of garbling its line.
 
-use crate::arch::{ioapic, lapic};
-use crate::cap::Object;
+use crate::arch::ioapic;
+use crate::cap::{CapTable, Object};
 use crate::ipc::PortId;
-use crate::kernel::{Kernel, kernel};
 use keel_abi::Error;
 
 /// COM1's I/O ports: whoever holds a capability to them owns the console.
@@ -23,62 +22,33 @@ pub struct Devices {
     pub log: Option<(PortId, u64)>,
 }
 
-/// An interrupt arrived on legacy `line`.
-pub fn interrupt(line: u8) {
-    ioapic::set_masked(line, true);
-    lapic::end_of_interrupt();
-    let mut k = kernel();
-    match k.devices.irq[line as usize] {
-        Some((port, bits)) => {
-            if k.notify_port(port, bits).is_err() {
-                // The driver's port is gone: nobody will acknowledge, keep the line quiet.
-                k.devices.irq[line as usize] = None;
-            }
+/// Whether an I/O port capability's range covers `[port, port + width)`.
+pub fn ports_cover(object: Object, port: u32, width: u32) -> bool {
+    match object {
+        Object::IoPorts(base, len) => {
+            port >= base as u32 && port + width <= base as u32 + len as u32
         }
-        None => crate::kprintln!("interrupt on unbound line {line}"),
+        _ => false,
     }
 }
 
-/// Tell the console driver that log bytes are waiting, if they are and it listens.
-pub fn announce_log() {
-    if !crate::log::take_pending() {
-        return;
-    }
-    let mut k = kernel();
-    if let Some((port, bits)) = k.devices.log
-        && k.notify_port(port, bits).is_err()
-    {
-        k.devices.log = None;
-    }
+/// Route the log to the buffer while any capability in `caps` covers the console's ports.
+pub fn update_console_owner(caps: &CapTable) {
+    let owned = caps.any(|object| match object {
+        Object::IoPorts(base, len) => {
+            let range = base as u32..base as u32 + len as u32;
+            range.start < CONSOLE_PORTS.end && CONSOLE_PORTS.start < range.end
+        }
+        _ => false,
+    });
+    crate::log::set_buffered(owned);
 }
 
-impl Kernel {
-    /// Whether an I/O port capability's range covers `[port, port + width)`.
-    pub fn ports_cover(object: Object, port: u32, width: u32) -> bool {
-        match object {
-            Object::IoPorts(base, len) => {
-                port >= base as u32 && port + width <= base as u32 + len as u32
-            }
-            _ => false,
-        }
-    }
-
-    /// Route the log to the buffer while any capability covers the console's ports.
-    pub fn update_console_owner(&mut self) {
-        let owned = self.caps.any(|object| match object {
-            Object::IoPorts(base, len) => {
-                let range = base as u32..base as u32 + len as u32;
-                range.start < CONSOLE_PORTS.end && CONSOLE_PORTS.start < range.end
-            }
-            _ => false,
-        });
-        crate::log::set_buffered(owned);
-    }
-
-    /// An interrupt line lost its last capability: unbind and mask it.
-    pub fn irq_released(&mut self, line: u8) {
-        if self.caps.count(Object::Irq(line)) == 0 {
-            self.devices.irq[line as usize] = None;
+impl Devices {
+    /// An interrupt line lost a capability: unbind and mask it if `caps` holds none.
+    pub fn irq_released(&mut self, line: u8, caps: &CapTable) {
+        if caps.count(Object::Irq(line)) == 0 {
+            self.irq[line as usize] = None;
             ioapic::set_masked(line, true);
         }
     }
@@ -91,11 +61,11 @@ impl Kernel {
     ) -> Result<(), Error> {
         match source {
             Object::Irq(line) => {
-                self.devices.irq[line as usize] = target;
+                self.irq[line as usize] = target;
                 ioapic::set_masked(line, target.is_none());
             }
             Object::Log => {
-                self.devices.log = target;
+                self.log = target;
                 crate::log::mark_pending();
             }
             _ => return Err(Error::WrongType),

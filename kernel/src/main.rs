@@ -16,6 +16,8 @@ mod cap;
 mod clock;
 mod device;
 mod heap;
+mod id;
+mod interrupt;
 mod ipc;
 mod kernel;
 mod log;
@@ -28,7 +30,7 @@ mod table;
 
 use arch::boot::MULTIBOOT_BOOTLOADER_MAGIC;
 use keel_abi::{PRIORITY_LEVELS, rights};
-use proc::spawn::{SharedModule, SpawnSpec};
+use kernel::spawn::{SharedModule, SpawnSpec};
 
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(magic: u32, info: u32) -> ! {

@@ -3,7 +3,7 @@
 //! Everything is copied into kernel-owned values before the frame allocator starts, because
 //! the loader's structures live in memory that becomes free frames.
 
-use crate::mm::{PhysAddr, phys_to_virt};
+use crate::arch::direct_map::{PhysAddr, phys_to_virt};
 use heapless::{String, Vec};
 
 pub const MAX_RANGES: usize = 32;

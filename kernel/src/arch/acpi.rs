@@ -6,7 +6,7 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 
-use crate::mm::{DIRECT_MAP_END, phys_to_virt};
+use super::direct_map::{DIRECT_MAP_END, phys_to_virt};
 
 /// Where an ISA line arrives at the I/O APIC, and how it signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

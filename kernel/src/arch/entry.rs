@@ -213,7 +213,7 @@ thread_trampoline:
 pub const SWITCH_FRAME: usize = 7 * 8;
 
 /// The syscalls that may park their thread, as bits (all numbers are below 64).
-const PARKING_SYSCALLS: u64 = {
+pub const PARKING_SYSCALLS: u64 = {
     use keel_abi::Syscall;
     let numbers = [
         Syscall::ThreadYield,

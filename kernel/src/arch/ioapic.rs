@@ -5,7 +5,7 @@
 //! [`InterruptLayout::PC`]). Every line starts masked; a driver's binding unmasks it.
 
 use super::acpi::{self, InterruptLayout};
-use crate::mm::{DIRECT_MAP_END, phys_to_virt};
+use super::direct_map::{DIRECT_MAP_END, phys_to_virt};
 use conquer_once::spin::OnceCell;
 use core::ptr::{read_volatile, write_volatile};
 

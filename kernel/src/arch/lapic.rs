@@ -4,8 +4,8 @@
 //! the next deadline, so ticks never drift), otherwise in periodic mode calibrated against the
 //! PIT. The legacy PICs are remapped out of the exception range and masked.
 
+use super::direct_map::phys_to_virt;
 use super::trap::{VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER};
-use crate::mm::phys_to_virt;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use x86_64::instructions::port::Port;
 use x86_64::registers::model_specific::Msr;

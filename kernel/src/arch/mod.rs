@@ -3,6 +3,7 @@
 pub mod acpi;
 pub mod boot;
 pub mod cpu;
+pub mod direct_map;
 pub mod entry;
 pub mod gdt;
 pub mod ioapic;

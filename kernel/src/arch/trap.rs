@@ -2,8 +2,9 @@
 //!
 //! Every vector has a 16-byte stub that pushes a dummy error code where the CPU pushes none,
 //! then the vector number, and jumps to `trap_common`, which saves the general registers as a
-//! [`TrapFrame`] and calls `trap_dispatch`. `syscall` entry builds the same frame, so a
-//! thread's saved user state always has one shape.
+//! [`TrapFrame`] and calls `trap_dispatch` (in `interrupt.rs`, above the objects it calls).
+//! `syscall` entry builds the same frame, so a thread's saved user state always has one
+//! shape.
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use core::arch::global_asm;
@@ -39,11 +40,6 @@ pub struct TrapFrame {
 impl TrapFrame {
     pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
-    }
-
-    /// Syscall argument `i`: rdi, rsi, rdx, r10, r8, r9.
-    pub fn arg(&self, i: usize) -> usize {
-        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9][i] as usize
     }
 }
 
@@ -207,47 +203,4 @@ pub fn exception_name(vector: u64) -> &'static str {
         21 => "control protection",
         _ => "reserved exception",
     }
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    match frame.vector {
-        0..=31 if frame.is_from_user() => crate::proc::fault::user_fault(frame),
-        0..=31 => kernel_fault(frame),
-        VECTOR_TIMER => {
-            super::lapic::timer_fired();
-            super::lapic::end_of_interrupt();
-            crate::sched::timer_tick();
-        }
-        VECTOR_SPURIOUS => {}
-        v if super::ioapic::line_of(v).is_some() => {
-            crate::device::interrupt(super::ioapic::line_of(v).expect("checked"));
-            crate::sched::reschedule_if_needed();
-        }
-        v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
-        v => {
-            super::lapic::end_of_interrupt();
-            crate::kprintln!("unexpected interrupt vector {v}");
-        }
-    }
-}
-
-fn kernel_fault(frame: &TrapFrame) -> ! {
-    // An overflow faults on the guard below the stack; with no stack left for that fault's
-    // frame, it arrives as a double fault.
-    let overflow = if crate::mm::stacks::is_guard(super::read_cr2()) {
-        "kernel stack overflow: "
-    } else {
-        ""
-    };
-    panic!(
-        "{overflow}{} (vector {}) in the kernel: error code {:#x}, rip {:#x}, rsp {:#x}, cr2 {:#x}, {}",
-        exception_name(frame.vector),
-        frame.vector,
-        frame.error_code,
-        frame.rip,
-        frame.rsp,
-        super::read_cr2(),
-        crate::sched::describe_current(),
-    )
 }

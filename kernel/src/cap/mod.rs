@@ -8,22 +8,22 @@
 //! its [`CapSpace`]; a handle carries its slot's generation so stale handles are told apart
 //! from forged ones.
 //!
-//! Every use of a capability goes through [`Kernel::cap_check`], the one place where access
-//! is decided and denials are written to the audit log.
+//! This module keeps the tree's rules ([`CapTable`]: inserting under a parent, removing with
+//! the children moving up, finding a subtree) and a process's slots ([`CapSpace`]). What a
+//! capability's use or loss means across objects (the access check, placing one in a
+//! process's space, deleting one and releasing what it held) is the root's, in
+//! `kernel/capability.rs`; every use of a capability goes through its `cap_check`, the one
+//! place where access is decided and denials are written to the audit log.
 
 pub mod audit;
 pub mod space;
 
-use crate::ipc::{PortId, ReplyRef};
-use crate::kernel::Kernel;
-use crate::mm::object::MemId;
-use crate::proc::Pid;
-use crate::sched::thread::Tid;
+use crate::id::{MemId, Pid, PortId, Tid};
+use crate::ipc::ReplyRef;
 use alloc::vec::Vec;
-use keel_abi::Error;
-use keel_abi::cap::{AuditRecord, Handle, audit as event, kind};
+use keel_abi::cap::kind;
 
-pub type CapId = u64;
+pub use crate::id::CapId;
 
 /// What a capability points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +102,14 @@ impl CapTable {
         self.nodes.get(&id)
     }
 
-    fn insert(&mut self, object: Object, rights: u32, badge: u64, parent: Option<CapId>) -> CapId {
+    /// A new capability, held in flight, a child of `parent` if given.
+    pub fn insert(
+        &mut self,
+        object: Object,
+        rights: u32,
+        badge: u64,
+        parent: Option<CapId>,
+    ) -> CapId {
         self.next += 1;
         let id = self.next;
         self.nodes.insert(
@@ -166,7 +173,31 @@ impl CapTable {
             .count()
     }
 
-    fn descendants(&self, id: CapId) -> Vec<CapId> {
+    /// Take capability `id` out of the tree, its children moving up to its parent: the node,
+    /// if it was there.
+    pub fn remove(&mut self, id: CapId) -> Option<CapNode> {
+        let node = self.nodes.remove(&id)?;
+        if let Some(parent) = node.parent.and_then(|p| self.nodes.get_mut(&p)) {
+            parent.children.retain(|&c| c != id);
+            parent.children.extend(node.children.iter().copied());
+        }
+        for child in &node.children {
+            if let Some(child) = self.nodes.get_mut(child) {
+                child.parent = node.parent;
+            }
+        }
+        Some(node)
+    }
+
+    /// Record where capability `id` is held.
+    pub fn set_holder(&mut self, id: CapId, holder: Holder) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.holder = holder;
+        }
+    }
+
+    /// Every capability derived from `id`, at any depth.
+    pub fn descendants(&self, id: CapId) -> Vec<CapId> {
         let mut out = Vec::new();
         let mut stack: Vec<CapId> = self
             .nodes
@@ -183,214 +214,11 @@ impl CapTable {
     }
 }
 
-/// A capability found by [`Kernel::cap_check`].
+/// A capability found by the access check (`Kernel::cap_check`).
 #[derive(Clone, Copy, Debug)]
 pub struct Found {
     pub id: CapId,
     pub object: Object,
     pub rights: u32,
     pub badge: u64,
-}
-
-impl Kernel {
-    /// The capability `handle` of process `pid`, if it is of `want_kind` (any kind for
-    /// `None`) and has `rights`: the seed's `check_security_access`. Denials are audited.
-    pub fn cap_check(
-        &mut self,
-        pid: Pid,
-        handle: Handle,
-        want_kind: Option<u32>,
-        rights: u32,
-    ) -> Result<Found, Error> {
-        let result = self.cap_resolve(pid, handle).and_then(|found| {
-            if want_kind.is_some_and(|k| k != found.object.kind()) {
-                Err(Error::WrongType)
-            } else if found.rights & rights != rights {
-                Err(Error::MissingRight)
-            } else {
-                Ok(found)
-            }
-        });
-        if let Err(error) = result {
-            self.audit.record(AuditRecord {
-                event: event::DENIED,
-                error: error as u32,
-                pid,
-                handle,
-                rights,
-                other: 0,
-                tick: self.ticks,
-            });
-        }
-        result
-    }
-
-    /// The capability behind a handle, whatever its kind and rights.
-    pub fn cap_resolve(&self, pid: Pid, handle: Handle) -> Result<Found, Error> {
-        let process = self.processes.get(&pid).ok_or(Error::InvalidHandle)?;
-        let id = process.caps.lookup(handle)?;
-        let node = self.caps.get(id).ok_or(Error::StaleHandle)?;
-        Ok(Found {
-            id,
-            object: node.object,
-            rights: node.rights,
-            badge: node.badge,
-        })
-    }
-
-    /// A new capability (no parent) in a slot of `pid`.
-    pub fn cap_create(&mut self, pid: Pid, object: Object, rights: u32) -> Result<Handle, Error> {
-        let id = self.caps.insert(object, rights, 0, None);
-        self.cap_place(pid, id).inspect_err(|_| self.cap_delete(id))
-    }
-
-    /// A new capability (no parent) held in flight until placed: one the kernel sends.
-    pub fn cap_mint_in_flight(&mut self, object: Object, rights: u32) -> CapId {
-        self.caps.insert(object, rights, 0, None)
-    }
-
-    /// A child of `parent` with at most its rights, held in flight until placed.
-    pub fn cap_derive_in_flight(&mut self, parent: &Found, rights: u32, badge: u64) -> CapId {
-        let badge = if parent.badge != 0 {
-            parent.badge
-        } else {
-            badge
-        };
-        self.caps.insert(
-            parent.object,
-            parent.rights & rights,
-            badge,
-            Some(parent.id),
-        )
-    }
-
-    /// Put an in-flight capability into a free slot of `pid`.
-    pub fn cap_place(&mut self, pid: Pid, id: CapId) -> Result<Handle, Error> {
-        // Revoked while in flight: nothing to place.
-        if self.caps.get(id).is_none() {
-            return Err(Error::StaleHandle);
-        }
-        let process = self.processes.get_mut(&pid).ok_or(Error::PeerGone)?;
-        let (index, handle) = process.caps.insert(id)?;
-        if let Some(node) = self.caps.nodes.get_mut(&id) {
-            node.holder = Holder::Slot(pid, index);
-        }
-        Ok(handle)
-    }
-
-    /// Delete one capability: its children move up to its parent; the object is released
-    /// when this was its last capability.
-    pub fn cap_delete(&mut self, id: CapId) {
-        let Some(node) = self.caps.nodes.remove(&id) else {
-            return;
-        };
-        if let Some(parent) = node.parent.and_then(|p| self.caps.nodes.get_mut(&p)) {
-            parent.children.retain(|&c| c != id);
-            parent.children.extend(node.children.iter().copied());
-        }
-        for child in &node.children {
-            if let Some(child) = self.caps.nodes.get_mut(child) {
-                child.parent = node.parent;
-            }
-        }
-        if let Holder::Slot(pid, index) = node.holder
-            && let Some(process) = self.processes.get_mut(&pid)
-        {
-            if process.caps.clear(index) {
-                for tid in &process.threads {
-                    if let Some(thread) = self.threads.get_mut(tid) {
-                        thread.path_cache.forget_all();
-                    }
-                }
-            }
-            if let Object::Memory(_) = node.object
-                && let Some(space) = process.space.as_mut()
-            {
-                space.unmap_shared(id);
-            }
-        }
-        self.release_object(node.object);
-    }
-
-    /// Delete every capability derived from `cap` (which `pid` holds as `handle`), wherever
-    /// it went; returns how many.
-    pub fn cap_revoke(&mut self, pid: Pid, handle: Handle, cap: &Found) -> usize {
-        let doomed = self.caps.descendants(cap.id);
-        for &child in doomed.iter().rev() {
-            self.cap_delete(child);
-        }
-        self.audit.record(AuditRecord {
-            event: event::REVOKED,
-            error: 0,
-            pid,
-            handle,
-            rights: cap.rights,
-            other: doomed.len() as u32,
-            tick: self.ticks,
-        });
-        doomed.len()
-    }
-
-    /// Ok when `caller` may act on process `pid` with `rights`: it is itself, holds a
-    /// capability to it with those rights, or has the SYSTEM right. `NotFound` when there is
-    /// no such process, `PermissionDenied` otherwise.
-    pub fn check_reach(&self, caller: Pid, pid: Pid, rights: u32) -> Result<(), Error> {
-        if !self.processes.contains_key(&pid) {
-            return Err(Error::NotFound);
-        }
-        let system = self.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
-        if pid == caller || system || self.holds_process_cap(caller, pid, rights) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied)
-        }
-    }
-
-    /// Whether process `pid` holds a capability to process `target` with `rights`.
-    fn holds_process_cap(&self, pid: Pid, target: Pid, rights: u32) -> bool {
-        let Some(process) = self.processes.get(&pid) else {
-            return false;
-        };
-        process.caps.held().into_iter().any(|id| {
-            self.caps
-                .get(id)
-                .is_some_and(|n| n.object == Object::Process(target) && n.rights & rights == rights)
-        })
-    }
-
-    /// Delete every capability to `object`, wherever held (the object is gone).
-    pub fn cap_delete_object(&mut self, object: Object) {
-        let doomed: Vec<CapId> = self.caps.ids_of(object);
-        for id in doomed {
-            self.cap_delete(id);
-        }
-    }
-
-    /// Delete every capability a process holds (it is ending).
-    pub fn cap_delete_all(&mut self, pid: Pid) {
-        let ids = self
-            .processes
-            .get(&pid)
-            .map(|p| p.caps.held())
-            .unwrap_or_default();
-        for id in ids {
-            self.cap_delete(id);
-        }
-    }
-
-    /// Called after a capability to `object` went away.
-    fn release_object(&mut self, object: Object) {
-        match object {
-            Object::Reply(reply) => self.abandon_reply(reply),
-            Object::Port(port) => self.port_capability_gone(port),
-            Object::Memory(mem) => {
-                if self.caps.count(object) == 0 {
-                    self.memory.remove(&mem);
-                }
-            }
-            Object::Irq(line) => self.irq_released(line),
-            Object::IoPorts(..) => self.update_console_owner(),
-            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
-        }
-    }
 }

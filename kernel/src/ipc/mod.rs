@@ -13,16 +13,15 @@
 pub mod fastpath;
 pub mod port;
 
-use crate::arch::trap::TrapFrame;
 use crate::cap::{CapId, Object};
+use crate::id::Pid;
 use crate::kernel::Kernel;
 use crate::mm::user::UserSlice;
-use crate::proc::Pid;
 use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
+use keel_abi::Error;
 use keel_abi::cap::{AuditRecord, audit, rights};
 use keel_abi::ipc::{IpcBuffer, MESSAGE_CAPS, MessageInfo};
-use keel_abi::{Error, SyscallResult};
 pub use port::{Port, PortId};
 
 /// A call awaiting its answer: the caller and which of its calls.
@@ -56,6 +55,24 @@ impl Message {
     }
 }
 
+/// A message as the sender's syscall gives it: the info (label, payload length, number of
+/// capabilities) and four words; payload and capabilities are in its IPC buffer.
+#[derive(Clone, Copy)]
+pub struct Sent {
+    pub info: MessageInfo,
+    pub words: [u64; 4],
+}
+
+/// A message as the receiver's syscall returns it, in registers: the syscall's result (1
+/// for a call to answer), the badge, the info and four words.
+#[derive(Clone, Copy)]
+pub struct Received {
+    pub result: usize,
+    pub badge: u64,
+    pub info: u64,
+    pub words: [u64; 4],
+}
+
 /// What a blocked thread finds when it wakes from a receive, a call or a fault.
 pub enum Delivery {
     /// A message to finish delivering in the thread's own address space.
@@ -76,20 +93,20 @@ pub enum Delivered {
 }
 
 impl Kernel {
-    /// Build a message from the caller's registers and IPC buffer. Capabilities named in the
-    /// buffer are copied in flight (each needs GRANT, and the port capability too).
+    /// Build a message from what the caller sent and its IPC buffer. Capabilities named in
+    /// the buffer are copied in flight (each needs GRANT, and the port capability too).
     pub fn message_from_caller(
         &mut self,
-        frame: &TrapFrame,
+        sent: &Sent,
         badge: u64,
         port_rights: u32,
     ) -> Result<Message, Error> {
-        let info = MessageInfo(frame.rsi);
+        let info = sent.info;
         let pid = self.current_pid();
         let mut message = Message {
             badge,
             info: MessageInfo::new(info.label(), 0, 0).0,
-            words: [frame.rdx, frame.r10, frame.r8, frame.r9],
+            words: sent.words,
             sender: pid,
             ..Message::default()
         };
@@ -262,13 +279,9 @@ impl Kernel {
     }
 
     /// Finish a delivery in the receiver's own context: capabilities into its space,
-    /// payload into its IPC buffer, words into its registers. Returns 1 for a call.
-    pub fn complete_delivery(
-        &mut self,
-        frame: &mut TrapFrame,
-        message: Message,
-        how: Delivered,
-    ) -> SyscallResult {
+    /// payload into its IPC buffer; what goes into its registers comes back, with result 1
+    /// for a call.
+    pub fn complete_delivery(&mut self, message: Message, how: Delivered) -> Received {
         let pid = self.current_pid();
         let mut info =
             MessageInfo::new(MessageInfo(message.info).label(), message.payload.len(), 0).0
@@ -311,12 +324,14 @@ impl Kernel {
                 info = (info & !0xffff) | MessageInfo::PAYLOAD_DROPPED;
             }
         }
-        frame.rdi = message.badge;
-        frame.rsi = info;
-        [frame.rdx, frame.r10, frame.r8, frame.r9] = message.words;
         // The answer to this thread's own call leaves the call it is serving alone.
         let is_call = how == Delivered::Received && self.set_pending_reply(message.reply);
-        Ok(is_call as usize)
+        Received {
+            result: is_call as usize,
+            badge: message.badge,
+            info,
+            words: message.words,
+        }
     }
 
     /// Remember the call this thread must answer; an unanswered earlier one is abandoned.

@@ -12,7 +12,7 @@ use keel_abi::Error;
 use keel_abi::cap::rights;
 use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY, MessageInfo};
 
-pub type PortId = crate::table::Id;
+pub use crate::id::PortId;
 
 pub struct Port {
     pub queue: VecDeque<Message>,

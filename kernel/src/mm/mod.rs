@@ -15,25 +15,18 @@ pub mod space;
 pub mod stacks;
 pub mod user;
 
+pub use crate::arch::direct_map::{PhysAddr, phys_to_virt};
+
+use crate::arch::direct_map::DIRECT_MAP_GIB;
 use crate::multiboot::BootInfo;
 use paging::{GLOBAL, HUGE, NO_CACHE, NO_EXECUTE, PRESENT, Table, WRITABLE, WRITE_THROUGH};
 
-pub type PhysAddr = u64;
-
 pub const PAGE_SIZE: usize = 4096;
-pub const DIRECT_MAP_BASE: usize = 0xffff_8000_0000_0000;
-const DIRECT_MAP_GIB: usize = 4;
-/// The first physical address the direct map does not reach.
-pub const DIRECT_MAP_END: usize = DIRECT_MAP_GIB << 30;
 const KERNEL_VMA: usize = 0xffff_ffff_8000_0000;
 /// The kernel heap: physically contiguous, carved from RAM at boot.
 const HEAP_SIZE: usize = 32 << 20;
 /// Page tables for the kernel image (4 KiB pages): each maps 2 MiB.
 const IMAGE_TABLES: usize = 8;
-
-pub fn phys_to_virt(phys: PhysAddr) -> usize {
-    DIRECT_MAP_BASE + phys as usize
-}
 
 pub fn align_up(value: usize, align: usize) -> Option<usize> {
     Some(value.checked_add(align - 1)? & !(align - 1))

@@ -5,11 +5,9 @@
 //! left and the frames return to the allocator.
 
 use super::{PAGE_SIZE, PhysAddr, frame};
-use crate::proc::Pid;
+use crate::id::Pid;
 use alloc::vec::Vec;
 use keel_abi::Error;
-
-pub type MemId = crate::table::Id;
 
 /// Largest memory object: 64 MiB.
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;

@@ -8,7 +8,7 @@
 use super::paging::{NO_EXECUTE, PageTables, WRITABLE, flush};
 use super::{PAGE_SIZE, PhysAddr, frame, kernel_root, phys_to_virt};
 use crate::arch::pcid;
-use crate::cap::CapId;
+use crate::id::CapId;
 use alloc::collections::BTreeMap;
 use keel_abi::{Error, layout, prot};
 

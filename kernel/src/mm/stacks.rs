@@ -15,8 +15,9 @@ pub const STACK_SIZE: usize = 16 * 1024;
 pub const BASE: usize = 0xffff_ff00_0000_0000;
 /// Each stack's slot: its guard, then the stack.
 const SLOT: usize = 2 * STACK_SIZE;
-/// Stacks the region holds: one per thread the scheduler allows.
-pub const SLOTS: usize = crate::sched::MAX_THREADS_TOTAL;
+/// Stacks the region holds: one per thread, so also the system's thread limit
+/// (`sched::MAX_THREADS_TOTAL`); all of them must fit the kernel heap.
+pub const SLOTS: usize = 768;
 const STACK_PAGES: usize = STACK_SIZE / PAGE_SIZE;
 /// Page tables mapping the region, each 2 MiB of it.
 pub const TABLES: usize = (SLOTS * SLOT).div_ceil(512 * PAGE_SIZE);

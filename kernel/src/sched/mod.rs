@@ -42,8 +42,8 @@ fn clear_reschedule() {
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
 pub const TIME_SLICE: u32 = 10;
-/// Threads in the whole system: their kernel stacks must fit the kernel heap.
-pub const MAX_THREADS_TOTAL: usize = 768;
+/// Threads in the whole system: one per kernel stack slot.
+pub const MAX_THREADS_TOTAL: usize = crate::mm::stacks::SLOTS;
 
 /// Room in each run queue: every thread in the system, rounded up to a power of two so that
 /// positions wrap with a mask.
@@ -357,7 +357,7 @@ impl Kernel {
     /// A new thread, ready to run.
     pub fn spawn_thread(
         &mut self,
-        process: crate::proc::Pid,
+        process: crate::id::Pid,
         priority: usize,
         start: Start,
     ) -> Result<Tid, keel_abi::Error> {
@@ -470,9 +470,14 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
     }
 }
 
-/// A timeout in nanoseconds as ticks, rounded up; `u64::MAX` is none (wait for ever).
+/// Nanoseconds as timer ticks, rounded up.
+pub fn ticks_from_nanos(nanos: u64) -> u64 {
+    nanos.div_ceil(1_000_000_000 / crate::arch::lapic::TICK_HZ)
+}
+
+/// A timeout in nanoseconds as ticks; `u64::MAX` is none (wait for ever).
 pub fn timeout_ticks(nanos: u64) -> Option<u64> {
-    (nanos != u64::MAX).then(|| nanos.div_ceil(1_000_000_000 / crate::arch::lapic::TICK_HZ))
+    (nanos != u64::MAX).then(|| ticks_from_nanos(nanos))
 }
 
 /// Whether end-of-syscall work is due: the scheduler, the log, freeing a dead thread. A
@@ -620,7 +625,8 @@ pub fn reschedule_if_needed() {
     }
 }
 
-/// The timer interrupt: account the tick, wake sleepers, end time slices.
+/// The timer interrupt: account the tick, wake sleepers, end time slices. The caller then
+/// does the end-of-interrupt work (the log, rescheduling).
 pub fn timer_tick() {
     {
         let mut k = kernel();
@@ -659,8 +665,6 @@ pub fn timer_tick() {
             request_reschedule();
         }
     }
-    crate::device::announce_log();
-    reschedule_if_needed();
 }
 
 fn idle_loop() -> ! {

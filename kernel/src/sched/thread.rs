@@ -7,15 +7,15 @@
 use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
+use crate::id::Pid;
 use crate::ipc::fastpath::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
 use crate::mm::space::AddressSpace;
 use crate::mm::stacks::KernelStack;
 use crate::mm::{PAGE_SIZE, PhysAddr};
-use crate::proc::Pid;
 use keel_abi::Error;
 
-pub type Tid = crate::table::Id;
+pub use crate::id::Tid;
 
 const RFLAGS_INTERRUPTS: u64 = 1 << 9;
 const RFLAGS_RESERVED: u64 = 1 << 1;

@@ -1,24 +1,19 @@
 //! Capabilities of the caller: derive, delete, revoke, inspect; the audit log; quotas.
 
-use crate::arch::trap::TrapFrame;
+use super::{Args, Next};
 use crate::cap::Found;
 use crate::cap::Object;
-use crate::kernel::{Kernel, kernel};
+use crate::kernel::Kernel;
 use crate::mm::PAGE_SIZE;
-use crate::mm::user::{UserArray, UserSlice};
-use keel_abi::cap::{AuditRecord, CapEntry, CapInfo, Handle, Resources, kind, rights};
-use keel_abi::{Error, SyscallResult};
+use crate::mm::user::UserArray;
+use keel_abi::Error;
+use keel_abi::cap::{AuditRecord, CapEntry, CapInfo, Resources, kind, rights};
 
-fn handle(frame: &TrapFrame, i: usize) -> Result<Handle, Error> {
-    Handle::try_from(frame.arg(i)).map_err(|_| Error::InvalidHandle)
-}
-
-pub fn derive(frame: &mut TrapFrame) -> SyscallResult {
-    let (handle, rights, badge) = (handle(frame, 0)?, frame.arg(1) as u32, frame.arg(2) as u64);
-    if frame.arg(1) & !(rights::ALL as usize) != 0 {
+pub fn derive(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (handle, rights, badge) = (args.handle(0)?, args.word(1) as u32, args.word(2) as u64);
+    if args.word(1) & !(rights::ALL as usize) != 0 {
         return Err(Error::InvalidArgument);
     }
-    let mut k = kernel();
     let pid = k.current_pid();
     let parent = k.cap_check(pid, handle, None, 0)?;
     if parent.object.kind() == kind::REPLY {
@@ -26,7 +21,7 @@ pub fn derive(frame: &mut TrapFrame) -> SyscallResult {
     }
     let copy = k.cap_derive_in_flight(&parent, rights, badge);
     match k.cap_place(pid, copy) {
-        Ok(new) => Ok(new as usize),
+        Ok(new) => Ok(Next::Return(new as usize)),
         Err(error) => {
             k.cap_delete(copy);
             Err(error)
@@ -34,32 +29,29 @@ pub fn derive(frame: &mut TrapFrame) -> SyscallResult {
     }
 }
 
-pub fn delete(frame: &mut TrapFrame) -> SyscallResult {
-    let handle = handle(frame, 0)?;
-    let mut k = kernel();
+pub fn delete(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let handle = args.handle(0)?;
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
     k.cap_delete(cap.id);
-    Ok(0)
+    Ok(Next::Return(0))
 }
 
-pub fn revoke(frame: &mut TrapFrame) -> SyscallResult {
-    let handle = handle(frame, 0)?;
-    let mut k = kernel();
+pub fn revoke(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let handle = args.handle(0)?;
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
-    Ok(k.cap_revoke(pid, handle, &cap))
+    Ok(Next::Return(k.cap_revoke(pid, handle, &cap)))
 }
 
-pub fn info(frame: &mut TrapFrame) -> SyscallResult {
-    let handle = handle(frame, 0)?;
-    let mut k = kernel();
+pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let handle = args.handle(0)?;
     let pid = k.current_pid();
     let cap = k.cap_check(pid, handle, None, 0)?;
-    let info = cap_info(&k, &cap);
+    let info = cap_info(k, &cap);
     let space = k.current_space();
-    UserSlice::of::<CapInfo>(frame.arg(1)).write_value(space, &info)?;
-    Ok(0)
+    args.user::<CapInfo>(1).write_value(space, &info)?;
+    Ok(Next::Return(0))
 }
 
 /// What a process may learn about one of its capabilities.
@@ -77,14 +69,13 @@ fn cap_info(k: &Kernel, cap: &Found) -> CapInfo {
     }
 }
 
-pub fn list(frame: &mut TrapFrame) -> SyscallResult {
-    let (pid, addr, capacity) = (frame.arg(0), frame.arg(1), frame.arg(2));
-    let k = kernel();
+pub fn list(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (addr, capacity) = (args.word(1), args.word(2));
     let caller = k.current_pid();
-    let pid = if pid == 0 {
+    let pid = if args.word(0) == 0 {
         caller
     } else {
-        crate::proc::Pid::try_from(pid).map_err(|_| Error::NotFound)?
+        args.pid(0)?
     };
     k.check_reach(caller, pid, rights::READ)?;
     let out = UserArray::<CapEntry>::new(addr, capacity);
@@ -98,27 +89,25 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
             Some(CapEntry {
                 handle,
                 _reserved: 0,
-                info: cap_info(&k, &cap),
+                info: cap_info(k, &cap),
             })
         })
         .collect();
     out.write(k.current_space(), &entries)?;
-    Ok(handles.len())
+    Ok(Next::Return(handles.len()))
 }
 
-pub fn audit_read(frame: &mut TrapFrame) -> SyscallResult {
-    let handle = handle(frame, 0)?;
-    let out = UserArray::<AuditRecord>::new(frame.arg(1), frame.arg(2));
-    let mut k = kernel();
+pub fn audit_read(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let handle = args.handle(0)?;
+    let out = UserArray::<AuditRecord>::new(args.word(1), args.word(2));
     let pid = k.current_pid();
     k.cap_check(pid, handle, Some(kind::AUDIT), rights::READ)?;
     out.check(k.current_space())?;
     let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(out.capacity()).copied().collect();
-    out.write(k.current_space(), &records)
+    out.write(k.current_space(), &records).map(Next::Return)
 }
 
-pub fn resources(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
+pub fn resources(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let frames_used = k.frames_used(k.current_pid());
     let process = k.current_process();
     let space = process.space.as_ref().expect("running process has memory");
@@ -130,6 +119,6 @@ pub fn resources(frame: &mut TrapFrame) -> SyscallResult {
         frames_used: frames_used as u64,
         frames_limit: process.quota.frames as u64,
     };
-    UserSlice::of::<Resources>(frame.arg(0)).write_value(space, &resources)?;
-    Ok(0)
+    args.user::<Resources>(0).write_value(space, &resources)?;
+    Ok(Next::Return(0))
 }

@@ -1,24 +1,17 @@
 //! Ports from the caller's side: create, send, receive, call, reply, notify, statistics.
 
-use crate::arch::trap::TrapFrame;
+use super::{Args, Next};
 use crate::cap::Object;
-use crate::ipc::{Delivered, Delivery, Port, PortId};
-use crate::kernel::{KernelGuard, kernel};
+use crate::ipc::{Delivered, Delivery, Port, PortId, Received};
+use crate::kernel::Kernel;
 use crate::mm::PAGE_SIZE;
-use crate::mm::user::UserSlice;
 use crate::sched::thread::ThreadState;
-use crate::sched::{block_parking, timeout_ticks};
-use keel_abi::cap::{Handle, kind, rights};
+use keel_abi::Error;
+use keel_abi::cap::{kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
-use keel_abi::{Error, SyscallResult};
 
-fn port_handle(frame: &TrapFrame) -> Result<Handle, Error> {
-    Handle::try_from(frame.arg(0)).map_err(|_| Error::InvalidHandle)
-}
-
-pub fn create(frame: &mut TrapFrame) -> SyscallResult {
-    let port = Port::new(frame.arg(0))?;
-    let mut k = kernel();
+pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let port = Port::new(args.word(0))?;
     let pid = k.current_pid();
     let id = k.ports.insert(port);
     let handle = k.cap_create(
@@ -29,90 +22,78 @@ pub fn create(frame: &mut TrapFrame) -> SyscallResult {
     if handle.is_err() {
         k.ports.remove(&id);
     }
-    Ok(handle? as usize)
+    Ok(Next::Return(handle? as usize))
 }
 
-pub fn send(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    let message = k.message_from_caller(frame, cap.badge, cap.rights)?;
+pub fn send(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (port, cap) = k.port_lookup(args.handle(0)?, rights::SEND)?;
+    let message = k.message_from_caller(&args.sent(), cap.badge, cap.rights)?;
     k.deliver(port, message).map_err(|(error, message)| {
         k.discard_message(message);
         error
     })?;
-    Ok(0)
+    Ok(Next::Return(0))
 }
 
-/// The current thread was woken with something in its inbox: take it.
-fn finish(frame: &mut TrapFrame, how: Delivered) -> SyscallResult {
-    let mut k = kernel();
+/// The syscall of a parked thread, resumed by the scheduler: finish it from its inbox,
+/// as the delivery it parked for.
+pub(super) fn finish_parked(k: &mut Kernel) -> Result<Next, Error> {
     let tid = k.sched.current;
-    let delivery = k.threads.get_mut(&tid).and_then(|t| t.inbox.take());
+    let thread = k.threads.get_mut(&tid);
+    let (how, delivery) = thread.map_or((None, None), |t| (t.parked_in.take(), t.inbox.take()));
     match delivery {
-        Some(Delivery::InRegisters(result)) => Ok(result),
-        Some(Delivery::Message(message)) => k.complete_delivery(frame, message, how),
+        Some(Delivery::InRegisters(result)) => Ok(Next::Return(result)),
+        Some(Delivery::Message(message)) => {
+            let how = how.unwrap_or(Delivered::Received);
+            Ok(Next::ReturnMessage(k.complete_delivery(message, how)))
+        }
         Some(Delivery::Failed(error)) => Err(error),
         None => Err(Error::PeerGone),
     }
 }
 
-/// The syscall of a thread parked by the fast path, resumed by the scheduler: finish it.
-pub fn resume(frame: &mut TrapFrame) -> SyscallResult {
-    let how = {
-        let mut k = kernel();
-        let tid = k.sched.current;
-        k.threads.get_mut(&tid).and_then(|t| t.parked_in.take())
-    };
-    finish(frame, how.unwrap_or(Delivered::Received))
+pub fn recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (port, _) = k.port_lookup(args.handle(0)?, rights::RECEIVE)?;
+    receive_on(k, port, args.timeout(1))
 }
 
-pub fn recv(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let (port, _) = k.port_lookup(port_handle(frame)?, rights::RECEIVE)?;
-    receive_on(k, frame, port, timeout_ticks(frame.arg(1) as u64))
-}
-
-/// Take what is waiting on `port`, or block for it (`timeout` ticks; `None` for ever).
-fn receive_on(
-    mut k: KernelGuard,
-    frame: &mut TrapFrame,
-    port: PortId,
-    timeout: Option<u64>,
-) -> SyscallResult {
+/// Take what is waiting on `port`, or wait for it (`timeout` ticks; `None` for ever).
+#[inline(always)]
+fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next, Error> {
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
-    let state = &mut *k;
-    let waiting = state.ports.get_mut(&port).ok_or(Error::PeerGone)?;
+    let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.closed {
         return Err(Error::PeerGone);
     }
     if waiting.notify != 0 {
         // Nothing but registers: no message to build.
         let bits = core::mem::take(&mut waiting.notify);
-        frame.rdi = 0;
-        frame.rsi = MessageInfo::NOTIFICATION;
-        [frame.rdx, frame.r10, frame.r8, frame.r9] = [bits, 0, 0, 0];
         k.set_pending_reply(None);
-        return Ok(0);
+        return Ok(Next::ReturnMessage(Received {
+            result: 0,
+            badge: 0,
+            info: MessageInfo::NOTIFICATION,
+            words: [bits, 0, 0, 0],
+        }));
     }
     if !waiting.queue.is_empty() {
         let message = k.take_waiting(port).expect("a message is queued");
-        return k.complete_delivery(frame, message, Delivered::Received);
+        let received = k.complete_delivery(message, Delivered::Received);
+        return Ok(Next::ReturnMessage(received));
     }
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    waiting.receivers.push(&mut state.threads, tid);
-    block_parking(
-        k,
-        ThreadState::Receiving { port, until },
-        Delivered::Received,
-    )
+    waiting.receivers.push(&mut k.threads, tid);
+    Ok(Next::Park {
+        state: ThreadState::Receiving { port, until },
+        finish: Delivered::Received,
+    })
 }
 
-pub fn call(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let (port, cap) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
+pub fn call(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (port, cap) = k.port_lookup(args.handle(0)?, rights::SEND)?;
     k.count(port, |s| {
         s.calls += 1;
         s.fast_path_misses += 1;
@@ -123,37 +104,38 @@ pub fn call(frame: &mut TrapFrame) -> SyscallResult {
         .get_mut(&tid)
         .expect("running thread")
         .next_call(tid, port);
-    let mut message = k.message_from_caller(frame, cap.badge, cap.rights)?;
+    let mut message = k.message_from_caller(&args.sent(), cap.badge, cap.rights)?;
     message.reply = Some(reply);
     if let Err((error, message)) = k.deliver(port, message) {
         k.discard_message(message);
         return Err(error);
     }
-    block_parking(k, ThreadState::WaitingReply(reply.seq), Delivered::Answer)
+    Ok(Next::Park {
+        state: ThreadState::WaitingReply(reply.seq),
+        finish: Delivered::Answer,
+    })
 }
 
-pub fn reply(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
+pub fn reply(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = k.current_pid();
-    let cap = k.cap_check(pid, port_handle(frame)?, Some(kind::REPLY), 0)?;
+    let cap = k.cap_check(pid, args.handle(0)?, Some(kind::REPLY), 0)?;
     let Object::Reply(reply) = cap.object else {
         return Err(Error::WrongType);
     };
-    let message = k.message_from_caller(frame, 0, rights::GRANT)?;
+    let message = k.message_from_caller(&args.sent(), 0, rights::GRANT)?;
     // Answer before the capability goes: deleting an unused reply abandons the call.
     let answered = k.answer(reply, message);
     k.cap_delete(cap.id);
-    answered.map(|()| 0)
+    answered.map(|()| Next::Return(0))
 }
 
-pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let (port, _) = k.port_lookup(port_handle(frame)?, rights::RECEIVE)?;
+pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (port, _) = k.port_lookup(args.handle(0)?, rights::RECEIVE)?;
     let tid = k.sched.current;
     let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
     if let Some(reply) = pending {
         k.count(port, |s| s.fast_path_misses += 1);
-        let message = match k.message_from_caller(frame, 0, rights::GRANT) {
+        let message = match k.message_from_caller(&args.sent(), 0, rights::GRANT) {
             Ok(message) => message,
             Err(error) => {
                 // A malformed answer answers nothing: the call stays this thread's to answer.
@@ -166,30 +148,28 @@ pub fn reply_recv(frame: &mut TrapFrame) -> SyscallResult {
         // A caller that gave up is no reason not to serve the next one.
         let _ = k.answer(reply, message);
     }
-    receive_on(k, frame, port, None)
+    receive_on(k, port, None)
 }
 
 /// Signal and wait: notify one port, then receive on another. Both capabilities are checked
 /// before anything is sent. (Straight to the woken thread is the fast path's business.)
-pub fn signal_recv(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let (signal, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    let wait = Handle::try_from(frame.arg(2)).map_err(|_| Error::InvalidHandle)?;
-    let (port, _) = k.port_lookup(wait, rights::RECEIVE)?;
-    k.notify_port(signal, frame.arg(1) as u64)?;
-    receive_on(k, frame, port, timeout_ticks(frame.arg(3) as u64))
+pub fn signal_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (signal, _) = k.port_lookup(args.handle(0)?, rights::SEND)?;
+    let (port, _) = k.port_lookup(args.handle(2)?, rights::RECEIVE)?;
+    k.notify_port(signal, args.word(1) as u64)?;
+    receive_on(k, port, args.timeout(3))
 }
 
-pub fn notify(frame: &mut TrapFrame) -> SyscallResult {
-    let bits = frame.arg(1) as u64;
-    let mut k = kernel();
-    let (port, _) = k.port_lookup(port_handle(frame)?, rights::SEND)?;
-    k.notify_port(port, bits).map(|()| 0)
+/// Inlined into the dispatcher, where the kernel's address is known: the benchmarks measure it.
+#[inline(always)]
+pub fn notify(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (port, _) = k.port_lookup(args.handle(0)?, rights::SEND)?;
+    k.notify_port(port, args.word(1) as u64)?;
+    Ok(Next::Return(0))
 }
 
-pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
-    let addr = frame.arg(0);
-    let mut k = kernel();
+pub fn buffer_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let addr = args.word(0);
     if addr != 0 {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Error::InvalidArgument);
@@ -201,23 +181,22 @@ pub fn buffer_set(frame: &mut TrapFrame) -> SyscallResult {
     let thread = k.threads.get_mut(&tid).expect("running thread");
     thread.ipc_buffer = (addr != 0).then_some(addr);
     thread.ipc_buffer_checked = None;
-    Ok(0)
+    Ok(Next::Return(0))
 }
 
-pub fn stats(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
-    let handle = frame.arg(0);
-    let stats: IpcStats = if handle == 0 {
-        k.ipc_stats()
-    } else {
-        let (port, _) = k.port_lookup(port_handle(frame)?, 0)?;
-        k.ports.get(&port).ok_or(Error::PeerGone)?.stats()
+pub fn stats(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let stats: IpcStats = match args.optional_handle(0)? {
+        None => k.ipc_stats(),
+        Some(handle) => {
+            let (port, _) = k.port_lookup(handle, 0)?;
+            k.ports.get(&port).ok_or(Error::PeerGone)?.stats()
+        }
     };
-    let space = k.current_space();
-    UserSlice::of::<IpcStats>(frame.arg(1)).write_value(space, &stats)?;
-    Ok(0)
+    args.user::<IpcStats>(1)
+        .write_value(k.current_space(), &stats)?;
+    Ok(Next::Return(0))
 }
 
-pub fn reply_save(_: &mut TrapFrame) -> SyscallResult {
-    Ok(kernel().save_reply()? as usize)
+pub fn reply_save(k: &mut Kernel, _: &Args) -> Result<Next, Error> {
+    Ok(Next::Return(k.save_reply()? as usize))
 }

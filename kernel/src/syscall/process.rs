@@ -1,30 +1,29 @@
 //! Processes: spawn from an ELF image, exit, wait, kill, and read-only snapshots.
 
-use crate::arch::trap::TrapFrame;
+use super::{Args, Next, Then};
 use crate::cap::{Found, Object};
-use crate::kernel::{Kernel, kernel};
+use crate::kernel::Kernel;
+use crate::kernel::spawn::SpawnSpec;
 use crate::mm::user::{UserArray, UserSlice};
-use crate::proc::spawn::SpawnSpec;
 use crate::proc::{Pid, Process};
-use crate::sched::{reschedule, thread::ThreadState};
+use crate::sched::thread::ThreadState;
 use keel_abi::cap::{MAX_SPAWN_CAPS, kind as cap_kind, rights as cap_rights};
 use keel_abi::{
-    ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest,
-    SyscallResult, exit_kind, process_state, rights,
+    ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest, exit_kind,
+    process_state, rights,
 };
 
 /// Largest ELF image `process_spawn` accepts (it is copied into the kernel heap).
 const MAX_IMAGE: usize = 8 << 20;
 
-pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
-    let mut k = kernel();
+pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let caller = k.current_process();
     if caller.rights & rights::SPAWN == 0 {
         return Err(Error::PermissionDenied);
     }
     let (parent, parent_rights, parent_priority) = (caller.id, caller.rights, caller.priority);
     let space = k.current_space();
-    let request: SpawnRequest = UserSlice::of::<SpawnRequest>(frame.arg(0)).read_value(space)?;
+    let request: SpawnRequest = args.user::<SpawnRequest>(0).read_value(space)?;
     if request.elf_len > MAX_IMAGE || request.name_len > NAME_LEN || request.args_len > ARGS_LEN {
         return Err(Error::InvalidArgument);
     }
@@ -43,7 +42,7 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
     UserSlice::new(request.args_ptr, request.args_len)
         .read_into(space, &mut process_args[..request.args_len])?;
     let image = UserSlice::new(request.elf_ptr, request.elf_len).read_vec(space)?;
-    let caps = granted_caps(&mut k, parent, &request)?;
+    let caps = granted_caps(k, parent, &request)?;
     let pid = k.spawn_process(&SpawnSpec {
         parent,
         name,
@@ -69,7 +68,7 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         )
         .and_then(|handle| {
             let out = UserSlice::of::<u32>(
-                frame.arg(0) + core::mem::offset_of!(SpawnRequest, process_cap),
+                args.word(0) + core::mem::offset_of!(SpawnRequest, process_cap),
             );
             out.write_value(k.current_space(), &handle)
         });
@@ -79,7 +78,7 @@ pub fn spawn(frame: &mut TrapFrame) -> SyscallResult {
         k.reap(pid);
         return Err(error);
     }
-    Ok(pid as usize)
+    Ok(Next::Return(pid as usize))
 }
 
 /// The capabilities a spawn request hands down; each needs GRANT.
@@ -109,37 +108,31 @@ fn granted_caps(
     Ok(caps)
 }
 
-pub fn fault_handler_set(frame: &mut TrapFrame) -> SyscallResult {
-    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
-    let handle = frame.arg(1);
-    let mut k = kernel();
+pub fn fault_handler_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = args.pid(0)?;
     let caller = k.current_pid();
     k.check_reach(caller, pid, cap_rights::MANAGE)?;
-    let handler = if handle == 0 {
-        None
-    } else {
-        let handle = u32::try_from(handle).map_err(|_| Error::InvalidHandle)?;
-        let cap = k.cap_check(caller, handle, Some(cap_kind::PORT), cap_rights::SEND)?;
-        match cap.object {
-            Object::Port(port) => Some((port, cap.badge)),
-            _ => return Err(Error::WrongType),
+    let handler = match args.optional_handle(1)? {
+        None => None,
+        Some(handle) => {
+            let cap = k.cap_check(caller, handle, Some(cap_kind::PORT), cap_rights::SEND)?;
+            match cap.object {
+                Object::Port(port) => Some((port, cap.badge)),
+                _ => return Err(Error::WrongType),
+            }
         }
     };
     k.processes
         .get_mut(&pid)
         .ok_or(Error::NotFound)?
         .fault_handler = handler;
-    Ok(0)
+    Ok(Next::Return(0))
 }
 
-pub fn exit(frame: &mut TrapFrame) -> SyscallResult {
-    {
-        let mut k = kernel();
-        let pid = k.current_pid();
-        k.end_process(pid, crate::proc::exited(frame.arg(0) as i64));
-    }
-    reschedule();
-    unreachable!("an ended process is never resumed")
+pub fn exit(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = k.current_pid();
+    k.end_process(pid, crate::proc::exited(args.word(0) as i64));
+    Ok(Next::Gone)
 }
 
 /// The caller's child `pid`, or why not.
@@ -151,61 +144,54 @@ fn child_of(k: &Kernel, caller: Pid, pid: Pid) -> Result<&Process, Error> {
     Ok(child)
 }
 
-pub fn wait(frame: &mut TrapFrame) -> SyscallResult {
-    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
-    let out = UserSlice::of::<ExitStatus>(frame.arg(1));
-    loop {
-        {
-            let mut k = kernel();
-            let caller = k.current_pid();
-            // Check the destination before waiting, so a bad pointer costs nothing.
-            k.current_space()
-                .check_access(frame.arg(1), out.len(), true)?;
-            let child = child_of(&k, caller, pid)?;
-            if let Some(status) = child.exit {
-                out.write_value(k.current_space(), &status)?;
-                k.reap(pid);
-                return Ok(0);
-            }
-            k.block_current(ThreadState::WaitingChild);
-        }
-        reschedule();
+pub fn wait(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = args.pid(0)?;
+    let out = args.user::<ExitStatus>(1);
+    let caller = k.current_pid();
+    // Check the destination before waiting, so a bad pointer costs nothing.
+    k.current_space()
+        .check_access(args.word(1), out.len(), true)?;
+    let child = child_of(k, caller, pid)?;
+    if let Some(status) = child.exit {
+        out.write_value(k.current_space(), &status)?;
+        k.reap(pid);
+        return Ok(Next::Return(0));
     }
+    // Woken when a child ends: look again.
+    Ok(Next::Block {
+        state: ThreadState::WaitingChild,
+        then: Then::Restart,
+    })
 }
 
-pub fn kill(frame: &mut TrapFrame) -> SyscallResult {
-    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
-    let killed_self = {
-        let mut k = kernel();
-        let caller = k.current_pid();
-        k.check_reach(caller, pid, cap_rights::MANAGE)?;
-        let target = &k.processes[&pid];
-        if target.is_zombie() {
-            return Err(Error::NotFound);
-        }
-        crate::kprintln!(
-            "process {} ({}) killed by process {}",
-            pid,
-            target.name,
-            caller
-        );
-        let status = ExitStatus {
-            kind: exit_kind::KILLED,
-            ..ExitStatus::default()
-        };
-        k.end_process(pid, status);
-        // Killing an ancestor ends the caller too.
-        k.processes.get(&caller).is_none_or(|p| p.is_zombie())
+pub fn kill(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = args.pid(0)?;
+    let caller = k.current_pid();
+    k.check_reach(caller, pid, cap_rights::MANAGE)?;
+    let target = &k.processes[&pid];
+    if target.is_zombie() {
+        return Err(Error::NotFound);
+    }
+    crate::kprintln!(
+        "process {} ({}) killed by process {}",
+        pid,
+        target.name,
+        caller
+    );
+    let status = ExitStatus {
+        kind: exit_kind::KILLED,
+        ..ExitStatus::default()
     };
-    if killed_self {
-        reschedule();
+    k.end_process(pid, status);
+    // Killing an ancestor ends the caller too.
+    if k.processes.get(&caller).is_none_or(|p| p.is_zombie()) {
+        return Ok(Next::Gone);
     }
-    Ok(0)
+    Ok(Next::Return(0))
 }
 
-pub fn info(frame: &mut TrapFrame) -> SyscallResult {
-    let pid = Pid::try_from(frame.arg(0)).map_err(|_| Error::NotFound)?;
-    let k = kernel();
+pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = args.pid(0)?;
     k.check_reach(k.current_pid(), pid, cap_rights::READ)?;
     let process = &k.processes[&pid];
     let mut info = ProcessInfo::empty();
@@ -224,14 +210,14 @@ pub fn info(frame: &mut TrapFrame) -> SyscallResult {
     let name = process.name.as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;
-    UserSlice::of::<ProcessInfo>(frame.arg(1)).write_value(k.current_space(), &info)?;
-    Ok(0)
+    args.user::<ProcessInfo>(1)
+        .write_value(k.current_space(), &info)?;
+    Ok(Next::Return(0))
 }
 
-pub fn list(frame: &mut TrapFrame) -> SyscallResult {
+pub fn list(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     // The whole buffer the caller declares must be writable, not just the part used now.
-    let out = UserArray::<u32>::new(frame.arg(0), frame.arg(1));
-    let k = kernel();
+    let out = UserArray::<u32>::new(args.word(0), args.word(1));
     out.check(k.current_space())?;
     let caller = k.current_pid();
     let mut pids: alloc::vec::Vec<u32> = k
@@ -241,5 +227,5 @@ pub fn list(frame: &mut TrapFrame) -> SyscallResult {
         .collect();
     pids.sort_unstable();
     out.write(k.current_space(), &pids)?;
-    Ok(pids.len())
+    Ok(Next::Return(pids.len()))
 }

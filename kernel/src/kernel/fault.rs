@@ -6,15 +6,20 @@
 //! thread (optionally at a new rip) or ends the process. Without one, or
 //! when the handler cannot take the message or dies, the process ends: the log names the
 //! fault, and the parent's `process_wait` gets the same facts.
+//!
+//! This is not a syscall handler: it runs on an exception's trap frame, so it reads and
+//! writes that frame itself, and it keeps the registers of a stopped thread, the one time
+//! all of them are saved ([`Kernel::stopped_registers`]).
 
+use super::{Kernel, kernel};
 use crate::arch::trap::{TrapFrame, exception_name};
 use crate::cap::Object;
 use crate::ipc::{Delivery, Message, ReplyRef};
-use crate::kernel::{Kernel, kernel};
-use crate::sched::thread::ThreadState;
+use crate::sched::thread::{ThreadState, Tid};
 use keel_abi::cap::rights;
 use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
-use keel_abi::{ExitStatus, exit_kind, layout, vector};
+use keel_abi::thread::{Registers, USER_FLAGS};
+use keel_abi::{Error, ExitStatus, exit_kind, layout, vector};
 
 pub fn user_fault(frame: &mut TrapFrame) {
     let address = if frame.vector == vector::PAGE_FAULT as u64 {
@@ -130,4 +135,73 @@ fn end_faulted(k: &mut Kernel, frame: &TrapFrame, status: &ExitStatus) {
     );
     let pid = k.current_pid();
     k.end_process(pid, *status);
+}
+
+impl Kernel {
+    /// The trap frame of thread `tid` if it is stopped at a fault: the only time all its
+    /// registers are saved.
+    fn stopped_frame(&mut self, tid: Tid) -> Result<&mut TrapFrame, Error> {
+        let thread = &self.threads[&tid];
+        if !matches!(thread.state, ThreadState::Faulted(_)) {
+            return Err(Error::NotStopped);
+        }
+        // SAFETY: a thread stopped at a fault is blocked in the kernel's fault path, so the
+        // top of its kernel stack holds the full frame its exception entry saved; the kernel
+        // lock, held through the returned borrow, keeps it from running meanwhile.
+        Ok(unsafe { &mut *thread.saved_user_frame() })
+    }
+
+    /// The registers of thread `tid`, stopped at a fault (`NotStopped` otherwise).
+    pub fn stopped_registers(&mut self, tid: Tid) -> Result<Registers, Error> {
+        let saved = self.stopped_frame(tid)?;
+        Ok(Registers {
+            rax: saved.rax,
+            rbx: saved.rbx,
+            rcx: saved.rcx,
+            rdx: saved.rdx,
+            rsi: saved.rsi,
+            rdi: saved.rdi,
+            rbp: saved.rbp,
+            rsp: saved.rsp,
+            r8: saved.r8,
+            r9: saved.r9,
+            r10: saved.r10,
+            r11: saved.r11,
+            r12: saved.r12,
+            r13: saved.r13,
+            r14: saved.r14,
+            r15: saved.r15,
+            rip: saved.rip,
+            rflags: saved.rflags,
+        })
+    }
+
+    /// Set the registers of thread `tid`, stopped at a fault (`NotStopped` otherwise); of
+    /// rflags only the bits user space may change.
+    pub fn set_stopped_registers(&mut self, tid: Tid, regs: &Registers) -> Result<(), Error> {
+        let saved = self.stopped_frame(tid)?;
+        let kernel_flags = saved.rflags & !USER_FLAGS;
+        *saved = TrapFrame {
+            rax: regs.rax,
+            rbx: regs.rbx,
+            rcx: regs.rcx,
+            rdx: regs.rdx,
+            rsi: regs.rsi,
+            rdi: regs.rdi,
+            rbp: regs.rbp,
+            rsp: regs.rsp,
+            r8: regs.r8,
+            r9: regs.r9,
+            r10: regs.r10,
+            r11: regs.r11,
+            r12: regs.r12,
+            r13: regs.r13,
+            r14: regs.r14,
+            r15: regs.r15,
+            rip: regs.rip,
+            rflags: kernel_flags | (regs.rflags & USER_FLAGS),
+            ..*saved
+        };
+        Ok(())
+    }
 }

@@ -3,12 +3,12 @@
 //! Every step can fail on bad input or exhausted memory; the half-built address space is then
 //! dropped, which returns every frame, so a failed spawn leaves nothing behind.
 
-use super::{MAX_PROCESSES, Pid, Process, Quota, elf};
+use super::Kernel;
 use crate::cap::space::{CapSpace, DEFAULT_SLOTS};
 use crate::cap::{Found, Object};
-use crate::kernel::Kernel;
 use crate::mm::space::AddressSpace;
 use crate::mm::{PAGE_SIZE, PhysAddr, align_up};
+use crate::proc::{MAX_PROCESSES, Pid, Process, Quota, elf};
 use crate::sched::thread::Start;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -37,7 +37,7 @@ pub struct SpawnSpec<'a> {
     /// Also give the audit-log and kernel-log capabilities (the first process).
     pub system_caps: bool,
     /// What the parent asks for the child's quota.
-    pub limits: super::quota::Limits,
+    pub limits: crate::proc::quota::Limits,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {

@@ -1,11 +1,20 @@
-//! The kernel's state, behind one lock.
+//! The kernel's state, behind one lock, and the root that ties the objects together: an
+//! operation that crosses objects (what a capability's going means for its object, an
+//! interrupt or log bytes signalled to a port) belongs here rather than in one object's
+//! module.
 //!
 //! Keel runs on one CPU and never takes interrupts in ring 0 (except while idle), so the lock
 //! is never contended; it exists so that every access is explicit. Taking it twice is a
 //! kernel bug and panics loudly instead of hanging.
 
-use crate::cap::CapTable;
+mod capability;
+pub mod fault;
+mod process;
+mod quota;
+pub mod spawn;
+
 use crate::cap::audit::AuditLog;
+use crate::cap::{CapTable, Object};
 use crate::device::Devices;
 use crate::ipc::Port;
 use crate::ipc::port::FastCounts;
@@ -75,6 +84,15 @@ pub fn kernel() -> KernelGuard {
     KernelGuard { _lock: lock, state }
 }
 
+/// The end-of-entry work for the log: if bytes arrived since last time, tell the console
+/// driver. Takes the lock only then.
+#[inline]
+pub fn announce_log() {
+    if crate::log::take_pending() {
+        kernel().signal_log();
+    }
+}
+
 /// Create the kernel state with its idle thread.
 pub fn init() {
     let mut state = Kernel {
@@ -138,6 +156,46 @@ impl Kernel {
             keel_abi::SysInfo::MemoryObjects => self.memory.len(),
             keel_abi::SysInfo::Capabilities => self.caps.total(),
             _ => 0,
+        }
+    }
+
+    /// A capability to `object` went away: what that means for the object (a reply
+    /// abandoned, a port closed or freed, memory freed, an interrupt line masked, the
+    /// console handed back). Across objects, so here at the root.
+    pub fn release_object(&mut self, object: Object) {
+        match object {
+            Object::Reply(reply) => self.abandon_reply(reply),
+            Object::Port(port) => self.port_capability_gone(port),
+            Object::Memory(mem) => {
+                if self.caps.count(object) == 0 {
+                    self.memory.remove(&mem);
+                }
+            }
+            Object::Irq(line) => self.devices.irq_released(line, &self.caps),
+            Object::IoPorts(..) => crate::device::update_console_owner(&self.caps),
+            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
+        }
+    }
+
+    /// An interrupt arrived on legacy `line`, masked until the driver acknowledges it:
+    /// notify the driver's port; a port that is gone unbinds the line, which stays masked.
+    pub fn signal_irq(&mut self, line: u8) {
+        match self.devices.irq[line as usize] {
+            Some((port, bits)) => {
+                if self.notify_port(port, bits).is_err() {
+                    self.devices.irq[line as usize] = None;
+                }
+            }
+            None => crate::kprintln!("interrupt on unbound line {line}"),
+        }
+    }
+
+    /// Tell the console driver that log bytes are waiting, if it listens.
+    pub fn signal_log(&mut self) {
+        if let Some((port, bits)) = self.devices.log
+            && self.notify_port(port, bits).is_err()
+        {
+            self.devices.log = None;
         }
     }
 
