@@ -21,13 +21,14 @@ commands:
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
   test [SUITE...]  run the in-guest test suites (default: all)
-  bench [--cycles] [--filter SUBSTR] [--compare FILE] [--check]
+  bench [--cycles] [--filter SUBSTR] [--compare FILE] [--check] [--profile]
                    run the benchmarks (tests/bench) under -icount shift=0, where figures are
                    exact instruction counts; print a table and write target/bench/latest.json.
                    --cycles: real time instead (cycles and ns; noisy under emulation)
-                   --filter: only benchmarks whose names contain SUBSTR
+                   --filter: only benchmarks whose names contain SUBSTR (NAME$: that one)
                    --compare: show the change of each median against an earlier JSON file
                    --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
+                   --profile: with --filter NAME$, instructions per operation by function
   fuzz [--calls N] [--seed S]
                    a process without rights makes N random syscalls (default 200000) with
                    edge-case arguments from seed S; passes if the kernel takes them all and,

@@ -10,6 +10,7 @@
 
 pub mod json;
 mod machine;
+mod profile;
 pub mod report;
 pub mod table;
 pub mod targets;
@@ -36,6 +37,8 @@ pub struct Options {
     pub compare: Option<PathBuf>,
     /// Check the targets and fail on any miss.
     pub check: bool,
+    /// Instructions per function instead of the table (`--profile`, with `--filter`).
+    pub profile: bool,
 }
 
 impl Options {
@@ -53,10 +56,22 @@ impl Options {
             match word {
                 "--cycles" => options.cycles = true,
                 "--check" => options.check = true,
+                "--profile" => options.profile = true,
                 "--filter" => options.filter = Some(value(word)?),
                 "--compare" => options.compare = Some(value(word)?.into()),
                 _ => return Err(format!("unknown bench option `{word}`")),
             }
+        }
+        if options.profile
+            && (options.cycles
+                || options.check
+                || options.compare.is_some()
+                || options.filter.is_none())
+        {
+            return Err(
+                "--profile takes --filter NAME (NAME$ for that one alone) and no other option"
+                    .into(),
+            );
         }
         if options.check && options.cycles {
             return Err("--check judges instruction counts: run it without --cycles".into());
@@ -94,6 +109,11 @@ pub fn latest_path() -> PathBuf {
 
 /// Run the benchmarks as `options` say; Ok(false) when `--check` found a miss.
 pub fn run(options: &Options, accel: AccelChoice) -> Result<bool> {
+    if options.profile {
+        setup::ensure(&setup::QEMU)?;
+        profile::run(options.filter.as_deref().unwrap_or_default())?;
+        return Ok(true);
+    }
     // Read the earlier report first: a bad path should not cost a whole run.
     let earlier = options.compare.as_deref().map(read_report).transpose()?;
     setup::ensure(&setup::QEMU)?;
@@ -229,8 +249,16 @@ mod tests {
                 filter: Some("port_call".into()),
                 compare: Some("old.json".into()),
                 check: true,
+                profile: false,
             })
         );
+        assert!(
+            Options::parse(&["--profile", "--filter", "null_syscall$"])
+                .unwrap()
+                .profile
+        );
+        assert!(Options::parse(&["--profile"]).is_err());
+        assert!(Options::parse(&["--profile", "--filter", "x", "--check"]).is_err());
         assert_eq!(Options::parse(&["--cycles"]).unwrap().mode(), Mode::Cycles);
         assert!(Options::parse(&["--filter"]).is_err());
         assert!(Options::parse(&["--fast"]).is_err());
