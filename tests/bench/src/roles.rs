@@ -18,6 +18,9 @@ use crate::sys::{self, FOREVER};
 pub const SERVE: &str = "serve";
 /// Answers each notification on handle 1 with a notification on handle 2.
 pub const NOTIFY_ECHO: &str = "notify-echo";
+/// Answers each notification on handle 1 with one on handle 2, signalling and waiting in one
+/// `port_signal_recv`, until [`NOTIFY_STOP`].
+pub const SIGNAL_ECHO: &str = "signal-echo";
 /// Yields for ever, counting its turns in the memory object at handle 1.
 pub const YIELD: &str = "yield";
 /// Announces itself on the bootstrap port at handle 1, then serves [`Ping`](crate::ping)
@@ -58,6 +61,7 @@ pub fn main(args: &str) -> i32 {
     let result = match role {
         SERVE => serve_process(),
         NOTIFY_ECHO => notify_echo(FIRST_CAP, FIRST_CAP + 1),
+        SIGNAL_ECHO => signal_echo(FIRST_CAP, FIRST_CAP + 1),
         YIELD => yield_forever(FIRST_CAP),
         SERVICE => crate::ping::serve(),
         IRQ => crate::benches::irq::serve(FIRST_CAP, FIRST_CAP + 1, FIRST_CAP + 2, FIRST_CAP + 3),
@@ -165,6 +169,14 @@ fn notify_echo(inbox: Handle, outbox: Handle) -> Result<(), Error> {
         }
         sys::port_notify(outbox, 1)?;
     }
+}
+
+fn signal_echo(inbox: Handle, outbox: Handle) -> Result<(), Error> {
+    let mut message = sys::port_recv(inbox, FOREVER)?;
+    while message.words[0] & NOTIFY_STOP == 0 {
+        message = sys::port_signal_recv(outbox, 1, inbox)?;
+    }
+    Ok(())
 }
 
 fn yield_forever(counter: Handle) -> Result<(), Error> {

@@ -78,6 +78,17 @@ pub fn port_recv(port: Handle, timeout_ns: u64) -> Result<Message, Error> {
     message(Syscall::PortRecv, port, timeout_ns, [0; 4])
 }
 
+/// Notifies `signal` with `bits` and waits on `port`, in one syscall.
+#[inline(always)]
+pub fn port_signal_recv(signal: Handle, bits: u64, port: Handle) -> Result<Message, Error> {
+    message(
+        Syscall::PortSignalRecv,
+        signal,
+        bits,
+        [port.into(), FOREVER, 0, 0],
+    )
+}
+
 /// Sends a call and waits for its answer.
 #[inline(always)]
 pub fn port_call(port: Handle, info: MessageInfo, words: [u64; 4]) -> Result<Message, Error> {

@@ -57,7 +57,7 @@ impl Benchmark {
 
 /// Issue 6's benchmarks first, in their old order (a figure depends a little on what ran
 /// before it in the same boot), then those issues 10 and 11 added.
-pub static ALL: [Benchmark; 18] = [
+pub static ALL: [Benchmark; 19] = [
     Benchmark::micro("null_syscall", syscall::null_syscall),
     Benchmark::micro("sys_info_pid", syscall::sys_info_pid),
     // Each sample is two switches: there and back.
@@ -111,6 +111,7 @@ pub static ALL: [Benchmark; 18] = [
         iterations: service::FEW_ITERATIONS,
         ..Benchmark::micro("service_bulk_1mib", service::bulk_1mib)
     },
+    Benchmark::micro("signal_roundtrip", notify::signal_roundtrip),
 ];
 
 /// A benchmark that cannot be written until something else exists.
