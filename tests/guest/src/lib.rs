@@ -185,7 +185,8 @@ roles! {
     /// name, have the witness killed; check that a call of a method that is not idempotent
     /// then fails with `ServerGone`, that an idempotent one reconnects by name and reaches
     /// the new start within [`system::RESTARTED_WITHIN`], and that the client's clones
-    /// share the new connection.
+    /// share the new connection; then that an idempotent call whose server is killed, and
+    /// whose next server is killed too while holding the call, reaches the third.
     WitnessRetrier = "witness-retrier",
     /// Started by the supervisor with no grants. Check that every request but `LIST` is
     /// refused (lookups of the argument and of a name nobody has, and the process and

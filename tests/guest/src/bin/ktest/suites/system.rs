@@ -23,7 +23,7 @@ use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(system:
     a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone,
-    a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart,
+    a_client_connected_by_name_retries_only_idempotent_calls_after_restarts,
     a_server_without_grants_is_refused_every_service_and_device,
     a_server_holds_exactly_the_capabilities_its_manifest_grants,
     a_server_gets_the_frame_quota_and_thread_limit_its_manifest_sets,
@@ -85,13 +85,13 @@ fn a_killed_server_fails_its_calls_comes_back_and_leaves_the_others_alone() -> R
 }
 
 /// A witness that comes back 300 ms after it ends; a client of it, connected by name, that
-/// kills it and calls on.
+/// kills it and calls on, then kills it twice under one call.
 const RETRIES: &str = "\
 keel-manifest 1
 server witness
 program kchild
 args witness-server witness
-restart always 3 300 60000
+restart always 5 300 60000
 server retrier
 program kchild
 args witness-retrier
@@ -100,8 +100,7 @@ may_kill
 restart never 0 0 0
 ";
 
-fn a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart() -> Result<(), String>
-{
+fn a_client_connected_by_name_retries_only_idempotent_calls_after_restarts() -> Result<(), String> {
     run(RETRIES, async |system: System| {
         let retrier = finished(&system, "retrier").await?;
         let witness = status(&system, "witness")?;
@@ -114,7 +113,7 @@ fn a_client_connected_by_name_retries_only_idempotent_calls_after_a_restart() ->
             expect_eq(
                 "the witness (state, restarts)",
                 (witness.state, witness.restarts),
-                (State::Running, 1),
+                (State::Running, 3),
             ),
             expect_eq("failures", system.failures(), alloc::vec![]),
         ])
