@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod chaos;
 pub mod hostile;
 pub mod services;
 pub mod system;
@@ -224,6 +225,12 @@ roles! {
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",
+    /// Started by the supervisor on the chaos manifest; argument a [`chaos::Plan`], may
+    /// kill and connect to every victim. Load every victim it has a workload for while
+    /// killing a random running victim every few milliseconds, KILLS times; then read back
+    /// every acknowledged write. Print the figures and every failure (which call, after
+    /// which kill); exit 0 only if no idempotent call failed and no write was lost.
+    Chaos = "chaos",
 }
 
 /// Message labels the roles use.

@@ -7,6 +7,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::pin;
 use core::time::Duration;
@@ -14,7 +15,7 @@ use core::time::Duration;
 use futures_util::future::{Either, select};
 use keel_abi::vector;
 use keel_guest_tests::UNMAPPED_ADDR;
-use keel_init::{State, Status, System};
+use keel_init::{Server, State, Status, System};
 use keel_rt::executor;
 use keel_rt::process::Exit;
 
@@ -254,28 +255,41 @@ where
     F: Future<Output = Result<(), String>>,
 {
     let servers = keel_manifest::parse(manifest).context("parsing the test's manifest")?;
+    supervise(servers, SCENARIO_LIMIT, scenario)
+}
+
+/// Runs a system of `servers` until `scenario` finishes or `limit` passes, then shuts it
+/// down; the scenario's verdict.
+pub fn supervise<F>(
+    servers: Vec<Server>,
+    limit: Duration,
+    scenario: impl FnOnce(System) -> F,
+) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
     executor::block_on(async {
         let system = System::new(servers);
         system.start_all();
-        let scenario = pin!(executor::timeout(SCENARIO_LIMIT, scenario(system.clone())));
+        let scenario = pin!(executor::timeout(limit, scenario(system.clone())));
         let verdict = match select(pin!(system.run()), scenario).await {
             Either::Left((poweroff, _)) => Err(format!("{} asked for a poweroff", poweroff.by)),
             Either::Right((Ok(verdict), _)) => verdict,
-            Either::Right((Err(_), _)) => Err(format!("not done within {SCENARIO_LIMIT:?}")),
+            Either::Right((Err(_), _)) => Err(format!("not done within {limit:?}")),
         };
         system.shutdown().await;
         verdict
     })
 }
 
-fn status(system: &System, name: &str) -> Result<Status, String> {
+pub fn status(system: &System, name: &str) -> Result<Status, String> {
     system
         .status(name)
         .context(&format!("the status of {name}"))
 }
 
 /// `name`'s status once it has ended for good.
-async fn finished(system: &System, name: &str) -> Result<Status, String> {
+pub async fn finished(system: &System, name: &str) -> Result<Status, String> {
     system
         .until(|system| system.status(name).is_some_and(|s| s.state.is_final()))
         .await;
