@@ -149,9 +149,10 @@ async fn campaign(plan: Plan) -> i32 {
     kill(&campaign, &plan).await;
     let killing = time::uptime() - start;
     campaign.over.set(true);
-    let mut idempotent = 0;
+    let (mut calls, mut idempotent) = (0, 0);
     for (victim, load) in loads {
         let figures = load.await;
+        calls += figures.idempotent + figures.other;
         idempotent += figures.idempotent;
         println!(
             "chaos: {victim}: {} idempotent calls, {} others ({} lost to kills, not retried by design){}",
@@ -160,7 +161,7 @@ async fn campaign(plan: Plan) -> i32 {
     }
     let failures = campaign.failures.borrow();
     println!(
-        "chaos: {} kills of {} in {} ms (seed {:#x}); {idempotent} idempotent calls, {} failed; {} acknowledged writes lost; {} failures in all",
+        "chaos: {} kills of {} in {} ms (seed {:#x}); {calls} calls, {idempotent} of them idempotent, {} of those failed; {} acknowledged writes lost; {} failures in all",
         campaign.kills.get(),
         plan.victims.join(" "),
         killing.as_millis(),
