@@ -159,6 +159,16 @@ async fn campaign(plan: Plan) -> i32 {
             figures.idempotent, figures.other, figures.lost_to_kills, figures.notes
         );
     }
+    // Every victim, loaded or not, must serve again: its service registered.
+    for victim in &plan.victims {
+        match names::lookup(victim) {
+            Ok(port) => drop(port.delete()),
+            Err(error) => {
+                let what = format!("{victim} did not come back after the kills: {error}");
+                campaign.fail(Fault::Other, victim, what);
+            }
+        }
+    }
     let failures = campaign.failures.borrow();
     println!(
         "chaos: {} kills of {} in {} ms (seed {:#x}); {calls} calls, {idempotent} of them idempotent, {} of those failed; {} acknowledged writes lost; {} failures in all",
