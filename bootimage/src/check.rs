@@ -27,6 +27,7 @@ pub const SUITES: &[&str] = &[
     "console",
     "hardening",
     "fuzz",
+    "chaos",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -34,6 +35,17 @@ pub const SUITES: &[&str] = &[
 pub const IPC_SUITES: &[&str] = &["ipc_messages", "exception_handlers", "threads", "services"];
 /// What names a suite's boot with the fast path off.
 pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
+
+/// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
+const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
+
+/// A suite's check: [`Check::suite`], or for a campaign its default run.
+pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
+    match suite {
+        crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
+        _ => Ok(Check::suite(suite, accel)),
+    }
+}
 
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,12 +78,14 @@ pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
 /// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it. The guest
 /// may ask for input (`qemu::TYPE_REQUEST`).
 pub fn suite_qemu(boot: Boot, accel: Accel) -> Qemu {
-    let console = Console::Scripted {
-        timeout: SUITE_TIMEOUT,
-    };
+    campaign_qemu(boot, accel, SUITE_TIMEOUT)
+}
+
+/// [`suite_qemu`] for a campaign whose length its options set: its own `timeout`.
+pub fn campaign_qemu(boot: Boot, accel: Accel, timeout: Duration) -> Qemu {
     Qemu {
         typist: true,
-        ..Qemu::new(boot, accel, console)
+        ..Qemu::new(boot, accel, Console::Scripted { timeout })
     }
 }
 
@@ -212,8 +226,8 @@ pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
 
 fn run_check(check: &Check) -> Outcome {
     let on_line = &mut |line: &crate::qemu::SerialLine| {
-        // The fuzz campaign's figures too: they are what it reports.
-        if is_test_line(&line.text) || line.text.starts_with("fuzz: ") {
+        // The campaigns' figures too: they are what they report.
+        if is_test_line(&line.text) || CAMPAIGNS.iter().any(|c| line.text.starts_with(c)) {
             println!("{}", line.text);
         }
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::check::{self, Check, Expect};
 use crate::image::Image;
-use crate::qemu::{Accel, Boot, Console, Qemu};
+use crate::qemu::{Accel, Boot};
 
 /// What `cargo boot fuzz` was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,11 +15,14 @@ pub struct Options {
     pub seed: u64,
 }
 
+/// The seed when none is given.
+pub const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             calls: 200_000,
-            seed: 0x9e37_79b9_7f4a_7c15,
+            seed: SEED,
         }
     }
 }
@@ -31,17 +34,11 @@ const SLOWEST_CALLS_PER_SECOND: u64 = 5_000;
 impl Options {
     pub fn parse(words: &[&str]) -> Result<Options, String> {
         let mut options = Options::default();
-        let mut words = words.iter();
-        while let Some(&word) = words.next() {
-            let value = words
-                .next()
-                .ok_or_else(|| format!("{word} needs a value"))?;
-            let number =
-                parse_number(value).ok_or_else(|| format!("{word}: `{value}` is not a number"))?;
-            match word {
+        for (flag, number) in numeric_flags(words)? {
+            match flag {
                 "--calls" => options.calls = number,
                 "--seed" => options.seed = number,
-                _ => return Err(format!("unknown fuzz option `{word}`")),
+                _ => return Err(format!("unknown fuzz option `{flag}`")),
             }
         }
         if options.calls == 0 {
@@ -57,13 +54,24 @@ impl Options {
             check::SUITE_TIMEOUT + Duration::from_secs(self.calls / SLOWEST_CALLS_PER_SECOND);
         Check {
             name: "fuzz".into(),
-            qemu: Qemu {
-                typist: true,
-                ..Qemu::new(Boot::Direct(image), accel, Console::Scripted { timeout })
-            },
+            qemu: check::campaign_qemu(Boot::Direct(image), accel, timeout),
             expect: Expect::suite(),
         }
     }
+}
+
+/// `--flag NUMBER` pairs, in order: a campaign's options.
+pub(crate) fn numeric_flags<'a>(words: &[&'a str]) -> Result<Vec<(&'a str, u64)>, String> {
+    words
+        .chunks(2)
+        .map(|pair| match *pair {
+            [flag, value] => parse_number(value)
+                .map(|number| (flag, number))
+                .ok_or_else(|| format!("{flag}: `{value}` is not a number")),
+            [flag] => Err(format!("{flag} needs a value")),
+            _ => unreachable!("chunks of two"),
+        })
+        .collect()
 }
 
 /// A decimal number, or a hexadecimal one with `0x`; `_` separators allowed.

@@ -5,6 +5,7 @@
 //! library, so a boot from the command line and a boot from `cargo test` are the same boot.
 
 pub mod bench;
+pub mod chaos;
 pub mod check;
 mod error;
 pub mod fuzz;

@@ -8,7 +8,7 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, fuzz, guest, iso, manifest, setup};
+use bootimage::{Error, Result, chaos, fuzz, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -34,6 +34,12 @@ commands:
                    edge-case arguments from seed S; passes if the kernel takes them all and,
                    once that process has ended, free frames and every kernel object count
                    are as before. Prints the calls and refusals by error
+  chaos [--kills N] [--seed S]
+                   kills a random restartable server of system.toml N times (default 50),
+                   every few milliseconds, while clients call kv, hello and the console;
+                   passes if no idempotent call failed, every write kv acknowledged reads
+                   back, and once the system is shut down every frame is back. Prints the
+                   kills, calls, failures, restarts and frames
   help             this text
 ";
 
@@ -46,6 +52,7 @@ enum Command {
     Test(Vec<String>),
     Bench(bench::Options),
     Fuzz(fuzz::Options),
+    Chaos(chaos::Options),
 }
 
 /// The command, or `None` for help.
@@ -59,6 +66,7 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
+        ["chaos", options @ ..] => Command::Chaos(chaos::Options::parse(options)?),
         ["help" | "--help" | "-h"] => return Ok(None),
         _ => return Err(format!("unknown arguments: {}", args.join(" "))),
     }))
@@ -115,13 +123,17 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Test(suites) => run_suites(&suites, accel),
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
-        Command::Fuzz(options) => {
-            setup::ensure(&setup::QEMU)?;
-            guest::build(guest::TEST_PACKAGES)?;
-            let outcomes = check::run_checks(&[options.check(accel.accel)], 1);
-            Ok(exit_code(check::print_summary("bootimage", &outcomes)))
-        }
+        Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
+        Command::Chaos(options) => campaign(|| options.check(accel.accel)),
     }
+}
+
+/// A campaign: one suite boot with the options asked for, built once the guest is.
+fn campaign(check: impl FnOnce() -> Result<Check>) -> Result<ExitCode> {
+    setup::ensure(&setup::QEMU)?;
+    guest::build(guest::TEST_PACKAGES)?;
+    let outcomes = check::run_checks(&[check()?], 1);
+    Ok(exit_code(check::print_summary("bootimage", &outcomes)))
 }
 
 fn build_demo_iso(tour: bool) -> Result<std::path::PathBuf> {
@@ -207,8 +219,8 @@ fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
     guest::build(guest::TEST_PACKAGES)?;
     let checks: Vec<Check> = selected
         .iter()
-        .map(|suite| Check::suite(suite, accel.accel))
-        .collect();
+        .map(|suite| check::suite_check(suite, accel.accel))
+        .collect::<Result<_>>()?;
     let outcomes = check::run_checks(&checks, check::PARALLEL);
     let passed = check::print_summary("bootimage", &outcomes);
     Ok(exit_code(passed))
@@ -256,6 +268,13 @@ mod tests {
             })))
         );
         assert!(parse_words("bench --fast").is_err());
+        assert_eq!(
+            parse_words("chaos --kills 1000"),
+            Ok(Some(Command::Chaos(chaos::Options {
+                kills: 1000,
+                ..chaos::Options::default()
+            })))
+        );
         assert_eq!(
             parse_words("fuzz --calls 1000"),
             Ok(Some(Command::Fuzz(fuzz::Options {

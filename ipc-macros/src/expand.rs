@@ -111,7 +111,8 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
          be carried out.\n\n\
          A client made with `connect_named` reconnects by that name when its server is \
          gone, for calls of `#[idempotent]` methods only: such a call that fails with \
-         `ServerGone` is sent once more, to the server now registered under the name. \
+         `ServerGone` is sent again, to the server now registered under the name (and again \
+         if that one dies too, a few times). \
          Other calls, and every call of a client made with `connect`, return the error."
     );
     quote! {
@@ -144,7 +145,7 @@ fn client(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
             /// Connect to the service registered as `name` with the name service, if the
             /// system manifest lets this process reach it. The client remembers `name`:
             /// when its server is gone, an idempotent call reconnects through it (the
-            /// lookup waits for a restarting server) and is sent once more.
+            /// lookup waits for a restarting server) and is sent again.
             pub fn connect_named(
                 name: &str,
             ) -> ::core::result::Result<Self, ::keel_rt::service::TransportError> {
@@ -200,7 +201,7 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
         quote! {
             #[doc = ""]
             #[doc = " Idempotent: when the server is gone, a client connected by name"]
-            #[doc = " reconnects and sends the call once more."]
+            #[doc = " reconnects and sends the call again."]
         }
     });
     quote! {

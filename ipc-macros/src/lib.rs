@@ -94,8 +94,8 @@ use proc_macro::TokenStream;
 /// Marks a method that is safe to run twice. The marker is recorded (`IDEMPOTENT`,
 /// `is_idempotent`) and applied: when a call of an idempotent method fails with
 /// `ServerGone` and the client was made with `connect_named`, the client looks the name up
-/// again (the lookup waits for a restarting server), reconnects, and sends the call once
-/// more, to the new server. Calls of other methods return `ServerGone`: the dead server
+/// again (the lookup waits for a restarting server), reconnects, and sends the call again,
+/// to the new server (and again after each new server that dies in turn, a few times). Calls of other methods return `ServerGone`: the dead server
 /// may have run them. A client made with `connect(port)` cannot reconnect, and returns
 /// `ServerGone` for every method.
 ///

@@ -65,7 +65,7 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
         }
         name => match name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
             Some(suite) => Check::suite_general_path(suite, accel),
-            None => Check::suite(name, accel),
+            None => check::suite_check(name, accel)?,
         },
     })
 }

@@ -7,14 +7,8 @@
 extern crate alloc;
 
 use alloc::{format, string::String};
+use hello_service::{Hello, HelloClient, serve_hello};
 use keel_rt::{bootstrap, executor, names, println, process};
-
-#[keel_rt::service]
-pub trait Hello {
-    /// A greeting for `name`.
-    #[idempotent]
-    async fn greet(&self, name: &str) -> String;
-}
 
 struct Greeter;
 
@@ -29,9 +23,8 @@ keel_rt::async_entry!(main);
 async fn main(args: &'static str) -> i32 {
     let (role, name) = args.split_once(' ').unwrap_or((args, ""));
     match role {
-        "server" => {
-            names::register("hello", executor::wake::port()).expect("hello-service: registering")
-        }
+        "server" => names::register(hello_service::NAME, executor::wake::port())
+            .expect("hello-service: registering"),
         // Started by a program other than init (the `services` suite): its port goes back
         // through the bootstrap port it was given.
         "announce" => bootstrap::announce().expect("hello-service: announcing"),
@@ -40,7 +33,7 @@ async fn main(args: &'static str) -> i32 {
     if role == "server" || role == "announce" {
         serve_hello(Greeter).await
     }
-    let hello = HelloClient::connect_named("hello").expect("hello-service: connecting");
+    let hello = HelloClient::connect_named(hello_service::NAME).expect("hello-service: connecting");
     match hello.greet(name).await {
         Ok(greeting) => {
             println!("hello-service: pid {} got {greeting:?}", process::id());

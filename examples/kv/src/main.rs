@@ -8,28 +8,8 @@ extern crate alloc;
 
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use core::cell::RefCell;
-use keel_rt::{bootstrap, executor, names, println, serde::Deserialize, serde::Serialize};
-
-/// The store's own errors, apart from the transport's.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-#[serde(crate = "keel_rt::serde")]
-pub enum KvError {
-    NotFound,
-    TooLarge,
-}
-
-#[keel_rt::service]
-pub trait Kv {
-    #[idempotent]
-    async fn get(&self, key: &str) -> Result<Vec<u8>, KvError>;
-    /// Idempotent: storing the same value again changes nothing.
-    #[idempotent]
-    async fn put(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
-    /// Not idempotent: deleting a key again is `NotFound`.
-    async fn delete(&self, key: &str) -> Result<(), KvError>;
-    #[idempotent]
-    async fn list(&self) -> Vec<String>;
-}
+use keel_rt::{bootstrap, executor, names, println};
+use kv::{Kv, KvClient, KvError, serve_kv};
 
 /// No method awaits while it holds the map, so concurrent calls never clash on the RefCell.
 struct Store(RefCell<BTreeMap<String, Vec<u8>>>);
@@ -66,7 +46,7 @@ keel_rt::async_entry!(main);
 
 async fn main(role: &'static str) -> i32 {
     match role {
-        "server" => names::register("kv", executor::wake::port()).expect("kv: registering"),
+        "server" => names::register(kv::NAME, executor::wake::port()).expect("kv: registering"),
         // Started by a program other than init (the `services` suite): its port goes back
         // through the bootstrap port it was given.
         "announce" => bootstrap::announce().expect("kv: announcing"),
@@ -75,7 +55,7 @@ async fn main(role: &'static str) -> i32 {
     if role == "server" || role == "announce" {
         serve_kv(Store(RefCell::default())).await
     }
-    let kv = KvClient::connect_named("kv").expect("kv: connecting to the server");
+    let kv = KvClient::connect_named(kv::NAME).expect("kv: connecting to the server");
     expect!(kv.put("name", b"keel"), Ok(()));
     expect!(kv.put("big", &[0; 1025]), Err(KvError::TooLarge));
     expect!(kv.get("name"), Ok(b"keel".to_vec()));

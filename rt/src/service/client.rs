@@ -5,7 +5,8 @@
 //! at a time: the channel to one start of the server, with its rings, arena and reader
 //! task. When a call of an idempotent method fails with `ServerGone` and the connection
 //! was made by name, [`Connection::invoke`] looks the name up again, swaps in a link to the
-//! new start, and sends the call once more; every clone then uses the new link. The old
+//! new start, and sends the call again (a few times, if new starts die too); every clone
+//! then uses the new link. The old
 //! link lives on only while something (a call that already failed, a [`Bulk`]) holds it.
 
 use alloc::rc::{Rc, Weak};
@@ -36,6 +37,9 @@ const LIVENESS_PROBE: Duration = Duration::from_millis(20);
 /// drops a registration only once it has reaped the server, which may be just after the
 /// client noticed. As long as init's own wait for a restarting server (docs/SYSTEM.md).
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
+/// How many times an idempotent call is sent again, each time to a new start of its
+/// server, before its `ServerGone` stands.
+const MAX_RETRIES: usize = 8;
 /// The pause between lookups that found only the dead server.
 const STALE_LOOKUP_PAUSE: Duration = Duration::from_millis(5);
 
@@ -178,8 +182,9 @@ impl Connection {
     ///
     /// When the call fails with `ServerGone`, `idempotent` is true and the connection was
     /// made by name, the connection reconnects through the name service (whose lookup
-    /// waits for a restarting server) and the call is built and sent once more, to the new
-    /// server. Otherwise, or when no new server can be reached, the error is returned.
+    /// waits for a restarting server) and the call is built and sent again, to the new
+    /// server; and again after each new server that dies in turn, up to [`MAX_RETRIES`]
+    /// times. Otherwise, or when no new server can be reached, the error is returned.
     pub async fn invoke<A, F, R>(
         &self,
         method: u32,
@@ -191,23 +196,29 @@ impl Connection {
         F: Fn(&Connection) -> Result<A, TransportError>,
         R: DeserializeOwned,
     {
-        let link = self.link();
-        let first = self.attempt(&link, method, &arguments).await;
-        let retry = matches!(first, Err(Attempt::Sending(TransportError::ServerGone)))
-            && idempotent
-            && self.0.name.is_some();
-        if !retry {
-            return first.map_err(Attempt::into_error);
+        let mut link = self.link();
+        let mut outcome = self.attempt(&link, method, &arguments).await;
+        // A new server killed while the call was sent again is one more restart to get
+        // across, not a failure (the chaos campaign found it): so again, up to a bound.
+        for _ in 0..MAX_RETRIES {
+            let retry = matches!(outcome, Err(Attempt::Sending(TransportError::ServerGone)))
+                && idempotent
+                && self.0.name.is_some();
+            if !retry {
+                break;
+            }
+            if self.reconnect(&link).await.is_err() {
+                return Err(TransportError::ServerGone);
+            }
+            link = self.link();
+            outcome = match self.attempt(&link, method, &arguments).await {
+                // Arguments that built the first time and not now hold a `Bulk` of the old
+                // link, which cannot travel on the new one: the call stays failed as it was.
+                Err(Attempt::Building(_)) => return Err(TransportError::ServerGone),
+                outcome => outcome,
+            };
         }
-        if self.reconnect(&link).await.is_err() {
-            return Err(TransportError::ServerGone);
-        }
-        match self.attempt(&self.link(), method, &arguments).await {
-            // Arguments that built the first time and not now hold a `Bulk` of the old
-            // link, which cannot travel on the new one: the call stays failed as it was.
-            Err(Attempt::Building(_)) => Err(TransportError::ServerGone),
-            outcome => outcome.map_err(Attempt::into_error),
-        }
+        outcome.map_err(Attempt::into_error)
     }
 
     /// Build, encode and send the call on `link`, the current one, keeping the built

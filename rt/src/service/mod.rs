@@ -15,7 +15,7 @@
 //!
 //! A connection made by name ([`Connection::connect_named`]) survives its server: an
 //! idempotent call that finds the server gone reconnects through the name service and is
-//! sent once more ([`Connection::invoke`]).
+//! sent again ([`Connection::invoke`]).
 //!
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.

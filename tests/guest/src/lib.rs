@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod chaos;
 pub mod hostile;
 pub mod services;
 pub mod system;
@@ -185,7 +186,8 @@ roles! {
     /// name, have the witness killed; check that a call of a method that is not idempotent
     /// then fails with `ServerGone`, that an idempotent one reconnects by name and reaches
     /// the new start within [`system::RESTARTED_WITHIN`], and that the client's clones
-    /// share the new connection.
+    /// share the new connection; then that an idempotent call whose server is killed, and
+    /// whose next server is killed too while holding the call, reaches the third.
     WitnessRetrier = "witness-retrier",
     /// Started by the supervisor with no grants. Check that every request but `LIST` is
     /// refused (lookups of the argument and of a name nobody has, and the process and
@@ -223,6 +225,12 @@ roles! {
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",
+    /// Started by the supervisor on the chaos manifest; argument a [`chaos::Plan`], may
+    /// kill and connect to every victim. Load every victim it has a workload for while
+    /// killing a random running victim every few milliseconds, KILLS times; then read back
+    /// every acknowledged write. Print the figures and every failure (which call, after
+    /// which kill); exit 0 only if no idempotent call failed and no write was lost.
+    Chaos = "chaos",
 }
 
 /// Message labels the roles use.

@@ -16,6 +16,10 @@ pub trait Witness {
     /// The server's pid, and how many calls of `who` it answered before this one.
     #[idempotent]
     async fn who(&self) -> (u32, u64);
+    /// The server's pid, answered `ms` milliseconds after the call came: an idempotent
+    /// call in flight for that long.
+    #[idempotent]
+    async fn who_later(&self, ms: u64) -> u32;
     /// Never answers: a call in flight for as long as the server lives.
     async fn hold(&self);
     /// Counts this call; how many this start of the server has counted. Running it twice

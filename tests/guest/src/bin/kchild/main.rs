@@ -2,14 +2,15 @@
 //! the test process. The roles are listed in [`keel_guest_tests::Role`]; those about
 //! messages live in [`ipc`], those about capabilities and shared pages in [`caps`], the
 //! process that handles its own faults in [`fault`], the service server in [`services`], the
-//! hostile service client in [`ring_fuzz`], and those the `system` suite's manifests start
-//! in [`system`].
+//! hostile service client in [`ring_fuzz`], those the `system` suite's manifests start
+//! in [`system`], and the chaos campaign's driver in [`chaos`].
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod caps;
+mod chaos;
 mod fault;
 mod fuzz;
 mod hostile;
@@ -169,6 +170,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         },
         Role::Breeder => hostile::breeder(arg),
         Role::Hog => hostile::hog(arg),
+        Role::Chaos => chaos::chaos(arg),
     }
 }
 

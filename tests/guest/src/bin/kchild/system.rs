@@ -40,6 +40,11 @@ impl Witness for Server {
         (process::id(), calls)
     }
 
+    async fn who_later(&self, ms: u64) -> u32 {
+        executor::sleep(Duration::from_millis(ms)).await;
+        process::id()
+    }
+
     async fn hold(&self) {
         core::future::pending().await
     }
@@ -185,7 +190,45 @@ async fn retry_through_a_restart() -> Result<i32, Failure> {
         witness.count().await,
         Ok(1),
     )?;
+    retry_through_two_restarts(&witness, second_pid).await?;
     Ok(0)
+}
+
+/// How long the witness takes to answer the call that is to meet two kills.
+const SLOW_ANSWER: Duration = Duration::from_millis(600);
+
+/// An idempotent call whose server dies, and whose new server dies too while the call is
+/// sent again, reaches the third: each restart is one more to get across.
+async fn retry_through_two_restarts(witness: &WitnessClient, pid: u32) -> Result<(), Failure> {
+    let call = executor::spawn({
+        let witness = witness.clone();
+        async move { witness.who_later(SLOW_ANSWER.as_millis() as u64).await }
+    });
+    executor::sleep(Duration::from_millis(50)).await;
+    names::kill("witness").or_setup("killing the witness through init")?;
+    // The call goes again to the next start; kill that one too while it holds the call.
+    let next = next_start(pid).await?;
+    executor::sleep(SLOW_ANSWER / 4).await;
+    names::kill("witness").or_setup("killing the witness's next start")?;
+    let last = next_start(next).await?;
+    expect_eq("the call's answer", call.await, Ok(last))
+}
+
+/// The pid of the witness's start after the one of `pid`, once it runs.
+async fn next_start(pid: u32) -> Result<u32, Failure> {
+    let deadline = time::uptime() + RESTARTED_WITHIN * 2;
+    while time::uptime() < deadline {
+        let listed = names::list().or_setup("listing")?;
+        if let Some(now) = listed
+            .iter()
+            .find(|l| l.name == "witness" && l.state == "running")
+            && now.pid != pid
+        {
+            return Ok(now.pid);
+        }
+        executor::sleep(Duration::from_millis(5)).await;
+    }
+    Err(Failure::check("the witness did not come back"))
 }
 
 /// Calls `steady` until its start of `pid` has answered a while, checking each answer

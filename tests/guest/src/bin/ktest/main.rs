@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+mod audit;
 mod check;
 mod child;
 mod elf;

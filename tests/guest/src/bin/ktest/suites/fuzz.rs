@@ -11,12 +11,13 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use keel_abi::layout::PAGE_SIZE;
-use keel_abi::{Error, SysInfo, prot};
+use keel_abi::{Error, prot};
 use keel_guest_tests::Role;
 use keel_rt::mem::Memory;
 use keel_rt::process::{self, Exit, Spawn};
-use keel_rt::{println, sys, time};
+use keel_rt::{println, time};
 
+use crate::audit::Audit;
 use crate::check::{Context, all, ensure, expect_eq};
 use crate::child;
 use crate::runner::{Suite, suite};
@@ -49,55 +50,6 @@ fn campaign() -> Result<(u64, u64), String> {
         None => Ok(default),
     };
     Ok((number(CALLS)?, number(SEED)?))
-}
-
-/// What must be the same before and after a fuzzer's life.
-#[derive(Debug, PartialEq, Eq)]
-struct Audit {
-    free_frames: usize,
-    processes: usize,
-    threads: usize,
-    ports: usize,
-    memory_objects: usize,
-    capabilities: usize,
-    /// This process's capability slots, kernel bytes and frames.
-    own: (u64, u64, u64),
-}
-
-impl Audit {
-    /// `figure a -> b` for each figure.
-    fn compare(&self, after: &Audit) -> String {
-        let figures = [
-            ("free frames", self.free_frames, after.free_frames),
-            ("processes", self.processes, after.processes),
-            ("threads", self.threads, after.threads),
-            ("ports", self.ports, after.ports),
-            ("memory objects", self.memory_objects, after.memory_objects),
-            ("capabilities", self.capabilities, after.capabilities),
-            ("ktest's slots", self.own.0 as usize, after.own.0 as usize),
-            ("kernel bytes", self.own.1 as usize, after.own.1 as usize),
-            ("frames", self.own.2 as usize, after.own.2 as usize),
-        ];
-        let parts: Vec<String> = figures
-            .iter()
-            .map(|(what, a, b)| format!("{what} {a} -> {b}"))
-            .collect();
-        parts.join(", ")
-    }
-
-    fn take() -> Result<Audit, String> {
-        let figure = |what| sys::sys_info(what).context(&format!("sys_info({what:?})"));
-        let own = sys::ipc::resources().context("resources")?;
-        Ok(Audit {
-            free_frames: figure(SysInfo::FreeFrames)?,
-            processes: figure(SysInfo::Processes)?,
-            threads: figure(SysInfo::Threads)?,
-            ports: figure(SysInfo::Ports)?,
-            memory_objects: figure(SysInfo::MemoryObjects)?,
-            capabilities: figure(SysInfo::Capabilities)?,
-            own: (own.cap_slots_used, own.kernel_bytes_used, own.frames_used),
-        })
-    }
 }
 
 fn random_syscalls_leave_nothing_behind() -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! The test suites, one module each; `ktest NAME` runs the suite called NAME.
 
 mod capabilities;
+mod chaos;
 mod console;
 mod exception_handlers;
 mod faults;
@@ -34,4 +35,5 @@ pub const ALL: &[Suite] = &[
     console::SUITE,
     hardening::SUITE,
     fuzz::SUITE,
+    chaos::SUITE,
 ];
