@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod check;
 mod error;
 pub mod fuzz;
+pub mod gdb;
 pub mod guest;
 pub mod image;
 pub mod iso;

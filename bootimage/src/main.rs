@@ -8,7 +8,7 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, fuzz, guest, iso, manifest, setup};
+use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -40,6 +40,9 @@ commands:
                    passes if no idempotent call failed, every write kv acknowledged reads
                    back, and once the system is shut down every frame is back. Prints the
                    kills, calls, failures, restarts and frames
+  gdb [PROGRAM]    the demo under QEMU's gdb stub, halted at the start; writes
+                   target/gdb/keel.gdb (connect, the kernel's symbols and PROGRAM's) and
+                   prints the gdb command to run in another terminal (docs/DEBUGGING.md)
   help             this text
 ";
 
@@ -53,6 +56,7 @@ enum Command {
     Bench(bench::Options),
     Fuzz(fuzz::Options),
     Chaos(chaos::Options),
+    Gdb(Option<String>),
 }
 
 /// The command, or `None` for help.
@@ -67,6 +71,8 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
         ["chaos", options @ ..] => Command::Chaos(chaos::Options::parse(options)?),
+        ["gdb"] => Command::Gdb(None),
+        ["gdb", program] => Command::Gdb(Some(program.to_string())),
         ["help" | "--help" | "-h"] => return Ok(None),
         _ => return Err(format!("unknown arguments: {}", args.join(" "))),
     }))
@@ -125,6 +131,7 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
         Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
         Command::Chaos(options) => campaign(|| options.check(accel.accel)),
+        Command::Gdb(program) => gdb::run(program.as_deref()),
     }
 }
 

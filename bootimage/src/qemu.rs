@@ -111,6 +111,8 @@ pub struct Qemu {
     /// Scripted runs only: answer each serial line carrying [`TYPE_REQUEST`] by typing
     /// the bytes it names into the serial line, as a person at the keyboard would.
     pub typist: bool,
+    /// Listen for gdb on this loopback port and wait for it before the first instruction.
+    pub gdb: Option<u16>,
 }
 
 /// How the guest asks the host to type: this, then the bytes in hex (`KEEL TYPE 6c730d`
@@ -162,6 +164,7 @@ impl Qemu {
             icount: false,
             echo: false,
             typist: false,
+            gdb: None,
         }
     }
 
@@ -187,6 +190,9 @@ impl Qemu {
         match &self.boot {
             Boot::Direct(image) => args.extend(image.qemu_args()?),
             Boot::Cdrom(iso) => args.extend(["-cdrom".to_owned(), utf8(iso)?.to_owned()]),
+        }
+        if let Some(port) = self.gdb {
+            args.extend(["-gdb".to_owned(), format!("tcp:127.0.0.1:{port}"), "-S".to_owned()]);
         }
         Ok(args)
     }

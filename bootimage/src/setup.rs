@@ -33,6 +33,14 @@ pub const QEMU: Tools = Tools {
     packages: &["qemu-system-x86"],
 };
 
+/// For `cargo boot gdb`'s test, which drives gdb in batch mode.
+pub const GDB: Tools = Tools {
+    what: "gdb",
+    programs: &["gdb"],
+    files: &[],
+    packages: &["gdb"],
+};
+
 /// grub-mkrescue lives in grub-common, but it can only build a BIOS-bootable ISO when the
 /// i386-pc modules (grub-pc-bin) are there too; it also runs xorriso and mformat.
 pub const GRUB: Tools = Tools {

@@ -40,7 +40,11 @@ pub struct StartInfo {
     pub cap_count: u64,
     pub args: [u8; ARGS_LEN],
     pub modules: [BootModule; MAX_MODULES],
-    pub _pad: [u8; START_INFO_SIZE - 32 - ARGS_LEN - MAX_MODULES * 256],
+    /// The process's name (its program's, as spawned), `name_len` bytes, NUL-padded: also
+    /// what a debugger checks to stop in one process of several that share addresses.
+    pub name_len: u64,
+    pub name: [u8; NAME_LEN],
+    pub _pad: [u8; START_INFO_SIZE - 40 - NAME_LEN - ARGS_LEN - MAX_MODULES * 256],
 }
 
 /// What a process finds at [`CLOCK_ADDR`]: the timer, kept up to date by the kernel, so

@@ -53,6 +53,7 @@ fn start_info(pid: Pid, spec: &SpawnSpec, module_addrs: &[usize]) -> Box<StartIn
     info.magic = layout::START_INFO_MAGIC;
     info.pid = pid;
     info.args_len = copy_str(&mut info.args, spec.args) as u64;
+    info.name_len = copy_str(&mut info.name, spec.name.as_bytes()) as u64;
     for ((slot, module), &addr) in info.modules.iter_mut().zip(spec.modules).zip(module_addrs) {
         *slot = BootModule::EMPTY;
         slot.addr = addr as u64;
