@@ -266,6 +266,9 @@ fn report(check: &Check, run: &Run, failures: &[String]) {
     );
     for line in &run.lines {
         println!("{}", line.text);
+        if let Some(named) = crate::symbols::annotate(&line.text) {
+            println!("{}", named.join("\n"));
+        }
     }
     if !run.stderr.trim().is_empty() {
         println!(

@@ -108,7 +108,10 @@ pub fn run(program: Option<&str>) -> Result<ExitCode> {
     );
     let run = qemu.run(&mut |_| {})?;
     // A gdb `kill` and Ctrl-A X both end QEMU without a status of the guest's.
-    println!("bootimage: QEMU ended after {:.1} s", run.elapsed.as_secs_f64());
+    println!(
+        "bootimage: QEMU ended after {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod qemu;
 pub mod setup;
 pub mod status;
+pub mod symbols;
 
 use std::path::Path;
 

@@ -192,7 +192,11 @@ impl Qemu {
             Boot::Cdrom(iso) => args.extend(["-cdrom".to_owned(), utf8(iso)?.to_owned()]),
         }
         if let Some(port) = self.gdb {
-            args.extend(["-gdb".to_owned(), format!("tcp:127.0.0.1:{port}"), "-S".to_owned()]);
+            args.extend([
+                "-gdb".to_owned(),
+                format!("tcp:127.0.0.1:{port}"),
+                "-S".to_owned(),
+            ]);
         }
         Ok(args)
     }
@@ -324,7 +328,11 @@ fn read_serial(mut from: impl Read, start: Instant, echo: bool, lines: Sender<Se
         }
         for &byte in chunk {
             if byte == b'\n' {
-                let _ = lines.send(line(&pending));
+                let complete = line(&pending);
+                if echo && let Some(named) = crate::symbols::annotate(&complete.text) {
+                    println!("{}", named.join("\n"));
+                }
+                let _ = lines.send(complete);
                 pending.clear();
             } else {
                 pending.push(byte);

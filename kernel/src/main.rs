@@ -73,6 +73,14 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     );
     clock::init(arch::lapic::TICK_HZ);
     ipc::fastpath::configure(&boot.cmdline);
+    if boot
+        .cmdline
+        .split_whitespace()
+        .any(|word| word == "selftest=panic")
+    {
+        // For the test that a panic's backtrace is symbolized (tests/tests/backtraces.rs).
+        panic!("selftest=panic on the command line");
+    }
     if !ipc::fastpath::is_enabled() {
         kprintln!("ipc: fast path off (fastpath=off): every call takes the general path");
     }
@@ -133,5 +141,26 @@ fn start_first_process(boot: &multiboot::BootInfo) {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     x86_64::instructions::interrupts::disable();
     log::print_emergency(format_args!("\nkeel: KERNEL PANIC: {info}\n"));
+    log::print_emergency(format_args!("keel: stack scan of the kernel:"));
+    for address in kernel_stack_scan() {
+        log::print_emergency(format_args!(" {address:#x}"));
+    }
+    log::print_emergency(format_args!("\n"));
     arch::poweroff(keel_abi::poweroff::KERNEL_PANIC)
+}
+
+/// Return addresses the panicking stack may hold: words from the stack pointer to the end
+/// of its page (always mapped, whichever stack this is) that point into the kernel's code.
+/// `bootimage` names their functions.
+fn kernel_stack_scan() -> impl Iterator<Item = usize> {
+    let rsp: usize;
+    // SAFETY: reads the stack pointer into a register; nothing else changes.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+    let end = (rsp | (mm::PAGE_SIZE - 1)) + 1;
+    (rsp..end).step_by(8).filter_map(|at| {
+        // SAFETY: `at` lies between the stack pointer and the end of its page, which is
+        // mapped since the stack pointer's page is, and is 8-aligned.
+        let word = unsafe { (at as *const usize).read_volatile() };
+        mm::is_kernel_text(word).then_some(word)
+    })
 }

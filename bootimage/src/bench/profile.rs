@@ -15,60 +15,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::thread;
 
-use elf::ElfBytes;
-use elf::endian::AnyEndian;
-
 use crate::image::Image;
 use crate::qemu::{Accel, Boot, Console, Qemu};
+use crate::symbols::Symbols;
 use crate::{Error, Result, guest};
-
-/// Section indices from here up are special (absolute values, common symbols): no code.
-const SHN_LORESERVE: u16 = 0xff00;
 
 /// Functions shown, most instructions first.
 const SHOWN: usize = 40;
-
-/// A function's name and where it starts, from an ELF symbol table.
-struct Symbols(Vec<(u64, String)>);
-
-impl Symbols {
-    fn read(paths: &[std::path::PathBuf]) -> Result<Symbols> {
-        let mut all = Vec::new();
-        for path in paths {
-            let bytes = std::fs::read(path)
-                .map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
-            let file = ElfBytes::<AnyEndian>::minimal_parse(&bytes)
-                .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
-            let Ok(Some((table, names))) = file.symbol_table() else {
-                return Err(Error::new(format!("{} has no symbols", path.display())));
-            };
-            // Functions, and the labels of assembly (syscall_entry and the like).
-            let code = |s: &elf::symbol::Symbol| {
-                s.st_shndx != elf::abi::SHN_UNDEF
-                    && s.st_shndx < SHN_LORESERVE
-                    && matches!(s.st_symtype(), elf::abi::STT_FUNC | elf::abi::STT_NOTYPE)
-            };
-            for symbol in table.iter().filter(code) {
-                match names.get(symbol.st_name as usize) {
-                    Ok(name) if !name.is_empty() && !name.starts_with(['.', '$']) => {
-                        let name = format!("{:#}", rustc_demangle::demangle(name));
-                        all.push((symbol.st_value, name));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        all.sort();
-        Ok(Symbols(all))
-    }
-
-    fn name(&self, address: u64) -> &str {
-        match self.0.partition_point(|(start, _)| *start <= address) {
-            0 => "?",
-            i => &self.0[i - 1].1,
-        }
-    }
-}
 
 /// Executions of each translation block, and the instruction addresses of each.
 #[derive(Default)]

@@ -134,7 +134,43 @@ fn end_faulted(k: &mut Kernel, frame: &TrapFrame, status: &ExitStatus) {
         frame.rsp,
     );
     let pid = k.current_pid();
+    let name = k.processes.get(&pid).map_or("", |p| p.name.as_str());
+    let stack = UserStack(k.current_space(), frame.rsp as usize);
+    crate::kprintln!("stack scan of {name}: {:#x}{stack}", status.rip);
     k.end_process(pid, *status);
+}
+
+/// Return addresses a faulted thread's stack may hold, each written with a space before it:
+/// the words near its stack pointer that point into executable memory (a scan, since
+/// programs keep no frame pointers; `bootimage` names the functions from the program's
+/// symbols).
+struct UserStack<'a>(&'a crate::mm::space::AddressSpace, usize);
+
+/// Stack words scanned, and candidates printed at most.
+const SCANNED: usize = 256;
+const SHOWN: usize = 16;
+
+impl core::fmt::Display for UserStack<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let UserStack(space, rsp) = *self;
+        let mut shown = 0;
+        for i in 0..SCANNED {
+            let at = rsp.wrapping_add(i * 8);
+            // A stack word the thread cannot read ends the scan: a fault here is a user's.
+            let Ok(word) = crate::mm::user::UserSlice::of::<u64>(at).read_value::<u64>(space)
+            else {
+                break;
+            };
+            if space.is_executable(word as usize) {
+                write!(f, " {word:#x}")?;
+                shown += 1;
+                if shown == SHOWN {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Kernel {

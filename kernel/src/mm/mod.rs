@@ -68,6 +68,13 @@ fn symbol(s: &u8) -> usize {
     s as *const u8 as usize
 }
 
+/// Whether `addr` lies in the kernel's code: a candidate return address in a panic's stack.
+pub fn is_kernel_text(addr: usize) -> bool {
+    // SAFETY: the linker script defines these symbols; only their addresses are used.
+    let (start, end) = unsafe { (symbol(&kernel_start), symbol(&text_end)) };
+    (start..end).contains(&addr)
+}
+
 /// Physical address of a kernel-image symbol (the image is linked at `KERNEL_VMA + phys`).
 fn image_phys<T>(ptr: *const T) -> PhysAddr {
     (ptr as usize - KERNEL_VMA) as u64

@@ -460,6 +460,16 @@ impl AddressSpace {
             .map_err(|_| Error::BadAddress)
     }
 
+    /// Whether `addr` lies in an executable region: a candidate return address when a
+    /// faulted thread's stack is scanned for its callers.
+    pub fn is_executable(&self, addr: usize) -> bool {
+        let end = addr.saturating_add(1);
+        (layout::USER_START..layout::USER_END).contains(&addr)
+            && self
+                .check_covered(addr, end, |p| p & prot::EXEC != 0)
+                .is_ok()
+    }
+
     /// The lowest free gap of `len` bytes at or above `layout::MMAP_BASE`.
     pub fn find_free(&self, len: usize) -> Result<usize, Error> {
         let mut candidate = layout::MMAP_BASE;

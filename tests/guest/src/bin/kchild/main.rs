@@ -181,6 +181,8 @@ fn spin() -> ! {
 }
 
 /// Executes the one instruction `role` is named after; returns only if it did not fault.
+/// Never inlined, so that a fault's backtrace names it (tests/tests/backtraces.rs).
+#[inline(never)]
 fn execute(role: Role) -> Result<i32, Failure> {
     // SAFETY: each instruction is expected to fault and end the process. One that does not
     // changes nothing Rust relies on: no register beyond those declared, and memory only
