@@ -164,6 +164,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if main_ready
             && let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&main_waker))
         {
+            wake::flush_signal();
             OWNER.store(usize::MAX, Ordering::Release);
             return output;
         }
@@ -173,8 +174,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             let next_timer = time::fire_due();
             if ready::is_empty() {
                 wake::wait(next_timer, prepared);
+                continue;
             }
         }
+        wake::busy_round();
     }
 }
 

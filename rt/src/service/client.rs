@@ -469,11 +469,9 @@ impl Inner {
         match self.requests.push(record) {
             Ok(Push::Done { wake_consumer }) => {
                 if wake_consumer {
-                    // A server that cannot be signalled is gone for every call, not just
-                    // this one: mark the link so a reconnect knows to replace it.
-                    self.server
-                        .notify(1 << self.server_bit)
-                        .map_err(|error| self.fail(transport(error)))?;
+                    // Sent as this thread sleeps, which hands the CPU to the server. A
+                    // server gone is then found by the reader's liveness probe.
+                    wake::signal_later(self.server, 1 << self.server_bit);
                 }
                 Ok(true)
             }
@@ -618,9 +616,7 @@ impl Inner {
                     last,
                 }) => {
                     if wake_producer {
-                        self.server
-                            .notify(1 << self.server_bit)
-                            .map_err(transport)?;
+                        wake::signal_later(self.server, 1 << self.server_bit);
                     }
                     let (id, result) =
                         parse_response(out.as_slice()).ok_or(TransportError::MalformedReply)?;
@@ -648,6 +644,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // A signal deferred for the server goes before its capability may.
+        wake::flush_signal();
         // The server ends its side now, not when this process dies.
         self.arena.channel().close();
         let _ = self.server.notify(1 << self.server_bit);

@@ -426,6 +426,8 @@ fn start<D: Dispatch>(
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // A signal deferred for the client goes before its capability does.
+        wake::flush_signal();
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
         let _ = self.lease.delete();
         super::caps::forget(self.badge);
@@ -513,8 +515,9 @@ impl Served {
     }
 
     fn signal_client(&self) {
-        // A client that is gone cannot be signalled; its connection simply goes quiet.
-        let _ = self.client.notify(1 << self.client_bit);
+        // Sent as this thread sleeps, which hands the CPU to the client. A client that is
+        // gone cannot be signalled; its connection simply goes quiet.
+        wake::signal_later(self.client, 1 << self.client_bit);
     }
 
     /// Queue a response, waiting for room in the ring. `TooLarge` when no record could

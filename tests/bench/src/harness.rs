@@ -36,6 +36,15 @@ pub fn main(filter: &str) -> i32 {
     1
 }
 
+/// Whether `filter` picks benchmark `name`: a part of its name, or all of it with a `$`
+/// after (`service_call$`, for one benchmark whose name begins others').
+fn selects(filter: &str, name: &str) -> bool {
+    match filter.strip_suffix('$') {
+        Some(whole) => name == whole,
+        None => name.contains(filter),
+    }
+}
+
 fn run(filter: &str) -> Result<(), Failure> {
     let mut page = IpcPage::register().context("registering the IPC buffer")?;
     let overhead = clock::overhead();
@@ -46,7 +55,7 @@ fn run(filter: &str) -> Result<(), Failure> {
     );
     let selected: Vec<&Benchmark> = benches::ALL
         .iter()
-        .filter(|bench| bench.name.contains(filter))
+        .filter(|bench| selects(filter, bench.name))
         .collect();
     let most = selected.iter().map(|b| b.iterations).max().unwrap_or(0);
     let mut samples = vec![0; most];
@@ -65,7 +74,7 @@ fn run(filter: &str) -> Result<(), Failure> {
             .map_err(|failure| Failure(alloc::format!("{}: {failure}", bench.name)))?;
         println!("{}", stats.line(bench.name));
     }
-    for later in benches::LATER.iter().filter(|l| l.name.contains(filter)) {
+    for later in benches::LATER.iter().filter(|l| selects(filter, l.name)) {
         println!(
             "BENCH_UNAVAILABLE {{\"name\":\"{}\",\"needs\":\"{}\"}}",
             later.name, later.needs
