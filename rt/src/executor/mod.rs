@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod doorbell;
 mod ready;
 mod task;
 mod time;
@@ -32,6 +33,7 @@ use core::task::{Context, Poll, Waker};
 use spin::Mutex;
 use task::{BoxFuture, Header};
 
+pub use doorbell::Doorbell;
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, sleep, timeout};
 pub use unblock::unblock;

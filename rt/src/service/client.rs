@@ -22,12 +22,13 @@ use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use spin::Once;
 
 use super::bulk::{self, Arena, Bulk};
 use super::calls::Calls;
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{Sleep, sleep, spawn, unblock, wake};
+use crate::executor::{Doorbell, Sleep, sleep, spawn, unblock, wake};
 use crate::ipc::{Message, Port};
 
 /// How often the reader checks that the server still exists while calls are in flight.
@@ -61,7 +62,7 @@ struct Inner {
     broken: Cell<Option<TransportError>>,
     /// The reader task, when it sleeps; and calls waiting for room in the request ring.
     reader: RefCell<Option<Waker>>,
-    /// Whether the reader sleeps with its liveness timer armed: a call that finds it so
+    /// Whether the reader sleeps with its liveness probe armed: a call that finds it so
     /// need not wake it to have one.
     probing: Cell<bool>,
     /// Whether the reader sleeps on the notification bit (or is about to run): a second
@@ -674,11 +675,11 @@ fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)>
 
 /// The connection's reader task: file responses, wake waiting senders, watch the server.
 ///
-/// The liveness timer is armed once calls are in flight and left running: when it fires
+/// The liveness probe is armed once calls are in flight and left running: when it fires
 /// with calls still in flight it probes the server and is armed again, so a busy link
-/// costs one timer every [`LIVENESS_PROBE`], not one per response.
+/// costs one probe every [`LIVENESS_PROBE`], not one per response.
 async fn read_responses(connection: Weak<Inner>) {
-    let mut probe: Option<Sleep> = None;
+    let mut probe = Probe::new();
     loop {
         let Some(inner) = connection.upgrade() else {
             return;
@@ -702,19 +703,17 @@ async fn read_responses(connection: Weak<Inner>) {
         if lone {
             inner.calls.borrow().wake_waiting();
         }
-        if probe.is_none() && inner.calls.borrow().busy() {
-            probe = Some(sleep(LIVENESS_PROBE));
+        if inner.calls.borrow().busy() {
+            probe.arm();
         }
-        inner.probing.set(probe.is_some());
+        inner.probing.set(probe.armed());
         inner.listening.set(!lone);
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
         let fired = poll_fn(|cx| {
-            // Polled first: a timer that fired ends the wait as surely as a kick does.
-            if let Some(timer) = probe.as_mut()
-                && Pin::new(timer).poll(cx).is_ready()
-            {
+            // Looked at first: a probe due ends the wait as surely as a kick does.
+            if probe.fired(cx.waker()) {
                 return Poll::Ready(true);
             }
             if registered {
@@ -734,7 +733,6 @@ async fn read_responses(connection: Weak<Inner>) {
         })
         .await;
         if fired {
-            probe = None;
             let Some(inner) = connection.upgrade() else {
                 return;
             };
@@ -744,6 +742,67 @@ async fn read_responses(connection: Weak<Inner>) {
                 inner.fail(transport(error));
                 return;
             }
+        }
+    }
+}
+
+/// The process's doorbell for liveness probes, shared by every link's reader; `None`
+/// when no thread could be had for it.
+static PROBE_BELL: Once<Option<Doorbell>> = Once::new();
+
+/// A reader's clock for liveness probes: the process's doorbell, or, without one, a timer
+/// of its own (which every sleep of the executor then pays for).
+enum Probe {
+    /// Armed: the doorbell's ring count when it was.
+    Bell(&'static Doorbell, Option<u64>),
+    Timer(Option<Sleep>),
+}
+
+impl Probe {
+    fn new() -> Probe {
+        let bell = PROBE_BELL.call_once(|| Doorbell::start(LIVENESS_PROBE, next_bit()).ok());
+        match bell {
+            Some(bell) => Probe::Bell(bell, None),
+            None => Probe::Timer(None),
+        }
+    }
+
+    /// Make it fire within about [`LIVENESS_PROBE`], unless it is armed already.
+    fn arm(&mut self) {
+        match self {
+            Probe::Bell(bell, armed @ None) => {
+                *armed = Some(bell.rings());
+                bell.want();
+            }
+            Probe::Timer(timer @ None) => *timer = Some(sleep(LIVENESS_PROBE)),
+            Probe::Bell(_, Some(_)) | Probe::Timer(Some(_)) => {}
+        }
+    }
+
+    fn armed(&self) -> bool {
+        matches!(self, Probe::Bell(_, Some(_)) | Probe::Timer(Some(_)))
+    }
+
+    /// Whether it fired (then it is disarmed); if not, `waker` is woken when it does.
+    fn fired(&mut self, waker: &Waker) -> bool {
+        match self {
+            Probe::Bell(bell, armed @ Some(_)) => {
+                if bell.rings() != armed.unwrap_or_default() {
+                    *armed = None;
+                    return true;
+                }
+                wake::on_notification(bell.bit(), waker);
+                false
+            }
+            Probe::Timer(Some(timer)) => {
+                let mut cx = core::task::Context::from_waker(waker);
+                if Pin::new(timer).poll(&mut cx).is_ready() {
+                    *self = Probe::Timer(None);
+                    return true;
+                }
+                false
+            }
+            Probe::Bell(_, None) | Probe::Timer(None) => false,
         }
     }
 }

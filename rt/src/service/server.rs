@@ -35,7 +35,7 @@ use serde::Serialize;
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::limits;
 use super::{Interface, label, status};
-use crate::executor::{sleep, spawn, wake};
+use crate::executor::{Doorbell, sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
@@ -176,32 +176,29 @@ impl Registry {
 /// Look for dead clients every [`SWEEP`](limits::SWEEP), not only when another connects:
 /// a server nobody connects to again must get its memory back too.
 ///
-/// A thread of its own rings this task's notification bit each period. A timer on the
-/// executor would do the same, but while one is armed the executor sleeps in a receive
+/// A doorbell rings this task's notification bit each period ([`Doorbell`]): a timer on
+/// the executor would do the same, but while one is armed the executor sleeps in a receive
 /// with a timeout, which every call then pays for (docs/decisions/002). The bit may be
-/// shared with connections, so a ring is believed only once half a period has passed.
+/// shared with connections, so only a ring the doorbell counted is believed.
 async fn sweep(connections: Registry) {
     let bit = next_bit();
-    let port = wake::port();
-    let doorbell = crate::thread::spawn(move || {
-        loop {
-            crate::time::sleep(limits::SWEEP);
-            let _ = port.notify(1 << bit);
-        }
-    });
+    let doorbell = Doorbell::start(limits::SWEEP, bit);
     let mut rings = wake::Listener::new(bit);
-    let period = crate::time::ticks_in(limits::SWEEP);
-    let mut last = crate::time::ticks();
+    let mut seen = 0;
     loop {
-        match doorbell {
-            Ok(_) => rings.wait().await,
+        match &doorbell {
+            Ok(bell) => {
+                bell.want();
+                rings.wait().await;
+                if bell.rings() == seen {
+                    continue;
+                }
+                seen = bell.rings();
+            }
             // No thread to be had: the timer, and calls pay for it.
             Err(_) => sleep(limits::SWEEP).await,
         }
-        if crate::time::ticks() - last >= period / 2 {
-            last = crate::time::ticks();
-            connections.end_abandoned();
-        }
+        connections.end_abandoned();
     }
 }
 
