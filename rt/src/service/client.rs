@@ -27,6 +27,7 @@ use spin::Once;
 use super::bulk::{self, Arena, Bulk};
 use super::calls::Calls;
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::wire::{ConnectAnswer, Head};
 use super::{Interface, TransportError, label, status};
 use crate::executor::{Doorbell, Sleep, sleep, spawn, unblock, wake};
 use crate::ipc::{Message, Port};
@@ -321,16 +322,16 @@ impl Inner {
         let answer = call_patiently(server, &request);
         let _ = crate::sys::ipc::cap_delete(wake.handle());
         let answer = answer.map_err(transport)?;
-        let server_bit = match answer.words {
-            [0, server_bit, ..] => server_bit as u32,
-            [1, found, ..] => {
+        let server_bit = match ConnectAnswer::from_words(answer.words) {
+            Some(ConnectAnswer::Accepted { server_bit }) => server_bit,
+            Some(ConnectAnswer::Mismatch { found }) => {
                 return Err(TransportError::InterfaceMismatch {
                     expected: interface.hash,
                     found,
                 });
             }
-            [3, ..] => return Err(TransportError::LimitReached),
-            _ => return Err(TransportError::Disconnected),
+            Some(ConnectAnswer::Limit) => return Err(TransportError::LimitReached),
+            Some(ConnectAnswer::Malformed) | None => return Err(TransportError::Disconnected),
         };
         let (channel, giver, lease) = match answer.caps.as_slice() {
             &[channel, giver, lease] => match Channel::map(channel) {
@@ -438,11 +439,12 @@ impl Inner {
         }
         let waiting = {
             let mut outgoing = self.outgoing.borrow_mut();
-            let (head, body) = outgoing.split_at_mut(8);
-            let len = encode(body).map_err(Attempt::Building)?;
-            head[..4].copy_from_slice(&call.id.to_le_bytes());
-            head[4..].copy_from_slice(&method.to_le_bytes());
-            let record = &outgoing[..8 + len];
+            let len = encode(&mut outgoing[Head::LEN..]).map_err(Attempt::Building)?;
+            let head = Head {
+                id: call.id,
+                code: method,
+            };
+            let record = head.pack(&mut outgoing, len);
             // Straight from the scratch when there is room; a copy to wait with otherwise.
             match self.push(record).map_err(Attempt::Sending)? {
                 true => None,
@@ -562,10 +564,12 @@ impl Drop for Open<'_> {
             // The server need not finish it; best effort: with the ring full, its answer
             // comes anyway. Either response is the reader's to file: the call that would
             // have is gone.
-            let mut cancel = [0u8; 8];
-            cancel[..4].copy_from_slice(&self.id.to_le_bytes());
-            cancel[4..].copy_from_slice(&super::CANCEL.to_le_bytes());
-            let _ = self.link.push(&cancel);
+            let mut cancel = [0u8; Head::LEN];
+            let head = Head {
+                id: self.id,
+                code: super::CANCEL,
+            };
+            let _ = self.link.push(head.pack(&mut cancel, 0));
             self.link.wake_reader();
         }
     }
@@ -660,10 +664,9 @@ impl Drop for Inner {
 }
 
 fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)> {
-    let id = u32::from_le_bytes(record.get(0..4)?.try_into().ok()?);
-    let code = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+    let (Head { id, code }, body) = Head::unpack(record)?;
     let result = match code {
-        status::OK => Ok(&record[8..]),
+        status::OK => Ok(body),
         status::MALFORMED => Err(TransportError::Rejected),
         status::TOO_LARGE => Err(TransportError::TooLarge),
         // Only a call given up is cancelled: nobody waits for this outcome.

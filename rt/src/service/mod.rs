@@ -29,6 +29,7 @@ mod channel;
 mod client;
 pub mod limits;
 mod server;
+mod wire;
 
 pub use bulk::Bulk;
 pub use bytes::{Bytes, INLINE_LIMIT};

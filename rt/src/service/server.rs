@@ -34,6 +34,7 @@ use serde::Serialize;
 
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::limits;
+use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
 use crate::executor::{Doorbell, sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
@@ -110,7 +111,8 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 // The client gets a copy of the channel's capability (ours stays ours), a
                 // send capability badged for this connection, to give capabilities on, and
                 // its lease.
-                let answer = Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[
+                let accepted = ConnectAnswer::Accepted { server_bit: bit };
+                let answer = Message::new(0, accepted.words()).with_caps(&[
                     connection.channel.object,
                     giver.handle(),
                     lease.handle(),
@@ -126,11 +128,7 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 for &cap in &message.caps {
                     let _ = crate::sys::ipc::cap_delete(cap);
                 }
-                match refusal {
-                    Refusal::Mismatch(found) => Message::new(0, [1, found, 0, 0]),
-                    Refusal::Malformed => Message::new(0, [2, 0, 0, 0]),
-                    Refusal::Limit => Message::new(0, [3, 0, 0, 0]),
-                }
+                Message::new(0, refusal.words())
             }
         };
         if let Some(reply) = reply {
@@ -227,14 +225,6 @@ struct Served {
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
 }
 
-enum Refusal {
-    Malformed,
-    /// The client, or all clients together, hold as many connections as they may.
-    Limit,
-    /// The server's interface hash.
-    Mismatch(u64),
-}
-
 /// A capability a client gives for a later request: filed under a token for its
 /// connection (known by the badge it came with), if that connection is being served and
 /// has room in its share; deleted at once otherwise.
@@ -261,32 +251,34 @@ fn accept(
     interface: Interface,
     message: &Message,
     connections: &[Rc<Served>],
-) -> Result<(Served, u32, [Port; 2]), Refusal> {
+) -> Result<(Served, u32, [Port; 2]), ConnectAnswer> {
     let [hash, client_bit, ..] = message.words;
     let &[client] = message.caps.as_slice() else {
-        return Err(Refusal::Malformed);
+        return Err(ConnectAnswer::Malformed);
     };
     let client_port = match crate::sys::ipc::cap_info(client) {
         Ok(info) if info.kind == keel_abi::cap::kind::PORT => info.object,
-        _ => return Err(Refusal::Malformed),
+        _ => return Err(ConnectAnswer::Malformed),
     };
     if message.label != label::CONNECT {
-        return Err(Refusal::Malformed);
+        return Err(ConnectAnswer::Malformed);
     }
     if hash != interface.hash {
-        return Err(Refusal::Mismatch(interface.hash));
+        return Err(ConnectAnswer::Mismatch {
+            found: interface.hash,
+        });
     }
     let its_own = connections
         .iter()
         .filter(|c| c.client_port == client_port)
         .count();
     if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
-        return Err(Refusal::Limit);
+        return Err(ConnectAnswer::Limit);
     }
     // No memory left for another channel is a limit too: the server's frame quota.
     let channel = Channel::create().map_err(|error| match error {
-        Error::QuotaExceeded | Error::OutOfMemory => Refusal::Limit,
-        _ => Refusal::Malformed,
+        Error::QuotaExceeded | Error::OutOfMemory => ConnectAnswer::Limit,
+        _ => ConnectAnswer::Malformed,
     })?;
     let badge = super::badge::fresh(|badge| connections.iter().any(|c| c.badge == badge));
     let giver = wake::port()
@@ -294,12 +286,12 @@ fn accept(
             keel_abi::cap::rights::SEND | keel_abi::cap::rights::GRANT,
             badge,
         )
-        .map_err(|_| Refusal::Malformed)?;
+        .map_err(|_| ConnectAnswer::Malformed)?;
     let (lease, handed_lease) = match lease() {
         Ok(ends) => ends,
         Err(_) => {
             let _ = giver.delete();
-            return Err(Refusal::Limit);
+            return Err(ConnectAnswer::Limit);
         }
     };
     let (requests, responses) = channel.server_ends();
@@ -399,11 +391,9 @@ fn start<D: Dispatch>(
     service: &Rc<D>,
     record: &[u8],
 ) -> Option<(u32, Answer)> {
-    let Some((head, arguments)) = record.split_first_chunk::<8>() else {
+    let Some((Head { id, code: method }, arguments)) = Head::unpack(record) else {
         return connection.reject(u32::MAX);
     };
-    let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let method = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if method == super::CANCEL {
         return connection.cancel(id);
     }
@@ -486,11 +476,8 @@ impl Served {
         encode: impl FnOnce(&mut [u8]) -> (u32, usize),
     ) -> Option<Held> {
         let mut scratch = self.scratch.borrow_mut();
-        let (head, body) = scratch.split_at_mut(8);
-        let (code, len) = encode(body);
-        head[..4].copy_from_slice(&id.to_le_bytes());
-        head[4..].copy_from_slice(&code.to_le_bytes());
-        let record = &scratch[..8 + len];
+        let (code, len) = encode(&mut scratch[Head::LEN..]);
+        let record = Head { id, code }.pack(&mut scratch, len);
         match self.responses.push(record) {
             Ok(Push::Done { wake_consumer }) => {
                 if wake_consumer {
