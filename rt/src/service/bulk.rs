@@ -252,22 +252,16 @@ impl Serialize for Bulk {
     }
 }
 
-/// The arena of the connection whose request is being decoded (server side).
-static DECODING_ARENA: AtomicUsize = AtomicUsize::new(0);
-
-/// Resolve bulk arguments decoded from now on against the arena at `base`.
-pub(super) fn decoding_for(base: usize) {
-    DECODING_ARENA.store(base, Ordering::Relaxed);
-}
-
 impl<'de> Deserialize<'de> for Bulk {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (offset, len) = <(u64, u64)>::deserialize(deserializer)?;
-        let base = DECODING_ARENA.load(Ordering::Relaxed);
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= BULK_SIZE as u64);
-        if base == 0 || end.is_none() || offset % ALIGN as u64 != 0 {
+        let Some(base) = super::decoding::current().map(|request| request.arena) else {
+            return Err(D::Error::custom("bulk bytes outside a request's decoding"));
+        };
+        if end.is_none() || offset % ALIGN as u64 != 0 {
             return Err(D::Error::custom(
                 "bulk range outside the connection's arena",
             ));

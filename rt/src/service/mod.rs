@@ -27,6 +27,7 @@ mod calls;
 mod caps;
 mod channel;
 mod client;
+mod decoding;
 pub mod limits;
 mod server;
 mod wire;

@@ -31,8 +31,10 @@ use keel_abi::Error;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::decoding::Decoding;
 use super::limits;
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
@@ -41,8 +43,8 @@ use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
 pub trait Dispatch: Sized + 'static {
-    /// Decode `arguments` for `method` now (bulk and capability arguments resolve against
-    /// the request's connection only during this call) and return the future that runs
+    /// Decode `arguments` for `method` now, with [`Reply::decode`] (bulk and capability
+    /// arguments resolve against the request's connection, which `reply` knows), and return the future that runs
     /// the method and sends its result through `reply` ([`Reply::answer`]). `None` means
     /// the request was malformed (unknown method, undecodable arguments).
     fn dispatch(service: &Rc<Self>, method: u32, arguments: &[u8], reply: Reply) -> Option<Answer>;
@@ -58,6 +60,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Decode the request's arguments as a `T`, resolving bulk and capability arguments
+    /// against its connection; `None` when they are not exactly one `T`.
+    pub fn decode<T: DeserializeOwned>(&self, arguments: &[u8]) -> Option<T> {
+        let connection = &self.connection;
+        let context = Decoding {
+            arena: connection.channel.bulk_base(),
+            badge: connection.badge,
+        };
+        context.scope(|| super::decode(arguments))
+    }
+
     /// The future of a request: run `method`, then send its result.
     pub fn answer<R, F>(self, method: F) -> Answer
     where
@@ -397,10 +410,6 @@ fn start<D: Dispatch>(
     if method == super::CANCEL {
         return connection.cancel(id);
     }
-    // Bulk and capability arguments resolve against this connection while the dispatcher
-    // decodes, which it does before it returns.
-    super::bulk::decoding_for(connection.channel.bulk_base());
-    super::caps::decoding_for(connection.badge);
     let reply = Reply {
         connection: connection.clone(),
         id,
