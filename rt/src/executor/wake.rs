@@ -45,6 +45,7 @@ struct Bit {
 /// The one signal waiting for the executor's next sleep ([`signal_later`]).
 static DEFERRED: Mutex<Option<Deferred>> = Mutex::new(None);
 /// Whether `DEFERRED` holds one: the check every blocking syscall makes ([`flush_signal`]).
+/// Only the executor's thread defers, so it never reads a stale `false` of its own.
 static HAS_DEFERRED: AtomicBool = AtomicBool::new(false);
 
 struct Deferred {
@@ -112,9 +113,11 @@ fn take_deferred() -> Option<Deferred> {
     if !HAS_DEFERRED.load(Ordering::Acquire) {
         return None;
     }
-    let taken = DEFERRED.lock().take();
+    // The flag changes only under the lock, with the slot: another thread's flush (any
+    // blocking syscall) cannot clear it after this thread deferred a new signal.
+    let mut deferred = DEFERRED.lock();
     HAS_DEFERRED.store(false, Ordering::Release);
-    taken
+    deferred.take()
 }
 
 /// Send the deferred signal, if any, now: before the thread blocks or ends in any way
