@@ -263,24 +263,32 @@ impl Listener {
                 return Poll::Ready(());
             }
             polled = true;
-            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                // First wait, or polled by another task than before: (re)place the entry.
-                let waker = cx.waker().clone();
-                let mut table = BITS.lock();
-                let list = &mut table[self.bit].listeners;
-                let entry = self
-                    .waker
-                    .take()
-                    .and_then(|old| list.iter().position(|w| w.will_wake(&old)));
-                match entry {
-                    Some(at) => list[at] = waker.clone(),
-                    None => list.push(waker.clone()),
-                }
-                self.waker = Some(waker);
-            }
+            self.register(cx.waker());
             Poll::Pending
         })
         .await
+    }
+
+    /// Wake `waker` (a task's) at every notification with the bit from now on, in place of
+    /// the waker registered before: for a poll function that sleeps on the bit, such as a
+    /// lone call waiting for its response.
+    pub fn register(&mut self, waker: &Waker) {
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        // First registration, or another task than before: (re)place the entry.
+        let waker = waker.clone();
+        let mut table = BITS.lock();
+        let list = &mut table[self.bit].listeners;
+        let entry = self
+            .waker
+            .take()
+            .and_then(|old| list.iter().position(|w| w.will_wake(&old)));
+        match entry {
+            Some(at) => list[at] = waker.clone(),
+            None => list.push(waker.clone()),
+        }
+        self.waker = Some(waker);
     }
 }
 

@@ -70,6 +70,11 @@ struct Inner {
     /// call that finds it so need not wake it to take the ring back from a lone call.
     listening: Cell<bool>,
     space_waiters: RefCell<Vec<Waker>>,
+    /// The notification bit's standing registration for lone calls: the task making them
+    /// (usually the same one, call after call) is registered once, not at every sleep. Its
+    /// waker is woken under the registrations' lock: a task's, or a combinator's that
+    /// passes the wake on to one (`join_all`, `select`), which only mark tasks ready.
+    lone_listener: RefCell<wake::Listener>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
     /// Room for the largest request record, where each call encodes its request.
@@ -367,6 +372,7 @@ impl Inner {
             probing: Cell::new(false),
             listening: Cell::new(false),
             space_waiters: RefCell::new(Vec::new()),
+            lone_listener: RefCell::new(wake::Listener::new(bit)),
             scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
             outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
         });
@@ -590,7 +596,7 @@ impl Inner {
             // The look before sleeping comes first: right after the request went out, the
             // response is rarely in already.
             match self.responses.prepare_wait() {
-                Ok(true) => return wake::on_notification(self.bit, waker),
+                Ok(true) => return self.lone_listener.borrow_mut().register(waker),
                 Ok(false) => {}
                 Err(_) => {
                     self.fail(TransportError::Disconnected);
