@@ -153,29 +153,33 @@ pub(super) fn busy_round() {
 pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
     SLEEPING.store(true, Ordering::SeqCst);
     // A wake between marking a task ready and this flag would be lost: look once more.
-    let received = if super::ready::is_empty() {
-        let signal = take_deferred().map(|d| (d.port, d.bits));
-        Some(match prepared {
-            true => port().receive_prepared(signal, timeout),
-            false => {
-                flush_signal_of(signal);
-                port().receive(timeout).map(Ok)
-            }
-        })
-    } else {
-        None
+    if !super::ready::is_empty() {
+        SLEEPING.store(false, Ordering::Release);
+        return;
+    }
+    let signal = take_deferred().map(|d| (d.port, d.bits));
+    let received = match prepared {
+        true => port().receive_prepared(signal, timeout),
+        false => {
+            flush_signal_of(signal);
+            port().receive(timeout).map(Ok)
+        }
     };
     SLEEPING.store(false, Ordering::Release);
     match received {
-        Some(Ok(Err(bits) | Ok(Received::Notification(bits)))) => wake_bits(bits),
-        Some(Ok(Ok(message))) => {
-            let mut inbox = INBOX.lock();
-            inbox.0.push_back(message);
-            inbox.1.drain(..).for_each(Waker::wake);
-        }
-        // Timed out, or a task is ready: the caller fires timers and looks again.
-        Some(Err(_)) | None => {}
+        Ok(Err(bits) | Ok(Received::Notification(bits))) => wake_bits(bits),
+        Ok(Ok(message)) => file_message(message),
+        // Timed out: the caller fires timers and looks again.
+        Err(_) => {}
     }
+}
+
+/// A message for the wake port: queued for [`next_message`].
+#[inline(never)]
+fn file_message(message: Received) {
+    let mut inbox = INBOX.lock();
+    inbox.0.push_back(message);
+    inbox.1.drain(..).for_each(Waker::wake);
 }
 
 fn flush_signal_of(signal: Option<(Port, u64)>) {
