@@ -305,7 +305,7 @@ fn dispatch_arm(id: usize, service_trait: &syn::Ident, method: &Method) -> Token
     });
     quote! {
         #id => {
-            let (#(#bindings,)*): (#(#owned,)*) = ::keel_rt::service::decode(arguments)?;
+            let (#(#bindings,)*): (#(#owned,)*) = #reply_var.decode(arguments)?;
             #(#unpacked)*
             let #service_var = ::keel_rt::__private::Rc::clone(#service_var);
             ::core::option::Option::Some(#reply_var.answer(async move {

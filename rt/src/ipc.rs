@@ -96,14 +96,23 @@ impl Port {
     }
 
     /// [`receive`](Port::receive) on a thread whose IPC buffer [`prepare_receive`] has set
-    /// up: the executor's, which receives on every wait and need not look it up each time.
-    /// Notification bits come as they are (`Ok(Err(bits))`), without the making and moving
-    /// of a [`Received`] that the executor's every wake-up would pay for.
+    /// up: the executor's, which receives on every wait and need not look it up each time;
+    /// with `signal`, notifying that port first in the same syscall, as
+    /// [`signal_receive`](Port::signal_receive). Notification bits come as they are
+    /// (`Ok(Err(bits))`), without the making and moving of a [`Received`] that the
+    /// executor's every wake-up would pay for. With `signal`, an error other than a timeout
+    /// means the signal failed and nothing was received.
     pub(crate) fn receive_prepared(
         self,
+        signal: Option<(Port, u64)>,
         timeout: Option<Duration>,
     ) -> Result<Result<Received, u64>, Error> {
-        let (is_call, raw) = sys::ipc::port_recv(self.0, timeout_ns(timeout))?;
+        let (is_call, raw) = match signal {
+            Some((to, bits)) => {
+                sys::ipc::port_signal_recv(to.0, bits, self.0, timeout_ns(timeout))?
+            }
+            None => sys::ipc::port_recv_unflushed(self.0, timeout_ns(timeout))?,
+        };
         if raw.info.is_notification() {
             return Ok(Err(raw.words[0]));
         }

@@ -68,6 +68,18 @@ fn a_full_ring_refuses_and_loses_nothing() {
 }
 
 #[test]
+fn records_of_every_small_length_keep_every_byte() {
+    // Short records are copied as overlapping words: each byte must land in its place.
+    let shared = Shared::new(256);
+    let (producer, consumer) = (shared.producer(), shared.consumer());
+    for len in 0..=40u8 {
+        let record: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ len).collect();
+        assert!(pushed(producer.push(&record)));
+        assert_eq!(pop(&consumer), Ok(Some(record)));
+    }
+}
+
+#[test]
 fn oversized_records_are_refused() {
     let shared = Shared::new(64);
     assert_eq!(shared.producer().push(&[0; 29]), Err(RingError::TooLarge));

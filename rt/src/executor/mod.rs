@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod doorbell;
 mod ready;
 mod task;
 mod time;
@@ -32,6 +33,7 @@ use core::task::{Context, Poll, Waker};
 use spin::Mutex;
 use task::{BoxFuture, Header};
 
+pub use doorbell::Doorbell;
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, sleep, timeout};
 pub use unblock::unblock;
@@ -164,6 +166,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if main_ready
             && let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&main_waker))
         {
+            wake::flush_signal();
             OWNER.store(usize::MAX, Ordering::Release);
             return output;
         }
@@ -173,8 +176,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             let next_timer = time::fire_due();
             if ready::is_empty() {
                 wake::wait(next_timer, prepared);
+                continue;
             }
         }
+        wake::busy_round();
     }
 }
 

@@ -4,6 +4,11 @@
 //! connection request, a call) queue here for the task that waits for them. Each source of
 //! notifications registers wakers under its bit: one notification wakes them all, and they
 //! re-check their own state, so a shared bit costs a spurious poll, never a lost wake-up.
+//!
+//! A ring producer that must wake a sleeping peer hands the signal to [`signal_later`]
+//! instead of notifying at once: the executor sends it as it goes to sleep, in the same
+//! syscall as its wait (`port_signal_recv`), and the kernel passes the CPU straight to the
+//! peer. A lone call is then one kernel entry each way, and no scheduler pass.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -37,6 +42,18 @@ struct Bit {
     /// The wakers of [`Listener`]s: woken at every one, until their listener goes.
     listeners: Vec<Waker>,
 }
+/// The one signal waiting for the executor's next sleep ([`signal_later`]).
+static DEFERRED: Mutex<Option<Deferred>> = Mutex::new(None);
+/// Whether `DEFERRED` holds one: the check every blocking syscall makes ([`flush_signal`]).
+/// Only the executor's thread defers, so it never reads a stale `false` of its own.
+static HAS_DEFERRED: AtomicBool = AtomicBool::new(false);
+
+struct Deferred {
+    port: Port,
+    bits: u64,
+    /// Left over from an executor round that did not sleep: sent at the next round's end.
+    aged: bool,
+}
 static INBOX: Mutex<(VecDeque<Received>, Vec<Waker>)> = Mutex::new((VecDeque::new(), Vec::new()));
 
 /// The wake port's handle (created on first use, with every port right).
@@ -62,29 +79,112 @@ pub(super) fn executor_may_sleep_on_it() {
     }
 }
 
-/// Block in the kernel until something arrives or `timeout` passes; `prepared`: this
-/// thread's IPC buffer is set up ([`crate::ipc::prepare_receive`]).
+/// Notify `port` with `bits` when this executor next sleeps, in the syscall it sleeps
+/// with; or sooner, before this thread blocks any other way ([`flush_signal`]). For ring
+/// producers on the executor's thread, whose peer sleeps: the peer gets the CPU straight
+/// from that syscall. A signal for another port deferred earlier goes out now.
+///
+/// A peer that is gone is not reported: the signal's failure is the receive's, and the
+/// executor just sleeps. Callers learn it otherwise (a client's liveness probe).
+pub fn signal_later(port: Port, bits: u64) {
+    let older = {
+        let mut deferred = DEFERRED.lock();
+        match deferred.as_mut() {
+            Some(same) if same.port == port => {
+                same.bits |= bits;
+                return;
+            }
+            _ => {
+                HAS_DEFERRED.store(true, Ordering::Release);
+                deferred.replace(Deferred {
+                    port,
+                    bits,
+                    aged: false,
+                })
+            }
+        }
+    };
+    if let Some(older) = older {
+        let _ = older.port.notify(older.bits);
+    }
+}
+
+fn take_deferred() -> Option<Deferred> {
+    if !HAS_DEFERRED.load(Ordering::Acquire) {
+        return None;
+    }
+    // The flag changes only under the lock, with the slot: another thread's flush (any
+    // blocking syscall) cannot clear it after this thread deferred a new signal.
+    let mut deferred = DEFERRED.lock();
+    HAS_DEFERRED.store(false, Ordering::Release);
+    deferred.take()
+}
+
+/// Send the deferred signal, if any, now: before the thread blocks or ends in any way
+/// other than the executor's sleep, so that no peer waits for a signal nobody sends.
+/// Every blocking syscall wrapper calls it ([`crate::sys`]).
+pub fn flush_signal() {
+    if let Some(deferred) = take_deferred() {
+        let _ = deferred.port.notify(deferred.bits);
+    }
+}
+
+/// An executor round ended with work still ready: a signal deferred in an earlier round is
+/// sent now, so a peer never waits for an executor that stays busy; one from this round
+/// waits one round more for the executor to sleep.
+pub(super) fn busy_round() {
+    if !HAS_DEFERRED.load(Ordering::Acquire) {
+        return;
+    }
+    let mut deferred = DEFERRED.lock();
+    if let Some(signal) = deferred.as_mut()
+        && !signal.aged
+    {
+        signal.aged = true;
+        return;
+    }
+    drop(deferred);
+    flush_signal();
+}
+
+/// Block in the kernel until something arrives or `timeout` passes, sending the deferred
+/// signal ([`signal_later`]) in the same syscall; `prepared`: this thread's IPC buffer is
+/// set up ([`crate::ipc::prepare_receive`]).
 pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
     SLEEPING.store(true, Ordering::SeqCst);
     // A wake between marking a task ready and this flag would be lost: look once more.
-    let received = if super::ready::is_empty() {
-        Some(match prepared {
-            true => port().receive_prepared(timeout),
-            false => port().receive(timeout).map(Ok),
-        })
-    } else {
-        None
+    if !super::ready::is_empty() {
+        SLEEPING.store(false, Ordering::Release);
+        return;
+    }
+    let signal = take_deferred().map(|d| (d.port, d.bits));
+    let received = match prepared {
+        true => port().receive_prepared(signal, timeout),
+        false => {
+            flush_signal_of(signal);
+            port().receive(timeout).map(Ok)
+        }
     };
     SLEEPING.store(false, Ordering::Release);
     match received {
-        Some(Ok(Err(bits) | Ok(Received::Notification(bits)))) => wake_bits(bits),
-        Some(Ok(Ok(message))) => {
-            let mut inbox = INBOX.lock();
-            inbox.0.push_back(message);
-            inbox.1.drain(..).for_each(Waker::wake);
-        }
-        // Timed out, or a task is ready: the caller fires timers and looks again.
-        Some(Err(_)) | None => {}
+        Ok(Err(bits) | Ok(Received::Notification(bits))) => wake_bits(bits),
+        Ok(Ok(message)) => file_message(message),
+        // Timed out: the caller fires timers and looks again.
+        Err(_) => {}
+    }
+}
+
+/// A message for the wake port: queued for [`next_message`].
+#[inline(never)]
+fn file_message(message: Received) {
+    let mut inbox = INBOX.lock();
+    inbox.0.push_back(message);
+    inbox.1.drain(..).for_each(Waker::wake);
+}
+
+fn flush_signal_of(signal: Option<(Port, u64)>) {
+    if let Some((port, bits)) = signal {
+        let _ = port.notify(bits);
     }
 }
 
@@ -167,24 +267,32 @@ impl Listener {
                 return Poll::Ready(());
             }
             polled = true;
-            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                // First wait, or polled by another task than before: (re)place the entry.
-                let waker = cx.waker().clone();
-                let mut table = BITS.lock();
-                let list = &mut table[self.bit].listeners;
-                let entry = self
-                    .waker
-                    .take()
-                    .and_then(|old| list.iter().position(|w| w.will_wake(&old)));
-                match entry {
-                    Some(at) => list[at] = waker.clone(),
-                    None => list.push(waker.clone()),
-                }
-                self.waker = Some(waker);
-            }
+            self.register(cx.waker());
             Poll::Pending
         })
         .await
+    }
+
+    /// Wake `waker` (a task's) at every notification with the bit from now on, in place of
+    /// the waker registered before: for a poll function that sleeps on the bit, such as a
+    /// lone call waiting for its response.
+    pub fn register(&mut self, waker: &Waker) {
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        // First registration, or another task than before: (re)place the entry.
+        let waker = waker.clone();
+        let mut table = BITS.lock();
+        let list = &mut table[self.bit].listeners;
+        let entry = self
+            .waker
+            .take()
+            .and_then(|old| list.iter().position(|w| w.will_wake(&old)));
+        match entry {
+            Some(at) => list[at] = waker.clone(),
+            None => list.push(waker.clone()),
+        }
+        self.waker = Some(waker);
     }
 }
 

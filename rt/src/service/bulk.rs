@@ -14,8 +14,9 @@
 //!
 //! On the wire a `Bulk` is its offset and length in the arena. The server checks both
 //! against the arena before it touches a byte. The client can still change the bytes while
-//! the server reads them, so the server side offers only copying reads (volatile, never a
-//! reference into memory another process writes): copy what must not change.
+//! the server reads them, so the server side offers only copying reads (never a reference
+//! into memory another process writes; [`copy_out`] says why a plain copy is sound): copy
+//! what must not change.
 //!
 //! A `Bulk` belongs to the link (one start of the server) whose arena holds it: a call
 //! encoded for another link refuses it rather than send offsets into the wrong arena.
@@ -143,12 +144,9 @@ impl Bulk {
     /// Copy bytes from `offset` into `out`, as far as both reach; returns how many.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
         let n = out.len().min(self.len().saturating_sub(offset));
-        let base = self.addr() + offset;
-        for (i, byte) in out[..n].iter_mut().enumerate() {
-            // SAFETY: within the range checked against the mapped arena; volatile because
-            // another process may write the same bytes meanwhile.
-            *byte = unsafe { ((base + i) as *const u8).read_volatile() };
-        }
+        // SAFETY: `offset..offset + n` lies within the `Bulk`'s range, checked against the
+        // mapped arena; `out` is this process's own memory and cannot overlap the arena.
+        unsafe { copy_out(self.addr() + offset, out.as_mut_ptr(), n) };
         n
     }
 
@@ -171,10 +169,34 @@ impl Bulk {
 
     /// A private copy of the bytes.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut copy = alloc::vec![0; self.len()];
-        self.read_at(0, &mut copy);
+        let len = self.len();
+        let mut copy = Vec::with_capacity(len);
+        // SAFETY: the whole range is the `Bulk`'s, checked against the arena; `copy` has
+        // room for `len` bytes, all written before `set_len`.
+        unsafe {
+            copy_out(self.addr(), copy.as_mut_ptr(), len);
+            copy.set_len(len);
+        }
         copy
     }
+}
+
+/// Copy `len` bytes from the arena at `from` into this process's own memory at `to`.
+///
+/// One plain `memcpy` (`rep movsq`), though the client may write the same bytes
+/// meanwhile. Sound, because the writer is another process, outside this program, as a
+/// device writing by DMA would be: nothing in this process writes the arena, no reference
+/// into it is ever formed (whose validity or immutability the compiler could assume), the
+/// copy reads each byte once through a raw pointer into memory nobody else sees, and every
+/// bit pattern is a valid `u8`. The worst a concurrent writer can cause is a copy that
+/// mixes old and new bytes, which is what it wrote; the server uses only the copy.
+///
+/// # Safety
+/// `from..from + len` is mapped arena memory; `to..to + len` is writable memory of this
+/// process that does not overlap it.
+unsafe fn copy_out(from: usize, to: *mut u8, len: usize) {
+    // SAFETY: forwarded from the caller; see above for the concurrent writer.
+    unsafe { core::ptr::copy_nonoverlapping(from as *const u8, to, len) }
 }
 
 impl Drop for Bulk {
@@ -230,22 +252,16 @@ impl Serialize for Bulk {
     }
 }
 
-/// The arena of the connection whose request is being decoded (server side).
-static DECODING_ARENA: AtomicUsize = AtomicUsize::new(0);
-
-/// Resolve bulk arguments decoded from now on against the arena at `base`.
-pub(super) fn decoding_for(base: usize) {
-    DECODING_ARENA.store(base, Ordering::Relaxed);
-}
-
 impl<'de> Deserialize<'de> for Bulk {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let (offset, len) = <(u64, u64)>::deserialize(deserializer)?;
-        let base = DECODING_ARENA.load(Ordering::Relaxed);
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= BULK_SIZE as u64);
-        if base == 0 || end.is_none() || offset % ALIGN as u64 != 0 {
+        let Some(base) = super::decoding::current().map(|request| request.arena) else {
+            return Err(D::Error::custom("bulk bytes outside a request's decoding"));
+        };
+        if end.is_none() || offset % ALIGN as u64 != 0 {
             return Err(D::Error::custom(
                 "bulk range outside the connection's arena",
             ));

@@ -68,8 +68,6 @@ impl Drop for Cap {
 /// Capabilities clients have given, by (connection badge, token), until a request uses them.
 static FILED: Mutex<BTreeMap<(u64, u64), Handle>> = Mutex::new(BTreeMap::new());
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
-/// The connection whose request is being decoded (its badge).
-static DECODING: AtomicU64 = AtomicU64::new(0);
 
 /// File a capability given on the connection with `badge`; the token for it, or `None`
 /// when the connection already holds its share ([`CAPS_PER_CONNECTION`]).
@@ -97,11 +95,6 @@ pub(super) fn forget(badge: u64) {
     }
 }
 
-/// Resolve capability arguments decoded from now on against connection `badge`.
-pub(super) fn decoding_for(badge: u64) {
-    DECODING.store(badge, Ordering::Relaxed);
-}
-
 impl Serialize for Cap {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -116,7 +109,11 @@ impl Serialize for Cap {
 impl<'de> Deserialize<'de> for Cap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let token = u64::deserialize(deserializer)?;
-        let badge = DECODING.load(Ordering::Relaxed);
+        let Some(badge) = super::decoding::current().map(|request| request.badge) else {
+            return Err(D::Error::custom(
+                "a capability outside a request's decoding",
+            ));
+        };
         match FILED.lock().remove(&(badge, token)) {
             Some(handle) => Ok(Cap(Repr::Received(Some(handle)))),
             None => Err(D::Error::custom(

@@ -23,12 +23,14 @@ use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use spin::Once;
 
 use super::bulk::{self, Arena, Bulk};
 use super::calls::Calls;
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::wire::{ConnectAnswer, Head};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{Sleep, sleep, spawn, unblock, wake};
+use crate::executor::{Doorbell, Sleep, sleep, spawn, unblock, wake};
 use crate::ipc::{Message, Port};
 
 /// How often the reader checks that the server still exists while calls are in flight.
@@ -65,13 +67,18 @@ struct Inner {
     broken: Cell<Option<TransportError>>,
     /// The reader task, when it sleeps; and calls waiting for room in the request ring.
     reader: RefCell<Option<Waker>>,
-    /// Whether the reader sleeps with its liveness timer armed: a call that finds it so
+    /// Whether the reader sleeps with its liveness probe armed: a call that finds it so
     /// need not wake it to have one.
     probing: Cell<bool>,
     /// Whether the reader sleeps on the notification bit (or is about to run): a second
     /// call that finds it so need not wake it to take the ring back from a lone call.
     listening: Cell<bool>,
     space_waiters: RefCell<Vec<Waker>>,
+    /// The notification bit's standing registration for lone calls: the task making them
+    /// (usually the same one, call after call) is registered once, not at every sleep. Its
+    /// waker is woken under the registrations' lock: a task's, or a combinator's that
+    /// passes the wake on to one (`join_all`, `select`), which only mark tasks ready.
+    lone_listener: RefCell<wake::Listener>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
     /// Room for the largest request record, where each call encodes its request.
@@ -331,16 +338,16 @@ impl Inner {
         let answer = call_patiently(server, &request);
         let _ = crate::sys::ipc::cap_delete(wake.handle());
         let answer = answer.map_err(transport)?;
-        let server_bit = match answer.words {
-            [0, server_bit, ..] => server_bit as u32,
-            [1, found, ..] => {
+        let server_bit = match ConnectAnswer::from_words(answer.words) {
+            Some(ConnectAnswer::Accepted { server_bit }) => server_bit,
+            Some(ConnectAnswer::Mismatch { found }) => {
                 return Err(TransportError::InterfaceMismatch {
                     expected: interface.hash,
                     found,
                 });
             }
-            [3, ..] => return Err(TransportError::LimitReached),
-            _ => return Err(TransportError::Disconnected),
+            Some(ConnectAnswer::Limit) => return Err(TransportError::LimitReached),
+            Some(ConnectAnswer::Malformed) | None => return Err(TransportError::Disconnected),
         };
         let (channel, giver, lease) = match answer.caps.as_slice() {
             &[channel, giver, lease] => match Channel::map(channel) {
@@ -376,6 +383,7 @@ impl Inner {
             probing: Cell::new(false),
             listening: Cell::new(false),
             space_waiters: RefCell::new(Vec::new()),
+            lone_listener: RefCell::new(wake::Listener::new(bit)),
             scratch: RefCell::new(alloc::vec![0; MAX_RECORD]),
             outgoing: RefCell::new(alloc::vec![0; MAX_RECORD]),
         });
@@ -448,11 +456,12 @@ impl Inner {
         }
         let waiting = {
             let mut outgoing = self.outgoing.borrow_mut();
-            let (head, body) = outgoing.split_at_mut(8);
-            let len = encode(body).map_err(Attempt::Building)?;
-            head[..4].copy_from_slice(&call.id.to_le_bytes());
-            head[4..].copy_from_slice(&method.to_le_bytes());
-            let record = &outgoing[..8 + len];
+            let len = encode(&mut outgoing[Head::LEN..]).map_err(Attempt::Building)?;
+            let head = Head {
+                id: call.id,
+                code: method,
+            };
+            let record = head.pack(&mut outgoing, len);
             // Straight from the scratch when there is room; a copy to wait with otherwise.
             match self.push(record).map_err(Attempt::Sending)? {
                 true => None,
@@ -480,11 +489,9 @@ impl Inner {
         match self.requests.push(record) {
             Ok(Push::Done { wake_consumer }) => {
                 if wake_consumer {
-                    // A server that cannot be signalled is gone for every call, not just
-                    // this one: mark the link so a reconnect knows to replace it.
-                    self.server
-                        .notify(1 << self.server_bit)
-                        .map_err(|error| self.fail(transport(error)))?;
+                    // Sent as this thread sleeps, which hands the CPU to the server. A
+                    // server gone is then found by the reader's liveness probe.
+                    wake::signal_later(self.server, 1 << self.server_bit);
                 }
                 Ok(true)
             }
@@ -574,10 +581,12 @@ impl Drop for Open<'_> {
             // The server need not finish it; best effort: with the ring full, its answer
             // comes anyway. Either response is the reader's to file: the call that would
             // have is gone.
-            let mut cancel = [0u8; 8];
-            cancel[..4].copy_from_slice(&self.id.to_le_bytes());
-            cancel[4..].copy_from_slice(&super::CANCEL.to_le_bytes());
-            let _ = self.link.push(&cancel);
+            let mut cancel = [0u8; Head::LEN];
+            let head = Head {
+                id: self.id,
+                code: super::CANCEL,
+            };
+            let _ = self.link.push(head.pack(&mut cancel, 0));
             self.link.wake_reader();
         }
     }
@@ -598,7 +607,7 @@ impl Inner {
             // The look before sleeping comes first: right after the request went out, the
             // response is rarely in already.
             match self.responses.prepare_wait() {
-                Ok(true) => return wake::on_notification(self.bit, waker),
+                Ok(true) => return self.lone_listener.borrow_mut().register(waker),
                 Ok(false) => {}
                 Err(_) => {
                     self.fail(TransportError::Disconnected);
@@ -629,9 +638,7 @@ impl Inner {
                     last,
                 }) => {
                     if wake_producer {
-                        self.server
-                            .notify(1 << self.server_bit)
-                            .map_err(transport)?;
+                        wake::signal_later(self.server, 1 << self.server_bit);
                     }
                     let (id, result) =
                         parse_response(out.as_slice()).ok_or(TransportError::MalformedReply)?;
@@ -659,6 +666,8 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // A signal deferred for the server goes before its capability may.
+        wake::flush_signal();
         // The server ends its side now, not when this process dies.
         self.arena.channel().close();
         let _ = self.server.notify(1 << self.server_bit);
@@ -672,10 +681,9 @@ impl Drop for Inner {
 }
 
 fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)> {
-    let id = u32::from_le_bytes(record.get(0..4)?.try_into().ok()?);
-    let code = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+    let (Head { id, code }, body) = Head::unpack(record)?;
     let result = match code {
-        status::OK => Ok(&record[8..]),
+        status::OK => Ok(body),
         status::MALFORMED => Err(TransportError::Rejected),
         status::TOO_LARGE => Err(TransportError::TooLarge),
         // Only a call given up is cancelled: nobody waits for this outcome.
@@ -687,11 +695,11 @@ fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)>
 
 /// The connection's reader task: file responses, wake waiting senders, watch the server.
 ///
-/// The liveness timer is armed once calls are in flight and left running: when it fires
+/// The liveness probe is armed once calls are in flight and left running: when it fires
 /// with calls still in flight it probes the server and is armed again, so a busy link
-/// costs one timer every [`LIVENESS_PROBE`], not one per response.
+/// costs one probe every [`LIVENESS_PROBE`], not one per response.
 async fn read_responses(connection: Weak<Inner>) {
-    let mut probe: Option<Sleep> = None;
+    let mut probe = Probe::new();
     loop {
         let Some(inner) = connection.upgrade() else {
             return;
@@ -715,19 +723,17 @@ async fn read_responses(connection: Weak<Inner>) {
         if lone {
             inner.calls.borrow().wake_waiting();
         }
-        if probe.is_none() && inner.calls.borrow().busy() {
-            probe = Some(sleep(LIVENESS_PROBE));
+        if inner.calls.borrow().busy() {
+            probe.arm();
         }
-        inner.probing.set(probe.is_some());
+        inner.probing.set(probe.armed());
         inner.listening.set(!lone);
         // Hold no strong reference while asleep, so dropping the connection ends the task.
         drop(inner);
         let mut registered = false;
         let fired = poll_fn(|cx| {
-            // Polled first: a timer that fired ends the wait as surely as a kick does.
-            if let Some(timer) = probe.as_mut()
-                && Pin::new(timer).poll(cx).is_ready()
-            {
+            // Looked at first: a probe due ends the wait as surely as a kick does.
+            if probe.fired(cx.waker()) {
                 return Poll::Ready(true);
             }
             if registered {
@@ -747,7 +753,6 @@ async fn read_responses(connection: Weak<Inner>) {
         })
         .await;
         if fired {
-            probe = None;
             let Some(inner) = connection.upgrade() else {
                 return;
             };
@@ -757,6 +762,67 @@ async fn read_responses(connection: Weak<Inner>) {
                 inner.fail(transport(error));
                 return;
             }
+        }
+    }
+}
+
+/// The process's doorbell for liveness probes, shared by every link's reader; `None`
+/// when no thread could be had for it.
+static PROBE_BELL: Once<Option<Doorbell>> = Once::new();
+
+/// A reader's clock for liveness probes: the process's doorbell, or, without one, a timer
+/// of its own (which every sleep of the executor then pays for).
+enum Probe {
+    /// Armed: the doorbell's ring count when it was.
+    Bell(&'static Doorbell, Option<u64>),
+    Timer(Option<Sleep>),
+}
+
+impl Probe {
+    fn new() -> Probe {
+        let bell = PROBE_BELL.call_once(|| Doorbell::start(LIVENESS_PROBE, next_bit()).ok());
+        match bell {
+            Some(bell) => Probe::Bell(bell, None),
+            None => Probe::Timer(None),
+        }
+    }
+
+    /// Make it fire within about [`LIVENESS_PROBE`], unless it is armed already.
+    fn arm(&mut self) {
+        match self {
+            Probe::Bell(bell, armed @ None) => {
+                *armed = Some(bell.rings());
+                bell.want();
+            }
+            Probe::Timer(timer @ None) => *timer = Some(sleep(LIVENESS_PROBE)),
+            Probe::Bell(_, Some(_)) | Probe::Timer(Some(_)) => {}
+        }
+    }
+
+    fn armed(&self) -> bool {
+        matches!(self, Probe::Bell(_, Some(_)) | Probe::Timer(Some(_)))
+    }
+
+    /// Whether it fired (then it is disarmed); if not, `waker` is woken when it does.
+    fn fired(&mut self, waker: &Waker) -> bool {
+        match self {
+            Probe::Bell(bell, armed @ Some(_)) => {
+                if bell.rings() != armed.unwrap_or_default() {
+                    *armed = None;
+                    return true;
+                }
+                wake::on_notification(bell.bit(), waker);
+                false
+            }
+            Probe::Timer(Some(timer)) => {
+                let mut cx = core::task::Context::from_waker(waker);
+                if Pin::new(timer).poll(&mut cx).is_ready() {
+                    *self = Probe::Timer(None);
+                    return true;
+                }
+                false
+            }
+            Probe::Bell(_, None) | Probe::Timer(None) => false,
         }
     }
 }

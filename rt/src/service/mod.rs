@@ -27,8 +27,10 @@ mod calls;
 mod caps;
 mod channel;
 mod client;
+mod decoding;
 pub mod limits;
 mod server;
+mod wire;
 
 pub use bulk::Bulk;
 pub use bytes::{Bytes, INLINE_LIMIT};

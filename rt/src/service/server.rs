@@ -31,17 +31,20 @@ use keel_abi::Error;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::decoding::Decoding;
 use super::limits;
+use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
-use crate::executor::{sleep, spawn, wake};
+use crate::executor::{Doorbell, sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
 pub trait Dispatch: Sized + 'static {
-    /// Decode `arguments` for `method` now (bulk and capability arguments resolve against
-    /// the request's connection only during this call) and return the future that runs
+    /// Decode `arguments` for `method` now, with [`Reply::decode`] (bulk and capability
+    /// arguments resolve against the request's connection, which `reply` knows), and return the future that runs
     /// the method and sends its result through `reply` ([`Reply::answer`]). `None` means
     /// the request was malformed (unknown method, undecodable arguments).
     fn dispatch(service: &Rc<Self>, method: u32, arguments: &[u8], reply: Reply) -> Option<Answer>;
@@ -57,6 +60,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Decode the request's arguments as a `T`, resolving bulk and capability arguments
+    /// against its connection; `None` when they are not exactly one `T`.
+    pub fn decode<T: DeserializeOwned>(&self, arguments: &[u8]) -> Option<T> {
+        let connection = &self.connection;
+        let context = Decoding {
+            arena: connection.channel.bulk_base(),
+            badge: connection.badge,
+        };
+        context.scope(|| super::decode(arguments))
+    }
+
     /// The future of a request: run `method`, then send its result.
     pub fn answer<R, F>(self, method: F) -> Answer
     where
@@ -110,7 +124,8 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 // The client gets a copy of the channel's capability (ours stays ours), a
                 // send capability badged for this connection, to give capabilities on, and
                 // its lease.
-                let answer = Message::new(0, [0, bit as u64, 0, 0]).with_caps(&[
+                let accepted = ConnectAnswer::Accepted { server_bit: bit };
+                let answer = Message::new(0, accepted.words()).with_caps(&[
                     connection.channel.object,
                     giver.handle(),
                     lease.handle(),
@@ -126,11 +141,7 @@ pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
                 for &cap in &message.caps {
                     let _ = crate::sys::ipc::cap_delete(cap);
                 }
-                match refusal {
-                    Refusal::Mismatch(found) => Message::new(0, [1, found, 0, 0]),
-                    Refusal::Malformed => Message::new(0, [2, 0, 0, 0]),
-                    Refusal::Limit => Message::new(0, [3, 0, 0, 0]),
-                }
+                Message::new(0, refusal.words())
             }
         };
         if let Some(reply) = reply {
@@ -176,32 +187,29 @@ impl Registry {
 /// Look for dead clients every [`SWEEP`](limits::SWEEP), not only when another connects:
 /// a server nobody connects to again must get its memory back too.
 ///
-/// A thread of its own rings this task's notification bit each period. A timer on the
-/// executor would do the same, but while one is armed the executor sleeps in a receive
+/// A doorbell rings this task's notification bit each period ([`Doorbell`]): a timer on
+/// the executor would do the same, but while one is armed the executor sleeps in a receive
 /// with a timeout, which every call then pays for (docs/decisions/002). The bit may be
-/// shared with connections, so a ring is believed only once half a period has passed.
+/// shared with connections, so only a ring the doorbell counted is believed.
 async fn sweep(connections: Registry) {
     let bit = next_bit();
-    let port = wake::port();
-    let doorbell = crate::thread::spawn(move || {
-        loop {
-            crate::time::sleep(limits::SWEEP);
-            let _ = port.notify(1 << bit);
-        }
-    });
+    let doorbell = Doorbell::start(limits::SWEEP, bit);
     let mut rings = wake::Listener::new(bit);
-    let period = crate::time::ticks_in(limits::SWEEP);
-    let mut last = crate::time::ticks();
+    let mut seen = 0;
     loop {
-        match doorbell {
-            Ok(_) => rings.wait().await,
+        match &doorbell {
+            Ok(bell) => {
+                bell.want();
+                rings.wait().await;
+                if bell.rings() == seen {
+                    continue;
+                }
+                seen = bell.rings();
+            }
             // No thread to be had: the timer, and calls pay for it.
             Err(_) => sleep(limits::SWEEP).await,
         }
-        if crate::time::ticks() - last >= period / 2 {
-            last = crate::time::ticks();
-            connections.end_abandoned();
-        }
+        connections.end_abandoned();
     }
 }
 
@@ -230,14 +238,6 @@ struct Served {
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
 }
 
-enum Refusal {
-    Malformed,
-    /// The client, or all clients together, hold as many connections as they may.
-    Limit,
-    /// The server's interface hash.
-    Mismatch(u64),
-}
-
 /// A capability a client gives for a later request: filed under a token for its
 /// connection (known by the badge it came with), if that connection is being served and
 /// has room in its share; deleted at once otherwise.
@@ -264,32 +264,34 @@ fn accept(
     interface: Interface,
     message: &Message,
     connections: &[Rc<Served>],
-) -> Result<(Served, u32, [Port; 2]), Refusal> {
+) -> Result<(Served, u32, [Port; 2]), ConnectAnswer> {
     let [hash, client_bit, ..] = message.words;
     let &[client] = message.caps.as_slice() else {
-        return Err(Refusal::Malformed);
+        return Err(ConnectAnswer::Malformed);
     };
     let client_port = match crate::sys::ipc::cap_info(client) {
         Ok(info) if info.kind == keel_abi::cap::kind::PORT => info.object,
-        _ => return Err(Refusal::Malformed),
+        _ => return Err(ConnectAnswer::Malformed),
     };
     if message.label != label::CONNECT {
-        return Err(Refusal::Malformed);
+        return Err(ConnectAnswer::Malformed);
     }
     if hash != interface.hash {
-        return Err(Refusal::Mismatch(interface.hash));
+        return Err(ConnectAnswer::Mismatch {
+            found: interface.hash,
+        });
     }
     let its_own = connections
         .iter()
         .filter(|c| c.client_port == client_port)
         .count();
     if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
-        return Err(Refusal::Limit);
+        return Err(ConnectAnswer::Limit);
     }
     // No memory left for another channel is a limit too: the server's frame quota.
     let channel = Channel::create().map_err(|error| match error {
-        Error::QuotaExceeded | Error::OutOfMemory => Refusal::Limit,
-        _ => Refusal::Malformed,
+        Error::QuotaExceeded | Error::OutOfMemory => ConnectAnswer::Limit,
+        _ => ConnectAnswer::Malformed,
     })?;
     let badge = super::badge::fresh(|badge| connections.iter().any(|c| c.badge == badge));
     let giver = wake::port()
@@ -297,12 +299,12 @@ fn accept(
             keel_abi::cap::rights::SEND | keel_abi::cap::rights::GRANT,
             badge,
         )
-        .map_err(|_| Refusal::Malformed)?;
+        .map_err(|_| ConnectAnswer::Malformed)?;
     let (lease, handed_lease) = match lease() {
         Ok(ends) => ends,
         Err(_) => {
             let _ = giver.delete();
-            return Err(Refusal::Limit);
+            return Err(ConnectAnswer::Limit);
         }
     };
     let (requests, responses) = channel.server_ends();
@@ -402,18 +404,12 @@ fn start<D: Dispatch>(
     service: &Rc<D>,
     record: &[u8],
 ) -> Option<(u32, Answer)> {
-    let Some((head, arguments)) = record.split_first_chunk::<8>() else {
+    let Some((Head { id, code: method }, arguments)) = Head::unpack(record) else {
         return connection.reject(u32::MAX);
     };
-    let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let method = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if method == super::CANCEL {
         return connection.cancel(id);
     }
-    // Bulk and capability arguments resolve against this connection while the dispatcher
-    // decodes, which it does before it returns.
-    super::bulk::decoding_for(connection.channel.bulk_base());
-    super::caps::decoding_for(connection.badge);
     let reply = Reply {
         connection: connection.clone(),
         id,
@@ -426,6 +422,8 @@ fn start<D: Dispatch>(
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // A signal deferred for the client goes before its capability does.
+        wake::flush_signal();
         let _ = crate::sys::ipc::cap_delete(self.client.handle());
         let _ = self.lease.delete();
         super::caps::forget(self.badge);
@@ -487,11 +485,8 @@ impl Served {
         encode: impl FnOnce(&mut [u8]) -> (u32, usize),
     ) -> Option<Held> {
         let mut scratch = self.scratch.borrow_mut();
-        let (head, body) = scratch.split_at_mut(8);
-        let (code, len) = encode(body);
-        head[..4].copy_from_slice(&id.to_le_bytes());
-        head[4..].copy_from_slice(&code.to_le_bytes());
-        let record = &scratch[..8 + len];
+        let (code, len) = encode(&mut scratch[Head::LEN..]);
+        let record = Head { id, code }.pack(&mut scratch, len);
         match self.responses.push(record) {
             Ok(Push::Done { wake_consumer }) => {
                 if wake_consumer {
@@ -513,8 +508,9 @@ impl Served {
     }
 
     fn signal_client(&self) {
-        // A client that is gone cannot be signalled; its connection simply goes quiet.
-        let _ = self.client.notify(1 << self.client_bit);
+        // Sent as this thread sleeps, which hands the CPU to the client. A client that is
+        // gone cannot be signalled; its connection simply goes quiet.
+        wake::signal_later(self.client, 1 << self.client_bit);
     }
 
     /// Queue a response, waiting for room in the ring. `TooLarge` when no record could

@@ -64,6 +64,15 @@ pub fn port_send(port: Handle, info: MessageInfo, words: [u64; 4]) -> Result<(),
 /// `port_recv`: waits up to `timeout_ns` (0 polls, `u64::MAX` waits for ever) for a message
 /// or notification; `true` with it when it is a call awaiting an answer.
 pub fn port_recv(port: Handle, timeout_ns: u64) -> Result<(bool, RawMessage), Error> {
+    crate::executor::wake::flush_signal();
+    port_recv_unflushed(port, timeout_ns)
+}
+
+/// `port_recv` for the executor's sleep, which has just taken the deferred signal itself.
+pub(crate) fn port_recv_unflushed(
+    port: Handle,
+    timeout_ns: u64,
+) -> Result<(bool, RawMessage), Error> {
     let args = message_args(port, timeout_ns, [0; 4]);
     // SAFETY: the kernel writes only the IPC buffer, which `ipc_buffer_set` set aside for it.
     let (result, message) = unsafe { syscall_message(Syscall::PortRecv as usize, args) };
@@ -72,6 +81,7 @@ pub fn port_recv(port: Handle, timeout_ns: u64) -> Result<(bool, RawMessage), Er
 
 /// `port_call`: sends a call and waits for its answer.
 pub fn port_call(port: Handle, info: MessageInfo, words: [u64; 4]) -> Result<RawMessage, Error> {
+    crate::executor::wake::flush_signal();
     let args = message_args(port, info.0, words);
     // SAFETY: as for `port_send` and `port_recv`.
     let (result, message) = unsafe { syscall_message(Syscall::PortCall as usize, args) };
@@ -91,6 +101,7 @@ pub fn port_reply_recv(
     info: MessageInfo,
     words: [u64; 4],
 ) -> Result<(bool, RawMessage), Error> {
+    crate::executor::wake::flush_signal();
     let args = message_args(port, info.0, words);
     // SAFETY: as for `port_send` and `port_recv`.
     let (result, message) = unsafe { syscall_message(Syscall::PortReplyRecv as usize, args) };
@@ -105,6 +116,7 @@ pub fn port_signal_recv(
     port: Handle,
     timeout_ns: u64,
 ) -> Result<(bool, RawMessage), Error> {
+    crate::executor::wake::flush_signal();
     let args = [
         signal as usize,
         bits as usize,

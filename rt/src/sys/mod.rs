@@ -5,6 +5,10 @@
 //! Each returns the kernel's verdict as `Result<_, Error>`. Those that can break the caller's
 //! own memory (unmapping, changing protection, starting a thread on a given stack) are
 //! `unsafe`; [`raw`] has the unchecked forms that take any number and any pointer.
+//!
+//! Those that can block or end the thread first send the executor's deferred signal
+//! ([`flush_signal`](crate::executor::wake::flush_signal)): a peer must never wait for a
+//! signal held by a thread that sleeps elsewhere.
 
 pub mod device;
 pub mod ipc;
@@ -49,6 +53,7 @@ pub fn thread_exit(code: i32) -> ! {
 
 /// Gives up the rest of the time slice.
 pub fn thread_yield() {
+    crate::executor::wake::flush_signal();
     // SAFETY: no arguments, no memory effects.
     let result = unsafe { call(Syscall::ThreadYield, []) };
     debug_assert!(result.is_ok(), "thread_yield cannot fail");
@@ -56,6 +61,7 @@ pub fn thread_yield() {
 
 /// Blocks for at least `nanoseconds` (rounded up to a timer tick).
 pub fn thread_sleep(nanoseconds: u64) -> Result<(), Error> {
+    crate::executor::wake::flush_signal();
     // SAFETY: no memory effects.
     unsafe { call(Syscall::ThreadSleep, [nanoseconds as usize]) }.map(drop)
 }
@@ -105,6 +111,7 @@ pub fn process_exit(code: i32) -> ! {
 
 /// Waits for child `pid` to end, reaps it and returns how it ended.
 pub fn process_wait(pid: u32) -> Result<ExitStatus, Error> {
+    crate::executor::wake::flush_signal();
     let mut status = ExitStatus::default();
     // SAFETY: the kernel writes one `ExitStatus` into `status`.
     unsafe {
@@ -157,6 +164,7 @@ pub fn system_poweroff(code: u32) -> Result<Infallible, Error> {
 
 /// Issues an exit-type syscall, which does not come back.
 fn never_returns(number: Syscall, code: i32) -> ! {
+    crate::executor::wake::flush_signal();
     // Sign-extend so the kernel sees the code as the i64 that `ExitStatus` reports.
     // SAFETY: ending the thread or process has no effect on memory anyone still uses.
     let _ = unsafe { call(number, [code as i64 as usize]) };
