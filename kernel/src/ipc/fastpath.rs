@@ -67,7 +67,7 @@ fn carried(info: MessageInfo) -> bool {
 /// and resumes only a thread whose syscall left nothing on its kernel stack.
 #[inline(always)]
 fn may_switch_to(from: &Thread, to: &Thread) -> bool {
-    !to.suspended && to.priority >= from.priority && to.parked_in.is_some()
+    !to.is_suspended() && to.priority() >= from.priority() && to.is_parked()
 }
 
 /// `port_call` at the door. Returns the trap frame to leave through (the receiver's), or
@@ -131,9 +131,9 @@ fn copy_payload(
     to: &mut Thread,
     len: usize,
 ) -> Option<()> {
-    let source = processes.get_mut(&from.process)?.space.as_mut()?;
+    let source = processes.get_mut(&from.process())?.space.as_mut()?;
     let source = from.ipc_buffer_frame(source)?;
-    let target = processes.get_mut(&to.process)?.space.as_mut()?;
+    let target = processes.get_mut(&to.process())?.space.as_mut()?;
     let target = to.ipc_buffer_frame(target)?;
     let payload = core::mem::offset_of!(IpcBuffer, payload);
     let handles = core::mem::size_of::<[u32; MESSAGE_CAPS]>();
@@ -211,7 +211,7 @@ impl Kernel {
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let thread = self.threads.get(&tid).expect("running thread");
-        let Some(entry) = thread.path_cache.find(handle, rights) else {
+        let Some(entry) = thread.path_cache().find(handle, rights) else {
             return self.port_lookup_miss(handle, rights);
         };
         self.ipc_stats.path_cache_hits += 1;
@@ -235,11 +235,11 @@ impl Kernel {
         let Object::Port(port) = found.object else {
             return Err(Error::WrongType);
         };
-        let cache = &mut self
+        let cache = self
             .threads
             .get_mut(&tid)
             .expect("running thread")
-            .path_cache;
+            .path_cache_mut();
         cache.entries[cache.next] = PathEntry {
             handle,
             rights: found.rights,
@@ -257,15 +257,15 @@ impl Kernel {
     fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let caller_id = self.sched.current;
-        let entry = *self.running().path_cache.find(handle, rights::SEND)?;
+        let entry = *self.running().path_cache().find(handle, rights::SEND)?;
         let receiver_id = self.ports.get(&entry.port)?.receivers.first()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let port = self.ports.get_mut(&entry.port)?;
-        let woken_state = receiver.state;
+        let woken_state = receiver.state();
         // An unanswered call must be abandoned first: the general path's business.
         if !matches!(woken_state, ThreadState::Receiving { .. })
             || !may_switch_to(caller, receiver)
-            || receiver.pending_reply.is_some()
+            || receiver.pending_reply().is_some()
         {
             return None;
         }
@@ -278,11 +278,11 @@ impl Kernel {
         port.fast.calls += 1;
         self.fast.calls += 1;
         let reply = caller.next_call(caller_id, entry.port);
-        caller.state = ThreadState::WaitingReply(reply.seq);
+        caller.block(ThreadState::WaitingReply(reply.seq));
         park(caller, Delivered::Answer);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         receiver.load_registers(1, entry.badge, delivered_info(info), words);
-        receiver.pending_reply = Some(reply);
+        receiver.replace_pending_reply(Some(reply));
         Some(self.sched.resume_parked(receiver_id, receiver))
     }
 
@@ -298,7 +298,7 @@ impl Kernel {
             Some(ticks) => Some(self.ticks.saturating_add(ticks)),
         };
         let caller_id = self.sched.current;
-        let cache = &self.running().path_cache;
+        let cache = self.running().path_cache();
         let signal = cache.find(signal, rights::SEND)?.port;
         let wait = cache.find(wait, rights::RECEIVE)?.port;
         // Zero bits wake nobody; something already waiting on `wait` is returned at once.
@@ -308,7 +308,7 @@ impl Kernel {
         }
         let receiver_id = self.ports.get(&signal)?.receivers.first()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
-        let woken_state = receiver.state;
+        let woken_state = receiver.state();
         if !matches!(woken_state, ThreadState::Receiving { .. }) || !may_switch_to(caller, receiver)
         {
             return None;
@@ -320,7 +320,7 @@ impl Kernel {
         woken.fast.signals += 1;
         self.fast.signals += 1;
         let state = ThreadState::Receiving { port: wait, until };
-        caller.state = state;
+        caller.block(state);
         park(caller, Delivered::Received);
         receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
         let next = self.sched.resume_parked(receiver_id, receiver);
@@ -341,8 +341,8 @@ impl Kernel {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let server_id = self.sched.current;
         let server = self.running();
-        let entry = server.path_cache.find(handle, rights::RECEIVE)?;
-        let reply: ReplyRef = server.pending_reply?;
+        let entry = server.path_cache().find(handle, rights::RECEIVE)?;
+        let reply: ReplyRef = server.pending_reply()?;
         if reply.port != entry.port {
             return None;
         }
@@ -351,7 +351,7 @@ impl Kernel {
         if !port.queue.is_empty() || port.notify != 0 || port.closed {
             return None;
         }
-        let awaited = matches!(caller.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
+        let awaited = matches!(caller.state(), ThreadState::WaitingReply(seq) if seq == reply.seq);
         if !awaited || !may_switch_to(server, caller) {
             return None;
         }
@@ -361,11 +361,11 @@ impl Kernel {
         // Nothing can fail from here on.
         port.fast.replies += 1;
         self.fast.replies += 1;
-        server.pending_reply = None;
-        server.state = ThreadState::Receiving {
+        server.take_pending_reply();
+        server.block(ThreadState::Receiving {
             port: reply.port,
             until: None,
-        };
+        });
         park(server, Delivered::Received);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         caller.load_registers(0, 0, delivered_info(info), words);

@@ -168,9 +168,9 @@ impl Kernel {
     fn checked_ipc_buffer(&mut self) -> Option<usize> {
         let tid = self.sched.current;
         let thread = self.threads.get_mut(&tid)?;
-        let space = self.processes.get_mut(&thread.process)?.space.as_mut()?;
+        let space = self.processes.get_mut(&thread.process())?.space.as_mut()?;
         thread.ipc_buffer_frame(space)?;
-        thread.ipc_buffer
+        thread.ipc_buffer()
     }
 
     /// Drop a message that will never be delivered: its capabilities, its reply.
@@ -193,14 +193,14 @@ impl Kernel {
     /// Whether the caller still waits for this answer, in a call or stopped at a fault.
     pub fn reply_is_awaited(&self, reply: ReplyRef) -> bool {
         self.threads.get(&reply.caller).is_some_and(|t| {
-            t.state == ThreadState::WaitingReply(reply.seq)
-                || t.state == ThreadState::Faulted(reply.seq)
+            t.state() == ThreadState::WaitingReply(reply.seq)
+                || t.state() == ThreadState::Faulted(reply.seq)
         })
     }
 
     /// Hand `delivery` to a blocked thread and make it ready.
     pub fn wake_with(&mut self, tid: Tid, delivery: Delivery) {
-        let Some(state) = self.threads.get(&tid).map(|t| t.state) else {
+        let Some(state) = self.threads.get(&tid).map(|t| t.state()) else {
             return;
         };
         self.sched.forget(tid, state);
@@ -210,7 +210,7 @@ impl Kernel {
             port.receivers.remove(&mut self.threads, tid);
         }
         if let Some(thread) = self.threads.get_mut(&tid) {
-            thread.inbox = Some(delivery);
+            thread.deliver(delivery);
             self.sched.ready(tid, thread);
         }
     }
@@ -340,7 +340,7 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return false;
         };
-        let previous = core::mem::replace(&mut thread.pending_reply, reply);
+        let previous = thread.replace_pending_reply(reply);
         if let Some(previous) = previous {
             self.abandon_reply(previous);
         }
@@ -365,7 +365,7 @@ impl Kernel {
         let reply = self
             .threads
             .get_mut(&tid)
-            .and_then(|t| t.pending_reply.take())
+            .and_then(|t| t.take_pending_reply())
             .ok_or(Error::NotFound)?;
         self.cap_create(pid, Object::Reply(reply), 0)
     }

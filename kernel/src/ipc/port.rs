@@ -96,7 +96,7 @@ impl Receivers {
             None => self.ends = Some((tid, tid)),
             Some((_, last)) => {
                 if let Some(thread) = threads.get_mut(last) {
-                    thread.next_receiver = tid;
+                    thread.set_next_receiver(tid);
                 }
                 *last = tid;
             }
@@ -107,7 +107,7 @@ impl Receivers {
     pub fn pop(&mut self, threads: &Table<Thread>) -> Option<Tid> {
         let (first, last) = self.ends?;
         self.ends = match threads.get(&first) {
-            Some(thread) if first != last => Some((thread.next_receiver, last)),
+            Some(thread) if first != last => Some((thread.next_receiver(), last)),
             _ => None,
         };
         Some(first)
@@ -116,7 +116,7 @@ impl Receivers {
     /// Take the first in line, whose record is `first`.
     pub fn pop_first(&mut self, first: &Thread) {
         if let Some((head, last)) = self.ends {
-            self.ends = (head != last).then_some((first.next_receiver, last));
+            self.ends = (head != last).then_some((first.next_receiver(), last));
         }
     }
 
@@ -136,16 +136,16 @@ impl Receivers {
             if previous == last {
                 return;
             }
-            let Some(next) = threads.get(&previous).map(|t| t.next_receiver) else {
+            let Some(next) = threads.get(&previous).map(|t| t.next_receiver()) else {
                 return;
             };
             if next == tid {
                 if tid == last {
                     self.ends = Some((first, previous));
-                } else if let Some(after) = threads.get(&tid).map(|t| t.next_receiver)
+                } else if let Some(after) = threads.get(&tid).map(|t| t.next_receiver())
                     && let Some(previous) = threads.get_mut(&previous)
                 {
-                    previous.next_receiver = after;
+                    previous.set_next_receiver(after);
                 }
                 return;
             }
@@ -210,8 +210,8 @@ impl Kernel {
             .get_mut(&receiver)
             .expect("waiting thread exists");
         thread.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
-        let state = thread.state;
-        thread.inbox = Some(Delivery::InRegisters(0));
+        let state = thread.state();
+        thread.deliver(Delivery::InRegisters(0));
         self.sched.forget(receiver, state);
         self.sched.ready(receiver, thread);
         Ok(())

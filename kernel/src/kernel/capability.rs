@@ -109,7 +109,7 @@ impl Kernel {
             if process.caps.clear(index) {
                 for tid in &process.threads {
                     if let Some(thread) = self.threads.get_mut(tid) {
-                        thread.path_cache.forget_all();
+                        thread.path_cache_mut().forget_all();
                     }
                 }
             }

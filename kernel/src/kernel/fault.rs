@@ -61,8 +61,7 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
     };
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.call_seq += 1;
-    let seq = thread.call_seq;
+    let seq = thread.next_seq();
     let mut message = Message {
         badge,
         info: MessageInfo::new(LABEL_FAULT, 0, 1).0,
@@ -103,7 +102,7 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
 fn resumed(frame: &mut TrapFrame) -> bool {
     let mut k = kernel();
     let tid = k.sched.current;
-    let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.inbox.take())
+    let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.take_inbox())
     else {
         return false;
     };
@@ -142,7 +141,7 @@ impl Kernel {
     /// registers are saved.
     fn stopped_frame(&mut self, tid: Tid) -> Result<&mut TrapFrame, Error> {
         let thread = &self.threads[&tid];
-        if !matches!(thread.state, ThreadState::Faulted(_)) {
+        if !matches!(thread.state(), ThreadState::Faulted(_)) {
             return Err(Error::NotStopped);
         }
         // SAFETY: a thread stopped at a fault is blocked in the kernel's fault path, so the

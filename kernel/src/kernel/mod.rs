@@ -123,7 +123,7 @@ impl Kernel {
     }
 
     pub fn current_pid(&self) -> Pid {
-        self.current_thread().process
+        self.current_thread().process()
     }
 
     /// The running process's address space (it has one: only ended processes lose theirs).
@@ -206,9 +206,9 @@ impl Kernel {
         if self.sched.is_idle(tid) {
             return String::from("the idle thread");
         }
-        match self.processes.get(&thread.process) {
+        match self.processes.get(&thread.process()) {
             Some(p) => alloc::format!("process {} ({}), thread {}", p.id, p.name, tid),
-            None => alloc::format!("thread {tid} of process {}", thread.process),
+            None => alloc::format!("thread {tid} of process {}", thread.process()),
         }
     }
 }

@@ -105,9 +105,9 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
-        let state = thread.state;
-        let pending = thread.pending_reply.take();
-        let inbox = thread.inbox.take();
+        let state = thread.state();
+        let pending = thread.take_pending_reply();
+        let inbox = thread.take_inbox();
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
@@ -121,7 +121,7 @@ impl Kernel {
         }
         if tid == self.sched.current {
             if let Some(thread) = self.threads.get_mut(&tid) {
-                thread.state = ThreadState::Dead;
+                thread.die();
             }
             self.sched.note_dead_current();
         } else {
@@ -138,7 +138,7 @@ impl Kernel {
             .filter(|tid| {
                 self.threads
                     .get(tid)
-                    .is_some_and(|t| t.state == ThreadState::WaitingChild)
+                    .is_some_and(|t| t.state() == ThreadState::WaitingChild)
             })
             .collect();
         for tid in waiting {
@@ -153,7 +153,7 @@ impl Kernel {
 
     /// End thread `tid`; the last one of its process ends the process with `status`.
     pub fn end_thread(&mut self, tid: Tid, status: ExitStatus) {
-        let Some(pid) = self.threads.get(&tid).map(|t| t.process) else {
+        let Some(pid) = self.threads.get(&tid).map(|t| t.process()) else {
             return;
         };
         let Some(process) = self.processes.get_mut(&pid) else {

@@ -186,12 +186,12 @@ impl Scheduler {
     /// Make `thread` (`tid`) ready: on its run queue unless suspended, preempting the running
     /// thread if it outranks it.
     pub fn ready(&mut self, tid: Tid, thread: &mut Thread) {
-        thread.state = ThreadState::Ready;
-        if thread.suspended {
+        thread.ready();
+        if thread.is_suspended() {
             return;
         }
-        self.enqueue(tid, thread.priority, false);
-        if self.is_idle(self.current) || thread.priority > self.current_priority {
+        self.enqueue(tid, thread.priority(), false);
+        if self.is_idle(self.current) || thread.priority() > self.current_priority {
             request_reschedule();
         }
     }
@@ -284,7 +284,7 @@ impl Kernel {
         let tid = self.sched.current;
         self.sched.time(tid, state);
         if let Some(thread) = self.threads.get_mut(&tid) {
-            thread.state = state;
+            thread.block(state);
         }
         request_reschedule();
     }
@@ -301,11 +301,10 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
-        if thread.suspended {
+        if !thread.suspend() {
             return;
         }
-        thread.suspended = true;
-        match thread.state {
+        match thread.state() {
             ThreadState::Ready => self.sched.forget(tid, ThreadState::Ready),
             ThreadState::Running => request_reschedule(),
             ThreadState::Receiving { port, .. } => {
@@ -323,10 +322,10 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
-        if !core::mem::take(&mut thread.suspended) {
+        if !thread.resume() {
             return;
         }
-        match thread.state {
+        match thread.state() {
             ThreadState::Ready => self.make_ready(tid),
             ThreadState::Receiving { port, .. } => self.rejoin_receivers(tid, port),
             _ => {}
@@ -338,8 +337,8 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
-        let (state, queued) = (thread.state, !thread.suspended);
-        thread.priority = priority;
+        let (state, queued) = (thread.state(), !thread.is_suspended());
+        thread.set_priority(priority);
         if tid == self.sched.current {
             self.sched.current_priority = priority;
         }
@@ -366,11 +365,12 @@ impl Kernel {
         }
         self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
-        thread.root = self
-            .processes
-            .get(&process)
-            .and_then(|p| p.space.as_ref())
-            .map(|s| s.tagged_root());
+        thread.set_root(
+            self.processes
+                .get(&process)
+                .and_then(|p| p.space.as_ref())
+                .map(|s| s.tagged_root()),
+        );
         let id = self.threads.insert(thread);
         self.make_ready(id);
         Ok(id)
@@ -386,20 +386,20 @@ pub fn reschedule() {
     let idle = k.sched.is_idle(current);
     let state = &mut *k;
     if let Some(thread) = state.threads.get_mut(&current)
-        && thread.state == ThreadState::Running
+        && thread.state() == ThreadState::Running
         && !idle
     {
         // Still runnable: it goes back in line, in front if its slice is not used up. In
         // front it keeps only what is left of its slice, or a higher-priority thread waking
         // every tick would keep it on the CPU for ever (see `timer_tick`).
-        thread.state = ThreadState::Ready;
-        thread.kept_slice = if slice_over {
+        thread.ready();
+        thread.keep_slice(if slice_over {
             0
         } else {
             state.sched.slice_left
-        };
-        if !thread.suspended {
-            state.sched.enqueue(current, thread.priority, !slice_over);
+        });
+        if !thread.is_suspended() {
+            state.sched.enqueue(current, thread.priority(), !slice_over);
         }
     }
     let next = k.sched.pick_next();
@@ -418,12 +418,12 @@ fn switch_to(mut k: KernelGuard, next: Tid) {
         k.threads
             .get_mut(&next)
             .expect("scheduled thread exists")
-            .state = ThreadState::Running;
+            .run();
         return;
     }
     let resume = install(&mut k, next);
     let save = match k.threads.get_mut(&current) {
-        Some(thread) => &raw mut thread.saved_rsp,
+        Some(thread) => thread.saved_rsp_slot(),
         None => &raw mut k.boot_rsp,
     };
     drop(k);
@@ -453,9 +453,8 @@ enum Resume {
 fn install(k: &mut Kernel, next: Tid) -> Resume {
     let nothing_due = !work_pending();
     let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-    match thread.inbox {
-        Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
-            thread.inbox = None;
+    match thread.take_parked_result(nothing_due) {
+        Some(result) => {
             // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
             // and nothing else refers to it.
             unsafe {
@@ -463,9 +462,9 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
             };
             Resume::User(k.sched.resume_parked(next, thread))
         }
-        _ => {
+        None => {
             k.sched.load(next, thread);
-            Resume::Kernel(thread.saved_rsp)
+            Resume::Kernel(thread.saved_rsp())
         }
     }
 }
@@ -492,17 +491,17 @@ impl Scheduler {
     /// space, its address space (CR3 is loaded only when it changes), its priority.
     #[inline(always)]
     fn load(&mut self, tid: Tid, thread: &mut Thread) {
-        thread.state = ThreadState::Running;
+        thread.run();
         let top = thread.stack_top();
         gdt::set_kernel_stack(top);
-        if let Some(root) = thread.root
+        if let Some(root) = thread.root()
             && root != self.loaded_root
         {
             self.loaded_root = root;
             arch::load_root(root);
         }
         self.current = tid;
-        self.current_priority = thread.priority;
+        self.current_priority = thread.priority();
         self.running = thread;
     }
 
@@ -529,7 +528,7 @@ impl Scheduler {
     /// registers, the running one; the frame to return to user space through.
     #[inline(always)]
     pub fn resume_parked(&mut self, tid: Tid, thread: &mut Thread) -> *mut TrapFrame {
-        thread.parked_in = None;
+        thread.unpark();
         self.load(tid, thread);
         thread.saved_user_frame()
     }
@@ -543,10 +542,7 @@ pub struct Parked(u64);
 /// saved, and it resumes from its syscall's frame. Then [`switch_parked`].
 #[inline(always)]
 pub fn park(thread: &mut Thread, how: Delivered) -> Parked {
-    thread.parked_in = Some(how);
-    let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
-    thread.saved_rsp = park;
-    Parked(park)
+    Parked(thread.park(how))
 }
 
 /// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
@@ -575,7 +571,7 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
     let current = state.sched.current;
     state.sched.time(current, waiting);
     let thread = state.threads.get_mut(&current).expect("running thread");
-    thread.state = waiting;
+    thread.block(waiting);
     let park = park(thread, how);
     let next = state.sched.pick_next();
     state.sched.slice_left = TIME_SLICE;
@@ -590,10 +586,10 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     let current = k.sched.current;
     let state = &mut *k;
     let thread = state.threads.get_mut(&current).expect("running thread");
-    thread.state = ThreadState::Ready;
-    thread.inbox = Some(Delivery::InRegisters(0));
-    if !thread.suspended {
-        state.sched.enqueue(current, thread.priority, false);
+    thread.ready();
+    thread.deliver(Delivery::InRegisters(0));
+    if !thread.is_suspended() {
+        state.sched.enqueue(current, thread.priority(), false);
     }
     let park = park(thread, Delivered::Received);
     let next = state.sched.pick_next();
@@ -636,14 +632,13 @@ pub fn timer_tick() {
         crate::clock::publish(now);
         let current = k.sched.current;
         if let Some(thread) = k.threads.get_mut(&current) {
-            thread.cpu_ticks += 1;
             // Back after a preemption: only the rest of its slice. Applied here, not where
             // it is switched to, so that the IPC paths pay nothing for it.
-            let kept = core::mem::take(&mut thread.kept_slice);
+            let kept = thread.tick();
             if kept != 0 {
                 k.sched.slice_left = k.sched.slice_left.min(kept);
             }
-            let pid = thread.process;
+            let pid = thread.process();
             if let Some(process) = k.processes.get_mut(&pid) {
                 process.cpu_ticks += 1;
             }
@@ -653,7 +648,7 @@ pub fn timer_tick() {
                 break;
             }
             k.sched.sleepers.pop_first();
-            match k.threads.get(&tid).map(|t| t.state) {
+            match k.threads.get(&tid).map(|t| t.state()) {
                 Some(ThreadState::Receiving { .. }) => {
                     k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
                 }

@@ -40,7 +40,7 @@ pub fn send(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 pub(super) fn finish_parked(k: &mut Kernel) -> Result<Next, Error> {
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid);
-    let (how, delivery) = thread.map_or((None, None), |t| (t.parked_in.take(), t.inbox.take()));
+    let (how, delivery) = thread.map_or((None, None), |t| (t.take_parked(), t.take_inbox()));
     match delivery {
         Some(Delivery::InRegisters(result)) => Ok(Next::Return(result)),
         Some(Delivery::Message(message)) => {
@@ -132,7 +132,7 @@ pub fn reply(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (port, _) = k.port_lookup(args.handle(0)?, rights::RECEIVE)?;
     let tid = k.sched.current;
-    let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
+    let pending = k.threads.get_mut(&tid).and_then(|t| t.take_pending_reply());
     if let Some(reply) = pending {
         k.count(port, |s| s.fast_path_misses += 1);
         let message = match k.message_from_caller(&args.sent(), 0, rights::GRANT) {
@@ -140,7 +140,7 @@ pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             Err(error) => {
                 // A malformed answer answers nothing: the call stays this thread's to answer.
                 if let Some(thread) = k.threads.get_mut(&tid) {
-                    thread.pending_reply = Some(reply);
+                    thread.replace_pending_reply(Some(reply));
                 }
                 return Err(error);
             }
@@ -179,8 +179,7 @@ pub fn buffer_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     }
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.ipc_buffer = (addr != 0).then_some(addr);
-    thread.ipc_buffer_checked = None;
+    thread.set_ipc_buffer((addr != 0).then_some(addr));
     Ok(Next::Return(0))
 }
 
