@@ -258,7 +258,7 @@ impl Kernel {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let caller_id = self.sched.current;
         let entry = *self.running().path_cache().find(handle, rights::SEND)?;
-        let receiver_id = self.ports.get(&entry.port)?.receivers.first()?;
+        let receiver_id = self.ports.get(&entry.port)?.first_receiver()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let port = self.ports.get_mut(&entry.port)?;
         let woken_state = receiver.state();
@@ -274,8 +274,8 @@ impl Kernel {
         }
         // Nothing can fail from here on.
         self.sched.forget_timer(receiver_id, woken_state);
-        port.receivers.pop_first(receiver);
-        port.fast.calls += 1;
+        port.pop_first_receiver(receiver);
+        port.count_fast_call();
         self.fast.calls += 1;
         let reply = caller.next_call(caller_id, entry.port);
         caller.block(ThreadState::WaitingReply(reply.seq));
@@ -303,10 +303,10 @@ impl Kernel {
         let wait = cache.find(wait, rights::RECEIVE)?.port;
         // Zero bits wake nobody; something already waiting on `wait` is returned at once.
         let waiting = self.ports.get(&wait)?;
-        if bits == 0 || waiting.closed || waiting.notify != 0 || !waiting.queue.is_empty() {
+        if bits == 0 || waiting.is_closed() || waiting.notification() != 0 || waiting.has_queued() {
             return None;
         }
-        let receiver_id = self.ports.get(&signal)?.receivers.first()?;
+        let receiver_id = self.ports.get(&signal)?.first_receiver()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let woken_state = receiver.state();
         if !matches!(woken_state, ThreadState::Receiving { .. }) || !may_switch_to(caller, receiver)
@@ -316,8 +316,8 @@ impl Kernel {
         // Nothing can fail from here on.
         self.sched.forget_timer(receiver_id, woken_state);
         let woken = self.ports.get_mut(&signal)?;
-        woken.receivers.pop_first(receiver);
-        woken.fast.signals += 1;
+        woken.pop_first_receiver(receiver);
+        woken.count_fast_signal();
         self.fast.signals += 1;
         let state = ThreadState::Receiving { port: wait, until };
         caller.block(state);
@@ -326,7 +326,7 @@ impl Kernel {
         let next = self.sched.resume_parked(receiver_id, receiver);
         self.sched.time(caller_id, state);
         let waiting = self.ports.get_mut(&wait)?;
-        waiting.receivers.push(&mut self.threads, caller_id);
+        waiting.wait(&mut self.threads, caller_id);
         Some(next)
     }
 
@@ -348,7 +348,7 @@ impl Kernel {
         }
         let (server, caller) = self.sched.running_and(&mut self.threads, reply.caller)?;
         let port = self.ports.get_mut(&reply.port)?;
-        if !port.queue.is_empty() || port.notify != 0 || port.closed {
+        if port.has_queued() || port.notification() != 0 || port.is_closed() {
             return None;
         }
         let awaited = matches!(caller.state(), ThreadState::WaitingReply(seq) if seq == reply.seq);
@@ -359,7 +359,7 @@ impl Kernel {
             copy_payload(&mut self.processes, server, caller, info.payload_len())?;
         }
         // Nothing can fail from here on.
-        port.fast.replies += 1;
+        port.count_fast_reply();
         self.fast.replies += 1;
         server.take_pending_reply();
         server.block(ThreadState::Receiving {
@@ -370,7 +370,7 @@ impl Kernel {
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         caller.load_registers(0, 0, delivered_info(info), words);
         let next = self.sched.resume_parked(reply.caller, caller);
-        port.receivers.push(&mut self.threads, server_id);
+        port.wait(&mut self.threads, server_id);
         Some(next)
     }
 }

@@ -207,7 +207,7 @@ impl Kernel {
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
-            port.receivers.remove(&mut self.threads, tid);
+            port.remove_receiver(&mut self.threads, tid);
         }
         if let Some(thread) = self.threads.get_mut(&tid) {
             thread.deliver(delivery);
@@ -217,12 +217,12 @@ impl Kernel {
 
     /// A receiver back from suspension takes what arrived meanwhile, or waits again.
     pub fn rejoin_receivers(&mut self, tid: Tid, port_id: PortId) {
-        if self.ports.get(&port_id).is_none_or(|p| p.closed) {
+        if self.ports.get(&port_id).is_none_or(|p| p.is_closed()) {
             self.wake_with(tid, Delivery::Failed(Error::PeerGone));
         } else if let Some(message) = self.take_waiting(port_id) {
             self.wake_with(tid, Delivery::Message(message));
         } else if let Some(port) = self.ports.get_mut(&port_id) {
-            port.receivers.push(&mut self.threads, tid);
+            port.wait(&mut self.threads, tid);
         }
     }
 
@@ -232,10 +232,10 @@ impl Kernel {
         let Some(port) = self.ports.get_mut(&port_id) else {
             return Err((Error::PeerGone, message));
         };
-        if port.closed {
+        if port.is_closed() {
             return Err((Error::PeerGone, message));
         }
-        if let Some(receiver) = port.receivers.pop(&self.threads) {
+        if let Some(receiver) = port.pop_receiver(&self.threads) {
             self.count(port_id, |s| {
                 s.sent += 1;
                 s.received += 1;
@@ -243,7 +243,7 @@ impl Kernel {
             self.wake_with(receiver, Delivery::Message(message));
             return Ok(());
         }
-        if port.queue.len() >= port.capacity {
+        if port.is_full() {
             self.count(port_id, |s| s.queue_full += 1);
             return Err((Error::QueueFull, message));
         }
@@ -255,8 +255,7 @@ impl Kernel {
         self.ports
             .get_mut(&port_id)
             .expect("checked above")
-            .queue
-            .push_back(message);
+            .enqueue(message);
         self.count(port_id, |s| s.sent += 1);
         Ok(())
     }
@@ -264,15 +263,15 @@ impl Kernel {
     /// The next message or notification waiting on a port.
     pub fn take_waiting(&mut self, port_id: PortId) -> Option<Message> {
         let port = self.ports.get_mut(&port_id)?;
-        if port.notify != 0 {
-            let bits = core::mem::take(&mut port.notify);
+        if port.notification() != 0 {
+            let bits = port.take_notification();
             return Some(Message {
                 info: MessageInfo::NOTIFICATION,
                 words: [bits, 0, 0, 0],
                 ..Message::default()
             });
         }
-        let message = port.queue.pop_front()?;
+        let message = port.dequeue()?;
         self.refund_kernel_bytes(message.sender, message.charge());
         self.count(port_id, |s| s.received += 1);
         Some(message)

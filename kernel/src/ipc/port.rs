@@ -14,17 +14,21 @@ use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY, MessageInfo};
 
 pub use crate::id::PortId;
 
+/// A port. Its rule: a thread waits among its receivers only while nothing (no message, no
+/// notification bit) waits to be received, so a sender finding a receiver hands over
+/// directly and a receiver finding something takes it at once. A closed port takes
+/// nothing and has nobody waiting.
 pub struct Port {
-    pub queue: VecDeque<Message>,
-    pub capacity: usize,
+    queue: VecDeque<Message>,
+    capacity: usize,
     /// Threads blocked in receive, first come first served.
-    pub receivers: Receivers,
+    receivers: Receivers,
     /// Notification bits not yet received.
-    pub notify: u64,
+    notify: u64,
     /// No capability with RECEIVE is left: nothing sent would ever be received.
-    pub closed: bool,
-    pub stats: IpcStats,
-    pub fast: FastCounts,
+    closed: bool,
+    stats: IpcStats,
+    fast: FastCounts,
 }
 
 /// Calls and replies the fast path handed over, counted apart so that it bumps one word
@@ -71,6 +75,121 @@ impl Port {
             stats: IpcStats::default(),
             fast: FastCounts::default(),
         })
+    }
+
+    // What waits on it. What the fast path asks is inlined always.
+
+    #[inline(always)]
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether a message or a notification waits to be received.
+    #[inline(always)]
+    pub fn has_waiting(&self) -> bool {
+        self.notify != 0 || !self.queue.is_empty()
+    }
+
+    #[inline(always)]
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The notification bits waiting (0: none).
+    #[inline(always)]
+    pub fn notification(&self) -> u64 {
+        self.notify
+    }
+
+    /// The notification bits waiting, taken (0: none).
+    #[inline(always)]
+    pub fn take_notification(&mut self) -> u64 {
+        core::mem::take(&mut self.notify)
+    }
+
+    /// OR `bits` into the notification word, for a receiver to take.
+    pub fn raise(&mut self, bits: u64) {
+        self.notify |= bits;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.queue.len() >= self.capacity
+    }
+
+    /// Queue `message`, for a port with nobody waiting and room (see [`Port::is_full`]).
+    pub fn enqueue(&mut self, message: Message) {
+        debug_assert!(self.receivers.first().is_none() && !self.is_full());
+        self.queue.push_back(message);
+    }
+
+    pub fn dequeue(&mut self) -> Option<Message> {
+        self.queue.pop_front()
+    }
+
+    /// The messages queued, oldest first.
+    pub fn queued(&self) -> impl Iterator<Item = &Message> {
+        self.queue.iter()
+    }
+
+    /// Close it for good: its queue moves to the end of `drained`, and the threads that were
+    /// waiting to receive come back, in order, to be woken with the news.
+    pub fn close(&mut self, threads: &Table<Thread>, drained: &mut Vec<Message>) -> Vec<Tid> {
+        self.closed = true;
+        drained.extend(self.queue.drain(..));
+        self.receivers.take_all(threads)
+    }
+
+    // Its receivers.
+
+    #[inline(always)]
+    pub fn first_receiver(&self) -> Option<Tid> {
+        self.receivers.first()
+    }
+
+    /// `tid` waits to receive, last in line: only while nothing waits to be received.
+    #[inline]
+    pub fn wait(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        debug_assert!(!self.has_waiting() && !self.closed);
+        self.receivers.push(threads, tid);
+    }
+
+    /// Take the first receiver in line, to hand it what arrived.
+    #[inline(always)]
+    pub fn pop_receiver(&mut self, threads: &Table<Thread>) -> Option<Tid> {
+        self.receivers.pop(threads)
+    }
+
+    /// Take the first receiver in line, whose record is `first` (the fast path holds it).
+    #[inline(always)]
+    pub fn pop_first_receiver(&mut self, first: &Thread) {
+        self.receivers.pop_first(first);
+    }
+
+    /// `tid` no longer waits here (woken, suspended or gone).
+    #[inline(always)]
+    pub fn remove_receiver(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        self.receivers.remove(threads, tid);
+    }
+
+    // Its counters.
+
+    pub fn count(&mut self, bump: impl Fn(&mut IpcStats)) {
+        bump(&mut self.stats);
+    }
+
+    #[inline(always)]
+    pub fn count_fast_call(&mut self) {
+        self.fast.calls += 1;
+    }
+
+    #[inline(always)]
+    pub fn count_fast_reply(&mut self) {
+        self.fast.replies += 1;
+    }
+
+    #[inline(always)]
+    pub fn count_fast_signal(&mut self) {
+        self.fast.signals += 1;
     }
 }
 
@@ -183,7 +302,7 @@ impl Kernel {
     pub fn count(&mut self, port: PortId, bump: impl Fn(&mut IpcStats)) {
         bump(&mut self.ipc_stats);
         if let Some(port) = self.ports.get_mut(&port) {
-            bump(&mut port.stats);
+            port.count(bump);
         }
     }
 
@@ -191,20 +310,20 @@ impl Kernel {
     /// wake nobody: a sender may notify 0 just to learn the port is still served.
     pub fn notify_port(&mut self, port_id: PortId, bits: u64) -> Result<(), Error> {
         let port = self.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
-        if port.closed {
+        if port.is_closed() {
             return Err(Error::PeerGone);
         }
-        port.notify |= bits;
-        port.stats.notifications += 1;
+        port.raise(bits);
+        port.count(|s| s.notifications += 1);
         self.ipc_stats.notifications += 1;
         if bits == 0 {
             return Ok(());
         }
-        let Some(receiver) = port.receivers.pop(&self.threads) else {
+        let Some(receiver) = port.pop_receiver(&self.threads) else {
             return Ok(());
         };
         // The bits go straight into the waiting receiver's registers.
-        let bits = core::mem::take(&mut port.notify);
+        let bits = port.take_notification();
         let thread = self
             .threads
             .get_mut(&receiver)
@@ -231,10 +350,8 @@ impl Kernel {
             let Some(port) = self.ports.get_mut(&dead_id) else {
                 continue;
             };
-            port.closed = true;
             let start = queued.len();
-            queued.extend(port.queue.drain(..));
-            let waiting = port.receivers.take_all(&self.threads);
+            let waiting = port.close(&self.threads, &mut queued);
             for message in &queued[start..] {
                 self.refund_kernel_bytes(message.sender, message.charge());
             }
@@ -270,8 +387,7 @@ impl Kernel {
             .ports
             .iter()
             .flat_map(|(id, port)| {
-                port.queue
-                    .iter()
+                port.queued()
                     .flat_map(move |message| message.caps.iter().map(move |&cap| (cap, id)))
             })
             .collect();

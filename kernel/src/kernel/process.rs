@@ -111,7 +111,7 @@ impl Kernel {
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
-            port.receivers.remove(&mut self.threads, tid);
+            port.remove_receiver(&mut self.threads, tid);
         }
         if let Some(reply) = pending {
             self.abandon_reply(reply);

@@ -309,7 +309,7 @@ impl Kernel {
             ThreadState::Running => request_reschedule(),
             ThreadState::Receiving { port, .. } => {
                 if let Some(port) = self.ports.get_mut(&port) {
-                    port.receivers.remove(&mut self.threads, tid);
+                    port.remove_receiver(&mut self.threads, tid);
                 }
             }
             _ => {}

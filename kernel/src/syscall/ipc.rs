@@ -63,12 +63,12 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
     let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
-    if waiting.closed {
+    if waiting.is_closed() {
         return Err(Error::PeerGone);
     }
-    if waiting.notify != 0 {
+    if waiting.notification() != 0 {
         // Nothing but registers: no message to build.
-        let bits = core::mem::take(&mut waiting.notify);
+        let bits = waiting.take_notification();
         k.set_pending_reply(None);
         return Ok(Next::ReturnMessage(Received {
             result: 0,
@@ -77,7 +77,7 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
             words: [bits, 0, 0, 0],
         }));
     }
-    if !waiting.queue.is_empty() {
+    if waiting.has_queued() {
         let message = k.take_waiting(port).expect("a message is queued");
         let received = k.complete_delivery(message, Delivered::Received);
         return Ok(Next::ReturnMessage(received));
@@ -85,7 +85,7 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    waiting.receivers.push(&mut k.threads, tid);
+    waiting.wait(&mut k.threads, tid);
     Ok(Next::Park {
         state: ThreadState::Receiving { port, until },
         finish: Delivered::Received,
