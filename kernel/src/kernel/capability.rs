@@ -148,7 +148,7 @@ impl Kernel {
         if !self.processes.contains_key(&pid) {
             return Err(Error::NotFound);
         }
-        let system = self.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
+        let system = self.processes[&caller].has_right(keel_abi::rights::SYSTEM);
         if pid == caller || system || self.holds_process_cap(caller, pid, rights) {
             Ok(())
         } else {

@@ -56,7 +56,7 @@ pub fn user_fault(frame: &mut TrapFrame) {
 /// Send the fault to the process's handler and block the thread for the answer.
 fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
     let pid = k.current_pid();
-    let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler) else {
+    let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler()) else {
         return false;
     };
     let tid = k.sched.current;

@@ -207,7 +207,7 @@ impl Kernel {
             return String::from("the idle thread");
         }
         match self.processes.get(&thread.process()) {
-            Some(p) => alloc::format!("process {} ({}), thread {}", p.id, p.name, tid),
+            Some(p) => alloc::format!("process {} ({}), thread {}", p.id(), p.name(), tid),
             None => alloc::format!("thread {tid} of process {}", thread.process()),
         }
     }

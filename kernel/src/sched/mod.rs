@@ -640,7 +640,7 @@ pub fn timer_tick() {
             }
             let pid = thread.process();
             if let Some(process) = k.processes.get_mut(&pid) {
-                process.cpu_ticks += 1;
+                process.tick();
             }
         }
         while let Some(&(until, tid)) = k.sched.sleepers.first() {

@@ -115,9 +115,9 @@ pub fn resources(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         cap_slots_used: process.caps.used() as u64,
         cap_slots_limit: process.caps.limit as u64,
         kernel_bytes_used: process.kernel_bytes() as u64,
-        kernel_bytes_limit: process.quota.kernel_bytes as u64,
+        kernel_bytes_limit: process.quota().kernel_bytes as u64,
         frames_used: frames_used as u64,
-        frames_limit: process.quota.frames as u64,
+        frames_limit: process.quota().frames as u64,
     };
     args.user::<Resources>(0).write_value(space, &resources)?;
     Ok(Next::Return(0))

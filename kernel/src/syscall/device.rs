@@ -11,7 +11,7 @@ use x86_64::instructions::port::Port;
 
 /// Mint a device capability: only for processes with the SYSTEM right.
 fn mint(k: &mut Kernel, object: Object) -> Result<Next, Error> {
-    if k.current_process().rights & rights::SYSTEM == 0 {
+    if !k.current_process().has_right(rights::SYSTEM) {
         return Err(Error::PermissionDenied);
     }
     let pid = k.current_pid();

@@ -27,7 +27,7 @@ pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     }
     let pid = k.current_pid();
     let process = k.current_process();
-    if priority > process.priority {
+    if priority > process.priority() {
         return Err(Error::PermissionDenied);
     }
     if process.threads.len() >= MAX_THREADS {
@@ -101,8 +101,8 @@ pub fn set_priority(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         return Err(Error::InvalidArgument);
     }
     let tid = thread_of(k, args, rights::MANAGE)?;
-    let owner = k.processes[&k.threads[&tid].process()].priority;
-    if priority > owner || priority > k.current_process().priority {
+    let owner = k.processes[&k.threads[&tid].process()].priority();
+    if priority > owner || priority > k.current_process().priority() {
         return Err(Error::PermissionDenied);
     }
     k.set_priority(tid, priority);
