@@ -180,10 +180,10 @@ impl Kernel {
     /// An interrupt arrived on legacy `line`, masked until the driver acknowledges it:
     /// notify the driver's port; a port that is gone unbinds the line, which stays masked.
     pub fn signal_irq(&mut self, line: u8) {
-        match self.devices.irq[line as usize] {
+        match self.devices.irq_target(line) {
             Some((port, bits)) => {
                 if self.notify_port(port, bits).is_err() {
-                    self.devices.irq[line as usize] = None;
+                    self.devices.unbind_irq(line);
                 }
             }
             None => crate::kprintln!("interrupt on unbound line {line}"),
@@ -192,10 +192,10 @@ impl Kernel {
 
     /// Tell the console driver that log bytes are waiting, if it listens.
     pub fn signal_log(&mut self) {
-        if let Some((port, bits)) = self.devices.log
+        if let Some((port, bits)) = self.devices.log_target()
             && self.notify_port(port, bits).is_err()
         {
-            self.devices.log = None;
+            self.devices.unbind_log();
         }
     }
 

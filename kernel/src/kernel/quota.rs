@@ -37,8 +37,8 @@ impl Kernel {
         let owned: usize = self
             .memory
             .values()
-            .filter(|m| m.owner == pid)
-            .map(|m| m.frames.len())
+            .filter(|m| m.owner() == pid)
+            .map(|m| m.frames().len())
             .sum();
         process.space.as_ref().map_or(0, |s| s.frames()) + owned + process.carved()
     }
@@ -141,12 +141,12 @@ impl Kernel {
         let owned: Vec<_> = self
             .memory
             .iter()
-            .filter(|(_, m)| m.owner == pid)
+            .filter(|(_, m)| m.owner() == pid)
             .map(|(id, _)| id)
             .collect();
         for id in owned {
             if let Some(object) = self.memory.get_mut(&id) {
-                object.owner = heir;
+                object.pass_to(heir);
             }
         }
         if let Some(parent) = self.processes.get_mut(&parent) {

@@ -88,7 +88,7 @@ impl Kernel {
         let mut space = AddressSpace::new()?;
         // Everything it is built with counts against its own quotas; its page tables may
         // take its kernel bytes but for its first thread's stack.
-        space.frame_limit = quota.frames;
+        space.set_frame_limit(quota.frames);
         space.set_table_limit((quota.kernel_bytes - crate::mm::stacks::STACK_SIZE) / PAGE_SIZE);
         let entry = elf::load(&mut space, spec.image)?;
         space.map_anonymous(

@@ -68,7 +68,7 @@ impl Process {
     pub fn limit_frames(&mut self, elsewhere: usize) {
         let room = self.quota.frames.saturating_sub(elsewhere);
         if let Some(space) = self.space.as_mut() {
-            space.frame_limit = room;
+            space.set_frame_limit(room);
         }
     }
 

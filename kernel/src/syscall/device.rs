@@ -57,7 +57,7 @@ pub fn irq_ack(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let Object::Irq(line) = cap.object else {
         return Err(Error::WrongType);
     };
-    if k.devices.irq[line as usize].is_some() {
+    if k.devices.irq_target(line).is_some() {
         ioapic::set_masked(line, false);
     }
     Ok(Next::Return(0))
