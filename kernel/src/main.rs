@@ -72,8 +72,8 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         tsc_per_ms / 1000
     );
     clock::init(arch::lapic::TICK_HZ);
-    ipc::fastpath::configure(&boot.cmdline);
-    if !ipc::fastpath::is_enabled() {
+    kernel::fastpath::configure(&boot.cmdline);
+    if !kernel::fastpath::is_enabled() {
         kprintln!("ipc: fast path off (fastpath=off): every call takes the general path");
     }
     kernel::init();

@@ -8,7 +8,10 @@
 //! kernel bug and panics loudly instead of hanging.
 
 mod capability;
+pub mod fastpath;
 pub mod fault;
+mod ipc;
+mod port;
 mod process;
 mod quota;
 pub mod spawn;

@@ -8,12 +8,12 @@ use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::id::Pid;
-use crate::ipc::fastpath::PathCache;
+use crate::ipc::path_cache::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
 use crate::mm::space::AddressSpace;
 use crate::mm::stacks::KernelStack;
 use crate::mm::{PAGE_SIZE, PhysAddr};
-use keel_abi::Error;
+use keel_abi::{Error, encode_result};
 
 pub use crate::id::Tid;
 
@@ -383,6 +383,20 @@ impl Thread {
     pub fn next_seq(&mut self) -> u64 {
         self.call_seq += 1;
         self.call_seq
+    }
+
+    /// Write a message's result, badge, info and words into the saved registers of this
+    /// thread, parked in a receiving syscall, as its syscall's outcome: it may now return
+    /// to user space straight from them.
+    #[inline(always)]
+    pub fn load_registers(&mut self, result: usize, badge: u64, info: u64, words: [u64; 4]) {
+        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
+        // the frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *self.saved_user_frame() };
+        saved.rax = encode_result(Ok(result)) as u64;
+        saved.rdi = badge;
+        saved.rsi = info;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
     }
 
     pub fn stack_top(&self) -> usize {

@@ -1,4 +1,4 @@
-//! The IPC fast path, at the syscall door, and the path cache that feeds it.
+//! The IPC fast path, at the syscall door.
 //!
 //! `syscall_entry` sends `port_call` and `port_reply_recv` here before anything else, as
 //! seL4's `fastpath_call` and `fastpath_reply_recv` take them before its general handler.
@@ -20,14 +20,17 @@
 //! direct switch never runs a thread ahead of a more urgent one; both IPC buffers are
 //! usable if there is a payload.
 //!
-//! The path cache remembers, per thread, the last few port handles it used and what they
-//! resolved to, valid until the process's capability space next loses a capability: that
-//! empties the caches of all its threads ([`PathCache::forget_all`]).
+//! The path cache (`ipc/path_cache.rs`) remembers, per thread, the last few port handles it
+//! used and what they resolved to.
+//!
+//! It sits at the root, not in `ipc/`, because it works across the objects at once: the
+//! running thread, the port, the other thread and both processes' address spaces.
 
-use super::{Delivered, PortId, ReplyRef};
+use super::{Kernel, kernel};
 use crate::arch::trap::TrapFrame;
-use crate::cap::{CapId, Found, Object};
-use crate::kernel::{Kernel, kernel};
+use crate::cap::{Found, Object};
+use crate::ipc::path_cache::PathEntry;
+use crate::ipc::{Delivered, PortId, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState};
@@ -35,11 +38,9 @@ use crate::sched::{park, timeout_ticks, work_pending};
 use crate::table::Table;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use keel_abi::Error;
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcBuffer, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
-use keel_abi::{Error, encode_result};
-
-const PATH_CACHE_ENTRIES: usize = 4;
 
 /// Off with `fastpath=off` on the kernel command line: every call takes the general path.
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -151,53 +152,6 @@ fn copy_payload(
     Some(())
 }
 
-/// A port capability as resolved: all the fast path needs, without the capability table.
-/// An entry with handle 0 (never a valid handle) is empty.
-#[derive(Clone, Copy, Default)]
-struct PathEntry {
-    handle: Handle,
-    rights: u32,
-    port: PortId,
-    cap: CapId,
-    badge: u64,
-}
-
-#[derive(Default)]
-pub struct PathCache {
-    entries: [PathEntry; PATH_CACHE_ENTRIES],
-    next: usize,
-}
-
-impl PathCache {
-    #[inline(always)]
-    fn find(&self, handle: Handle, rights: u32) -> Option<&PathEntry> {
-        self.entries
-            .iter()
-            .find(|e| e.handle == handle && e.rights & rights == rights && handle != 0)
-    }
-
-    /// Drop every entry: a capability left the process's space.
-    pub fn forget_all(&mut self) {
-        self.entries = [PathEntry::default(); PATH_CACHE_ENTRIES];
-    }
-}
-
-impl Thread {
-    /// Write a message's result, badge, info and words into the saved registers of this
-    /// thread, parked in a receiving syscall, as its syscall's outcome: it may now return
-    /// to user space straight from them.
-    #[inline(always)]
-    pub fn load_registers(&mut self, result: usize, badge: u64, info: u64, words: [u64; 4]) {
-        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
-        // the frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *self.saved_user_frame() };
-        saved.rax = encode_result(Ok(result)) as u64;
-        saved.rdi = badge;
-        saved.rsi = info;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
-    }
-}
-
 /// The message a fast-path sender leaves in the other thread's registers: its label and
 /// payload length, no capabilities.
 #[inline(always)]
@@ -240,14 +194,13 @@ impl Kernel {
             .get_mut(&tid)
             .expect("running thread")
             .path_cache_mut();
-        cache.entries[cache.next] = PathEntry {
+        cache.remember(PathEntry {
             handle,
             rights: found.rights,
             port,
             cap: found.id,
             badge: found.badge,
-        };
-        cache.next = (cache.next + 1) % PATH_CACHE_ENTRIES;
+        });
         Ok((port, found))
     }
 
