@@ -19,8 +19,8 @@ pub mod spawn;
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;
-use crate::ipc::Port;
 use crate::ipc::port::FastCounts;
+use crate::ipc::{Port, PortId};
 use crate::mm::object::MemoryObject;
 use crate::mm::space::AddressSpace;
 use crate::proc::{Pid, Process};
@@ -39,19 +39,19 @@ pub struct Kernel {
     pub caps: CapTable,
     pub ports: Table<Port>,
     pub memory: Table<MemoryObject>,
-    pub audit: AuditLog,
-    pub devices: Devices,
+    audit: AuditLog,
+    devices: Devices,
     /// System-wide IPC counters.
-    pub ipc_stats: IpcStats,
+    ipc_stats: IpcStats,
     /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
-    pub fast: FastCounts,
+    fast: FastCounts,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
     pub boot_rsp: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
-    pub doomed: alloc::vec::Vec<crate::ipc::Message>,
+    doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
-    pub discarding: bool,
+    discarding: bool,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -200,6 +200,25 @@ impl Kernel {
         {
             self.devices.unbind_log();
         }
+    }
+
+    /// The audit log, newest records last.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Bind an event source (an interrupt line, the log) to a port and bits, or unbind it.
+    pub fn bind_event(
+        &mut self,
+        source: Object,
+        target: Option<(PortId, u64)>,
+    ) -> Result<(), keel_abi::Error> {
+        self.devices.bind_event(source, target)
+    }
+
+    /// Whether interrupt `line` is bound to a port.
+    pub fn irq_bound(&self, line: u8) -> bool {
+        self.devices.irq_target(line).is_some()
     }
 
     pub fn describe_thread(&self, tid: Tid) -> String {

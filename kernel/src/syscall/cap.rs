@@ -106,7 +106,8 @@ pub fn audit_read(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = k.current_pid();
     k.cap_check(pid, handle, Some(kind::AUDIT), rights::READ)?;
     out.check(k.current_space())?;
-    let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(out.capacity()).copied().collect();
+    let records: alloc::vec::Vec<AuditRecord> =
+        k.audit_log().newest(out.capacity()).copied().collect();
     out.write(k.current_space(), &records).map(Next::Return)
 }
 

@@ -47,7 +47,7 @@ pub fn event_bind(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             }
         }
     };
-    k.devices.bind_event(source.object, target)?;
+    k.bind_event(source.object, target)?;
     Ok(Next::Return(0))
 }
 
@@ -57,7 +57,7 @@ pub fn irq_ack(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let Object::Irq(line) = cap.object else {
         return Err(Error::WrongType);
     };
-    if k.devices.irq_target(line).is_some() {
+    if k.irq_bound(line) {
         ioapic::set_masked(line, false);
     }
     Ok(Next::Return(0))
