@@ -82,7 +82,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         "first process ready {} ms after kernel entry",
         (arch::cpu::read_tsc() - boot_tsc) / tsc_per_ms
     );
-    sched::start()
+    kernel::switch::start()
 }
 
 /// The first boot module runs as the first process, with every right and every module.

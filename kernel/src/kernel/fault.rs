@@ -21,6 +21,9 @@ use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
 use keel_abi::thread::{Registers, USER_FLAGS};
 use keel_abi::{Error, ExitStatus, exit_kind, layout, vector};
 
+// Rare: kept out of the interrupt dispatcher, so that every interrupt does not pay for its
+// registers.
+#[inline(never)]
 pub fn user_fault(frame: &mut TrapFrame) {
     let address = if frame.vector == vector::PAGE_FAULT as u64 {
         crate::arch::read_cr2()
@@ -42,14 +45,14 @@ pub fn user_fault(frame: &mut TrapFrame) {
         }
         sent
     };
-    crate::sched::reschedule();
+    super::switch::reschedule();
     if handled && resumed(frame) {
         return;
     }
     let mut k = kernel();
     end_faulted(&mut k, frame, &status);
     drop(k);
-    crate::sched::reschedule();
+    super::switch::reschedule();
     unreachable!("a faulted thread that is not resumed never runs again");
 }
 

@@ -15,6 +15,8 @@ mod port;
 mod process;
 mod quota;
 pub mod spawn;
+pub mod switch;
+mod thread;
 
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
@@ -114,7 +116,7 @@ pub fn init() {
         doomed: alloc::vec::Vec::new(),
         discarding: false,
     };
-    let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
+    let idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
     let idle_id = state.threads.insert(idle);
     state.sched = Scheduler::new(idle_id);
     *KERNEL.lock() = Some(state);
