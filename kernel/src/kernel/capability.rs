@@ -53,9 +53,9 @@ impl Kernel {
         let node = self.caps.get(id).ok_or(Error::StaleHandle)?;
         Ok(Found {
             id,
-            object: node.object,
-            rights: node.rights,
-            badge: node.badge,
+            object: node.object(),
+            rights: node.rights(),
+            badge: node.badge(),
         })
     }
 
@@ -103,7 +103,7 @@ impl Kernel {
         let Some(node) = self.caps.remove(id) else {
             return;
         };
-        if let Holder::Slot(pid, index) = node.holder
+        if let Holder::Slot(pid, index) = node.holder()
             && let Some(process) = self.processes.get_mut(&pid)
         {
             if process.caps.clear(index) {
@@ -113,13 +113,13 @@ impl Kernel {
                     }
                 }
             }
-            if let Object::Memory(_) = node.object
+            if let Object::Memory(_) = node.object()
                 && let Some(space) = process.space.as_mut()
             {
                 space.unmap_shared(id);
             }
         }
-        self.release_object(node.object);
+        self.release_object(node.object());
     }
 
     /// Delete every capability derived from `cap` (which `pid` holds as `handle`), wherever
@@ -162,9 +162,9 @@ impl Kernel {
             return false;
         };
         process.caps.held().into_iter().any(|id| {
-            self.caps
-                .get(id)
-                .is_some_and(|n| n.object == Object::Process(target) && n.rights & rights == rights)
+            self.caps.get(id).is_some_and(|n| {
+                n.object() == Object::Process(target) && n.rights() & rights == rights
+            })
         })
     }
 
