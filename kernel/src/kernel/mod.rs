@@ -38,7 +38,7 @@ pub struct Kernel {
     pub processes: Table<Process>,
     pub threads: Table<Thread>,
     pub sched: Scheduler,
-    pub caps: CapTable,
+    caps: CapTable,
     pub ports: Table<Port>,
     pub memory: Table<MemoryObject>,
     audit: AuditLog,
@@ -49,7 +49,7 @@ pub struct Kernel {
     fast: FastCounts,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
-    pub boot_rsp: u64,
+    boot_rsp: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
@@ -216,6 +216,12 @@ impl Kernel {
         target: Option<(PortId, u64)>,
     ) -> Result<(), keel_abi::Error> {
         self.devices.bind_event(source, target)
+    }
+
+    /// Route the log to the console driver's buffer while any capability covers the
+    /// console's ports (after one to I/O ports is made).
+    pub fn update_console_owner(&self) {
+        crate::device::update_console_owner(&self.caps);
     }
 
     /// Whether interrupt `line` is bound to a port.

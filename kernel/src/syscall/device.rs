@@ -17,7 +17,7 @@ fn mint(k: &mut Kernel, object: Object) -> Result<Next, Error> {
     let pid = k.current_pid();
     let handle = k.cap_create(pid, object, cap_rights::GRANT | cap_rights::READ)?;
     if let Object::IoPorts(..) = object {
-        crate::device::update_console_owner(&k.caps);
+        k.update_console_owner();
     }
     Ok(Next::Return(handle as usize))
 }
