@@ -87,7 +87,11 @@ pub fn annotate(line: &str) -> Option<Vec<String>> {
     let mut lines = vec![format!("bootimage: the stack scan of {whose}, named:")];
     // A fault's scan starts with the faulting rip, which is kept whatever it is.
     let rip = whose != "the kernel";
-    for (i, address) in addresses.split_whitespace().filter_map(parse_hex).enumerate() {
+    for (i, address) in addresses
+        .split_whitespace()
+        .filter_map(parse_hex)
+        .enumerate()
+    {
         let named = match symbols.locate(address) {
             // A function's first byte is a function pointer left on the stack (formatting
             // arguments, say), never a return address.

@@ -17,9 +17,9 @@ const CONSOLE_PORTS: core::ops::Range<u32> = 0x3f8..0x400;
 #[derive(Default)]
 pub struct Devices {
     /// Where each legacy line's interrupts go: a port and the bits to signal.
-    pub irq: [Option<(PortId, u64)>; ioapic::LINES as usize],
+    irq: [Option<(PortId, u64)>; ioapic::LINES as usize],
     /// Where "log bytes arrived" goes.
-    pub log: Option<(PortId, u64)>,
+    log: Option<(PortId, u64)>,
 }
 
 /// Whether an I/O port capability's range covers `[port, port + width)`.
@@ -45,6 +45,27 @@ pub fn update_console_owner(caps: &CapTable) {
 }
 
 impl Devices {
+    /// Where legacy `line`'s interrupts go, if it is bound.
+    pub fn irq_target(&self, line: u8) -> Option<(PortId, u64)> {
+        self.irq[line as usize]
+    }
+
+    /// Where "log bytes arrived" goes, if anywhere.
+    pub fn log_target(&self) -> Option<(PortId, u64)> {
+        self.log
+    }
+
+    /// The port `line` signalled is gone: unbind it, leaving it masked (it was, for the
+    /// interrupt that found the port gone).
+    pub fn unbind_irq(&mut self, line: u8) {
+        self.irq[line as usize] = None;
+    }
+
+    /// The port the log signalled is gone.
+    pub fn unbind_log(&mut self) {
+        self.log = None;
+    }
+
     /// An interrupt line lost a capability: unbind and mask it if `caps` holds none.
     pub fn irq_released(&mut self, line: u8, caps: &CapTable) {
         if caps.count(Object::Irq(line)) == 0 {

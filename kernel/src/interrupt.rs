@@ -18,14 +18,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
-            crate::sched::timer_tick();
+            crate::kernel::switch::timer_tick();
             crate::kernel::announce_log();
-            crate::sched::reschedule_if_needed();
+            crate::kernel::switch::reschedule_if_needed();
         }
         VECTOR_SPURIOUS => {}
         v if ioapic::line_of(v).is_some() => {
             device_interrupt(ioapic::line_of(v).expect("checked"));
-            crate::sched::reschedule_if_needed();
+            crate::kernel::switch::reschedule_if_needed();
         }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
         v => {
@@ -51,7 +51,7 @@ fn kernel_fault(frame: &TrapFrame) -> ! {
         frame.rip,
         frame.rsp,
         arch::read_cr2(),
-        crate::sched::describe_current(),
+        crate::kernel::switch::describe_current(),
     )
 }
 

@@ -72,7 +72,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         tsc_per_ms / 1000
     );
     clock::init(arch::lapic::TICK_HZ);
-    ipc::fastpath::configure(&boot.cmdline);
+    kernel::fastpath::configure(&boot.cmdline);
     if boot
         .cmdline
         .split_whitespace()
@@ -81,7 +81,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         // For the test that a panic's backtrace is symbolized (tests/tests/backtraces.rs).
         panic!("selftest=panic on the command line");
     }
-    if !ipc::fastpath::is_enabled() {
+    if !kernel::fastpath::is_enabled() {
         kprintln!("ipc: fast path off (fastpath=off): every call takes the general path");
     }
     kernel::init();
@@ -90,7 +90,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         "first process ready {} ms after kernel entry",
         (arch::cpu::read_tsc() - boot_tsc) / tsc_per_ms
     );
-    sched::start()
+    kernel::switch::start()
 }
 
 /// The first boot module runs as the first process, with every right and every module.

@@ -69,7 +69,7 @@ syscall_exit:
     movq %r14, {r14}(%rsp)
     movq %r15, {r15}(%rsp)
     /* The IPC fast path, at the door: it returns the frame of the thread to resume, this
-       one parked, or null for the general path (ipc/fastpath.rs). */
+       one parked, or null for the general path (kernel/fastpath.rs). */
     cmpl ${call}, %eax
     je 2f
     cmpl ${reply_recv}, %eax

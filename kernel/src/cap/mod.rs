@@ -81,13 +81,34 @@ pub enum Holder {
     InFlight,
 }
 
+/// One capability in the derivation tree. What it grants is fixed when it is made; where it
+/// is held changes through [`CapTable::set_holder`], its place in the tree only through the
+/// table's insert and remove.
 pub struct CapNode {
-    pub object: Object,
-    pub rights: u32,
-    pub badge: u64,
-    pub holder: Holder,
+    object: Object,
+    rights: u32,
+    badge: u64,
+    holder: Holder,
     parent: Option<CapId>,
     children: Vec<CapId>,
+}
+
+impl CapNode {
+    pub fn object(&self) -> Object {
+        self.object
+    }
+
+    pub fn rights(&self) -> u32 {
+        self.rights
+    }
+
+    pub fn badge(&self) -> u64 {
+        self.badge
+    }
+
+    pub fn holder(&self) -> Holder {
+        self.holder
+    }
 }
 
 /// All capabilities in the system.

@@ -19,7 +19,7 @@ struct Slot {
 pub struct CapSpace {
     slots: Vec<Slot>,
     used: usize,
-    pub limit: usize,
+    limit: usize,
 }
 
 impl CapSpace {
@@ -33,6 +33,11 @@ impl CapSpace {
 
     pub fn used(&self) -> usize {
         self.used
+    }
+
+    /// Most slots it may use.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     pub fn lookup(&self, handle: Handle) -> Result<CapId, Error> {

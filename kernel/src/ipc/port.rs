@@ -1,30 +1,31 @@
 //! The port object: a bounded queue, the threads waiting to receive, a notification word.
 
-use super::{Delivery, Message};
-use crate::cap::{CapId, Holder};
-use crate::kernel::Kernel;
+use super::Message;
 use crate::sched::MAX_THREADS_TOTAL;
 use crate::sched::thread::{Thread, Tid};
 use crate::table::Table;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use keel_abi::Error;
-use keel_abi::cap::rights;
-use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY, MessageInfo};
+use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY};
 
 pub use crate::id::PortId;
 
+/// A port. Its rule: a thread waits among its receivers only while nothing (no message, no
+/// notification bit) waits to be received, so a sender finding a receiver hands over
+/// directly and a receiver finding something takes it at once. A closed port takes
+/// nothing and has nobody waiting.
 pub struct Port {
-    pub queue: VecDeque<Message>,
-    pub capacity: usize,
+    queue: VecDeque<Message>,
+    capacity: usize,
     /// Threads blocked in receive, first come first served.
-    pub receivers: Receivers,
+    receivers: Receivers,
     /// Notification bits not yet received.
-    pub notify: u64,
+    notify: u64,
     /// No capability with RECEIVE is left: nothing sent would ever be received.
-    pub closed: bool,
-    pub stats: IpcStats,
-    pub fast: FastCounts,
+    closed: bool,
+    stats: IpcStats,
+    fast: FastCounts,
 }
 
 /// Calls and replies the fast path handed over, counted apart so that it bumps one word
@@ -72,6 +73,121 @@ impl Port {
             fast: FastCounts::default(),
         })
     }
+
+    // What waits on it. What the fast path asks is inlined always.
+
+    #[inline(always)]
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether a message or a notification waits to be received.
+    #[inline(always)]
+    pub fn has_waiting(&self) -> bool {
+        self.notify != 0 || !self.queue.is_empty()
+    }
+
+    #[inline(always)]
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The notification bits waiting (0: none).
+    #[inline(always)]
+    pub fn notification(&self) -> u64 {
+        self.notify
+    }
+
+    /// The notification bits waiting, taken (0: none).
+    #[inline(always)]
+    pub fn take_notification(&mut self) -> u64 {
+        core::mem::take(&mut self.notify)
+    }
+
+    /// OR `bits` into the notification word, for a receiver to take.
+    pub fn raise(&mut self, bits: u64) {
+        self.notify |= bits;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.queue.len() >= self.capacity
+    }
+
+    /// Queue `message`, for a port with nobody waiting and room (see [`Port::is_full`]).
+    pub fn enqueue(&mut self, message: Message) {
+        debug_assert!(self.receivers.first().is_none() && !self.is_full());
+        self.queue.push_back(message);
+    }
+
+    pub fn dequeue(&mut self) -> Option<Message> {
+        self.queue.pop_front()
+    }
+
+    /// The messages queued, oldest first.
+    pub fn queued(&self) -> impl Iterator<Item = &Message> {
+        self.queue.iter()
+    }
+
+    /// Close it for good: its queue moves to the end of `drained`, and the threads that were
+    /// waiting to receive come back, in order, to be woken with the news.
+    pub fn close(&mut self, threads: &Table<Thread>, drained: &mut Vec<Message>) -> Vec<Tid> {
+        self.closed = true;
+        drained.extend(self.queue.drain(..));
+        self.receivers.take_all(threads)
+    }
+
+    // Its receivers.
+
+    #[inline(always)]
+    pub fn first_receiver(&self) -> Option<Tid> {
+        self.receivers.first()
+    }
+
+    /// `tid` waits to receive, last in line: only while nothing waits to be received.
+    #[inline]
+    pub fn wait(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        debug_assert!(!self.has_waiting() && !self.closed);
+        self.receivers.push(threads, tid);
+    }
+
+    /// Take the first receiver in line, to hand it what arrived.
+    #[inline(always)]
+    pub fn pop_receiver(&mut self, threads: &Table<Thread>) -> Option<Tid> {
+        self.receivers.pop(threads)
+    }
+
+    /// Take the first receiver in line, whose record is `first` (the fast path holds it).
+    #[inline(always)]
+    pub fn pop_first_receiver(&mut self, first: &Thread) {
+        self.receivers.pop_first(first);
+    }
+
+    /// `tid` no longer waits here (woken, suspended or gone).
+    #[inline(always)]
+    pub fn remove_receiver(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+        self.receivers.remove(threads, tid);
+    }
+
+    // Its counters.
+
+    pub fn count(&mut self, bump: impl Fn(&mut IpcStats)) {
+        bump(&mut self.stats);
+    }
+
+    #[inline(always)]
+    pub fn count_fast_call(&mut self) {
+        self.fast.calls += 1;
+    }
+
+    #[inline(always)]
+    pub fn count_fast_reply(&mut self) {
+        self.fast.replies += 1;
+    }
+
+    #[inline(always)]
+    pub fn count_fast_signal(&mut self) {
+        self.fast.signals += 1;
+    }
 }
 
 /// The threads blocked in receive on a port, first come first served: a list linked through
@@ -96,7 +212,7 @@ impl Receivers {
             None => self.ends = Some((tid, tid)),
             Some((_, last)) => {
                 if let Some(thread) = threads.get_mut(last) {
-                    thread.next_receiver = tid;
+                    thread.set_next_receiver(tid);
                 }
                 *last = tid;
             }
@@ -107,7 +223,7 @@ impl Receivers {
     pub fn pop(&mut self, threads: &Table<Thread>) -> Option<Tid> {
         let (first, last) = self.ends?;
         self.ends = match threads.get(&first) {
-            Some(thread) if first != last => Some((thread.next_receiver, last)),
+            Some(thread) if first != last => Some((thread.next_receiver(), last)),
             _ => None,
         };
         Some(first)
@@ -116,7 +232,7 @@ impl Receivers {
     /// Take the first in line, whose record is `first`.
     pub fn pop_first(&mut self, first: &Thread) {
         if let Some((head, last)) = self.ends {
-            self.ends = (head != last).then_some((first.next_receiver, last));
+            self.ends = (head != last).then_some((first.next_receiver(), last));
         }
     }
 
@@ -136,16 +252,16 @@ impl Receivers {
             if previous == last {
                 return;
             }
-            let Some(next) = threads.get(&previous).map(|t| t.next_receiver) else {
+            let Some(next) = threads.get(&previous).map(|t| t.next_receiver()) else {
                 return;
             };
             if next == tid {
                 if tid == last {
                     self.ends = Some((first, previous));
-                } else if let Some(after) = threads.get(&tid).map(|t| t.next_receiver)
+                } else if let Some(after) = threads.get(&tid).map(|t| t.next_receiver())
                     && let Some(previous) = threads.get_mut(&previous)
                 {
-                    previous.next_receiver = after;
+                    previous.set_next_receiver(after);
                 }
                 return;
             }
@@ -167,142 +283,5 @@ impl Port {
     /// This port's counters.
     pub fn stats(&self) -> IpcStats {
         self.fast.fold(self.stats)
-    }
-}
-
-impl Kernel {
-    /// The system-wide counters. Every fast-path message also found its port in the path
-    /// cache.
-    pub fn ipc_stats(&self) -> IpcStats {
-        let mut stats = self.fast.fold(self.ipc_stats);
-        stats.path_cache_hits += self.fast.lookups();
-        stats
-    }
-
-    /// Count an event on a port and in the system-wide totals.
-    pub fn count(&mut self, port: PortId, bump: impl Fn(&mut IpcStats)) {
-        bump(&mut self.ipc_stats);
-        if let Some(port) = self.ports.get_mut(&port) {
-            bump(&mut port.stats);
-        }
-    }
-
-    /// OR `bits` into a port's notification word and wake a receiver with them. Zero bits
-    /// wake nobody: a sender may notify 0 just to learn the port is still served.
-    pub fn notify_port(&mut self, port_id: PortId, bits: u64) -> Result<(), Error> {
-        let port = self.ports.get_mut(&port_id).ok_or(Error::PeerGone)?;
-        if port.closed {
-            return Err(Error::PeerGone);
-        }
-        port.notify |= bits;
-        port.stats.notifications += 1;
-        self.ipc_stats.notifications += 1;
-        if bits == 0 {
-            return Ok(());
-        }
-        let Some(receiver) = port.receivers.pop(&self.threads) else {
-            return Ok(());
-        };
-        // The bits go straight into the waiting receiver's registers.
-        let bits = core::mem::take(&mut port.notify);
-        let thread = self
-            .threads
-            .get_mut(&receiver)
-            .expect("waiting thread exists");
-        thread.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
-        let state = thread.state;
-        thread.inbox = Some(Delivery::InRegisters(0));
-        self.sched.forget(receiver, state);
-        self.sched.ready(receiver, thread);
-        Ok(())
-    }
-
-    /// A capability to `port` went away: close the port when no capability with RECEIVE can
-    /// be used any more, and free it when no capability is left at all. A capability that
-    /// travels only in queues no thread can receive from (the port's own, or those of ports
-    /// in the same plight) can never come out: the ports are closed together, their queues
-    /// drained, and what the messages held goes too.
-    pub fn port_capability_gone(&mut self, port_id: PortId) {
-        let Some(dead) = self.unreceivable_ports(port_id) else {
-            return;
-        };
-        let mut queued = Vec::new();
-        for &dead_id in &dead {
-            let Some(port) = self.ports.get_mut(&dead_id) else {
-                continue;
-            };
-            port.closed = true;
-            let start = queued.len();
-            queued.extend(port.queue.drain(..));
-            let waiting = port.receivers.take_all(&self.threads);
-            for message in &queued[start..] {
-                self.refund_kernel_bytes(message.sender, message.charge());
-            }
-            for tid in waiting {
-                self.wake_with(tid, Delivery::Failed(Error::PeerGone));
-            }
-        }
-        self.discard_all(queued);
-        for dead_id in dead {
-            if self.caps.count(crate::cap::Object::Port(dead_id)) == 0 {
-                self.ports.remove(&dead_id);
-            }
-        }
-    }
-
-    /// `port_id` and the ports it is stuck with, if no thread can ever receive from it: every
-    /// capability to it with RECEIVE sits in the queue of a port of which the same holds.
-    /// `None` while one is in a capability space or on its way into one (a thread's inbox).
-    fn unreceivable_ports(&self, port_id: PortId) -> Option<Vec<PortId>> {
-        let receive_rights = |port| {
-            self.caps
-                .holders_with(crate::cap::Object::Port(port), rights::RECEIVE)
-        };
-        // The usual case, cheaply: a receive right in a slot.
-        if receive_rights(port_id).any(|(_, holder)| holder != Holder::InFlight) {
-            return None;
-        }
-        let mut dead = alloc::vec![port_id];
-        if receive_rights(port_id).next().is_none() {
-            return Some(dead);
-        }
-        let queued_on: BTreeMap<CapId, PortId> = self
-            .ports
-            .iter()
-            .flat_map(|(id, port)| {
-                port.queue
-                    .iter()
-                    .flat_map(move |message| message.caps.iter().map(move |&cap| (cap, id)))
-            })
-            .collect();
-        let mut next = 0;
-        while let Some(&port) = dead.get(next) {
-            next += 1;
-            for (cap, holder) in receive_rights(port) {
-                let on = match holder {
-                    Holder::InFlight => *queued_on.get(&cap)?,
-                    Holder::Slot(..) => return None,
-                };
-                if !dead.contains(&on) {
-                    dead.push(on);
-                }
-            }
-        }
-        Some(dead)
-    }
-
-    /// Discard `messages` that will never be delivered. Discarding one can kill another port
-    /// (it held that port's last capability), whose messages then join the list instead of
-    /// being discarded inside this call: a chain of ports, each queue holding the last
-    /// capability to the next, is freed in a loop, not a recursion as deep as the chain.
-    pub fn discard_all(&mut self, messages: Vec<Message>) {
-        self.doomed.extend(messages);
-        if core::mem::replace(&mut self.discarding, true) {
-            return;
-        }
-        while let Some(message) = self.doomed.pop() {
-            self.discard_message(message);
-        }
-        self.discarding = false;
     }
 }

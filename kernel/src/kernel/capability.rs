@@ -53,9 +53,9 @@ impl Kernel {
         let node = self.caps.get(id).ok_or(Error::StaleHandle)?;
         Ok(Found {
             id,
-            object: node.object,
-            rights: node.rights,
-            badge: node.badge,
+            object: node.object(),
+            rights: node.rights(),
+            badge: node.badge(),
         })
     }
 
@@ -103,23 +103,23 @@ impl Kernel {
         let Some(node) = self.caps.remove(id) else {
             return;
         };
-        if let Holder::Slot(pid, index) = node.holder
+        if let Holder::Slot(pid, index) = node.holder()
             && let Some(process) = self.processes.get_mut(&pid)
         {
             if process.caps.clear(index) {
                 for tid in &process.threads {
                     if let Some(thread) = self.threads.get_mut(tid) {
-                        thread.path_cache.forget_all();
+                        thread.path_cache_mut().forget_all();
                     }
                 }
             }
-            if let Object::Memory(_) = node.object
+            if let Object::Memory(_) = node.object()
                 && let Some(space) = process.space.as_mut()
             {
                 space.unmap_shared(id);
             }
         }
-        self.release_object(node.object);
+        self.release_object(node.object());
     }
 
     /// Delete every capability derived from `cap` (which `pid` holds as `handle`), wherever
@@ -148,7 +148,7 @@ impl Kernel {
         if !self.processes.contains_key(&pid) {
             return Err(Error::NotFound);
         }
-        let system = self.processes[&caller].rights & keel_abi::rights::SYSTEM != 0;
+        let system = self.processes[&caller].has_right(keel_abi::rights::SYSTEM);
         if pid == caller || system || self.holds_process_cap(caller, pid, rights) {
             Ok(())
         } else {
@@ -162,9 +162,9 @@ impl Kernel {
             return false;
         };
         process.caps.held().into_iter().any(|id| {
-            self.caps
-                .get(id)
-                .is_some_and(|n| n.object == Object::Process(target) && n.rights & rights == rights)
+            self.caps.get(id).is_some_and(|n| {
+                n.object() == Object::Process(target) && n.rights() & rights == rights
+            })
         })
     }
 

@@ -21,6 +21,9 @@ use keel_abi::ipc::{FAULT_RESUME, LABEL_FAULT, MessageInfo};
 use keel_abi::thread::{Registers, USER_FLAGS};
 use keel_abi::{Error, ExitStatus, exit_kind, layout, vector};
 
+// Rare: kept out of the interrupt dispatcher, so that every interrupt does not pay for its
+// registers.
+#[inline(never)]
 pub fn user_fault(frame: &mut TrapFrame) {
     let address = if frame.vector == vector::PAGE_FAULT as u64 {
         crate::arch::read_cr2()
@@ -42,27 +45,26 @@ pub fn user_fault(frame: &mut TrapFrame) {
         }
         sent
     };
-    crate::sched::reschedule();
+    super::switch::reschedule();
     if handled && resumed(frame) {
         return;
     }
     let mut k = kernel();
     end_faulted(&mut k, frame, &status);
     drop(k);
-    crate::sched::reschedule();
+    super::switch::reschedule();
     unreachable!("a faulted thread that is not resumed never runs again");
 }
 
 /// Send the fault to the process's handler and block the thread for the answer.
 fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
     let pid = k.current_pid();
-    let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler) else {
+    let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler()) else {
         return false;
     };
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.call_seq += 1;
-    let seq = thread.call_seq;
+    let seq = thread.next_seq();
     let mut message = Message {
         badge,
         info: MessageInfo::new(LABEL_FAULT, 0, 1).0,
@@ -103,7 +105,7 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
 fn resumed(frame: &mut TrapFrame) -> bool {
     let mut k = kernel();
     let tid = k.sched.current;
-    let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.inbox.take())
+    let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.take_inbox())
     else {
         return false;
     };
@@ -134,7 +136,7 @@ fn end_faulted(k: &mut Kernel, frame: &TrapFrame, status: &ExitStatus) {
         frame.rsp,
     );
     let pid = k.current_pid();
-    let name = k.processes.get(&pid).map_or("", |p| p.name.as_str());
+    let name = k.processes.get(&pid).map_or("", |p| p.name());
     let stack = UserStack(k.current_space(), frame.rsp as usize);
     crate::kprintln!("stack scan of {name}: {:#x}{stack}", status.rip);
     k.end_process(pid, *status);
@@ -178,7 +180,7 @@ impl Kernel {
     /// registers are saved.
     fn stopped_frame(&mut self, tid: Tid) -> Result<&mut TrapFrame, Error> {
         let thread = &self.threads[&tid];
-        if !matches!(thread.state, ThreadState::Faulted(_)) {
+        if !matches!(thread.state(), ThreadState::Faulted(_)) {
             return Err(Error::NotStopped);
         }
         // SAFETY: a thread stopped at a fault is blocked in the kernel's fault path, so the

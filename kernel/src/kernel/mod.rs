@@ -8,16 +8,21 @@
 //! kernel bug and panics loudly instead of hanging.
 
 mod capability;
+pub mod fastpath;
 pub mod fault;
+mod ipc;
+mod port;
 mod process;
 mod quota;
 pub mod spawn;
+pub mod switch;
+mod thread;
 
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;
-use crate::ipc::Port;
 use crate::ipc::port::FastCounts;
+use crate::ipc::{Port, PortId};
 use crate::mm::object::MemoryObject;
 use crate::mm::space::AddressSpace;
 use crate::proc::{Pid, Process};
@@ -33,22 +38,22 @@ pub struct Kernel {
     pub processes: Table<Process>,
     pub threads: Table<Thread>,
     pub sched: Scheduler,
-    pub caps: CapTable,
+    caps: CapTable,
     pub ports: Table<Port>,
     pub memory: Table<MemoryObject>,
-    pub audit: AuditLog,
-    pub devices: Devices,
+    audit: AuditLog,
+    devices: Devices,
     /// System-wide IPC counters.
-    pub ipc_stats: IpcStats,
+    ipc_stats: IpcStats,
     /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
-    pub fast: FastCounts,
+    fast: FastCounts,
     pub ticks: u64,
     /// Where the boot context's stack pointer goes when the scheduler first leaves it.
-    pub boot_rsp: u64,
+    boot_rsp: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
-    pub doomed: alloc::vec::Vec<crate::ipc::Message>,
+    doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
-    pub discarding: bool,
+    discarding: bool,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -111,7 +116,7 @@ pub fn init() {
         doomed: alloc::vec::Vec::new(),
         discarding: false,
     };
-    let idle = Thread::new(0, 0, crate::sched::idle_start()).expect("idle thread");
+    let idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
     let idle_id = state.threads.insert(idle);
     state.sched = Scheduler::new(idle_id);
     *KERNEL.lock() = Some(state);
@@ -123,7 +128,7 @@ impl Kernel {
     }
 
     pub fn current_pid(&self) -> Pid {
-        self.current_thread().process
+        self.current_thread().process()
     }
 
     /// The running process's address space (it has one: only ended processes lose theirs).
@@ -180,10 +185,10 @@ impl Kernel {
     /// An interrupt arrived on legacy `line`, masked until the driver acknowledges it:
     /// notify the driver's port; a port that is gone unbinds the line, which stays masked.
     pub fn signal_irq(&mut self, line: u8) {
-        match self.devices.irq[line as usize] {
+        match self.devices.irq_target(line) {
             Some((port, bits)) => {
                 if self.notify_port(port, bits).is_err() {
-                    self.devices.irq[line as usize] = None;
+                    self.devices.unbind_irq(line);
                 }
             }
             None => crate::kprintln!("interrupt on unbound line {line}"),
@@ -192,11 +197,36 @@ impl Kernel {
 
     /// Tell the console driver that log bytes are waiting, if it listens.
     pub fn signal_log(&mut self) {
-        if let Some((port, bits)) = self.devices.log
+        if let Some((port, bits)) = self.devices.log_target()
             && self.notify_port(port, bits).is_err()
         {
-            self.devices.log = None;
+            self.devices.unbind_log();
         }
+    }
+
+    /// The audit log, newest records last.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Bind an event source (an interrupt line, the log) to a port and bits, or unbind it.
+    pub fn bind_event(
+        &mut self,
+        source: Object,
+        target: Option<(PortId, u64)>,
+    ) -> Result<(), keel_abi::Error> {
+        self.devices.bind_event(source, target)
+    }
+
+    /// Route the log to the console driver's buffer while any capability covers the
+    /// console's ports (after one to I/O ports is made).
+    pub fn update_console_owner(&self) {
+        crate::device::update_console_owner(&self.caps);
+    }
+
+    /// Whether interrupt `line` is bound to a port.
+    pub fn irq_bound(&self, line: u8) -> bool {
+        self.devices.irq_target(line).is_some()
     }
 
     pub fn describe_thread(&self, tid: Tid) -> String {
@@ -206,9 +236,9 @@ impl Kernel {
         if self.sched.is_idle(tid) {
             return String::from("the idle thread");
         }
-        match self.processes.get(&thread.process) {
-            Some(p) => alloc::format!("process {} ({}), thread {}", p.id, p.name, tid),
-            None => alloc::format!("thread {tid} of process {}", thread.process),
+        match self.processes.get(&thread.process()) {
+            Some(p) => alloc::format!("process {} ({}), thread {}", p.id(), p.name(), tid),
+            None => alloc::format!("thread {tid} of process {}", thread.process()),
         }
     }
 }

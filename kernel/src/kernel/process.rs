@@ -8,7 +8,7 @@
 //! machine powers off with its verdict.
 
 use super::Kernel;
-use crate::proc::{FIRST_PID, Pid, describe_status, exited};
+use crate::proc::{FIRST_PID, Pid, Process, describe_status, exited};
 use crate::sched::thread::{ThreadState, Tid};
 use alloc::vec::Vec;
 use keel_abi::{ExitStatus, exit_kind, poweroff};
@@ -33,7 +33,7 @@ impl Kernel {
         for &descendant in descendants.iter().rev() {
             self.reap(descendant);
         }
-        let parent = self.processes.get(&pid).map_or(0, |p| p.parent);
+        let parent = self.processes.get(&pid).map_or(0, Process::parent);
         if pid == FIRST_PID {
             first_process_ended(&status);
         }
@@ -47,15 +47,10 @@ impl Kernel {
     /// Free what a live process holds (threads, capabilities, memory) and make it a zombie
     /// with `status`; its quota goes back to its parent. False if it had already ended.
     fn release_process(&mut self, pid: Pid, status: ExitStatus) -> bool {
-        let Some(process) = self.processes.get_mut(&pid) else {
+        let Some((threads, space)) = self.processes.get_mut(&pid).and_then(|p| p.end(status))
+        else {
             return false;
         };
-        if process.is_zombie() {
-            return false;
-        }
-        process.exit = Some(status);
-        let threads = core::mem::take(&mut process.threads);
-        let space = process.space.take();
         for tid in threads {
             self.remove_thread(tid);
         }
@@ -70,20 +65,15 @@ impl Kernel {
 
     /// Charge `bytes` of kernel memory to `pid`; false when its quota would be exceeded.
     pub fn charge_kernel_bytes(&mut self, pid: Pid, bytes: usize) -> bool {
-        match self.processes.get_mut(&pid) {
-            Some(p) if p.kernel_bytes() + bytes <= p.quota.kernel_bytes => {
-                p.queued_bytes += bytes;
-                true
-            }
-            Some(_) => false,
-            // A process that has ended (a fault message's sender) is charged nothing.
-            None => true,
-        }
+        // A process that has ended (a fault message's sender) is charged nothing.
+        self.processes
+            .get_mut(&pid)
+            .is_none_or(|p| p.charge_kernel_bytes(bytes))
     }
 
     pub fn refund_kernel_bytes(&mut self, pid: Pid, bytes: usize) {
         if let Some(p) = self.processes.get_mut(&pid) {
-            p.queued_bytes = p.queued_bytes.saturating_sub(bytes);
+            p.refund_kernel_bytes(bytes);
         }
     }
 
@@ -105,13 +95,13 @@ impl Kernel {
         let Some(thread) = self.threads.get_mut(&tid) else {
             return;
         };
-        let state = thread.state;
-        let pending = thread.pending_reply.take();
-        let inbox = thread.inbox.take();
+        let state = thread.state();
+        let pending = thread.take_pending_reply();
+        let inbox = thread.take_inbox();
         if let ThreadState::Receiving { port, .. } = state
             && let Some(port) = self.ports.get_mut(&port)
         {
-            port.receivers.remove(&mut self.threads, tid);
+            port.remove_receiver(&mut self.threads, tid);
         }
         if let Some(reply) = pending {
             self.abandon_reply(reply);
@@ -121,7 +111,7 @@ impl Kernel {
         }
         if tid == self.sched.current {
             if let Some(thread) = self.threads.get_mut(&tid) {
-                thread.state = ThreadState::Dead;
+                thread.die();
             }
             self.sched.note_dead_current();
         } else {
@@ -138,7 +128,7 @@ impl Kernel {
             .filter(|tid| {
                 self.threads
                     .get(tid)
-                    .is_some_and(|t| t.state == ThreadState::WaitingChild)
+                    .is_some_and(|t| t.state() == ThreadState::WaitingChild)
             })
             .collect();
         for tid in waiting {
@@ -153,7 +143,7 @@ impl Kernel {
 
     /// End thread `tid`; the last one of its process ends the process with `status`.
     pub fn end_thread(&mut self, tid: Tid, status: ExitStatus) {
-        let Some(pid) = self.threads.get(&tid).map(|t| t.process) else {
+        let Some(pid) = self.threads.get(&tid).map(|t| t.process()) else {
             return;
         };
         let Some(process) = self.processes.get_mut(&pid) else {

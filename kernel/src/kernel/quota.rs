@@ -3,7 +3,6 @@
 
 use super::Kernel;
 use crate::mm::space::AddressSpace;
-use crate::mm::stacks::STACK_SIZE;
 use crate::proc::quota::{KERNEL_RESERVE_FRAMES, Limits};
 use crate::proc::{Pid, Process, Quota};
 use alloc::vec::Vec;
@@ -22,12 +21,7 @@ impl Kernel {
     /// thread's kernel stack fits its kernel-bytes quota.
     pub fn check_thread_quota(&self, pid: Pid) -> Result<(), Error> {
         match self.processes.get(&pid) {
-            Some(p)
-                if p.threads.len() >= p.quota.threads
-                    || p.kernel_bytes() + STACK_SIZE > p.quota.kernel_bytes =>
-            {
-                Err(Error::QuotaExceeded)
-            }
+            Some(p) if !p.has_room_for_thread() => Err(Error::QuotaExceeded),
             _ => Ok(()),
         }
     }
@@ -43,15 +37,15 @@ impl Kernel {
         let owned: usize = self
             .memory
             .values()
-            .filter(|m| m.owner == pid)
-            .map(|m| m.frames.len())
+            .filter(|m| m.owner() == pid)
+            .map(|m| m.frames().len())
             .sum();
-        process.space.as_ref().map_or(0, |s| s.frames()) + owned + process.carved
+        process.space.as_ref().map_or(0, |s| s.frames()) + owned + process.carved()
     }
 
     /// Ok when `pid` may take `frames` more frames of user memory.
     pub fn check_frames(&self, pid: Pid, frames: usize) -> Result<(), Error> {
-        let limit = self.processes.get(&pid).map_or(0, |p| p.quota.frames);
+        let limit = self.processes.get(&pid).map_or(0, |p| p.quota().frames);
         if self.frames_used(pid).saturating_add(frames) > limit {
             return Err(Error::QuotaExceeded);
         }
@@ -67,10 +61,7 @@ impl Kernel {
         };
         process.limit_tables();
         let held = process.space.as_ref().map_or(0, |s| s.frames());
-        let elsewhere = used.saturating_sub(held);
-        if let Some(space) = process.space.as_mut() {
-            space.frame_limit = process.quota.frames.saturating_sub(elsewhere);
-        }
+        process.limit_frames(used.saturating_sub(held));
     }
 
     /// The quota of a child `parent` spawns with `asked`: the defaults filled in, checked
@@ -84,7 +75,7 @@ impl Kernel {
                 ..Quota::default()
             });
         };
-        let own = parent.quota;
+        let own = parent.quota();
         let pick = |asked: usize, default: usize, own: usize| match asked {
             0 => Ok(default.min(own)),
             n if n > own => Err(Error::PermissionDenied),
@@ -96,7 +87,7 @@ impl Kernel {
             n => n,
         };
         // Any number may be asked for: it must not wrap past the check.
-        if self.frames_used(parent.id).saturating_add(frames) > own.frames {
+        if self.frames_used(parent.id()).saturating_add(frames) > own.frames {
             return Err(Error::QuotaExceeded);
         }
         Ok(Quota {
@@ -110,7 +101,7 @@ impl Kernel {
     /// Ok when every ancestor of a new child of `parent` has room for one more descendant.
     pub fn check_descendant_room(&self, parent: Pid) -> Result<(), Error> {
         let mut full = false;
-        self.for_each_ancestor(parent, |p| full |= p.descendants >= p.quota.processes);
+        self.for_each_ancestor(parent, |p| full |= !p.has_room_for_descendant());
         if full {
             return Err(Error::QuotaExceeded);
         }
@@ -120,22 +111,25 @@ impl Kernel {
     /// A child of `parent` was born with `quota`: count it in its ancestors and carve its
     /// frames from its parent's quota.
     pub fn count_child(&mut self, parent: Pid, quota: &Quota) {
-        self.for_each_ancestor_mut(parent, |p| p.descendants += 1);
+        self.for_each_ancestor_mut(parent, Process::add_descendant);
         if let Some(parent) = self.processes.get_mut(&parent) {
-            parent.carved += quota.frames;
+            parent.carve(quota.frames);
         }
     }
 
     /// `pid` is being reaped: its ancestors have one descendant fewer.
     pub fn uncount_descendant(&mut self, pid: Pid) {
-        let parent = self.processes.get(&pid).map_or(0, |p| p.parent);
-        self.for_each_ancestor_mut(parent, |p| p.descendants = p.descendants.saturating_sub(1));
+        let parent = self.processes.get(&pid).map_or(0, Process::parent);
+        self.for_each_ancestor_mut(parent, Process::remove_descendant);
     }
 
     /// `pid` ended: the frames carved for it go back to its parent, and the memory objects
     /// it owns (others may still map them) are charged to its parent from now on.
     pub fn return_quota(&mut self, pid: Pid) {
-        let Some((parent, frames)) = self.processes.get(&pid).map(|p| (p.parent, p.quota.frames))
+        let Some((parent, frames)) = self
+            .processes
+            .get(&pid)
+            .map(|p| (p.parent(), p.quota().frames))
         else {
             return;
         };
@@ -147,16 +141,16 @@ impl Kernel {
         let owned: Vec<_> = self
             .memory
             .iter()
-            .filter(|(_, m)| m.owner == pid)
+            .filter(|(_, m)| m.owner() == pid)
             .map(|(id, _)| id)
             .collect();
         for id in owned {
             if let Some(object) = self.memory.get_mut(&id) {
-                object.owner = heir;
+                object.pass_to(heir);
             }
         }
         if let Some(parent) = self.processes.get_mut(&parent) {
-            parent.carved = parent.carved.saturating_sub(frames);
+            parent.uncarve(frames);
         }
     }
 
@@ -169,8 +163,8 @@ impl Kernel {
             found.extend(
                 self.processes
                     .values()
-                    .filter(|p| p.parent == parent && p.id != pid)
-                    .map(|p| p.id),
+                    .filter(|p| p.parent() == parent && p.id() != pid)
+                    .map(Process::id),
             );
             let Some(&child) = found.get(next) else {
                 return found;
@@ -188,7 +182,7 @@ impl Kernel {
                 return;
             };
             f(process);
-            pid = process.parent;
+            pid = process.parent();
         }
     }
 
@@ -199,7 +193,7 @@ impl Kernel {
                 return;
             };
             f(process);
-            pid = process.parent;
+            pid = process.parent();
         }
     }
 }

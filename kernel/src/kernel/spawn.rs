@@ -8,7 +8,7 @@ use crate::cap::space::{CapSpace, DEFAULT_SLOTS};
 use crate::cap::{Found, Object};
 use crate::mm::space::AddressSpace;
 use crate::mm::{PAGE_SIZE, PhysAddr, align_up};
-use crate::proc::{MAX_PROCESSES, Pid, Process, Quota, elf};
+use crate::proc::{Birth, MAX_PROCESSES, Pid, Process, Quota, elf};
 use crate::sched::thread::Start;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -89,7 +89,7 @@ impl Kernel {
         let mut space = AddressSpace::new()?;
         // Everything it is built with counts against its own quotas; its page tables may
         // take its kernel bytes but for its first thread's stack.
-        space.frame_limit = quota.frames;
+        space.set_frame_limit(quota.frames);
         space.set_table_limit((quota.kernel_bytes - crate::mm::stacks::STACK_SIZE) / PAGE_SIZE);
         let entry = elf::load(&mut space, spec.image)?;
         space.map_anonymous(
@@ -111,29 +111,16 @@ impl Kernel {
         };
         space.write_through_tables(layout::START_INFO_ADDR, bytes)?;
 
-        let mut name = heapless::String::new();
-        for c in spec.name.chars() {
-            if name.push(c).is_err() {
-                break;
-            }
-        }
-        let inserted = self.processes.insert(Process {
+        let inserted = self.processes.insert(Process::new(Birth {
             id: pid,
             parent: spec.parent,
-            name,
+            name: spec.name,
             priority: spec.priority,
             rights: spec.rights,
-            space: Some(space),
-            threads: Vec::new(),
-            exit: None,
-            cpu_ticks: 0,
-            caps: CapSpace::new(DEFAULT_SLOTS),
-            fault_handler: None,
             quota,
-            queued_bytes: 0,
-            descendants: 0,
-            carved: 0,
-        });
+            space,
+            caps: CapSpace::new(DEFAULT_SLOTS),
+        }));
         debug_assert_eq!(inserted, pid);
         let started = self.grant_initial_caps(pid, spec).and_then(|()| {
             let start = Start::User {

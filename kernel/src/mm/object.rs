@@ -12,10 +12,12 @@ use keel_abi::Error;
 /// Largest memory object: 64 MiB.
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
 
+/// A memory object: its frames are fixed from creation to drop, when they go back to the
+/// allocator.
 pub struct MemoryObject {
-    pub frames: Vec<PhysAddr>,
+    frames: Vec<PhysAddr>,
     /// Charged for the frames while it lives.
-    pub owner: Pid,
+    owner: Pid,
 }
 
 /// How many pages an object of `len` bytes takes: a whole number, at most the limit.
@@ -57,6 +59,22 @@ impl MemoryObject {
         let start = frame::alloc_contiguous(pages).ok_or(Error::OutOfMemory)?;
         frames.extend((0..pages).map(|i| start + (i * PAGE_SIZE) as PhysAddr));
         Ok(MemoryObject { frames, owner })
+    }
+}
+
+impl MemoryObject {
+    pub fn frames(&self) -> &[PhysAddr] {
+        &self.frames
+    }
+
+    /// The process charged for its frames.
+    pub fn owner(&self) -> Pid {
+        self.owner
+    }
+
+    /// Charge `heir` for its frames from now on (its owner ended).
+    pub fn pass_to(&mut self, heir: Pid) {
+        self.owner = heir;
     }
 }
 

@@ -43,7 +43,7 @@ pub struct AddressSpace {
     data_frames: usize,
     /// Most frames this space may hold, its own pages and page tables (what the process's
     /// frame quota leaves).
-    pub frame_limit: usize,
+    frame_limit: usize,
     /// Most page-table frames below the root (what the kernel-bytes quota leaves).
     table_quota: usize,
     /// Its TLB tag (0: none).
@@ -139,6 +139,12 @@ impl AddressSpace {
     /// Page-table frames, root included: kernel memory held for this space.
     pub fn table_frames(&self) -> usize {
         self.tables.table_frames + 1
+    }
+
+    /// Allow at most `frames` frames, its own pages and page tables (fewer than it holds only
+    /// stops it growing).
+    pub fn set_frame_limit(&mut self, frames: usize) {
+        self.frame_limit = frames;
     }
 
     /// Allow at most `frames` page-table frames, root included (fewer than it holds only

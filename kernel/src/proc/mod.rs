@@ -26,34 +26,135 @@ pub const MAX_PROCESSES: usize = keel_abi::PROCESS_TABLE_SIZE;
 /// Threads per process.
 pub const MAX_THREADS: usize = keel_abi::MAX_THREADS as usize;
 
+/// A process's record. What it is (id, parent, name, priority, rights) is fixed at spawn;
+/// its quota accounting is in `quota.rs`. Its capability space, address space and thread
+/// list stay open to the root, which changes them across objects.
 pub struct Process {
-    pub id: Pid,
+    id: Pid,
     pub caps: CapSpace,
     /// Where this process's faults go as messages: a port and the badge to stamp on them.
-    pub fault_handler: Option<(PortId, u64)>,
-    pub quota: Quota,
+    fault_handler: Option<(PortId, u64)>,
+    quota: Quota,
     /// Kernel bytes held by this process's messages waiting in queues.
-    pub queued_bytes: usize,
+    queued_bytes: usize,
     /// 0 once the parent is gone.
-    pub parent: Pid,
-    pub name: heapless::String<{ keel_abi::NAME_LEN }>,
-    pub priority: usize,
-    pub rights: u32,
+    parent: Pid,
+    name: heapless::String<{ keel_abi::NAME_LEN }>,
+    priority: usize,
+    rights: u32,
     /// `None` once the process has ended.
     pub space: Option<AddressSpace>,
     pub threads: Vec<Tid>,
-    pub exit: Option<ExitStatus>,
-    pub cpu_ticks: u64,
+    exit: Option<ExitStatus>,
+    cpu_ticks: u64,
     /// Processes descending from this one (zombies included), counted against
     /// `quota.processes`.
-    pub descendants: usize,
+    descendants: usize,
     /// Frames carved from `quota.frames` for its living children's quotas.
-    pub carved: usize,
+    carved: usize,
+}
+
+/// What a process is made of at spawn.
+pub struct Birth<'a> {
+    pub id: Pid,
+    pub parent: Pid,
+    /// Cut to `NAME_LEN` bytes.
+    pub name: &'a str,
+    pub priority: usize,
+    pub rights: u32,
+    pub quota: Quota,
+    pub space: AddressSpace,
+    pub caps: CapSpace,
 }
 
 impl Process {
+    /// A live process with no threads yet.
+    pub fn new(birth: Birth) -> Self {
+        let mut name = heapless::String::new();
+        for c in birth.name.chars() {
+            if name.push(c).is_err() {
+                break;
+            }
+        }
+        Process {
+            id: birth.id,
+            parent: birth.parent,
+            name,
+            priority: birth.priority,
+            rights: birth.rights,
+            space: Some(birth.space),
+            threads: Vec::new(),
+            exit: None,
+            cpu_ticks: 0,
+            caps: birth.caps,
+            fault_handler: None,
+            quota: birth.quota,
+            queued_bytes: 0,
+            descendants: 0,
+            carved: 0,
+        }
+    }
+
+    pub fn id(&self) -> Pid {
+        self.id
+    }
+
+    /// Its parent (0 once the parent is gone).
+    pub fn parent(&self) -> Pid {
+        self.parent
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn priority(&self) -> usize {
+        self.priority
+    }
+
+    /// Its process-wide rights (SPAWN, SYSTEM).
+    pub fn rights(&self) -> u32 {
+        self.rights
+    }
+
+    pub fn has_right(&self, right: u32) -> bool {
+        self.rights & right != 0
+    }
+
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks
+    }
+
+    /// One timer tick of one of its threads.
+    pub fn tick(&mut self) {
+        self.cpu_ticks += 1;
+    }
+
+    pub fn fault_handler(&self) -> Option<(PortId, u64)> {
+        self.fault_handler
+    }
+
+    pub fn set_fault_handler(&mut self, handler: Option<(PortId, u64)>) {
+        self.fault_handler = handler;
+    }
+
     pub fn is_zombie(&self) -> bool {
         self.exit.is_some()
+    }
+
+    /// How it ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.exit
+    }
+
+    /// It ended with `status`: a zombie from now on. Its threads and address space come
+    /// back for the caller to free; `None` if it had already ended.
+    pub fn end(&mut self, status: ExitStatus) -> Option<(Vec<Tid>, Option<AddressSpace>)> {
+        if self.is_zombie() {
+            return None;
+        }
+        self.exit = Some(status);
+        Some((core::mem::take(&mut self.threads), self.space.take()))
     }
 
     /// Kernel memory held on this process's behalf.

@@ -9,16 +9,15 @@
 pub mod thread;
 
 use crate::arch::trap::TrapFrame;
-use crate::arch::{self, entry, gdt};
-use crate::ipc::{Delivered, Delivery};
-use crate::kernel::{Kernel, KernelGuard, kernel};
+use crate::arch::{self, gdt};
+use crate::ipc::Delivered;
 use crate::table::Table;
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 use keel_abi::PRIORITY_LEVELS;
-use thread::{Start, Thread, ThreadState, Tid};
+use thread::{Thread, ThreadState, Tid};
 
 /// End-of-syscall work due, as bits, checked on every return to user space without taking
 /// the kernel lock (and by the fast path in one load).
@@ -28,16 +27,22 @@ const RESCHED: u8 = 1;
 /// A thread died while running and waits in `dead` to be freed.
 const DEAD: u8 = 2;
 
-fn request_reschedule() {
+pub fn request_reschedule() {
     DUE.fetch_or(RESCHED, Ordering::Relaxed);
 }
 
-fn reschedule_requested() -> bool {
+pub fn reschedule_requested() -> bool {
     DUE.load(Ordering::Relaxed) & RESCHED != 0
 }
 
-fn clear_reschedule() {
+pub fn clear_reschedule() {
     DUE.fetch_and(!RESCHED, Ordering::Relaxed);
+}
+
+/// Whether a thread died while running and waits to be freed; the flag is cleared.
+#[inline(always)]
+pub fn take_dead_flag() -> bool {
+    DUE.fetch_and(!DEAD, Ordering::Relaxed) & DEAD != 0
 }
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
@@ -119,7 +124,7 @@ pub struct Scheduler {
     ready: u32,
     pub current: Tid,
     /// The running thread's priority, which a woken thread must beat to preempt it: set by
-    /// `install` and kept by [`Kernel::set_priority`].
+    /// `install` and kept by `Kernel::set_priority` (`kernel/thread.rs`).
     current_priority: usize,
     /// The running thread's record (null before the first switch), so the fast path finds it
     /// without a lookup: set by [`Scheduler::load`]; a record stays in place until its thread
@@ -157,7 +162,7 @@ impl Scheduler {
         tid == self.idle
     }
 
-    fn pick_next(&mut self) -> Tid {
+    pub fn pick_next(&mut self) -> Tid {
         if self.ready == 0 {
             return self.idle;
         }
@@ -173,7 +178,7 @@ impl Scheduler {
     }
 
     /// Queue `tid` at `priority`: at the back, or in front if it was preempted mid-slice.
-    fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
+    pub fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
         let queue = &mut self.queues[priority];
         if front {
             queue.push_front(tid);
@@ -186,12 +191,12 @@ impl Scheduler {
     /// Make `thread` (`tid`) ready: on its run queue unless suspended, preempting the running
     /// thread if it outranks it.
     pub fn ready(&mut self, tid: Tid, thread: &mut Thread) {
-        thread.state = ThreadState::Ready;
-        if thread.suspended {
+        thread.ready();
+        if thread.is_suspended() {
             return;
         }
-        self.enqueue(tid, thread.priority, false);
-        if self.is_idle(self.current) || thread.priority > self.current_priority {
+        self.enqueue(tid, thread.priority(), false);
+        if self.is_idle(self.current) || thread.priority() > self.current_priority {
             request_reschedule();
         }
     }
@@ -250,6 +255,78 @@ impl Scheduler {
         request_reschedule();
     }
 
+    /// The running thread's record (see the field).
+    #[inline(always)]
+    pub fn running_record(&self) -> *mut Thread {
+        self.running
+    }
+
+    /// The running thread's priority changed.
+    pub fn set_current_priority(&mut self, priority: usize) {
+        self.current_priority = priority;
+    }
+
+    /// Whether the running thread used up its slice.
+    #[inline(always)]
+    pub fn slice_over(&self) -> bool {
+        self.slice_left == 0
+    }
+
+    /// The running thread gives up the rest of its slice.
+    pub fn end_slice(&mut self) {
+        self.slice_left = 0;
+    }
+
+    /// A fresh slice for the thread about to run.
+    #[inline(always)]
+    pub fn new_slice(&mut self) {
+        self.slice_left = TIME_SLICE;
+    }
+
+    /// `thread` (`current`), still runnable, goes back in line: in front if its slice is not
+    /// used up, keeping only what is left of it, or a higher-priority thread waking every
+    /// tick would keep it on the CPU for ever (see `timer_tick`).
+    #[inline(always)]
+    pub fn requeue(&mut self, current: Tid, thread: &mut Thread) {
+        let slice_over = self.slice_over();
+        thread.ready();
+        thread.keep_slice(if slice_over { 0 } else { self.slice_left });
+        if !thread.is_suspended() {
+            self.enqueue(current, thread.priority(), !slice_over);
+        }
+    }
+
+    /// The running thread is back after a preemption with `kept` ticks of its slice left
+    /// (0: none): only those.
+    pub fn cut_slice(&mut self, kept: u32) {
+        if kept != 0 {
+            self.slice_left = self.slice_left.min(kept);
+        }
+    }
+
+    /// Count the tick against the slice; a used-up slice asks for the scheduler.
+    pub fn run_down_slice(&mut self) {
+        self.slice_left = self.slice_left.saturating_sub(1);
+        if self.slice_left == 0 {
+            request_reschedule();
+        }
+    }
+
+    /// The next sleeper whose time has come by tick `now`, off the timer.
+    pub fn pop_expired(&mut self, now: u64) -> Option<Tid> {
+        let &(until, tid) = self.sleepers.first()?;
+        if until > now {
+            return None;
+        }
+        self.sleepers.pop_first();
+        Some(tid)
+    }
+
+    /// Threads that died while running, to be freed now another runs.
+    pub fn take_dead(&mut self) -> Vec<Tid> {
+        core::mem::take(&mut self.dead)
+    }
+
     /// Load the kernel's own root if `root` is in CR3 (its address space is going away).
     pub fn unload_root(&mut self, root: u64) {
         if self.loaded_root == root {
@@ -261,214 +338,6 @@ impl Scheduler {
 
 // SAFETY: the kernel state, `running` included, is only reached under the kernel lock.
 unsafe impl Send for Scheduler {}
-
-impl Kernel {
-    /// The running thread's record, found without a lookup (for the fast path).
-    #[inline(always)]
-    pub fn running(&self) -> &Thread {
-        // SAFETY: a syscall runs on a running thread, whose record `load` recorded and which
-        // stays in place while it runs; `&self` keeps every `&mut` to it away meanwhile.
-        unsafe { &*self.sched.running }
-    }
-
-    /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
-    /// outranks it.
-    pub fn make_ready(&mut self, tid: Tid) {
-        if let Some(thread) = self.threads.get_mut(&tid) {
-            self.sched.ready(tid, thread);
-        }
-    }
-
-    /// Block the running thread in `state`; the caller then calls [`reschedule`].
-    pub fn block_current(&mut self, state: ThreadState) {
-        let tid = self.sched.current;
-        self.sched.time(tid, state);
-        if let Some(thread) = self.threads.get_mut(&tid) {
-            thread.state = state;
-        }
-        request_reschedule();
-    }
-
-    pub fn yield_current(&mut self) {
-        request_reschedule();
-        self.sched.slice_left = 0;
-    }
-
-    /// Keep `tid` off the CPU: off its run queue, out of its port's receivers (a suspended
-    /// thread takes no messages), and, if it is running, off the CPU at the next return to
-    /// user space.
-    pub fn suspend(&mut self, tid: Tid) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        if thread.suspended {
-            return;
-        }
-        thread.suspended = true;
-        match thread.state {
-            ThreadState::Ready => self.sched.forget(tid, ThreadState::Ready),
-            ThreadState::Running => request_reschedule(),
-            ThreadState::Receiving { port, .. } => {
-                if let Some(port) = self.ports.get_mut(&port) {
-                    port.receivers.remove(&mut self.threads, tid);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Undo [`Kernel::suspend`]: a thread that woke meanwhile runs, one still receiving
-    /// waits on its port again.
-    pub fn resume(&mut self, tid: Tid) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        if !core::mem::take(&mut thread.suspended) {
-            return;
-        }
-        match thread.state {
-            ThreadState::Ready => self.make_ready(tid),
-            ThreadState::Receiving { port, .. } => self.rejoin_receivers(tid, port),
-            _ => {}
-        }
-    }
-
-    /// Move `tid` to `priority`, requeueing it if it waits for the CPU.
-    pub fn set_priority(&mut self, tid: Tid, priority: usize) {
-        let Some(thread) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        let (state, queued) = (thread.state, !thread.suspended);
-        thread.priority = priority;
-        if tid == self.sched.current {
-            self.sched.current_priority = priority;
-        }
-        match state {
-            ThreadState::Ready if queued => {
-                self.sched.forget(tid, state);
-                self.make_ready(tid);
-            }
-            // Lowered, it may no longer be the one to run.
-            ThreadState::Running => request_reschedule(),
-            _ => {}
-        }
-    }
-
-    /// A new thread, ready to run.
-    pub fn spawn_thread(
-        &mut self,
-        process: crate::id::Pid,
-        priority: usize,
-        start: Start,
-    ) -> Result<Tid, keel_abi::Error> {
-        if self.threads.len() >= MAX_THREADS_TOTAL {
-            return Err(keel_abi::Error::QuotaExceeded);
-        }
-        self.check_thread_quota(process)?;
-        let mut thread = Thread::new(process, priority, start)?;
-        thread.root = self
-            .processes
-            .get(&process)
-            .and_then(|p| p.space.as_ref())
-            .map(|s| s.tagged_root());
-        let id = self.threads.insert(thread);
-        self.make_ready(id);
-        Ok(id)
-    }
-}
-
-/// Give the CPU to the best ready thread (maybe the current one again).
-pub fn reschedule() {
-    let mut k = kernel();
-    clear_reschedule();
-    let current = k.sched.current;
-    let slice_over = k.sched.slice_left == 0;
-    let idle = k.sched.is_idle(current);
-    let state = &mut *k;
-    if let Some(thread) = state.threads.get_mut(&current)
-        && thread.state == ThreadState::Running
-        && !idle
-    {
-        // Still runnable: it goes back in line, in front if its slice is not used up. In
-        // front it keeps only what is left of its slice, or a higher-priority thread waking
-        // every tick would keep it on the CPU for ever (see `timer_tick`).
-        thread.state = ThreadState::Ready;
-        thread.kept_slice = if slice_over {
-            0
-        } else {
-            state.sched.slice_left
-        };
-        if !thread.suspended {
-            state.sched.enqueue(current, thread.priority, !slice_over);
-        }
-    }
-    let next = k.sched.pick_next();
-    if slice_over || next != current {
-        k.sched.slice_left = TIME_SLICE;
-    }
-    switch_to(k, next);
-}
-
-/// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
-/// the fast paths park instead, see [`switch_parked`]). The current thread must already
-/// be blocked (or requeued) by the caller.
-fn switch_to(mut k: KernelGuard, next: Tid) {
-    let current = k.sched.current;
-    if next == current {
-        k.threads
-            .get_mut(&next)
-            .expect("scheduled thread exists")
-            .state = ThreadState::Running;
-        return;
-    }
-    let resume = install(&mut k, next);
-    let save = match k.threads.get_mut(&current) {
-        Some(thread) => &raw mut thread.saved_rsp,
-        None => &raw mut k.boot_rsp,
-    };
-    drop(k);
-    // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
-    // slot) that stays put until this thread is reaped, which happens only after the switch;
-    // `install` made `next` the running thread and says how it resumes.
-    unsafe {
-        match resume {
-            Resume::User(frame) => entry::switch_user(save, frame),
-            Resume::Kernel(next_rsp) => entry::switch(save, next_rsp),
-        }
-    }
-    finish_switch();
-}
-
-/// How a thread being switched to continues.
-enum Resume {
-    /// Straight to user space with its parked syscall's frame, its result in `rax`.
-    User(*mut TrapFrame),
-    /// Its kernel context, parked at this stack pointer.
-    Kernel(u64),
-}
-
-/// Make `next` the running thread: its state, stacks and address space. A thread parked
-/// with its syscall's result in its inbox returns straight to user space, unless the
-/// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
-fn install(k: &mut Kernel, next: Tid) -> Resume {
-    let nothing_due = !work_pending();
-    let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
-    match thread.inbox {
-        Some(Delivery::InRegisters(result)) if nothing_due && thread.parked_in.is_some() => {
-            thread.inbox = None;
-            // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
-            // and nothing else refers to it.
-            unsafe {
-                (*thread.saved_user_frame()).rax = keel_abi::encode_result(Ok(result)) as u64
-            };
-            Resume::User(k.sched.resume_parked(next, thread))
-        }
-        _ => {
-            k.sched.load(next, thread);
-            Resume::Kernel(thread.saved_rsp)
-        }
-    }
-}
 
 /// Nanoseconds as timer ticks, rounded up.
 pub fn ticks_from_nanos(nanos: u64) -> u64 {
@@ -491,18 +360,18 @@ impl Scheduler {
     /// Make `thread` (`tid`) the running one: its kernel stack for the next entry from user
     /// space, its address space (CR3 is loaded only when it changes), its priority.
     #[inline(always)]
-    fn load(&mut self, tid: Tid, thread: &mut Thread) {
-        thread.state = ThreadState::Running;
+    pub fn load(&mut self, tid: Tid, thread: &mut Thread) {
+        thread.run();
         let top = thread.stack_top();
         gdt::set_kernel_stack(top);
-        if let Some(root) = thread.root
+        if let Some(root) = thread.root()
             && root != self.loaded_root
         {
             self.loaded_root = root;
             arch::load_root(root);
         }
         self.current = tid;
-        self.current_priority = thread.priority;
+        self.current_priority = thread.priority();
         self.running = thread;
     }
 
@@ -529,7 +398,7 @@ impl Scheduler {
     /// registers, the running one; the frame to return to user space through.
     #[inline(always)]
     pub fn resume_parked(&mut self, tid: Tid, thread: &mut Thread) -> *mut TrapFrame {
-        thread.parked_in = None;
+        thread.unpark();
         self.load(tid, thread);
         thread.saved_user_frame()
     }
@@ -538,158 +407,18 @@ impl Scheduler {
 /// Where [`park`] left the running thread's kernel stack: made only by [`park`].
 pub struct Parked(u64);
 
+impl Parked {
+    /// The stack pointer it was parked at.
+    #[inline(always)]
+    pub fn stack_pointer(self) -> u64 {
+        self.0
+    }
+}
+
 /// Park `thread`, the running one, just blocked (or requeued) in a receive, call,
 /// reply-and-receive or yield that finishes as `how`: its kernel stack will be abandoned, not
-/// saved, and it resumes from its syscall's frame. Then [`switch_parked`].
+/// saved, and it resumes from its syscall's frame. Then `switch_parked` (`kernel/switch.rs`).
 #[inline(always)]
 pub fn park(thread: &mut Thread, how: Delivered) -> Parked {
-    thread.parked_in = Some(how);
-    let park = thread.saved_user_frame() as u64 - entry::SWITCH_FRAME as u64;
-    thread.saved_rsp = park;
-    Parked(park)
-}
-
-/// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
-/// inbox), leaving the current thread, which [`park`] parked. A parked `next` returns
-/// straight to user space unless the scheduler or the end-of-syscall work is due.
-pub fn switch_parked(mut k: KernelGuard, next: Tid, Parked(park): Parked) -> ! {
-    let resume = install(&mut k, next);
-    drop(k);
-    // SAFETY: the current thread entered through a receive, call, reply-and-receive or
-    // yield, so its callee-saved registers are in its own frame, and `park` (from `park`) is
-    // free stack below it; the lock is released and the frames abandoned here own nothing.
-    // `install` made `next` the running thread and says how it resumes.
-    unsafe {
-        match resume {
-            Resume::User(frame) => entry::return_to_user(frame, park),
-            Resume::Kernel(next_rsp) => entry::switch_parking(next_rsp, park),
-        }
-    }
-}
-
-/// Block the running thread `waiting` in an IPC syscall that finishes as `how`: park it and
-/// run the best ready thread.
-pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
-    clear_reschedule();
-    let state = &mut *k;
-    let current = state.sched.current;
-    state.sched.time(current, waiting);
-    let thread = state.threads.get_mut(&current).expect("running thread");
-    thread.state = waiting;
-    let park = park(thread, how);
-    let next = state.sched.pick_next();
-    state.sched.slice_left = TIME_SLICE;
-    switch_parked(k, next, park)
-}
-
-/// The running thread yields in its `thread_yield` syscall: back in line behind its
-/// equals, parked with its result (0) in its inbox, while the best ready thread runs (maybe
-/// itself again).
-pub fn yield_parking(mut k: KernelGuard) -> ! {
-    clear_reschedule();
-    let current = k.sched.current;
-    let state = &mut *k;
-    let thread = state.threads.get_mut(&current).expect("running thread");
-    thread.state = ThreadState::Ready;
-    thread.inbox = Some(Delivery::InRegisters(0));
-    if !thread.suspended {
-        state.sched.enqueue(current, thread.priority, false);
-    }
-    let park = park(thread, Delivered::Received);
-    let next = state.sched.pick_next();
-    state.sched.slice_left = TIME_SLICE;
-    switch_parked(k, next, park)
-}
-
-/// Runs on the new thread after every switch: free threads that died while running.
-pub fn finish_switch() {
-    // Almost every switch has nobody to free: skip the lock then.
-    if DUE.fetch_and(!DEAD, Ordering::Relaxed) & DEAD == 0 {
-        return;
-    }
-    let mut k = kernel();
-    let dead = core::mem::take(&mut k.sched.dead);
-    for tid in dead {
-        k.threads.remove(&tid);
-    }
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn thread_first_run() {
-    finish_switch();
-}
-
-pub fn reschedule_if_needed() {
-    if reschedule_requested() {
-        reschedule();
-    }
-}
-
-/// The timer interrupt: account the tick, wake sleepers, end time slices. The caller then
-/// does the end-of-interrupt work (the log, rescheduling).
-pub fn timer_tick() {
-    {
-        let mut k = kernel();
-        let k = &mut *k;
-        k.ticks += 1;
-        let now = k.ticks;
-        crate::clock::publish(now);
-        let current = k.sched.current;
-        if let Some(thread) = k.threads.get_mut(&current) {
-            thread.cpu_ticks += 1;
-            // Back after a preemption: only the rest of its slice. Applied here, not where
-            // it is switched to, so that the IPC paths pay nothing for it.
-            let kept = core::mem::take(&mut thread.kept_slice);
-            if kept != 0 {
-                k.sched.slice_left = k.sched.slice_left.min(kept);
-            }
-            let pid = thread.process;
-            if let Some(process) = k.processes.get_mut(&pid) {
-                process.cpu_ticks += 1;
-            }
-        }
-        while let Some(&(until, tid)) = k.sched.sleepers.first() {
-            if until > now {
-                break;
-            }
-            k.sched.sleepers.pop_first();
-            match k.threads.get(&tid).map(|t| t.state) {
-                Some(ThreadState::Receiving { .. }) => {
-                    k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
-                }
-                _ => k.make_ready(tid),
-            }
-        }
-        k.sched.slice_left = k.sched.slice_left.saturating_sub(1);
-        if k.sched.slice_left == 0 {
-            request_reschedule();
-        }
-    }
-}
-
-fn idle_loop() -> ! {
-    loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        reschedule_if_needed();
-    }
-}
-
-/// Leave the boot stack for the first ready thread, for good.
-pub fn start() -> ! {
-    reschedule();
-    unreachable!("the boot context is never resumed");
-}
-
-pub fn idle_start() -> Start {
-    Start::Kernel { entry: idle_loop }
-}
-
-/// "process N (name), thread T" for reports about the running thread.
-pub fn describe_current() -> alloc::string::String {
-    match crate::kernel::KERNEL.try_lock().as_deref() {
-        Some(Some(k)) => k.describe_thread(k.sched.current),
-        Some(None) => alloc::string::String::from("before the scheduler started"),
-        None => alloc::string::String::from("kernel lock held"),
-    }
+    Parked(thread.park(how))
 }

@@ -8,12 +8,12 @@ use crate::arch::entry::prepare_new_stack;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::id::Pid;
-use crate::ipc::fastpath::PathCache;
+use crate::ipc::path_cache::PathCache;
 use crate::ipc::{Delivered, Delivery, PortId, ReplyRef};
 use crate::mm::space::AddressSpace;
 use crate::mm::stacks::KernelStack;
 use crate::mm::{PAGE_SIZE, PhysAddr};
-use keel_abi::Error;
+use keel_abi::{Error, encode_result};
 
 pub use crate::id::Tid;
 
@@ -42,40 +42,44 @@ pub enum ThreadState {
     Dead,
 }
 
+/// A thread's record. Its state changes only through the named transitions below (`run`,
+/// `ready`, `block`, `park`, `die`, `suspend`, `resume`), so what a state
+/// means (a parked thread's frame, a woken one's inbox) holds in one place.
 pub struct Thread {
-    pub process: Pid,
-    pub state: ThreadState,
-    pub priority: usize,
+    process: Pid,
+    state: ThreadState,
+    priority: usize,
     /// Kept off the CPU by `thread_suspend`: it may wake, but does not run until resumed.
-    pub suspended: bool,
+    suspended: bool,
     /// Where `switch_context` parked this thread's kernel stack pointer.
-    pub saved_rsp: u64,
-    pub cpu_ticks: u64,
+    saved_rsp: u64,
+    cpu_ticks: u64,
     /// Ticks that were left of its slice when it was preempted (0: none): the first tick it
     /// runs again cuts its new slice down to them.
-    pub kept_slice: u32,
+    kept_slice: u32,
     /// The page registered with `ipc_buffer_set`.
-    pub ipc_buffer: Option<usize>,
+    ipc_buffer: Option<usize>,
     /// The address-space epoch at which the whole IPC buffer was last found readable and
     /// writable, and the frame that held it then (see [`Thread::ipc_buffer_frame`]).
-    pub ipc_buffer_checked: Option<(u64, PhysAddr)>,
+    ipc_buffer_checked: Option<(u64, PhysAddr)>,
     /// What woke this thread from a receive, call or fault.
-    pub inbox: Option<Delivery>,
+    inbox: Option<Delivery>,
     /// The call received last and not answered yet.
-    pub pending_reply: Option<ReplyRef>,
+    pending_reply: Option<ReplyRef>,
     /// The thread after this one among its port's receivers (see
     /// [`Receivers`](crate::ipc::port::Receivers)).
-    pub next_receiver: Tid,
-    /// Numbers this thread's calls, so a late answer to an earlier one is recognised.
-    pub call_seq: u64,
-    pub path_cache: PathCache,
+    next_receiver: Tid,
+    /// Numbers this thread's calls and faults, so a late answer to an earlier one is
+    /// recognised.
+    call_seq: u64,
+    path_cache: PathCache,
     /// Set when the thread blocked in this IPC syscall with nothing left on its kernel stack
     /// but its trap frame: resuming it means returning to user space (see
     /// [`park`](crate::sched::park)).
-    pub parked_in: Option<Delivered>,
+    parked_in: Option<Delivered>,
     /// What CR3 loads for its process: the page-table root and PCID (`None` for the idle
     /// thread, which runs in any).
-    pub root: Option<u64>,
+    root: Option<u64>,
     stack: KernelStack,
 }
 
@@ -140,6 +144,210 @@ impl Thread {
         })
     }
 
+    // What the thread is. The accessors the fast path and the switch use are inlined always,
+    // so sealing the record costs them nothing.
+
+    #[inline(always)]
+    pub fn process(&self) -> Pid {
+        self.process
+    }
+
+    #[inline(always)]
+    pub fn state(&self) -> ThreadState {
+        self.state
+    }
+
+    #[inline(always)]
+    pub fn priority(&self) -> usize {
+        self.priority
+    }
+
+    #[inline(always)]
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// Whether it blocked in an IPC syscall with only its trap frame left (see [`park`]).
+    ///
+    /// [`park`]: Thread::park
+    #[inline(always)]
+    pub fn is_parked(&self) -> bool {
+        self.parked_in.is_some()
+    }
+
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks
+    }
+
+    /// What CR3 loads for it (see the field).
+    #[inline(always)]
+    pub fn root(&self) -> Option<u64> {
+        self.root
+    }
+
+    pub fn set_root(&mut self, root: Option<u64>) {
+        self.root = root;
+    }
+
+    // Its state: the transitions.
+
+    /// It runs on the CPU.
+    #[inline(always)]
+    pub fn run(&mut self) {
+        self.state = ThreadState::Running;
+    }
+
+    /// It waits for the CPU (whether it stands on a run queue is the scheduler's business).
+    #[inline(always)]
+    pub fn ready(&mut self) {
+        self.state = ThreadState::Ready;
+    }
+
+    /// It blocks in `waiting` (sleeping, receiving, waiting for an answer or a child, at a
+    /// fault).
+    #[inline(always)]
+    pub fn block(&mut self, waiting: ThreadState) {
+        self.state = waiting;
+    }
+
+    /// What wakes it, for it to find in its inbox (the scheduler then readies it).
+    #[inline(always)]
+    pub fn deliver(&mut self, delivery: Delivery) {
+        self.inbox = Some(delivery);
+    }
+
+    /// It ended while running; its record goes once another thread runs.
+    pub fn die(&mut self) {
+        self.state = ThreadState::Dead;
+    }
+
+    /// Keep it off the CPU; false if it already was.
+    pub fn suspend(&mut self) -> bool {
+        !core::mem::replace(&mut self.suspended, true)
+    }
+
+    /// Let it back on the CPU; false if it was not suspended.
+    pub fn resume(&mut self) -> bool {
+        core::mem::take(&mut self.suspended)
+    }
+
+    pub fn set_priority(&mut self, priority: usize) {
+        self.priority = priority;
+    }
+
+    /// Park it, just blocked (or requeued) in an IPC syscall that finishes as `how`: it
+    /// resumes from its syscall's frame, below which its kernel stack pointer is left. The
+    /// stack pointer parked at.
+    #[inline(always)]
+    pub fn park(&mut self, how: Delivered) -> u64 {
+        self.parked_in = Some(how);
+        self.saved_rsp = self.saved_user_frame() as u64 - crate::arch::entry::SWITCH_FRAME as u64;
+        self.saved_rsp
+    }
+
+    /// It resumes from its parked syscall with the outcome already in its registers.
+    #[inline(always)]
+    pub fn unpark(&mut self) {
+        self.parked_in = None;
+    }
+
+    /// What it parked for, taken as it finishes its syscall (`None`: it was not parked).
+    pub fn take_parked(&mut self) -> Option<Delivered> {
+        self.parked_in.take()
+    }
+
+    /// Where `switch_context` keeps its kernel stack pointer while it is off the CPU.
+    #[inline(always)]
+    pub fn saved_rsp(&self) -> u64 {
+        self.saved_rsp
+    }
+
+    /// The slot `switch_context` saves its kernel stack pointer into.
+    #[inline(always)]
+    pub fn saved_rsp_slot(&mut self) -> *mut u64 {
+        &raw mut self.saved_rsp
+    }
+
+    /// One timer tick on the CPU; what was left of its slice when it was preempted, if it
+    /// is back after a preemption (0: none).
+    pub fn tick(&mut self) -> u32 {
+        self.cpu_ticks += 1;
+        core::mem::take(&mut self.kept_slice)
+    }
+
+    /// Preempted with `left` ticks of its slice (0: none).
+    pub fn keep_slice(&mut self, left: u32) {
+        self.kept_slice = left;
+    }
+
+    // IPC: what it received, what it must answer, where it stands in line.
+
+    /// The result its parked syscall returns, taken from its inbox if that is all there is
+    /// to finish it and `resumable` (nothing else due first): it may go straight back to
+    /// user space.
+    #[inline(always)]
+    pub fn take_parked_result(&mut self, resumable: bool) -> Option<usize> {
+        match self.inbox {
+            Some(Delivery::InRegisters(result)) if resumable && self.parked_in.is_some() => {
+                self.inbox = None;
+                Some(result)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    pub fn take_inbox(&mut self) -> Option<Delivery> {
+        self.inbox.take()
+    }
+
+    #[inline(always)]
+    pub fn pending_reply(&self) -> Option<ReplyRef> {
+        self.pending_reply
+    }
+
+    /// The call it must answer now `reply`; the one it had, if any.
+    #[inline(always)]
+    pub fn replace_pending_reply(&mut self, reply: Option<ReplyRef>) -> Option<ReplyRef> {
+        core::mem::replace(&mut self.pending_reply, reply)
+    }
+
+    #[inline(always)]
+    pub fn take_pending_reply(&mut self) -> Option<ReplyRef> {
+        self.pending_reply.take()
+    }
+
+    /// The thread after it among its port's receivers.
+    #[inline(always)]
+    pub fn next_receiver(&self) -> Tid {
+        self.next_receiver
+    }
+
+    #[inline(always)]
+    pub fn set_next_receiver(&mut self, next: Tid) {
+        self.next_receiver = next;
+    }
+
+    #[inline(always)]
+    pub fn path_cache(&self) -> &PathCache {
+        &self.path_cache
+    }
+
+    pub fn path_cache_mut(&mut self) -> &mut PathCache {
+        &mut self.path_cache
+    }
+
+    /// The page registered as its IPC buffer.
+    pub fn ipc_buffer(&self) -> Option<usize> {
+        self.ipc_buffer
+    }
+
+    /// Register `page` as its IPC buffer (`None`: none); it is checked again at next use.
+    pub fn set_ipc_buffer(&mut self, page: Option<usize>) {
+        self.ipc_buffer = page;
+        self.ipc_buffer_checked = None;
+    }
+
     /// The frame holding this thread's IPC buffer, readable and writable throughout in
     /// `space` (its process's): checked and translated again only when `space` lost a
     /// region or rights since the last time. The frame stays this page's while the epoch
@@ -164,12 +372,31 @@ impl Thread {
 
     /// Number a new call by this thread (`tid`) through `port`: how its answer is recognised.
     pub fn next_call(&mut self, tid: Tid, port: PortId) -> ReplyRef {
-        self.call_seq += 1;
         ReplyRef {
             caller: tid,
-            seq: self.call_seq,
+            seq: self.next_seq(),
             port,
         }
+    }
+
+    /// Number a new call or fault message by this thread.
+    pub fn next_seq(&mut self) -> u64 {
+        self.call_seq += 1;
+        self.call_seq
+    }
+
+    /// Write a message's result, badge, info and words into the saved registers of this
+    /// thread, parked in a receiving syscall, as its syscall's outcome: it may now return
+    /// to user space straight from them.
+    #[inline(always)]
+    pub fn load_registers(&mut self, result: usize, badge: u64, info: u64, words: [u64; 4]) {
+        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
+        // the frame its syscall entry saved, and nothing else refers to it until it runs.
+        let saved = unsafe { &mut *self.saved_user_frame() };
+        saved.rax = encode_result(Ok(result)) as u64;
+        saved.rdi = badge;
+        saved.rsi = info;
+        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
     }
 
     pub fn stack_top(&self) -> usize {

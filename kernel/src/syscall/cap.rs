@@ -57,7 +57,10 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 /// What a process may learn about one of its capabilities.
 fn cap_info(k: &Kernel, cap: &Found) -> CapInfo {
     let size = match cap.object {
-        Object::Memory(id) => k.memory.get(&id).map_or(0, |m| m.frames.len() * PAGE_SIZE),
+        Object::Memory(id) => k
+            .memory
+            .get(&id)
+            .map_or(0, |m| m.frames().len() * PAGE_SIZE),
         _ => 0,
     };
     CapInfo {
@@ -103,7 +106,8 @@ pub fn audit_read(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = k.current_pid();
     k.cap_check(pid, handle, Some(kind::AUDIT), rights::READ)?;
     out.check(k.current_space())?;
-    let records: alloc::vec::Vec<AuditRecord> = k.audit.newest(out.capacity()).copied().collect();
+    let records: alloc::vec::Vec<AuditRecord> =
+        k.audit_log().newest(out.capacity()).copied().collect();
     out.write(k.current_space(), &records).map(Next::Return)
 }
 
@@ -113,11 +117,11 @@ pub fn resources(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let space = process.space.as_ref().expect("running process has memory");
     let resources = Resources {
         cap_slots_used: process.caps.used() as u64,
-        cap_slots_limit: process.caps.limit as u64,
+        cap_slots_limit: process.caps.limit() as u64,
         kernel_bytes_used: process.kernel_bytes() as u64,
-        kernel_bytes_limit: process.quota.kernel_bytes as u64,
+        kernel_bytes_limit: process.quota().kernel_bytes as u64,
         frames_used: frames_used as u64,
-        frames_limit: process.quota.frames as u64,
+        frames_limit: process.quota().frames as u64,
     };
     args.user::<Resources>(0).write_value(space, &resources)?;
     Ok(Next::Return(0))

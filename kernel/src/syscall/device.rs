@@ -11,13 +11,13 @@ use x86_64::instructions::port::Port;
 
 /// Mint a device capability: only for processes with the SYSTEM right.
 fn mint(k: &mut Kernel, object: Object) -> Result<Next, Error> {
-    if k.current_process().rights & rights::SYSTEM == 0 {
+    if !k.current_process().has_right(rights::SYSTEM) {
         return Err(Error::PermissionDenied);
     }
     let pid = k.current_pid();
     let handle = k.cap_create(pid, object, cap_rights::GRANT | cap_rights::READ)?;
     if let Object::IoPorts(..) = object {
-        crate::device::update_console_owner(&k.caps);
+        k.update_console_owner();
     }
     Ok(Next::Return(handle as usize))
 }
@@ -47,7 +47,7 @@ pub fn event_bind(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             }
         }
     };
-    k.devices.bind_event(source.object, target)?;
+    k.bind_event(source.object, target)?;
     Ok(Next::Return(0))
 }
 
@@ -57,7 +57,7 @@ pub fn irq_ack(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let Object::Irq(line) = cap.object else {
         return Err(Error::WrongType);
     };
-    if k.devices.irq[line as usize].is_some() {
+    if k.irq_bound(line) {
         ioapic::set_masked(line, false);
     }
     Ok(Next::Return(0))

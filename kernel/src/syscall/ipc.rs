@@ -40,7 +40,7 @@ pub fn send(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 pub(super) fn finish_parked(k: &mut Kernel) -> Result<Next, Error> {
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid);
-    let (how, delivery) = thread.map_or((None, None), |t| (t.parked_in.take(), t.inbox.take()));
+    let (how, delivery) = thread.map_or((None, None), |t| (t.take_parked(), t.take_inbox()));
     match delivery {
         Some(Delivery::InRegisters(result)) => Ok(Next::Return(result)),
         Some(Delivery::Message(message)) => {
@@ -63,12 +63,12 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
     let tid = k.sched.current;
     let until = timeout.map(|t| k.ticks.saturating_add(t));
     let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
-    if waiting.closed {
+    if waiting.is_closed() {
         return Err(Error::PeerGone);
     }
-    if waiting.notify != 0 {
+    if waiting.notification() != 0 {
         // Nothing but registers: no message to build.
-        let bits = core::mem::take(&mut waiting.notify);
+        let bits = waiting.take_notification();
         k.set_pending_reply(None);
         return Ok(Next::ReturnMessage(Received {
             result: 0,
@@ -77,7 +77,7 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
             words: [bits, 0, 0, 0],
         }));
     }
-    if !waiting.queue.is_empty() {
+    if waiting.has_queued() {
         let message = k.take_waiting(port).expect("a message is queued");
         let received = k.complete_delivery(message, Delivered::Received);
         return Ok(Next::ReturnMessage(received));
@@ -85,7 +85,7 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
     if timeout == Some(0) {
         return Err(Error::WouldBlock);
     }
-    waiting.receivers.push(&mut k.threads, tid);
+    waiting.wait(&mut k.threads, tid);
     Ok(Next::Park {
         state: ThreadState::Receiving { port, until },
         finish: Delivered::Received,
@@ -132,7 +132,7 @@ pub fn reply(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (port, _) = k.port_lookup(args.handle(0)?, rights::RECEIVE)?;
     let tid = k.sched.current;
-    let pending = k.threads.get_mut(&tid).and_then(|t| t.pending_reply.take());
+    let pending = k.threads.get_mut(&tid).and_then(|t| t.take_pending_reply());
     if let Some(reply) = pending {
         k.count(port, |s| s.fast_path_misses += 1);
         let message = match k.message_from_caller(&args.sent(), 0, rights::GRANT) {
@@ -140,7 +140,7 @@ pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             Err(error) => {
                 // A malformed answer answers nothing: the call stays this thread's to answer.
                 if let Some(thread) = k.threads.get_mut(&tid) {
-                    thread.pending_reply = Some(reply);
+                    thread.replace_pending_reply(Some(reply));
                 }
                 return Err(error);
             }
@@ -179,8 +179,7 @@ pub fn buffer_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     }
     let tid = k.sched.current;
     let thread = k.threads.get_mut(&tid).expect("running thread");
-    thread.ipc_buffer = (addr != 0).then_some(addr);
-    thread.ipc_buffer_checked = None;
+    thread.set_ipc_buffer((addr != 0).then_some(addr));
     Ok(Next::Return(0))
 }
 

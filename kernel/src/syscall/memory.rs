@@ -81,7 +81,7 @@ pub fn phys(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     };
     let object = k.memory.get(&id).ok_or(Error::StaleHandle)?;
     let frame_phys = object
-        .frames
+        .frames()
         .get(offset / PAGE_SIZE)
         .ok_or(Error::InvalidArgument)?;
     Ok(Next::Return(*frame_phys as usize + offset % PAGE_SIZE))
@@ -119,7 +119,12 @@ pub fn map_object(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let Object::Memory(id) = cap.object else {
         return Err(Error::WrongType);
     };
-    let frames = k.memory.get(&id).ok_or(Error::StaleHandle)?.frames.clone();
+    let frames = k
+        .memory
+        .get(&id)
+        .ok_or(Error::StaleHandle)?
+        .frames()
+        .to_vec();
     let space = k.current_space_to_grow();
     let len = frames.len() * PAGE_SIZE;
     let start = if addr == 0 {

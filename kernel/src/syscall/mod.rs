@@ -24,9 +24,9 @@ pub use args::Args;
 use crate::arch::entry::PARKING_SYSCALLS;
 use crate::arch::trap::TrapFrame;
 use crate::ipc::{Delivered, Received};
+use crate::kernel::switch::{block_parking, reschedule, yield_parking};
 use crate::kernel::{Kernel, KernelGuard, kernel};
 use crate::sched::thread::ThreadState;
-use crate::sched::{block_parking, reschedule, yield_parking};
 use keel_abi::{Error, Syscall, encode_result};
 
 /// What the dispatcher does once a handler has done its part.
@@ -223,14 +223,14 @@ fn return_message(frame: &mut TrapFrame, received: &Received) {
 #[inline(always)]
 fn end_of_syscall() {
     crate::kernel::announce_log();
-    crate::sched::reschedule_if_needed();
+    crate::kernel::switch::reschedule_if_needed();
 }
 
 /// A thread parked by [`Next::Park`] or the IPC fast path, resumed by a scheduler switch:
 /// finish the syscall it blocked in from its inbox, as `syscall_dispatch` would have.
 #[unsafe(no_mangle)]
 extern "C" fn syscall_resume(frame: &mut TrapFrame) {
-    crate::sched::finish_switch();
+    crate::kernel::switch::finish_switch();
     let mut k = kernel();
     let next = ipc::finish_parked(&mut k);
     act(k, frame, &next);

@@ -18,10 +18,11 @@ const MAX_IMAGE: usize = 8 << 20;
 
 pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let caller = k.current_process();
-    if caller.rights & rights::SPAWN == 0 {
+    if !caller.has_right(rights::SPAWN) {
         return Err(Error::PermissionDenied);
     }
-    let (parent, parent_rights, parent_priority) = (caller.id, caller.rights, caller.priority);
+    let (parent, parent_rights, parent_priority) =
+        (caller.id(), caller.rights(), caller.priority());
     let space = k.current_space();
     let request: SpawnRequest = args.user::<SpawnRequest>(0).read_value(space)?;
     if request.elf_len > MAX_IMAGE || request.name_len > NAME_LEN || request.args_len > ARGS_LEN {
@@ -125,7 +126,7 @@ pub fn fault_handler_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     k.processes
         .get_mut(&pid)
         .ok_or(Error::NotFound)?
-        .fault_handler = handler;
+        .set_fault_handler(handler);
     Ok(Next::Return(0))
 }
 
@@ -138,7 +139,7 @@ pub fn exit(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 /// The caller's child `pid`, or why not.
 fn child_of(k: &Kernel, caller: Pid, pid: Pid) -> Result<&Process, Error> {
     let child = k.processes.get(&pid).ok_or(Error::NotFound)?;
-    if child.parent != caller {
+    if child.parent() != caller {
         return Err(Error::NotChild);
     }
     Ok(child)
@@ -152,7 +153,7 @@ pub fn wait(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     k.current_space()
         .check_access(args.word(1), out.len(), true)?;
     let child = child_of(k, caller, pid)?;
-    if let Some(status) = child.exit {
+    if let Some(status) = child.exit_status() {
         out.write_value(k.current_space(), &status)?;
         k.reap(pid);
         return Ok(Next::Return(0));
@@ -175,7 +176,7 @@ pub fn kill(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     crate::kprintln!(
         "process {} ({}) killed by process {}",
         pid,
-        target.name,
+        target.name(),
         caller
     );
     let status = ExitStatus {
@@ -195,19 +196,19 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     k.check_reach(k.current_pid(), pid, cap_rights::READ)?;
     let process = &k.processes[&pid];
     let mut info = ProcessInfo::empty();
-    info.pid = process.id;
-    info.parent = process.parent;
+    info.pid = process.id();
+    info.parent = process.parent();
     info.state = if process.is_zombie() {
         process_state::ZOMBIE
     } else {
         process_state::RUNNING
     };
     info.threads = process.threads.len() as u32;
-    info.cpu_ticks = process.cpu_ticks;
+    info.cpu_ticks = process.cpu_ticks();
     info.frames = process.space.as_ref().map_or(0, |s| s.frames()) as u64;
-    info.priority = process.priority as u32;
-    info.rights = process.rights;
-    let name = process.name.as_bytes();
+    info.priority = process.priority() as u32;
+    info.rights = process.rights();
+    let name = process.name().as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;
     args.user::<ProcessInfo>(1)

@@ -34,14 +34,14 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 
 pub fn poweroff(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let process = k.current_process();
-    if process.rights & rights::SYSTEM == 0 {
+    if !process.has_right(rights::SYSTEM) {
         return Err(Error::PermissionDenied);
     }
     let value = args.word(0) as u32;
     crate::kprintln!(
         "process {} ({}) powers the machine off ({})",
-        process.id,
-        process.name,
+        process.id(),
+        process.name(),
         if value == exit_value::SUCCESS {
             "success"
         } else {

@@ -27,7 +27,7 @@ pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     }
     let pid = k.current_pid();
     let process = k.current_process();
-    if priority > process.priority {
+    if priority > process.priority() {
         return Err(Error::PermissionDenied);
     }
     if process.threads.len() >= MAX_THREADS {
@@ -67,15 +67,15 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let thread = &k.threads[&tid];
     let info = ThreadInfo {
         tid,
-        pid: thread.process,
-        state: match thread.state {
+        pid: thread.process(),
+        state: match thread.state() {
             ThreadState::Ready | ThreadState::Running => state::RUNNABLE,
             ThreadState::Faulted(_) => state::FAULTED,
             _ => state::BLOCKED,
         },
-        priority: thread.priority as u32,
-        suspended: thread.suspended as u32,
-        cpu_ticks: thread.cpu_ticks,
+        priority: thread.priority() as u32,
+        suspended: thread.is_suspended() as u32,
+        cpu_ticks: thread.cpu_ticks(),
         ..ThreadInfo::default()
     };
     args.user::<ThreadInfo>(1)
@@ -101,8 +101,8 @@ pub fn set_priority(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         return Err(Error::InvalidArgument);
     }
     let tid = thread_of(k, args, rights::MANAGE)?;
-    let owner = k.processes[&k.threads[&tid].process].priority;
-    if priority > owner || priority > k.current_process().priority {
+    let owner = k.processes[&k.threads[&tid].process()].priority();
+    if priority > owner || priority > k.current_process().priority() {
         return Err(Error::PermissionDenied);
     }
     k.set_priority(tid, priority);

@@ -1,4 +1,4 @@
-//! The IPC fast path, at the syscall door, and the path cache that feeds it.
+//! The IPC fast path, at the syscall door.
 //!
 //! `syscall_entry` sends `port_call` and `port_reply_recv` here before anything else, as
 //! seL4's `fastpath_call` and `fastpath_reply_recv` take them before its general handler.
@@ -20,14 +20,17 @@
 //! direct switch never runs a thread ahead of a more urgent one; both IPC buffers are
 //! usable if there is a payload.
 //!
-//! The path cache remembers, per thread, the last few port handles it used and what they
-//! resolved to, valid until the process's capability space next loses a capability: that
-//! empties the caches of all its threads ([`PathCache::forget_all`]).
+//! The path cache (`ipc/path_cache.rs`) remembers, per thread, the last few port handles it
+//! used and what they resolved to.
+//!
+//! It sits at the root, not in `ipc/`, because it works across the objects at once: the
+//! running thread, the port, the other thread and both processes' address spaces.
 
-use super::{Delivered, PortId, ReplyRef};
+use super::{Kernel, kernel};
 use crate::arch::trap::TrapFrame;
-use crate::cap::{CapId, Found, Object};
-use crate::kernel::{Kernel, kernel};
+use crate::cap::{Found, Object};
+use crate::ipc::path_cache::PathEntry;
+use crate::ipc::{Delivered, PortId, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState};
@@ -35,11 +38,9 @@ use crate::sched::{park, timeout_ticks, work_pending};
 use crate::table::Table;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use keel_abi::Error;
 use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcBuffer, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
-use keel_abi::{Error, encode_result};
-
-const PATH_CACHE_ENTRIES: usize = 4;
 
 /// Off with `fastpath=off` on the kernel command line: every call takes the general path.
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -67,7 +68,7 @@ fn carried(info: MessageInfo) -> bool {
 /// and resumes only a thread whose syscall left nothing on its kernel stack.
 #[inline(always)]
 fn may_switch_to(from: &Thread, to: &Thread) -> bool {
-    !to.suspended && to.priority >= from.priority && to.parked_in.is_some()
+    !to.is_suspended() && to.priority() >= from.priority() && to.is_parked()
 }
 
 /// `port_call` at the door. Returns the trap frame to leave through (the receiver's), or
@@ -131,9 +132,9 @@ fn copy_payload(
     to: &mut Thread,
     len: usize,
 ) -> Option<()> {
-    let source = processes.get_mut(&from.process)?.space.as_mut()?;
+    let source = processes.get_mut(&from.process())?.space.as_mut()?;
     let source = from.ipc_buffer_frame(source)?;
-    let target = processes.get_mut(&to.process)?.space.as_mut()?;
+    let target = processes.get_mut(&to.process())?.space.as_mut()?;
     let target = to.ipc_buffer_frame(target)?;
     let payload = core::mem::offset_of!(IpcBuffer, payload);
     let handles = core::mem::size_of::<[u32; MESSAGE_CAPS]>();
@@ -151,53 +152,6 @@ fn copy_payload(
     Some(())
 }
 
-/// A port capability as resolved: all the fast path needs, without the capability table.
-/// An entry with handle 0 (never a valid handle) is empty.
-#[derive(Clone, Copy, Default)]
-struct PathEntry {
-    handle: Handle,
-    rights: u32,
-    port: PortId,
-    cap: CapId,
-    badge: u64,
-}
-
-#[derive(Default)]
-pub struct PathCache {
-    entries: [PathEntry; PATH_CACHE_ENTRIES],
-    next: usize,
-}
-
-impl PathCache {
-    #[inline(always)]
-    fn find(&self, handle: Handle, rights: u32) -> Option<&PathEntry> {
-        self.entries
-            .iter()
-            .find(|e| e.handle == handle && e.rights & rights == rights && handle != 0)
-    }
-
-    /// Drop every entry: a capability left the process's space.
-    pub fn forget_all(&mut self) {
-        self.entries = [PathEntry::default(); PATH_CACHE_ENTRIES];
-    }
-}
-
-impl Thread {
-    /// Write a message's result, badge, info and words into the saved registers of this
-    /// thread, parked in a receiving syscall, as its syscall's outcome: it may now return
-    /// to user space straight from them.
-    #[inline(always)]
-    pub fn load_registers(&mut self, result: usize, badge: u64, info: u64, words: [u64; 4]) {
-        // SAFETY: the thread is blocked inside a syscall, so the top of its kernel stack holds
-        // the frame its syscall entry saved, and nothing else refers to it until it runs.
-        let saved = unsafe { &mut *self.saved_user_frame() };
-        saved.rax = encode_result(Ok(result)) as u64;
-        saved.rdi = badge;
-        saved.rsi = info;
-        [saved.rdx, saved.r10, saved.r8, saved.r9] = words;
-    }
-}
-
 /// The message a fast-path sender leaves in the other thread's registers: its label and
 /// payload length, no capabilities.
 #[inline(always)]
@@ -211,7 +165,7 @@ impl Kernel {
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
         let tid = self.sched.current;
         let thread = self.threads.get(&tid).expect("running thread");
-        let Some(entry) = thread.path_cache.find(handle, rights) else {
+        let Some(entry) = thread.path_cache().find(handle, rights) else {
             return self.port_lookup_miss(handle, rights);
         };
         self.ipc_stats.path_cache_hits += 1;
@@ -235,19 +189,18 @@ impl Kernel {
         let Object::Port(port) = found.object else {
             return Err(Error::WrongType);
         };
-        let cache = &mut self
+        let cache = self
             .threads
             .get_mut(&tid)
             .expect("running thread")
-            .path_cache;
-        cache.entries[cache.next] = PathEntry {
+            .path_cache_mut();
+        cache.remember(PathEntry {
             handle,
             rights: found.rights,
             port,
             cap: found.id,
             badge: found.badge,
-        };
-        cache.next = (cache.next + 1) % PATH_CACHE_ENTRIES;
+        });
         Ok((port, found))
     }
 
@@ -257,15 +210,15 @@ impl Kernel {
     fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let caller_id = self.sched.current;
-        let entry = *self.running().path_cache.find(handle, rights::SEND)?;
-        let receiver_id = self.ports.get(&entry.port)?.receivers.first()?;
+        let entry = *self.running().path_cache().find(handle, rights::SEND)?;
+        let receiver_id = self.ports.get(&entry.port)?.first_receiver()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
         let port = self.ports.get_mut(&entry.port)?;
-        let woken_state = receiver.state;
+        let woken_state = receiver.state();
         // An unanswered call must be abandoned first: the general path's business.
         if !matches!(woken_state, ThreadState::Receiving { .. })
             || !may_switch_to(caller, receiver)
-            || receiver.pending_reply.is_some()
+            || receiver.pending_reply().is_some()
         {
             return None;
         }
@@ -274,15 +227,15 @@ impl Kernel {
         }
         // Nothing can fail from here on.
         self.sched.forget_timer(receiver_id, woken_state);
-        port.receivers.pop_first(receiver);
-        port.fast.calls += 1;
+        port.pop_first_receiver(receiver);
+        port.count_fast_call();
         self.fast.calls += 1;
         let reply = caller.next_call(caller_id, entry.port);
-        caller.state = ThreadState::WaitingReply(reply.seq);
+        caller.block(ThreadState::WaitingReply(reply.seq));
         park(caller, Delivered::Answer);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         receiver.load_registers(1, entry.badge, delivered_info(info), words);
-        receiver.pending_reply = Some(reply);
+        receiver.replace_pending_reply(Some(reply));
         Some(self.sched.resume_parked(receiver_id, receiver))
     }
 
@@ -298,17 +251,17 @@ impl Kernel {
             Some(ticks) => Some(self.ticks.saturating_add(ticks)),
         };
         let caller_id = self.sched.current;
-        let cache = &self.running().path_cache;
+        let cache = self.running().path_cache();
         let signal = cache.find(signal, rights::SEND)?.port;
         let wait = cache.find(wait, rights::RECEIVE)?.port;
         // Zero bits wake nobody; something already waiting on `wait` is returned at once.
         let waiting = self.ports.get(&wait)?;
-        if bits == 0 || waiting.closed || waiting.notify != 0 || !waiting.queue.is_empty() {
+        if bits == 0 || waiting.is_closed() || waiting.notification() != 0 || waiting.has_queued() {
             return None;
         }
-        let receiver_id = self.ports.get(&signal)?.receivers.first()?;
+        let receiver_id = self.ports.get(&signal)?.first_receiver()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
-        let woken_state = receiver.state;
+        let woken_state = receiver.state();
         if !matches!(woken_state, ThreadState::Receiving { .. }) || !may_switch_to(caller, receiver)
         {
             return None;
@@ -316,17 +269,17 @@ impl Kernel {
         // Nothing can fail from here on.
         self.sched.forget_timer(receiver_id, woken_state);
         let woken = self.ports.get_mut(&signal)?;
-        woken.receivers.pop_first(receiver);
-        woken.fast.signals += 1;
+        woken.pop_first_receiver(receiver);
+        woken.count_fast_signal();
         self.fast.signals += 1;
         let state = ThreadState::Receiving { port: wait, until };
-        caller.state = state;
+        caller.block(state);
         park(caller, Delivered::Received);
         receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
         let next = self.sched.resume_parked(receiver_id, receiver);
         self.sched.time(caller_id, state);
         let waiting = self.ports.get_mut(&wait)?;
-        waiting.receivers.push(&mut self.threads, caller_id);
+        waiting.wait(&mut self.threads, caller_id);
         Some(next)
     }
 
@@ -341,17 +294,17 @@ impl Kernel {
         let handle = Handle::try_from(frame.rdi).ok()?;
         let server_id = self.sched.current;
         let server = self.running();
-        let entry = server.path_cache.find(handle, rights::RECEIVE)?;
-        let reply: ReplyRef = server.pending_reply?;
+        let entry = server.path_cache().find(handle, rights::RECEIVE)?;
+        let reply: ReplyRef = server.pending_reply()?;
         if reply.port != entry.port {
             return None;
         }
         let (server, caller) = self.sched.running_and(&mut self.threads, reply.caller)?;
         let port = self.ports.get_mut(&reply.port)?;
-        if !port.queue.is_empty() || port.notify != 0 || port.closed {
+        if port.has_queued() || port.notification() != 0 || port.is_closed() {
             return None;
         }
-        let awaited = matches!(caller.state, ThreadState::WaitingReply(seq) if seq == reply.seq);
+        let awaited = matches!(caller.state(), ThreadState::WaitingReply(seq) if seq == reply.seq);
         if !awaited || !may_switch_to(server, caller) {
             return None;
         }
@@ -359,18 +312,18 @@ impl Kernel {
             copy_payload(&mut self.processes, server, caller, info.payload_len())?;
         }
         // Nothing can fail from here on.
-        port.fast.replies += 1;
+        port.count_fast_reply();
         self.fast.replies += 1;
-        server.pending_reply = None;
-        server.state = ThreadState::Receiving {
+        server.take_pending_reply();
+        server.block(ThreadState::Receiving {
             port: reply.port,
             until: None,
-        };
+        });
         park(server, Delivered::Received);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         caller.load_registers(0, 0, delivered_info(info), words);
         let next = self.sched.resume_parked(reply.caller, caller);
-        port.receivers.push(&mut self.threads, server_id);
+        port.wait(&mut self.threads, server_id);
         Some(next)
     }
 }

@@ -1,0 +1,233 @@
+//! The one place that switches: the scheduler's pass (`reschedule`), blocking or yielding
+//! in an IPC syscall with the thread parked (`block_parking`, `yield_parking`), the fast
+//! path's direct switch (`switch_parked`), the timer tick and the idle loop. Each takes the
+//! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
+
+use super::{Kernel, KernelGuard, kernel};
+use crate::arch::entry;
+use crate::arch::trap::TrapFrame;
+use crate::ipc::{Delivered, Delivery};
+use crate::sched::thread::{Start, ThreadState, Tid};
+use crate::sched::{
+    Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
+};
+
+/// Give the CPU to the best ready thread (maybe the current one again).
+pub fn reschedule() {
+    let mut k = kernel();
+    clear_reschedule();
+    let current = k.sched.current;
+    let slice_over = k.sched.slice_over();
+    let idle = k.sched.is_idle(current);
+    let state = &mut *k;
+    if let Some(thread) = state.threads.get_mut(&current)
+        && thread.state() == ThreadState::Running
+        && !idle
+    {
+        // Still runnable: back in line.
+        state.sched.requeue(current, thread);
+    }
+    let next = k.sched.pick_next();
+    if slice_over || next != current {
+        k.sched.new_slice();
+    }
+    switch_to(k, next);
+}
+
+/// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
+/// the fast paths park instead, see [`switch_parked`]). The current thread must already
+/// be blocked (or requeued) by the caller.
+fn switch_to(mut k: KernelGuard, next: Tid) {
+    let current = k.sched.current;
+    if next == current {
+        k.threads
+            .get_mut(&next)
+            .expect("scheduled thread exists")
+            .run();
+        return;
+    }
+    let resume = install(&mut k, next);
+    let save = match k.threads.get_mut(&current) {
+        Some(thread) => thread.saved_rsp_slot(),
+        None => &raw mut k.boot_rsp,
+    };
+    drop(k);
+    // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
+    // slot) that stays put until this thread is reaped, which happens only after the switch;
+    // `install` made `next` the running thread and says how it resumes.
+    unsafe {
+        match resume {
+            Resume::User(frame) => entry::switch_user(save, frame),
+            Resume::Kernel(next_rsp) => entry::switch(save, next_rsp),
+        }
+    }
+    finish_switch();
+}
+
+/// How a thread being switched to continues.
+enum Resume {
+    /// Straight to user space with its parked syscall's frame, its result in `rax`.
+    User(*mut TrapFrame),
+    /// Its kernel context, parked at this stack pointer.
+    Kernel(u64),
+}
+
+/// Make `next` the running thread: its state, stacks and address space. A thread parked
+/// with its syscall's result in its inbox returns straight to user space, unless the
+/// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
+fn install(k: &mut Kernel, next: Tid) -> Resume {
+    let nothing_due = !work_pending();
+    let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+    match thread.take_parked_result(nothing_due) {
+        Some(result) => {
+            // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
+            // and nothing else refers to it.
+            unsafe {
+                (*thread.saved_user_frame()).rax = keel_abi::encode_result(Ok(result)) as u64
+            };
+            Resume::User(k.sched.resume_parked(next, thread))
+        }
+        None => {
+            k.sched.load(next, thread);
+            Resume::Kernel(thread.saved_rsp())
+        }
+    }
+}
+
+/// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
+/// inbox), leaving the current thread, which [`park`] parked. A parked `next` returns
+/// straight to user space unless the scheduler or the end-of-syscall work is due.
+pub fn switch_parked(mut k: KernelGuard, next: Tid, parked: Parked) -> ! {
+    let park = parked.stack_pointer();
+    let resume = install(&mut k, next);
+    drop(k);
+    // SAFETY: the current thread entered through a receive, call, reply-and-receive or
+    // yield, so its callee-saved registers are in its own frame, and `park` (from `park`) is
+    // free stack below it; the lock is released and the frames abandoned here own nothing.
+    // `install` made `next` the running thread and says how it resumes.
+    unsafe {
+        match resume {
+            Resume::User(frame) => entry::return_to_user(frame, park),
+            Resume::Kernel(next_rsp) => entry::switch_parking(next_rsp, park),
+        }
+    }
+}
+
+/// Block the running thread `waiting` in an IPC syscall that finishes as `how`: park it and
+/// run the best ready thread.
+pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
+    clear_reschedule();
+    let state = &mut *k;
+    let current = state.sched.current;
+    state.sched.time(current, waiting);
+    let thread = state.threads.get_mut(&current).expect("running thread");
+    thread.block(waiting);
+    let park = park(thread, how);
+    let next = state.sched.pick_next();
+    state.sched.new_slice();
+    switch_parked(k, next, park)
+}
+
+/// The running thread yields in its `thread_yield` syscall: back in line behind its
+/// equals, parked with its result (0) in its inbox, while the best ready thread runs (maybe
+/// itself again).
+pub fn yield_parking(mut k: KernelGuard) -> ! {
+    clear_reschedule();
+    let current = k.sched.current;
+    let state = &mut *k;
+    let thread = state.threads.get_mut(&current).expect("running thread");
+    thread.ready();
+    thread.deliver(Delivery::InRegisters(0));
+    if !thread.is_suspended() {
+        state.sched.enqueue(current, thread.priority(), false);
+    }
+    let park = park(thread, Delivered::Received);
+    let next = state.sched.pick_next();
+    state.sched.new_slice();
+    switch_parked(k, next, park)
+}
+
+/// Runs on the new thread after every switch: free threads that died while running.
+pub fn finish_switch() {
+    // Almost every switch has nobody to free: skip the lock then.
+    if !take_dead_flag() {
+        return;
+    }
+    let mut k = kernel();
+    let dead = k.sched.take_dead();
+    for tid in dead {
+        k.threads.remove(&tid);
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn thread_first_run() {
+    finish_switch();
+}
+
+pub fn reschedule_if_needed() {
+    if reschedule_requested() {
+        reschedule();
+    }
+}
+
+/// The timer interrupt: account the tick, wake sleepers, end time slices. The caller then
+/// does the end-of-interrupt work (the log, rescheduling).
+// Kept out of the interrupt dispatcher, as it was in `sched`: inlined there it costs every
+// interrupt its registers.
+#[inline(never)]
+pub fn timer_tick() {
+    {
+        let mut k = kernel();
+        let k = &mut *k;
+        k.ticks += 1;
+        let now = k.ticks;
+        crate::clock::publish(now);
+        let current = k.sched.current;
+        if let Some(thread) = k.threads.get_mut(&current) {
+            // Back after a preemption: only the rest of its slice. Applied here, not where
+            // it is switched to, so that the IPC paths pay nothing for it.
+            k.sched.cut_slice(thread.tick());
+            let pid = thread.process();
+            if let Some(process) = k.processes.get_mut(&pid) {
+                process.tick();
+            }
+        }
+        while let Some(tid) = k.sched.pop_expired(now) {
+            match k.threads.get(&tid).map(|t| t.state()) {
+                Some(ThreadState::Receiving { .. }) => {
+                    k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
+                }
+                _ => k.make_ready(tid),
+            }
+        }
+        k.sched.run_down_slice();
+    }
+}
+
+fn idle_loop() -> ! {
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        reschedule_if_needed();
+    }
+}
+
+/// Leave the boot stack for the first ready thread, for good.
+pub fn start() -> ! {
+    reschedule();
+    unreachable!("the boot context is never resumed");
+}
+
+pub fn idle_start() -> Start {
+    Start::Kernel { entry: idle_loop }
+}
+
+/// "process N (name), thread T" for reports about the running thread.
+pub fn describe_current() -> alloc::string::String {
+    match crate::kernel::KERNEL.try_lock().as_deref() {
+        Some(Some(k)) => k.describe_thread(k.sched.current),
+        Some(None) => alloc::string::String::from("before the scheduler started"),
+        None => alloc::string::String::from("kernel lock held"),
+    }
+}
