@@ -71,52 +71,45 @@ fn may_switch_to(from: &Thread, to: &Thread) -> bool {
     !to.is_suspended() && to.priority() >= from.priority() && to.is_parked()
 }
 
+/// Whether the door is open: the fast path is on and no end-of-syscall work is due.
+#[inline(always)]
+fn door_open() -> bool {
+    is_enabled() && !work_pending()
+}
+
+/// The message a call or reply carries, if the fast path can carry it.
+#[inline(always)]
+fn carried_info(frame: &TrapFrame) -> Option<MessageInfo> {
+    let info = MessageInfo(frame.rsi);
+    carried(info).then_some(info)
+}
+
 /// `port_call` at the door. Returns the trap frame to leave through (the receiver's), or
 /// null for the general path.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_call(frame: &TrapFrame) -> *const TrapFrame {
-    if !is_enabled() || work_pending() {
+    let Some(info) = carried_info(frame).filter(|_| door_open()) else {
         return ptr::null();
-    }
-    let info = MessageInfo(frame.rsi);
-    if !carried(info) {
-        return ptr::null();
-    }
-    let mut k = kernel();
-    match k.fast_call(frame, info) {
-        Some(next) => next,
-        None => ptr::null(),
-    }
+    };
+    kernel().fast_call(frame, info).unwrap_or(ptr::null())
 }
 
 /// `port_reply_recv` at the door, as [`fastpath_call`]: the caller's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
-    if !is_enabled() || work_pending() {
+    let Some(info) = carried_info(frame).filter(|_| door_open()) else {
         return ptr::null();
-    }
-    let info = MessageInfo(frame.rsi);
-    if !carried(info) {
-        return ptr::null();
-    }
-    let mut k = kernel();
-    match k.fast_reply_recv(frame, info) {
-        Some(next) => next,
-        None => ptr::null(),
-    }
+    };
+    kernel().fast_reply_recv(frame, info).unwrap_or(ptr::null())
 }
 
 /// `port_signal_recv` at the door, as [`fastpath_call`]: the woken thread's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
-    if !is_enabled() || work_pending() {
+    if !door_open() {
         return ptr::null();
     }
-    let mut k = kernel();
-    match k.fast_signal_recv(frame) {
-        Some(next) => next,
-        None => ptr::null(),
-    }
+    kernel().fast_signal_recv(frame).unwrap_or(ptr::null())
 }
 
 /// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability

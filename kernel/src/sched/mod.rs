@@ -201,15 +201,22 @@ impl Scheduler {
         }
     }
 
-    /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick.
+    /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick. Inlined: most
+    /// waits have no end, and then this is one test.
+    #[inline(always)]
     pub fn time(&mut self, tid: Tid, state: ThreadState) {
         if let ThreadState::Sleeping(until)
         | ThreadState::Receiving {
             until: Some(until), ..
         } = state
         {
-            self.sleepers.insert((until, tid));
+            self.add_sleeper(until, tid);
         }
+    }
+
+    #[cold]
+    fn add_sleeper(&mut self, until: u64, tid: Tid) {
+        self.sleepers.insert((until, tid));
     }
 
     /// Take `tid`, woken from `state`, off the timer if it was on it.
@@ -229,23 +236,27 @@ impl Scheduler {
     }
 
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
+    /// Inlined: a thread woken from a wait without a timeout, the common case, costs one
+    /// test.
+    #[inline(always)]
     pub fn forget(&mut self, tid: Tid, state: ThreadState) {
         match state {
-            ThreadState::Ready => {
-                for (priority, queue) in self.queues.iter_mut().enumerate() {
-                    queue.remove(tid);
-                    if queue.is_empty() {
-                        self.ready &= !(1 << priority);
-                    }
-                }
-            }
+            ThreadState::Ready => self.forget_ready(tid),
             ThreadState::Sleeping(until)
             | ThreadState::Receiving {
                 until: Some(until), ..
-            } => {
-                self.sleepers.remove(&(until, tid));
-            }
+            } => self.forget_sleeper(until, tid),
             _ => {}
+        }
+    }
+
+    #[cold]
+    fn forget_ready(&mut self, tid: Tid) {
+        for (priority, queue) in self.queues.iter_mut().enumerate() {
+            queue.remove(tid);
+            if queue.is_empty() {
+                self.ready &= !(1 << priority);
+            }
         }
     }
 
