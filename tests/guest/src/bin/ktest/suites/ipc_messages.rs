@@ -476,8 +476,8 @@ fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
     let answers = answers.context("the calls")?;
     let rise = |before: &Result<IpcStats, Error>, after: &Result<IpcStats, Error>| {
         let (before, after) = (
-            before.clone().context("ipc_stats")?,
-            after.clone().context("ipc_stats")?,
+            (*before).context("ipc_stats")?,
+            (*after).context("ipc_stats")?,
         );
         Ok::<_, String>((
             after.fast_path_hits - before.fast_path_hits,
