@@ -72,31 +72,47 @@ fn generate(service: &Service, vis: &Visibility) -> TokenStream {
     quote!(#wire #interface #client #server)
 }
 
-/// `ty` and the types it is made of, innermost first: `Option<Entry>` checks `Entry` on
-/// its own, since a missing derive on it would otherwise be reported as `Option`'s.
+/// Containers serde carries whenever their parts are: only their parts are checked, since a
+/// missing derive inside one would otherwise be reported twice, the second time as the
+/// container's and without the note.
+const CONTAINERS: &[&str] = &[
+    "Option", "Result", "Vec", "VecDeque", "Box", "BTreeMap", "BTreeSet", "Rc", "Arc",
+];
+
+/// The types to check for `ty`: its parts, innermost first (`Option<Entry>` checks `Entry`
+/// on its own), then `ty` itself unless it is a tuple, an array or one of [`CONTAINERS`].
 fn parts(ty: &Type) -> Vec<(Span, TokenStream)> {
-    let inner: Vec<&Type> = match ty {
-        Type::Path(path) => path
-            .path
-            .segments
-            .iter()
-            .flat_map(|segment| match &segment.arguments {
-                syn::PathArguments::AngleBracketed(args) => args.args.iter().collect(),
-                _ => Vec::new(),
-            })
-            .filter_map(|arg| match arg {
+    let (inner, container): (Vec<&Type>, bool) = match ty {
+        Type::Path(path) => {
+            let last = path.path.segments.last();
+            let known = last.is_some_and(|segment| {
+                CONTAINERS.iter().any(|c| segment.ident == c)
+                    && !matches!(segment.arguments, syn::PathArguments::None)
+            });
+            let args = path
+                .path
+                .segments
+                .iter()
+                .flat_map(|segment| match &segment.arguments {
+                    syn::PathArguments::AngleBracketed(args) => args.args.iter().collect(),
+                    _ => Vec::new(),
+                });
+            let types = args.filter_map(|arg| match arg {
                 syn::GenericArgument::Type(ty) => Some(ty),
                 _ => None,
-            })
-            .collect(),
-        Type::Tuple(tuple) => tuple.elems.iter().collect(),
-        Type::Array(array) => vec![&*array.elem],
-        Type::Paren(paren) => vec![&*paren.elem],
-        Type::Group(group) => vec![&*group.elem],
-        _ => Vec::new(),
+            });
+            (types.collect(), known)
+        }
+        Type::Tuple(tuple) if !tuple.elems.is_empty() => (tuple.elems.iter().collect(), true),
+        Type::Array(array) => (vec![&*array.elem], true),
+        Type::Paren(paren) => (vec![&*paren.elem], true),
+        Type::Group(group) => (vec![&*group.elem], true),
+        _ => (Vec::new(), false),
     };
     let mut all: Vec<_> = inner.into_iter().flat_map(parts).collect();
-    all.push((ty.span(), ty.to_token_stream()));
+    if !container {
+        all.push((ty.span(), ty.to_token_stream()));
+    }
     all
 }
 
@@ -483,14 +499,21 @@ mod tests {
         for check in [
             "crosses::<::keel_rt::__private::String>()",
             "crosses::<Point>()",
+            "crosses::<u8>()",
             "crosses::<Item>()",
-            "crosses::<Vec<Item>>()",
-            "crosses::<(u8,Vec<Item>)>()",
             "crosses::<Entry>()",
-            "crosses::<Option<Entry>>()",
             "crosses::<Error>()",
         ] {
             assert!(text.contains(check), "{check} in {text}");
+        }
+        // Containers serde carries whenever their parts are: only the parts are checked.
+        for container in [
+            "crosses::<Vec<",
+            "crosses::<Option<",
+            "crosses::<Result<",
+            "crosses::<(u8",
+        ] {
+            assert!(!text.contains(container), "{container} in {text}");
         }
         // Byte strings travel as `Bytes`, which are serde's by construction.
         assert!(!text.contains("crosses::<&[u8]>") && !text.contains("crosses::<[u8]>"));
