@@ -308,10 +308,17 @@ fn unknown_fields<'de, T: Deserialize<'de>>(table: &mut DeTable, what: &str) -> 
         .into_iter()
         .map(|key| {
             let expected: Vec<String> = known.iter().map(|f| format!("`{f}`")).collect();
+            // TOML gives a key after `[[server]]` to that server: the likely slip.
+            let top = field_names::<File>().contains(&key.get_ref().as_ref());
+            let hint = if top {
+                " (a top-level field goes before the first [[server]])"
+            } else {
+                ""
+            };
             problem(
                 key.span(),
                 format!(
-                    "unknown field `{}` in {what}; the fields are {}",
+                    "unknown field `{}` in {what}; the fields are {}{hint}",
                     key.get_ref(),
                     expected.join(", ")
                 ),
@@ -860,6 +867,16 @@ restart = { policy = "always" }
             "{error}"
         );
         assert!(lines[3].starts_with("system.toml:19: unknown field `maxx` in `restart`"));
+    }
+
+    #[test]
+    fn a_top_level_field_after_a_server_says_where_it_belongs() {
+        let error = error(&with("programs = [\"kv\"]\n"));
+        assert!(
+            error.starts_with("system.toml:18: unknown field `programs` in a [[server]]"),
+            "{error}"
+        );
+        assert!(error.ends_with("(a top-level field goes before the first [[server]])"));
     }
 
     #[test]
