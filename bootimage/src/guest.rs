@@ -1,26 +1,127 @@
 //! Building the guest crates (kernel and user programs) for the bare-metal target.
 
 use std::env;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
 
 use crate::error::Context;
 use crate::setup::GUEST_TARGET;
 use crate::{Error, Result, workspace_root};
 
-/// The programs a demo manifest may name (each package's binary has its name): the
-/// servers, the shell, and the examples.
-pub const DEMO_PROGRAMS: &[&str] = &["console", "shell", "hello", "hello-service", "kv"];
-/// The packages the demo image needs: the kernel, `init` and [`DEMO_PROGRAMS`].
-pub const DEMO_PACKAGES: &[&str] = &[
-    "kernel",
-    "init",
-    "console",
-    "shell",
-    "hello",
-    "hello-service",
-    "kv",
-];
+/// The packages every demo image needs besides its programs': the kernel and `init`.
+pub const DEMO_BASE: &[&str] = &["kernel", "init"];
+/// The first process: a program, but never one a manifest starts.
+const INIT: &str = "init";
+/// What makes a binary a Keel program: it links the runtime.
+const RUNTIME: &str = "keel-rt";
+
+/// A program a manifest may name: a binary of a workspace package that links `keel-rt`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    /// The binary's name, which is the boot module's and the manifest's.
+    pub name: String,
+    /// The package that builds it.
+    pub package: String,
+}
+
+/// Every program of the workspace at `root`, read with `cargo metadata`: a new package
+/// is a program as soon as it exists, with no list here to add it to.
+pub fn programs_at(root: &Path) -> Result<Vec<Program>> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        return Err(Error::new(format!(
+            "cargo metadata failed: {}",
+            output.status
+        )));
+    }
+    let metadata: Metadata = serde_json::from_slice(&output.stdout)
+        .map_err(|error| Error::new(format!("reading cargo metadata's output: {error}")))?;
+    Ok(programs_of(metadata))
+}
+
+/// The programs of this workspace ([`programs_at`]).
+pub fn programs() -> Result<Vec<Program>> {
+    programs_at(workspace_root())
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+    targets: Vec<Target>,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    kind: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Dependency {
+    name: String,
+    /// `None` for a normal dependency; `dev` or `build` otherwise.
+    kind: Option<String>,
+}
+
+fn programs_of(metadata: Metadata) -> Vec<Program> {
+    let mut programs: Vec<Program> = metadata
+        .packages
+        .iter()
+        .filter(|package| {
+            package
+                .dependencies
+                .iter()
+                .any(|d| d.name == RUNTIME && d.kind.is_none())
+        })
+        .flat_map(|package| {
+            let bins = package
+                .targets
+                .iter()
+                .filter(|t| t.kind.iter().any(|k| k == "bin"));
+            bins.filter(|bin| bin.name != INIT).map(|bin| Program {
+                name: bin.name.clone(),
+                package: package.name.clone(),
+            })
+        })
+        .collect();
+    programs.sort_by(|a, b| a.name.cmp(&b.name));
+    programs
+}
+
+/// The packages that build `names` (programs of `programs`), each once, after [`DEMO_BASE`].
+pub fn demo_packages(names: &[String], programs: &[Program]) -> Vec<String> {
+    let mut packages: Vec<String> = DEMO_BASE.iter().map(|p| p.to_string()).collect();
+    let wanted = programs.iter().filter(|p| names.contains(&p.name));
+    for program in wanted {
+        if !packages.contains(&program.package) {
+            packages.push(program.package.clone());
+        }
+    }
+    packages
+}
+
 /// The packages the in-guest test suites need: the kernel, `keel-guest-tests`, which
 /// provides the `ktest` and `kchild` binaries, and the programs some suites drive
 /// ([`SUITE_PROGRAMS`]).
@@ -55,7 +156,8 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// Build `packages` (in release mode) with one cargo invocation. Cargo's own progress and
 /// errors go to stderr as usual.
-pub fn build(packages: &[&str]) -> Result<()> {
+pub fn build(packages: &[impl AsRef<str>]) -> Result<()> {
+    let packages: Vec<&str> = packages.iter().map(AsRef::as_ref).collect();
     // Under `cargo run`/`cargo test`, CARGO names the cargo that started us.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
@@ -69,7 +171,7 @@ pub fn build(packages: &[&str]) -> Result<()> {
             "--target-dir",
         ])
         .arg(target_dir());
-    for package in packages {
+    for package in &packages {
         command.args(["-p", package]);
     }
     println!("bootimage: building {}", packages.join(" "));
@@ -81,17 +183,6 @@ pub fn build(packages: &[&str]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The union of several package lists, in first-seen order, so one build covers them all.
-pub fn union(lists: &[&[&'static str]]) -> Vec<&'static str> {
-    let mut all = Vec::new();
-    for package in lists.iter().flat_map(|list| list.iter()) {
-        if !all.contains(package) {
-            all.push(*package);
-        }
-    }
-    all
 }
 
 #[cfg(test)]
@@ -106,16 +197,57 @@ mod tests {
     }
 
     #[test]
-    fn union_keeps_order_and_drops_duplicates() {
-        assert_eq!(
-            union(&[&["a", "b"], &["b", "c", "a"], &["d"]]),
-            ["a", "b", "c", "d"]
-        );
+    fn the_workspace_programs_are_its_runtime_linked_binaries_but_init() {
+        let names: Vec<String> = programs().unwrap().into_iter().map(|p| p.name).collect();
+        for program in ["console", "shell", "hello", "hello-service", "kv", "kchild"] {
+            assert!(names.iter().any(|n| n == program), "{program} in {names:?}");
+        }
+        for not in ["init", "kernel", "bootimage"] {
+            assert!(!names.iter().any(|n| n == not), "{not} in {names:?}");
+        }
     }
 
+    /// A newcomer's package is a program by existing: a throwaway workspace with a package
+    /// nobody told bootimage about.
     #[test]
-    fn the_demo_builds_the_kernel_init_and_every_program() {
-        assert_eq!(DEMO_PACKAGES[..2], ["kernel", "init"]);
-        assert_eq!(DEMO_PACKAGES[2..], *DEMO_PROGRAMS);
+    fn a_new_package_is_a_program_without_being_listed() {
+        let root = env::temp_dir().join(format!("keel-new-program-{}", std::process::id()));
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "Cargo.toml",
+            "[workspace]\nresolver = \"2\"\nmembers = [\"rt\", \"ledger\", \"tool\"]\n",
+        );
+        write(
+            "rt/Cargo.toml",
+            "[package]\nname = \"keel-rt\"\nversion = \"0.1.0\"\n",
+        );
+        write("rt/src/lib.rs", "");
+        write(
+            "ledger/Cargo.toml",
+            "[package]\nname = \"ledger\"\nversion = \"0.1.0\"\n\
+             [dependencies]\nkeel-rt = { path = \"../rt\" }\n",
+        );
+        write("ledger/src/main.rs", "fn main() {}\n");
+        // A binary without the runtime is a host tool, not a program.
+        write(
+            "tool/Cargo.toml",
+            "[package]\nname = \"tool\"\nversion = \"0.1.0\"\n",
+        );
+        write("tool/src/main.rs", "fn main() {}\n");
+        let found = programs_at(&root);
+        std::fs::remove_dir_all(&root).unwrap();
+        let ledger = Program {
+            name: "ledger".into(),
+            package: "ledger".into(),
+        };
+        assert_eq!(found.unwrap(), std::slice::from_ref(&ledger));
+        assert_eq!(
+            demo_packages(&["ledger".into()], &[ledger]),
+            ["kernel", "init", "ledger"]
+        );
     }
 }

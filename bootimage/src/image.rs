@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::guest::{self, DEMO_PACKAGES, DEMO_PROGRAMS, binary};
+use crate::guest::{self, binary};
 use crate::manifest::Manifest;
 use crate::{Error, Result, workspace_root};
 
@@ -51,8 +51,8 @@ impl Module {
 pub const GENERAL_PATH: &str = "fastpath=off";
 
 impl Image {
-    /// The demo: `init` (the first process), the `manifest` it reads, and every program a
-    /// manifest may start or the shell may run. With `tour`, init has the shell run its
+    /// The demo: `init` (the first process), the `manifest` it reads, and every program the
+    /// manifest names (its servers' and its `programs`, which the shell may run). With `tour`, init has the shell run its
     /// scripted tour instead of waiting for a person.
     pub fn demo(manifest: &Manifest, tour: bool) -> Result<Image> {
         manifest.check_binaries(binary)?;
@@ -63,7 +63,8 @@ impl Image {
             Module::new(flat, ""),
         ];
         modules.extend(
-            DEMO_PROGRAMS
+            manifest
+                .programs()
                 .iter()
                 .map(|program| Module::new(binary(program), "")),
         );
@@ -159,9 +160,19 @@ impl Image {
 /// Everything before the demo boots: check the manifest at `path` (a mistake stops here,
 /// before anything is built), build the demo's packages, assemble the image.
 pub fn demo_image(path: &Path, tour: bool) -> Result<Image> {
-    let manifest = Manifest::load(path, DEMO_PROGRAMS)?;
-    guest::build(DEMO_PACKAGES)?;
+    let (manifest, packages) = demo_manifest(path)?;
+    guest::build(&packages)?;
     Image::demo(&manifest, tour)
+}
+
+/// The manifest at `path`, checked against the workspace's programs ([`guest::programs`]),
+/// and the packages its image needs.
+pub fn demo_manifest(path: &Path) -> Result<(Manifest, Vec<String>)> {
+    let programs = guest::programs()?;
+    let names: Vec<&str> = programs.iter().map(|p| p.name.as_str()).collect();
+    let manifest = Manifest::load(path, &names)?;
+    let packages = guest::demo_packages(manifest.programs(), &programs);
+    Ok((manifest, packages))
 }
 
 pub(crate) fn utf8(path: &Path) -> Result<&str> {

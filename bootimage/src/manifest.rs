@@ -14,6 +14,7 @@ use keel_abi::{NAME_LEN, PRIORITY_DEFAULT, PRIORITY_LEVELS};
 use keel_manifest::{IoPorts, Policy, Restart, Server};
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::error::Context;
 use crate::{Error, Result, workspace_root};
@@ -39,6 +40,8 @@ pub struct Manifest {
     /// How messages name the file.
     file: String,
     servers: Vec<Checked>,
+    /// What the image carries: [`Manifest::programs`].
+    programs: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,12 +51,16 @@ struct Checked {
     program_line: usize,
 }
 
-/// `system.toml` as written, with positions.
+/// `system.toml` as written, with positions. Unknown fields are found (and reported, all of
+/// them) before serde sees the file: see [`unknown_fields`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
     server: Vec<Spanned<ServerEntry>>,
+    /// Programs the image carries that init does not start: what a server may `run`.
+    #[serde(default)]
+    programs: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +86,9 @@ struct ServerEntry {
     #[serde(default)]
     may_poweroff: bool,
     #[serde(default)]
-    restart: Option<RestartEntry>,
+    completes: Option<Spanned<bool>>,
+    #[serde(default)]
+    restart: Option<Spanned<RestartEntry>>,
     frames: Option<Spanned<usize>>,
     processes: Option<Spanned<u32>>,
     threads: Option<Spanned<u32>>,
@@ -94,7 +103,7 @@ struct RestartEntry {
     window_ms: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 enum PolicyEntry {
     Always,
@@ -129,22 +138,26 @@ impl Manifest {
 
     /// Checks `text`, the contents of `file`.
     pub fn parse(file: &str, text: &str, programs: &[&str]) -> Result<Manifest> {
-        let report = |problems: Vec<Problem>| {
+        let report = |mut problems: Vec<Problem>| {
+            problems.sort_by_key(|p| p.at.start);
             let lines: Vec<String> = problems
                 .iter()
                 .map(|p| format!("{file}:{}: {}", line_of(text, p.at.start), p.message))
                 .collect();
             Error::new(lines.join("\n"))
         };
-        let parsed: File = toml::from_str(text).map_err(|error| {
-            let at = error.span().unwrap_or(0..0);
-            report(vec![problem(at, error.message().trim().to_owned())])
-        })?;
-        let problems = check(&parsed, text, programs);
+        // A value serde could not read leaves its server out: the checks between servers
+        // would then report guesses, so they wait for the file to read whole.
+        let (parsed, mut problems) = read(text);
+        let Some(parsed) = parsed else {
+            return Err(report(problems));
+        };
+        problems.extend(check(&parsed, text, programs));
         if !problems.is_empty() {
             return Err(report(problems));
         }
-        let servers = parsed
+        let extra = parsed.programs.into_iter().map(Spanned::into_inner);
+        let servers: Vec<Checked> = parsed
             .server
             .into_iter()
             .map(|entry| {
@@ -155,10 +168,23 @@ impl Manifest {
                 }
             })
             .collect();
+        let mut all: Vec<String> = Vec::new();
+        let named = servers.iter().map(|c| c.server.program.clone());
+        for program in named.chain(extra) {
+            if !all.contains(&program) {
+                all.push(program);
+            }
+        }
         Ok(Manifest {
             file: file.to_owned(),
             servers,
+            programs: all,
         })
+    }
+
+    /// Every program the manifest names, servers' first, each once: what the image carries.
+    pub fn programs(&self) -> &[String] {
+        &self.programs
     }
 
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
@@ -206,6 +232,140 @@ impl Manifest {
     }
 }
 
+/// `text` read as a [`File`], with every problem met on the way: TOML errors, every unknown
+/// field, and values of the wrong type (one per server or top-level field). The file is
+/// `None` when it could not be read whole.
+fn read(text: &str) -> (Option<File>, Vec<Problem>) {
+    let (document, errors) = DeTable::parse_recoverable(text);
+    let mut problems: Vec<Problem> = errors.iter().map(toml_problem).collect();
+    if !problems.is_empty() {
+        return (None, problems);
+    }
+    let mut top = document.into_inner();
+    problems.extend(unknown_fields::<File>(&mut top, "the manifest"));
+    let mut whole = true;
+    let mut file = File {
+        server: Vec::new(),
+        programs: Vec::new(),
+    };
+    if let Some(value) = take(&mut top, "programs") {
+        match Deserialize::deserialize(ValueDeserializer::from(value)) {
+            Ok(programs) => file.programs = programs,
+            Err(error) => {
+                whole = false;
+                problems.push(toml_problem(&error));
+            }
+        }
+    }
+    let servers = match take(&mut top, "server").map(|v| (v.span(), v.into_inner())) {
+        Some((_, DeValue::Array(servers))) => servers.into_iter().collect(),
+        Some((at, _)) => {
+            whole = false;
+            problems.push(problem(at, "`server` must be [[server]] tables".into()));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    for mut entry in servers {
+        if let DeValue::Table(table) = entry.get_mut() {
+            problems.extend(unknown_fields::<ServerEntry>(table, "a [[server]]"));
+            let restart = table.iter_mut().find(|(k, _)| k.get_ref() == "restart");
+            if let Some((_, restart)) = restart
+                && let DeValue::Table(restart) = restart.get_mut()
+            {
+                problems.extend(unknown_fields::<RestartEntry>(restart, "`restart`"));
+            }
+        }
+        match Deserialize::deserialize(ValueDeserializer::from(entry)) {
+            Ok(server) => file.server.push(server),
+            Err(error) => {
+                whole = false;
+                problems.push(toml_problem(&error));
+            }
+        }
+    }
+    (whole.then_some(file), problems)
+}
+
+/// Removes and returns the value of `key`.
+fn take<'i>(table: &mut DeTable<'i>, key: &str) -> Option<Spanned<DeValue<'i>>> {
+    let key = table.keys().find(|k| k.get_ref() == key)?.clone();
+    table.remove(&key)
+}
+
+/// Removes the fields of `table` that `T` does not have, and says where each was.
+fn unknown_fields<'de, T: Deserialize<'de>>(table: &mut DeTable, what: &str) -> Vec<Problem> {
+    let known = field_names::<T>();
+    let unknown: Vec<_> = table
+        .keys()
+        .filter(|key| !known.contains(&key.get_ref().as_ref()))
+        .cloned()
+        .collect();
+    for key in &unknown {
+        table.remove(key);
+    }
+    unknown
+        .into_iter()
+        .map(|key| {
+            let expected: Vec<String> = known.iter().map(|f| format!("`{f}`")).collect();
+            // TOML gives a key after `[[server]]` to that server: the likely slip.
+            let top = field_names::<File>().contains(&key.get_ref().as_ref());
+            let hint = if top {
+                " (a top-level field goes before the first [[server]])"
+            } else {
+                ""
+            };
+            problem(
+                key.span(),
+                format!(
+                    "unknown field `{}` in {what}; the fields are {}{hint}",
+                    key.get_ref(),
+                    expected.join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A TOML or serde error, where it happened.
+fn toml_problem(error: &toml::de::Error) -> Problem {
+    problem(
+        error.span().unwrap_or(0..0),
+        error.message().trim().to_owned(),
+    )
+}
+
+/// The fields of struct `T`, as its derived `Deserialize` names them: asked of it, so no
+/// second list has to be kept in step with the struct.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor, value::Error};
+
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(Error::custom("only the field names were wanted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
 /// The 1-based line of byte `offset`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -214,7 +374,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// What init reads for one checked entry.
 fn server(entry: ServerEntry) -> Server {
     let defaults = Restart::default();
-    let restart = entry.restart.map_or(defaults, |restart| Restart {
+    let restart = entry.restart.map(Spanned::into_inner);
+    let restart = restart.map_or(defaults, |restart| Restart {
         policy: match restart.policy {
             PolicyEntry::Always => Policy::Always,
             PolicyEntry::Never => Policy::Never,
@@ -250,6 +411,7 @@ fn server(entry: ServerEntry) -> Server {
         may_kill: entry.may_kill,
         may_run: entry.may_run,
         may_poweroff: entry.may_poweroff,
+        completes: entry.completes.is_some_and(|c| *c.get_ref()),
         restart,
         frames: entry.frames.map_or(0, Spanned::into_inner),
         processes: entry.processes.map_or(0, Spanned::into_inner),
@@ -272,6 +434,7 @@ fn check(file: &File, text: &str, programs: &[&str]) -> Vec<Problem> {
         let earlier = &servers[..index];
         check_names(server, earlier, &line, &mut problems);
         check_program(server, programs, &mut problems);
+        check_completes(server, &mut problems);
         for service in &server.connects {
             if !servers
                 .iter()
@@ -288,10 +451,43 @@ fn check(file: &File, text: &str, programs: &[&str]) -> Vec<Problem> {
             }
         }
     }
+    for program in &file.programs {
+        if !programs.contains(&program.get_ref().as_str()) {
+            problems.push(problem(
+                program.span(),
+                unknown_program(program.get_ref(), programs),
+            ));
+        }
+    }
     check_devices(&servers, &line, &mut problems);
     check_limits(&servers, &mut problems);
-    problems.sort_by_key(|p| p.at.start);
     problems
+}
+
+fn unknown_program(program: &str, programs: &[&str]) -> String {
+    format!(
+        "unknown program `{program}`: no workspace package has a binary of that name; \
+         the programs are: {}",
+        programs.join(", ")
+    )
+}
+
+/// A program that runs to completion ends once: restarting it would never let it finish.
+fn check_completes(server: &ServerEntry, problems: &mut Vec<Problem>) {
+    let Some(completes) = server.completes.as_ref().filter(|c| *c.get_ref()) else {
+        return;
+    };
+    let restart = server.restart.as_ref();
+    if restart.is_some_and(|r| r.get_ref().policy == PolicyEntry::Always) {
+        problems.push(problem(
+            completes.span(),
+            format!(
+                "`{}` runs to completion (`completes = true`) but restarts always: \
+                 drop one of the two",
+                server.name.get_ref()
+            ),
+        ));
+    }
 }
 
 /// Where another entry was written, for messages that name two places.
@@ -336,10 +532,7 @@ fn check_program(server: &ServerEntry, programs: &[&str], problems: &mut Vec<Pro
     if !programs.contains(&program.as_str()) {
         problems.push(problem(
             server.program.span(),
-            format!(
-                "unknown program `{program}`; the programs are: {}",
-                programs.join(", ")
-            ),
+            unknown_program(program, programs),
         ));
     }
     let priority = *server.priority.get_ref();
@@ -424,13 +617,18 @@ fn check_devices(servers: &[&ServerEntry], line: Lines, problems: &mut Vec<Probl
             .iter()
             .find(|(_, i)| i.get_ref() == irq.get_ref())
         {
-            problems.push(problem(
-                irq.span(),
+            let message = if *owner == name {
+                format!(
+                    "IRQ {number} is listed twice for `{name}` (first on line {})",
+                    line(first.span())
+                )
+            } else {
                 format!(
                     "IRQ {number} has two owners: `{owner}` (line {}) and `{name}`",
                     line(first.span())
-                ),
-            ));
+                )
+            };
+            problems.push(problem(irq.span(), message));
         }
     }
     let ranges: Vec<(&str, &Spanned<(u32, u32)>)> = servers
@@ -460,13 +658,18 @@ fn check_devices(servers: &[&ServerEntry], line: Lines, problems: &mut Vec<Probl
             other.start < mine.end && mine.start < other.end
         };
         if let Some((owner, first)) = ranges[..index].iter().find(overlaps) {
-            problems.push(problem(
-                ports.span(),
+            let message = if *owner == name {
+                format!(
+                    "I/O ports {mine:#x?} overlap another range of `{name}` (line {})",
+                    line(first.span())
+                )
+            } else {
                 format!(
                     "I/O ports {mine:#x?} have two owners: `{owner}` (line {}) and `{name}`",
                     line(first.span())
-                ),
-            ));
+                )
+            };
+            problems.push(problem(ports.span(), message));
         }
     }
 }
@@ -545,7 +748,8 @@ restart = { policy = "always" }
         let text = with("\n[[server]]\nname = \"kv\"\nprogram = \"kvv\"\n");
         assert_eq!(
             error(&text),
-            "system.toml:21: unknown program `kvv`; the programs are: console, shell, kv"
+            "system.toml:21: unknown program `kvv`: no workspace package has a binary of that \
+             name; the programs are: console, shell, kv"
         );
     }
 
@@ -580,9 +784,9 @@ restart = { policy = "always" }
     fn unknown_fields_and_bad_values_are_named_with_their_line() {
         assert_eq!(
             error(&GOOD.replace("irqs = [4]", "irq = [4]")),
-            "system.toml:6: unknown field `irq`, expected one of `name`, `program`, `args`, \
-             `priority`, `irqs`, `io_ports`, `log`, `connects`, `may_kill`, `may_run`, \
-             `may_poweroff`, `restart`, `frames`, `processes`, `threads`"
+            "system.toml:6: unknown field `irq` in a [[server]]; the fields are `name`, \
+             `program`, `args`, `priority`, `irqs`, `io_ports`, `log`, `connects`, `may_kill`, \
+             `may_run`, `may_poweroff`, `completes`, `restart`, `frames`, `processes`, `threads`"
         );
         assert!(
             error(&GOOD.replace("\"always\", max = 5", "\"sometimes\", max = 5"))
@@ -644,6 +848,95 @@ restart = { policy = "always" }
     }
 
     #[test]
+    fn unknown_fields_are_reported_with_every_other_problem() {
+        let text = "size = 3\n".to_owned()
+            + &GOOD
+                .replace("log = true", "log = true\nlogs = true")
+                .replace(
+                    "restart = { policy = \"always\" }",
+                    "restart = { policy = \"always\", maxx = 2 }",
+                )
+                .replace("program = \"shell\"", "program = \"sh\"");
+        let error = error(&text);
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 4, "{error}");
+        assert!(lines[0].starts_with("system.toml:1: unknown field `size` in the manifest"));
+        assert!(lines[1].starts_with("system.toml:10: unknown field `logs` in a [[server]]"));
+        assert!(
+            lines[2].starts_with("system.toml:15: unknown program `sh`"),
+            "{error}"
+        );
+        assert!(lines[3].starts_with("system.toml:19: unknown field `maxx` in `restart`"));
+    }
+
+    #[test]
+    fn a_top_level_field_after_a_server_says_where_it_belongs() {
+        let error = error(&with("programs = [\"kv\"]\n"));
+        assert!(
+            error.starts_with("system.toml:18: unknown field `programs` in a [[server]]"),
+            "{error}"
+        );
+        assert!(error.ends_with("(a top-level field goes before the first [[server]])"));
+    }
+
+    #[test]
+    fn a_bad_value_in_one_server_does_not_hide_another_servers() {
+        let text =
+            with("\n[[server]]\nname = \"kv\"\nprogram = \"kv\"\nlog = \"yes\"\nbogus = 1\n")
+                .replace("priority = 10", "priority = \"high\"");
+        let error = error(&text);
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 3, "{error}");
+        assert!(lines[0].starts_with("system.toml:5: "), "{error}");
+        assert!(lines[1].starts_with("system.toml:22: "), "{error}");
+        assert!(
+            lines[2].starts_with("system.toml:23: unknown field `bogus`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn one_server_naming_an_irq_twice_is_not_two_owners() {
+        assert_eq!(
+            error(&GOOD.replace("irqs = [4]", "irqs = [4, 4]")),
+            "system.toml:6: IRQ 4 is listed twice for `console` (first on line 6)"
+        );
+        assert_eq!(
+            error(&GOOD.replace(
+                "io_ports = [[0x3f8, 8]]",
+                "io_ports = [[0x3f8, 8], [0x3f9, 1]]"
+            )),
+            "system.toml:7: I/O ports 0x3f9..0x3fa overlap another range of `console` (line 7)"
+        );
+    }
+
+    #[test]
+    fn programs_to_run_and_to_complete_reach_the_image_and_init() {
+        let text = format!(
+            "programs = [\"kv\", \"console\"]\n{GOOD}\n[[server]]\nname = \"kv\"\n\
+             program = \"kv\"\ncompletes = true\n"
+        );
+        let manifest = Manifest::parse("system.toml", &text, PROGRAMS).unwrap();
+        assert_eq!(manifest.programs(), ["console", "shell", "kv"]);
+        let servers = keel_manifest::parse(&manifest.flatten()).unwrap();
+        assert!(servers[2].completes && !servers[0].completes);
+        assert!(
+            error(&format!("programs = [\"ledger\"]\n{GOOD}")).starts_with(
+                "system.toml:1: unknown program `ledger`: no workspace package has a binary"
+            )
+        );
+        let restarting = text.replace(
+            "completes = true",
+            "completes = true\nrestart = { policy = \"always\" }",
+        );
+        assert_eq!(
+            error(&restarting),
+            "system.toml:23: `kv` runs to completion (`completes = true`) but restarts always: \
+             drop one of the two"
+        );
+    }
+
+    #[test]
     fn an_empty_manifest_starts_nothing_and_is_refused() {
         assert_eq!(
             error(""),
@@ -667,8 +960,22 @@ restart = { policy = "always" }
 
     #[test]
     fn the_demo_manifest_passes_its_checks() {
-        let manifest = Manifest::load(&demo_path(), crate::guest::DEMO_PROGRAMS).unwrap();
+        let (manifest, packages) = crate::image::demo_manifest(&demo_path()).unwrap();
         assert!(manifest.servers().any(|server| server.name == "console"));
+        for package in [
+            "kernel",
+            "init",
+            "console",
+            "shell",
+            "hello",
+            "hello-service",
+            "kv",
+        ] {
+            assert!(
+                packages.iter().any(|p| p == package),
+                "{package} in {packages:?}"
+            );
+        }
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl Tools {
 
     /// The command that installs these tools.
     pub fn install_command(&self) -> String {
-        format!("apt-get install -y {}", self.packages.join(" "))
+        format!(
+            "apt-get install -y --no-install-recommends {}",
+            self.packages.join(" ")
+        )
     }
 }
 
@@ -96,13 +99,14 @@ pub fn ensure(tools: &Tools) -> Result<()> {
 /// `apt-get install`, refreshing the package lists once if the first attempt fails (a fresh
 /// machine often has none).
 fn apt_get_install(packages: &[&str]) -> Result<()> {
-    let install = || apt_get(&[&["install", "-y"], packages].concat());
+    // Recommends (GUIs, firmware for other machines, os-prober ...) would triple the download.
+    let install = || apt_get(&[&["install", "-y", "--no-install-recommends"], packages].concat());
     if install()? {
         return Ok(());
     }
     if !apt_get(&["update"])? || !install()? {
         return Err(Error::new(format!(
-            "apt-get install -y {} failed",
+            "apt-get install -y --no-install-recommends {} failed",
             packages.join(" ")
         )));
     }
@@ -194,9 +198,12 @@ mod tests {
     fn install_command_names_every_package() {
         assert_eq!(
             GRUB.install_command(),
-            "apt-get install -y grub-pc-bin grub-common xorriso mtools"
+            "apt-get install -y --no-install-recommends grub-pc-bin grub-common xorriso mtools"
         );
-        assert_eq!(QEMU.install_command(), "apt-get install -y qemu-system-x86");
+        assert_eq!(
+            QEMU.install_command(),
+            "apt-get install -y --no-install-recommends qemu-system-x86"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! server, and should not be told about the half it does not use.
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
-use quote::quote;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Item, ItemTrait, Type, Visibility};
 
 use crate::model::{ByteArg, Method, Service};
@@ -66,7 +67,92 @@ fn generate(service: &Service, vis: &Visibility) -> TokenStream {
     let interface = interface(service, &names, vis);
     let client = client(service, &names, vis);
     let server = server(service, &names, vis);
-    quote!(#interface #client #server)
+    let wire = wire_check(service);
+    // The check first: its errors are the ones that say what to do.
+    quote!(#wire #interface #client #server)
+}
+
+/// Containers serde carries whenever their parts are: only their parts are checked, since a
+/// missing derive inside one would otherwise be reported twice, the second time as the
+/// container's and without the note.
+const CONTAINERS: &[&str] = &[
+    "Option", "Result", "Vec", "VecDeque", "Box", "BTreeMap", "BTreeSet", "Rc", "Arc",
+];
+
+/// The types to check for `ty`: its parts, innermost first (`Option<Entry>` checks `Entry`
+/// on its own), then `ty` itself unless it is a tuple, an array or one of [`CONTAINERS`].
+fn parts(ty: &Type) -> Vec<(Span, TokenStream)> {
+    let (inner, container): (Vec<&Type>, bool) = match ty {
+        Type::Path(path) => {
+            let last = path.path.segments.last();
+            let known = last.is_some_and(|segment| {
+                CONTAINERS.iter().any(|c| segment.ident == c)
+                    && !matches!(segment.arguments, syn::PathArguments::None)
+            });
+            let args = path
+                .path
+                .segments
+                .iter()
+                .flat_map(|segment| match &segment.arguments {
+                    syn::PathArguments::AngleBracketed(args) => args.args.iter().collect(),
+                    _ => Vec::new(),
+                });
+            let types = args.filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            });
+            (types.collect(), known)
+        }
+        Type::Tuple(tuple) if !tuple.elems.is_empty() => (tuple.elems.iter().collect(), true),
+        Type::Array(array) => (vec![&*array.elem], true),
+        Type::Paren(paren) => (vec![&*paren.elem], true),
+        Type::Group(group) => (vec![&*group.elem], true),
+        _ => (Vec::new(), false),
+    };
+    let mut all: Vec<_> = inner.into_iter().flat_map(parts).collect();
+    if !container {
+        all.push((ty.span(), ty.to_token_stream()));
+    }
+    all
+}
+
+/// Every type that crosses (an argument's decoded form, a result) must be serde's. Checked
+/// here, on the trait's own tokens, so a missing derive is reported on the signature with
+/// what to add, rather than deep in keel-rt suggesting a `serde` path the user's crate
+/// does not have.
+fn wire_check(service: &Service) -> TokenStream {
+    let checks = service.methods.iter().flat_map(|method| {
+        let args = method.args.iter().filter(|arg| arg.bytes.is_none());
+        let args = args.flat_map(|arg| match &arg.borrowed {
+            Some(referent @ Type::Path(path)) if !path.path.is_ident("str") => parts(referent),
+            Some(referent) => vec![(referent.span(), owned_form(referent))],
+            None => parts(&arg.ty),
+        });
+        args.chain(parts(&method.output))
+            .map(|(span, ty)| quote_spanned!(span=> crosses::<#ty>();))
+            .collect::<Vec<_>>()
+    });
+    quote! {
+        const _: () = {
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` cannot cross a service: it is not serde's `Serialize` and `Deserialize`",
+                label = "carried by this service method",
+                note = "add `#[derive(keel_rt::serde::Serialize, keel_rt::serde::Deserialize)]` and `#[serde(crate = \"keel_rt::serde\")]` to `{Self}` (keel_rt re-exports serde: no dependency to add)"
+            )]
+            trait CrossesService {}
+            impl<T> CrossesService for T
+            where
+                T: ::keel_rt::serde::Serialize + for<'de> ::keel_rt::serde::Deserialize<'de>,
+            {
+            }
+            #[allow(dead_code)]
+            fn crosses<T: CrossesService>() {}
+            #[allow(dead_code)]
+            fn check() {
+                #(#checks)*
+            }
+        };
+    }
 }
 
 fn interface(service: &Service, names: &Names, vis: &Visibility) -> TokenStream {
@@ -373,9 +459,17 @@ mod tests {
                 _ => None,
             })
             .collect();
+        // `_`: the const block that checks the types for serde.
         assert_eq!(
             names,
-            ["Kv", "KV_INTERFACE", "KvClient", "KvServer", "serve_kv"]
+            [
+                "Kv",
+                "_",
+                "KV_INTERFACE",
+                "KvClient",
+                "KvServer",
+                "serve_kv"
+            ]
         );
         let text = normalized(&expanded);
         assert!(text.contains("IDEMPOTENT:&'static[u32]=&[0u32]"));
@@ -394,6 +488,36 @@ mod tests {
         ));
         assert!(text.contains("::core::borrow::Borrow::<str>::borrow(&a)"));
         assert!(text.contains("::core::borrow::Borrow::<Point>::borrow(&c)"));
+    }
+
+    #[test]
+    fn every_type_that_crosses_is_checked_for_serde_down_to_its_parts() {
+        let text = normalized(&expand(
+            "trait A { async fn f(&self, a: &str, b: &Point, c: &[u8], d: (u8, Vec<Item>)) \
+             -> Result<Option<Entry>, Error>; }",
+        ));
+        assert!(text.contains("cannot cross a service"), "{text}");
+        for check in [
+            "crosses::<::keel_rt::__private::String>()",
+            "crosses::<Point>()",
+            "crosses::<u8>()",
+            "crosses::<Item>()",
+            "crosses::<Entry>()",
+            "crosses::<Error>()",
+        ] {
+            assert!(text.contains(check), "{check} in {text}");
+        }
+        // Containers serde carries whenever their parts are: only the parts are checked.
+        for container in [
+            "crosses::<Vec<",
+            "crosses::<Option<",
+            "crosses::<Result<",
+            "crosses::<(u8",
+        ] {
+            assert!(!text.contains(container), "{container} in {text}");
+        }
+        // Byte strings travel as `Bytes`, which are serde's by construction.
+        assert!(!text.contains("crosses::<&[u8]>") && !text.contains("crosses::<[u8]>"));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use core::time::Duration;
 
 use keel_abi::Error;
 use keel_abi::cap::Handle;
-use keel_abi::ipc::IpcStats;
+/// The counters [`Port::stats`] and [`system_stats`] return.
+pub use keel_abi::ipc::IpcStats;
 
 pub use message::{Message, Received};
 pub use reply::Reply;
@@ -124,13 +125,20 @@ impl Port {
         sys::ipc::port_notify(self.0, bits)
     }
 
-    /// The port's counters.
+    /// This port's counters ([`IpcStats`]): messages sent to it and received from it,
+    /// calls, replies, notifications, fast-path hits, queue-full refusals. The shell's
+    /// `ipcstat` prints them.
+    ///
+    /// ```ignore
+    /// let stats = keel_rt::executor::wake::port().stats()?;
+    /// println!("{} received, {} refused for a full queue", stats.received, stats.queue_full);
+    /// ```
     pub fn stats(self) -> Result<IpcStats, Error> {
         sys::ipc::ipc_stats(self.0)
     }
 }
 
-/// The whole system's IPC counters.
+/// The whole system's IPC counters since boot: [`Port::stats`] summed over every port.
 pub fn system_stats() -> Result<IpcStats, Error> {
     sys::ipc::ipc_stats(0)
 }

@@ -18,6 +18,48 @@
 //! (with the unchecked forms in [`sys::raw`]), and small modules for [`process`]es,
 //! [`thread`]s, [`time`] and printing ([`println!`]). Capabilities, ports and memory objects
 //! have safe layers in [`cap`], [`ipc`] and [`mem`].
+//!
+//! # Where to start
+//!
+//! - A program: [`entry!`] (or [`async_entry!`] for one that awaits), as above.
+//! - A service: [`service`](macro@service) on a trait generates its client and server;
+//!   [`service`](mod@service) holds what they use ([`service::TransportError`],
+//!   [`service::Bulk`]), [`names`] how servers register and clients find them, and
+//!   [`executor`] the async runtime (`spawn`, `sleep`, `timeout`). docs/SERVICES.md is the
+//!   guide; `examples/hello-service` and `examples/kv` are complete programs.
+//! - Errors: a syscall's is [`Error`] (the kernel's ABI error); a service call's transport
+//!   failure is [`service::TransportError`].
+//!
+//! ```ignore
+//! use keel_rt::serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! #[serde(crate = "keel_rt::serde")] // serde through keel_rt: no dependency of your own
+//! pub struct Entry { pub key: String, pub size: u64 }
+//!
+//! #[keel_rt::service]
+//! pub trait Ledger {
+//!     #[idempotent]
+//!     async fn find(&self, key: &str) -> Option<Entry>;
+//! }
+//!
+//! keel_rt::async_entry!(main);
+//!
+//! async fn main(role: &'static str) -> i32 {
+//!     if role == "server" {
+//!         keel_rt::names::register("ledger", keel_rt::executor::wake::port()).unwrap();
+//!         serve_ledger(MyLedger).await
+//!     }
+//!     let ledger = LedgerClient::connect_named("ledger").unwrap();
+//!     match ledger.find("x").await {
+//!         Ok(found) => i32::from(found.is_none()),
+//!         Err(error) => { keel_rt::println!("transport: {error}"); 2 }
+//!     }
+//! }
+//! ```
+//!
+//! `cargo doc -p keel-rt -p ipc-macros --target x86_64-unknown-none --open` builds these
+//! pages (README, "Reference docs").
 #![no_std]
 
 extern crate alloc;
@@ -41,11 +83,24 @@ pub mod thread;
 pub mod time;
 
 /// `#[keel_rt::service]` on a trait of `async fn` methods generates its client and
-/// dispatcher; docs/SERVICES.md explains. (The macro shares its name with the [`service`]
+/// dispatcher; docs/SERVICES.md explains. (The macro shares its name with the [`service`](mod@service)
 /// module, whose runtime the generated code calls: macros and modules live apart.)
 pub use ipc_macros::service;
+/// The kernel's ABI: syscall numbers, rights, limits, shared types.
 pub use keel_abi as abi;
-/// For `#[derive(Serialize, Deserialize)]` on types that cross a service.
+/// Why a syscall (or a request to init through [`names`]) failed: the one error type of
+/// the kernel's ABI (`keel_rt::abi::Error`), here under the name programs use.
+pub use keel_abi::Error;
+/// For `#[derive(Serialize, Deserialize)]` on types that cross a service, with
+/// `#[serde(crate = "keel_rt::serde")]` so your crate needs no serde dependency:
+///
+/// ```ignore
+/// use keel_rt::serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(crate = "keel_rt::serde")]
+/// pub struct Entry { pub key: String, pub size: u64 }
+/// ```
 pub use serde;
 pub use start::{Module, boot_module, boot_modules, start_info};
 

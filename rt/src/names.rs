@@ -30,9 +30,9 @@ use crate::process::Pid;
 /// The handle of the capability to init's port.
 pub const INIT: Handle = 1;
 
-/// Payload: a service name; caps[0]: a SEND+GRANT capability to the server's port.
+/// Payload: a service name; `caps[0]`: a SEND+GRANT capability to the server's port.
 pub const REGISTER: u32 = u32::from_be_bytes(*b"NREG");
-/// Payload: a service name. Answer: caps[0], a SEND+GRANT capability to the service.
+/// Payload: a service name. Answer: `caps[0]`, a SEND+GRANT capability to the service.
 pub const LOOKUP: u32 = u32::from_be_bytes(*b"NLUK");
 /// Answer payload: one line per process, `name pid state restarts`.
 pub const LIST: u32 = u32::from_be_bytes(*b"NLST");
@@ -100,7 +100,9 @@ pub fn register(name: &str, port: Port) -> Result<(), Error> {
     answer.map(drop)
 }
 
-/// A capability to send to service `name`, to connect with. Refused with
+/// A SEND+GRANT capability to service `name`'s port (its server's wake port), to connect
+/// with: `FooClient::connect(names::lookup("foo")?)`, though `FooClient::connect_named`
+/// does the same and can reconnect. Blocks the calling thread while init answers. Refused with
 /// `PermissionDenied` unless the manifest lets this process connect to it; a service that
 /// is (re)starting is waited for, up to init's limit (`TimedOut`); one whose server has
 /// ended for good is `NotFound`.

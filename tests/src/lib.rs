@@ -3,8 +3,8 @@
 //! reads `cargo test`'s arguments.
 
 use bootimage::check::{self, Check, Expect};
-use bootimage::image::Image;
-use bootimage::manifest::{self, Manifest};
+use bootimage::image::{self, Image};
+use bootimage::manifest;
 use bootimage::qemu::{Accel, Boot};
 use bootimage::{Result, guest, iso, setup, workspace_root};
 
@@ -28,13 +28,17 @@ pub fn all_checks() -> Vec<String> {
 }
 
 /// The guest packages the named checks need, for one build.
-pub fn packages(names: &[&str]) -> Vec<&'static str> {
-    let demo: &[&str] = if names.contains(&DEMO_BOOT) {
-        guest::DEMO_PACKAGES
-    } else {
-        &[]
-    };
-    guest::union(&[guest::TEST_PACKAGES, demo])
+pub fn packages(names: &[&str]) -> Result<Vec<String>> {
+    let mut packages: Vec<String> = guest::TEST_PACKAGES.iter().map(|p| p.to_string()).collect();
+    if names.contains(&DEMO_BOOT) {
+        // The demo's are whatever system.toml's programs need.
+        let (_, demo) = image::demo_manifest(&manifest::demo_path())?;
+        packages.extend(
+            demo.into_iter()
+                .filter(|p| !guest::TEST_PACKAGES.contains(&p.as_str())),
+        );
+    }
+    Ok(packages)
 }
 
 /// Make the check called `name` ready to run; for `iso_boot` that means building its ISO.
@@ -42,7 +46,7 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
     Ok(match name {
         DEMO_BOOT => {
             // A mistake in system.toml fails this check with the manifest's message.
-            let manifest = Manifest::load(&manifest::demo_path(), guest::DEMO_PROGRAMS)?;
+            let (manifest, _) = image::demo_manifest(&manifest::demo_path())?;
             let image = Image::demo(&manifest, true)?;
             Check {
                 name: name.into(),
@@ -162,10 +166,12 @@ mod tests {
 
     #[test]
     fn the_demo_adds_its_packages_to_the_build() {
-        assert_eq!(packages(&["memory"]), guest::TEST_PACKAGES);
+        assert_eq!(packages(&["memory"]).unwrap(), guest::TEST_PACKAGES);
+        let with_demo = packages(&["memory", DEMO_BOOT]).unwrap();
         assert_eq!(
-            packages(&["memory", DEMO_BOOT]),
-            guest::union(&[guest::TEST_PACKAGES, guest::DEMO_PACKAGES])
+            with_demo[..guest::TEST_PACKAGES.len()],
+            *guest::TEST_PACKAGES
         );
+        assert_eq!(with_demo[guest::TEST_PACKAGES.len()..], ["init"]);
     }
 }

@@ -35,7 +35,8 @@ fn main() -> ExitCode {
     println!("bootimage: {accel}");
     if let Err(error) = setup::ensure_guest_target()
         .and_then(|()| setup::ensure(&setup::QEMU))
-        .and_then(|()| guest::build(&packages(&names)))
+        .and_then(|()| packages(&names))
+        .and_then(|packages| guest::build(&packages))
     {
         eprintln!("{LABEL}: cannot run any check: {error}");
         return ExitCode::FAILURE;

@@ -8,7 +8,7 @@
 //! }
 //!
 //! let mut data = client.connection().bulk(1 << 20)?; // room in the shared arena
-//! data.as_mut_slice().fill(7);                          // written where the server reads it
+//! data.as_mut_slice().expect("the client's").fill(7);  // written where the server reads it
 //! let sum = client.checksum(data).await?;             // only (offset, length) travel
 //! ```
 //!
@@ -86,7 +86,25 @@ impl Arena {
     }
 }
 
-/// Bytes in a connection's bulk arena.
+/// Bytes in a connection's bulk arena (2 MiB, shared by the client and the server): an
+/// argument that crosses without a copy.
+///
+/// The client gets one from [`Connection::bulk`](super::Connection::bulk), fills it
+/// through [`as_mut_slice`](Bulk::as_mut_slice) and passes it to a method taking `Bulk`;
+/// its room is free again once it is dropped. The server's method receives one that it can
+/// only read, by copy: [`read_at`](Bulk::read_at), [`to_vec`](Bulk::to_vec),
+/// [`words`](Bulk::words).
+///
+/// ```ignore
+/// // The server:
+/// async fn checksum(&self, data: Bulk) -> u64 {
+///     data.words().fold(0, u64::wrapping_add)
+/// }
+/// // The client:
+/// let mut data = store.connection().bulk(4096)?;
+/// data.as_mut_slice().expect("a client's Bulk").copy_from_slice(&page);
+/// let sum = store.checksum(data).await?;
+/// ```
 pub struct Bulk(Side);
 
 enum Side {
@@ -110,12 +128,14 @@ impl Bulk {
         }))
     }
 
+    /// How many bytes: the `len` it was made with, on both sides.
     pub fn len(&self) -> usize {
         match self.0 {
             Side::Client { len, .. } | Side::Server { len, .. } => len,
         }
     }
 
+    /// Whether it holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -127,8 +147,10 @@ impl Bulk {
         }
     }
 
-    /// The bytes, to fill before the call (client side only: the server's view is
-    /// read-only and shared with a writer it does not trust).
+    /// All [`len`](Bulk::len) bytes, to fill before the call: `Some` for the client's
+    /// `Bulk` (from [`Connection::bulk`](super::Connection::bulk)); `None` for the one a
+    /// server's method receives, whose bytes the client may still be writing (read them by
+    /// copy).
     pub fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
         match self.0 {
             Side::Client { len, .. } => {
@@ -141,7 +163,13 @@ impl Bulk {
         }
     }
 
-    /// Copy bytes from `offset` into `out`, as far as both reach; returns how many.
+    /// Copy bytes from `offset` into `out`, as far as both reach; returns how many (0 when
+    /// `offset` is at or past the end).
+    ///
+    /// ```ignore
+    /// let mut header = [0u8; 16];
+    /// let got = data.read_at(0, &mut header); // 16, or less for a shorter `Bulk`
+    /// ```
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
         let n = out.len().min(self.len().saturating_sub(offset));
         // SAFETY: `offset..offset + n` lies within the `Bulk`'s range, checked against the
@@ -167,7 +195,8 @@ impl Bulk {
         })
     }
 
-    /// A private copy of the bytes.
+    /// A private copy of all the bytes: what a server keeps must be copied, since the
+    /// client can still write the arena.
     pub fn to_vec(&self) -> Vec<u8> {
         let len = self.len();
         let mut copy = Vec::with_capacity(len);

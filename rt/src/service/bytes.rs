@@ -33,7 +33,8 @@ use super::{Connection, TransportError};
 /// argument would crowd other calls' requests out of the 64 KiB ring.
 pub const INLINE_LIMIT: usize = 4096;
 
-/// A byte-string argument on its way: see the [module docs](self).
+/// A byte-string argument on its way: small ones travel inline in the request, large ones
+/// through the connection's bulk arena (docs/SERVICES.md, Byte arguments).
 pub struct Bytes<'a>(Repr<'a>);
 
 enum Repr<'a> {

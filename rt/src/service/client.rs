@@ -88,7 +88,7 @@ struct Inner {
 /// A connection to a service. Clones share it; any number of calls may be in flight.
 ///
 /// One reader task per link takes responses off the ring and wakes exactly the call each
-/// belongs to; while calls are in flight it also checks, every [`LIVENESS_PROBE`], that the
+/// belongs to; while calls are in flight it also checks, every `LIVENESS_PROBE`, that the
 /// server still exists, so a dead server means `ServerGone`, not a hang. A call alone in
 /// flight takes its response off the ring itself, without waking the reader.
 #[derive(Clone)]
@@ -164,6 +164,15 @@ impl Connection {
         }
     }
 
+    /// Room for `len` bytes in this connection's 2 MiB bulk arena, to fill and pass to a
+    /// method that takes a [`Bulk`]. `TooLarge` when the arena has no free run that long
+    /// (room comes back as the `Bulk`s holding it are dropped).
+    ///
+    /// ```ignore
+    /// let mut data = client.connection().bulk(1 << 20)?;
+    /// data.as_mut_slice().expect("a client's Bulk").fill(7);
+    /// let sum = client.checksum(data).await?;
+    /// ```
     pub fn bulk(&self, len: usize) -> Result<Bulk, TransportError> {
         Bulk::allocate(&self.link().arena, len)
     }

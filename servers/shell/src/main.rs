@@ -1,7 +1,8 @@
 //! `shell`: Keel's command line, on the console (found by name, found again when it
 //! restarts). `help` lists the commands; the console edits the line (Backspace, Ctrl-U)
 //! and Ctrl-C abandons it. `shell tour` runs a scripted, self-checking walk through the
-//! system instead and powers the machine off with the verdict.
+//! system instead and exits with the verdict (0: every step passed); init runs it to
+//! completion and then powers off.
 #![no_std]
 #![no_main]
 

@@ -26,8 +26,8 @@
 //! ```
 //!
 //! One `key value` per line; `server NAME` starts a server and the lines after it describe
-//! it. `irq`, `io_ports` and `connect` repeat, in order; `log`, `may_kill`, `may_run` and
-//! `may_poweroff` are there only when granted; `frames`, `processes` and `threads` only
+//! it. `irq`, `io_ports` and `connect` repeat, in order; `log`, `may_kill`, `may_run`,
+//! `may_poweroff` and `completes` are there only when granted or set; `frames`, `processes` and `threads` only
 //! when set (else the kernel's defaults); `args` is the rest of its line. Blank lines
 //! and `#` comments are ignored, and anything else is an [`Error`] naming its line.
 #![no_std]
@@ -66,6 +66,9 @@ pub struct Server {
     pub may_run: bool,
     /// Whether it may ask init to power the machine off.
     pub may_poweroff: bool,
+    /// Whether it runs to completion: a headless demo powers off only once it has exited,
+    /// and an exit code other than 0 fails the demo.
+    pub completes: bool,
     pub restart: Restart,
     /// Its frame quota, carved from init's; 0: the kernel's default
     /// ([`keel_abi::DEFAULT_CHILD_FRAMES`]).
@@ -146,6 +149,7 @@ impl Server {
             may_kill: false,
             may_run: false,
             may_poweroff: false,
+            completes: false,
             restart: Restart::default(),
             frames: 0,
             processes: 0,
@@ -208,6 +212,7 @@ fn write_server(out: &mut String, server: &Server) -> fmt::Result {
         ("may_kill", server.may_kill),
         ("may_run", server.may_run),
         ("may_poweroff", server.may_poweroff),
+        ("completes", server.completes),
     ];
     for (flag, _) in flags.iter().filter(|(_, set)| *set) {
         writeln!(out, "{flag}")?;
@@ -290,7 +295,7 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
             });
         }
         "connect" => server.connects.push(word(value)?.into()),
-        "log" | "may_kill" | "may_run" | "may_poweroff" => {
+        "log" | "may_kill" | "may_run" | "may_poweroff" | "completes" => {
             if !value.is_empty() {
                 return Err(format!("`{key}` takes no value"));
             }
@@ -298,7 +303,8 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
                 "log" => &mut server.log,
                 "may_kill" => &mut server.may_kill,
                 "may_run" => &mut server.may_run,
-                _ => &mut server.may_poweroff,
+                "may_poweroff" => &mut server.may_poweroff,
+                _ => &mut server.completes,
             } = true;
         }
         "restart" => {
@@ -390,6 +396,7 @@ mod tests {
             connects: alloc::vec!["console".into(), "kv".into()],
             may_kill: true,
             may_poweroff: true,
+            completes: true,
             ..Server::new("shell", "shell")
         }
     }
