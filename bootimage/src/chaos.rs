@@ -13,7 +13,7 @@ use keel_manifest::{Policy, Server};
 use crate::check::{self, Check, Expect};
 use crate::error::Context;
 use crate::fuzz::{SEED, numeric_flags};
-use crate::guest::{DEMO_PROGRAMS, binary};
+use crate::guest::binary;
 use crate::image::{Image, Module};
 use crate::manifest::{self, Manifest};
 use crate::qemu::{Accel, Boot};
@@ -67,7 +67,7 @@ impl Options {
 
     /// The boot that runs the campaign, on the manifest derived from system.toml.
     pub fn check(&self, accel: Accel) -> Result<Check> {
-        let system = Manifest::load(&manifest::demo_path(), DEMO_PROGRAMS)?;
+        let (system, _) = crate::image::demo_manifest(&manifest::demo_path())?;
         let servers = self.manifest(&system);
         let dir = workspace_root().join("target").join(SUITE);
         fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
@@ -166,7 +166,8 @@ restart = { policy = "always" }
 
     #[test]
     fn the_victims_are_the_restartable_services_with_their_limits_raised() {
-        let system = Manifest::parse("system.toml", SYSTEM, DEMO_PROGRAMS).unwrap();
+        let programs = ["console", "shell", "kv", "hello"];
+        let system = Manifest::parse("system.toml", SYSTEM, &programs).unwrap();
         let options = Options {
             kills: 1000,
             seed: 7,
@@ -195,7 +196,7 @@ restart = { policy = "always" }
 
     #[test]
     fn the_demo_system_has_victims() {
-        let system = Manifest::load(&manifest::demo_path(), DEMO_PROGRAMS).unwrap();
+        let (system, _) = crate::image::demo_manifest(&manifest::demo_path()).unwrap();
         let victims: Vec<&str> = victims(&system).map(|s| s.name.as_str()).collect();
         assert_eq!(victims, ["console", "hello", "kv"]);
     }
