@@ -10,9 +10,13 @@ use crate::arch::trap::{
 };
 use crate::arch::{self, ioapic, lapic};
 
+/// #NM: an FPU or SSE instruction with CR0.TS set (`arch::fpu`).
+const DEVICE_NOT_AVAILABLE: u64 = 7;
+
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
+        DEVICE_NOT_AVAILABLE if frame.is_from_user() => crate::kernel::fpu::claim(),
         0..=31 if frame.is_from_user() => crate::kernel::fault::user_fault(frame),
         0..=31 => kernel_fault(frame),
         VECTOR_TIMER => {

@@ -31,7 +31,8 @@ pub fn features() -> Features {
 /// that could leak between address spaces.
 pub fn enable_protections(features: &Features) {
     let mut cr4 = Cr4::read();
-    cr4.remove(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE | Cr4Flags::OSXSAVE);
+    // AVX state (XSAVE) stays off: FXSAVE must cover every register a user can reach.
+    cr4.remove(Cr4Flags::OSXSAVE);
     if features.smep {
         cr4.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
     }
@@ -41,14 +42,11 @@ pub fn enable_protections(features: &Features) {
     if features.global_pages {
         cr4.insert(Cr4Flags::PAGE_GLOBAL);
     }
-    // SAFETY: only protection features the CPU reports are enabled; the kernel never uses
-    // the FPU or SSE, so disabling them cannot break it.
+    // SAFETY: only protection features the CPU reports are enabled (the FPU and SSE are
+    // `fpu::enable`'s business).
     unsafe {
         Cr4::write(cr4);
-        let mut cr0 = Cr0::read();
-        cr0.insert(Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::WRITE_PROTECT);
-        cr0.remove(Cr0Flags::MONITOR_COPROCESSOR);
-        Cr0::write(cr0);
+        Cr0::update(|cr0| cr0.insert(Cr0Flags::WRITE_PROTECT));
     }
 }
 

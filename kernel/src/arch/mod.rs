@@ -5,6 +5,7 @@ pub mod boot;
 pub mod cpu;
 pub mod direct_map;
 pub mod entry;
+pub mod fpu;
 pub mod gdt;
 pub mod ioapic;
 pub mod lapic;
@@ -28,6 +29,7 @@ pub fn init_cpu() -> cpu::Features {
     gdt::init();
     trap::init();
     cpu::enable_protections(&features);
+    fpu::enable();
     if features.pcid {
         pcid::enable();
     }

@@ -10,6 +10,7 @@
 mod capability;
 pub mod fastpath;
 pub mod fault;
+pub mod fpu;
 mod ipc;
 mod port;
 mod process;

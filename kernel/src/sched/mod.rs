@@ -137,6 +137,10 @@ pub struct Scheduler {
     dead: Vec<Tid>,
     /// The page-table root (and PCID) in CR3.
     loaded_root: u64,
+    /// The thread whose FPU and SSE registers the CPU holds (0: none yet), and whether
+    /// CR0.TS is set, so that another thread's first use of them traps (`arch::fpu`).
+    fpu_owner: Tid,
+    fpu_trap: bool,
 }
 
 /// The "thread" running before the scheduler starts: the boot context, never resumed.
@@ -155,6 +159,8 @@ impl Scheduler {
             slice_left: TIME_SLICE,
             dead: Vec::new(),
             loaded_root: arch::current_root(),
+            fpu_owner: 0,
+            fpu_trap: true,
         }
     }
 
@@ -381,9 +387,23 @@ impl Scheduler {
             self.loaded_root = root;
             arch::load_root(root);
         }
+        // The FPU traps for every thread but its owner; CR0 is written only on a change.
+        let trap = tid != self.fpu_owner;
+        if trap != self.fpu_trap {
+            self.fpu_trap = trap;
+            arch::fpu::set_trap(trap);
+        }
         self.current = tid;
         self.current_priority = thread.priority();
         self.running = thread;
+    }
+
+    /// The running thread used the FPU or SSE while another's registers were loaded: it owns
+    /// them now. Returns the previous owner, whose registers the CPU still holds.
+    pub fn take_fpu(&mut self) -> Tid {
+        self.fpu_trap = false;
+        arch::fpu::set_trap(false);
+        core::mem::replace(&mut self.fpu_owner, self.current)
     }
 
     /// The running thread's record and `other`'s (from `threads`), at once; `None` if `other`

@@ -5,6 +5,7 @@
 //! running.
 
 use crate::arch::entry::prepare_new_stack;
+use crate::arch::fpu::FpuState;
 use crate::arch::gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 use crate::arch::trap::TrapFrame;
 use crate::id::Pid;
@@ -81,6 +82,9 @@ pub struct Thread {
     /// thread, which runs in any).
     root: Option<u64>,
     stack: KernelStack,
+    /// Its FPU and SSE registers while another thread's are loaded; `None` until it first
+    /// uses them (see `arch::fpu`).
+    fpu: Option<alloc::boxed::Box<FpuState>>,
 }
 
 /// Where a new thread starts.
@@ -96,6 +100,21 @@ pub enum Start {
 }
 
 impl Thread {
+    /// Keep the registers the CPU holds, which are this thread's, in its own area.
+    pub fn save_fpu(&mut self) {
+        self.fpu
+            .get_or_insert_with(|| alloc::boxed::Box::new(FpuState::initial()))
+            .save();
+    }
+
+    /// Load this thread's registers: its own, or a fresh thread's if it never used them.
+    pub fn restore_fpu(&self) {
+        match &self.fpu {
+            Some(state) => state.restore(),
+            None => FpuState::initial().restore(),
+        }
+    }
+
     pub fn new(process: Pid, priority: usize, start: Start) -> Result<Self, Error> {
         let stack = KernelStack::new()?;
         let frame = match start {
@@ -141,6 +160,7 @@ impl Thread {
             parked_in: None,
             root: None,
             stack,
+            fpu: None,
         })
     }
 

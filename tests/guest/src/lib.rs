@@ -110,6 +110,11 @@ roles! {
     /// notification's bits, rotated left by one, on B with `port_signal_recv`, waiting on A
     /// again in the same step; until killed.
     SignalEcho = "signal-echo",
+    /// With the argument `SEED ROUNDS`: put SEED + i in xmm i (all sixteen), then for
+    /// ROUNDS rounds yield, spin, step an f64 series held in xmm15 with mulsd and addsd,
+    /// and check the other fifteen; exit 0 if they always held and the series equals the
+    /// same series computed in (soft-float) Rust, else 1.
+    XmmKeeper = "xmm-keeper",
     /// Caps: 1 = a port to serve. Take one call and exit without answering it.
     ExitMidCall = "exit-mid-call",
     /// Caps: 1 = a port to serve. Take one call and sleep until killed.

@@ -137,6 +137,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Send => ipc::send(arg),
         Role::Echo => ipc::echo(),
         Role::SignalEcho => ipc::signal_echo(),
+        Role::XmmKeeper => xmm_keeper(arg),
         Role::Forward => ipc::forward(),
         Role::ExitMidCall => ipc::exit_mid_call(),
         Role::HoldCall => ipc::hold_call(),
@@ -178,6 +179,74 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
 #[allow(clippy::empty_loop, reason = "spinning without syscalls is the point")]
 fn spin() -> ! {
     loop {}
+}
+
+/// Vector registers that must stay this process's across switches: the `xmm-keeper` role.
+/// The asm names xmm registers in its text only: this crate's target is soft-float, so
+/// the compiler itself never uses them and none of its code can disturb them.
+fn xmm_keeper(arg: &str) -> Result<i32, Failure> {
+    let mut words = arg.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(seed)), Some(Ok(rounds))) = (words.next(), words.next()) else {
+        return Err(Failure::check("xmm-keeper wants SEED ROUNDS"));
+    };
+    // (a, b): the series x <- x * a + b, in f64, from x = 1.
+    let (a, b) = (1.0 + seed as f64 / 1024.0, seed as f64 / 3.0);
+    // SAFETY: writes xmm0-15 only, which nothing else in this program uses.
+    unsafe {
+        asm!(
+            "movq xmm0, {v}", "inc {v}", "movq xmm1, {v}", "inc {v}", "movq xmm2, {v}",
+            "inc {v}", "movq xmm3, {v}", "inc {v}", "movq xmm4, {v}", "inc {v}",
+            "movq xmm5, {v}", "inc {v}", "movq xmm6, {v}", "inc {v}", "movq xmm7, {v}",
+            "inc {v}", "movq xmm8, {v}", "inc {v}", "movq xmm9, {v}", "inc {v}",
+            "movq xmm10, {v}", "inc {v}", "movq xmm11, {v}", "inc {v}", "movq xmm12, {v}",
+            "movq xmm13, {a}", "movq xmm14, {b}", "movq xmm15, {one}",
+            v = inout(reg) seed => _,
+            a = in(reg) a.to_bits(),
+            b = in(reg) b.to_bits(),
+            one = in(reg) 1.0f64.to_bits(),
+            options(nomem, nostack),
+        );
+    }
+    let mut expected = 1.0f64;
+    let mut wrong = 0u64;
+    for _ in 0..rounds {
+        keel_rt::thread::yield_now();
+        for spin in 0..2_000u32 {
+            core::hint::black_box(spin);
+        }
+        expected = expected * a + b;
+        let off: u64;
+        // SAFETY: reads xmm0-12, steps xmm15 with the constants in xmm13 and xmm14; only
+        // the named general registers change.
+        unsafe {
+            asm!(
+                "mulsd xmm15, xmm13", "addsd xmm15, xmm14",
+                "xor {off}, {off}",
+                "movq {t}, xmm0", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm1", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm2", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm3", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm4", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm5", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm6", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm7", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm8", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm9", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm10", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm11", "sub {t}, {s}", "or {off}, {t}", "inc {s}",
+                "movq {t}, xmm12", "sub {t}, {s}", "or {off}, {t}",
+                off = out(reg) off,
+                t = out(reg) _,
+                s = inout(reg) seed => _,
+                options(nomem, nostack),
+            );
+        }
+        wrong |= off;
+    }
+    let series: u64;
+    // SAFETY: reads xmm15 into a general register.
+    unsafe { asm!("movq {}, xmm15", out(reg) series, options(nomem, nostack)) };
+    Ok(i32::from(wrong != 0 || series != expected.to_bits()))
 }
 
 /// Executes the one instruction `role` is named after; returns only if it did not fault.

@@ -22,6 +22,7 @@ pub const SUITE: Suite = suite!(preemption:
     a_lower_priority_spinner_runs_but_never_delays_a_sleeper,
     busy_threads_in_one_process_all_progress,
     equal_priority_spinners_share_the_cpu_while_a_higher_one_wakes_every_tick,
+    vector_registers_stay_with_their_process_across_switches,
 );
 
 /// How long the test process watches the spinners.
@@ -147,6 +148,20 @@ fn equal_priority_spinners_share_the_cpu_while_a_higher_one_wakes_every_tick() -
 
 /// Runs `test` while `count` `kchild spin` processes run at `priority`, then kills them all
 /// and checks each reports being killed.
+/// Three processes at once each keep their own values in all sixteen xmm registers and
+/// step an f64 series in xmm15 with SSE instructions, across thousands of yields and the
+/// preemptions their spinning brings: each must find its own values every time, and the
+/// series bit for bit as computed in Rust (IEEE arithmetic, either way).
+fn vector_registers_stay_with_their_process_across_switches() -> Result<(), String> {
+    let keepers: Vec<Pid> = [1u64 << 20, 2 << 20, 3 << 20]
+        .iter()
+        .map(|seed| child::spawn(Role::XmmKeeper, &format!("{seed} 3000")))
+        .collect::<Result<_, _>>()?;
+    keepers
+        .into_iter()
+        .try_for_each(|pid| child::expect_success(pid, Role::XmmKeeper))
+}
+
 fn with_spinners(
     count: usize,
     priority: usize,
