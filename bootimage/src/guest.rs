@@ -24,7 +24,16 @@ pub struct Program {
     pub name: String,
     /// The package that builds it.
     pub package: String,
+    /// Built for [`HARD_FLOAT_TARGET`] (`[package.metadata.keel] float = "hard"`).
+    pub hard_float: bool,
 }
+
+/// The target of programs with hardware floating point (x86_64-unknown-none is soft-float):
+/// no_std, linked statically without libc by rust-lld at a fixed address, aborting on panic
+/// (docs/decisions/008-hard-float-programs.md).
+pub const HARD_FLOAT_TARGET: &str = "x86_64-unknown-linux-gnu";
+const HARD_FLOAT_RUSTFLAGS: &str = "-C linker=rust-lld -C linker-flavor=ld.lld \
+    -C relocation-model=static -C link-arg=-no-pie -C link-arg=-static -C panic=abort";
 
 /// Every program of the workspace at `root`, read with `cargo metadata`: a new package
 /// is a program as soon as it exists, with no list here to add it to.
@@ -70,6 +79,19 @@ struct Package {
     name: String,
     targets: Vec<Target>,
     dependencies: Vec<Dependency>,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+}
+
+impl Package {
+    /// `[package.metadata.keel] float = "hard"`.
+    fn hard_float(&self) -> bool {
+        let float = self
+            .metadata
+            .as_ref()
+            .and_then(|m| m.pointer("/keel/float"));
+        float.and_then(|f| f.as_str()) == Some("hard")
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,6 +125,7 @@ fn programs_of(metadata: Metadata) -> Vec<Program> {
             bins.filter(|bin| bin.name != INIT).map(|bin| Program {
                 name: bin.name.clone(),
                 package: package.name.clone(),
+                hard_float: package.hard_float(),
             })
         })
         .collect();
@@ -154,24 +177,62 @@ pub fn binary(name: &str) -> PathBuf {
     target_dir().join(GUEST_TARGET).join("release").join(name)
 }
 
-/// Build `packages` (in release mode) with one cargo invocation. Cargo's own progress and
-/// errors go to stderr as usual.
+/// Build `packages` (in release mode): one cargo invocation for the bare-metal target, and
+/// one for [`HARD_FLOAT_TARGET`] if any of them is a hard-float program, whose binaries are
+/// then put beside the others (so [`binary`] finds every program in one place). Cargo's
+/// own progress and errors go to stderr as usual.
 pub fn build(packages: &[impl AsRef<str>]) -> Result<()> {
     let packages: Vec<&str> = packages.iter().map(AsRef::as_ref).collect();
+    let hard: Vec<Program> = programs()?
+        .into_iter()
+        .filter(|p| p.hard_float && packages.contains(&p.package.as_str()))
+        .collect();
+    let soft: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !hard.iter().any(|p| p.package == *package))
+        .collect();
+    if !soft.is_empty() {
+        cargo_build(&soft, GUEST_TARGET, None)?;
+    }
+    if hard.is_empty() {
+        return Ok(());
+    }
+    let hard_packages: Vec<&str> = hard.iter().map(|p| p.package.as_str()).collect();
+    cargo_build(
+        &hard_packages,
+        HARD_FLOAT_TARGET,
+        Some(HARD_FLOAT_RUSTFLAGS),
+    )?;
+    for program in &hard {
+        let built = target_dir()
+            .join(HARD_FLOAT_TARGET)
+            .join("release")
+            .join(&program.name);
+        let to = binary(&program.name);
+        std::fs::copy(&built, &to).context(format!("copying {}", built.display()))?;
+    }
+    Ok(())
+}
+
+/// `cargo build --release --target TARGET` of `packages` into the guest target directory,
+/// with `rustflags` (for the target's crates only: cargo keeps RUSTFLAGS from host crates,
+/// the proc macros, when --target is given).
+fn cargo_build(packages: &[&str], target: &str, rustflags: Option<&str>) -> Result<()> {
     // Under `cargo run`/`cargo test`, CARGO names the cargo that started us.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            GUEST_TARGET,
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--target", target, "--target-dir"])
         .arg(target_dir());
-    for package in &packages {
+    if let Some(flags) = rustflags {
+        command.env(
+            "RUSTFLAGS",
+            flags.split_whitespace().collect::<Vec<_>>().join(" "),
+        );
+    }
+    for package in packages {
         command.args(["-p", package]);
     }
     println!("bootimage: building {}", packages.join(" "));
@@ -243,6 +304,7 @@ mod tests {
         let ledger = Program {
             name: "ledger".into(),
             package: "ledger".into(),
+            hard_float: false,
         };
         assert_eq!(found.unwrap(), std::slice::from_ref(&ledger));
         assert_eq!(

@@ -68,6 +68,9 @@ pub mod bootstrap;
 pub mod cap;
 pub mod driver;
 pub mod executor;
+// Only in programs built for a hard-float target: docs/decisions/008-hard-float-programs.md.
+#[cfg(target_os = "linux")]
+mod hard_float;
 mod heap;
 pub mod ipc;
 pub mod mem;
