@@ -172,6 +172,6 @@ mod tests {
             with_demo[..guest::TEST_PACKAGES.len()],
             *guest::TEST_PACKAGES
         );
-        assert_eq!(with_demo[guest::TEST_PACKAGES.len()..], ["init"]);
+        assert_eq!(with_demo[guest::TEST_PACKAGES.len()..], ["init", "float"]);
     }
 }
