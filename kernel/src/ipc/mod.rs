@@ -17,7 +17,7 @@ pub mod port;
 
 use crate::id::CapId;
 use crate::id::Pid;
-use crate::sched::thread::Tid;
+use crate::id::Tid;
 use alloc::vec::Vec;
 use keel_abi::Error;
 use keel_abi::ipc::{MESSAGE_CAPS, MessageInfo};

@@ -1,8 +1,7 @@
 //! The port object: a bounded queue, the threads waiting to receive, a notification word.
 
 use super::Message;
-use crate::sched::MAX_THREADS_TOTAL;
-use crate::sched::thread::{Thread, Tid};
+use crate::id::Tid;
 use crate::table::Table;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -10,6 +9,13 @@ use keel_abi::Error;
 use keel_abi::ipc::{IpcStats, MAX_PORT_CAPACITY};
 
 pub use crate::id::PortId;
+
+/// What a port's line of waiting receivers is linked through: their records (threads, in
+/// `sched`), so that waiting and waking allocate nothing and a port needs no thread type.
+pub trait Receiver {
+    fn next_receiver(&self) -> Tid;
+    fn set_next_receiver(&mut self, next: Tid);
+}
 
 /// A port. Its rule: a thread waits among its receivers only while nothing (no message, no
 /// notification bit) waits to be received, so a sender finding a receiver hands over
@@ -130,7 +136,11 @@ impl Port {
 
     /// Close it for good: its queue moves to the end of `drained`, and the threads that were
     /// waiting to receive come back, in order, to be woken with the news.
-    pub fn close(&mut self, threads: &Table<Thread>, drained: &mut Vec<Message>) -> Vec<Tid> {
+    pub fn close(
+        &mut self,
+        threads: &Table<impl Receiver>,
+        drained: &mut Vec<Message>,
+    ) -> Vec<Tid> {
         self.closed = true;
         drained.extend(self.queue.drain(..));
         self.receivers.take_all(threads)
@@ -145,26 +155,26 @@ impl Port {
 
     /// `tid` waits to receive, last in line: only while nothing waits to be received.
     #[inline]
-    pub fn wait(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+    pub fn wait(&mut self, threads: &mut Table<impl Receiver>, tid: Tid) {
         debug_assert!(!self.has_waiting() && !self.closed);
         self.receivers.push(threads, tid);
     }
 
     /// Take the first receiver in line, to hand it what arrived.
     #[inline(always)]
-    pub fn pop_receiver(&mut self, threads: &Table<Thread>) -> Option<Tid> {
+    pub fn pop_receiver(&mut self, threads: &Table<impl Receiver>) -> Option<Tid> {
         self.receivers.pop(threads)
     }
 
     /// Take the first receiver in line, whose record is `first` (the fast path holds it).
     #[inline(always)]
-    pub fn pop_first_receiver(&mut self, first: &Thread) {
+    pub fn pop_first_receiver(&mut self, first: &impl Receiver) {
         self.receivers.pop_first(first);
     }
 
     /// `tid` no longer waits here (woken, suspended or gone).
     #[inline(always)]
-    pub fn remove_receiver(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+    pub fn remove_receiver(&mut self, threads: &mut Table<impl Receiver>, tid: Tid) {
         self.receivers.remove(threads, tid);
     }
 
@@ -191,7 +201,7 @@ impl Port {
 }
 
 /// The threads blocked in receive on a port, first come first served: a list linked through
-/// their records ([`Thread::next_receiver`]), so waiting and waking allocate nothing and the
+/// their records ([`Receiver::next_receiver`]), so waiting and waking allocate nothing and the
 /// fast path, holding the records already, looks nothing up. A thread is in at most one list,
 /// at most once, and leaves it before its record goes.
 #[derive(Clone, Copy, Default)]
@@ -207,7 +217,7 @@ impl Receivers {
 
     /// Put `tid` last in line.
     #[inline]
-    pub fn push(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+    pub fn push(&mut self, threads: &mut Table<impl Receiver>, tid: Tid) {
         match &mut self.ends {
             None => self.ends = Some((tid, tid)),
             Some((_, last)) => {
@@ -220,7 +230,7 @@ impl Receivers {
     }
 
     /// Take the first in line.
-    pub fn pop(&mut self, threads: &Table<Thread>) -> Option<Tid> {
+    pub fn pop(&mut self, threads: &Table<impl Receiver>) -> Option<Tid> {
         let (first, last) = self.ends?;
         self.ends = match threads.get(&first) {
             Some(thread) if first != last => Some((thread.next_receiver(), last)),
@@ -230,7 +240,7 @@ impl Receivers {
     }
 
     /// Take the first in line, whose record is `first`.
-    pub fn pop_first(&mut self, first: &Thread) {
+    pub fn pop_first(&mut self, first: &impl Receiver) {
         if let Some((head, last)) = self.ends {
             self.ends = (head != last).then_some((first.next_receiver(), last));
         }
@@ -238,7 +248,7 @@ impl Receivers {
 
     /// Take `tid` out of the line, wherever it stands (if it does); the others keep their
     /// order.
-    pub fn remove(&mut self, threads: &mut Table<Thread>, tid: Tid) {
+    pub fn remove(&mut self, threads: &mut Table<impl Receiver>, tid: Tid) {
         let Some((first, last)) = self.ends else {
             return;
         };
@@ -248,7 +258,7 @@ impl Receivers {
         }
         // No thread stands in line twice: the walk reaches the last within this many steps.
         let mut previous = first;
-        for _ in 0..MAX_THREADS_TOTAL {
+        for _ in 0..crate::mm::stacks::SLOTS {
             if previous == last {
                 return;
             }
@@ -270,7 +280,7 @@ impl Receivers {
     }
 
     /// Empty the line; who stood in it, in order.
-    pub fn take_all(&mut self, threads: &Table<Thread>) -> Vec<Tid> {
+    pub fn take_all(&mut self, threads: &Table<impl Receiver>) -> Vec<Tid> {
         let mut all = Vec::new();
         while let Some(tid) = self.pop(threads) {
             all.push(tid);

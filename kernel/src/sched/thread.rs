@@ -337,17 +337,6 @@ impl Thread {
         self.pending_reply.take()
     }
 
-    /// The thread after it among its port's receivers.
-    #[inline(always)]
-    pub fn next_receiver(&self) -> Tid {
-        self.next_receiver
-    }
-
-    #[inline(always)]
-    pub fn set_next_receiver(&mut self, next: Tid) {
-        self.next_receiver = next;
-    }
-
     #[inline(always)]
     pub fn path_cache(&self) -> &PathCache {
         &self.path_cache
@@ -426,5 +415,19 @@ impl Thread {
     /// Where this thread's user registers were saved when it entered the kernel.
     pub fn saved_user_frame(&self) -> *mut TrapFrame {
         (self.stack.top() - core::mem::size_of::<TrapFrame>()) as *mut TrapFrame
+    }
+}
+
+/// A port's line of receivers is linked through the thread records themselves.
+impl crate::ipc::port::Receiver for Thread {
+    /// The thread after it among its port's receivers.
+    #[inline(always)]
+    fn next_receiver(&self) -> Tid {
+        self.next_receiver
+    }
+
+    #[inline(always)]
+    fn set_next_receiver(&mut self, next: Tid) {
+        self.next_receiver = next;
     }
 }
