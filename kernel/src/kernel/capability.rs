@@ -107,7 +107,7 @@ impl Kernel {
             && let Some(process) = self.processes.get_mut(&pid)
         {
             if process.caps.clear(index) {
-                for tid in &process.threads {
+                for tid in process.threads() {
                     if let Some(thread) = self.threads.get_mut(tid) {
                         thread.path_cache_mut().forget_all();
                     }

@@ -122,7 +122,7 @@ impl Kernel {
 
     fn wake_waiters(&mut self, parent: Pid) {
         let waiting: Vec<Tid> = self.processes[&parent]
-            .threads
+            .threads()
             .iter()
             .copied()
             .filter(|tid| {
@@ -149,10 +149,10 @@ impl Kernel {
         let Some(process) = self.processes.get_mut(&pid) else {
             return;
         };
-        if process.threads.len() == 1 {
+        if process.threads().len() == 1 {
             self.end_process(pid, status);
         } else {
-            process.threads.retain(|&t| t != tid);
+            process.remove_thread(tid);
             self.remove_thread(tid);
         }
     }

@@ -135,8 +135,7 @@ impl Kernel {
                 self.processes
                     .get_mut(&pid)
                     .expect("just inserted")
-                    .threads
-                    .push(tid);
+                    .add_thread(tid);
                 self.count_child(spec.parent, &quota);
                 Ok(pid)
             }

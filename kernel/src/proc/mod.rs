@@ -31,6 +31,8 @@ pub const MAX_THREADS: usize = keel_abi::MAX_THREADS as usize;
 /// list stay open to the root, which changes them across objects.
 pub struct Process {
     id: Pid,
+    /// Its capability space and address space: objects with rules of their own (`cap/space.rs`,
+    /// `mm/space.rs`), reached through the process as its parts.
     pub caps: CapSpace,
     /// Where this process's faults go as messages: a port and the badge to stamp on them.
     fault_handler: Option<(PortId, u64)>,
@@ -44,7 +46,7 @@ pub struct Process {
     rights: u32,
     /// `None` once the process has ended.
     pub space: Option<AddressSpace>,
-    pub threads: Vec<Tid>,
+    threads: Vec<Tid>,
     exit: Option<ExitStatus>,
     cpu_ticks: u64,
     /// Processes descending from this one (zombies included), counted against
@@ -68,6 +70,21 @@ pub struct Birth<'a> {
 }
 
 impl Process {
+    /// Its threads, oldest first.
+    pub fn threads(&self) -> &[Tid] {
+        &self.threads
+    }
+
+    /// A thread joined it (its quota was checked by the caller).
+    pub fn add_thread(&mut self, tid: Tid) {
+        self.threads.push(tid);
+    }
+
+    /// A thread left it.
+    pub fn remove_thread(&mut self, tid: Tid) {
+        self.threads.retain(|&t| t != tid);
+    }
+
     /// A live process with no threads yet.
     pub fn new(birth: Birth) -> Self {
         let mut name = heapless::String::new();

@@ -203,7 +203,7 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     } else {
         process_state::RUNNING
     };
-    info.threads = process.threads.len() as u32;
+    info.threads = process.threads().len() as u32;
     info.cpu_ticks = process.cpu_ticks();
     info.frames = process.space.as_ref().map_or(0, |s| s.frames()) as u64;
     info.priority = process.priority() as u32;

@@ -30,7 +30,7 @@ pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     if priority > process.priority() {
         return Err(Error::PermissionDenied);
     }
-    if process.threads.len() >= MAX_THREADS {
+    if process.threads().len() >= MAX_THREADS {
         return Err(Error::QuotaExceeded);
     }
     let start = Start::User {
@@ -39,13 +39,13 @@ pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         arg: args.word(2),
     };
     let tid = k.spawn_thread(pid, priority, start)?;
-    k.current_process().threads.push(tid);
+    k.current_process().add_thread(tid);
     let rights = rights::READ | rights::MANAGE | rights::GRANT;
     match k.cap_create(pid, Object::Thread(tid), rights) {
         Ok(handle) => Ok(Next::Return(handle as usize)),
         Err(error) => {
             // Without its capability the thread could not be controlled: it does not start.
-            k.current_process().threads.retain(|&t| t != tid);
+            k.current_process().remove_thread(tid);
             k.remove_thread(tid);
             Err(error)
         }
