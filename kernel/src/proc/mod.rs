@@ -27,8 +27,8 @@ pub const MAX_PROCESSES: usize = keel_abi::PROCESS_TABLE_SIZE;
 pub const MAX_THREADS: usize = keel_abi::MAX_THREADS as usize;
 
 /// A process's record. What it is (id, parent, name, priority, rights) is fixed at spawn;
-/// its quota accounting is in `quota.rs`. Its capability space, address space and thread
-/// list stay open to the root, which changes them across objects.
+/// its quota accounting is in `quota.rs`. Its capability space and address space stay open
+/// to the root, which changes them across objects; each keeps its own rules.
 pub struct Process {
     id: Pid,
     /// Its capability space and address space: objects with rules of their own (`cap/space.rs`,
