@@ -41,6 +41,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         panic!("not loaded by a Multiboot loader (magic {magic:#x})");
     }
     let features = arch::init_cpu();
+    kprintln!("fpu: {} for user threads", arch::fpu::describe());
     kprintln!(
         "cpu: smep {} smap {} pcid {} tsc-deadline {}",
         features.smep,

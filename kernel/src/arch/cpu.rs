@@ -26,13 +26,9 @@ pub fn features() -> Features {
     }
 }
 
-/// Turn on the protections the CPU offers. The FPU and SSE stay off (CR0.EM set,
-/// CR4.OSFXSR clear): Keel programs are soft-float, so there is no vector register state
-/// that could leak between address spaces.
+/// Turn on the protections the CPU offers. The FPU, SSE and AVX are `fpu::enable`'s.
 pub fn enable_protections(features: &Features) {
     let mut cr4 = Cr4::read();
-    // AVX state (XSAVE) stays off: FXSAVE must cover every register a user can reach.
-    cr4.remove(Cr4Flags::OSXSAVE);
     if features.smep {
         cr4.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
     }

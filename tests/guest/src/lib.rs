@@ -112,8 +112,9 @@ roles! {
     SignalEcho = "signal-echo",
     /// With the argument `SEED ROUNDS`: put SEED + i in xmm i (all sixteen), then for
     /// ROUNDS rounds yield, spin, step an f64 series held in xmm15 with mulsd and addsd,
-    /// and check the other fifteen; exit 0 if they always held and the series equals the
-    /// same series computed in (soft-float) Rust, else 1.
+    /// and check the other fifteen (and ymm12's upper half, where AVX is on); exit 0 if
+    /// they always held and the series equals the same series computed in (soft-float)
+    /// Rust, else 1.
     XmmKeeper = "xmm-keeper",
     /// Caps: 1 = a port to serve. Take one call and exit without answering it.
     ExitMidCall = "exit-mid-call",

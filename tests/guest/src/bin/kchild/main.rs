@@ -207,6 +207,17 @@ fn xmm_keeper(arg: &str) -> Result<i32, Failure> {
             options(nomem, nostack),
         );
     }
+    // Where the kernel turned AVX on, ymm12's upper half holds SEED + 11 too.
+    let avx = avx_enabled();
+    if avx {
+        // SAFETY: AVX is enabled (CPUID and XCR0 say so); writes ymm12 only.
+        unsafe {
+            asm!(
+                "vinsertf128 ymm12, ymm12, xmm11, 1",
+                options(nomem, nostack)
+            )
+        };
+    }
     let mut expected = 1.0f64;
     let mut wrong = 0u64;
     for _ in 0..rounds {
@@ -242,11 +253,33 @@ fn xmm_keeper(arg: &str) -> Result<i32, Failure> {
             );
         }
         wrong |= off;
+        if avx {
+            let mut upper = [0u64; 2];
+            // SAFETY: AVX is enabled; writes the 16 bytes of `upper`.
+            unsafe {
+                asm!("vextractf128 xmmword ptr [{}], ymm12, 1", in(reg) upper.as_mut_ptr(),
+                    options(nostack))
+            };
+            wrong |= upper[0] ^ (seed + 11);
+        }
     }
     let series: u64;
     // SAFETY: reads xmm15 into a general register.
     unsafe { asm!("movq {}, xmm15", out(reg) series, options(nomem, nostack)) };
     Ok(i32::from(wrong != 0 || series != expected.to_bits()))
+}
+
+/// Whether the kernel turned AVX on: the CPU has it and XSAVE, and XCR0 enables its state.
+fn avx_enabled() -> bool {
+    let basic = core::arch::x86_64::__cpuid(1);
+    let (osxsave, avx) = (basic.ecx & (1 << 27) != 0, basic.ecx & (1 << 28) != 0);
+    if !osxsave || !avx {
+        return false;
+    }
+    let xcr0: u32;
+    // SAFETY: XGETBV may run in ring 3 once CR4.OSXSAVE is set, which CPUID just reported.
+    unsafe { asm!("xgetbv", in("ecx") 0, out("eax") xcr0, out("edx") _, options(nomem, nostack)) };
+    xcr0 & 0b110 == 0b110
 }
 
 /// Executes the one instruction `role` is named after; returns only if it did not fault.
