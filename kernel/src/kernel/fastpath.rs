@@ -259,9 +259,9 @@ impl Kernel {
         {
             return None;
         }
+        let woken = self.ports.get_mut(&signal)?;
         // Nothing can fail from here on.
         self.sched.forget_timer(receiver_id, woken_state);
-        let woken = self.ports.get_mut(&signal)?;
         woken.pop_first_receiver(receiver);
         woken.count_fast_signal();
         self.fast.signals += 1;
@@ -271,8 +271,10 @@ impl Kernel {
         receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
         let next = self.sched.resume_parked(receiver_id, receiver);
         self.sched.time(caller_id, state);
-        let waiting = self.ports.get_mut(&wait)?;
-        waiting.wait(&mut self.threads, caller_id);
+        // The port to wait on was found above, under the same lock: it is still there.
+        if let Some(waiting) = self.ports.get_mut(&wait) {
+            waiting.wait(&mut self.threads, caller_id);
+        }
         Some(next)
     }
 
