@@ -156,9 +156,7 @@ impl Kernel {
     /// Resolve a port capability of the running thread, through its path cache.
     #[inline(always)]
     pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
-        let tid = self.sched.current;
-        let thread = self.threads.get(&tid).expect("running thread");
-        let Some(entry) = thread.path_cache().find(handle, rights) else {
+        let Some(&entry) = self.running().path_cache().find(handle, rights) else {
             return self.port_lookup_miss(handle, rights);
         };
         self.ipc_stats.path_cache_hits += 1;
