@@ -16,7 +16,6 @@
 //! [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
 //! requests under way and its channel go (docs/decisions/002-service-connection-reclaim.md).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
@@ -33,6 +32,7 @@ use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::answer::{Answer, Blocks};
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::decoding::Decoding;
 use super::limits;
@@ -49,9 +49,6 @@ pub trait Dispatch: Sized + 'static {
     /// the request was malformed (unknown method, undecodable arguments).
     fn dispatch(service: &Rc<Self>, method: u32, arguments: &[u8], reply: Reply) -> Option<Answer>;
 }
-
-/// A request under way: its method, then the sending of its result.
-pub type Answer = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Where the result of one request goes: its connection and call id.
 pub struct Reply {
@@ -77,7 +74,8 @@ impl Reply {
         R: Serialize + 'static,
         F: Future<Output = R> + 'static,
     {
-        Box::pin(async move {
+        let blocks = self.connection.blocks.clone();
+        Answer::new(blocks, async move {
             let result = method.await;
             let encode = |body: &mut [u8]| match postcard::to_slice(&result, body) {
                 Ok(encoded) => (status::OK, encoded.len()),
@@ -236,6 +234,8 @@ struct Served {
     held: Cell<usize>,
     /// The calls under way that wait, by id: a cancel drops them.
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
+    /// Where requests' futures live, recycled from one request to the next.
+    blocks: Rc<Blocks>,
 }
 
 /// A capability a client gives for a later request: filed under a token for its
@@ -323,6 +323,7 @@ fn accept(
         abandoned: Cell::new(false),
         held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
+        blocks: Rc::default(),
     };
     Ok((served, bit, [giver, handed_lease]))
 }
@@ -373,7 +374,7 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
                     connection.signal_client();
                 }
                 if let Some((id, mut answer)) = start(&connection, &service, out.as_slice())
-                    && poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx)))
+                    && poll_fn(|cx| Poll::Ready(Pin::new(&mut answer).poll(cx)))
                         .await
                         .is_pending()
                 {
@@ -452,7 +453,7 @@ impl Served {
     /// full.
     fn answer_status(self: &Rc<Self>, id: u32, code: u32) -> Option<(u32, Answer)> {
         let held = self.push_response(id, |_| (code, 0))?;
-        Some((id, Box::pin(held.send())))
+        Some((id, Answer::new(self.blocks.clone(), held.send())))
     }
 
     /// `answer`, which waits, made cancellable by a later [`CANCEL`](super::CANCEL) of `id`.
@@ -460,7 +461,7 @@ impl Served {
         let (answer, abort) = abortable(answer);
         self.under_way.borrow_mut().insert(id, abort);
         let connection = self.clone();
-        Box::pin(async move {
+        Answer::new(self.blocks.clone(), async move {
             // Ended either way: its entry goes (a cancel took it already).
             if answer.await.is_ok() {
                 connection.under_way.borrow_mut().remove(&id);
