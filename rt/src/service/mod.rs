@@ -29,6 +29,7 @@ mod caps;
 mod channel;
 mod client;
 mod decoding;
+mod fixed;
 pub mod limits;
 mod server;
 mod wire;
@@ -39,6 +40,7 @@ pub use bytes::{Bytes, INLINE_LIMIT};
 pub use caps::Cap;
 pub use channel::BULK_SIZE;
 pub use client::Connection;
+pub use fixed::Fixed;
 pub use server::{Dispatch, Reply, serve};
 
 use alloc::vec::Vec;

@@ -35,6 +35,7 @@ use serde::de::DeserializeOwned;
 use super::answer::{Answer, Blocks};
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::decoding::Decoding;
+use super::fixed::{self, Fixed};
 use super::limits;
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
@@ -68,21 +69,57 @@ impl Reply {
         context.scope(|| super::decode(arguments))
     }
 
+    /// Decode the request's arguments as a `T` of [`Fixed`] wire form; `None` when they
+    /// are not exactly one `T`.
+    pub fn decode_fixed<T: Fixed>(&self, arguments: &[u8]) -> Option<T> {
+        fixed::decode(arguments)
+    }
+
     /// The future of a request: run `method`, then send its result.
     pub fn answer<R, F>(self, method: F) -> Answer
     where
         R: Serialize + 'static,
         F: Future<Output = R> + 'static,
     {
-        let blocks = self.connection.blocks.clone();
-        Answer::new(blocks, async move {
-            let result = method.await;
-            let encode = |body: &mut [u8]| match postcard::to_slice(&result, body) {
+        self.answer_with(method, |result, body| {
+            match postcard::to_slice(result, body) {
                 Ok(encoded) => (status::OK, encoded.len()),
                 Err(postcard::Error::SerializeBufferFull) => (status::TOO_LARGE, 0),
                 Err(_) => (status::MALFORMED, 0),
-            };
-            if let Some(held) = self.connection.push_response(self.id, encode) {
+            }
+        })
+    }
+
+    /// [`answer`](Reply::answer) for a result of [`Fixed`] wire form.
+    pub fn answer_fixed<R, F>(self, method: F) -> Answer
+    where
+        R: Fixed + 'static,
+        F: Future<Output = R> + 'static,
+    {
+        self.answer_with(method, |result, body| match fixed::encode(result, body) {
+            Some(len) => (status::OK, len),
+            None => (status::TOO_LARGE, 0),
+        })
+    }
+
+    /// Run `method`, then send its result as `encode` writes it (returning the status and
+    /// the result's length).
+    fn answer_with<R, F>(
+        self,
+        method: F,
+        encode: impl Fn(&R, &mut [u8]) -> (u32, usize) + 'static,
+    ) -> Answer
+    where
+        R: 'static,
+        F: Future<Output = R> + 'static,
+    {
+        let blocks = self.connection.blocks.clone();
+        Answer::new(blocks, async move {
+            let result = method.await;
+            if let Some(held) = self
+                .connection
+                .push_response(self.id, |body| encode(&result, body))
+            {
                 held.send().await;
             }
         })
