@@ -56,7 +56,9 @@ pub const PARALLEL: usize = 2;
 
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
-pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000; ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000 (24 inputs); ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+/// The kernel found PCI configuration space through QEMU q35's ACPI MCFG.
+pub const ECAM_FROM_MCFG: &str = "pci: ECAM at 0xb0000000 for 256 buses, from the ACPI MCFG";
 /// What the kernel prints when `fastpath=off` took effect.
 pub const FAST_PATH_OFF: &str = "ipc: fast path off";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
@@ -110,6 +112,7 @@ impl Expect {
         Expect {
             lines: vec![
                 INTERRUPTS_FROM_MADT.into(),
+                ECAM_FROM_MCFG.into(),
                 INIT_STARTED.into(),
                 DEMO_COMPLETE.into(),
             ],
