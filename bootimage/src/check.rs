@@ -378,18 +378,24 @@ mod tests {
     fn the_demo_needs_the_wiring_and_both_init_lines() {
         let done = [
             INTERRUPTS_FROM_MADT,
+            ECAM_FROM_MCFG,
             "init: started",
             "hello from hello",
             "init: demo complete",
         ];
         assert!(judge(&run(&done, Exit::Status(33)), &Expect::demo()).is_empty());
-        let failures = judge(&run(&done[..3], Exit::Status(33)), &Expect::demo());
+        let failures = judge(&run(&done[..4], Exit::Status(33)), &Expect::demo());
         assert_eq!(failures, ["no line containing `init: demo complete`"]);
         let failures = judge(&run(&done[1..], Exit::Status(33)), &Expect::demo());
         assert_eq!(
             failures,
             [format!("no line containing `{INTERRUPTS_FROM_MADT}`")]
         );
+        let failures = judge(
+            &run(&[&done[..1], &done[2..]].concat(), Exit::Status(33)),
+            &Expect::demo(),
+        );
+        assert_eq!(failures, [format!("no line containing `{ECAM_FROM_MCFG}`")]);
     }
 
     #[test]

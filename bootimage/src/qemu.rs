@@ -450,7 +450,10 @@ mod tests {
             Console::Interactive,
         );
         let args = qemu.args().unwrap().join(" ");
-        assert!(args.starts_with("-accel kvm -cpu host -machine q35 -m 256M"), "{args}");
+        assert!(
+            args.starts_with("-accel kvm -cpu host -machine q35 -m 256M"),
+            "{args}"
+        );
         assert!(args.contains("-serial mon:stdio"), "{args}");
         assert!(args.ends_with("-cdrom /t/keel.iso"), "{args}");
     }

@@ -80,7 +80,10 @@ fn route(line: u8) -> IsaRoute {
 
 /// Whether line `line` exists on this machine's I/O APIC.
 pub fn has_line(line: u8) -> bool {
-    line < LINES && INPUTS.get().is_some_and(|&inputs| route(line).input < inputs)
+    line < LINES
+        && INPUTS
+            .get()
+            .is_some_and(|&inputs| route(line).input < inputs)
 }
 
 /// Line `line`'s redirection entry (low word), masked or not.

@@ -3,7 +3,6 @@
 //! path's direct switch (`switch_parked`), the timer tick and the idle loop. Each takes the
 //! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use super::{Kernel, KernelGuard, kernel};
 use crate::arch::entry;
 use crate::arch::trap::TrapFrame;
@@ -12,6 +11,7 @@ use crate::sched::thread::{Start, ThreadState, Tid};
 use crate::sched::{
     Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
 };
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {

@@ -264,7 +264,10 @@ impl AddressSpace {
         self.make_room(0)?;
         self.insert_region(start, end, prot_bits, max_prot, backing)?;
         for (virt, phys) in (start..end).step_by(PAGE_SIZE).zip(frames) {
-            if let Err(error) = self.tables.map(virt, phys, page_flags(prot_bits, Backing::Anonymous)) {
+            if let Err(error) =
+                self.tables
+                    .map(virt, phys, page_flags(prot_bits, Backing::Anonymous))
+            {
                 self.undo_map(start, virt, end, backing);
                 return Err(error);
             }
@@ -284,7 +287,9 @@ impl AddressSpace {
         let doomed: alloc::vec::Vec<(usize, Region)> = self
             .regions
             .iter()
-            .filter(|(_, r)| matches!(r.backing, Backing::Shared(c) | Backing::Device(c) if c == cap))
+            .filter(
+                |(_, r)| matches!(r.backing, Backing::Shared(c) | Backing::Device(c) if c == cap),
+            )
             .map(|(&s, &r)| (s, r))
             .collect();
         for (start, region) in doomed {

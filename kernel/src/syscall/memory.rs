@@ -65,9 +65,7 @@ pub fn create_device(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     if !k.current_process().has_right(keel_abi::rights::SYSTEM) {
         return Err(Error::PermissionDenied);
     }
-    let end = phys
-        .checked_add(len as u64)
-        .ok_or(Error::InvalidArgument)?;
+    let end = phys.checked_add(len as u64).ok_or(Error::InvalidArgument)?;
     let aligned = phys.is_multiple_of(PAGE_SIZE as u64);
     // Physical addresses stop at 52 bits; a page-table entry holds no more.
     if !aligned || end > 1 << 52 || crate::mm::overlaps_memory(phys, end) {
