@@ -28,6 +28,7 @@ pub const SUITES: &[&str] = &[
     "hardening",
     "fuzz",
     "chaos",
+    "storage",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -39,13 +40,24 @@ pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
 /// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
 const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 
-/// A suite's check: [`Check::suite`], or for a campaign its default run.
+/// A suite's check: [`Check::suite`], or for a campaign its default run; `storage` gets a
+/// blank scratch disk.
 pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
     match suite {
         crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
+        STORAGE => {
+            let disk = crate::workspace_root().join("target").join("test-disk.img");
+            crate::qemu::blank_disk(&disk)?;
+            let mut check = Check::suite(suite, accel);
+            check.qemu.disk = Some(disk);
+            Ok(check)
+        }
         _ => Ok(Check::suite(suite, accel)),
     }
 }
+
+/// The suite of the block driver, which boots with a disk.
+pub const STORAGE: &str = "storage";
 
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -56,7 +68,9 @@ pub const PARALLEL: usize = 2;
 
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
-pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000; ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000 (24 inputs); ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+/// The kernel found PCI configuration space through QEMU q35's ACPI MCFG.
+pub const ECAM_FROM_MCFG: &str = "pci: ECAM at 0xb0000000 for 256 buses, from the ACPI MCFG";
 /// What the kernel prints when `fastpath=off` took effect.
 pub const FAST_PATH_OFF: &str = "ipc: fast path off";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
@@ -67,12 +81,20 @@ pub const DEMO_COMPLETE: &str = "init: demo complete";
 pub const TESTS_PASSED: &str = "KEEL TESTS PASSED";
 const TESTS_FAILED: &str = "KEEL TESTS FAILED";
 
+/// The demo's disk, kept across runs.
+pub fn demo_disk() -> std::path::PathBuf {
+    crate::workspace_root().join("target").join("keel-disk.img")
+}
+
 /// The scripted demo boot, exactly as `cargo boot` runs it without a terminal.
 pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
     let console = Console::Scripted {
         timeout: DEMO_TIMEOUT,
     };
-    Qemu::new(boot, accel, console)
+    Qemu {
+        disk: Some(demo_disk()),
+        ..Qemu::new(boot, accel, console)
+    }
 }
 
 /// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it. The guest
@@ -110,6 +132,7 @@ impl Expect {
         Expect {
             lines: vec![
                 INTERRUPTS_FROM_MADT.into(),
+                ECAM_FROM_MCFG.into(),
                 INIT_STARTED.into(),
                 DEMO_COMPLETE.into(),
             ],
@@ -375,18 +398,24 @@ mod tests {
     fn the_demo_needs_the_wiring_and_both_init_lines() {
         let done = [
             INTERRUPTS_FROM_MADT,
+            ECAM_FROM_MCFG,
             "init: started",
             "hello from hello",
             "init: demo complete",
         ];
         assert!(judge(&run(&done, Exit::Status(33)), &Expect::demo()).is_empty());
-        let failures = judge(&run(&done[..3], Exit::Status(33)), &Expect::demo());
+        let failures = judge(&run(&done[..4], Exit::Status(33)), &Expect::demo());
         assert_eq!(failures, ["no line containing `init: demo complete`"]);
         let failures = judge(&run(&done[1..], Exit::Status(33)), &Expect::demo());
         assert_eq!(
             failures,
             [format!("no line containing `{INTERRUPTS_FROM_MADT}`")]
         );
+        let failures = judge(
+            &run(&[&done[..1], &done[2..]].concat(), Exit::Status(33)),
+            &Expect::demo(),
+        );
+        assert_eq!(failures, [format!("no line containing `{ECAM_FROM_MCFG}`")]);
     }
 
     #[test]
