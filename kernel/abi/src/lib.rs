@@ -191,10 +191,15 @@ pub enum Syscall {
     /// tells a driver which registers it holds), and shows a driver asks for
     /// `mem_create_dma`. Costs no frames.
     MemCreateDevice = 53,
+    /// `dma_release(pid)`: the device of ended process `pid` is stopped (its bus mastering
+    /// off): free the DMA memory it made, which the kernel holds from the moment a process
+    /// that made DMA memory ends, since its device could still write it. Needs
+    /// [`rights::SYSTEM`]. Returns how many frames it freed (0 when nothing was held).
+    DmaRelease = 54,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 54;
+    pub const COUNT: usize = 55;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -253,6 +258,7 @@ impl Syscall {
             ThreadRegsWrite,
             PortSignalRecv,
             MemCreateDevice,
+            DmaRelease,
         ];
         ALL.get(n).copied()
     }

@@ -8,6 +8,7 @@
 //! kernel bug and panics loudly instead of hanging.
 
 mod capability;
+mod dma;
 pub mod fastpath;
 pub mod fault;
 pub mod fpu;
@@ -55,6 +56,8 @@ pub struct Kernel {
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
     discarding: bool,
+    /// DMA memory of ended drivers, by driver, until their devices are stopped.
+    dma_held: alloc::collections::BTreeMap<Pid, dma::Held>,
 }
 
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -116,6 +119,7 @@ pub fn init() {
         boot_rsp: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,
+        dma_held: alloc::collections::BTreeMap::new(),
     };
     let idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
     let idle_id = state.threads.insert(idle);
@@ -173,8 +177,10 @@ impl Kernel {
             Object::Reply(reply) => self.abandon_reply(reply),
             Object::Port(port) => self.port_capability_gone(port),
             Object::Memory(mem) => {
-                if self.caps.count(object) == 0 {
-                    self.memory.remove(&mem);
+                if self.caps.count(object) == 0
+                    && let Some(memory) = self.memory.remove(&mem)
+                {
+                    self.free_memory(memory);
                 }
             }
             Object::Irq(line) => self.devices.irq_released(line, &self.caps),
