@@ -73,7 +73,11 @@ fn tool(name: &str, args: &[&str]) -> String {
 
 /// `fsck.vfat -n` must find nothing to repair.
 fn assert_clean(path: &Path) {
-    let output = Command::new("fsck.vfat")
+    // In /usr/sbin, which a user's PATH may lack.
+    let fsck = ["/usr/sbin/fsck.vfat", "fsck.vfat"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let output = Command::new(fsck.unwrap_or("fsck.vfat"))
         .args(["-n", path.to_str().unwrap()])
         .output()
         .expect("fsck.vfat (dosfstools) is installed");

@@ -1,0 +1,159 @@
+//! The demo's disk: `target/keel-disk.img`, a FAT32 image made on first use (with a README
+//! in it) and kept across runs, so files written in one boot are there in the next.
+//! Images are made and checked with the host's own tools: mtools and `fsck.vfat`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::Context;
+use crate::setup::{self, Tools};
+use crate::{Error, Result, workspace_root};
+
+/// The disk's size: 64 MiB, FAT32 with 512-byte clusters (mformat's choice for it).
+pub const DISK_BYTES: u64 = 64 << 20;
+
+/// What a new disk holds, as `README.TXT`.
+const README: &str = "\
+This is Keel's disk: a FAT32 image that `cargo boot` attaches as a virtio-blk device.
+Files written in Keel (`write NAME TEXT` at the shell, kv's store) stay here across boots.
+
+From the host, with mtools:
+  mdir  -i target/keel-disk.img ::                      list the files
+  mcopy -i target/keel-disk.img ::README.TXT .          copy a file out
+  mcopy -i target/keel-disk.img notes.txt ::NOTES.TXT   copy a file in
+`cargo boot --fresh-disk` starts over with a new disk.
+";
+
+/// mtools makes and fills images.
+pub const MTOOLS: Tools = Tools {
+    what: "mtools",
+    programs: &["mformat", "mcopy"],
+    files: &[],
+    packages: &["mtools"],
+};
+
+/// `fsck.vfat` checks them (in /usr/sbin, which a user's PATH may lack).
+pub const DOSFSTOOLS: Tools = Tools {
+    what: "dosfstools",
+    programs: &[],
+    files: &[FSCK],
+    packages: &["dosfstools"],
+};
+
+const FSCK: &str = "/usr/sbin/fsck.vfat";
+
+/// The demo's disk.
+pub fn demo_path() -> PathBuf {
+    workspace_root().join("target").join("keel-disk.img")
+}
+
+/// The demo's disk, made if it is not there yet or if `fresh`.
+pub fn demo_disk(fresh: bool) -> Result<PathBuf> {
+    let path = demo_path();
+    if fresh || !path.exists() {
+        setup::ensure(&MTOOLS)?;
+        make(&path, &[("README.TXT", README.as_bytes())])?;
+        println!("bootimage: made a new disk, {}", path.display());
+    }
+    Ok(path)
+}
+
+/// A new FAT32 image of [`DISK_BYTES`] at `path` holding `files` (name, bytes) in its root.
+/// Made under a temporary name first, so an interrupted run never leaves half a disk.
+pub fn make(path: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    let partial = path.with_extension("partial");
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+    }
+    File::create(&partial)
+        .and_then(|file| file.set_len(DISK_BYTES))
+        .context(format!("creating {}", partial.display()))?;
+    mtools(
+        Command::new("mformat")
+            .arg("-i")
+            .arg(&partial)
+            .args(["-F", "-v", "KEEL", "::"]),
+    )?;
+    for (name, bytes) in files {
+        let source = partial.with_extension(format!("file-{name}"));
+        fs::write(&source, bytes).context(format!("writing {}", source.display()))?;
+        let copied = mtools(
+            Command::new("mcopy")
+                .arg("-i")
+                .arg(&partial)
+                .arg(&source)
+                .arg(format!("::{name}")),
+        );
+        let _ = fs::remove_file(&source);
+        copied?;
+    }
+    fs::rename(&partial, path).context(format!("renaming to {}", path.display()))
+}
+
+/// Run an mtools command; its complaint is the error.
+fn mtools(command: &mut Command) -> Result<()> {
+    let output = command
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .context(format!("running {command:?}"))?;
+    if !output.status.success() {
+        return Err(Error::new(format!(
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Run `fsck.vfat -n` (check, change nothing) on an image: `Ok` when it is clean, else
+/// what fsck said.
+pub fn fsck(path: &Path) -> Result<std::result::Result<(), String>> {
+    setup::ensure(&DOSFSTOOLS)?;
+    let output = Command::new(FSCK)
+        .arg("-n")
+        .arg(path)
+        .output()
+        .context(format!("running {FSCK}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(if output.status.success() {
+        Ok(())
+    } else {
+        Err(said)
+    })
+}
+
+/// A file's bytes from an image, read with `mcopy`.
+pub fn read_file(path: &Path, name: &str) -> Result<Vec<u8>> {
+    let out = path.with_extension("read");
+    let copied = mtools(
+        Command::new("mcopy")
+            .args(["-n", "-o", "-i"])
+            .arg(path)
+            .arg(format!("::{name}"))
+            .arg(&out),
+    );
+    let bytes = copied.and_then(|()| fs::read(&out).context(format!("reading {}", out.display())));
+    let _ = fs::remove_file(&out);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_disk_is_clean_fat32_with_its_readme() {
+        let path = std::env::temp_dir().join(format!("keel-disk-test-{}.img", std::process::id()));
+        make(&path, &[("README.TXT", README.as_bytes())]).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), DISK_BYTES);
+        assert_eq!(fsck(&path).unwrap(), Ok(()));
+        assert_eq!(read_file(&path, "README.TXT").unwrap(), README.as_bytes());
+        assert!(read_file(&path, "NOTHERE.TXT").is_err());
+        fs::remove_file(path).unwrap();
+    }
+}
