@@ -56,7 +56,9 @@ pub const PARALLEL: usize = 2;
 
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
-pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000; ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000 (24 inputs); ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
+/// The kernel found PCI configuration space through QEMU q35's ACPI MCFG.
+pub const ECAM_FROM_MCFG: &str = "pci: ECAM at 0xb0000000 for 256 buses, from the ACPI MCFG";
 /// What the kernel prints when `fastpath=off` took effect.
 pub const FAST_PATH_OFF: &str = "ipc: fast path off";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
@@ -110,6 +112,7 @@ impl Expect {
         Expect {
             lines: vec![
                 INTERRUPTS_FROM_MADT.into(),
+                ECAM_FROM_MCFG.into(),
                 INIT_STARTED.into(),
                 DEMO_COMPLETE.into(),
             ],
@@ -375,18 +378,24 @@ mod tests {
     fn the_demo_needs_the_wiring_and_both_init_lines() {
         let done = [
             INTERRUPTS_FROM_MADT,
+            ECAM_FROM_MCFG,
             "init: started",
             "hello from hello",
             "init: demo complete",
         ];
         assert!(judge(&run(&done, Exit::Status(33)), &Expect::demo()).is_empty());
-        let failures = judge(&run(&done[..3], Exit::Status(33)), &Expect::demo());
+        let failures = judge(&run(&done[..4], Exit::Status(33)), &Expect::demo());
         assert_eq!(failures, ["no line containing `init: demo complete`"]);
         let failures = judge(&run(&done[1..], Exit::Status(33)), &Expect::demo());
         assert_eq!(
             failures,
             [format!("no line containing `{INTERRUPTS_FROM_MADT}`")]
         );
+        let failures = judge(
+            &run(&[&done[..1], &done[2..]].concat(), Exit::Status(33)),
+            &Expect::demo(),
+        );
+        assert_eq!(failures, [format!("no line containing `{ECAM_FROM_MCFG}`")]);
     }
 
     #[test]

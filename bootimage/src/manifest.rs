@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use keel_abi::{NAME_LEN, PRIORITY_DEFAULT, PRIORITY_LEVELS};
-use keel_manifest::{IoPorts, Policy, Restart, Server};
+use keel_manifest::{IoPorts, PciMatch, Policy, Restart, Server};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -77,6 +77,7 @@ struct ServerEntry {
     io_ports: Vec<Spanned<(u32, u32)>>,
     #[serde(default)]
     log: bool,
+    pci: Option<Spanned<String>>,
     #[serde(default)]
     connects: Vec<Spanned<String>>,
     #[serde(default)]
@@ -403,6 +404,8 @@ fn server(entry: ServerEntry) -> Server {
             })
             .collect(),
         log: entry.log,
+        // `check` made sure it reads.
+        pci: entry.pci.and_then(|pci| PciMatch::parse(pci.get_ref())),
         connects: entry
             .connects
             .into_iter()
@@ -672,6 +675,36 @@ fn check_devices(servers: &[&ServerEntry], line: Lines, problems: &mut Vec<Probl
             problems.push(problem(ports.span(), message));
         }
     }
+    check_pci(servers, line, problems);
+}
+
+/// Each `pci` reads, and names a device no other server drives.
+fn check_pci(servers: &[&ServerEntry], line: Lines, problems: &mut Vec<Problem>) {
+    let mut seen: Vec<(&str, PciMatch, &Spanned<String>)> = Vec::new();
+    for server in servers {
+        let Some(pci) = &server.pci else { continue };
+        let Some(device) = PciMatch::parse(pci.get_ref()) else {
+            problems.push(problem(
+                pci.span(),
+                format!(
+                    "pci `{}`: want `VVVV:DDDD` (vendor and device id, hex) or `class:CC:SS`",
+                    pci.get_ref()
+                ),
+            ));
+            continue;
+        };
+        let name = server.name.get_ref().as_str();
+        if let Some((owner, _, first)) = seen.iter().find(|(_, other, _)| *other == device) {
+            problems.push(problem(
+                pci.span(),
+                format!(
+                    "PCI device {device} has two owners: `{owner}` (line {}) and `{name}`",
+                    line(first.span())
+                ),
+            ));
+        }
+        seen.push((name, device, pci));
+    }
 }
 
 #[cfg(test)]
@@ -781,11 +814,41 @@ restart = { policy = "always" }
     }
 
     #[test]
+    fn a_pci_device_reaches_init_and_has_one_owner() {
+        let text = with("\n[[server]]\nname = \"disk\"\nprogram = \"kv\"\npci = \"1af4:1042\"\n");
+        let manifest = Manifest::parse("system.toml", &text, PROGRAMS).unwrap();
+        let servers = keel_manifest::parse(&manifest.flatten()).unwrap();
+        let disk = servers.iter().find(|s| s.name == "disk").unwrap();
+        assert_eq!(
+            disk.pci,
+            Some(PciMatch::Id {
+                vendor: 0x1af4,
+                device: 0x1042
+            })
+        );
+        let twice = format!(
+            "{text}\n[[server]]\nname = \"disk2\"\nprogram = \"kv\"\npci = \"1af4:1042\"\n"
+        );
+        assert!(
+            error(&twice).contains("PCI device 1af4:1042 has two owners: `disk` (line"),
+            "{}",
+            error(&twice)
+        );
+        let bad = with("\n[[server]]\nname = \"disk\"\nprogram = \"kv\"\npci = \"virtio\"\n");
+        assert!(
+            error(&bad).contains("pci `virtio`: want `VVVV:DDDD`"),
+            "{}",
+            error(&bad)
+        );
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_named_with_their_line() {
         assert_eq!(
             error(&GOOD.replace("irqs = [4]", "irq = [4]")),
             "system.toml:6: unknown field `irq` in a [[server]]; the fields are `name`, \
-             `program`, `args`, `priority`, `irqs`, `io_ports`, `log`, `connects`, `may_kill`, \
+             `program`, `args`, `priority`, `irqs`, `io_ports`, `log`, `pci`, `connects`, \
+             `may_kill`, \
              `may_run`, `may_poweroff`, `completes`, `restart`, `frames`, `processes`, `threads`"
         );
         assert!(

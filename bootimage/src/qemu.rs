@@ -113,6 +113,8 @@ pub struct Qemu {
     pub typist: bool,
     /// Listen for gdb on this loopback port and wait for it before the first instruction.
     pub gdb: Option<u16>,
+    /// A raw disk image attached as a virtio-blk PCI device.
+    pub disk: Option<PathBuf>,
 }
 
 /// How the guest asks the host to type: this, then the bytes in hex (`KEEL TYPE 6c730d`
@@ -165,6 +167,7 @@ impl Qemu {
             echo: false,
             typist: false,
             gdb: None,
+            disk: None,
         }
     }
 
@@ -179,7 +182,8 @@ impl Qemu {
         if self.icount {
             args.extend(words(&["-icount", "shift=0"]));
         }
-        args.extend(words(&["-m", "256M", "-smp", "1"]));
+        // q35: PCI Express with ECAM (its ACPI MCFG) and an I/O APIC taking PCI INTx on 16..24.
+        args.extend(words(&["-machine", "q35", "-m", "256M", "-smp", "1"]));
         args.extend(words(&["-display", "none", "-nodefaults"]));
         let serial = match self.console {
             Console::Interactive => "mon:stdio",
@@ -190,6 +194,11 @@ impl Qemu {
         match &self.boot {
             Boot::Direct(image) => args.extend(image.qemu_args()?),
             Boot::Cdrom(iso) => args.extend(["-cdrom".to_owned(), utf8(iso)?.to_owned()]),
+        }
+        if let Some(disk) = &self.disk {
+            let file = format!("file={},if=none,id=disk0,format=raw", utf8(disk)?);
+            args.extend(["-drive".to_owned(), file]);
+            args.extend(words(&["-device", "virtio-blk-pci,drive=disk0"]));
         }
         if let Some(port) = self.gdb {
             args.extend([
@@ -427,7 +436,7 @@ mod tests {
     fn scripted_direct_boot_arguments() {
         assert_eq!(
             suite_qemu().args().unwrap().join(" "),
-            "-accel tcg -cpu max -m 256M -smp 1 -display none -nodefaults -serial stdio \
+            "-accel tcg -cpu max -machine q35 -m 256M -smp 1 -display none -nodefaults -serial stdio \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel /g/kernel -initrd /g/ktest memory,/g/kchild"
         );
@@ -441,9 +450,26 @@ mod tests {
             Console::Interactive,
         );
         let args = qemu.args().unwrap().join(" ");
-        assert!(args.starts_with("-accel kvm -cpu host -m 256M"), "{args}");
+        assert!(
+            args.starts_with("-accel kvm -cpu host -machine q35 -m 256M"),
+            "{args}"
+        );
         assert!(args.contains("-serial mon:stdio"), "{args}");
         assert!(args.ends_with("-cdrom /t/keel.iso"), "{args}");
+    }
+
+    #[test]
+    fn a_disk_is_a_virtio_blk_pci_device() {
+        let mut qemu = suite_qemu();
+        qemu.disk = Some("/t/disk.img".into());
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.contains(
+                "-drive file=/t/disk.img,if=none,id=disk0,format=raw \
+                 -device virtio-blk-pci,drive=disk0"
+            ),
+            "{args}"
+        );
     }
 
     #[test]
@@ -453,7 +479,7 @@ mod tests {
         qemu.icount = true;
         let args = qemu.args().unwrap().join(" ");
         assert!(
-            args.starts_with("-accel tcg -cpu max -icount shift=0 -m 256M"),
+            args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 256M"),
             "{args}"
         );
     }

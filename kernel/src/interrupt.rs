@@ -15,6 +15,9 @@ const DEVICE_NOT_AVAILABLE: u64 = 7;
 
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector >= 32 {
+        crate::kernel::switch::end_halt();
+    }
     match frame.vector {
         DEVICE_NOT_AVAILABLE if frame.is_from_user() => crate::kernel::fpu::claim(),
         0..=31 if frame.is_from_user() => crate::kernel::fault::user_fault(frame),
@@ -59,7 +62,7 @@ fn kernel_fault(frame: &TrapFrame) -> ! {
     )
 }
 
-/// An interrupt on legacy `line`: masked until its driver acknowledges it (`irq_ack`).
+/// An interrupt on `line` (ISA or PCI): masked until its driver acknowledges it (`irq_ack`).
 fn device_interrupt(line: u8) {
     ioapic::set_masked(line, true);
     lapic::end_of_interrupt();

@@ -62,6 +62,14 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     let tsc_per_ms = arch::lapic::init();
     let wiring = arch::ioapic::init();
     kprintln!("interrupts: {}, from {wiring}", arch::ioapic::describe());
+    match arch::acpi::init_ecam() {
+        Some(ecam) => kprintln!(
+            "pci: ECAM at {:#x} for {} buses, from the ACPI MCFG",
+            ecam.base,
+            ecam.buses
+        ),
+        None => kprintln!("pci: no ACPI MCFG: no ECAM"),
+    }
     kprintln!(
         "timer: local APIC {} at {} Hz; TSC {} MHz",
         if features.tsc_deadline {

@@ -40,6 +40,8 @@ impl Module {
 
 pub struct BootInfo {
     pub usable: Vec<Range, MAX_RANGES>,
+    /// ACPI tables and firmware storage (ACPI reclaimable, NVS): RAM nobody may map.
+    pub firmware: Vec<Range, MAX_RANGES>,
     pub modules: Vec<Module, MAX_MODULES>,
     pub cmdline: String<256>,
 }
@@ -48,6 +50,8 @@ const FLAG_CMDLINE: u32 = 1 << 2;
 const FLAG_MODULES: u32 = 1 << 3;
 const FLAG_MEMORY_MAP: u32 = 1 << 6;
 const MEMORY_AVAILABLE: u32 = 1;
+const MEMORY_ACPI: u32 = 3;
+const MEMORY_NVS: u32 = 4;
 
 fn read<T: Copy>(phys: u64) -> T {
     // SAFETY: the loader placed its structures in RAM, which the direct map covers; reads
@@ -74,6 +78,7 @@ pub fn parse(info: PhysAddr) -> BootInfo {
     let flags: u32 = read(info);
     let mut boot = BootInfo {
         usable: Vec::new(),
+        firmware: Vec::new(),
         modules: Vec::new(),
         cmdline: String::new(),
     };
@@ -106,15 +111,16 @@ pub fn parse(info: PhysAddr) -> BootInfo {
             let start: u64 = read(entry + 4);
             let len: u64 = read(entry + 12);
             let kind: u32 = read(entry + 20);
-            if kind == MEMORY_AVAILABLE
-                && boot
-                    .usable
-                    .push(Range {
-                        start,
-                        end: start + len,
-                    })
-                    .is_err()
-            {
+            let list = match kind {
+                MEMORY_AVAILABLE => Some(&mut boot.usable),
+                MEMORY_ACPI | MEMORY_NVS => Some(&mut boot.firmware),
+                _ => None,
+            };
+            let range = Range {
+                start,
+                end: start.saturating_add(len),
+            };
+            if list.is_some_and(|list| list.push(range).is_err()) {
                 break;
             }
             offset += size as u64 + 4;

@@ -122,7 +122,8 @@ pub enum Syscall {
     /// `reply_save()`: move the call this thread received last into a reply capability, so
     /// it can be answered later with `port_reply`. Returns the handle.
     ReplySave = 34,
-    /// `irq_create(irq)`: a capability to legacy interrupt line `irq` (0..16). Needs
+    /// `irq_create(irq)`: a capability to interrupt line `irq`: an ISA line (0..16) or a
+    /// PCI INTx line, I/O APIC input 16..24 (level-triggered, active-low). Needs
     /// [`rights::SYSTEM`]: device capabilities are minted by the system, handed to drivers.
     IrqCreate = 35,
     /// `event_bind(source, port, bits)`: an event source notifies `port` with `bits`: an
@@ -183,10 +184,17 @@ pub enum Syscall {
     /// caller's, the CPU passes straight to it. Needs [`cap::rights::SEND`] on `signal` and
     /// [`cap::rights::RECEIVE`] on `port`; nothing is sent if either check fails.
     PortSignalRecv = 52,
+    /// `mem_create_device(phys, len)`: a memory object over device registers (MMIO)
+    /// `[phys, phys + len)`, page-aligned, mapped uncached. Needs [`rights::SYSTEM`]; a range
+    /// that overlaps RAM, firmware tables or the first MiB is `InvalidArgument`. The
+    /// capability carries MAP_READ, MAP_WRITE, GRANT and [`cap::rights::DMA`] (`mem_phys`
+    /// tells a driver which registers it holds), and shows a driver asks for
+    /// `mem_create_dma`. Costs no frames.
+    MemCreateDevice = 53,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 53;
+    pub const COUNT: usize = 54;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -244,6 +252,7 @@ impl Syscall {
             ThreadRegsRead,
             ThreadRegsWrite,
             PortSignalRecv,
+            MemCreateDevice,
         ];
         ALL.get(n).copied()
     }
@@ -432,6 +441,14 @@ pub enum SysInfo {
     MemoryObjects = 9,
     /// Capabilities in the system, those travelling in messages included.
     Capabilities = 10,
+    /// TSC cycles the CPU has spent halted in the idle loop since boot: under icount the
+    /// TSC runs on while the CPU waits for a device, so a benchmark subtracts this.
+    IdleTsc = 11,
+    /// The physical address of PCI bus 0's configuration space (ECAM, from the ACPI
+    /// MCFG); 0 when the firmware describes none.
+    PciEcam = 12,
+    /// How many buses the ECAM window covers (0 without one).
+    PciBuses = 13,
 }
 
 impl SysInfo {
@@ -449,6 +466,9 @@ impl SysInfo {
             Ports,
             MemoryObjects,
             Capabilities,
+            IdleTsc,
+            PciEcam,
+            PciBuses,
         ]
         .get(n)
         .copied()

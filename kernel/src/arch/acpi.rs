@@ -1,9 +1,12 @@
-//! The firmware's ACPI tables, read for one thing: how interrupts are wired (the MADT's
-//! I/O APIC and ISA interrupt source overrides). Parsing is the `acpi` crate's; the tables
-//! are read through the direct map.
+//! The firmware's ACPI tables, read for two things: how interrupts are wired (the MADT's
+//! I/O APIC and ISA interrupt source overrides), and where PCI configuration space is (the
+//! MCFG's ECAM window). Parsing is the `acpi` crate's; the tables are read through the
+//! direct map.
 
 use acpi::madt::{Madt, MadtEntry};
+use acpi::mcfg::Mcfg;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use conquer_once::spin::OnceCell;
 use core::ptr::NonNull;
 
 use super::direct_map::{DIRECT_MAP_END, phys_to_virt};
@@ -46,11 +49,52 @@ impl InterruptLayout {
     };
 }
 
-/// The wiring the MADT describes, or why there is none to read.
-pub fn interrupt_layout() -> Result<InterruptLayout, acpi::AcpiError> {
+fn tables() -> Result<AcpiTables<DirectMap>, acpi::AcpiError> {
     // SAFETY: the BIOS areas the search reads (the EBDA and 0xe0000..0x100000) lie in the
     // direct map, and the handler maps every table the search finds through it.
-    let tables = unsafe { AcpiTables::search_for_rsdp_bios(DirectMap)? };
+    unsafe { AcpiTables::search_for_rsdp_bios(DirectMap) }
+}
+
+/// PCI configuration space, memory-mapped (ECAM): 4 KiB per function, 1 MiB per bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ecam {
+    /// The physical address of bus 0's configuration space.
+    pub base: u64,
+    /// How many buses, from 0, the window covers.
+    pub buses: u16,
+}
+
+static ECAM: OnceCell<Option<Ecam>> = OnceCell::uninit();
+
+/// Read the MCFG once, at boot; what [`ecam`] answers from then on.
+pub fn init_ecam() -> Option<Ecam> {
+    *ECAM.get_or_init(|| read_ecam().ok())
+}
+
+/// The ECAM window read at boot, if there is one.
+pub fn ecam() -> Option<Ecam> {
+    ECAM.get().copied().flatten()
+}
+
+/// Segment 0's ECAM window, from the MCFG (a machine without one, such as QEMU's `pc`,
+/// has none: its configuration space is reached through ports 0xcf8/0xcfc only).
+fn read_ecam() -> Result<Ecam, acpi::AcpiError> {
+    let tables = tables()?;
+    let mcfg = tables.find_table::<Mcfg>()?;
+    mcfg.get()
+        .entries()
+        .iter()
+        .find(|entry| entry.pci_segment_group == 0 && entry.bus_number_start == 0)
+        .map(|entry| Ecam {
+            base: entry.base_address,
+            buses: entry.bus_number_end as u16 + 1,
+        })
+        .ok_or(acpi::AcpiError::TableMissing(acpi::sdt::Signature::MCFG))
+}
+
+/// The wiring the MADT describes, or why there is none to read.
+pub fn interrupt_layout() -> Result<InterruptLayout, acpi::AcpiError> {
+    let tables = tables()?;
     let madt = tables.find_table::<Madt>()?;
     let mut layout = InterruptLayout::PC;
     let mut gsi_base = None;

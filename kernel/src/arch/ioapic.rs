@@ -1,10 +1,14 @@
-//! The I/O APIC: routes the legacy (ISA) interrupt lines to vectors.
+//! The I/O APIC: routes the legacy (ISA) interrupt lines and the PCI INTx lines to vectors.
 //!
 //! Where it is and which of its inputs each ISA line arrives at (with what polarity and
 //! trigger) come from the ACPI MADT; without one, the PC layout is assumed (see
-//! [`InterruptLayout::PC`]). Every line starts masked; a driver's binding unmasks it.
+//! [`InterruptLayout::PC`]). Lines 16..24 are inputs 16..24, where the chipset routes the
+//! PCI interrupt pins (PIRQA..H): level-triggered and active-low, so several devices may
+//! share one. Every line starts masked; a driver's binding unmasks it. Masking until the
+//! driver acknowledges suits level-triggered lines too: the device deasserts once served,
+//! and a line unmasked while still asserted simply fires again.
 
-use super::acpi::{self, InterruptLayout};
+use super::acpi::{self, InterruptLayout, IsaRoute};
 use super::direct_map::{DIRECT_MAP_END, phys_to_virt};
 use conquer_once::spin::OnceCell;
 use core::ptr::{read_volatile, write_volatile};
@@ -20,12 +24,14 @@ const ACTIVE_LOW: u32 = 1 << 13;
 const LEVEL: u32 = 1 << 15;
 const MASKED: u32 = 1 << 16;
 
-/// Legacy lines handed to drivers.
-pub const LINES: u8 = 16;
+/// ISA lines (0..16) and PCI INTx lines (16..24) handed to drivers.
+pub const LINES: u8 = 24;
 /// Vector of legacy line 0; line n arrives at `VECTOR_BASE + n`.
 pub const VECTOR_BASE: u8 = 0x30;
 
 static LAYOUT: OnceCell<InterruptLayout> = OnceCell::uninit();
+/// How many inputs the I/O APIC has: a PCI line beyond them cannot be handed out.
+static INPUTS: OnceCell<u32> = OnceCell::uninit();
 
 fn layout() -> &'static InterruptLayout {
     LAYOUT.get().expect("the I/O APIC is set up at boot")
@@ -60,9 +66,29 @@ fn usable(layout: &InterruptLayout) -> bool {
     }
 }
 
+/// Where line `line` arrives and how it signals.
+fn route(line: u8) -> IsaRoute {
+    match layout().isa.get(line as usize) {
+        Some(&route) => route,
+        None => IsaRoute {
+            input: line as u32,
+            active_low: true,
+            level: true,
+        },
+    }
+}
+
+/// Whether line `line` exists on this machine's I/O APIC.
+pub fn has_line(line: u8) -> bool {
+    line < LINES
+        && INPUTS
+            .get()
+            .is_some_and(|&inputs| route(line).input < inputs)
+}
+
 /// Line `line`'s redirection entry (low word), masked or not.
 pub fn set_masked(line: u8, masked: bool) {
-    let route = layout().isa[line as usize];
+    let route = route(line);
     let mut value = (VECTOR_BASE + line) as u32;
     if route.active_low {
         value |= ACTIVE_LOW;
@@ -84,11 +110,9 @@ pub fn init() -> &'static str {
         _ => (InterruptLayout::PC, "no usable MADT: the PC layout"),
     };
     LAYOUT.init_once(|| layout);
-    for line in 0..LINES {
-        write(
-            REDIRECTION_BASE + 2 * layout.isa[line as usize].input + 1,
-            0,
-        );
+    INPUTS.init_once(|| inputs(layout.ioapic));
+    for line in (0..LINES).filter(|&line| has_line(line)) {
+        write(REDIRECTION_BASE + 2 * route(line).input + 1, 0);
         set_masked(line, true);
     }
     source
@@ -106,7 +130,8 @@ pub fn line_of(vector: u64) -> Option<u8> {
 /// own number, for the boot log.
 pub fn describe() -> alloc::string::String {
     let layout = layout();
-    let mut text = alloc::format!("I/O APIC at {:#x}", layout.ioapic);
+    let inputs = INPUTS.get().copied().unwrap_or(0);
+    let mut text = alloc::format!("I/O APIC at {:#x} ({inputs} inputs)", layout.ioapic);
     for (line, route) in layout.isa.iter().enumerate() {
         if route.input != line as u32 || route.active_low || route.level {
             text.push_str(&alloc::format!(

@@ -38,7 +38,7 @@ impl Kernel {
             .memory
             .values()
             .filter(|m| m.owner() == pid)
-            .map(|m| m.frames().len())
+            .map(|m| m.charged_frames())
             .sum();
         process.space.as_ref().map_or(0, |s| s.frames()) + owned + process.carved()
     }

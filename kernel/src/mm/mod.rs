@@ -166,7 +166,26 @@ pub fn init_kernel_tables() {
 }
 
 /// Give the kernel heap and every other free frame of RAM to their allocators.
+/// The RAM and firmware ranges of the boot memory map, and the first MiB: what a device
+/// memory object may never cover.
+static MEMORY: conquer_once::spin::OnceCell<heapless::Vec<(u64, u64), 65>> =
+    conquer_once::spin::OnceCell::uninit();
+
+/// Whether `[start, end)` overlaps RAM (the kernel, its heap, every frame), firmware tables
+/// or the first MiB (the BIOS areas the kernel reads), as the boot memory map tells.
+pub fn overlaps_memory(start: u64, end: u64) -> bool {
+    MEMORY
+        .get()
+        .is_none_or(|ranges| ranges.iter().any(|&(s, e)| start < e && s < end))
+}
+
 pub fn init_memory(boot: &BootInfo) {
+    MEMORY.init_once(|| {
+        let all = boot.usable.iter().chain(&boot.firmware);
+        core::iter::once((0, 0x10_0000))
+            .chain(all.map(|range| (range.start, range.end)))
+            .collect()
+    });
     // SAFETY: the linker script defines `kernel_end`.
     let image_end = image_phys(unsafe { &kernel_end });
     let limit = (DIRECT_MAP_GIB << 30) as u64;

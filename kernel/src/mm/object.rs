@@ -13,11 +13,13 @@ use keel_abi::Error;
 pub const MAX_OBJECT_SIZE: usize = 64 << 20;
 
 /// A memory object: its frames are fixed from creation to drop, when they go back to the
-/// allocator.
+/// allocator; or, for device memory, a device's registers, which belong to no allocator.
 pub struct MemoryObject {
     frames: Vec<PhysAddr>,
     /// Charged for the frames while it lives.
     owner: Pid,
+    /// Device registers (MMIO): mapped uncached, never charged, never released.
+    device: bool,
 }
 
 /// How many pages an object of `len` bytes takes: a whole number, at most the limit.
@@ -30,15 +32,17 @@ fn pages(len: usize) -> Result<usize, Error> {
 
 impl MemoryObject {
     pub fn new(len: usize, owner: Pid) -> Result<Self, Error> {
-        if len == 0 || !len.is_multiple_of(PAGE_SIZE) || len > MAX_OBJECT_SIZE {
-            return Err(Error::InvalidArgument);
-        }
+        let pages = pages(len)?;
         let mut frames = Vec::new();
         frames
-            .try_reserve_exact(len / PAGE_SIZE)
+            .try_reserve_exact(pages)
             .map_err(|_| Error::OutOfMemory)?;
-        let mut object = MemoryObject { frames, owner };
-        for _ in 0..len / PAGE_SIZE {
+        let mut object = MemoryObject {
+            frames,
+            owner,
+            device: false,
+        };
+        for _ in 0..pages {
             // On failure `object` drops and returns the frames taken so far.
             object
                 .frames
@@ -58,13 +62,43 @@ impl MemoryObject {
             .map_err(|_| Error::OutOfMemory)?;
         let start = frame::alloc_contiguous(pages).ok_or(Error::OutOfMemory)?;
         frames.extend((0..pages).map(|i| start + (i * PAGE_SIZE) as PhysAddr));
-        Ok(MemoryObject { frames, owner })
+        Ok(MemoryObject {
+            frames,
+            owner,
+            device: false,
+        })
+    }
+
+    /// Device registers at `[phys, phys + len)`. The caller has checked the range is no
+    /// RAM: these frames are never handed to the allocator.
+    pub fn new_device(phys: PhysAddr, len: usize, owner: Pid) -> Result<Self, Error> {
+        let pages = pages(len)?;
+        let mut frames = Vec::new();
+        frames
+            .try_reserve_exact(pages)
+            .map_err(|_| Error::OutOfMemory)?;
+        frames.extend((0..pages).map(|i| phys + (i * PAGE_SIZE) as PhysAddr));
+        Ok(MemoryObject {
+            frames,
+            owner,
+            device: true,
+        })
     }
 }
 
 impl MemoryObject {
     pub fn frames(&self) -> &[PhysAddr] {
         &self.frames
+    }
+
+    /// Whether it is device registers (mapped uncached).
+    pub fn is_device(&self) -> bool {
+        self.device
+    }
+
+    /// How many frames it costs its owner's quota: device registers cost none.
+    pub fn charged_frames(&self) -> usize {
+        if self.device { 0 } else { self.frames.len() }
     }
 
     /// The process charged for its frames.
@@ -80,6 +114,9 @@ impl MemoryObject {
 
 impl Drop for MemoryObject {
     fn drop(&mut self) {
+        if self.device {
+            return;
+        }
         for &phys in &self.frames {
             // SAFETY: no mapping of the object is left (they die with their capabilities).
             unsafe { frame::release(phys) };

@@ -5,7 +5,7 @@
 //! the right protection is safe for the kernel to touch. Regions never overlap: a map that
 //! would overlap is refused with `Exists`, as the seed's `map_memory_region` does.
 
-use super::paging::{NO_EXECUTE, PageTables, WRITABLE, flush};
+use super::paging::{NO_CACHE, NO_EXECUTE, PageTables, WRITABLE, WRITE_THROUGH, flush};
 use super::{PAGE_SIZE, PhysAddr, frame, kernel_root, phys_to_virt};
 use crate::arch::pcid;
 use crate::id::CapId;
@@ -23,6 +23,8 @@ pub enum Backing {
     Borrowed,
     /// A memory object's frames, mapped through capability `CapId`.
     Shared(CapId),
+    /// Device registers, mapped uncached through capability `CapId`.
+    Device(CapId),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -78,8 +80,12 @@ pub fn check_prot(bits: usize) -> Result<usize, Error> {
     Ok(bits)
 }
 
-fn page_flags(prot_bits: usize) -> u64 {
+fn page_flags(prot_bits: usize, backing: Backing) -> u64 {
     let mut flags = 0;
+    if let Backing::Device(_) = backing {
+        // Registers must see every access, in order: uncached (PCD and PWT).
+        flags |= NO_CACHE | WRITE_THROUGH;
+    }
     if prot_bits & prot::WRITE != 0 {
         flags |= WRITABLE;
     }
@@ -196,7 +202,7 @@ impl AddressSpace {
                 .and_then(|phys| {
                     self.data_frames += 1;
                     self.tables
-                        .map(virt, phys, page_flags(prot_bits))
+                        .map(virt, phys, page_flags(prot_bits, Backing::Anonymous))
                         .inspect_err(|_| {
                             // SAFETY: the frame was never mapped; give it back.
                             unsafe { frame::release(phys) };
@@ -225,7 +231,7 @@ impl AddressSpace {
     }
 
     /// Map a memory object's frames at `start` through capability `cap`, which allows
-    /// `max_prot`.
+    /// `max_prot`; `uncached` for device registers.
     pub fn map_shared(
         &mut self,
         start: usize,
@@ -233,17 +239,16 @@ impl AddressSpace {
         prot_bits: usize,
         max_prot: usize,
         cap: CapId,
+        uncached: bool,
     ) -> Result<(), Error> {
         let len = frames.len() * PAGE_SIZE;
         let frames = frames.iter().copied();
-        self.map_frames(
-            start,
-            len,
-            frames,
-            prot_bits,
-            max_prot,
-            Backing::Shared(cap),
-        )
+        let backing = if uncached {
+            Backing::Device(cap)
+        } else {
+            Backing::Shared(cap)
+        };
+        self.map_frames(start, len, frames, prot_bits, max_prot, backing)
     }
 
     fn map_frames(
@@ -259,7 +264,10 @@ impl AddressSpace {
         self.make_room(0)?;
         self.insert_region(start, end, prot_bits, max_prot, backing)?;
         for (virt, phys) in (start..end).step_by(PAGE_SIZE).zip(frames) {
-            if let Err(error) = self.tables.map(virt, phys, page_flags(prot_bits)) {
+            if let Err(error) =
+                self.tables
+                    .map(virt, phys, page_flags(prot_bits, Backing::Anonymous))
+            {
                 self.undo_map(start, virt, end, backing);
                 return Err(error);
             }
@@ -279,7 +287,9 @@ impl AddressSpace {
         let doomed: alloc::vec::Vec<(usize, Region)> = self
             .regions
             .iter()
-            .filter(|(_, r)| r.backing == Backing::Shared(cap))
+            .filter(
+                |(_, r)| matches!(r.backing, Backing::Shared(c) | Backing::Device(c) if c == cap),
+            )
             .map(|(&s, &r)| (s, r))
             .collect();
         for (start, region) in doomed {
@@ -413,8 +423,9 @@ impl AddressSpace {
                 .get_mut(&region_start)
                 .expect("isolated region exists");
             region.prot = prot_bits;
-            for virt in (region_start..region_start + region.pages * PAGE_SIZE).step_by(PAGE_SIZE) {
-                self.tables.set_flags(virt, page_flags(prot_bits));
+            let (pages, backing) = (region.pages, region.backing);
+            for virt in (region_start..region_start + pages * PAGE_SIZE).step_by(PAGE_SIZE) {
+                self.tables.set_flags(virt, page_flags(prot_bits, backing));
                 self.invalidate(virt, current);
             }
         }

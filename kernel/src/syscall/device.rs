@@ -24,7 +24,7 @@ fn mint(k: &mut Kernel, object: Object) -> Result<Next, Error> {
 
 pub fn irq_create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let line = u8::try_from(args.word(0)).map_err(|_| Error::InvalidArgument)?;
-    if line >= ioapic::LINES {
+    if !ioapic::has_line(line) {
         return Err(Error::InvalidArgument);
     }
     mint(k, Object::Irq(line))

@@ -47,11 +47,33 @@ pub fn create_dma(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let device = args.handle(0)?;
     let pid = k.current_pid();
     let cap = k.cap_check(pid, device, None, 0)?;
-    if !matches!(cap.object, Object::Irq(_) | Object::IoPorts(..)) {
+    let is_device = match cap.object {
+        Object::Irq(_) | Object::IoPorts(..) => true,
+        Object::Memory(id) => k.memory.get(&id).is_some_and(MemoryObject::is_device),
+        _ => false,
+    };
+    if !is_device {
         return Err(Error::WrongType);
     }
     let rights = rights::MAP_READ | rights::MAP_WRITE | rights::GRANT | rights::DMA;
     create(k, args.word(1), rights, MemoryObject::new_contiguous)
+}
+
+/// A memory object over device registers: only for the SYSTEM right, and never over RAM.
+pub fn create_device(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let (phys, len) = (args.word(0) as u64, args.word(1));
+    if !k.current_process().has_right(keel_abi::rights::SYSTEM) {
+        return Err(Error::PermissionDenied);
+    }
+    let end = phys.checked_add(len as u64).ok_or(Error::InvalidArgument)?;
+    let aligned = phys.is_multiple_of(PAGE_SIZE as u64);
+    // Physical addresses stop at 52 bits; a page-table entry holds no more.
+    if !aligned || end > 1 << 52 || crate::mm::overlaps_memory(phys, end) {
+        return Err(Error::InvalidArgument);
+    }
+    let rights = rights::MAP_READ | rights::MAP_WRITE | rights::GRANT | rights::DMA;
+    let object = MemoryObject::new_device(phys, len, k.current_pid())?;
+    insert(k, object, rights)
 }
 
 /// A new memory object of `len` bytes, charged to the caller's frame quota.
@@ -63,7 +85,14 @@ fn create(
 ) -> Result<Next, Error> {
     let pid = k.current_pid();
     k.check_frames(pid, len / PAGE_SIZE)?;
-    let id = k.memory.insert(make(len, pid)?);
+    let object = make(len, pid)?;
+    insert(k, object, cap_rights)
+}
+
+/// File `object` and give the caller a capability to it.
+fn insert(k: &mut Kernel, object: MemoryObject, cap_rights: u32) -> Result<Next, Error> {
+    let pid = k.current_pid();
+    let id = k.memory.insert(object);
     let handle = k.cap_create(pid, Object::Memory(id), cap_rights);
     if handle.is_err() {
         k.memory.remove(&id);
@@ -119,12 +148,8 @@ pub fn map_object(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let Object::Memory(id) = cap.object else {
         return Err(Error::WrongType);
     };
-    let frames = k
-        .memory
-        .get(&id)
-        .ok_or(Error::StaleHandle)?
-        .frames()
-        .to_vec();
+    let object = k.memory.get(&id).ok_or(Error::StaleHandle)?;
+    let (frames, uncached) = (object.frames().to_vec(), object.is_device());
     let space = k.current_space_to_grow();
     let len = frames.len() * PAGE_SIZE;
     let start = if addr == 0 {
@@ -132,6 +157,7 @@ pub fn map_object(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     } else {
         addr
     };
-    space.map_shared(start, &frames, prot_bits, allowed_prot(cap.rights), cap.id)?;
+    let allowed = allowed_prot(cap.rights);
+    space.map_shared(start, &frames, prot_bits, allowed, cap.id, uncached)?;
     Ok(Next::Return(start))
 }

@@ -1,4 +1,5 @@
-//! A device's capabilities, typed: I/O port ranges, interrupt lines and the kernel log.
+//! A device's capabilities, typed: I/O port ranges, interrupt lines, device registers
+//! (memory-mapped: a PCI function's configuration page and BARs) and the kernel log.
 //!
 //! Each value owns its capability and deletes it when dropped: the kernel masks a line
 //! whose last capability goes, and sends its log back to the serial line when no
@@ -12,6 +13,7 @@ use keel_abi::cap::{Handle, kind};
 
 use super::{LOG_BIT, irq_bit};
 use crate::executor::wake;
+use crate::mem::{Mapping, Memory};
 use crate::{cap, sys};
 
 /// What `cap_info` says about `handle`, which must be of `expected` kind.
@@ -225,17 +227,128 @@ impl Drop for KernelLog {
     }
 }
 
+/// A capability to device registers (memory-mapped I/O), mapped here uncached. Accesses
+/// are volatile and bounds-checked; offsets are from the first register.
+#[derive(Debug)]
+pub struct DeviceMemory {
+    memory: Memory,
+    mapping: Mapping,
+    phys: u64,
+}
+
+impl DeviceMemory {
+    /// The device memory capability this process holds as `handle`, mapped read-write.
+    pub fn from_handle(handle: Handle) -> Result<DeviceMemory, Error> {
+        object_of(handle, kind::MEMORY)?;
+        let memory = Memory::from_handle(handle);
+        let phys = sys::device::mem_phys(handle, 0)?;
+        let mapping = memory.map(keel_abi::prot::READ | keel_abi::prot::WRITE)?;
+        Ok(DeviceMemory {
+            memory,
+            mapping,
+            phys,
+        })
+    }
+
+    /// Mint a capability to registers `[phys, phys + len)` and map it (needs the SYSTEM
+    /// process right).
+    pub fn create(phys: u64, len: usize) -> Result<DeviceMemory, Error> {
+        let handle = sys::device::mem_create_device(phys, len)?;
+        DeviceMemory::from_handle(handle).inspect_err(|_| {
+            let _ = cap::delete(handle);
+        })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.memory.handle()
+    }
+
+    /// The physical address of the first register.
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+
+    pub fn len(&self) -> usize {
+        self.mapping.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the registers are mapped here.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.mapping.as_ptr()
+    }
+
+    /// The register of type `T` at `offset`: in bounds and aligned, or `InvalidArgument`.
+    fn register<T>(&self, offset: usize) -> Result<*mut T, Error> {
+        let size = core::mem::size_of::<T>();
+        if !offset.is_multiple_of(size)
+            || offset.checked_add(size).is_none_or(|end| end > self.len())
+        {
+            return Err(Error::InvalidArgument);
+        }
+        // SAFETY: `offset + size` is within the mapping, checked above.
+        Ok(unsafe { self.as_ptr().add(offset) }.cast())
+    }
+
+    fn read<T>(&self, offset: usize) -> Result<T, Error> {
+        let register = self.register::<T>(offset)?;
+        // SAFETY: an aligned register inside the mapping, which lives as long as `self`.
+        Ok(unsafe { register.read_volatile() })
+    }
+
+    fn write<T>(&self, offset: usize, value: T) -> Result<(), Error> {
+        let register = self.register::<T>(offset)?;
+        // SAFETY: as for `read`; the mapping is writable.
+        unsafe { register.write_volatile(value) };
+        Ok(())
+    }
+
+    pub fn read8(&self, offset: usize) -> Result<u8, Error> {
+        self.read(offset)
+    }
+
+    pub fn read16(&self, offset: usize) -> Result<u16, Error> {
+        self.read(offset)
+    }
+
+    pub fn read32(&self, offset: usize) -> Result<u32, Error> {
+        self.read(offset)
+    }
+
+    pub fn write16(&self, offset: usize, value: u16) -> Result<(), Error> {
+        self.write(offset, value)
+    }
+
+    pub fn write32(&self, offset: usize, value: u32) -> Result<(), Error> {
+        self.write(offset, value)
+    }
+}
+
+impl Drop for DeviceMemory {
+    fn drop(&mut self) {
+        // Deleting the capability unmaps the registers.
+        let _ = self.memory.delete();
+    }
+}
+
 /// The capabilities of one device, as the system granted them.
 #[derive(Debug, Default)]
 pub struct Device {
     pub io_ports: Vec<IoPorts>,
     pub irq_lines: Vec<IrqLine>,
     pub log: Option<KernelLog>,
+    /// Device registers, in the order granted: for a PCI function, its configuration page
+    /// first, then its memory BARs ([`PciFunction`](super::PciFunction) sorts them out).
+    pub memory: Vec<DeviceMemory>,
 }
 
 impl Device {
     /// The device capabilities this process was started with: handles 2.. (handle 1 is
-    /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log.
+    /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log,
+    /// then a PCI function's configuration page, BARs and interrupt line.
     pub fn from_start_caps() -> Result<Device, Error> {
         let mut device = Device::default();
         for handle in cap::initial().skip(1) {
@@ -243,6 +356,7 @@ impl Device {
                 kind::IO_PORTS => device.io_ports.push(IoPorts::from_handle(handle)?),
                 kind::IRQ => device.irq_lines.push(IrqLine::from_handle(handle)?),
                 kind::LOG => device.log = Some(KernelLog::from_handle(handle)?),
+                kind::MEMORY => device.memory.push(DeviceMemory::from_handle(handle)?),
                 _ => return Err(Error::WrongType),
             }
         }

@@ -20,7 +20,7 @@ pub struct DmaBuffer {
 
 impl DmaBuffer {
     /// `len` bytes (a whole number of pages), asked for with `device`, one of this driver's
-    /// device capabilities (an I/O port range or an interrupt line).
+    /// device capabilities (an I/O port range, an interrupt line or device registers).
     pub fn new(device: keel_abi::cap::Handle, len: usize) -> Result<DmaBuffer, Error> {
         let memory = Memory::from_handle(sys::device::mem_create_dma(device, len)?);
         let made = memory
@@ -37,6 +37,11 @@ impl DmaBuffer {
                 Err(error)
             }
         }
+    }
+
+    /// The memory capability, to share the buffer (derive a copy, grant it).
+    pub fn memory(&self) -> Memory {
+        self.memory
     }
 
     /// The physical address of the first byte: the buffer is contiguous, so byte `i` is at

@@ -2,7 +2,8 @@
 //! device capabilities it was given, and the loop that feeds it interrupts.
 //!
 //! A driver is a process. The system (init, from its manifest) mints capabilities to the
-//! device's I/O port ranges, interrupt lines and, for the console, the kernel log, and
+//! device's I/O port ranges, interrupt lines, registers (a PCI function's configuration
+//! page and BARs, as [`DeviceMemory`]) and, for the console, the kernel log, and
 //! starts the driver with them (docs/SYSTEM.md: handles 2..). [`Device::from_start_caps`]
 //! collects them. The driver implements [`Driver`], the seed's `driver_ops` as a trait:
 //!
@@ -35,10 +36,12 @@
 
 mod device;
 mod dma;
+pub mod pci;
 mod runner;
 
-pub use device::{Device, IoPorts, IrqLine, KernelLog};
+pub use device::{Device, DeviceMemory, IoPorts, IrqLine, KernelLog};
 pub use dma::DmaBuffer;
+pub use pci::PciFunction;
 pub use runner::{Control, Runner, State, run};
 
 use alloc::rc::Rc;

@@ -1,7 +1,7 @@
-//! Typed wrappers for the device syscalls (35..=41, 43, 44): interrupt lines, I/O ports, the
-//! kernel log and DMA memory. [`driver`](crate::driver) builds drivers on them.
+//! Typed wrappers for the device syscalls (35..=41, 43, 44, 53): interrupt lines, I/O ports,
+//! the kernel log, DMA memory and device registers. [`driver`](crate::driver) builds drivers on them.
 //!
-//! Minting ([`irq_create`], [`ioport_create`]) needs the SYSTEM process right: the system
+//! Minting ([`irq_create`], [`ioport_create`], [`mem_create_device`]) needs the SYSTEM process right: the system
 //! (init, from its manifest) makes device capabilities and hands them to drivers.
 
 use keel_abi::cap::Handle;
@@ -9,7 +9,7 @@ use keel_abi::{Error, Syscall};
 
 use super::raw::call;
 
-/// `irq_create`: a capability to legacy interrupt line `line` (0..16).
+/// `irq_create`: a capability to interrupt line `line`: ISA (0..16) or PCI INTx (16..24).
 pub fn irq_create(line: u8) -> Result<Handle, Error> {
     // SAFETY: no memory is read or written.
     unsafe { call(Syscall::IrqCreate, [line as usize]) }.map(to_handle)
@@ -73,4 +73,11 @@ pub fn mem_create_dma(device: Handle, len: usize) -> Result<Handle, Error> {
 pub fn mem_phys(memory: Handle, offset: usize) -> Result<u64, Error> {
     // SAFETY: no pointers.
     unsafe { call(Syscall::MemPhys, [memory as usize, offset]) }.map(|a| a as u64)
+}
+
+/// `mem_create_device`: a memory object over device registers `[phys, phys + len)`, mapped
+/// uncached. Needs the SYSTEM process right; RAM is refused.
+pub fn mem_create_device(phys: u64, len: usize) -> Result<Handle, Error> {
+    // SAFETY: no memory of this process is read or written.
+    unsafe { call(Syscall::MemCreateDevice, [phys as usize, len]) }.map(to_handle)
 }

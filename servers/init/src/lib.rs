@@ -16,6 +16,7 @@
 //! | [`system`] | the table of children and services, and the loop that drives it |
 //! | `requests` | the protocol: who may ask what, and the answers |
 //! | `start` | starting one child with its grants |
+//! | `pci` | the PCI functions found through ECAM, for `pci` grants |
 //! | `watch` | a thread per child waiting for it to end |
 //! | `badge` | who is calling, from the badge on init's port |
 #![no_std]
@@ -23,6 +24,7 @@
 extern crate alloc;
 
 mod badge;
+mod pci;
 mod requests;
 mod start;
 pub mod system;

@@ -2,8 +2,10 @@
 //!
 //! The child's capabilities, in the order docs/SYSTEM.md promises: handle 1, a badged
 //! SEND+GRANT capability to init's port (GRANT so that a registration can carry the
-//! server's port); then one capability per `io_ports` range, one per IRQ, and the kernel
-//! log if `log` is set. Device capabilities are minted for this start and init keeps none:
+//! server's port); then one capability per `io_ports` range, one per IRQ, the kernel
+//! log if `log` is set, and for a `pci` device its configuration page, its BARs (memory
+//! BARs as device memory, I/O BARs as port ranges) and its interrupt line. Device
+//! capabilities are minted for this start and init keeps none:
 //! while the server is down nobody owns its device (so the kernel writes the log to the
 //! serial line itself again when the console is down).
 
@@ -13,11 +15,15 @@ use core::fmt;
 use keel_abi::Error;
 use keel_abi::cap::{FIRST_PROCESS_LOG, Handle, rights};
 use keel_manifest::Server;
+use keel_rt::driver::pci::FUNCTION_SIZE;
 use keel_rt::ipc::Port;
 use keel_rt::process::{self, Pid, Spawn};
 use keel_rt::{cap, sys};
 
 use crate::badge::Badge;
+
+/// A page: what device memory is granted in.
+const PAGE: u64 = 4096;
 
 /// A start that did not happen: what init was doing, and the kernel's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +126,44 @@ impl Grants {
         if server.log {
             grants.handles.push(FIRST_PROCESS_LOG);
         }
+        if let Some(wanted) = &server.pci {
+            grants.pci(wanted)?;
+        }
         Ok(grants)
+    }
+
+    /// The first function `wanted` matches: exactly its registers and its line.
+    fn pci(&mut self, wanted: &keel_manifest::PciMatch) -> Result<(), StartError> {
+        let function = crate::pci::find(wanted).ok_or(StartError {
+            doing: "finding its PCI device",
+            error: Error::NotFound,
+        })?;
+        let page = sys::device::mem_create_device(function.config, FUNCTION_SIZE)
+            .doing("minting its PCI configuration page")?;
+        self.handles.push(page);
+        for &(bar, size) in &function.bars {
+            let handle = if bar.io {
+                let (base, len) = (u16::try_from(bar.address), u16::try_from(size));
+                let (Ok(base), Ok(len)) = (base, len) else {
+                    continue;
+                };
+                sys::device::ioport_create(base, len).doing("minting an I/O BAR")?
+            } else if bar.address.is_multiple_of(PAGE) {
+                // A BAR smaller than a page still gets the whole page, which nothing
+                // else decodes: firmware places BARs page-aligned for that reason.
+                let len = size.next_multiple_of(PAGE) as usize;
+                sys::device::mem_create_device(bar.address, len).doing("minting a BAR")?
+            } else {
+                // Its page holds some other device's registers too: not granted.
+                continue;
+            };
+            self.handles.push(handle);
+        }
+        if let Some(line) = function.line {
+            let handle = sys::device::irq_create(line).doing("minting its PCI interrupt")?;
+            self.handles.push(handle);
+        }
+        Ok(())
     }
 }
 

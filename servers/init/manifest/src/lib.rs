@@ -26,7 +26,8 @@
 //! ```
 //!
 //! One `key value` per line; `server NAME` starts a server and the lines after it describe
-//! it. `irq`, `io_ports` and `connect` repeat, in order; `log`, `may_kill`, `may_run`,
+//! it. `irq`, `io_ports` and `connect` repeat, in order; `pci` names at most one function;
+//! `log`, `may_kill`, `may_run`,
 //! `may_poweroff` and `completes` are there only when granted or set; `frames`, `processes` and `threads` only
 //! when set (else the kernel's defaults); `args` is the rest of its line. Blank lines
 //! and `#` comments are ignored, and anything else is an [`Error`] naming its line.
@@ -58,6 +59,8 @@ pub struct Server {
     pub io_ports: Vec<IoPorts>,
     /// Whether it gets the kernel log capability.
     pub log: bool,
+    /// The PCI function it drives: init grants its configuration page, BARs and interrupt.
+    pub pci: Option<PciMatch>,
     /// The services it may look up.
     pub connects: Vec<String>,
     /// Whether it may ask init to kill a server.
@@ -77,6 +80,61 @@ pub struct Server {
     pub processes: u32,
     /// How many threads it may have; 0: the kernel's default.
     pub threads: u32,
+}
+
+/// Which PCI function a driver is for: the first one init finds that matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciMatch {
+    /// `1af4:1042`: vendor and device id, in hex.
+    Id { vendor: u16, device: u16 },
+    /// `class:01:00`: class and subclass, in hex.
+    Class { class: u8, subclass: u8 },
+}
+
+impl PciMatch {
+    /// `VVVV:DDDD` or `class:CC:SS` (hex digits, exactly as many as shown).
+    pub fn parse(text: &str) -> Option<PciMatch> {
+        fn hex<T: TryFrom<u32>>(digits: &str, len: usize) -> Option<T> {
+            if digits.len() != len || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            T::try_from(u32::from_str_radix(digits, 16).ok()?).ok()
+        }
+        match text.split(':').collect::<Vec<_>>()[..] {
+            ["class", class, subclass] => Some(PciMatch::Class {
+                class: hex(class, 2)?,
+                subclass: hex(subclass, 2)?,
+            }),
+            [vendor, device] => Some(PciMatch::Id {
+                vendor: hex(vendor, 4)?,
+                device: hex(device, 4)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether a function with these ids and class is the one.
+    pub fn matches(&self, vendor: u16, device: u16, class: (u8, u8)) -> bool {
+        match *self {
+            PciMatch::Id {
+                vendor: v,
+                device: d,
+            } => (v, d) == (vendor, device),
+            PciMatch::Class {
+                class: c,
+                subclass: s,
+            } => (c, s) == class,
+        }
+    }
+}
+
+impl fmt::Display for PciMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PciMatch::Id { vendor, device } => write!(f, "{vendor:04x}:{device:04x}"),
+            PciMatch::Class { class, subclass } => write!(f, "class:{class:02x}:{subclass:02x}"),
+        }
+    }
 }
 
 /// The I/O ports `base..base + len`.
@@ -145,6 +203,7 @@ impl Server {
             irqs: Vec::new(),
             io_ports: Vec::new(),
             log: false,
+            pci: None,
             connects: Vec::new(),
             may_kill: false,
             may_run: false,
@@ -203,6 +262,9 @@ fn write_server(out: &mut String, server: &Server) -> fmt::Result {
     }
     for irq in &server.irqs {
         writeln!(out, "irq {irq}")?;
+    }
+    if let Some(pci) = &server.pci {
+        writeln!(out, "pci {pci}")?;
     }
     for service in &server.connects {
         writeln!(out, "connect {service}")?;
@@ -295,6 +357,10 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
             });
         }
         "connect" => server.connects.push(word(value)?.into()),
+        "pci" => {
+            let pci = PciMatch::parse(value);
+            server.pci = Some(pci.ok_or(format!("`{value}` is not `VVVV:DDDD` or `class:CC:SS`"))?);
+        }
         "log" | "may_kill" | "may_run" | "may_poweroff" | "completes" => {
             if !value.is_empty() {
                 return Err(format!("`{key}` takes no value"));
@@ -417,6 +483,47 @@ mod tests {
     }
 
     #[test]
+    fn a_pci_device_reads_back_by_id_or_class() {
+        let by_id = Server {
+            pci: Some(PciMatch::Id {
+                vendor: 0x1af4,
+                device: 0x1042,
+            }),
+            ..Server::new("virtio-blk", "virtio-blk")
+        };
+        let by_class = Server {
+            pci: Some(PciMatch::Class {
+                class: 1,
+                subclass: 0,
+            }),
+            ..Server::new("disk", "virtio-blk")
+        };
+        let text = to_text(&[by_id.clone(), by_class.clone()]);
+        assert!(text.contains("pci 1af4:1042\n") && text.contains("pci class:01:00\n"));
+        assert_eq!(parse(&text), Ok(alloc::vec![by_id, by_class]));
+    }
+
+    #[test]
+    fn a_pci_match_matches_its_function_only() {
+        let id = PciMatch::parse("1af4:1042").unwrap();
+        assert!(id.matches(0x1af4, 0x1042, (1, 0)));
+        assert!(!id.matches(0x1af4, 0x1041, (1, 0)));
+        let class = PciMatch::parse("class:01:00").unwrap();
+        assert!(class.matches(0x8086, 0x2922, (1, 0)));
+        assert!(!class.matches(0x1af4, 0x1042, (2, 0)));
+        for bad in [
+            "1af4",
+            "1af4:10420",
+            "x1f4:1042",
+            "class:1:0",
+            "class:01",
+            "",
+        ] {
+            assert_eq!(PciMatch::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn comments_blank_lines_and_defaults_are_allowed() {
         let text = "# written by hand\nkeel-manifest 1\n\nserver hello\nprogram hello\n";
         assert_eq!(parse(text), Ok(alloc::vec![Server::new("hello", "hello")]));
@@ -441,6 +548,10 @@ mod tests {
         assert_eq!(
             error("keel-manifest 1\nserver a\nprogram a\nrestart sometimes 1 1 0\n").message,
             "no restart policy `sometimes`"
+        );
+        assert_eq!(
+            error("keel-manifest 1\nserver a\nprogram a\npci virtio\n").message,
+            "`virtio` is not `VVVV:DDDD` or `class:CC:SS`"
         );
         assert_eq!(
             error("keel-manifest 1\nserver a\nprogram a\ncolour blue\n").message,

@@ -1,0 +1,194 @@
+//! PCI configuration space: the registers every function has (identity, class, BARs, the
+//! interrupt pin), read through a mapping of its 4 KiB ECAM page.
+//!
+//! init enumerates the bus with it (mapping whole buses), and a driver reads its own
+//! function's page, the first device memory capability it was granted.
+
+use keel_abi::Error;
+
+use super::{Device, DeviceMemory};
+
+/// Bytes of configuration space per function (ECAM).
+pub const FUNCTION_SIZE: usize = 4096;
+/// Command register bits: decode memory BARs, decode I/O BARs, master the bus (DMA).
+pub const COMMAND_IO: u16 = 1 << 0;
+pub const COMMAND_MEMORY: u16 = 1 << 1;
+pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
+/// Command register bit: INTx is disabled.
+pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
+
+const VENDOR: usize = 0x00;
+const COMMAND: usize = 0x04;
+const CLASS: usize = 0x08;
+const HEADER_TYPE: usize = 0x0e;
+const BAR0: usize = 0x10;
+const SECONDARY_BUS: usize = 0x19;
+const INTERRUPT_PIN: usize = 0x3d;
+
+/// A BAR as its register says: where it is and what it decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bar {
+    /// Its index (0..6); a 64-bit BAR takes this register and the next.
+    pub index: usize,
+    /// The physical address (memory) or port (I/O) of its first byte.
+    pub address: u64,
+    pub io: bool,
+    pub wide: bool,
+}
+
+/// One function's configuration registers, `offset` bytes into `registers`.
+#[derive(Clone, Copy)]
+pub struct ConfigSpace<'a> {
+    registers: &'a DeviceMemory,
+    offset: usize,
+}
+
+impl<'a> ConfigSpace<'a> {
+    /// The function whose page starts `offset` bytes into `registers`.
+    pub fn new(registers: &'a DeviceMemory, offset: usize) -> ConfigSpace<'a> {
+        ConfigSpace { registers, offset }
+    }
+
+    /// The 32-bit register at `register` (a multiple of 4, below 4096).
+    pub fn read32(&self, register: usize) -> Result<u32, Error> {
+        if register >= FUNCTION_SIZE {
+            return Err(Error::InvalidArgument);
+        }
+        self.registers.read32(self.offset + register)
+    }
+
+    pub fn write32(&self, register: usize, value: u32) -> Result<(), Error> {
+        if register >= FUNCTION_SIZE {
+            return Err(Error::InvalidArgument);
+        }
+        self.registers.write32(self.offset + register, value)
+    }
+
+    fn byte(&self, register: usize) -> Result<u8, Error> {
+        let word = self.read32(register & !3)?;
+        Ok((word >> (8 * (register & 3))) as u8)
+    }
+
+    /// Whether a function answers here (its vendor is not all ones).
+    pub fn present(&self) -> bool {
+        self.vendor_id().is_ok_and(|vendor| vendor != 0xffff)
+    }
+
+    pub fn vendor_id(&self) -> Result<u16, Error> {
+        Ok(self.read32(VENDOR)? as u16)
+    }
+
+    pub fn device_id(&self) -> Result<u16, Error> {
+        Ok((self.read32(VENDOR)? >> 16) as u16)
+    }
+
+    /// Class and subclass.
+    pub fn class(&self) -> Result<(u8, u8), Error> {
+        let word = self.read32(CLASS)?;
+        Ok(((word >> 24) as u8, (word >> 16) as u8))
+    }
+
+    /// Whether the function is one of several in its device (header type bit 7).
+    pub fn multifunction(&self) -> Result<bool, Error> {
+        Ok(self.byte(HEADER_TYPE)? & 0x80 != 0)
+    }
+
+    /// A PCI-to-PCI bridge's secondary bus, if this function is one.
+    pub fn secondary_bus(&self) -> Result<Option<u8>, Error> {
+        let bridge = self.byte(HEADER_TYPE)? & 0x7f == 1;
+        Ok(if bridge {
+            Some(self.byte(SECONDARY_BUS)?)
+        } else {
+            None
+        })
+    }
+
+    /// Which INTx pin it raises: 1..=4 for INTA..INTD, 0 for none.
+    pub fn interrupt_pin(&self) -> Result<u8, Error> {
+        self.byte(INTERRUPT_PIN)
+    }
+
+    pub fn command(&self) -> Result<u16, Error> {
+        Ok(self.read32(COMMAND)? as u16)
+    }
+
+    /// Set the command register (the status half is write-1-to-clear: written as 0).
+    pub fn set_command(&self, command: u16) -> Result<(), Error> {
+        self.write32(COMMAND, command.into())
+    }
+
+    /// BAR `index` as its registers say, or `None` for an empty or out-of-range one (the
+    /// upper half of a 64-bit BAR included).
+    pub fn bar(&self, index: usize) -> Result<Option<Bar>, Error> {
+        if index >= 6 {
+            return Ok(None);
+        }
+        let low = self.read32(BAR0 + 4 * index)?;
+        let io = low & 1 != 0;
+        let wide = !io && (low >> 1) & 3 == 2;
+        let high = if wide && index < 5 {
+            self.read32(BAR0 + 4 * (index + 1))?
+        } else {
+            0
+        };
+        let mask = if io { !3 } else { !0xf };
+        let address = (u64::from(high) << 32) | u64::from(low & mask);
+        Ok((address != 0).then_some(Bar {
+            index,
+            address,
+            io,
+            wide,
+        }))
+    }
+
+    /// How many bytes BAR `bar` decodes, by writing all ones and reading back. Decoding
+    /// must be off (the command register) while it runs; the BAR is restored.
+    pub fn bar_size(&self, bar: &Bar) -> Result<u64, Error> {
+        let register = BAR0 + 4 * bar.index;
+        let low = self.read32(register)?;
+        self.write32(register, !0)?;
+        let mut mask = u64::from(self.read32(register)? & if bar.io { !3 } else { !0xf });
+        self.write32(register, low)?;
+        if bar.wide {
+            let high = self.read32(register + 4)?;
+            self.write32(register + 4, !0)?;
+            mask |= u64::from(self.read32(register + 4)?) << 32;
+            self.write32(register + 4, high)?;
+        } else {
+            mask |= if bar.io {
+                0xffff_ffff_ffff_0000
+            } else {
+                0xffff_ffff_0000_0000
+            };
+        }
+        Ok((!mask).wrapping_add(1))
+    }
+}
+
+/// A driver's PCI function: its configuration page and the BARs it was granted.
+pub struct PciFunction<'a> {
+    device: &'a Device,
+}
+
+impl<'a> PciFunction<'a> {
+    /// The function `device` was granted: its first device memory capability is the
+    /// configuration page.
+    pub fn new(device: &'a Device) -> Result<PciFunction<'a>, Error> {
+        device.memory.first().ok_or(Error::NotFound)?;
+        Ok(PciFunction { device })
+    }
+
+    pub fn config(&self) -> ConfigSpace<'a> {
+        ConfigSpace::new(&self.device.memory[0], 0)
+    }
+
+    /// The registers of memory BAR `index`, if granted.
+    pub fn bar(&self, index: usize) -> Result<Option<&'a DeviceMemory>, Error> {
+        let Some(bar) = self.config().bar(index)?.filter(|bar| !bar.io) else {
+            return Ok(None);
+        };
+        Ok(self.device.memory[1..]
+            .iter()
+            .find(|memory| memory.phys() == bar.address))
+    }
+}
