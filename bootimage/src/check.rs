@@ -69,12 +69,20 @@ pub const DEMO_COMPLETE: &str = "init: demo complete";
 pub const TESTS_PASSED: &str = "KEEL TESTS PASSED";
 const TESTS_FAILED: &str = "KEEL TESTS FAILED";
 
+/// The demo's disk, kept across runs.
+pub fn demo_disk() -> std::path::PathBuf {
+    crate::workspace_root().join("target").join("keel-disk.img")
+}
+
 /// The scripted demo boot, exactly as `cargo boot` runs it without a terminal.
 pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
     let console = Console::Scripted {
         timeout: DEMO_TIMEOUT,
     };
-    Qemu::new(boot, accel, console)
+    Qemu {
+        disk: Some(demo_disk()),
+        ..Qemu::new(boot, accel, console)
+    }
 }
 
 /// A boot of one test suite: direct with [`Image::suite`], or from an ISO of it. The guest

@@ -90,6 +90,7 @@ pub fn qemu(port: u16, console: Console) -> Result<Qemu> {
     let image = image::demo_image(&manifest::demo_path(), false)?;
     let mut qemu = Qemu::new(Boot::Direct(image), Accel::Tcg, console);
     qemu.gdb = Some(port);
+    qemu.disk = Some(crate::check::demo_disk());
     Ok(qemu)
 }
 

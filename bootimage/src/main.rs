@@ -180,7 +180,10 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
 fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
     let interactive = !tour();
     let mut qemu = if interactive {
-        Qemu::new(boot, accel.accel, Console::Interactive)
+        Qemu {
+            disk: Some(check::demo_disk()),
+            ..Qemu::new(boot, accel.accel, Console::Interactive)
+        }
     } else {
         check::demo_qemu(boot, accel.accel)
     };
