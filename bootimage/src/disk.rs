@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::error::Context;
 use crate::setup::{self, Tools};
-use crate::{Error, Result, workspace_root};
+use crate::{Error, Result};
 
 /// The disk's size: 64 MiB, FAT32 with 512-byte clusters (mformat's choice for it).
 pub const DISK_BYTES: u64 = 64 << 20;
@@ -43,14 +43,9 @@ pub const DOSFSTOOLS: Tools = Tools {
 
 const FSCK: &str = "/usr/sbin/fsck.vfat";
 
-/// The demo's disk.
-pub fn demo_path() -> PathBuf {
-    workspace_root().join("target").join("keel-disk.img")
-}
-
 /// The demo's disk, made if it is not there yet or if `fresh`.
 pub fn demo_disk(fresh: bool) -> Result<PathBuf> {
-    let path = demo_path();
+    let path = crate::check::demo_disk();
     if fresh || !path.exists() {
         setup::ensure(&MTOOLS)?;
         make(&path, &[("README.TXT", README.as_bytes())])?;

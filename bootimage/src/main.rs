@@ -115,6 +115,7 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             boot_demo(Boot::Direct(image), accel)
         }
         Command::Image { iso: false } => {
+            disk::demo_disk(false)?;
             // Whoever runs the printed command has a terminal: no tour.
             print_image(&image::demo_image(&manifest::demo_path(), false)?, accel)?;
             Ok(ExitCode::SUCCESS)
@@ -128,6 +129,7 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Iso => {
             setup::ensure(&setup::QEMU)?;
+            disk::demo_disk(false)?;
             let path = build_demo_iso(tour())?;
             boot_demo(Boot::Cdrom(path), accel)
         }
@@ -135,7 +137,10 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
         Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
         Command::Chaos(options) => campaign(|| options.check(accel.accel)),
-        Command::Gdb(program) => gdb::run(program.as_deref()),
+        Command::Gdb(program) => {
+            disk::demo_disk(false)?;
+            gdb::run(program.as_deref())
+        }
     }
 }
 

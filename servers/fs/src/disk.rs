@@ -42,14 +42,20 @@ enum Outcome {
 impl Disk {
     /// Connect to the block service and open a region.
     pub async fn open() -> Result<Disk, Error> {
-        let block = BlockClient::connect_named(NAME).map_err(|_| Error::Device)?;
-        let info = block.info().await.map_err(|_| Error::Device)?;
+        let failed = |what: &str, error: &dyn core::fmt::Debug| {
+            println!("fs: {what}: {error:?}");
+            Error::Device
+        };
+        let block = BlockClient::connect_named(NAME).map_err(|e| failed("connecting", &e))?;
+        let info = block
+            .info()
+            .await
+            .map_err(|e| failed("asking the disk's size", &e))?;
         if info.block_size != BLOCK_SIZE || BLOCK_SIZE as usize != SECTOR {
             return Err(Error::Unsupported("a block size other than 512"));
         }
-        let region = Region::open(&block, REGION)
-            .await
-            .map_err(|_| Error::Device)?;
+        let region = Region::open(&block, REGION).await;
+        let region = region.map_err(|e| failed("opening a data region", &e))?;
         let chunk = (info.max_blocks_per_request as usize * SECTOR).min(region.len());
         Ok(Disk {
             block,
@@ -62,7 +68,7 @@ impl Disk {
     /// Run `request` (which names the region by id) until the driver takes it.
     async fn retrying<F, R>(&self, mut before: impl FnMut(&Region), request: F) -> Result<(), Error>
     where
-        F: Fn(u32) -> R,
+        F: Fn(u64) -> R,
         R: Future<Output = Result<Result<(), BlockError>, TransportError>>,
     {
         for _ in 0..TRIES {

@@ -35,7 +35,7 @@ pub const REGION_LABEL: u32 = 0x4653_5247;
 /// Files one session may hold open at once.
 pub const MAX_OPEN: usize = 64;
 /// Sessions the server holds at once.
-pub const MAX_SESSIONS: usize = 32;
+pub const MAX_SESSIONS: usize = 8;
 /// The longest path the server takes, in bytes.
 pub const MAX_PATH: usize = 1024;
 

@@ -8,7 +8,6 @@
 extern crate alloc;
 
 mod disk;
-mod lock;
 mod sessions;
 
 use alloc::rc::Rc;
@@ -20,10 +19,10 @@ use keel_fat::Volume;
 use keel_rt::executor::{self, sleep};
 use keel_rt::ipc::Port;
 use keel_rt::service::Cap;
+use keel_rt::sync::AsyncMutex;
 use keel_rt::{names, println};
 
 use disk::Disk;
-use lock::Lock;
 use sessions::Session;
 
 /// How often the server looks for clients that have gone.
@@ -36,7 +35,7 @@ struct State {
 }
 
 /// The state, shared with the sweep task.
-struct Server(Rc<Lock<State>>);
+struct Server(Rc<AsyncMutex<State>>);
 
 fn fs_error(error: keel_fat::Error) -> FsError {
     use keel_fat::Error as E;
@@ -259,7 +258,7 @@ impl Fs for Server {
 }
 
 /// Every [`SWEEP`], end the sessions of clients that have gone.
-async fn sweep(state: Rc<Lock<State>>) {
+async fn sweep(state: Rc<AsyncMutex<State>>) {
     loop {
         sleep(SWEEP).await;
         state.lock().await.end_sessions(|session| !session.alive());
@@ -288,7 +287,7 @@ async fn main(_args: &'static str) -> i32 {
         "fs: mounted FAT32: {} of {} clusters of {} bytes free",
         usage.free_clusters, usage.clusters, usage.cluster_bytes
     );
-    let state = Rc::new(Lock::new(State {
+    let state = Rc::new(AsyncMutex::new(State {
         volume,
         sessions: Vec::new(),
         next_session: 0,
