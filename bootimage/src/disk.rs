@@ -47,16 +47,21 @@ const FSCK: &str = "/usr/sbin/fsck.vfat";
 pub fn demo_disk(fresh: bool) -> Result<PathBuf> {
     let path = crate::check::demo_disk();
     if fresh || !path.exists() {
-        setup::ensure(&MTOOLS)?;
-        make(&path, &[("README.TXT", README.as_bytes())])?;
+        make_demo(&path)?;
         println!("bootimage: made a new disk, {}", path.display());
     }
     Ok(path)
 }
 
+/// A new disk as the demo's starts: empty but for its README.
+pub fn make_demo(path: &Path) -> Result<()> {
+    make(path, &[("README.TXT", README.as_bytes())])
+}
+
 /// A new FAT32 image of [`DISK_BYTES`] at `path` holding `files` (name, bytes) in its root.
 /// Made under a temporary name first, so an interrupted run never leaves half a disk.
 pub fn make(path: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    setup::ensure(&MTOOLS)?;
     let partial = path.with_extension("partial");
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
@@ -144,7 +149,7 @@ mod tests {
     #[test]
     fn a_new_disk_is_clean_fat32_with_its_readme() {
         let path = std::env::temp_dir().join(format!("keel-disk-test-{}.img", std::process::id()));
-        make(&path, &[("README.TXT", README.as_bytes())]).unwrap();
+        make_demo(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), DISK_BYTES);
         assert_eq!(fsck(&path).unwrap(), Ok(()));
         assert_eq!(read_file(&path, "README.TXT").unwrap(), README.as_bytes());

@@ -157,6 +157,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "hello-service",
     "kv",
     "virtio-blk",
+    "fs",
 ];
 /// The programs a suite starts besides `kchild`, as boot modules of its image.
 pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
@@ -164,6 +165,7 @@ pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
     // The real services the ring fuzzer attacks.
     ("services", &["hello-service", "kv"]),
     ("storage", &["virtio-blk"]),
+    ("files", &["virtio-blk", "fs"]),
 ];
 /// The packages `cargo boot bench` needs: the kernel and `keel-bench`, which provides `kbench`.
 pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench"];

@@ -5,7 +5,7 @@
 use bootimage::check::{self, Check, Expect};
 use bootimage::image::{self, Image};
 use bootimage::manifest;
-use bootimage::qemu::{Accel, Boot};
+use bootimage::qemu::{Accel, Boot, Qemu};
 use bootimage::{Result, guest, iso, setup, workspace_root};
 
 /// The demo image, booted as `cargo boot </dev/null` boots it.
@@ -48,10 +48,20 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
             // A mistake in system.toml fails this check with the manifest's message.
             let (manifest, _) = image::demo_manifest(&manifest::demo_path())?;
             let image = Image::demo(&manifest, true)?;
+            // A new disk of its own, never the user's: the tour's first boot on it leaves
+            // a boot count that mtools must read back, and fsck must find it clean.
+            let disk = workspace_root().join("target").join("demo-test-disk.img");
+            bootimage::disk::make_demo(&disk)?;
             Check {
                 name: name.into(),
-                qemu: check::demo_qemu(Boot::Direct(image), accel),
-                expect: Expect::demo(),
+                qemu: Qemu {
+                    disk: Some(disk),
+                    ..check::demo_qemu(Boot::Direct(image), accel)
+                },
+                expect: Expect {
+                    disk: Some(vec![("tour/boots.txt".into(), b"boots: 1\n".to_vec())]),
+                    ..Expect::demo()
+                },
             }
         }
         ISO_BOOT => {

@@ -171,6 +171,7 @@ fn boot(options: &Options, accel: Accel) -> Result<Run> {
     let expect = Expect {
         lines: vec![DONE.into()],
         test_report: false,
+        disk: None,
     };
     let failures = check::judge(&run, &expect);
     if failures.is_empty() {
