@@ -167,8 +167,9 @@ pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
     ("storage", &["virtio-blk"]),
     ("files", &["virtio-blk", "fs"]),
 ];
-/// The packages `cargo boot bench` needs: the kernel and `keel-bench`, which provides `kbench`.
-pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench"];
+/// The packages `cargo boot bench` needs: the kernel, `keel-bench`, which provides `kbench`,
+/// and the disk driver its block benchmarks start.
+pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk"];
 
 /// Guest builds get their own target directory: the outer `cargo run`/`cargo test` may hold
 /// the lock on target/ while we build, and host and guest artifacts never mix.
