@@ -169,7 +169,7 @@ pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
 ];
 /// The packages `cargo boot bench` needs: the kernel, `keel-bench`, which provides `kbench`,
 /// and the disk driver its block benchmarks start.
-pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk"];
+pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk", "fs"];
 
 /// Guest builds get their own target directory: the outer `cargo run`/`cargo test` may hold
 /// the lock on target/ while we build, and host and guest artifacts never mix.

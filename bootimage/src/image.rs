@@ -113,6 +113,7 @@ impl Image {
             modules: vec![
                 Module::new(binary("kbench"), filter),
                 Module::new(binary("virtio-blk"), ""),
+                Module::new(binary("fs"), ""),
             ],
             cmdline: String::new(),
         }

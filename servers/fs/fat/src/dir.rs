@@ -228,7 +228,7 @@ impl<D: BlockDevice> Volume<D> {
         if scan.slots.len() + per_cluster > MAX_SLOTS {
             return Err(Error::TooLarge);
         }
-        let cluster = self.fat.allocate(Some(scan.last_cluster), 1)?;
+        let (cluster, _) = self.fat.allocate(Some(scan.last_cluster), 1)?;
         let base = self.geometry.cluster_sector(cluster);
         if scan.end.is_none() {
             scan.end = Some(scan.slots.len());

@@ -90,30 +90,38 @@ impl Fat {
 
     /// How many clusters follow `cluster` contiguously in its chain, up to `limit`.
     pub fn run(&self, cluster: u32, limit: u32) -> Result<u32, Error> {
-        let mut length = 1;
-        let mut at = cluster;
-        while length < limit {
-            match self.next(at)? {
-                Some(next) if next == at + 1 => at = next,
-                _ => break,
-            }
+        if !self.is_data(cluster) {
+            return Err(Error::Corrupt("a chain names a cluster out of range"));
+        }
+        // An entry naming the next cluster up is a link to a data cluster while that one
+        // is below the end: nothing more to check on the way.
+        let end = self.clusters + 2;
+        let (mut at, mut length) = (cluster, 1);
+        while length < limit && at + 1 < end && self.entries[at as usize] & MASK == at + 1 {
+            at += 1;
             length += 1;
         }
         Ok(length)
     }
 
-    /// How many clusters a chain from `first` has (bounded, so a loop is an error).
-    pub fn length(&self, first: u32) -> Result<u32, Error> {
-        let mut length = 1;
-        let mut at = first;
-        while let Some(next) = self.next(at)? {
-            at = next;
+    /// How many clusters a chain from `first` has, and its last; an error for one that
+    /// leaves the data clusters or loops (it would be longer than the volume).
+    pub fn length(&self, first: u32) -> Result<(u32, u32), Error> {
+        if !self.is_data(first) {
+            return Err(Error::Corrupt("a chain names a cluster out of range"));
+        }
+        let (mut at, mut length) = (first, 1);
+        loop {
+            match self.entries[at as usize] & MASK {
+                0x0fff_fff8.. => return Ok((length, at)),
+                next if self.is_data(next) => at = next,
+                _ => return Err(Error::Corrupt("a chain runs into a free or bad cluster")),
+            }
             length += 1;
             if length > self.clusters {
                 return Err(Error::Corrupt("a chain loops"));
             }
         }
-        Ok(length)
     }
 
     fn set(&mut self, cluster: u32, value: u32) {
@@ -127,48 +135,52 @@ impl Fat {
         self.free - self.held_count
     }
 
-    /// Take `count` free clusters and chain them after `last` (or as a new chain);
-    /// returns the first of them. Fails without taking any when too few are free.
-    pub fn allocate(&mut self, last: Option<u32>, count: u32) -> Result<u32, Error> {
-        if count > self.free - self.held_count {
+    /// Take `count` (at least one) free clusters and chain them after `last` (or as a new
+    /// chain); returns the first and the last of them. Fails without taking any when too
+    /// few are free.
+    pub fn allocate(&mut self, last: Option<u32>, count: u32) -> Result<(u32, u32), Error> {
+        if count == 0 || count > self.free() {
             return Err(Error::NoSpace);
         }
+        let end = self.clusters + 2;
+        let mut at = self.next.clamp(2, end - 1);
         let (mut first, mut previous) = (None, last);
+        // `free()` counted them, so a lap finds them all; the bound only guards that count.
+        let mut steps = 0;
         for _ in 0..count {
-            let cluster = self.find_free().ok_or(Error::NoSpace)?;
-            self.set(cluster, END);
-            self.free -= 1;
-            if let Some(previous) = previous {
-                self.set(previous, cluster);
+            while self.entries[at as usize] & MASK != 0 || self.held[at as usize] {
+                at = if at + 1 == end { 2 } else { at + 1 };
+                steps += 1;
+                if steps > 2 * self.clusters {
+                    return Err(Error::Corrupt("the free count does not match the FAT"));
+                }
             }
-            first.get_or_insert(cluster);
-            previous = Some(cluster);
+            self.set(at, END);
+            if let Some(previous) = previous {
+                self.set(previous, at);
+            }
+            first.get_or_insert(at);
+            previous = Some(at);
+            at = if at + 1 == end { 2 } else { at + 1 };
         }
-        first.ok_or(Error::NoSpace)
+        self.free -= count;
+        self.next = at;
+        Ok((first.unwrap_or(at), previous.unwrap_or(at)))
     }
 
-    fn find_free(&mut self) -> Option<u32> {
-        let span = self.clusters;
-        let start = self.next.clamp(2, span + 1);
-        let found = (0..span)
-            .map(|step| 2 + (start - 2 + step) % span)
-            .find(|&c| self.entries[c as usize] & MASK == 0 && !self.held[c as usize])?;
-        self.next = found + 1;
-        Some(found)
-    }
-
-    /// Free the chain from `first` on, and end the chain at `last` if given.
+    /// Free the chain from `first` on, and end the chain at `last` if given. The chain is
+    /// checked whole first, so a damaged one is freed not at all.
     pub fn release(&mut self, last: Option<u32>, first: u32) -> Result<(), Error> {
-        let length = self.length(first)?;
-        let mut at = Some(first);
+        let (length, _) = self.length(first)?;
+        let mut at = first;
         for _ in 0..length {
-            let Some(cluster) = at else { break };
-            at = self.next(cluster)?;
-            self.set(cluster, 0);
-            self.held[cluster as usize] = true;
-            self.held_count += 1;
-            self.free += 1;
+            let next = self.entries[at as usize] & MASK;
+            self.set(at, 0);
+            self.held[at as usize] = true;
+            at = next;
         }
+        self.held_count += length;
+        self.free += length;
         if let Some(last) = last {
             self.set(last, END);
         }

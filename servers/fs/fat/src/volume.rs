@@ -207,10 +207,7 @@ impl<D: BlockDevice> Volume<D> {
         let size = u32::from_le_bytes([raw[28], raw[29], raw[30], raw[31]]);
         let (clusters, last) = match first {
             0 => (0, 0),
-            _ => {
-                let clusters = self.fat.length(first)?;
-                (clusters, self.fat.walk(first, 0, clusters - 1)?)
-            }
+            _ => self.fat.length(first)?,
         };
         if u64::from(clusters) * u64::from(self.geometry.cluster_bytes()) < u64::from(size) {
             return Err(Error::Corrupt("a file is larger than its chain"));
@@ -330,8 +327,7 @@ impl<D: BlockDevice> Volume<D> {
             return Ok(());
         }
         let (had, last) = (open.clusters, open.last);
-        let first = self.fat.allocate((had > 0).then_some(last), needed - had)?;
-        let last = self.fat.walk(first, had, needed - 1)?;
+        let (first, last) = self.fat.allocate((had > 0).then_some(last), needed - had)?;
         let open = self.file_mut(id)?;
         if had == 0 {
             open.first = first;
@@ -417,7 +413,7 @@ impl<D: BlockDevice> Volume<D> {
         if entry.is_some() {
             return Err(Error::AlreadyExists);
         }
-        let cluster = self.fat.allocate(None, 1)?;
+        let (cluster, _) = self.fat.allocate(None, 1)?;
         let base = self.geometry.cluster_sector(cluster);
         for sector in base..base + u64::from(self.geometry.sectors_per_cluster) {
             self.sectors.zeroed(sector);

@@ -310,8 +310,9 @@ fn a_sessions_files_close_when_its_lease_goes() -> Result<(), String> {
 /// disk clean.
 ///
 /// The kills come between requests, not during one: a driver killed with requests in
-/// flight leaves the device to DMA their completions into its freed virtqueue memory,
-/// which the kernel's free list does not survive (reported to the driver's side).
+/// flight leaves the device to DMA their completions into its freed virtqueue memory
+/// before init turns its bus mastering off, and the kernel's free list does not survive
+/// that (a fault in `FreeList::take` within a few dozen kills; the driver side's to close).
 fn the_block_driver_killed_100_times_loses_no_acknowledged_write() -> Result<(), String> {
     with_files(async |system: System, files: Files| {
         files.mkdir("/campaign").await.context("mkdir /campaign")?;
