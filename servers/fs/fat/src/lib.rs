@@ -15,6 +15,7 @@ extern crate alloc;
 mod boot;
 mod cache;
 mod dir;
+mod file;
 mod name;
 mod table;
 mod volume;
