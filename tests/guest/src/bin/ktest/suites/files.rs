@@ -21,7 +21,7 @@ pub const SUITE: Suite = suite!(files:
     every_operation_works_and_what_was_written_reads_back,
     many_sessions_at_once_each_get_their_own_answers,
     bad_input_is_refused_and_the_service_goes_on,
-    a_sessions_files_close_when_its_lease_goes,
+    a_sessions_files_close_when_its_lease_goes_or_it_ends,
     the_block_driver_killed_100_times_loses_no_acknowledged_write,
 );
 
@@ -276,7 +276,7 @@ fn bad_input_is_refused_and_the_service_goes_on() -> Result<(), String> {
     })
 }
 
-fn a_sessions_files_close_when_its_lease_goes() -> Result<(), String> {
+fn a_sessions_files_close_when_its_lease_goes_or_it_ends() -> Result<(), String> {
     with_files(async |system: System, files: Files| {
         let other = begin(&system).await?;
         other
@@ -291,7 +291,17 @@ fn a_sessions_files_close_when_its_lease_goes() -> Result<(), String> {
         sleep(Duration::from_millis(300)).await;
         let after = files.client().close(session, file).await.context("close")?;
         let removed = files.remove("/leased.txt").await;
+        // A session its client ends is as gone.
+        let ended = begin(&system).await?;
+        let end = files.client().end(ended.session()).await.context("end")?;
+        let after_end = ended.open("/x", true).await;
         all([
+            expect_eq("ending a session", end, Ok(())),
+            expect_eq(
+                "a call on the ended session",
+                after_end,
+                Err(fs::Error::Fs(FsError::BadSession)),
+            ),
             expect_eq(
                 "removing it while open",
                 busy,
