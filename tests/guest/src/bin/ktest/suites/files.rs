@@ -22,6 +22,7 @@ pub const SUITE: Suite = suite!(files:
     many_sessions_at_once_each_get_their_own_answers,
     bad_input_is_refused_and_the_service_goes_on,
     a_sessions_files_close_when_its_lease_goes_or_it_ends,
+    a_clients_files_close_when_its_process_dies,
     the_block_driver_killed_100_times_loses_no_acknowledged_write,
 );
 
@@ -44,12 +45,29 @@ frames 6144
 restart always 5 20 60000
 ";
 
+/// [`SYSTEM`] and a client that dies holding `/held.txt` open.
+const WITH_HOLDER: &str = "\
+server holder
+program kchild
+args files-holder /held.txt
+connect fs
+restart never 0 0 0
+";
+
 /// Run `scenario` with a session on the file service, once it serves.
 fn with_files<F>(scenario: impl FnOnce(System, Files) -> F) -> Result<(), String>
 where
     F: Future<Output = Result<(), String>>,
 {
-    let servers = keel_manifest::parse(SYSTEM).context("parsing the test's manifest")?;
+    with_system(SYSTEM, scenario)
+}
+
+/// [`with_files`], on the system `manifest` describes.
+fn with_system<F>(manifest: &str, scenario: impl FnOnce(System, Files) -> F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let servers = keel_manifest::parse(manifest).context("parsing the test's manifest")?;
     supervise(servers, SCENARIO_LIMIT, async |system: System| {
         let files = begin(&system).await?;
         scenario(system, files).await
@@ -310,6 +328,35 @@ fn a_sessions_files_close_when_its_lease_goes_or_it_ends() -> Result<(), String>
             expect_eq("the gone session's close", after, Err(FsError::BadSession)),
             expect_eq("removing it once its session went", removed, Ok(())),
         ])
+    })
+}
+
+/// A client process holds a file open (removing it is `Busy`) and is killed: within the
+/// file service's look at leases, the file is free to remove.
+fn a_clients_files_close_when_its_process_dies() -> Result<(), String> {
+    let manifest = format!("{SYSTEM}{WITH_HOLDER}");
+    with_system(&manifest, async |system: System, files: Files| {
+        let busy = async {
+            for _ in 0..200 {
+                if files.remove("/held.txt").await == Err(fs::Error::Fs(FsError::Busy)) {
+                    return true;
+                }
+                sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        ensure(busy.await, || "the holder never held /held.txt open".into())?;
+        let pid = status(&system, "holder")?.pid.context("the holder's pid")?;
+        process::kill(pid).context("killing the holder")?;
+        let mut removed = files.remove("/held.txt").await;
+        for _ in 0..100 {
+            if removed.is_ok() {
+                break;
+            }
+            sleep(Duration::from_millis(10)).await;
+            removed = files.remove("/held.txt").await;
+        }
+        expect_eq("removing it after its holder died", removed, Ok(()))
     })
 }
 
