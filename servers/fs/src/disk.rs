@@ -105,7 +105,9 @@ impl Disk {
             return;
         }
         if let Ok(region) = Region::open(&self.block, REGION).await {
-            *self.region.borrow_mut() = region;
+            let old = self.region.replace(region);
+            // A driver that did not restart still holds it; a new one answers NoSuchRegion.
+            let _ = self.block.close_region(old.id()).await;
         }
     }
 }

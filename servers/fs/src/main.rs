@@ -114,9 +114,9 @@ impl Fs for Server {
         }
         state.next_session += 1;
         let number = state.next_session;
-        let session = Session::new(number, lease).map_err(|_| {
-            let _ = lease.delete();
-            FsError::BadSession
+        let session = Session::new(number, lease).map_err(|error| match error {
+            keel_abi::Error::QuotaExceeded => FsError::TooMany,
+            _ => FsError::BadSession,
         })?;
         state.sessions.push(session);
         Ok(Begun {

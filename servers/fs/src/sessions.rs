@@ -28,32 +28,47 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session on `lease`, its region made and sent there.
+    /// A session on `lease`, its region made and sent there. On failure nothing is left,
+    /// the lease included.
     pub fn new(number: u64, lease: Port) -> Result<Session, Error> {
+        let made = Self::make(number, lease);
+        if made.is_err() {
+            let _ = lease.delete();
+        }
+        made
+    }
+
+    fn make(number: u64, lease: Port) -> Result<Session, Error> {
         let memory = Memory::create(REGION_LEN as usize)?;
-        let region = match memory.map(keel_abi::prot::READ | keel_abi::prot::WRITE) {
-            Ok(region) => region,
+        // Deleting the capability unmaps what was mapped through it.
+        let made = memory
+            .map(keel_abi::prot::READ | keel_abi::prot::WRITE)
+            .and_then(|region| Self::send_region(number, lease, memory).map(|()| region));
+        match made {
+            Ok(region) => Ok(Session {
+                number,
+                lease,
+                memory,
+                region,
+                files: Vec::new(),
+            }),
             Err(error) => {
                 let _ = memory.delete();
-                return Err(error);
+                Err(error)
             }
-        };
-        let session = Session {
-            number,
-            lease,
-            memory,
-            region,
-            files: Vec::new(),
-        };
-        // The client gets a copy it can map; ours stays, so the client cannot unmap it here.
+        }
+    }
+
+    /// Send the client a copy of the region's capability it can map; ours stays, so the
+    /// client cannot unmap it here.
+    fn send_region(number: u64, lease: Port, memory: Memory) -> Result<(), Error> {
         let given = memory.derive(rights::MAP_READ | rights::MAP_WRITE | rights::GRANT)?;
         let message = keel_rt::ipc::Message::new(fs::REGION_LABEL, [number, 0, 0, 0])
             .with_caps(&[given.handle()]);
-        if let Err(error) = lease.send(&message) {
-            let _ = given.delete();
-            return Err(error);
-        }
-        Ok(session)
+        // The message carries a copy: ours goes either way.
+        let sent = lease.send(&message);
+        let _ = given.delete();
+        sent
     }
 
     /// Whether the client still holds its lease.

@@ -43,6 +43,10 @@ impl<D: BlockDevice> Volume<D> {
             .filter(|&end| end <= MAX_SIZE);
         let end = end.ok_or(Error::TooLarge)?;
         let size = self.size(id)?;
+        // Writing nothing changes nothing, even past the end.
+        if data.is_empty() {
+            return Ok(());
+        }
         if offset > size {
             self.fill(id, size, offset).await?;
         }

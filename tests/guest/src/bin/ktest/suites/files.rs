@@ -11,7 +11,7 @@ use fs::{Files, FsClient, FsError, Kind, Whence};
 use futures_util::future::join_all;
 use keel_init::{State, System};
 use keel_rt::executor::sleep;
-use keel_rt::process;
+use keel_rt::{process, sys};
 
 use super::system::{status, supervise};
 use crate::check::{Context, all, ensure, expect_eq};
@@ -23,6 +23,7 @@ pub const SUITE: Suite = suite!(files:
     bad_input_is_refused_and_the_service_goes_on,
     a_sessions_files_close_when_its_lease_goes_or_it_ends,
     a_clients_files_close_when_its_process_dies,
+    sessions_that_come_and_go_leave_nothing_in_the_server,
     the_block_driver_killed_100_times_loses_no_acknowledged_write,
 );
 
@@ -357,6 +358,40 @@ fn a_clients_files_close_when_its_process_dies() -> Result<(), String> {
             removed = files.remove("/held.txt").await;
         }
         expect_eq("removing it after its holder died", removed, Ok(()))
+    })
+}
+
+/// Twenty sessions begun, used and dropped: once the server has looked at their leases,
+/// it holds as many capabilities and frames as before.
+fn sessions_that_come_and_go_leave_nothing_in_the_server() -> Result<(), String> {
+    with_files(async |system: System, files: Files| {
+        let pid = status(&system, "fs")?
+            .pid
+            .context("the file service's pid")?;
+        let held = || -> Result<(usize, u64), String> {
+            let mut entries = [keel_abi::cap::CapEntry::default(); 256];
+            let caps = sys::ipc::cap_list(pid, &mut entries).context("listing its caps")?;
+            let frames = process::info(pid).context("its process info")?.frames;
+            Ok((caps, frames))
+        };
+        files
+            .write_file("/come and go.txt", b"x")
+            .await
+            .context("write")?;
+        sleep(Duration::from_millis(300)).await;
+        let before = held()?;
+        for _ in 0..20 {
+            let session = begin(&system).await?;
+            let file = session
+                .open("/come and go.txt", false)
+                .await
+                .context("open")?;
+            let mut byte = [0u8; 1];
+            session.read(file, &mut byte).await.context("read")?;
+        }
+        // Its look at leases comes every 100 ms.
+        sleep(Duration::from_millis(300)).await;
+        expect_eq("the server's (capabilities, frames)", held()?, before)
     })
 }
 
