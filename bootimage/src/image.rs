@@ -237,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn bench_image_passes_the_filter_to_kbench() {
+    fn bench_image_passes_the_filter_to_kbench_and_carries_the_disk_servers() {
         let image = Image::bench("port_call");
         let names: Vec<&str> = image.modules.iter().map(|m| m.name().unwrap()).collect();
         // The disk benchmarks start the driver and the file service.
