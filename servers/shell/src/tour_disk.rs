@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use fs::{Files, FsError};
+use keel_rt::abi::Error;
 use keel_rt::names;
 
 use crate::files;
@@ -20,6 +21,20 @@ const BOOTS: &str = "/tour/boots.txt";
 const STREAM_FILES: usize = 12;
 const STREAM_BYTES: usize = 48 * 1024;
 const KILL_AFTER: usize = 3;
+
+/// Whether this system has a file service the shell may use: the tour walks the disk
+/// only then (the console suite's system has none). One that is granted but does not
+/// answer fails the steps instead.
+pub fn present() -> bool {
+    match names::lookup(fs::NAME) {
+        Ok(port) => {
+            let _ = port.delete();
+            true
+        }
+        Err(Error::PermissionDenied | Error::NotFound) => false,
+        Err(_) => true,
+    }
+}
 
 pub async fn df(term: &Term) -> Step {
     let usage = files::df().await?;
