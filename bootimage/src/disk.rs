@@ -58,8 +58,9 @@ pub fn make_demo(path: &Path) -> Result<()> {
     make(path, &[("README.TXT", README.as_bytes())])
 }
 
-/// A new FAT32 image of [`DISK_BYTES`] at `path` holding `files` (name, bytes) in its root.
-/// Made under a temporary name first, so an interrupted run never leaves half a disk.
+/// A new FAT32 image of [`DISK_BYTES`] at `path` holding `files` (path in the image,
+/// bytes). Made under a temporary name first, so an interrupted run never leaves half a
+/// disk.
 pub fn make(path: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     setup::ensure(&MTOOLS)?;
     let partial = path.with_extension("partial");
@@ -76,19 +77,50 @@ pub fn make(path: &Path, files: &[(&str, &[u8])]) -> Result<()> {
             .args(["-F", "-v", "KEEL", "::"]),
     )?;
     for (name, bytes) in files {
-        let source = partial.with_extension(format!("file-{name}"));
-        fs::write(&source, bytes).context(format!("writing {}", source.display()))?;
-        let copied = mtools(
-            Command::new("mcopy")
-                .arg("-i")
-                .arg(&partial)
-                .arg(&source)
-                .arg(format!("::{name}")),
-        );
-        let _ = fs::remove_file(&source);
-        copied?;
+        write_file(&partial, name, bytes)?;
     }
     fs::rename(&partial, path).context(format!("renaming to {}", path.display()))
+}
+
+/// Put `bytes` in an image as `name` (`dir/file`: the directories are made if need be).
+pub fn write_file(image: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut dir = String::new();
+    for part in name
+        .split('/')
+        .rev()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        dir = format!("{dir}/{part}");
+        let listed = Command::new("mdir")
+            .arg("-i")
+            .arg(image)
+            .arg(format!("::{dir}"))
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .context("running mdir")?;
+        if !listed.status.success() {
+            mtools(
+                Command::new("mmd")
+                    .arg("-i")
+                    .arg(image)
+                    .arg(format!("::{dir}")),
+            )?;
+        }
+    }
+    let source = image.with_extension("file");
+    fs::write(&source, bytes).context(format!("writing {}", source.display()))?;
+    let copied = mtools(
+        Command::new("mcopy")
+            .args(["-o", "-i"])
+            .arg(image)
+            .arg(&source)
+            .arg(format!("::{name}")),
+    );
+    let _ = fs::remove_file(&source);
+    copied
 }
 
 /// Run an mtools command; its complaint is the error.
@@ -151,8 +183,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("keel-disk-test-{}.img", std::process::id()));
         make_demo(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), DISK_BYTES);
+        write_file(&path, "a/b/deep file.txt", b"deep").unwrap();
         assert_eq!(fsck(&path).unwrap(), Ok(()));
         assert_eq!(read_file(&path, "README.TXT").unwrap(), README.as_bytes());
+        assert_eq!(read_file(&path, "a/b/deep file.txt").unwrap(), b"deep");
         assert!(read_file(&path, "NOTHERE.TXT").is_err());
         fs::remove_file(path).unwrap();
     }
