@@ -3,6 +3,7 @@
 //! Images are made and checked with the host's own tools: mtools and `fsck.vfat`.
 
 use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,14 +44,24 @@ pub const DOSFSTOOLS: Tools = Tools {
 
 const FSCK: &str = "/usr/sbin/fsck.vfat";
 
-/// The demo's disk, made if it is not there yet or if `fresh`.
+/// The demo's disk, made if it is not there yet, holds no volume (QEMU's runs make a
+/// missing disk blank), or if `fresh`.
 pub fn demo_disk(fresh: bool) -> Result<PathBuf> {
     let path = crate::check::demo_disk();
-    if fresh || !path.exists() {
+    if fresh || !formatted(&path) {
         make_demo(&path)?;
         println!("bootimage: made a new disk, {}", path.display());
     }
     Ok(path)
+}
+
+/// Whether `path` starts with a boot sector (its signature, 0x55 0xaa at 510): a blank or
+/// missing image does not, and so holds nothing to keep.
+fn formatted(path: &Path) -> bool {
+    let mut sector = [0u8; 512];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut sector))
+        .is_ok_and(|()| sector[510..] == [0x55, 0xaa])
 }
 
 /// A new disk as the demo's starts: empty but for its README.
@@ -184,6 +195,11 @@ mod tests {
         make_demo(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), DISK_BYTES);
         write_file(&path, "a/b/deep file.txt", b"deep").unwrap();
+        assert!(formatted(&path));
+        let blank = path.with_extension("blank");
+        crate::qemu::blank_disk(&blank).unwrap();
+        assert!(!formatted(&blank) && !formatted(&path.with_extension("missing")));
+        fs::remove_file(blank).unwrap();
         assert_eq!(fsck(&path).unwrap(), Ok(()));
         assert_eq!(read_file(&path, "README.TXT").unwrap(), README.as_bytes());
         assert_eq!(read_file(&path, "a/b/deep file.txt").unwrap(), b"deep");
