@@ -24,6 +24,7 @@ pub const SUITE: Suite = suite!(files:
     a_sessions_files_close_when_its_lease_goes_or_it_ends,
     a_clients_files_close_when_its_process_dies,
     sessions_that_come_and_go_leave_nothing_in_the_server,
+    a_killed_file_service_comes_back_with_what_was_synced,
     the_block_driver_killed_100_times_loses_no_acknowledged_write,
 );
 
@@ -392,6 +393,47 @@ fn sessions_that_come_and_go_leave_nothing_in_the_server() -> Result<(), String>
         // Its look at leases comes every 100 ms.
         sleep(Duration::from_millis(300)).await;
         expect_eq("the server's (capabilities, frames)", held()?, before)
+    })
+}
+
+/// The file service killed (a crash, as far as the disk knows): the restarted one mounts
+/// the disk as the last sync left it; what was written since is gone, cleanly (the host
+/// runs fsck on the image after the suite).
+fn a_killed_file_service_comes_back_with_what_was_synced() -> Result<(), String> {
+    with_files(async |system: System, files: Files| {
+        files
+            .write_file("/synced.txt", b"kept")
+            .await
+            .context("write")?;
+        files.sync().await.context("sync")?;
+        files
+            .write_file("/unsynced.txt", b"lost")
+            .await
+            .context("write")?;
+        let before = status(&system, "fs")?;
+        process::kill(before.pid.context("the file service's pid")?).context("killing fs")?;
+        system
+            .until(|s| {
+                s.status("fs")
+                    .is_some_and(|fs| fs.restarts == before.restarts + 1)
+                    && s.service("fs").is_some()
+            })
+            .await;
+        let old = files.stat("/synced.txt").await;
+        let again = begin(&system).await?;
+        let kept = again.read_file("/synced.txt").await;
+        let lost = again.stat("/unsynced.txt").await;
+        all([
+            ensure(matches!(old, Err(fs::Error::Transport(_))), || {
+                format!("a call on the dead server's session: {old:?}")
+            }),
+            expect_eq("the synced file", kept.as_deref(), Ok(&b"kept"[..])),
+            expect_eq(
+                "the unsynced file",
+                lost,
+                Err(fs::Error::Fs(FsError::NotFound)),
+            ),
+        ])
     })
 }
 
