@@ -146,17 +146,15 @@ impl Files {
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(self.region.len());
-            let got = self.read_region(file, 0, want as u64).await? as usize;
-            // SAFETY: `got <= want <= region.len()`; the mapping lives as long as `self`
-            // (its capability is ours), and the server writes it only during a read call.
+            // The server's count is not trusted past what was asked.
+            let got = (self.read_region(file, 0, want as u64).await? as usize).min(want);
+            // SAFETY: `got <= want`, which fits both the region and `buf[done..]`; the
+            // mapping lives as long as `self` (its capability is ours), and the server
+            // writes it only during a read call.
             unsafe {
-                core::ptr::copy_nonoverlapping(
-                    self.region.as_ptr(),
-                    buf[done..].as_mut_ptr(),
-                    got.min(want),
-                )
+                core::ptr::copy_nonoverlapping(self.region.as_ptr(), buf[done..].as_mut_ptr(), got)
             };
-            done += got.min(want);
+            done += got;
             if got < want {
                 break;
             }
