@@ -3,12 +3,14 @@
 //! supervisor with the driver and `fs`, and is the file service's client itself.
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::time::Duration;
 
 use fs::{Files, FsClient, FsError, Kind, Whence};
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use keel_init::{State, System};
 use keel_rt::executor::sleep;
 use keel_rt::{process, sys};
@@ -437,44 +439,66 @@ fn a_killed_file_service_comes_back_with_what_was_synced() -> Result<(), String>
     })
 }
 
-/// A writer writes a stream of files, syncing every fourth, and kills the driver after
-/// each write it is acknowledged while the driver runs: the next write finds the driver
-/// gone or restarting, and the file service sends its requests again. Every write
-/// acknowledged must read back once it is over, and (the host checks) fsck must find the
-/// disk clean.
-///
-/// The kills come between requests, not during one: a driver killed with requests in
-/// flight leaves the device to DMA their completions into its freed virtqueue memory
-/// before init turns its bus mastering off, and the kernel's free list does not survive
-/// that (a fault in `FreeList::take` within a few dozen kills; the driver side's to close).
+/// One writer writes and syncs a stream of files while the driver is killed at any moment
+/// (requests in flight at the device included), each time as soon as it is back; every
+/// write acknowledged must read back once it is over, and (the host checks) fsck must find
+/// the disk clean. The device may finish a dead driver's requests into its DMA memory:
+/// the kernel holds that memory until init has stopped the device.
 fn the_block_driver_killed_100_times_loses_no_acknowledged_write() -> Result<(), String> {
     with_files(async |system: System, files: Files| {
         files.mkdir("/campaign").await.context("mkdir /campaign")?;
-        let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
-        let (mut kills, mut round) = (0, 0u32);
-        while kills < KILLS {
-            let path = format!("/campaign/f{}.bin", round % 16);
-            let data = pattern(round as u8, 8192 + (round as usize % 5) * 1000);
-            files
-                .write_file(&path, &data)
-                .await
-                .map_err(|e| format!("writing {path}: {e}"))?;
-            if round % 4 == 3 {
-                files.sync().await.map_err(|e| format!("sync: {e}"))?;
-            }
-            acknowledged.retain(|(p, _)| *p != path);
-            acknowledged.push((path, data));
-            round += 1;
-            let driver = status(&system, "block")?;
-            if let (State::Running, Some(pid)) = (driver.state, driver.pid) {
+        let done = Rc::new(Cell::new(false));
+        let acked = Rc::new(Cell::new(0u32));
+        let killer = async {
+            let mut kills = 0;
+            while kills < KILLS {
+                // Each kill lands among writes: one more must have been acknowledged since
+                // the last, and the next is under way.
+                let seen = acked.get();
+                while acked.get() <= seen {
+                    sleep(Duration::from_millis(1)).await;
+                }
+                sleep(Duration::from_millis(u64::from(kills % 5) * 2)).await;
+                let restarts = status(&system, "block")?.restarts;
+                let pid = status(&system, "block")?.pid.context("the driver's pid")?;
                 process::kill(pid).context("killing the driver")?;
                 kills += 1;
+                system
+                    .until(|s| {
+                        s.status("block")
+                            .is_some_and(|b| b.restarts > restarts && b.state == State::Running)
+                    })
+                    .await;
             }
-        }
-        files
-            .sync()
-            .await
-            .map_err(|e| format!("the last sync: {e}"))?;
+            done.set(true);
+            Ok::<u32, String>(kills)
+        };
+        let writer = async {
+            let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut round = 0u32;
+            while !done.get() || round < 8 {
+                let path = format!("/campaign/f{}.bin", round % 16);
+                let data = pattern(round as u8, 8192 + (round as usize % 5) * 1000);
+                files
+                    .write_file(&path, &data)
+                    .await
+                    .map_err(|e| format!("writing {path}: {e}"))?;
+                if round % 4 == 3 {
+                    files.sync().await.map_err(|e| format!("sync: {e}"))?;
+                }
+                acknowledged.retain(|(p, _)| *p != path);
+                acknowledged.push((path, data));
+                round += 1;
+                acked.set(round);
+            }
+            files
+                .sync()
+                .await
+                .map_err(|e| format!("the last sync: {e}"))?;
+            Ok::<_, String>((round, acknowledged))
+        };
+        let (kills, written) = join(killer, writer).await;
+        let (kills, (rounds, acknowledged)) = (kills?, written?);
         let mut lost = Vec::new();
         for (path, data) in &acknowledged {
             if files.read_file(path).await.as_deref() != Ok(&data[..]) {
@@ -483,7 +507,7 @@ fn the_block_driver_killed_100_times_loses_no_acknowledged_write() -> Result<(),
         }
         let restarts = status(&system, "block")?.restarts;
         keel_rt::println!(
-            "files: {kills} driver kills during {round} writes, {restarts} restarts; {} lost",
+            "files: {kills} driver kills during {rounds} writes, {restarts} restarts; {} lost",
             lost.len()
         );
         all([
