@@ -1,10 +1,13 @@
-//! Devices as capabilities: interrupt lines, I/O port ranges, and the kernel log.
+//! Devices as capabilities: interrupt lines, I/O port ranges, PCI configuration space
+//! through the kernel ([`pci_config`]), and the kernel log.
 //!
 //! The kernel drives no device beyond the timer; drivers are processes. An interrupt on a
 //! bound line masks the line and notifies the driver's port; the driver acknowledges it to
 //! unmask. I/O ports are read and written through syscalls that check the capability's
 //! range. While any driver holds the console's ports, the kernel log (kernel messages and
 //! debug writes) fills a buffer the console driver drains, instead of garbling its line.
+
+pub mod pci_config;
 
 use crate::arch::ioapic;
 use crate::cap::{CapTable, Object};

@@ -151,8 +151,8 @@ pub enum Syscall {
     /// Returns how many it holds; at most `capacity` are written.
     CapList = 42,
     /// `mem_create_dma(device, len)`: a memory object of physically contiguous, pinned
-    /// frames for a device to read and write; `device` (an IRQ or I/O port capability of
-    /// the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
+    /// frames for a device to read and write; `device` (an IRQ, I/O port, device memory or
+    /// PCI configuration capability of the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
     MemCreateDma = 43,
     /// `mem_phys(memory, offset)`: the physical address of byte `offset` of a memory object,
     /// to program a device with. Needs [`cap::rights::DMA`].
@@ -191,10 +191,21 @@ pub enum Syscall {
     /// tells a driver which registers it holds), and shows a driver asks for
     /// `mem_create_dma`. Costs no frames.
     MemCreateDevice = 53,
+    /// `pci_config_create(function)`: a capability to PCI function `function`'s
+    /// configuration space (`bus << 8 | device << 3 | function`), or to every function's
+    /// with [`pci::ALL_FUNCTIONS`], reached through the kernel (the legacy 0xcf8/0xcfc
+    /// mechanism, for machines without ECAM). Needs [`rights::SYSTEM`].
+    PciConfigCreate = 54,
+    /// `pci_config_read(cap, address, width)`: read 1, 2 or 4 bytes of configuration
+    /// space at `address` ([`pci::address`]), a function the capability covers
+    /// (`MissingRight` otherwise), a register below [`pci::LEGACY_SIZE`] aligned to `width`.
+    PciConfigRead = 55,
+    /// `pci_config_write(cap, address, width, value)`, checked as `pci_config_read`.
+    PciConfigWrite = 56,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 54;
+    pub const COUNT: usize = 57;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -253,6 +264,9 @@ impl Syscall {
             ThreadRegsWrite,
             PortSignalRecv,
             MemCreateDevice,
+            PciConfigCreate,
+            PciConfigRead,
+            PciConfigWrite,
         ];
         ALL.get(n).copied()
     }
@@ -388,6 +402,20 @@ pub fn decode_result(raw: usize) -> SyscallResult {
 }
 
 /// Memory protection bits for `mem_map` and `mem_protect`.
+/// PCI configuration space through the kernel (`pci_config_*`).
+pub mod pci {
+    /// The function a `pci_config_create` capability names for all of them (enumeration).
+    pub const ALL_FUNCTIONS: usize = 1 << 16;
+    /// Bytes of configuration space per function the legacy mechanism reaches.
+    pub const LEGACY_SIZE: usize = 256;
+
+    /// Where register `register` of `function` (`bus << 8 | device << 3 | function`) is,
+    /// as `pci_config_read` and `pci_config_write` take it: its ECAM offset.
+    pub const fn address(function: u16, register: usize) -> usize {
+        (function as usize) << 12 | register
+    }
+}
+
 pub mod prot {
     pub const READ: usize = 1;
     pub const WRITE: usize = 2;

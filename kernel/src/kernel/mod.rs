@@ -179,7 +179,11 @@ impl Kernel {
             }
             Object::Irq(line) => self.devices.irq_released(line, &self.caps),
             Object::IoPorts(..) => crate::device::update_console_owner(&self.caps),
-            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
+            Object::Audit
+            | Object::Log
+            | Object::PciConfig(_)
+            | Object::Process(_)
+            | Object::Thread(_) => {}
         }
     }
 

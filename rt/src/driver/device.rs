@@ -1,5 +1,6 @@
 //! A device's capabilities, typed: I/O port ranges, interrupt lines, device registers
-//! (memory-mapped: a PCI function's configuration page and BARs) and the kernel log.
+//! (memory-mapped: a PCI function's configuration page and BARs), PCI configuration space
+//! through the kernel (machines without ECAM) and the kernel log.
 //!
 //! Each value owns its capability and deletes it when dropped: the kernel masks a line
 //! whose last capability goes, and sends its log back to the serial line when no
@@ -175,6 +176,67 @@ impl Drop for IrqLine {
     }
 }
 
+/// A capability to PCI configuration space through the kernel (the legacy mechanism, for
+/// machines without ECAM): one function's, or for init every function's. Each access is a
+/// syscall the kernel checks; [`ConfigSpace`](super::pci::ConfigSpace) reads it.
+#[derive(Debug)]
+pub struct PciConfig {
+    handle: Handle,
+    /// `bus << 8 | device << 3 | function`, or `None` for all of them.
+    function: Option<u16>,
+}
+
+impl PciConfig {
+    /// The configuration capability this process holds as `handle`.
+    pub fn from_handle(handle: Handle) -> Result<PciConfig, Error> {
+        // The kernel reports the function as its object id.
+        let object = object_of(handle, kind::PCI_CONFIG)?;
+        Ok(PciConfig {
+            handle,
+            function: u16::try_from(object).ok(),
+        })
+    }
+
+    /// Mint a capability to `function`, or to all with `None` (needs the SYSTEM right).
+    pub fn create(function: Option<u16>) -> Result<PciConfig, Error> {
+        let raw = function.map_or(keel_abi::pci::ALL_FUNCTIONS, usize::from);
+        let handle = sys::device::pci_config_create(raw)?;
+        Ok(PciConfig { handle, function })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The one function it names, if it names one.
+    pub fn function(&self) -> Option<u16> {
+        self.function
+    }
+
+    /// The `width`-byte register `register` of `function`.
+    pub fn read(&self, function: u16, register: usize, width: usize) -> Result<u32, Error> {
+        let address = keel_abi::pci::address(function, register);
+        sys::device::pci_config_read(self.handle, address, width)
+    }
+
+    pub fn write(
+        &self,
+        function: u16,
+        register: usize,
+        width: usize,
+        value: u32,
+    ) -> Result<(), Error> {
+        let address = keel_abi::pci::address(function, register);
+        sys::device::pci_config_write(self.handle, address, width, value)
+    }
+}
+
+impl Drop for PciConfig {
+    fn drop(&mut self) {
+        let _ = cap::delete(self.handle);
+    }
+}
+
 /// A capability to the kernel log buffer, which fills instead of the serial line while a
 /// driver holds COM1's ports. Only the console driver needs it.
 #[derive(Debug)]
@@ -341,14 +403,18 @@ pub struct Device {
     pub irq_lines: Vec<IrqLine>,
     pub log: Option<KernelLog>,
     /// Device registers, in the order granted: for a PCI function, its configuration page
-    /// first, then its memory BARs ([`PciFunction`](super::PciFunction) sorts them out).
+    /// first (with ECAM), then its memory BARs ([`PciFunction`](super::PciFunction) sorts
+    /// them out).
     pub memory: Vec<DeviceMemory>,
+    /// A PCI function's configuration space on a machine without ECAM.
+    pub pci_config: Option<PciConfig>,
 }
 
 impl Device {
     /// The device capabilities this process was started with: handles 2.. (handle 1 is
     /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log,
-    /// then a PCI function's configuration page, BARs and interrupt line.
+    /// then a PCI function's configuration page (or its configuration capability, without
+    /// ECAM), BARs and interrupt line.
     pub fn from_start_caps() -> Result<Device, Error> {
         let mut device = Device::default();
         for handle in cap::initial().skip(1) {
@@ -357,6 +423,7 @@ impl Device {
                 kind::IRQ => device.irq_lines.push(IrqLine::from_handle(handle)?),
                 kind::LOG => device.log = Some(KernelLog::from_handle(handle)?),
                 kind::MEMORY => device.memory.push(DeviceMemory::from_handle(handle)?),
+                kind::PCI_CONFIG => device.pci_config = Some(PciConfig::from_handle(handle)?),
                 _ => return Err(Error::WrongType),
             }
         }

@@ -8,8 +8,8 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use keel_block::BlockStats;
-use keel_rt::driver::pci::{self, PciFunction};
-use keel_rt::driver::{Device, DeviceMemory, Driver, DriverError, Interrupt, IrqLine};
+use keel_rt::driver::pci::{self, ConfigSpace, PciFunction};
+use keel_rt::driver::{Device, Driver, DriverError, Interrupt, IrqLine};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 
@@ -117,14 +117,15 @@ impl BlkDriver {
     }
 }
 
-/// The driver's own configuration page, as virtio-drivers reads configuration space: it
-/// holds no other function's, so the function named is always this one.
+/// The driver's own configuration space (its ECAM page, or through the kernel), as
+/// virtio-drivers reads configuration space: it reaches no other function's, so the
+/// function named is always this one.
 #[derive(Clone, Copy)]
-struct OwnConfig<'a>(&'a DeviceMemory);
+struct OwnConfig<'a>(ConfigSpace<'a>);
 
 impl ConfigurationAccess for OwnConfig<'_> {
     fn read_word(&self, _: DeviceFunction, register: u8) -> u32 {
-        // Out of range reads as no device would.
+        // Refused reads as no device would.
         self.0.read32(register.into()).unwrap_or(!0)
     }
 
@@ -148,12 +149,13 @@ impl Driver for BlkDriver {
         // Memory decoding for the BARs, bus mastering for DMA, INTx on.
         let command = config.command()? | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER;
         config.set_command(command & !pci::COMMAND_INTX_DISABLE)?;
-        let bars = self.device.memory[1..]
+        let bars = function
+            .bars()
             .iter()
             .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
             .collect();
-        hal::reset(self.device.memory[0].handle(), bars);
-        let mut root = PciRoot::new(OwnConfig(&self.device.memory[0]));
+        hal::reset(function.device_capability(), bars);
+        let mut root = PciRoot::new(OwnConfig(config));
         let here = DeviceFunction {
             bus: 0,
             device: 0,

@@ -3,7 +3,8 @@
 //! The child's capabilities, in the order docs/SYSTEM.md promises: handle 1, a badged
 //! SEND+GRANT capability to init's port (GRANT so that a registration can carry the
 //! server's port); then one capability per `io_ports` range, one per IRQ, the kernel
-//! log if `log` is set, and for a `pci` device its configuration page, its BARs (memory
+//! log if `log` is set, and for a `pci` device its configuration page (without ECAM, its
+//! configuration capability), its BARs (memory
 //! BARs as device memory, I/O BARs as port ranges) and its interrupt line. Device
 //! capabilities are minted for this start and init keeps none:
 //! while the server is down nobody owns its device (so the kernel writes the log to the
@@ -132,15 +133,20 @@ impl Grants {
         Ok(grants)
     }
 
-    /// The first function `wanted` matches: exactly its registers and its line.
+    /// The first function `wanted` matches: exactly its registers (its configuration page,
+    /// or without ECAM a capability to its configuration space) and its line.
     fn pci(&mut self, wanted: &keel_manifest::PciMatch) -> Result<(), StartError> {
         let function = crate::pci::find(wanted).ok_or(StartError {
             doing: "finding its PCI device",
             error: Error::NotFound,
         })?;
-        let page = sys::device::mem_create_device(function.config, FUNCTION_SIZE)
-            .doing("minting its PCI configuration page")?;
-        self.handles.push(page);
+        let config = match function.config {
+            Some(page) => sys::device::mem_create_device(page, FUNCTION_SIZE)
+                .doing("minting its PCI configuration page")?,
+            None => sys::device::pci_config_create(function.address().into())
+                .doing("minting its PCI configuration capability")?,
+        };
+        self.handles.push(config);
         for &(bar, size) in &function.bars {
             let handle = if bar.io {
                 let (base, len) = (u16::try_from(bar.address), u16::try_from(size));
