@@ -127,11 +127,13 @@ pub enum Syscall {
     /// [`rights::SYSTEM`]: device capabilities are minted by the system, handed to drivers.
     IrqCreate = 35,
     /// `event_bind(source, port, bits)`: an event source notifies `port` with `bits`: an
-    /// interrupt line (which stays masked after each interrupt until `irq_ack`), or the
+    /// interrupt line (which stays masked after each interrupt until `irq_ack`), an MSI-X
+    /// vector, or the
     /// kernel log (when bytes arrive while a driver owns the console). Needs the port's SEND
     /// right; port handle 0 unbinds.
     EventBind = 36,
-    /// `irq_ack(irq)`: the driver has handled the interrupt; unmask the line.
+    /// `irq_ack(irq)`: the driver has handled the interrupt; unmask the line (nothing for
+    /// an MSI-X vector).
     IrqAck = 37,
     /// `ioport_create(base, len)`: a capability to I/O ports `base..base + len`. Needs
     /// [`rights::SYSTEM`].
@@ -151,8 +153,8 @@ pub enum Syscall {
     /// Returns how many it holds; at most `capacity` are written.
     CapList = 42,
     /// `mem_create_dma(device, len)`: a memory object of physically contiguous, pinned
-    /// frames for a device to read and write; `device` (an IRQ, I/O port, device memory or
-    /// PCI configuration capability of the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
+    /// frames for a device to read and write; `device` (an IRQ, MSI-X vector, I/O port,
+    /// device memory or PCI configuration capability of the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
     MemCreateDma = 43,
     /// `mem_phys(memory, offset)`: the physical address of byte `offset` of a memory object,
     /// to program a device with. Needs [`cap::rights::DMA`].
@@ -202,10 +204,18 @@ pub enum Syscall {
     PciConfigRead = 55,
     /// `pci_config_write(cap, address, width, value)`, checked as `pci_config_read`.
     PciConfigWrite = 56,
+    /// `msi_create()`: a capability to a free MSI-X vector, bound like an interrupt line
+    /// (`event_bind`); each interrupt notifies and needs no `irq_ack` (a no-op for it). The
+    /// vector is free again when its last capability goes. Needs [`rights::SYSTEM`];
+    /// `QuotaExceeded` when none is free.
+    MsiCreate = 57,
+    /// `msi_message(vector)`: what the function's MSI-X table entry must hold to raise the
+    /// vector: the message address in bits 0..32, the data in bits 32..64.
+    MsiMessage = 58,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 57;
+    pub const COUNT: usize = 59;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -267,6 +277,8 @@ impl Syscall {
             PciConfigCreate,
             PciConfigRead,
             PciConfigWrite,
+            MsiCreate,
+            MsiMessage,
         ];
         ALL.get(n).copied()
     }

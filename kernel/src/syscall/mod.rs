@@ -120,6 +120,8 @@ fn handle(call: Syscall, k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         Syscall::PciConfigCreate => device::pci_config_create(k, args),
         Syscall::PciConfigRead => device::pci_config_read(k, args),
         Syscall::PciConfigWrite => device::pci_config_write(k, args),
+        Syscall::MsiCreate => device::msi_create(k, args),
+        Syscall::MsiMessage => device::msi_message(k, args),
         Syscall::ThreadInfo => thread::info(k, args),
         Syscall::ThreadSuspend => thread::suspend(k, args),
         Syscall::ThreadResume => thread::resume(k, args),

@@ -114,36 +114,56 @@ impl Drop for IoPorts {
     }
 }
 
-/// A capability to a legacy interrupt line. Bound, the line notifies the executor's wake
-/// port with [`irq_bit`] and masks itself until [`ack`](IrqLine::ack).
+/// A capability to a legacy interrupt line, or to an MSI-X vector. Bound, it notifies the
+/// executor's wake port with [`irq_bit`]; a line masks itself until [`ack`](IrqLine::ack)
+/// (for a vector, acking does nothing: the function's MSI-X table has the mask).
 #[derive(Debug)]
 pub struct IrqLine {
     handle: Handle,
     line: u8,
+    vector: bool,
 }
 
 impl IrqLine {
-    /// The interrupt line capability this process holds as `handle`.
+    /// The interrupt line or vector capability this process holds as `handle`.
     pub fn from_handle(handle: Handle) -> Result<IrqLine, Error> {
-        // The kernel reports a line's number as its object id.
-        let line = object_of(handle, kind::IRQ)?;
+        let info = cap::info(handle)?;
+        if info.kind != kind::IRQ && info.kind != kind::MSI_VECTOR {
+            return Err(Error::WrongType);
+        }
+        // The kernel reports a line's or vector's number as its object id.
         Ok(IrqLine {
             handle,
-            line: line as u8,
+            line: info.object as u8,
+            vector: info.kind == kind::MSI_VECTOR,
         })
     }
 
     /// Mint a capability to line `line` (needs the SYSTEM process right).
     pub fn create(line: u8) -> Result<IrqLine, Error> {
         let handle = sys::device::irq_create(line)?;
-        Ok(IrqLine { handle, line })
+        Ok(IrqLine {
+            handle,
+            line,
+            vector: false,
+        })
+    }
+
+    /// Whether it is an MSI-X vector rather than a line.
+    pub fn is_vector(&self) -> bool {
+        self.vector
+    }
+
+    /// For a vector: the (address, data) to write into an MSI-X table entry to raise it.
+    pub fn message(&self) -> Result<(u64, u32), Error> {
+        sys::device::msi_message(self.handle)
     }
 
     pub fn handle(&self) -> Handle {
         self.handle
     }
 
-    /// The line's number (4 for COM1).
+    /// The line's number (4 for COM1), or the vector's (a CPU vector).
     pub fn line(&self) -> u8 {
         self.line
     }
@@ -164,8 +184,11 @@ impl IrqLine {
         sys::device::event_bind(self.handle, 0, 0)
     }
 
-    /// The interrupt is handled: unmask the line.
+    /// The interrupt is handled: unmask the line (a vector needs nothing).
     pub fn ack(&self) -> Result<(), Error> {
+        if self.vector {
+            return Ok(());
+        }
         sys::device::irq_ack(self.handle)
     }
 }
@@ -400,6 +423,7 @@ impl Drop for DeviceMemory {
 #[derive(Debug, Default)]
 pub struct Device {
     pub io_ports: Vec<IoPorts>,
+    /// Interrupt lines and MSI-X vectors.
     pub irq_lines: Vec<IrqLine>,
     pub log: Option<KernelLog>,
     /// Device registers, in the order granted: for a PCI function, its configuration page
@@ -414,13 +438,15 @@ impl Device {
     /// The device capabilities this process was started with: handles 2.. (handle 1 is
     /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log,
     /// then a PCI function's configuration page (or its configuration capability, without
-    /// ECAM), BARs and interrupt line.
+    /// ECAM), BARs, interrupt line and MSI-X vector.
     pub fn from_start_caps() -> Result<Device, Error> {
         let mut device = Device::default();
         for handle in cap::initial().skip(1) {
             match cap::info(handle)?.kind {
                 kind::IO_PORTS => device.io_ports.push(IoPorts::from_handle(handle)?),
-                kind::IRQ => device.irq_lines.push(IrqLine::from_handle(handle)?),
+                kind::IRQ | kind::MSI_VECTOR => {
+                    device.irq_lines.push(IrqLine::from_handle(handle)?)
+                }
                 kind::LOG => device.log = Some(KernelLog::from_handle(handle)?),
                 kind::MEMORY => device.memory.push(DeviceMemory::from_handle(handle)?),
                 kind::PCI_CONFIG => device.pci_config = Some(PciConfig::from_handle(handle)?),

@@ -20,8 +20,20 @@ pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
 /// Command register bit: INTx is disabled.
 pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
+/// Capability ids (PCI 3.0, appendix H).
+pub const CAPABILITY_VENDOR: u8 = 0x09;
+pub const CAPABILITY_MSIX: u8 = 0x11;
+
 const VENDOR: usize = 0x00;
 const COMMAND: usize = 0x04;
+/// In the status register (the command register's dword): the function lists capabilities.
+const STATUS_CAPABILITIES: u32 = 1 << 20;
+const CAPABILITIES: usize = 0x34;
+/// MSI-X message control (the capability's upper half-word): on, and all vectors masked.
+const MSIX_ENABLE: u32 = 1 << 31;
+const MSIX_FUNCTION_MASK: u32 = 1 << 30;
+/// Bytes per MSI-X table entry: address (64 bits), data, vector control (bit 0: masked).
+const MSIX_ENTRY: usize = 16;
 const CLASS: usize = 0x08;
 const HEADER_TYPE: usize = 0x0e;
 const BAR0: usize = 0x10;
@@ -106,6 +118,22 @@ impl<'a> ConfigSpace<'a> {
     fn byte(&self, register: usize) -> Result<u8, Error> {
         let word = self.read32(register & !3)?;
         Ok((word >> (8 * (register & 3))) as u8)
+    }
+
+    /// The function's capabilities, in list order: (id, offset).
+    pub fn capabilities(&self) -> Result<alloc::vec::Vec<(u8, usize)>, Error> {
+        let mut found = alloc::vec::Vec::new();
+        if self.read32(COMMAND)? & STATUS_CAPABILITIES == 0 {
+            return Ok(found);
+        }
+        let mut next = usize::from(self.byte(CAPABILITIES)? & !3);
+        // 48 capabilities fill the 256 bytes: a longer list loops.
+        while next != 0 && found.len() < 48 {
+            let word = self.read32(next)?;
+            found.push((word as u8, next));
+            next = usize::from((word >> 8) as u8 & !3);
+        }
+        Ok(found)
     }
 
     /// Whether a function answers here (its vendor is not all ones).
@@ -269,5 +297,48 @@ impl<'a> PciFunction<'a> {
             return Ok(None);
         };
         Ok(self.bars.iter().find(|memory| memory.phys() == bar.address))
+    }
+
+    /// Raise `vector` (an MSI-X vector capability) for the function's MSI-X table entry
+    /// 0, unmasked, and turn MSI-X on (INTx goes quiet). `false`, leaving everything as it
+    /// was, when the function has no MSI-X or its table's BAR was not granted.
+    pub fn enable_msix(&self, vector: &super::IrqLine) -> Result<bool, Error> {
+        let Some(offset) = self.msix()? else {
+            return Ok(false);
+        };
+        let table = self.config.read32(offset + 4)?;
+        let Some(bar) = self.bar((table & 7) as usize)? else {
+            return Ok(false);
+        };
+        let entry = (table & !7) as usize;
+        let (address, data) = vector.message()?;
+        bar.write32(entry, address as u32)?;
+        bar.write32(entry + 4, (address >> 32) as u32)?;
+        bar.write32(entry + 8, data)?;
+        bar.write32(entry + MSIX_ENTRY - 4, 0)?;
+        self.set_msix(offset, true)?;
+        Ok(true)
+    }
+
+    /// Turn MSI-X off again: the function interrupts through INTx.
+    pub fn disable_msix(&self) -> Result<(), Error> {
+        match self.msix()? {
+            Some(offset) => self.set_msix(offset, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Where its MSI-X capability is, if it has one.
+    fn msix(&self) -> Result<Option<usize>, Error> {
+        let capabilities = self.config.capabilities()?;
+        Ok(capabilities
+            .into_iter()
+            .find_map(|(id, offset)| (id == CAPABILITY_MSIX).then_some(offset)))
+    }
+
+    fn set_msix(&self, offset: usize, on: bool) -> Result<(), Error> {
+        let word = self.config.read32(offset)? & !(MSIX_ENABLE | MSIX_FUNCTION_MASK);
+        let enable = if on { MSIX_ENABLE } else { 0 };
+        self.config.write32(offset, word | enable)
     }
 }

@@ -1,5 +1,6 @@
-//! Typed wrappers for the device syscalls (35..=41, 43, 44, 53..=56): interrupt lines, I/O
-//! ports, the kernel log, DMA memory, device registers and PCI configuration space. [`driver`](crate::driver) builds drivers on them.
+//! Typed wrappers for the device syscalls (35..=41, 43, 44, 53..=58): interrupt lines, I/O
+//! ports, the kernel log, DMA memory, device registers, PCI configuration space and MSI-X
+//! vectors. [`driver`](crate::driver) builds drivers on them.
 //!
 //! Minting ([`irq_create`], [`ioport_create`], [`mem_create_device`]) needs the SYSTEM process right: the system
 //! (init, from its manifest) makes device capabilities and hands them to drivers.
@@ -74,6 +75,19 @@ pub fn pci_config_write(
     let args = [cap as usize, address, width, value as usize];
     // SAFETY: the kernel writes a configuration register; this process's memory is not touched.
     unsafe { call(Syscall::PciConfigWrite, args) }.map(drop)
+}
+
+/// `msi_create`: a capability to a free MSI-X vector.
+pub fn msi_create() -> Result<Handle, Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::MsiCreate, []) }.map(to_handle)
+}
+
+/// `msi_message`: the (address, data) an MSI-X table entry needs to raise `vector`.
+pub fn msi_message(vector: Handle) -> Result<(u64, u32), Error> {
+    // SAFETY: no memory is read or written.
+    let message = unsafe { call(Syscall::MsiMessage, [vector as usize]) }? as u64;
+    Ok((message & 0xffff_ffff, (message >> 32) as u32))
 }
 
 /// `log_read`: moves up to `buf.len()` bytes out of the kernel log buffer into `buf`;

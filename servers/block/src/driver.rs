@@ -15,6 +15,7 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 
 use crate::disk::{Data, Disk, Op, QUEUE_SIZE};
 use crate::hal::{self, KeelHal};
+use crate::msix::CommonConfig;
 
 /// A request's outcome, filled in at its completion.
 type Outcome = Rc<Cell<Option<bool>>>;
@@ -155,6 +156,17 @@ impl Driver for BlkDriver {
             .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
             .collect();
         hal::reset(function.device_capability(), bars);
+        // MSI-X where the function has it and init granted a vector; else INTx.
+        let vector = self.device.irq_lines.iter().find(|line| line.is_vector());
+        let msix = match vector {
+            Some(vector) => function.enable_msix(vector)?,
+            None => false,
+        };
+        let common = if msix {
+            CommonConfig::find(&function)?
+        } else {
+            None
+        };
         let mut root = PciRoot::new(OwnConfig(config));
         let here = DeviceFunction {
             bus: 0,
@@ -163,7 +175,12 @@ impl Driver for BlkDriver {
         };
         let transport = PciTransport::new::<KeelHal, _>(&mut root, here)
             .map_err(|_| DriverError::Device("not a modern virtio-pci device"))?;
-        let disk = Disk::new(transport).map_err(|_| DriverError::Device("did not come up"))?;
+        let route = |queue| common.is_some_and(|common| common.route_queue(queue));
+        let disk =
+            Disk::new(transport, route).map_err(|_| DriverError::Device("did not come up"))?;
+        if msix && !disk.msix {
+            function.disable_msix()?;
+        }
         *self.disk.borrow_mut() = Some(disk);
         Ok(())
     }

@@ -37,6 +37,8 @@ pub struct Function {
     pub bars: Vec<(Bar, u64)>,
     /// The interrupt line its INTx pin arrives at, if it has one init can route.
     pub line: Option<u8>,
+    /// Whether it has an MSI-X capability (its driver gets a vector too).
+    pub msix: bool,
 }
 
 impl Function {
@@ -75,7 +77,7 @@ pub fn find(wanted: &PciMatch) -> Option<&'static Function> {
             });
             for f in &found {
                 println!(
-                    "init: pci {:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}:{:02x}{}",
+                    "init: pci {:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}:{:02x}{}{}",
                     f.bus,
                     f.slot,
                     f.function,
@@ -84,7 +86,8 @@ pub fn find(wanted: &PciMatch) -> Option<&'static Function> {
                     f.class.0,
                     f.class.1,
                     f.line
-                        .map_or(alloc::string::String::new(), |l| alloc::format!(" irq {l}"))
+                        .map_or(alloc::string::String::new(), |l| alloc::format!(" irq {l}")),
+                    if f.msix { " msi-x" } else { "" },
                 );
             }
             found
@@ -192,6 +195,10 @@ fn enumerate() -> Result<Vec<Function>, Error> {
                         Mechanism::Ecam { .. } => q35_line(config.interrupt_pin()?, route),
                         Mechanism::Kernel(_) => firmware_line(&config)?,
                     },
+                    msix: config
+                        .capabilities()?
+                        .iter()
+                        .any(|&(id, _)| id == pci::CAPABILITY_MSIX),
                 });
                 if function == 0 && !config.multifunction()? {
                     break;

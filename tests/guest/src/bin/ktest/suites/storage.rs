@@ -12,7 +12,7 @@ use keel_abi::cap::Handle;
 use keel_abi::{Error, SysInfo};
 use keel_block::{BLOCK_SIZE, BlockClient, BlockError, OpenError, Region};
 use keel_init::{State, System};
-use keel_rt::driver::pci::ConfigSpace;
+use keel_rt::driver::pci::{self, ConfigSpace};
 use keel_rt::driver::{DeviceMemory, PciConfig};
 use keel_rt::{process, sys};
 
@@ -27,7 +27,7 @@ pub const SUITE: Suite = suite!(storage:
     device_memory_is_never_ram,
     configuration_through_the_kernel_checks_every_access,
     a_driver_reaches_its_own_function_and_nothing_else,
-    a_killed_driver_is_restarted_and_serves_the_same_disk_again,
+    a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_disk,
 );
 
 const SCENARIO_LIMIT: Duration = Duration::from_secs(30);
@@ -535,8 +535,39 @@ fn a_driver_reaches_its_own_function_and_nothing_else() -> Result<(), String> {
     })
 }
 
-fn a_killed_driver_is_restarted_and_serves_the_same_disk_again() -> Result<(), String> {
-    with_disk(async |system: System, block: BlockClient| {
+/// How many MSI-X vectors are free: mint until none is left, then give them back.
+fn free_vectors() -> Result<usize, String> {
+    let mut held = Vec::new();
+    let error = loop {
+        match sys::device::msi_create() {
+            Ok(vector) => held.push(vector),
+            Err(error) => break error,
+        }
+    };
+    for &vector in &held {
+        keel_rt::cap::delete(vector).context("giving a vector back")?;
+    }
+    expect_eq("when vectors run out", error, Error::QuotaExceeded)?;
+    Ok(held.len())
+}
+
+/// Whether the disk's MSI-X is on (so INTx is off: completions come by the vector).
+fn disk_msix_on() -> Result<bool, String> {
+    let bus = Bus0::reach()?;
+    let config = bus.function(disk(&bus)?);
+    let capabilities = config.capabilities().context("the disk's capabilities")?;
+    let (_, msix) = capabilities
+        .into_iter()
+        .find(|&(id, _)| id == pci::CAPABILITY_MSIX)
+        .context("the disk's MSI-X capability")?;
+    Ok(config.read32(msix).context("its message control")? & 1 << 31 != 0)
+}
+
+fn a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_disk()
+-> Result<(), String> {
+    let idle = free_vectors()?;
+    with_disk(async move |system: System, block: BlockClient| {
+        let running = (free_vectors()?, disk_msix_on()?);
         let region = open(&block, 64 << 10).await?;
         let data = pattern(9, 16);
         write(&block, &region, 0, 4096, &data).await?;
@@ -569,7 +600,18 @@ fn a_killed_driver_is_restarted_and_serves_the_same_disk_again() -> Result<(), S
         let more = pattern(10, 16);
         write(&again, &region, 0, 8192, &more).await?;
         let more_back = read(&again, &region, 16 * BLOCK, 8192, 16).await?;
+        let restarted = (free_vectors()?, disk_msix_on()?);
         all([
+            expect_eq(
+                "free vectors and MSI-X on, with the first driver",
+                running,
+                (idle - 1, true),
+            ),
+            expect_eq(
+                "free vectors and MSI-X on, with the restarted one",
+                restarted,
+                (idle - 1, true),
+            ),
             expect_eq(
                 "the old region, on the new driver",
                 stale,
