@@ -178,7 +178,8 @@ impl Driver for BlkDriver {
         let route = |queue| common.is_some_and(|common| common.route_queue(queue));
         let disk =
             Disk::new(transport, route).map_err(|_| DriverError::Device("did not come up"))?;
-        if msix && !disk.msix {
+        // Also when an earlier start left MSI-X on: the device would signal no one.
+        if !disk.msix {
             function.disable_msix()?;
         }
         *self.disk.borrow_mut() = Some(disk);

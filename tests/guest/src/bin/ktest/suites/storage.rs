@@ -28,6 +28,7 @@ pub const SUITE: Suite = suite!(storage:
     configuration_through_the_kernel_checks_every_access,
     a_driver_reaches_its_own_function_and_nothing_else,
     a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_disk,
+    with_no_vector_free_the_driver_interrupts_through_intx,
 );
 
 const SCENARIO_LIMIT: Duration = Duration::from_secs(30);
@@ -535,8 +536,8 @@ fn a_driver_reaches_its_own_function_and_nothing_else() -> Result<(), String> {
     })
 }
 
-/// How many MSI-X vectors are free: mint until none is left, then give them back.
-fn free_vectors() -> Result<usize, String> {
+/// Every free MSI-X vector, minted until none is left.
+fn take_vectors() -> Result<Vec<Handle>, String> {
     let mut held = Vec::new();
     let error = loop {
         match sys::device::msi_create() {
@@ -544,10 +545,21 @@ fn free_vectors() -> Result<usize, String> {
             Err(error) => break error,
         }
     };
-    for &vector in &held {
+    expect_eq("when vectors run out", error, Error::QuotaExceeded)?;
+    Ok(held)
+}
+
+fn give_back(vectors: &[Handle]) -> Result<(), String> {
+    for &vector in vectors {
         keel_rt::cap::delete(vector).context("giving a vector back")?;
     }
-    expect_eq("when vectors run out", error, Error::QuotaExceeded)?;
+    Ok(())
+}
+
+/// How many MSI-X vectors are free.
+fn free_vectors() -> Result<usize, String> {
+    let held = take_vectors()?;
+    give_back(&held)?;
     Ok(held.len())
 }
 
@@ -626,4 +638,24 @@ fn a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_dis
             expect_eq("failures", system.failures(), Vec::<String>::new()),
         ])
     })
+}
+
+fn with_no_vector_free_the_driver_interrupts_through_intx() -> Result<(), String> {
+    let held = take_vectors()?;
+    let outcome = with_disk(async |_: System, block: BlockClient| {
+        let region = open(&block, 64 << 10).await?;
+        let data = pattern(12, 8);
+        write(&block, &region, 0, 64, &data).await?;
+        let back = read(&block, &region, 32 << 10, 64, 8).await?;
+        let stats = block.stats().await.context("stats")?;
+        all([
+            expect_eq("MSI-X on", disk_msix_on()?, false),
+            ensure(back == data, || {
+                "what was written reads back differently".into()
+            }),
+            ensure(stats.interrupts > 0, || "no interrupt was counted".into()),
+        ])
+    });
+    give_back(&held)?;
+    outcome
 }
