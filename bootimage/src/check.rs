@@ -38,6 +38,13 @@ pub const IPC_SUITES: &[&str] = &["ipc_messages", "exception_handlers", "threads
 /// What names a suite's boot with the fast path off.
 pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
 
+/// The suites that drive PCI devices, booted a second time on QEMU's `pc` machine, which
+/// has no ECAM: configuration space goes through the kernel (checks named
+/// `SUITE_legacy_pci`).
+pub const LEGACY_PCI_SUITES: &[&str] = &["storage"];
+/// What names a suite's boot on the machine without ECAM.
+pub const LEGACY_PCI_SUFFIX: &str = "_legacy_pci";
+
 /// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
 const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 
@@ -46,13 +53,7 @@ const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
     match suite {
         crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
-        STORAGE => {
-            let disk = crate::workspace_root().join("target").join("test-disk.img");
-            crate::qemu::blank_disk(&disk)?;
-            let mut check = Check::suite(suite, accel);
-            check.qemu.disk = Some(disk);
-            Ok(check)
-        }
+        STORAGE => with_scratch_disk(Check::suite(suite, accel)),
         FILES => {
             // A FAT32 disk of its own, never the user's; fsck must find it clean after.
             let disk = crate::workspace_root()
@@ -71,6 +72,16 @@ pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
 /// The suite of the file service, which boots with a FAT32 disk.
 pub const FILES: &str = "files";
 
+/// `check` with a blank disk named after it (`target/test-disk-NAME.img`), so that checks
+/// with disks can run side by side.
+fn with_scratch_disk(mut check: Check) -> crate::Result<Check> {
+    let name = format!("test-disk-{}.img", check.name);
+    let disk = crate::workspace_root().join("target").join(name);
+    crate::qemu::blank_disk(&disk)?;
+    check.qemu.disk = Some(disk);
+    Ok(check)
+}
+
 /// The suite of the block driver, which boots with a disk.
 pub const STORAGE: &str = "storage";
 
@@ -86,6 +97,9 @@ pub const PARALLEL: usize = 2;
 pub const INTERRUPTS_FROM_MADT: &str = "interrupts: I/O APIC at 0xfec00000 (24 inputs); ISA 0 -> input 2; ISA 5 -> input 5 level; ISA 9 -> input 9 level; ISA 10 -> input 10 level; ISA 11 -> input 11 level, from the ACPI MADT";
 /// The kernel found PCI configuration space through QEMU q35's ACPI MCFG.
 pub const ECAM_FROM_MCFG: &str = "pci: ECAM at 0xb0000000 for 256 buses, from the ACPI MCFG";
+/// The kernel found no MCFG (QEMU's `pc`) and reaches configuration space itself.
+pub const CONFIG_THROUGH_PORTS: &str =
+    "pci: no ACPI MCFG: configuration space through ports 0xcf8/0xcfc";
 /// What the kernel prints when `fastpath=off` took effect.
 pub const FAST_PATH_OFF: &str = "ipc: fast path off";
 /// The line the demo's init prints first; `cargo boot` times the boot up to it.
@@ -190,6 +204,16 @@ impl Check {
                 ..Expect::suite()
             },
         }
+    }
+
+    /// [`suite_check`] on QEMU's `pc` machine, named `SUITE_legacy_pci`: the same tests
+    /// must pass with configuration space through the kernel, which must say so.
+    pub fn suite_legacy_pci(suite: &str, accel: Accel) -> crate::Result<Self> {
+        let mut check = Check::suite(suite, accel);
+        check.name = format!("{suite}{LEGACY_PCI_SUFFIX}");
+        check.qemu.machine = crate::qemu::Machine::Pc;
+        check.expect.lines.push(CONFIG_THROUGH_PORTS.into());
+        with_scratch_disk(check)
     }
 }
 

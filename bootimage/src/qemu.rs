@@ -24,6 +24,25 @@ pub enum Accel {
     Kvm,
 }
 
+/// The machine QEMU emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// PCI Express with ECAM (its ACPI MCFG) and an I/O APIC taking PCI INTx on 16..24.
+    Q35,
+    /// i440fx: no MCFG, so configuration space only through ports 0xcf8/0xcfc, and PCI INTx
+    /// on ISA lines the firmware picks.
+    Pc,
+}
+
+impl Machine {
+    fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+}
+
 /// The accelerator picked for this machine, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccelChoice {
@@ -103,6 +122,7 @@ pub struct Qemu {
     pub boot: Boot,
     pub accel: Accel,
     pub console: Console,
+    pub machine: Machine,
     /// `-icount shift=0`: the guest's TSC counts instructions, so figures repeat exactly.
     /// Implies TCG, since QEMU refuses icount with KVM.
     pub icount: bool,
@@ -164,6 +184,7 @@ impl Qemu {
             boot,
             accel,
             console,
+            machine: Machine::Q35,
             icount: false,
             echo: false,
             typist: false,
@@ -183,8 +204,8 @@ impl Qemu {
         if self.icount {
             args.extend(words(&["-icount", "shift=0"]));
         }
-        // q35: PCI Express with ECAM (its ACPI MCFG) and an I/O APIC taking PCI INTx on 16..24.
-        args.extend(words(&["-machine", "q35", "-m", "256M", "-smp", "1"]));
+        args.extend(words(&["-machine", self.machine.name()]));
+        args.extend(words(&["-m", "256M", "-smp", "1"]));
         args.extend(words(&["-display", "none", "-nodefaults"]));
         let serial = match self.console {
             Console::Interactive => "mon:stdio",

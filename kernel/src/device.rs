@@ -1,10 +1,14 @@
-//! Devices as capabilities: interrupt lines, I/O port ranges, and the kernel log.
+//! Devices as capabilities: interrupt lines, MSI-X vectors ([`msi`]), I/O port ranges, PCI
+//! configuration space through the kernel ([`pci_config`]), and the kernel log.
 //!
 //! The kernel drives no device beyond the timer; drivers are processes. An interrupt on a
 //! bound line masks the line and notifies the driver's port; the driver acknowledges it to
-//! unmask. I/O ports are read and written through syscalls that check the capability's
+//! unmask. An MSI-X vector only notifies. I/O ports are read and written through syscalls that check the capability's
 //! range. While any driver holds the console's ports, the kernel log (kernel messages and
 //! debug writes) fills a buffer the console driver drains, instead of garbling its line.
+
+pub mod msi;
+pub mod pci_config;
 
 use crate::arch::ioapic;
 use crate::cap::{CapTable, Object};
@@ -18,6 +22,8 @@ const CONSOLE_PORTS: core::ops::Range<u32> = 0x3f8..0x400;
 pub struct Devices {
     /// Where each legacy line's interrupts go: a port and the bits to signal.
     irq: [Option<(PortId, u64)>; ioapic::LINES as usize],
+    /// Where each MSI-X vector's interrupts go.
+    msi: [Option<(PortId, u64)>; msi::VECTORS.end as usize - msi::VECTORS.start as usize],
     /// Where "log bytes arrived" goes.
     log: Option<(PortId, u64)>,
 }
@@ -45,32 +51,44 @@ pub fn update_console_owner(caps: &CapTable) {
 }
 
 impl Devices {
-    /// Where legacy `line`'s interrupts go, if it is bound.
-    pub fn irq_target(&self, line: u8) -> Option<(PortId, u64)> {
-        self.irq[line as usize]
+    /// Where an event source's events go: its binding.
+    fn binding(&mut self, source: Object) -> Option<&mut Option<(PortId, u64)>> {
+        match source {
+            Object::Irq(line) => self.irq.get_mut(usize::from(line)),
+            Object::Msi(vector) => self.msi.get_mut(msi::index(vector.into())?),
+            Object::Log => Some(&mut self.log),
+            _ => None,
+        }
     }
 
-    /// Where "log bytes arrived" goes, if anywhere.
-    pub fn log_target(&self) -> Option<(PortId, u64)> {
-        self.log
+    /// Where `source`'s events go, if it is bound.
+    pub fn target(&mut self, source: Object) -> Option<(PortId, u64)> {
+        self.binding(source).copied().flatten()
     }
 
-    /// The port `line` signalled is gone: unbind it, leaving it masked (it was, for the
-    /// interrupt that found the port gone).
-    pub fn unbind_irq(&mut self, line: u8) {
-        self.irq[line as usize] = None;
+    /// The port `source` signalled is gone: unbind it (a line stays masked: it was, for
+    /// the interrupt that found the port gone).
+    pub fn unbind(&mut self, source: Object) {
+        if let Some(binding) = self.binding(source) {
+            *binding = None;
+        }
     }
 
-    /// The port the log signalled is gone.
-    pub fn unbind_log(&mut self) {
-        self.log = None;
+    /// A free MSI-X vector: one no capability in `caps` names.
+    pub fn free_vector(caps: &CapTable) -> Option<u8> {
+        msi::VECTORS
+            .clone()
+            .find(|&vector| caps.count(Object::Msi(vector)) == 0)
     }
 
-    /// An interrupt line lost a capability: unbind and mask it if `caps` holds none.
-    pub fn irq_released(&mut self, line: u8, caps: &CapTable) {
-        if caps.count(Object::Irq(line)) == 0 {
-            self.irq[line as usize] = None;
-            ioapic::set_masked(line, true);
+    /// An interrupt line or vector lost a capability: if `caps` holds none, unbind it
+    /// (and mask a line), so the next holder starts unbound.
+    pub fn interrupt_released(&mut self, source: Object, caps: &CapTable) {
+        if caps.count(source) == 0 {
+            self.unbind(source);
+            if let Object::Irq(line) = source {
+                ioapic::set_masked(line, true);
+            }
         }
     }
 
@@ -84,6 +102,11 @@ impl Devices {
             Object::Irq(line) => {
                 self.irq[line as usize] = target;
                 ioapic::set_masked(line, target.is_none());
+            }
+            Object::Msi(vector) => {
+                *self
+                    .binding(Object::Msi(vector))
+                    .ok_or(Error::InvalidArgument)? = target;
             }
             Object::Log => {
                 self.log = target;

@@ -1,5 +1,5 @@
 //! Where interrupts and exceptions go once `arch` has saved the frame: the fault code, the
-//! scheduler's tick, a driver's interrupt line, or a kernel panic.
+//! scheduler's tick, a driver's interrupt line or MSI-X vector, or a kernel panic.
 //!
 //! The stubs and the frame are the CPU's business (`arch/trap.rs`); what each vector means
 //! to the kernel's objects is decided here, above them, as `syscall/` does for syscalls, so
@@ -9,6 +9,8 @@ use crate::arch::trap::{
     TrapFrame, VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER, exception_name,
 };
 use crate::arch::{self, ioapic, lapic};
+use crate::cap::Object;
+use crate::device::msi;
 
 /// #NM: an FPU or SSE instruction with CR0.TS set (`arch::fpu`).
 const DEVICE_NOT_AVAILABLE: u64 = 7;
@@ -32,6 +34,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_SPURIOUS => {}
         v if ioapic::line_of(v).is_some() => {
             device_interrupt(ioapic::line_of(v).expect("checked"));
+            crate::kernel::switch::reschedule_if_needed();
+        }
+        v if msi::index(v).is_some() => {
+            lapic::end_of_interrupt();
+            crate::kernel::kernel().signal_event(Object::Msi(v as u8));
             crate::kernel::switch::reschedule_if_needed();
         }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
@@ -66,5 +73,5 @@ fn kernel_fault(frame: &TrapFrame) -> ! {
 fn device_interrupt(line: u8) {
     ioapic::set_masked(line, true);
     lapic::end_of_interrupt();
-    crate::kernel::kernel().signal_irq(line);
+    crate::kernel::kernel().signal_event(Object::Irq(line));
 }

@@ -68,7 +68,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
             ecam.base,
             ecam.buses
         ),
-        None => kprintln!("pci: no ACPI MCFG: no ECAM"),
+        None => kprintln!("pci: no ACPI MCFG: configuration space through ports 0xcf8/0xcfc"),
     }
     kprintln!(
         "timer: local APIC {} at {} Hz; TSC {} MHz",

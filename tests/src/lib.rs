@@ -15,13 +15,19 @@ pub const ISO_BOOT: &str = "iso_boot";
 /// The suite `iso_boot` runs.
 pub const ISO_SUITE: &str = "processes";
 
-/// Every check, in the order they start: one per suite (named after it), then the two boots.
+/// Every check, in the order they start: one per suite (named after it), the variants
+/// (fast path off, no ECAM), then the two boots.
 pub fn all_checks() -> Vec<String> {
     let mut names: Vec<String> = check::SUITES.iter().map(|s| s.to_string()).collect();
     names.extend(
         check::IPC_SUITES
             .iter()
             .map(|suite| format!("{suite}{}", check::GENERAL_PATH_SUFFIX)),
+    );
+    names.extend(
+        check::LEGACY_PCI_SUITES
+            .iter()
+            .map(|suite| format!("{suite}{}", check::LEGACY_PCI_SUFFIX)),
     );
     names.extend([DEMO_BOOT.into(), ISO_BOOT.into()]);
     names
@@ -79,10 +85,15 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
                 expect: Expect::suite(),
             }
         }
-        name => match name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
-            Some(suite) => Check::suite_general_path(suite, accel),
-            None => check::suite_check(name, accel)?,
-        },
+        name => {
+            if let Some(suite) = name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
+                Check::suite_general_path(suite, accel)
+            } else if let Some(suite) = name.strip_suffix(check::LEGACY_PCI_SUFFIX) {
+                Check::suite_legacy_pci(suite, accel)?
+            } else {
+                check::suite_check(name, accel)?
+            }
+        }
     })
 }
 

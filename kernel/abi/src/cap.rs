@@ -44,6 +44,10 @@ pub mod kind {
     /// A thread: look into it (READ) or control it (MANAGE: suspend, resume, priority,
     /// kill, registers at a fault).
     pub const THREAD: u32 = 9;
+    /// Configuration space of one PCI function (or all), reached through the kernel.
+    pub const PCI_CONFIG: u32 = 10;
+    /// An MSI-X vector: a PCI function's message raises it.
+    pub const MSI_VECTOR: u32 = 11;
 }
 
 /// Rights a capability carries. Deriving can only remove rights.

@@ -127,11 +127,13 @@ pub enum Syscall {
     /// [`rights::SYSTEM`]: device capabilities are minted by the system, handed to drivers.
     IrqCreate = 35,
     /// `event_bind(source, port, bits)`: an event source notifies `port` with `bits`: an
-    /// interrupt line (which stays masked after each interrupt until `irq_ack`), or the
+    /// interrupt line (which stays masked after each interrupt until `irq_ack`), an MSI-X
+    /// vector, or the
     /// kernel log (when bytes arrive while a driver owns the console). Needs the port's SEND
     /// right; port handle 0 unbinds.
     EventBind = 36,
-    /// `irq_ack(irq)`: the driver has handled the interrupt; unmask the line.
+    /// `irq_ack(irq)`: the driver has handled the interrupt; unmask the line (nothing for
+    /// an MSI-X vector).
     IrqAck = 37,
     /// `ioport_create(base, len)`: a capability to I/O ports `base..base + len`. Needs
     /// [`rights::SYSTEM`].
@@ -151,8 +153,8 @@ pub enum Syscall {
     /// Returns how many it holds; at most `capacity` are written.
     CapList = 42,
     /// `mem_create_dma(device, len)`: a memory object of physically contiguous, pinned
-    /// frames for a device to read and write; `device` (an IRQ or I/O port capability of
-    /// the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
+    /// frames for a device to read and write; `device` (an IRQ, MSI-X vector, I/O port,
+    /// device memory or PCI configuration capability of the caller) shows a driver asks. The capability carries [`cap::rights::DMA`].
     MemCreateDma = 43,
     /// `mem_phys(memory, offset)`: the physical address of byte `offset` of a memory object,
     /// to program a device with. Needs [`cap::rights::DMA`].
@@ -191,15 +193,34 @@ pub enum Syscall {
     /// tells a driver which registers it holds), and shows a driver asks for
     /// `mem_create_dma`. Costs no frames.
     MemCreateDevice = 53,
+    /// `pci_config_create(function)`: a capability to PCI function `function`'s
+    /// configuration space (`bus << 8 | device << 3 | function`), or to every function's
+    /// with [`pci::ALL_FUNCTIONS`], reached through the kernel (the legacy 0xcf8/0xcfc
+    /// mechanism, for machines without ECAM). Needs [`rights::SYSTEM`].
+    PciConfigCreate = 54,
+    /// `pci_config_read(cap, address, width)`: read 1, 2 or 4 bytes of configuration
+    /// space at `address` ([`pci::address`]), a function the capability covers
+    /// (`MissingRight` otherwise), a register below [`pci::LEGACY_SIZE`] aligned to `width`.
+    PciConfigRead = 55,
+    /// `pci_config_write(cap, address, width, value)`, checked as `pci_config_read`.
+    PciConfigWrite = 56,
+    /// `msi_create()`: a capability to a free MSI-X vector, bound like an interrupt line
+    /// (`event_bind`); each interrupt notifies and needs no `irq_ack` (a no-op for it). The
+    /// vector is free again when its last capability goes. Needs [`rights::SYSTEM`];
+    /// `QuotaExceeded` when none is free.
+    MsiCreate = 57,
+    /// `msi_message(vector)`: what the function's MSI-X table entry must hold to raise the
+    /// vector: the message address in bits 0..32, the data in bits 32..64.
+    MsiMessage = 58,
     /// `dma_release(pid)`: the device of ended process `pid` is stopped (its bus mastering
     /// off): free the DMA memory it made, which the kernel holds from the moment a process
     /// that made DMA memory ends, since its device could still write it. Needs
     /// [`rights::SYSTEM`]. Returns how many frames it freed (0 when nothing was held).
-    DmaRelease = 54,
+    DmaRelease = 59,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 55;
+    pub const COUNT: usize = 60;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -258,6 +279,11 @@ impl Syscall {
             ThreadRegsWrite,
             PortSignalRecv,
             MemCreateDevice,
+            PciConfigCreate,
+            PciConfigRead,
+            PciConfigWrite,
+            MsiCreate,
+            MsiMessage,
             DmaRelease,
         ];
         ALL.get(n).copied()
@@ -394,6 +420,20 @@ pub fn decode_result(raw: usize) -> SyscallResult {
 }
 
 /// Memory protection bits for `mem_map` and `mem_protect`.
+/// PCI configuration space through the kernel (`pci_config_*`).
+pub mod pci {
+    /// The function a `pci_config_create` capability names for all of them (enumeration).
+    pub const ALL_FUNCTIONS: usize = 1 << 16;
+    /// Bytes of configuration space per function the legacy mechanism reaches.
+    pub const LEGACY_SIZE: usize = 256;
+
+    /// Where register `register` of `function` (`bus << 8 | device << 3 | function`) is,
+    /// as `pci_config_read` and `pci_config_write` take it: its ECAM offset.
+    pub const fn address(function: u16, register: usize) -> usize {
+        (function as usize) << 12 | register
+    }
+}
+
 pub mod prot {
     pub const READ: usize = 1;
     pub const WRITE: usize = 2;

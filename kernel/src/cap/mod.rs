@@ -39,6 +39,11 @@ pub enum Object {
     IoPorts(u16, u16),
     /// The kernel log buffer.
     Log,
+    /// One PCI function's configuration space (`bus << 8 | device << 3 | function`), or
+    /// every function's (`keel_abi::pci::ALL_FUNCTIONS`), through the kernel.
+    PciConfig(u32),
+    /// An MSI-X vector (a CPU vector in `device::msi::VECTORS`).
+    Msi(u8),
     /// A process.
     Process(Pid),
     /// A thread.
@@ -55,6 +60,8 @@ impl Object {
             Object::Irq(_) => kind::IRQ,
             Object::IoPorts(..) => kind::IO_PORTS,
             Object::Log => kind::LOG,
+            Object::PciConfig(_) => kind::PCI_CONFIG,
+            Object::Msi(_) => kind::MSI_VECTOR,
             Object::Process(_) => kind::PROCESS,
             Object::Thread(_) => kind::THREAD,
         }
@@ -65,7 +72,8 @@ impl Object {
             Object::Port(id) | Object::Memory(id) => *id as u64,
             Object::Reply(reply) => reply.seq,
             Object::Audit | Object::Log => 0,
-            Object::Irq(line) => *line as u64,
+            Object::Irq(line) | Object::Msi(line) => *line as u64,
+            Object::PciConfig(function) => *function as u64,
             Object::Process(pid) => *pid as u64,
             Object::Thread(tid) => *tid as u64,
             Object::IoPorts(base, len) => ((*base as u64) << 16) | *len as u64,

@@ -98,7 +98,7 @@ pub fn kernel() -> KernelGuard {
 #[inline]
 pub fn announce_log() {
     if crate::log::take_pending() {
-        kernel().signal_log();
+        kernel().signal_event(Object::Log);
     }
 }
 
@@ -183,31 +183,24 @@ impl Kernel {
                     self.free_memory(memory);
                 }
             }
-            Object::Irq(line) => self.devices.irq_released(line, &self.caps),
+            Object::Irq(_) | Object::Msi(_) => self.devices.interrupt_released(object, &self.caps),
             Object::IoPorts(..) => crate::device::update_console_owner(&self.caps),
-            Object::Audit | Object::Log | Object::Process(_) | Object::Thread(_) => {}
+            Object::Audit
+            | Object::Log
+            | Object::PciConfig(_)
+            | Object::Process(_)
+            | Object::Thread(_) => {}
         }
     }
 
-    /// An interrupt arrived on legacy `line`, masked until the driver acknowledges it:
-    /// notify the driver's port; a port that is gone unbinds the line, which stays masked.
-    pub fn signal_irq(&mut self, line: u8) {
-        match self.devices.irq_target(line) {
-            Some((port, bits)) => {
-                if self.notify_port(port, bits).is_err() {
-                    self.devices.unbind_irq(line);
-                }
-            }
-            None => crate::kprintln!("interrupt on unbound line {line}"),
-        }
-    }
-
-    /// Tell the console driver that log bytes are waiting, if it listens.
-    pub fn signal_log(&mut self) {
-        if let Some((port, bits)) = self.devices.log_target()
+    /// An event source fired (an interrupt line, masked until the driver acknowledges it;
+    /// an MSI-X vector; log bytes for the console driver): notify its port, if bound; a
+    /// port that is gone unbinds the source (a line stays masked).
+    pub fn signal_event(&mut self, source: Object) {
+        if let Some((port, bits)) = self.devices.target(source)
             && self.notify_port(port, bits).is_err()
         {
-            self.devices.unbind_log();
+            self.devices.unbind(source);
         }
     }
 
@@ -232,8 +225,13 @@ impl Kernel {
     }
 
     /// Whether interrupt `line` is bound to a port.
-    pub fn irq_bound(&self, line: u8) -> bool {
-        self.devices.irq_target(line).is_some()
+    pub fn irq_bound(&mut self, line: u8) -> bool {
+        self.devices.target(Object::Irq(line)).is_some()
+    }
+
+    /// A free MSI-X vector, if any.
+    pub fn free_vector(&self) -> Option<u8> {
+        Devices::free_vector(&self.caps)
     }
 
     pub fn describe_thread(&self, tid: Tid) -> String {

@@ -1,8 +1,11 @@
-//! Device capabilities: interrupt lines, I/O ports, the kernel log.
+//! Device capabilities: interrupt lines, MSI-X vectors, I/O ports, PCI configuration space,
+//! the kernel log.
 
 use super::{Args, Next};
 use crate::arch::ioapic;
 use crate::cap::Object;
+use crate::device::msi;
+use crate::device::pci_config::{self, Access};
 use crate::kernel::Kernel;
 use crate::mm::user::UserSlice;
 use keel_abi::cap::{kind, rights as cap_rights};
@@ -34,7 +37,7 @@ pub fn event_bind(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (source, bits) = (args.handle(0)?, args.word(2) as u64);
     let pid = k.current_pid();
     let source = k.cap_check(pid, source, None, 0)?;
-    if !matches!(source.object, Object::Irq(_) | Object::Log) {
+    if !matches!(source.object, Object::Irq(_) | Object::Msi(_) | Object::Log) {
         return Err(Error::WrongType);
     }
     let target = match args.optional_handle(1)? {
@@ -53,14 +56,32 @@ pub fn event_bind(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 
 pub fn irq_ack(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = k.current_pid();
-    let cap = k.cap_check(pid, args.handle(0)?, Some(kind::IRQ), 0)?;
-    let Object::Irq(line) = cap.object else {
-        return Err(Error::WrongType);
-    };
-    if k.irq_bound(line) {
-        ioapic::set_masked(line, false);
+    match k.cap_check(pid, args.handle(0)?, None, 0)?.object {
+        Object::Irq(line) => {
+            if k.irq_bound(line) {
+                ioapic::set_masked(line, false);
+            }
+        }
+        // Never masked by the kernel: the function's table has the mask.
+        Object::Msi(_) => {}
+        _ => return Err(Error::WrongType),
     }
     Ok(Next::Return(0))
+}
+
+pub fn msi_create(k: &mut Kernel, _args: &Args) -> Result<Next, Error> {
+    let vector = k.free_vector().ok_or(Error::QuotaExceeded)?;
+    mint(k, Object::Msi(vector))
+}
+
+pub fn msi_message(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, args.handle(0)?, Some(kind::MSI_VECTOR), 0)?;
+    let Object::Msi(vector) = cap.object else {
+        return Err(Error::WrongType);
+    };
+    let (address, data) = msi::message(vector);
+    Ok(Next::Return((data as usize) << 32 | address as usize))
 }
 
 pub fn ioport_create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
@@ -68,6 +89,12 @@ pub fn ioport_create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let end = base.checked_add(len).ok_or(Error::InvalidArgument)?;
     if len == 0 || end > 0x1_0000 {
         return Err(Error::InvalidArgument);
+    }
+    // The PCI configuration mechanism's ports are the kernel's: granted, they would reach
+    // every function (`pci_config_*` below checks each access instead).
+    let ours = pci_config::PORTS;
+    if (base as u32) < ours.end && ours.start < end as u32 {
+        return Err(Error::PermissionDenied);
     }
     mint(k, Object::IoPorts(base as u16, len as u16))
 }
@@ -111,6 +138,33 @@ pub fn ioport_write(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             _ => Port::<u32>::new(port).write(value as u32),
         }
     }
+    Ok(Next::Return(0))
+}
+
+pub fn pci_config_create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    let function = args.word(0);
+    if !pci_config::is_valid(function) {
+        return Err(Error::InvalidArgument);
+    }
+    mint(k, Object::PciConfig(function as u32))
+}
+
+/// The configuration access a capability lets the caller make.
+fn checked_config(k: &mut Kernel, args: &Args) -> Result<Access, Error> {
+    let pid = k.current_pid();
+    let cap = k.cap_check(pid, args.handle(0)?, Some(kind::PCI_CONFIG), 0)?;
+    let Object::PciConfig(functions) = cap.object else {
+        return Err(Error::WrongType);
+    };
+    Access::checked(functions, args.word(1), args.word(2))
+}
+
+pub fn pci_config_read(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    Ok(Next::Return(checked_config(k, args)?.read() as usize))
+}
+
+pub fn pci_config_write(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    checked_config(k, args)?.write(args.word(3) as u32);
     Ok(Next::Return(0))
 }
 

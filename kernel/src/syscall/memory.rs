@@ -48,7 +48,7 @@ pub fn create_dma(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = k.current_pid();
     let cap = k.cap_check(pid, device, None, 0)?;
     let is_device = match cap.object {
-        Object::Irq(_) | Object::IoPorts(..) => true,
+        Object::Irq(_) | Object::Msi(_) | Object::IoPorts(..) | Object::PciConfig(_) => true,
         Object::Memory(id) => k.memory.get(&id).is_some_and(MemoryObject::is_device),
         _ => false,
     };

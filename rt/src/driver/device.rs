@@ -1,5 +1,6 @@
 //! A device's capabilities, typed: I/O port ranges, interrupt lines, device registers
-//! (memory-mapped: a PCI function's configuration page and BARs) and the kernel log.
+//! (memory-mapped: a PCI function's configuration page and BARs), PCI configuration space
+//! through the kernel (machines without ECAM) and the kernel log.
 //!
 //! Each value owns its capability and deletes it when dropped: the kernel masks a line
 //! whose last capability goes, and sends its log back to the serial line when no
@@ -113,36 +114,56 @@ impl Drop for IoPorts {
     }
 }
 
-/// A capability to a legacy interrupt line. Bound, the line notifies the executor's wake
-/// port with [`irq_bit`] and masks itself until [`ack`](IrqLine::ack).
+/// A capability to a legacy interrupt line, or to an MSI-X vector. Bound, it notifies the
+/// executor's wake port with [`irq_bit`]; a line masks itself until [`ack`](IrqLine::ack)
+/// (for a vector, acking does nothing: the function's MSI-X table has the mask).
 #[derive(Debug)]
 pub struct IrqLine {
     handle: Handle,
     line: u8,
+    vector: bool,
 }
 
 impl IrqLine {
-    /// The interrupt line capability this process holds as `handle`.
+    /// The interrupt line or vector capability this process holds as `handle`.
     pub fn from_handle(handle: Handle) -> Result<IrqLine, Error> {
-        // The kernel reports a line's number as its object id.
-        let line = object_of(handle, kind::IRQ)?;
+        let info = cap::info(handle)?;
+        if info.kind != kind::IRQ && info.kind != kind::MSI_VECTOR {
+            return Err(Error::WrongType);
+        }
+        // The kernel reports a line's or vector's number as its object id.
         Ok(IrqLine {
             handle,
-            line: line as u8,
+            line: info.object as u8,
+            vector: info.kind == kind::MSI_VECTOR,
         })
     }
 
     /// Mint a capability to line `line` (needs the SYSTEM process right).
     pub fn create(line: u8) -> Result<IrqLine, Error> {
         let handle = sys::device::irq_create(line)?;
-        Ok(IrqLine { handle, line })
+        Ok(IrqLine {
+            handle,
+            line,
+            vector: false,
+        })
+    }
+
+    /// Whether it is an MSI-X vector rather than a line.
+    pub fn is_vector(&self) -> bool {
+        self.vector
+    }
+
+    /// For a vector: the (address, data) to write into an MSI-X table entry to raise it.
+    pub fn message(&self) -> Result<(u64, u32), Error> {
+        sys::device::msi_message(self.handle)
     }
 
     pub fn handle(&self) -> Handle {
         self.handle
     }
 
-    /// The line's number (4 for COM1).
+    /// The line's number (4 for COM1), or the vector's (a CPU vector).
     pub fn line(&self) -> u8 {
         self.line
     }
@@ -163,13 +184,77 @@ impl IrqLine {
         sys::device::event_bind(self.handle, 0, 0)
     }
 
-    /// The interrupt is handled: unmask the line.
+    /// The interrupt is handled: unmask the line (a vector needs nothing).
     pub fn ack(&self) -> Result<(), Error> {
+        if self.vector {
+            return Ok(());
+        }
         sys::device::irq_ack(self.handle)
     }
 }
 
 impl Drop for IrqLine {
+    fn drop(&mut self) {
+        let _ = cap::delete(self.handle);
+    }
+}
+
+/// A capability to PCI configuration space through the kernel (the legacy mechanism, for
+/// machines without ECAM): one function's, or for init every function's. Each access is a
+/// syscall the kernel checks; [`ConfigSpace`](super::pci::ConfigSpace) reads it.
+#[derive(Debug)]
+pub struct PciConfig {
+    handle: Handle,
+    /// `bus << 8 | device << 3 | function`, or `None` for all of them.
+    function: Option<u16>,
+}
+
+impl PciConfig {
+    /// The configuration capability this process holds as `handle`.
+    pub fn from_handle(handle: Handle) -> Result<PciConfig, Error> {
+        // The kernel reports the function as its object id.
+        let object = object_of(handle, kind::PCI_CONFIG)?;
+        Ok(PciConfig {
+            handle,
+            function: u16::try_from(object).ok(),
+        })
+    }
+
+    /// Mint a capability to `function`, or to all with `None` (needs the SYSTEM right).
+    pub fn create(function: Option<u16>) -> Result<PciConfig, Error> {
+        let raw = function.map_or(keel_abi::pci::ALL_FUNCTIONS, usize::from);
+        let handle = sys::device::pci_config_create(raw)?;
+        Ok(PciConfig { handle, function })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// The one function it names, if it names one.
+    pub fn function(&self) -> Option<u16> {
+        self.function
+    }
+
+    /// The `width`-byte register `register` of `function`.
+    pub fn read(&self, function: u16, register: usize, width: usize) -> Result<u32, Error> {
+        let address = keel_abi::pci::address(function, register);
+        sys::device::pci_config_read(self.handle, address, width)
+    }
+
+    pub fn write(
+        &self,
+        function: u16,
+        register: usize,
+        width: usize,
+        value: u32,
+    ) -> Result<(), Error> {
+        let address = keel_abi::pci::address(function, register);
+        sys::device::pci_config_write(self.handle, address, width, value)
+    }
+}
+
+impl Drop for PciConfig {
     fn drop(&mut self) {
         let _ = cap::delete(self.handle);
     }
@@ -338,25 +423,33 @@ impl Drop for DeviceMemory {
 #[derive(Debug, Default)]
 pub struct Device {
     pub io_ports: Vec<IoPorts>,
+    /// Interrupt lines and MSI-X vectors.
     pub irq_lines: Vec<IrqLine>,
     pub log: Option<KernelLog>,
     /// Device registers, in the order granted: for a PCI function, its configuration page
-    /// first, then its memory BARs ([`PciFunction`](super::PciFunction) sorts them out).
+    /// first (with ECAM), then its memory BARs ([`PciFunction`](super::PciFunction) sorts
+    /// them out).
     pub memory: Vec<DeviceMemory>,
+    /// A PCI function's configuration space on a machine without ECAM.
+    pub pci_config: Option<PciConfig>,
 }
 
 impl Device {
     /// The device capabilities this process was started with: handles 2.. (handle 1 is
     /// init's port), in the manifest's order: I/O port ranges, interrupt lines, the log,
-    /// then a PCI function's configuration page, BARs and interrupt line.
+    /// then a PCI function's configuration page (or its configuration capability, without
+    /// ECAM), BARs, interrupt line and MSI-X vector.
     pub fn from_start_caps() -> Result<Device, Error> {
         let mut device = Device::default();
         for handle in cap::initial().skip(1) {
             match cap::info(handle)?.kind {
                 kind::IO_PORTS => device.io_ports.push(IoPorts::from_handle(handle)?),
-                kind::IRQ => device.irq_lines.push(IrqLine::from_handle(handle)?),
+                kind::IRQ | kind::MSI_VECTOR => {
+                    device.irq_lines.push(IrqLine::from_handle(handle)?)
+                }
                 kind::LOG => device.log = Some(KernelLog::from_handle(handle)?),
                 kind::MEMORY => device.memory.push(DeviceMemory::from_handle(handle)?),
+                kind::PCI_CONFIG => device.pci_config = Some(PciConfig::from_handle(handle)?),
                 _ => return Err(Error::WrongType),
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! A driver is a process. The system (init, from its manifest) mints capabilities to the
 //! device's I/O port ranges, interrupt lines, registers (a PCI function's configuration
-//! page and BARs, as [`DeviceMemory`]) and, for the console, the kernel log, and
+//! page and BARs, as [`DeviceMemory`]; without ECAM, configuration space as a
+//! [`PciConfig`]) and, for the console, the kernel log, and
 //! starts the driver with them (docs/SYSTEM.md: handles 2..). [`Device::from_start_caps`]
 //! collects them. The driver implements [`Driver`], the seed's `driver_ops` as a trait:
 //!
@@ -39,7 +40,7 @@ mod dma;
 pub mod pci;
 mod runner;
 
-pub use device::{Device, DeviceMemory, IoPorts, IrqLine, KernelLog};
+pub use device::{Device, DeviceMemory, IoPorts, IrqLine, KernelLog, PciConfig};
 pub use dma::DmaBuffer;
 pub use pci::PciFunction;
 pub use runner::{Control, Runner, State, run};

@@ -1,12 +1,15 @@
 //! PCI configuration space: the registers every function has (identity, class, BARs, the
-//! interrupt pin), read through a mapping of its 4 KiB ECAM page.
+//! interrupt pin), read through a mapping of its 4 KiB ECAM page or, on a machine without
+//! ECAM, through the kernel (a [`PciConfig`] capability; the first 256 bytes only).
 //!
-//! init enumerates the bus with it (mapping whole buses), and a driver reads its own
-//! function's page, the first device memory capability it was granted.
+//! init enumerates the bus with it (mapping whole buses, or with a capability to every
+//! function), and a driver reads its own function's: the first device memory capability
+//! it was granted, or its configuration capability.
 
 use keel_abi::Error;
+use keel_abi::cap::Handle;
 
-use super::{Device, DeviceMemory};
+use super::{Device, DeviceMemory, PciConfig};
 
 /// Bytes of configuration space per function (ECAM).
 pub const FUNCTION_SIZE: usize = 4096;
@@ -17,12 +20,25 @@ pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
 /// Command register bit: INTx is disabled.
 pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
+/// Capability ids (PCI 3.0, appendix H).
+pub const CAPABILITY_VENDOR: u8 = 0x09;
+pub const CAPABILITY_MSIX: u8 = 0x11;
+
 const VENDOR: usize = 0x00;
 const COMMAND: usize = 0x04;
+/// In the status register (the command register's dword): the function lists capabilities.
+const STATUS_CAPABILITIES: u32 = 1 << 20;
+const CAPABILITIES: usize = 0x34;
+/// MSI-X message control (the capability's upper half-word): on, and all vectors masked.
+const MSIX_ENABLE: u32 = 1 << 31;
+const MSIX_FUNCTION_MASK: u32 = 1 << 30;
+/// Bytes per MSI-X table entry: address (64 bits), data, vector control (bit 0: masked).
+const MSIX_ENTRY: usize = 16;
 const CLASS: usize = 0x08;
 const HEADER_TYPE: usize = 0x0e;
 const BAR0: usize = 0x10;
 const SECONDARY_BUS: usize = 0x19;
+const INTERRUPT_LINE: usize = 0x3c;
 const INTERRUPT_PIN: usize = 0x3d;
 
 /// A BAR as its register says: where it is and what it decodes.
@@ -36,37 +52,88 @@ pub struct Bar {
     pub wide: bool,
 }
 
-/// One function's configuration registers, `offset` bytes into `registers`.
+/// One function's configuration registers, however they are reached.
 #[derive(Clone, Copy)]
 pub struct ConfigSpace<'a> {
-    registers: &'a DeviceMemory,
-    offset: usize,
+    access: Access<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Access<'a> {
+    /// Its ECAM page, `offset` bytes into `registers`.
+    Ecam {
+        registers: &'a DeviceMemory,
+        offset: usize,
+    },
+    /// Through the kernel, as `function` (`bus << 8 | device << 3 | function`).
+    Kernel {
+        capability: &'a PciConfig,
+        function: u16,
+    },
 }
 
 impl<'a> ConfigSpace<'a> {
-    /// The function whose page starts `offset` bytes into `registers`.
+    /// The function whose ECAM page starts `offset` bytes into `registers`.
     pub fn new(registers: &'a DeviceMemory, offset: usize) -> ConfigSpace<'a> {
-        ConfigSpace { registers, offset }
+        ConfigSpace {
+            access: Access::Ecam { registers, offset },
+        }
     }
 
-    /// The 32-bit register at `register` (a multiple of 4, below 4096).
-    pub fn read32(&self, register: usize) -> Result<u32, Error> {
-        if register >= FUNCTION_SIZE {
-            return Err(Error::InvalidArgument);
+    /// Function `function` (`bus << 8 | device << 3 | function`) through the kernel, as far
+    /// as `capability` reaches.
+    pub fn through_kernel(capability: &'a PciConfig, function: u16) -> ConfigSpace<'a> {
+        ConfigSpace {
+            access: Access::Kernel {
+                capability,
+                function,
+            },
         }
-        self.registers.read32(self.offset + register)
+    }
+
+    /// The 32-bit register at `register` (a multiple of 4, below 4096; through the kernel,
+    /// below 256).
+    pub fn read32(&self, register: usize) -> Result<u32, Error> {
+        match self.access {
+            Access::Ecam { registers, offset } => registers.read32(offset + in_page(register)?),
+            Access::Kernel {
+                capability,
+                function,
+            } => capability.read(function, register, 4),
+        }
     }
 
     pub fn write32(&self, register: usize, value: u32) -> Result<(), Error> {
-        if register >= FUNCTION_SIZE {
-            return Err(Error::InvalidArgument);
+        match self.access {
+            Access::Ecam { registers, offset } => {
+                registers.write32(offset + in_page(register)?, value)
+            }
+            Access::Kernel {
+                capability,
+                function,
+            } => capability.write(function, register, 4, value),
         }
-        self.registers.write32(self.offset + register, value)
     }
 
     fn byte(&self, register: usize) -> Result<u8, Error> {
         let word = self.read32(register & !3)?;
         Ok((word >> (8 * (register & 3))) as u8)
+    }
+
+    /// The function's capabilities, in list order: (id, offset).
+    pub fn capabilities(&self) -> Result<alloc::vec::Vec<(u8, usize)>, Error> {
+        let mut found = alloc::vec::Vec::new();
+        if self.read32(COMMAND)? & STATUS_CAPABILITIES == 0 {
+            return Ok(found);
+        }
+        let mut next = usize::from(self.byte(CAPABILITIES)? & !3);
+        // 48 capabilities fill the 256 bytes: a longer list loops.
+        while next != 0 && found.len() < 48 {
+            let word = self.read32(next)?;
+            found.push((word as u8, next));
+            next = usize::from((word >> 8) as u8 & !3);
+        }
+        Ok(found)
     }
 
     /// Whether a function answers here (its vendor is not all ones).
@@ -101,6 +168,11 @@ impl<'a> ConfigSpace<'a> {
         } else {
             None
         })
+    }
+
+    /// The interrupt line firmware routed its pin to (on a PC: an ISA line; 0xff: none).
+    pub fn interrupt_line(&self) -> Result<u8, Error> {
+        self.byte(INTERRUPT_LINE)
     }
 
     /// Which INTx pin it raises: 1..=4 for INTA..INTD, 0 for none.
@@ -165,30 +237,108 @@ impl<'a> ConfigSpace<'a> {
     }
 }
 
-/// A driver's PCI function: its configuration page and the BARs it was granted.
+/// `register` if it lies in one function's ECAM page (not the next function's).
+fn in_page(register: usize) -> Result<usize, Error> {
+    (register < FUNCTION_SIZE)
+        .then_some(register)
+        .ok_or(Error::InvalidArgument)
+}
+
+/// A driver's PCI function: its configuration space and the BARs it was granted.
 pub struct PciFunction<'a> {
     device: &'a Device,
+    config: ConfigSpace<'a>,
+    /// Its memory BARs.
+    bars: &'a [DeviceMemory],
 }
 
 impl<'a> PciFunction<'a> {
-    /// The function `device` was granted: its first device memory capability is the
-    /// configuration page.
+    /// The function `device` was granted: its configuration capability if it has one (no
+    /// ECAM), else its first device memory capability is the configuration page.
     pub fn new(device: &'a Device) -> Result<PciFunction<'a>, Error> {
-        device.memory.first().ok_or(Error::NotFound)?;
-        Ok(PciFunction { device })
+        let (config, bars) = match &device.pci_config {
+            Some(capability) => {
+                let function = capability.function().ok_or(Error::InvalidArgument)?;
+                let config = ConfigSpace::through_kernel(capability, function);
+                (config, &device.memory[..])
+            }
+            None => {
+                let page = device.memory.first().ok_or(Error::NotFound)?;
+                (ConfigSpace::new(page, 0), &device.memory[1..])
+            }
+        };
+        Ok(PciFunction {
+            device,
+            config,
+            bars,
+        })
     }
 
     pub fn config(&self) -> ConfigSpace<'a> {
-        ConfigSpace::new(&self.device.memory[0], 0)
+        self.config
+    }
+
+    /// The memory BARs granted, in the order granted.
+    pub fn bars(&self) -> &'a [DeviceMemory] {
+        self.bars
+    }
+
+    /// A device capability to show for DMA memory: the configuration page or capability.
+    pub fn device_capability(&self) -> Handle {
+        match &self.device.pci_config {
+            Some(capability) => capability.handle(),
+            None => self.device.memory[0].handle(),
+        }
     }
 
     /// The registers of memory BAR `index`, if granted.
     pub fn bar(&self, index: usize) -> Result<Option<&'a DeviceMemory>, Error> {
-        let Some(bar) = self.config().bar(index)?.filter(|bar| !bar.io) else {
+        let Some(bar) = self.config.bar(index)?.filter(|bar| !bar.io) else {
             return Ok(None);
         };
-        Ok(self.device.memory[1..]
-            .iter()
-            .find(|memory| memory.phys() == bar.address))
+        Ok(self.bars.iter().find(|memory| memory.phys() == bar.address))
+    }
+
+    /// Raise `vector` (an MSI-X vector capability) for the function's MSI-X table entry
+    /// 0, unmasked, and turn MSI-X on (INTx goes quiet). `false`, leaving everything as it
+    /// was, when the function has no MSI-X or its table's BAR was not granted.
+    pub fn enable_msix(&self, vector: &super::IrqLine) -> Result<bool, Error> {
+        let Some(offset) = self.msix()? else {
+            return Ok(false);
+        };
+        let table = self.config.read32(offset + 4)?;
+        let Some(bar) = self.bar((table & 7) as usize)? else {
+            return Ok(false);
+        };
+        let entry = (table & !7) as usize;
+        let (address, data) = vector.message()?;
+        bar.write32(entry, address as u32)?;
+        bar.write32(entry + 4, (address >> 32) as u32)?;
+        bar.write32(entry + 8, data)?;
+        bar.write32(entry + MSIX_ENTRY - 4, 0)?;
+        self.set_msix(offset, true)?;
+        Ok(true)
+    }
+
+    /// Turn MSI-X off again: the function interrupts through INTx.
+    pub fn disable_msix(&self) -> Result<(), Error> {
+        match self.msix()? {
+            Some(offset) => self.set_msix(offset, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Where its MSI-X capability is, if it has one.
+    fn msix(&self) -> Result<Option<usize>, Error> {
+        let capabilities = self.config.capabilities()?;
+        Ok(capabilities
+            .into_iter()
+            .find_map(|(id, offset)| (id == CAPABILITY_MSIX).then_some(offset)))
+    }
+
+    fn set_msix(&self, offset: usize, on: bool) -> Result<(), Error> {
+        let word = self.config.read32(offset)? & !(MSIX_ENABLE | MSIX_FUNCTION_MASK);
+        let enable = if on { MSIX_ENABLE } else { 0 };
+        self.config.write32(offset, word | enable)
     }
 }

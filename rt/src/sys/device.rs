@@ -1,5 +1,6 @@
-//! Typed wrappers for the device syscalls (35..=41, 43, 44, 53): interrupt lines, I/O ports,
-//! the kernel log, DMA memory and device registers. [`driver`](crate::driver) builds drivers on them.
+//! Typed wrappers for the device syscalls (35..=41, 43, 44, 53..=58): interrupt lines, I/O
+//! ports, the kernel log, DMA memory, device registers, PCI configuration space and MSI-X
+//! vectors. [`driver`](crate::driver) builds drivers on them.
 //!
 //! Minting ([`irq_create`], [`ioport_create`], [`mem_create_device`]) needs the SYSTEM process right: the system
 //! (init, from its manifest) makes device capabilities and hands them to drivers.
@@ -47,6 +48,46 @@ pub fn ioport_write(cap: Handle, port: u16, width: usize, value: u32) -> Result<
     let args = [cap as usize, port as usize, width, value as usize];
     // SAFETY: the kernel writes a device register; this process's memory is not touched.
     unsafe { call(Syscall::IoPortWrite, args) }.map(drop)
+}
+
+/// `pci_config_create`: a capability to PCI function `function`'s configuration space
+/// (`bus << 8 | device << 3 | function`), or every function's with
+/// [`keel_abi::pci::ALL_FUNCTIONS`], reached through the kernel.
+pub fn pci_config_create(function: usize) -> Result<Handle, Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::PciConfigCreate, [function]) }.map(to_handle)
+}
+
+/// `pci_config_read`: `width` (1, 2 or 4) bytes at `address` ([`keel_abi::pci::address`]).
+pub fn pci_config_read(cap: Handle, address: usize, width: usize) -> Result<u32, Error> {
+    // SAFETY: the kernel reads a configuration register; this process's memory is not touched.
+    unsafe { call(Syscall::PciConfigRead, [cap as usize, address, width]) }
+        .map(|value| value as u32)
+}
+
+/// `pci_config_write`: the low `width` bytes of `value` at `address`.
+pub fn pci_config_write(
+    cap: Handle,
+    address: usize,
+    width: usize,
+    value: u32,
+) -> Result<(), Error> {
+    let args = [cap as usize, address, width, value as usize];
+    // SAFETY: the kernel writes a configuration register; this process's memory is not touched.
+    unsafe { call(Syscall::PciConfigWrite, args) }.map(drop)
+}
+
+/// `msi_create`: a capability to a free MSI-X vector.
+pub fn msi_create() -> Result<Handle, Error> {
+    // SAFETY: no memory is read or written.
+    unsafe { call(Syscall::MsiCreate, []) }.map(to_handle)
+}
+
+/// `msi_message`: the (address, data) an MSI-X table entry needs to raise `vector`.
+pub fn msi_message(vector: Handle) -> Result<(u64, u32), Error> {
+    // SAFETY: no memory is read or written.
+    let message = unsafe { call(Syscall::MsiMessage, [vector as usize]) }? as u64;
+    Ok((message & 0xffff_ffff, (message >> 32) as u32))
 }
 
 /// `log_read`: moves up to `buf.len()` bytes out of the kernel log buffer into `buf`;

@@ -78,17 +78,25 @@ pub struct Disk {
     /// Blocks of 512 bytes.
     pub capacity: u64,
     pub read_only: bool,
+    /// Whether the queue interrupts through MSI-X (else INTx).
+    pub msix: bool,
     flush: bool,
 }
 
 impl Disk {
-    /// Reset the device and bring it up with one request queue.
-    pub fn new(mut transport: PciTransport) -> Result<Disk, Error> {
+    /// Reset the device and bring it up with one request queue. `route_queue(0)` gives
+    /// the queue its MSI-X vector, after the reset and before the queue is enabled;
+    /// whether it did.
+    pub fn new(
+        mut transport: PciTransport,
+        route_queue: impl FnOnce(u16) -> bool,
+    ) -> Result<Disk, Error> {
         // Resetting first (begin_init writes status 0) drops whatever a killed earlier
         // start of this driver left queued.
         let features = transport.begin_init(Features::all());
         let low: u32 = transport.read_config_space(0)?;
         let high: u32 = transport.read_config_space(4)?;
+        let msix = route_queue(0);
         let queue = VirtQueue::new(&mut transport, 0, false, false)?;
         let slots = hal::alloc(QUEUE_SIZE * SLOT).map_err(|_| Error::DmaError)?;
         transport.finish_init();
@@ -100,6 +108,7 @@ impl Disk {
             in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
             capacity: u64::from(high) << 32 | u64::from(low),
             read_only: features.contains(Features::RO),
+            msix,
             flush: features.contains(Features::FLUSH),
         })
     }

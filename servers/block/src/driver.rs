@@ -8,13 +8,14 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use keel_block::BlockStats;
-use keel_rt::driver::pci::{self, PciFunction};
-use keel_rt::driver::{Device, DeviceMemory, Driver, DriverError, Interrupt, IrqLine};
+use keel_rt::driver::pci::{self, ConfigSpace, PciFunction};
+use keel_rt::driver::{Device, Driver, DriverError, Interrupt, IrqLine};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 
 use crate::disk::{Data, Disk, Op, QUEUE_SIZE};
 use crate::hal::{self, KeelHal};
+use crate::msix::CommonConfig;
 
 /// A request's outcome, filled in at its completion.
 type Outcome = Rc<Cell<Option<bool>>>;
@@ -117,14 +118,15 @@ impl BlkDriver {
     }
 }
 
-/// The driver's own configuration page, as virtio-drivers reads configuration space: it
-/// holds no other function's, so the function named is always this one.
+/// The driver's own configuration space (its ECAM page, or through the kernel), as
+/// virtio-drivers reads configuration space: it reaches no other function's, so the
+/// function named is always this one.
 #[derive(Clone, Copy)]
-struct OwnConfig<'a>(&'a DeviceMemory);
+struct OwnConfig<'a>(ConfigSpace<'a>);
 
 impl ConfigurationAccess for OwnConfig<'_> {
     fn read_word(&self, _: DeviceFunction, register: u8) -> u32 {
-        // Out of range reads as no device would.
+        // Refused reads as no device would.
         self.0.read32(register.into()).unwrap_or(!0)
     }
 
@@ -151,12 +153,24 @@ impl Driver for BlkDriver {
         // has given to someone else since.
         let command = (config.command()? | pci::COMMAND_MEMORY) & !pci::COMMAND_INTX_DISABLE;
         config.set_command(command & !pci::COMMAND_BUS_MASTER)?;
-        let bars = self.device.memory[1..]
+        let bars = function
+            .bars()
             .iter()
             .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
             .collect();
-        hal::reset(self.device.memory[0].handle(), bars);
-        let mut root = PciRoot::new(OwnConfig(&self.device.memory[0]));
+        hal::reset(function.device_capability(), bars);
+        // MSI-X where the function has it and init granted a vector; else INTx.
+        let vector = self.device.irq_lines.iter().find(|line| line.is_vector());
+        let msix = match vector {
+            Some(vector) => function.enable_msix(vector)?,
+            None => false,
+        };
+        let common = if msix {
+            CommonConfig::find(&function)?
+        } else {
+            None
+        };
+        let mut root = PciRoot::new(OwnConfig(config));
         let here = DeviceFunction {
             bus: 0,
             device: 0,
@@ -164,8 +178,16 @@ impl Driver for BlkDriver {
         };
         let transport = PciTransport::new::<KeelHal, _>(&mut root, here)
             .map_err(|_| DriverError::Device("not a modern virtio-pci device"))?;
-        let disk = Disk::new(transport).map_err(|_| DriverError::Device("did not come up"))?;
-        config.set_command(command | pci::COMMAND_BUS_MASTER)?;
+        let route = |queue| common.is_some_and(|common| common.route_queue(queue));
+        let disk =
+            Disk::new(transport, route).map_err(|_| DriverError::Device("did not come up"))?;
+        // Also when an earlier start left MSI-X on: the device would signal no one.
+        if !disk.msix {
+            function.disable_msix()?;
+        }
+        function
+            .config()
+            .set_command(command | pci::COMMAND_BUS_MASTER)?;
         *self.disk.borrow_mut() = Some(disk);
         Ok(())
     }

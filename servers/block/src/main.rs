@@ -10,6 +10,7 @@ extern crate alloc;
 mod disk;
 mod driver;
 mod hal;
+mod msix;
 mod service;
 
 use alloc::rc::Rc;

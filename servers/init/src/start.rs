@@ -3,11 +3,12 @@
 //! The child's capabilities, in the order docs/SYSTEM.md promises: handle 1, a badged
 //! SEND+GRANT capability to init's port (GRANT so that a registration can carry the
 //! server's port); then one capability per `io_ports` range, one per IRQ, the kernel
-//! log if `log` is set, and for a `pci` device its configuration page, its BARs (memory
-//! BARs as device memory, I/O BARs as port ranges) and its interrupt line. Device
-//! capabilities are minted for this start and init keeps none:
-//! while the server is down nobody owns its device (so the kernel writes the log to the
-//! serial line itself again when the console is down).
+//! log if `log` is set, and for a `pci` device its configuration page (without ECAM, its
+//! configuration capability), its BARs (memory BARs as device memory, I/O BARs as port
+//! ranges), its interrupt line and, if it has MSI-X, a vector. Device capabilities are
+//! minted for this start and init keeps none: while the server is down nobody owns its
+//! device (so the kernel writes the log to the serial line itself again when the console
+//! is down).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -132,15 +133,21 @@ impl Grants {
         Ok(grants)
     }
 
-    /// The first function `wanted` matches: exactly its registers and its line.
+    /// The first function `wanted` matches: exactly its registers (its configuration page,
+    /// or without ECAM a capability to its configuration space), its line and, if it has
+    /// MSI-X, a vector.
     fn pci(&mut self, wanted: &keel_manifest::PciMatch) -> Result<(), StartError> {
         let function = crate::pci::find(wanted).ok_or(StartError {
             doing: "finding its PCI device",
             error: Error::NotFound,
         })?;
-        let page = sys::device::mem_create_device(function.config, FUNCTION_SIZE)
-            .doing("minting its PCI configuration page")?;
-        self.handles.push(page);
+        let config = match function.config {
+            Some(page) => sys::device::mem_create_device(page, FUNCTION_SIZE)
+                .doing("minting its PCI configuration page")?,
+            None => sys::device::pci_config_create(function.address().into())
+                .doing("minting its PCI configuration capability")?,
+        };
+        self.handles.push(config);
         for &(bar, size) in &function.bars {
             let handle = if bar.io {
                 let (base, len) = (u16::try_from(bar.address), u16::try_from(size));
@@ -162,6 +169,12 @@ impl Grants {
         if let Some(line) = function.line {
             let handle = sys::device::irq_create(line).doing("minting its PCI interrupt")?;
             self.handles.push(handle);
+        }
+        // One vector: every driver so far takes one. None free: the driver keeps INTx.
+        if function.msix
+            && let Ok(vector) = sys::device::msi_create()
+        {
+            self.handles.push(vector);
         }
         Ok(())
     }

@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use futures_util::future::join_all;
+use keel_abi::cap::Handle;
 use keel_abi::{Error, SysInfo};
 use keel_block::{BLOCK_SIZE, BlockClient, BlockError, OpenError, Region};
 use keel_init::{State, System};
-use keel_rt::driver::DeviceMemory;
-use keel_rt::driver::pci::ConfigSpace;
+use keel_rt::driver::pci::{self, ConfigSpace};
+use keel_rt::driver::{DeviceMemory, PciConfig};
 use keel_rt::{process, sys};
 
 use super::system::{status, supervise};
@@ -24,8 +25,10 @@ pub const SUITE: Suite = suite!(storage:
     many_requests_in_flight_each_land_where_they_should,
     malformed_requests_are_refused_and_change_nothing_on_disk,
     device_memory_is_never_ram,
+    configuration_through_the_kernel_checks_every_access,
     a_driver_reaches_its_own_function_and_nothing_else,
-    a_killed_driver_is_restarted_and_serves_the_same_disk_again,
+    a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_disk,
+    with_no_vector_free_the_driver_interrupts_through_intx,
 );
 
 const SCENARIO_LIMIT: Duration = Duration::from_secs(30);
@@ -350,7 +353,8 @@ fn block_port(block: &BlockClient) -> Result<keel_rt::service::Cap, String> {
 }
 
 fn device_memory_is_never_ram() -> Result<(), String> {
-    let dma = keel_rt::driver::DmaBuffer::new(ecam_page()?.handle(), 4096).context("a DMA page")?;
+    let bus = Bus0::reach()?;
+    let dma = keel_rt::driver::DmaBuffer::new(bus.handle(), 4096).context("a DMA page")?;
     let free = sys::sys_info(SysInfo::FreeFrames).context("free frames")?;
     let checks = [
         ("the first MiB (BIOS areas)", 0xe_0000, 4096),
@@ -373,48 +377,154 @@ fn device_memory_is_never_ram() -> Result<(), String> {
         .chain([expect_eq("free frames", after, free)]))
 }
 
-/// Bus 0's configuration space, mapped (ktest holds the SYSTEM right).
-fn bus0() -> Result<DeviceMemory, String> {
-    let ecam = sys::sys_info(SysInfo::PciEcam).context("where ECAM is")? as u64;
-    DeviceMemory::create(ecam, 1 << 20).context("mapping bus 0")
+/// Bus 0's configuration space as ktest (holding the SYSTEM right) reaches it: mapped
+/// through ECAM, or through the kernel on a machine without ECAM.
+enum Bus0 {
+    Ecam(DeviceMemory),
+    Kernel(PciConfig),
 }
 
-/// One page of configuration space: a device capability to show for DMA memory.
-fn ecam_page() -> Result<DeviceMemory, String> {
-    let ecam = sys::sys_info(SysInfo::PciEcam).context("where ECAM is")? as u64;
-    DeviceMemory::create(ecam, 4096).context("mapping a configuration page")
+impl Bus0 {
+    fn reach() -> Result<Bus0, String> {
+        let ecam = sys::sys_info(SysInfo::PciEcam).context("where ECAM is")? as u64;
+        if ecam == 0 {
+            let all = PciConfig::create(None).context("a capability to every function")?;
+            return Ok(Bus0::Kernel(all));
+        }
+        let bus = DeviceMemory::create(ecam, 1 << 20).context("mapping bus 0")?;
+        Ok(Bus0::Ecam(bus))
+    }
+
+    /// A device capability, to show for DMA memory.
+    fn handle(&self) -> Handle {
+        match self {
+            Bus0::Ecam(bus) => bus.handle(),
+            Bus0::Kernel(all) => all.handle(),
+        }
+    }
+
+    /// Function `function` (`device << 3 | function`).
+    fn function(&self, function: u16) -> ConfigSpace<'_> {
+        match self {
+            Bus0::Ecam(bus) => ConfigSpace::new(bus, usize::from(function) << 12),
+            Bus0::Kernel(all) => ConfigSpace::through_kernel(all, function),
+        }
+    }
+
+    /// The first function with `vendor:device`.
+    fn find(&self, vendor: u16, device: u16) -> Result<u16, String> {
+        (0..256)
+            .find(|&function| {
+                let config = self.function(function);
+                config.vendor_id() == Ok(vendor) && config.device_id() == Ok(device)
+            })
+            .context(&format!("PCI function {vendor:04x}:{device:04x}"))
+    }
+
+    /// How a manifest's argument names `function` to the confined driver: its ECAM page's
+    /// physical address, or its number.
+    fn locate(&self, function: u16) -> u64 {
+        match self {
+            Bus0::Ecam(bus) => bus.phys() + (u64::from(function) << 12),
+            Bus0::Kernel(_) => function.into(),
+        }
+    }
 }
 
-/// The configuration page of the first function with `vendor:device` on bus 0.
-fn find(bus: &DeviceMemory, vendor: u16, device: u16) -> Result<ConfigSpace<'_>, String> {
-    (0..256)
-        .map(|function| ConfigSpace::new(bus, function << 12))
-        .find(|config| config.vendor_id() == Ok(vendor) && config.device_id() == Ok(device))
-        .context(&format!("PCI function {vendor:04x}:{device:04x}"))
+/// The virtio disk's function on bus 0.
+fn disk(bus: &Bus0) -> Result<u16, String> {
+    bus.find(0x1af4, 0x1042)
+}
+
+fn configuration_through_the_kernel_checks_every_access() -> Result<(), String> {
+    let bus = Bus0::reach()?;
+    let disk = disk(&bus)?;
+    // The legacy mechanism works on q35 too: both ways must read the same registers.
+    let every = PciConfig::create(None).context("a capability to every function")?;
+    let own = PciConfig::create(Some(disk)).context("a capability to the disk")?;
+    let other = disk ^ 1 << 3;
+    let read = |cap: &PciConfig, function: u16, register: usize, width: usize| {
+        cap.read(function, register, width)
+    };
+    let address = |function: u16, register: usize| keel_abi::pci::address(function, register);
+    all([
+        expect_eq(
+            "the disk's ids through the kernel",
+            read(&every, disk, 0, 4),
+            bus.function(disk).read32(0),
+        ),
+        expect_eq(
+            "the disk's class byte alone",
+            read(&own, disk, 0xb, 1),
+            Ok(bus.function(disk).read32(8).unwrap_or(0) >> 24),
+        ),
+        expect_eq(
+            "another function",
+            read(&own, other, 0, 4),
+            Err(Error::MissingRight),
+        ),
+        expect_eq(
+            "writing another function",
+            own.write(other, 4, 2, 0),
+            Err(Error::MissingRight),
+        ),
+        expect_eq(
+            "past 256 bytes",
+            read(&own, disk, 256, 4),
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "misaligned",
+            read(&own, disk, 2, 4),
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "width 3",
+            read(&own, disk, 0, 3),
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "a function number past 16 bits",
+            sys::device::pci_config_read(every.handle(), address(0, 0) | 1 << 28, 4),
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "minting a function number past 16 bits",
+            sys::device::pci_config_create(0x1_0001).map(drop),
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "I/O ports over the mechanism's, even for init",
+            sys::device::ioport_create(0xcf8, 8).map(drop),
+            Err(Error::PermissionDenied),
+        ),
+        expect_eq(
+            "an I/O port range reaching into them",
+            sys::device::ioport_create(0xcf0, 0x10).map(drop),
+            Err(Error::PermissionDenied),
+        ),
+    ])
 }
 
 fn a_driver_reaches_its_own_function_and_nothing_else() -> Result<(), String> {
-    let bus = bus0()?;
-    let (sata, disk) = (find(&bus, 0x8086, 0x2922)?, find(&bus, 0x1af4, 0x1042)?);
-    let page = |config: &ConfigSpace<'_>| -> Result<u64, String> {
-        let offset = (0..256usize)
-            .map(|f| f << 12)
-            .find(|&offset| {
-                ConfigSpace::new(&bus, offset).read32(0) == config.read32(0)
-                    && ConfigSpace::new(&bus, offset).read32(8) == config.read32(8)
-            })
-            .context("the function's page")?;
-        Ok(bus.phys() + offset as u64)
+    let bus = Bus0::reach()?;
+    // A function the demo's drivers leave alone: q35's SATA controller, or without ECAM
+    // (i440fx) the PIIX3's IDE one.
+    let (vendor, device) = match bus {
+        Bus0::Ecam(_) => (0x8086, 0x2922),
+        Bus0::Kernel(_) => (0x8086, 0x7010),
     };
-    let disk_bar = disk
+    let (own, disk) = (bus.find(vendor, device)?, disk(&bus)?);
+    let disk_bar = bus
+        .function(disk)
         .bar(4)
         .context("the disk's BAR 4")?
         .context("BAR 4")?
         .address;
     let manifest = format!(
-        "keel-manifest 1\nserver confined\nprogram kchild\nargs pci-confined {:x} {:x} {disk_bar:x}\npci 8086:2922\n",
-        page(&sata)?,
-        page(&disk)?,
+        "keel-manifest 1\nserver confined\nprogram kchild\nargs pci-confined {vendor:04x}:{device:04x} {:x} {:x} {disk_bar:x}\npci {vendor:04x}:{device:04x}\n",
+        bus.locate(own),
+        bus.locate(disk),
     );
     run(&manifest, async |system: System| {
         let confined = super::system::finished(&system, "confined").await?;
@@ -426,8 +536,50 @@ fn a_driver_reaches_its_own_function_and_nothing_else() -> Result<(), String> {
     })
 }
 
-fn a_killed_driver_is_restarted_and_serves_the_same_disk_again() -> Result<(), String> {
-    with_disk(async |system: System, block: BlockClient| {
+/// Every free MSI-X vector, minted until none is left.
+fn take_vectors() -> Result<Vec<Handle>, String> {
+    let mut held = Vec::new();
+    let error = loop {
+        match sys::device::msi_create() {
+            Ok(vector) => held.push(vector),
+            Err(error) => break error,
+        }
+    };
+    expect_eq("when vectors run out", error, Error::QuotaExceeded)?;
+    Ok(held)
+}
+
+fn give_back(vectors: &[Handle]) -> Result<(), String> {
+    for &vector in vectors {
+        keel_rt::cap::delete(vector).context("giving a vector back")?;
+    }
+    Ok(())
+}
+
+/// How many MSI-X vectors are free.
+fn free_vectors() -> Result<usize, String> {
+    let held = take_vectors()?;
+    give_back(&held)?;
+    Ok(held.len())
+}
+
+/// Whether the disk's MSI-X is on (so INTx is off: completions come by the vector).
+fn disk_msix_on() -> Result<bool, String> {
+    let bus = Bus0::reach()?;
+    let config = bus.function(disk(&bus)?);
+    let capabilities = config.capabilities().context("the disk's capabilities")?;
+    let (_, msix) = capabilities
+        .into_iter()
+        .find(|&(id, _)| id == pci::CAPABILITY_MSIX)
+        .context("the disk's MSI-X capability")?;
+    Ok(config.read32(msix).context("its message control")? & 1 << 31 != 0)
+}
+
+fn a_killed_driver_is_restarted_with_a_vector_of_its_own_and_serves_the_same_disk()
+-> Result<(), String> {
+    let idle = free_vectors()?;
+    with_disk(async move |system: System, block: BlockClient| {
+        let running = (free_vectors()?, disk_msix_on()?);
         let region = open(&block, 64 << 10).await?;
         let data = pattern(9, 16);
         write(&block, &region, 0, 4096, &data).await?;
@@ -460,7 +612,18 @@ fn a_killed_driver_is_restarted_and_serves_the_same_disk_again() -> Result<(), S
         let more = pattern(10, 16);
         write(&again, &region, 0, 8192, &more).await?;
         let more_back = read(&again, &region, 16 * BLOCK, 8192, 16).await?;
+        let restarted = (free_vectors()?, disk_msix_on()?);
         all([
+            expect_eq(
+                "free vectors and MSI-X on, with the first driver",
+                running,
+                (idle - 1, true),
+            ),
+            expect_eq(
+                "free vectors and MSI-X on, with the restarted one",
+                restarted,
+                (idle - 1, true),
+            ),
             expect_eq(
                 "the old region, on the new driver",
                 stale,
@@ -475,4 +638,24 @@ fn a_killed_driver_is_restarted_and_serves_the_same_disk_again() -> Result<(), S
             expect_eq("failures", system.failures(), Vec::<String>::new()),
         ])
     })
+}
+
+fn with_no_vector_free_the_driver_interrupts_through_intx() -> Result<(), String> {
+    let held = take_vectors()?;
+    let outcome = with_disk(async |_: System, block: BlockClient| {
+        let region = open(&block, 64 << 10).await?;
+        let data = pattern(12, 8);
+        write(&block, &region, 0, 64, &data).await?;
+        let back = read(&block, &region, 32 << 10, 64, 8).await?;
+        let stats = block.stats().await.context("stats")?;
+        all([
+            expect_eq("MSI-X on", disk_msix_on()?, false),
+            ensure(back == data, || {
+                "what was written reads back differently".into()
+            }),
+            ensure(stats.interrupts > 0, || "no interrupt was counted".into()),
+        ])
+    });
+    give_back(&held)?;
+    outcome
 }
