@@ -18,6 +18,7 @@ pub mod qemu;
 pub mod setup;
 pub mod status;
 pub mod symbols;
+pub mod web;
 
 use std::path::Path;
 

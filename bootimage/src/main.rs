@@ -2,21 +2,26 @@
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bootimage::bench;
 use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
-use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
+use bootimage::qemu::{AccelChoice, Boot, Console, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup};
+use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup, web};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
 
 commands:
-  (none)           build and boot the demo: kernel, init, hello. With a terminal on stdin the
+  (none) [--http-port N]
+                   build and boot the demo: kernel, init, hello. With a terminal on stdin the
                    serial console is yours (quit with Ctrl-A X); without one the run is
-                   scripted: 60 s timeout, exit 0 only if the guest powers off with success
+                   scripted: 60 s timeout, exit 0 only if the guest powers off with success.
+                   The guest's web server is forwarded from 127.0.0.1:N (default 8080); the
+                   URL is printed once the page answers
   image            build the demo image and print its files and the QEMU command
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
@@ -49,7 +54,7 @@ commands:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Demo,
+    Demo { http_port: u16 },
     Image { iso: bool },
     Iso,
     Test(Vec<String>),
@@ -63,7 +68,14 @@ enum Command {
 fn parse(args: &[String]) -> Result<Option<Command>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Ok(Some(match args.as_slice() {
-        [] => Command::Demo,
+        [] => Command::Demo {
+            http_port: web::DEFAULT_HTTP_PORT,
+        },
+        ["--http-port", port] => Command::Demo {
+            http_port: port.parse().ok().filter(|&port| port != 0).ok_or(format!(
+                "--http-port wants a port number (1-65535), not {port}"
+            ))?,
+        },
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
@@ -105,10 +117,10 @@ fn main() -> ExitCode {
 fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
     setup::ensure_guest_target()?;
     match command {
-        Command::Demo => {
+        Command::Demo { http_port } => {
             setup::ensure(&setup::QEMU)?;
             let image = image::demo_image(&manifest::demo_path(), tour())?;
-            boot_demo(Boot::Direct(image), accel)
+            boot_demo(Boot::Direct(image), accel, http_port)
         }
         Command::Image { iso: false } => {
             // Whoever runs the printed command has a terminal: no tour.
@@ -117,7 +129,11 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Image { iso: true } => {
             let path = build_demo_iso(false)?;
-            let qemu = check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel);
+            let qemu = check::demo_qemu(
+                Boot::Cdrom(path.clone()),
+                accel.accel,
+                web::DEFAULT_HTTP_PORT,
+            );
             println!("bootimage: wrote {}", path.display());
             println!("bootimage: boot it with:\n{}", qemu.command_line()?);
             Ok(ExitCode::SUCCESS)
@@ -125,7 +141,7 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         Command::Iso => {
             setup::ensure(&setup::QEMU)?;
             let path = build_demo_iso(tour())?;
-            boot_demo(Boot::Cdrom(path), accel)
+            boot_demo(Boot::Cdrom(path), accel, web::DEFAULT_HTTP_PORT)
         }
         Command::Test(suites) => run_suites(&suites, accel),
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
@@ -167,20 +183,37 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
             module.args
         );
     }
-    let qemu = check::demo_qemu(Boot::Direct(image.clone()), accel.accel);
+    let qemu = check::demo_qemu(
+        Boot::Direct(image.clone()),
+        accel.accel,
+        web::DEFAULT_HTTP_PORT,
+    );
     println!("bootimage: boot it with:\n{}", qemu.command_line()?);
     Ok(())
 }
 
 /// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
-fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
+/// The guest's web server is forwarded from `http_port`.
+fn boot_demo(boot: Boot, accel: AccelChoice, http_port: u16) -> Result<ExitCode> {
     let interactive = !tour();
-    let mut qemu = if interactive {
-        Qemu::new(boot, accel.accel, Console::Interactive)
-    } else {
-        check::demo_qemu(boot, accel.accel)
-    };
+    let mut qemu = check::demo_qemu(boot, accel.accel, http_port);
+    if interactive {
+        qemu.console = Console::Interactive;
+    }
     qemu.echo = true;
+    let ended = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let ended = ended.clone();
+        std::thread::spawn(move || {
+            let patience = check::DEMO_TIMEOUT;
+            if web::wait_for_page(http_port, patience, || ended.load(Ordering::Relaxed)) {
+                println!(
+                    "\r\nbootimage: the status page is at {}\r",
+                    web::url(http_port)
+                );
+            }
+        })
+    };
     if interactive {
         println!("bootimage: serial console on this terminal; quit with Ctrl-A X");
     }
@@ -194,6 +227,8 @@ fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
             );
         }
     })?;
+    ended.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
     if started.is_none() {
         println!("bootimage: no `{INIT_STARTED}` line");
     }
@@ -256,7 +291,12 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        assert_eq!(parse_words(""), Ok(Some(Command::Demo)));
+        assert_eq!(parse_words(""), Ok(Some(Command::Demo { http_port: 8080 })));
+        assert_eq!(
+            parse_words("--http-port 9000"),
+            Ok(Some(Command::Demo { http_port: 9000 }))
+        );
+        assert!(parse_words("--http-port 0").is_err());
         assert_eq!(
             parse_words("image --iso"),
             Ok(Some(Command::Image { iso: true }))

@@ -6,7 +6,7 @@ use bootimage::check::{self, Check, Expect};
 use bootimage::image::{self, Image};
 use bootimage::manifest;
 use bootimage::qemu::{Accel, Boot};
-use bootimage::{Result, guest, iso, setup, workspace_root};
+use bootimage::{Error, Result, guest, iso, setup, web, workspace_root};
 
 /// The demo image, booted as `cargo boot </dev/null` boots it.
 pub const DEMO_BOOT: &str = "demo_boot";
@@ -48,9 +48,11 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
             // A mistake in system.toml fails this check with the manifest's message.
             let (manifest, _) = image::demo_manifest(&manifest::demo_path())?;
             let image = Image::demo(&manifest, true)?;
+            let http_port = web::free_port()
+                .map_err(|error| Error::new(format!("finding a free port: {error}")))?;
             Check {
                 name: name.into(),
-                qemu: check::demo_qemu(Boot::Direct(image), accel),
+                qemu: check::demo_qemu(Boot::Direct(image), accel, http_port),
                 expect: Expect::demo(),
             }
         }
