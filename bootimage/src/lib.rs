@@ -4,6 +4,7 @@
 //! `cargo boot` (the `bootimage` binary) and the host test crate (`tests/`) both drive this
 //! library, so a boot from the command line and a boot from `cargo test` are the same boot.
 
+pub mod background;
 pub mod bench;
 pub mod chaos;
 pub mod check;

@@ -19,8 +19,11 @@ use virtio_drivers::transport::pci::PciTransport;
 use crate::hal::{self, KeelHal};
 use keel_rt::driver::{DmaBuffer, DriverError};
 
-/// Descriptors per queue, and so slots per pool.
-pub const QUEUE_SIZE: usize = 64;
+/// Descriptors per queue, and so slots per pool (QEMU's virtio-net queues hold 256).
+pub const QUEUE_SIZE: usize = 256;
+/// Transmit slots kept for the replies smoltcp makes while it takes frames in (ACKs,
+/// SYN-ACKs): sending data never takes the last of them.
+const REPLY_RESERVE: usize = 16;
 /// One slot: a virtio header and a 1514-byte frame fit, rounded to keep slots apart.
 const SLOT: usize = 2048;
 /// The largest frame smoltcp may build (Ethernet header included).
@@ -138,6 +141,12 @@ impl Nic {
         }
     }
 
+    /// Transmit slots free now, after taking back those the device is done with.
+    fn free_tx(&self) -> usize {
+        self.reclaim_tx();
+        self.tx_free.borrow().len()
+    }
+
     /// Whether the device has finished anything (it interrupted for it); acknowledges.
     pub fn interrupted(&self) -> bool {
         !self.device.borrow_mut().ack_interrupt().is_empty()
@@ -175,6 +184,11 @@ impl phy::Device for Phy<'_> {
         Self: 'a;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // No room for a reply: leave the frame in the ring until the device frees a slot
+        // (it interrupts when it does), rather than drop the reply.
+        if self.0.free_tx() == 0 {
+            return None;
+        }
         let (slot, start, len) = self.0.take_rx()?;
         Some((
             RxToken {
@@ -188,9 +202,7 @@ impl phy::Device for Phy<'_> {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        self.0.reclaim_tx();
-        let free = !self.0.tx_free.borrow().is_empty();
-        free.then_some(TxToken { nic: self.0 })
+        (self.0.free_tx() > REPLY_RESERVE).then_some(TxToken { nic: self.0 })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -228,8 +240,8 @@ impl phy::TxToken for TxToken<'_> {
         nic.reclaim_tx();
         let slot = nic.tx_free.borrow_mut().pop();
         let Some(slot) = slot else {
-            // smoltcp asked `transmit` first, so a slot was free; if none is, the frame is
-            // built and dropped, as a full link would drop it.
+            // A token is handed out only with a slot free, and each takes one; should that
+            // ever fail, the frame is built and dropped, as a full link would drop it.
             return f(&mut alloc::vec![0; len]);
         };
         let buffer = nic.tx.slot(slot);

@@ -3,8 +3,9 @@
 //! A call that must wait (accept, read, write into a full buffer, receive a datagram)
 //! registers its task's waker with the smoltcp socket and returns `Pending`; the stack's
 //! poll wakes it when the socket changes. A listener keeps `backlog` sockets listening on
-//! its port; after each poll [`Table::tidy`] moves those a connection reached into its
-//! accept queue and listens with fresh ones, so a burst of connections finds a socket.
+//! its port; after each frame that changed a socket, [`Table::tidy`] moves those a
+//! connection reached into its accept queue and listens with fresh ones, so a burst of SYNs
+//! finds a socket each (smoltcp answers a SYN no socket takes with a reset).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
@@ -17,7 +18,8 @@ use core::time::Duration;
 
 use keel_net::{MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
 use keel_rt::time;
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::AnySocket;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
@@ -26,8 +28,11 @@ use crate::stack::Stack;
 /// Sockets open at once, in all sessions (listening ones included).
 const MAX_SOCKETS: usize = 256;
 const MAX_SESSIONS: usize = 64;
-/// Room for connections not yet accepted, per listener.
+/// Sockets a listener keeps waiting for a SYN, at most.
 const MAX_BACKLOG: usize = 64;
+/// A listener's sockets mid-handshake or waiting for `accept`, waiting ones included: at
+/// most this many times its backlog.
+const PENDING: usize = 4;
 /// Receive and send buffers of a TCP socket: requests are small, answers large.
 const TCP_RX: usize = 4 * 1024;
 const TCP_TX: usize = 24 * 1024;
@@ -67,6 +72,8 @@ pub struct Table {
     /// Streams closed by their owner, sending what they hold: (socket, give up at tick).
     closing: RefCell<Vec<(SocketHandle, u64)>>,
     next_id: Cell<u32>,
+    /// Sockets in the stack's set but the DHCP client's.
+    count: Cell<usize>,
 }
 
 fn endpoint(endpoint: IpEndpoint) -> SocketAddr {
@@ -93,6 +100,7 @@ impl Table {
             entries: RefCell::default(),
             closing: RefCell::default(),
             next_id: Cell::new(1),
+            count: Cell::new(0),
         }
     }
 
@@ -103,28 +111,38 @@ impl Table {
     }
 
     fn socket_count(&self) -> usize {
-        // The DHCP socket is the one more.
-        self.stack.sockets.borrow().iter().count().saturating_sub(1)
+        self.count.get()
+    }
+
+    /// Add a socket to the stack's set, if there is room.
+    fn add_socket<T: AnySocket<'static>>(&self, socket: T) -> Result<SocketHandle, NetError> {
+        if self.count.get() >= MAX_SOCKETS {
+            return Err(NetError::TooManySockets);
+        }
+        self.count.set(self.count.get() + 1);
+        Ok(self.stack.sockets.borrow_mut().add(socket))
+    }
+
+    fn remove_socket(&self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
+        sockets.remove(handle);
+        self.count.set(self.count.get() - 1);
     }
 
     fn tcp_socket(&self) -> Result<SocketHandle, NetError> {
-        if self.socket_count() >= MAX_SOCKETS {
-            return Err(NetError::TooManySockets);
-        }
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; TCP_RX]),
             tcp::SocketBuffer::new(vec![0; TCP_TX]),
         );
         socket.set_timeout(Some(TCP_TIMEOUT));
         socket.set_nagle_enabled(false);
-        Ok(self.stack.sockets.borrow_mut().add(socket))
+        self.add_socket(socket)
     }
 
     fn listen_on(&self, port: u16) -> Result<SocketHandle, NetError> {
         let handle = self.tcp_socket()?;
         let mut sockets = self.stack.sockets.borrow_mut();
         if sockets.get_mut::<tcp::Socket>(handle).listen(port).is_err() {
-            sockets.remove(handle);
+            self.remove_socket(&mut sockets, handle);
             return Err(NetError::AddressInUse);
         }
         Ok(handle)
@@ -177,7 +195,7 @@ impl Table {
             let done = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
             if done || now >= deadline {
                 socket.abort();
-                sockets.remove(handle);
+                self.remove_socket(&mut sockets, handle);
                 return false;
             }
             true
@@ -199,7 +217,7 @@ impl Table {
                 return true;
             }
             if state == tcp::State::Closed {
-                sockets.remove(handle);
+                self.remove_socket(&mut sockets, handle);
             } else {
                 listener.ready.push_back(handle);
                 connected = true;
@@ -211,7 +229,8 @@ impl Table {
             waker.wake();
         }
         let mut added = false;
-        while listener.listening.len() < listener.backlog && listener.ready.len() < listener.backlog
+        while self.idle(&listener.listening) < listener.backlog
+            && listener.listening.len() + listener.ready.len() < PENDING * listener.backlog
         {
             match self.listen_on(listener.port) {
                 Ok(handle) => listener.listening.push(handle),
@@ -220,6 +239,15 @@ impl Table {
             added = true;
         }
         added
+    }
+
+    /// How many of `sockets` still wait for a SYN.
+    fn idle(&self, sockets: &[SocketHandle]) -> usize {
+        let set = self.stack.sockets.borrow();
+        sockets
+            .iter()
+            .filter(|&&handle| set.get::<tcp::Socket>(handle).state() == tcp::State::Listen)
+            .count()
     }
 
     /// Let go of a socket: a stream sends what it holds first.
@@ -237,7 +265,7 @@ impl Table {
                 self.closing.borrow_mut().push((handle, linger_deadline()));
             }
             Kind::Udp(handle, _) => {
-                sockets.remove(handle);
+                self.remove_socket(&mut sockets, handle);
             }
         }
         drop(sockets);
@@ -450,9 +478,6 @@ impl Sockets for Service {
         if port == 0 || taken {
             return Err(NetError::AddressInUse);
         }
-        if table.socket_count() >= MAX_SOCKETS {
-            return Err(NetError::TooManySockets);
-        }
         let buffer = || {
             udp::PacketBuffer::new(
                 vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
@@ -461,7 +486,7 @@ impl Sockets for Service {
         };
         let mut socket = udp::Socket::new(buffer(), buffer());
         socket.bind(port).map_err(|_| NetError::AddressInUse)?;
-        let handle = table.stack.sockets.borrow_mut().add(socket);
+        let handle = table.add_socket(socket)?;
         Ok(table.add(session, Kind::Udp(handle, port)))
     }
 

@@ -12,7 +12,7 @@ use core::time::Duration;
 
 use futures_util::future::select;
 use keel_rt::{executor, println, time};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -120,12 +120,28 @@ impl Stack {
         self.driver.work.raise();
     }
 
-    /// Poll the interface once; how long until smoltcp wants to be polled again.
-    pub fn poll(&self) -> Duration {
+    /// Take in every frame received, then send what the sockets have; how long until
+    /// smoltcp wants to be polled again. `changed` runs after each frame that changed a
+    /// socket's state, so a listener gets a fresh socket before the next SYN, and a burst
+    /// of connections finds one each.
+    pub fn poll(&self, mut changed: impl FnMut()) -> Duration {
         let timestamp = now();
+        self.iface.borrow_mut().poll_maintenance(timestamp);
+        loop {
+            let ingress = self.iface.borrow_mut().poll_ingress_single(
+                timestamp,
+                &mut Phy(self.nic()),
+                &mut self.sockets.borrow_mut(),
+            );
+            match ingress {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => changed(),
+            }
+        }
         let mut iface = self.iface.borrow_mut();
         let mut sockets = self.sockets.borrow_mut();
-        iface.poll(timestamp, &mut Phy(self.nic()), &mut sockets);
+        iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut sockets);
         let event = sockets.get_mut::<dhcpv4::Socket>(self.dhcp).poll();
         match event {
             Some(dhcpv4::Event::Configured(lease)) => self.apply(
@@ -189,12 +205,12 @@ impl Stack {
         }
     }
 
-    /// Poll, let `after` tidy the sockets, sleep until there is news or a timer is due;
-    /// for ever.
-    pub async fn run(&self, mut after: impl FnMut()) -> ! {
+    /// Poll, let `tidy` look at the sockets (after state changes and after each poll),
+    /// sleep until there is news or a timer is due; for ever.
+    pub async fn run(&self, tidy: impl Fn()) -> ! {
         loop {
-            let delay = self.poll();
-            after();
+            let delay = self.poll(&tidy);
+            tidy();
             let news = core::pin::pin!(self.driver.work.wait());
             select(news, executor::sleep(delay)).await;
         }

@@ -70,13 +70,20 @@ pub struct PortStats {
     pub stats: Result<IpcStats, Error>,
 }
 
-/// The system's IPC counters, then each server's port's (but the caller's own).
-pub fn ipc_stats() -> Result<(IpcStats, Vec<PortStats>), Error> {
+/// The system's IPC counters, then each server's port's (but the caller's own). Servers
+/// `asked` refuses are not looked up (init logs each refusal), and show `PermissionDenied`.
+pub fn ipc_stats(asked: impl Fn(&str) -> bool) -> Result<(IpcStats, Vec<PortStats>), Error> {
     let system = ipc::system_stats()?;
     let ports = names::list()?
         .into_iter()
         .filter(|server| server.pid != process::id())
         .map(|server| {
+            if !asked(&server.name) {
+                return PortStats {
+                    name: server.name,
+                    stats: Err(Error::PermissionDenied),
+                };
+            }
             let stats = names::lookup(&server.name).and_then(|port| {
                 let stats = port.stats();
                 let _ = port.delete();
