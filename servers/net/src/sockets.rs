@@ -192,13 +192,17 @@ impl Table {
         let mut sockets = self.stack.sockets.borrow_mut();
         self.closing.borrow_mut().retain(|&(handle, deadline)| {
             let socket = sockets.get_mut::<tcp::Socket>(handle);
+            // Done when both sides have closed; forgotten in TIME-WAIT (a late segment gets
+            // a reset, which is all TIME-WAIT would do). Past the deadline, a reset ends it.
             let done = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
-            if done || now >= deadline {
-                socket.abort();
-                self.remove_socket(&mut sockets, handle);
-                return false;
+            if !done && now < deadline {
+                return true;
             }
-            true
+            if !done {
+                socket.abort();
+            }
+            self.remove_socket(&mut sockets, handle);
+            false
         });
         drop(sockets);
         if poke {
