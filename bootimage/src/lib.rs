@@ -15,6 +15,7 @@ pub mod guest;
 pub mod image;
 pub mod iso;
 pub mod manifest;
+pub mod netbench;
 pub mod qemu;
 pub mod setup;
 pub mod status;

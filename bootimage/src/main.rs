@@ -10,7 +10,7 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup, web};
+use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, netbench, setup, web};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -34,6 +34,10 @@ commands:
                    --compare: show the change of each median against an earlier JSON file
                    --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
                    --profile: with --filter NAME$, instructions per operation by function
+  bench net [--cycles]
+                   boot the demo under -icount shift=0 and drive its web server from the
+                   host: busy guest instructions per GET / (200 in a row) and per MiB of a
+                   64 MiB download, requests/s and MB/s (--cycles: without icount)
   fuzz [--calls N] [--seed S]
                    a process without rights makes N random syscalls (default 200000) with
                    edge-case arguments from seed S; passes if the kernel takes them all and,
@@ -59,6 +63,7 @@ enum Command {
     Iso,
     Test(Vec<String>),
     Bench(bench::Options),
+    BenchNet { icount: bool },
     Fuzz(fuzz::Options),
     Chaos(chaos::Options),
     Gdb(Option<String>),
@@ -80,6 +85,8 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", "net"] => Command::BenchNet { icount: true },
+        ["bench", "net", "--cycles"] => Command::BenchNet { icount: false },
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
         ["chaos", options @ ..] => Command::Chaos(chaos::Options::parse(options)?),
@@ -145,6 +152,10 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Test(suites) => run_suites(&suites, accel),
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
+        Command::BenchNet { icount } => {
+            setup::ensure(&setup::QEMU)?;
+            netbench::run(accel.accel, icount).map(exit_code)
+        }
         Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
         Command::Chaos(options) => campaign(|| options.check(accel.accel)),
         Command::Gdb(program) => gdb::run(program.as_deref()),

@@ -1,7 +1,8 @@
 //! `httpd`: the web server, a client of the network server's Sockets service.
 //!
 //! - port 80: `/` the live status page, `/api/status` the same as JSON, `/bytes/N` N bytes
-//!   (byte `i` is `i % 251`) for downloads and benchmarks;
+//!   (byte `i` is `i % 251`) for downloads and benchmarks, `/api/cpu` the TSC and idle time
+//!   for benchmarks;
 //! - port 7: echo.
 //!
 //! Each connection is a task of its own with its own time limits, so a slow or silent client
@@ -17,6 +18,7 @@ mod status;
 
 use alloc::format;
 use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::time::Duration;
@@ -181,6 +183,7 @@ async fn answer(
                 ("200 OK", "application/json", status.json())
             }
         }
+        "/api/cpu" => ("200 OK", "application/json", cpu_json()),
         _ => match path.strip_prefix("/bytes/").map(str::parse::<u64>) {
             Some(Ok(len)) if len <= MAX_DOWNLOAD => {
                 let head = http::head("200 OK", "application/octet-stream", len as usize);
@@ -203,6 +206,15 @@ async fn answer(
         bytes.extend_from_slice(body.as_bytes());
     }
     stream.write_all(&bytes).await
+}
+
+/// The TSC and the part of it the CPU spent idle (halted): a benchmark's busy time is the
+/// change of one less the change of the other (under `-icount`, in instructions).
+fn cpu_json() -> String {
+    // SAFETY: RDTSC only reads the counter (the kernel leaves CR4.TSD clear).
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    let idle = keel_status::figure(keel_rt::abi::SysInfo::IdleTsc);
+    format!("{{\"tsc\":{tsc},\"idle_tsc\":{idle}}}")
 }
 
 /// `len` bytes of the download pattern.

@@ -14,6 +14,7 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 
 use crate::hal::{self, KeelHal};
 use crate::nic::Nic;
+use crate::transport::NoEventIdx;
 
 /// A one-bit signal with one waiter: set by whoever has news, taken by the stack's loop.
 #[derive(Default)]
@@ -110,7 +111,7 @@ impl NetDriver {
         config.set_command(command | COMMAND_MEMORY | COMMAND_BUS_MASTER)?;
         let transport =
             transport.map_err(|_| DriverError::Device("not a virtio device I can drive"))?;
-        let device = VirtIONetRaw::new(transport)
+        let device = VirtIONetRaw::new(NoEventIdx(transport))
             .map_err(|_| DriverError::Device("the virtio-net device would not start"))?;
         Nic::new(device)
     }

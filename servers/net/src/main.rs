@@ -16,6 +16,7 @@ mod hal;
 mod nic;
 mod sockets;
 mod stack;
+mod transport;
 
 use alloc::rc::Rc;
 

@@ -14,9 +14,9 @@ use core::cell::{Cell, RefCell};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::pci::PciTransport;
 
 use crate::hal::{self, KeelHal};
+use crate::transport::NoEventIdx;
 use keel_rt::driver::{DmaBuffer, DriverError};
 
 /// Descriptors per queue, and so slots per pool (QEMU's virtio-net queues hold 256).
@@ -29,7 +29,7 @@ const SLOT: usize = 2048;
 /// The largest frame smoltcp may build (Ethernet header included).
 const MTU: usize = 1514;
 
-type Device = VirtIONetRaw<KeelHal, PciTransport, QUEUE_SIZE>;
+type Device = VirtIONetRaw<KeelHal, NoEventIdx, QUEUE_SIZE>;
 
 /// What went through the device.
 #[derive(Clone, Copy, Debug, Default)]

@@ -162,17 +162,18 @@ impl Stack {
             Some(dhcpv4::Event::Deconfigured) | None => {}
         }
         let waited = timestamp - self.started;
-        if self.configured.get().is_none() && waited >= DHCP_PATIENCE.into() {
-            if let Some(fallback) = self.fallback {
-                self.apply(
-                    &mut iface,
-                    Configured {
-                        address: fallback.address,
-                        gateway: fallback.gateway,
-                        dhcp: false,
-                    },
-                );
-            }
+        if self.configured.get().is_none()
+            && waited >= DHCP_PATIENCE.into()
+            && let Some(fallback) = self.fallback
+        {
+            self.apply(
+                &mut iface,
+                Configured {
+                    address: fallback.address,
+                    gateway: fallback.gateway,
+                    dhcp: false,
+                },
+            );
         }
         let delay = iface
             .poll_delay(now(), &sockets)
