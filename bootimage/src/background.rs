@@ -121,6 +121,7 @@ pub fn demo(accel: Accel, nic: Nic, icount: bool, limit: Duration) -> Result<Bac
     let console = Console::Scripted { timeout: limit };
     let qemu = Qemu {
         nic: Some(nic),
+        disk: Some(crate::check::demo_disk()),
         icount,
         ..Qemu::new(Boot::Direct(image), accel, console)
     };

@@ -28,6 +28,7 @@ pub const SUITES: &[&str] = &[
     "hardening",
     "fuzz",
     "chaos",
+    "storage",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -39,13 +40,24 @@ pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
 /// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
 const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 
-/// A suite's check: [`Check::suite`], or for a campaign its default run.
+/// A suite's check: [`Check::suite`], or for a campaign its default run; `storage` gets a
+/// blank scratch disk.
 pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
     match suite {
         crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
+        STORAGE => {
+            let disk = crate::workspace_root().join("target").join("test-disk.img");
+            crate::qemu::blank_disk(&disk)?;
+            let mut check = Check::suite(suite, accel);
+            check.qemu.disk = Some(disk);
+            Ok(check)
+        }
         _ => Ok(Check::suite(suite, accel)),
     }
 }
+
+/// The suite of the block driver, which boots with a disk.
+pub const STORAGE: &str = "storage";
 
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -69,6 +81,11 @@ pub const DEMO_COMPLETE: &str = "init: demo complete";
 pub const TESTS_PASSED: &str = "KEEL TESTS PASSED";
 const TESTS_FAILED: &str = "KEEL TESTS FAILED";
 
+/// The demo's disk, kept across runs.
+pub fn demo_disk() -> std::path::PathBuf {
+    crate::workspace_root().join("target").join("keel-disk.img")
+}
+
 /// The scripted demo boot, exactly as `cargo boot` runs it without a terminal, its web
 /// server forwarded from the host's `http_port`.
 pub fn demo_qemu(boot: Boot, accel: Accel, http_port: u16) -> Qemu {
@@ -77,6 +94,7 @@ pub fn demo_qemu(boot: Boot, accel: Accel, http_port: u16) -> Qemu {
     };
     Qemu {
         nic: Some(Nic::http(http_port)),
+        disk: Some(demo_disk()),
         ..Qemu::new(boot, accel, console)
     }
 }

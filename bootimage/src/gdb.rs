@@ -91,6 +91,7 @@ pub fn qemu(port: u16, console: Console) -> Result<Qemu> {
     let mut qemu = Qemu::new(Boot::Direct(image), Accel::Tcg, console);
     qemu.gdb = Some(port);
     qemu.nic = Some(Nic::default());
+    qemu.disk = Some(crate::check::demo_disk());
     Ok(qemu)
 }
 

@@ -113,7 +113,8 @@ pub struct Qemu {
     pub typist: bool,
     /// Listen for gdb on this loopback port and wait for it before the first instruction.
     pub gdb: Option<u16>,
-    /// A raw disk image attached as a virtio-blk PCI device.
+    /// A raw disk image attached as a virtio-blk PCI device; made blank ([`DISK_LEN`]) if
+    /// it does not exist yet.
     pub disk: Option<PathBuf>,
     /// A virtio-net PCI device on QEMU's user network.
     pub nic: Option<Nic>,
@@ -240,7 +241,11 @@ impl Qemu {
         if let Some(disk) = &self.disk {
             let file = format!("file={},if=none,id=disk0,format=raw", utf8(disk)?);
             args.extend(["-drive".to_owned(), file]);
-            args.extend(words(&["-device", "virtio-blk-pci,drive=disk0"]));
+            // Modern only (device 1af4:1042): the driver speaks virtio 1.x.
+            args.extend(words(&[
+                "-device",
+                "virtio-blk-pci,drive=disk0,disable-legacy=on",
+            ]));
         }
         if let Some(nic) = &self.nic {
             args.extend(nic.args());
@@ -274,6 +279,9 @@ impl Qemu {
         };
         if let Boot::Direct(image) = &self.boot {
             image.check_files()?;
+        }
+        if let Some(disk) = self.disk.as_deref().filter(|disk| !disk.exists()) {
+            blank_disk(disk)?;
         }
         let echo = self.echo || self.console == Console::Interactive;
         let mut child = Command::new(PROGRAM)
@@ -337,6 +345,18 @@ impl Qemu {
 }
 
 pub(crate) const PROGRAM: &str = "qemu-system-x86_64";
+/// The size of a disk image made blank: 64 MiB.
+pub const DISK_LEN: u64 = 64 << 20;
+
+/// Make `path` a blank (all zeros, sparse) disk image of [`DISK_LEN`] bytes.
+pub fn blank_disk(path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+    }
+    let file = fs::File::create(path).context(format!("creating {}", path.display()))?;
+    file.set_len(DISK_LEN)
+        .context(format!("sizing {}", path.display()))
+}
 /// The device through which the guest powers off and reports success (see `keel_abi::poweroff`).
 const DEBUG_EXIT: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
 
@@ -511,7 +531,7 @@ mod tests {
         assert!(
             args.contains(
                 "-drive file=/t/disk.img,if=none,id=disk0,format=raw \
-                 -device virtio-blk-pci,drive=disk0"
+                 -device virtio-blk-pci,drive=disk0,disable-legacy=on"
             ),
             "{args}"
         );

@@ -452,9 +452,12 @@ pub enum SysInfo {
 }
 
 impl SysInfo {
+    /// How many figures there are: numbers from this on are unknown.
+    pub const COUNT: usize = 14;
+
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
-        [
+        const ALL: [SysInfo; SysInfo::COUNT] = [
             Pid,
             Tid,
             Ticks,
@@ -469,9 +472,8 @@ impl SysInfo {
             IdleTsc,
             PciEcam,
             PciBuses,
-        ]
-        .get(n)
-        .copied()
+        ];
+        ALL.get(n).copied()
     }
 }
 
@@ -626,6 +628,14 @@ mod tests {
             assert_eq!(Syscall::from_raw(n).map(|s| s as usize), Some(n));
         }
         assert_eq!(Syscall::from_raw(Syscall::COUNT), None);
+    }
+
+    #[test]
+    fn sys_info_figures_are_dense_and_stable() {
+        for n in 0..SysInfo::COUNT {
+            assert_eq!(SysInfo::from_raw(n).map(|f| f as usize), Some(n));
+        }
+        assert_eq!(SysInfo::from_raw(SysInfo::COUNT), None);
     }
 
     #[test]

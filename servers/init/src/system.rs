@@ -19,6 +19,7 @@ use core::time::Duration;
 
 use futures_util::future::{Either, select};
 use keel_abi::Error;
+use keel_abi::cap::rights;
 use keel_manifest::{Policy, Restart, Server};
 use keel_rt::executor::{self, wake};
 use keel_rt::ipc::{Port, Reply};
@@ -221,6 +222,14 @@ impl System {
             faults: child.faults,
             last_exit: child.last_exit,
         })
+    }
+
+    /// A copy of the port of the service `name` registered, if it is registered now: how
+    /// the process running the system (a test) reaches a service without a manifest entry.
+    pub fn service(&self, name: &str) -> Option<Port> {
+        let table = self.0.borrow();
+        let service = table.services.get(name)?;
+        service.port.derive(rights::SEND | rights::GRANT, 0).ok()
     }
 
     /// What went wrong for good so far.
@@ -427,6 +436,9 @@ impl Table {
             }
         }
         let child = self.child_mut(slot);
+        if let Some(device) = &child.server.pci {
+            crate::pci::stop_dma(device);
+        }
         child.pid = None;
         child.last_exit = exit.ok();
         let why = format!("(pid {pid}) {}", child.ending(&exit));

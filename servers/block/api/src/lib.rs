@@ -37,8 +37,8 @@ pub const BLOCK_SIZE: u32 = 512;
 /// The most blocks one read or write may move (1 MiB).
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 2048;
 
-/// The largest data region a client may ask for (16 MiB).
-pub const MAX_REGION_LEN: u64 = 16 << 20;
+/// The largest data region a client may ask for (4 MiB).
+pub const MAX_REGION_LEN: u64 = 4 << 20;
 
 /// The label of the message that carries a region's memory capability to the client's port.
 pub const REGION_LABEL: u32 = 0x424c_4b52;
@@ -57,12 +57,25 @@ pub struct BlockInfo {
     pub max_blocks_per_request: u32,
 }
 
+/// What the driver has done since it started: for tests and the curious.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "keel_rt::serde")]
+pub struct BlockStats {
+    /// Requests the device was given (reads, writes, flushes).
+    pub requests: u64,
+    /// Interrupts that found work done.
+    pub interrupts: u64,
+    /// The most requests at the device at once.
+    pub most_in_flight: u32,
+}
+
 /// A data region the driver opened for this client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(crate = "keel_rt::serde")]
 pub struct RegionInfo {
-    /// What requests name it by.
-    pub id: u32,
+    /// What requests name it by: hard to guess (not cryptographic), since a request does
+    /// not say which client sends it.
+    pub id: u64,
     /// Its length in bytes (the length asked for, rounded up to whole pages).
     pub len: u64,
 }
@@ -115,6 +128,9 @@ pub trait Block {
     #[idempotent]
     async fn info(&self) -> BlockInfo;
 
+    #[idempotent]
+    async fn stats(&self) -> BlockStats;
+
     /// Allocate a data region of `len` bytes (whole pages) and send a memory capability to
     /// it (MAP_READ | MAP_WRITE), labelled [`REGION_LABEL`] with the region's id in word 0,
     /// to `port` (a send capability to a port of the client's). [`Region::open`] does it
@@ -123,17 +139,17 @@ pub trait Block {
 
     /// Give up a region: the driver forgets it (the client's mapping stays until it
     /// deletes its capability). Not idempotent.
-    async fn close_region(&self, region: u32) -> Result<(), BlockError>;
+    async fn close_region(&self, region: u64) -> Result<(), BlockError>;
 
     /// Have the device write blocks `lba..lba + count` into `region` at `offset`. The
     /// region's bytes there are undefined until this answers.
     #[idempotent]
-    async fn read(&self, region: u32, offset: u64, lba: u64, count: u32) -> Result<(), BlockError>;
+    async fn read(&self, region: u64, offset: u64, lba: u64, count: u32) -> Result<(), BlockError>;
 
     /// Have the device write `region`'s bytes at `offset` to blocks `lba..lba + count`.
     /// Done when it answers, but perhaps only in the device's cache until [`flush`](Block::flush).
     #[idempotent]
-    async fn write(&self, region: u32, offset: u64, lba: u64, count: u32)
+    async fn write(&self, region: u64, offset: u64, lba: u64, count: u32)
     -> Result<(), BlockError>;
 
     /// Every write answered before this call is on stable storage when it answers.
@@ -165,7 +181,7 @@ impl From<Error> for OpenError {
 /// A data region, mapped here: the client's side of what [`Block::open_region`] made.
 /// The device may write it whenever a read is under way: read it only between requests.
 pub struct Region {
-    id: u32,
+    id: u64,
     memory: Memory,
     mapping: Mapping,
 }
@@ -211,7 +227,7 @@ impl Region {
     }
 
     /// The id requests name this region by.
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> u64 {
         self.id
     }
 

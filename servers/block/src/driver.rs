@@ -1,0 +1,201 @@
+//! The driver's lifecycle on the rt framework: probe (reset and bring up the device),
+//! interrupt (collect finished requests, wake whoever waits for them), remove.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+
+use keel_block::BlockStats;
+use keel_rt::driver::pci::{self, PciFunction};
+use keel_rt::driver::{Device, DeviceMemory, Driver, DriverError, Interrupt, IrqLine};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+
+use crate::disk::{Data, Disk, Op, QUEUE_SIZE};
+use crate::hal::{self, KeelHal};
+
+/// A request's outcome, filled in at its completion.
+type Outcome = Rc<Cell<Option<bool>>>;
+
+/// What a request keeps alive until the device is done with it.
+pub type Keep = Option<Rc<dyn core::any::Any>>;
+
+struct Pending {
+    outcome: Outcome,
+    waker: Option<Waker>,
+    /// The memory the device may still be writing: freed only after completion, even
+    /// when the caller has given up.
+    _keep: Keep,
+}
+
+pub struct BlkDriver {
+    device: Device,
+    disk: RefCell<Option<Disk>>,
+    /// By token.
+    pending: RefCell<Vec<Option<Pending>>>,
+    /// Requests waiting for room in the queue.
+    room: RefCell<Vec<Waker>>,
+    stats: Cell<BlockStats>,
+    in_flight: Cell<u32>,
+}
+
+impl BlkDriver {
+    pub fn new(device: Device) -> BlkDriver {
+        BlkDriver {
+            device,
+            disk: RefCell::new(None),
+            pending: RefCell::new((0..QUEUE_SIZE).map(|_| None).collect()),
+            room: RefCell::new(Vec::new()),
+            stats: Cell::default(),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        self.stats.get()
+    }
+
+    /// (blocks, read-only, caches writes) of the probed device.
+    pub fn geometry(&self) -> Option<(u64, bool, bool)> {
+        let disk = self.disk.borrow();
+        disk.as_ref()
+            .map(|d| (d.capacity, d.read_only, d.caches_writes()))
+    }
+
+    /// Run one request to completion: whether the device reports success.
+    ///
+    /// # Safety
+    /// `data` is DMA memory that `keep` keeps mapped; nobody else touches it until this
+    /// answers (or, if dropped first, until the device is done: `keep` lives until then).
+    pub async unsafe fn request(
+        &self,
+        op: Op,
+        sector: u64,
+        data: Option<Data>,
+        keep: Keep,
+    ) -> bool {
+        let token = poll_fn(|cx| {
+            let mut disk = self.disk.borrow_mut();
+            let Some(disk) = disk.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if !disk.has_room() {
+                self.room.borrow_mut().push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            // SAFETY: forwarded from the caller.
+            Poll::Ready(unsafe { disk.submit(op, sector, data) }.ok())
+        })
+        .await;
+        let Some(token) = token else {
+            return false;
+        };
+        let in_flight = self.in_flight.get() + 1;
+        self.in_flight.set(in_flight);
+        let mut stats = self.stats.get();
+        stats.requests += 1;
+        stats.most_in_flight = stats.most_in_flight.max(in_flight);
+        self.stats.set(stats);
+        let outcome = Outcome::default();
+        self.pending.borrow_mut()[usize::from(token)] = Some(Pending {
+            outcome: outcome.clone(),
+            waker: None,
+            _keep: keep,
+        });
+        poll_fn(|cx| match outcome.get() {
+            Some(ok) => Poll::Ready(ok),
+            None => {
+                if let Some(pending) = &mut self.pending.borrow_mut()[usize::from(token)] {
+                    pending.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The driver's own configuration page, as virtio-drivers reads configuration space: it
+/// holds no other function's, so the function named is always this one.
+#[derive(Clone, Copy)]
+struct OwnConfig<'a>(&'a DeviceMemory);
+
+impl ConfigurationAccess for OwnConfig<'_> {
+    fn read_word(&self, _: DeviceFunction, register: u8) -> u32 {
+        // Out of range reads as no device would.
+        self.0.read32(register.into()).unwrap_or(!0)
+    }
+
+    fn write_word(&mut self, _: DeviceFunction, register: u8, value: u32) {
+        let _ = self.0.write32(register.into(), value);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        *self
+    }
+}
+
+impl Driver for BlkDriver {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn probe(&self) -> Result<(), DriverError> {
+        let function = PciFunction::new(&self.device)?;
+        let config = function.config();
+        // Memory decoding for the BARs, bus mastering for DMA, INTx on.
+        let command = config.command()? | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER;
+        config.set_command(command & !pci::COMMAND_INTX_DISABLE)?;
+        let bars = self.device.memory[1..]
+            .iter()
+            .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
+            .collect();
+        hal::reset(self.device.memory[0].handle(), bars);
+        let mut root = PciRoot::new(OwnConfig(&self.device.memory[0]));
+        let here = DeviceFunction {
+            bus: 0,
+            device: 0,
+            function: 0,
+        };
+        let transport = PciTransport::new::<KeelHal, _>(&mut root, here)
+            .map_err(|_| DriverError::Device("not a modern virtio-pci device"))?;
+        let disk = Disk::new(transport).map_err(|_| DriverError::Device("did not come up"))?;
+        *self.disk.borrow_mut() = Some(disk);
+        Ok(())
+    }
+
+    fn remove(&self) {
+        // Dropping the disk resets the device: no DMA after this.
+        self.disk.borrow_mut().take();
+    }
+
+    fn interrupt(&self, _line: &IrqLine) -> Interrupt {
+        let mut disk = self.disk.borrow_mut();
+        let Some(disk) = disk.as_mut() else {
+            return Interrupt::NotPending;
+        };
+        let raised = disk.interrupt();
+        let mut pending = self.pending.borrow_mut();
+        let done = disk.complete(|token, ok| {
+            if let Some(request) = pending.get_mut(usize::from(token)).and_then(Option::take) {
+                request.outcome.set(Some(ok));
+                if let Some(waker) = request.waker {
+                    waker.wake();
+                }
+            }
+        });
+        if !raised && done == 0 {
+            return Interrupt::NotPending;
+        }
+        self.in_flight.set(self.in_flight.get() - done as u32);
+        let mut stats = self.stats.get();
+        stats.interrupts += u64::from(done > 0);
+        self.stats.set(stats);
+        for waker in self.room.borrow_mut().drain(..) {
+            waker.wake();
+        }
+        Interrupt::Handled
+    }
+}
