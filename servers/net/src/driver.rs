@@ -2,6 +2,7 @@
 //! granted, brings the device up on `virtio-drivers`, and each interrupt tells the stack to
 //! look at the queues.
 
+use alloc::boxed::Box;
 use core::cell::{Cell, OnceCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
@@ -65,7 +66,7 @@ impl ConfigurationAccess for Config<'_> {
 
 pub struct NetDriver {
     device: Device,
-    nic: OnceCell<Nic>,
+    nic: OnceCell<Box<Nic>>,
     /// Raised on each interrupt that found work.
     pub work: Signal,
     interrupts: Cell<u64>,
@@ -83,14 +84,14 @@ impl NetDriver {
 
     /// The NIC, once probed.
     pub fn nic(&self) -> Option<&Nic> {
-        self.nic.get()
+        self.nic.get().map(|nic| &**nic)
     }
 
     pub fn interrupts(&self) -> u64 {
         self.interrupts.get()
     }
 
-    fn bring_up(&self) -> Result<Nic, DriverError> {
+    fn bring_up(&self) -> Result<Box<Nic>, DriverError> {
         let function = PciFunction::new(&self.device)?;
         let config = function.config();
         let dma_cap = self.device.memory[0].handle();
@@ -113,7 +114,7 @@ impl NetDriver {
             transport.map_err(|_| DriverError::Device("not a virtio device I can drive"))?;
         let device = VirtIONetRaw::new(NoEventIdx(transport))
             .map_err(|_| DriverError::Device("the virtio-net device would not start"))?;
-        Nic::new(device)
+        Nic::new(Box::new(device)).map(Box::new)
     }
 }
 

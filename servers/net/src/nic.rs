@@ -8,6 +8,7 @@
 //! the virtio header, and the slot is given to the device; it is free again once the device
 //! has used it.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
@@ -19,8 +20,8 @@ use crate::hal::{self, KeelHal};
 use crate::transport::NoEventIdx;
 use keel_rt::driver::{DmaBuffer, DriverError};
 
-/// Descriptors per queue, and so slots per pool (QEMU's virtio-net queues hold 256).
-pub const QUEUE_SIZE: usize = 256;
+/// Descriptors per queue, and so slots per pool.
+pub const QUEUE_SIZE: usize = 128;
 /// Transmit slots kept for the replies smoltcp makes while it takes frames in (ACKs,
 /// SYN-ACKs): sending data never takes the last of them.
 const REPLY_RESERVE: usize = 16;
@@ -29,7 +30,7 @@ const SLOT: usize = 2048;
 /// The largest frame smoltcp may build (Ethernet header included).
 const MTU: usize = 1514;
 
-type Device = VirtIONetRaw<KeelHal, NoEventIdx, QUEUE_SIZE>;
+pub type Device = VirtIONetRaw<KeelHal, NoEventIdx, QUEUE_SIZE>;
 
 /// What went through the device.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,7 +66,9 @@ impl Pool {
 }
 
 pub struct Nic {
-    device: RefCell<Device>,
+    /// On the heap: virtio-drivers keeps each queue's descriptors inline, and a value that
+    /// size moved from frame to frame would take the main thread's stack.
+    device: RefCell<Box<Device>>,
     rx: Pool,
     tx: Pool,
     /// Which receive slot each descriptor token names.
@@ -78,7 +81,7 @@ pub struct Nic {
 
 impl Nic {
     /// The device, its receive slots all handed to it.
-    pub fn new(device: Device) -> Result<Nic, DriverError> {
+    pub fn new(device: Box<Device>) -> Result<Nic, DriverError> {
         let nic = Nic {
             device: RefCell::new(device),
             rx: Pool::new()?,
