@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod driver;
 mod hal;
+mod loopback;
 mod nic;
 mod sockets;
 mod stack;

@@ -9,6 +9,7 @@
 //! has used it.
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
@@ -17,6 +18,7 @@ use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
 
 use crate::hal::{self, KeelHal};
+use crate::loopback;
 use crate::transport::NoEventIdx;
 use keel_rt::driver::{DmaBuffer, DriverError};
 
@@ -77,12 +79,17 @@ pub struct Nic {
     tx_free: RefCell<Vec<usize>>,
     tx_slot: RefCell<[usize; QUEUE_SIZE]>,
     counters: Cell<Counters>,
+    mac: [u8; 6],
+    /// Frames sent to ourselves, to be received next.
+    looped: RefCell<VecDeque<Vec<u8>>>,
 }
 
 impl Nic {
     /// The device, its receive slots all handed to it.
     pub fn new(device: Box<Device>) -> Result<Nic, DriverError> {
         let nic = Nic {
+            mac: device.mac_address(),
+            looped: RefCell::default(),
             device: RefCell::new(device),
             rx: Pool::new()?,
             tx: Pool::new()?,
@@ -98,7 +105,7 @@ impl Nic {
     }
 
     pub fn mac(&self) -> [u8; 6] {
-        self.device.borrow().mac_address()
+        self.mac
     }
 
     pub fn counters(&self) -> Counters {
@@ -165,11 +172,16 @@ impl Nic {
 /// smoltcp's view of the NIC.
 pub struct Phy<'a>(pub &'a Nic);
 
-pub struct RxToken<'a> {
-    nic: &'a Nic,
-    slot: usize,
-    start: usize,
-    len: usize,
+pub enum RxToken<'a> {
+    /// A frame the device wrote into a receive slot.
+    Slot {
+        nic: &'a Nic,
+        slot: usize,
+        start: usize,
+        len: usize,
+    },
+    /// A frame the stack sent itself.
+    Looped(Vec<u8>),
 }
 
 pub struct TxToken<'a> {
@@ -192,16 +204,20 @@ impl phy::Device for Phy<'_> {
         if self.0.free_tx() == 0 {
             return None;
         }
-        let (slot, start, len) = self.0.take_rx()?;
-        Some((
-            RxToken {
-                nic: self.0,
-                slot,
-                start,
-                len,
-            },
-            TxToken { nic: self.0 },
-        ))
+        let looped = self.0.looped.borrow_mut().pop_front();
+        let rx = match looped {
+            Some(frame) => RxToken::Looped(frame),
+            None => {
+                let (slot, start, len) = self.0.take_rx()?;
+                RxToken::Slot {
+                    nic: self.0,
+                    slot,
+                    start,
+                    len,
+                }
+            }
+        };
+        Some((rx, TxToken { nic: self.0 }))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
@@ -219,21 +235,29 @@ impl phy::Device for Phy<'_> {
 
 impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        let nic = self.nic;
-        nic.count(|c| {
-            c.rx_packets += 1;
-            c.rx_bytes += self.len as u64;
-        });
-        let frame = self
-            .start
-            .checked_add(self.len)
-            .and_then(|end| nic.rx.slot(self.slot).get(self.start..end))
-            .unwrap_or(&[]);
-        let result = f(frame);
-        // A queue that refuses its own buffer back is a broken device: the slot is lost,
-        // the others go on.
-        let _ = nic.give_rx(self.slot);
-        result
+        match self {
+            RxToken::Looped(frame) => f(&frame),
+            RxToken::Slot {
+                nic,
+                slot,
+                start,
+                len,
+            } => {
+                nic.count(|c| {
+                    c.rx_packets += 1;
+                    c.rx_bytes += len as u64;
+                });
+                let frame = start
+                    .checked_add(len)
+                    .and_then(|end| nic.rx.slot(slot).get(start..end))
+                    .unwrap_or(&[]);
+                let result = f(frame);
+                // A queue that refuses its own buffer back is a broken device: the slot is
+                // lost, the others go on.
+                let _ = nic.give_rx(slot);
+                result
+            }
+        }
     }
 }
 
@@ -252,6 +276,11 @@ impl phy::TxToken for TxToken<'_> {
         let header = device.fill_buffer_header(buffer).unwrap_or(0);
         let end = (header + len).min(SLOT);
         let result = f(&mut buffer[header..end]);
+        if let Some(frame) = loopback::for_self(&buffer[header..end], nic.mac) {
+            nic.looped.borrow_mut().push_back(frame);
+            nic.tx_free.borrow_mut().push(slot);
+            return result;
+        }
         // SAFETY: the slot is DMA memory; nothing touches it until the device hands it back
         // (`reclaim_tx`).
         match unsafe { device.transmit_begin(&buffer[..end]) } {

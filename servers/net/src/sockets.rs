@@ -17,7 +17,7 @@ use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use keel_net::{MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
-use keel_rt::time;
+use keel_rt::{executor, time};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::AnySocket;
 use smoltcp::socket::{tcp, udp};
@@ -41,6 +41,10 @@ const UDP_PACKETS: usize = 16;
 const UDP_BYTES: usize = 16 * 1024;
 /// How long a closed stream may take to send what it holds before it is aborted.
 const LINGER: Duration = Duration::from_secs(10);
+/// The first local port of outgoing connections.
+const EPHEMERAL: u16 = 49152;
+/// How long a connection may take to be established.
+const CONNECT_TIME: Duration = Duration::from_secs(10);
 /// A connection with no traffic this long is dropped (smoltcp's timeout).
 const TCP_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
 
@@ -74,6 +78,7 @@ pub struct Table {
     next_id: Cell<u32>,
     /// Sockets in the stack's set but the DHCP client's.
     count: Cell<usize>,
+    next_port: Cell<u16>,
 }
 
 fn endpoint(endpoint: IpEndpoint) -> SocketAddr {
@@ -101,6 +106,7 @@ impl Table {
             closing: RefCell::default(),
             next_id: Cell::new(1),
             count: Cell::new(0),
+            next_port: Cell::new(EPHEMERAL),
         }
     }
 
@@ -276,6 +282,21 @@ impl Table {
         self.stack.poke();
     }
 
+    /// Let go of socket `id`, whoever holds it.
+    fn forget(&self, id: u32) {
+        let entry = self.entries.borrow_mut().remove(&id);
+        if let Some(entry) = entry {
+            self.release(entry.kind);
+        }
+    }
+
+    /// The next local port for an outgoing connection: 49152..=65535, round robin.
+    fn ephemeral_port(&self) -> u16 {
+        let port = self.next_port.get();
+        self.next_port.set(port.checked_add(1).unwrap_or(EPHEMERAL));
+        port
+    }
+
     fn end_session(&self, session: u32) {
         self.sessions.borrow_mut().remove(&session);
         let ids: Vec<u32> = self
@@ -286,9 +307,7 @@ impl Table {
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
-            if let Some(entry) = self.entries.borrow_mut().remove(&id) {
-                self.release(entry.kind);
-            }
+            self.forget(id);
         }
     }
 }
@@ -390,6 +409,49 @@ impl Sockets for Service {
             port: 0,
         });
         Ok((id, peer))
+    }
+
+    async fn tcp_connect(&self, session: u32, to: SocketAddr) -> Result<u32, NetError> {
+        let table = &self.0;
+        if !table.sessions.borrow().contains_key(&session) {
+            return Err(NetError::NoSession);
+        }
+        let handle = table.tcp_socket()?;
+        let [a, b, c, d] = to.ip;
+        let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::new(a, b, c, d)), to.port);
+        let id = table.add(session, Kind::Stream(handle));
+        if table
+            .stack
+            .connect(handle, remote, table.ephemeral_port())
+            .is_err()
+        {
+            table.forget(id);
+            return Err(NetError::Unreachable);
+        }
+        table.stack.poke();
+        let established = poll_fn(|cx| {
+            let mut sockets = table.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::SynSent => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                tcp::State::Closed => Poll::Ready(Err(NetError::ConnectionReset)),
+                _ => Poll::Ready(Ok(())),
+            }
+        });
+        match executor::timeout(CONNECT_TIME, established).await {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(error)) => {
+                table.forget(id);
+                Err(error)
+            }
+            Err(_) => {
+                table.forget(id);
+                Err(NetError::Unreachable)
+            }
+        }
     }
 
     async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError> {
@@ -566,9 +628,7 @@ impl Sockets for Service {
     async fn close(&self, session: u32, socket: u32) -> Result<(), NetError> {
         let table = &self.0;
         table.with(session, socket, |_| Ok(()))?;
-        if let Some(entry) = table.entries.borrow_mut().remove(&socket) {
-            table.release(entry.kind);
-        }
+        table.forget(socket);
         Ok(())
     }
 

@@ -13,9 +13,9 @@ use core::time::Duration;
 use futures_util::future::select;
 use keel_rt::{executor, println, time};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
-use smoltcp::socket::dhcpv4;
+use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
 
 use crate::driver::NetDriver;
 use crate::nic::{Nic, Phy};
@@ -113,6 +113,19 @@ impl Stack {
 
     pub fn configured(&self) -> Option<Configured> {
         self.configured.get()
+    }
+
+    /// Have TCP socket `handle` connect from `local_port` to `remote`.
+    pub fn connect(
+        &self,
+        handle: SocketHandle,
+        remote: IpEndpoint,
+        local_port: u16,
+    ) -> Result<(), tcp::ConnectError> {
+        let mut iface = self.iface.borrow_mut();
+        let mut sockets = self.sockets.borrow_mut();
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        socket.connect(iface.context(), remote, local_port)
     }
 
     /// A socket changed (data queued, a close): have the loop poll soon.

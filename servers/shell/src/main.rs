@@ -14,6 +14,7 @@ mod commands;
 mod system;
 mod term;
 mod tour;
+mod web;
 
 use commands::Next;
 use keel_rt::println;

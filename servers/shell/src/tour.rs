@@ -4,7 +4,8 @@
 //!
 //! The steps: `ps`, `services`, `ipcstat`, `mem`, `run` each example, `kill console` (a
 //! call on the old connection fails with a transport error; the shell finds the restarted
-//! console by name and goes on), `bench`, `uptime`.
+//! console by name and goes on), `bench`, `uptime`, and the web server's `/api/status`
+//! fetched through the network server.
 
 use alloc::format;
 use alloc::string::String;
@@ -19,6 +20,7 @@ use keel_rt::time;
 use crate::bench;
 use crate::system::{self, Process};
 use crate::term::Term;
+use crate::web;
 
 /// The programs the tour runs through init, with their arguments.
 const EXAMPLES: &[&str] = &["hello from the shell's tour"];
@@ -87,7 +89,33 @@ pub async fn run(term: &Term) -> bool {
         .await;
     tour.record("bench", run_bench(term).await).await;
     tour.record("uptime", uptime(term).await).await;
+    tour.record("GET /api/status", status_page(term).await)
+        .await;
     tour.finish().await
+}
+
+/// The web server's JSON, fetched through the network server as a browser would: every
+/// server init lists must be in it.
+async fn status_page(term: &Term) -> Step {
+    let (status, body) = web::get("/api/status").await?;
+    let services = names::list().map_err(|error| format!("listing services: {error}"))?;
+    show(
+        term,
+        "fetch http://10.0.2.15/api/status",
+        &format!("{status}, {} bytes of JSON\n", body.len()),
+    )
+    .await;
+    ensure(status.starts_with("HTTP/1.1 200"), || {
+        format!("the web server answered {status:?}")
+    })?;
+    let missing: Vec<&str> = services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|name| !body.contains(&format!("\"name\":\"{name}\"")))
+        .collect();
+    ensure(missing.is_empty(), || {
+        format!("the status leaves out {missing:?}")
+    })
 }
 
 /// Show a command as if typed at the prompt, then its output.

@@ -106,6 +106,12 @@ impl Net {
         Ok(TcpListener(Socket::new(self, id)))
     }
 
+    /// A TCP connection to `to`.
+    pub async fn tcp_connect(&self, to: SocketAddr) -> Result<TcpStream, Error> {
+        let id = flat(self.client().tcp_connect(self.session(), to).await)?;
+        Ok(TcpStream(Socket::new(self, id)))
+    }
+
     /// A UDP socket on `port`.
     pub async fn udp_bind(&self, port: u16) -> Result<UdpSocket, Error> {
         let id = flat(self.client().udp_bind(self.session(), port).await)?;

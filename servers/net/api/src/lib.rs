@@ -128,6 +128,8 @@ pub trait Sockets {
     async fn tcp_listen(&self, session: u32, port: u16, backlog: u16) -> Result<u32, NetError>;
     /// The next connection on a listener, and who it is from.
     async fn tcp_accept(&self, session: u32, listener: u32) -> Result<(u32, SocketAddr), NetError>;
+    /// A connection to `to`, once established (within 10 s).
+    async fn tcp_connect(&self, session: u32, to: SocketAddr) -> Result<u32, NetError>;
     /// Up to `max` bytes received (at most [`MAX_READ`]); empty once the peer has closed.
     async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError>;
     /// Queue bytes to send, waiting for room; how many were taken (at most [`MAX_WRITE`]).
