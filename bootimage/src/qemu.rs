@@ -127,11 +127,12 @@ pub struct Nic {
     pub forwards: Vec<Forward>,
 }
 
-/// A TCP port on the host's loopback forwarded to one of the guest's.
+/// A port on the host's loopback forwarded to one of the guest's: TCP, or UDP if `udp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Forward {
     pub host: u16,
     pub guest: u16,
+    pub udp: bool,
 }
 
 impl Nic {
@@ -141,6 +142,7 @@ impl Nic {
             forwards: vec![Forward {
                 host: http_port,
                 guest: 80,
+                udp: false,
             }],
         }
     }
@@ -148,7 +150,11 @@ impl Nic {
     fn args(&self) -> Vec<String> {
         let mut netdev = "user,id=net0".to_owned();
         for forward in &self.forwards {
-            netdev += &format!(",hostfwd=tcp:127.0.0.1:{}-:{}", forward.host, forward.guest);
+            let protocol = if forward.udp { "udp" } else { "tcp" };
+            netdev += &format!(
+                ",hostfwd={protocol}:127.0.0.1:{}-:{}",
+                forward.host, forward.guest
+            );
         }
         vec![
             "-netdev".into(),

@@ -3,7 +3,7 @@
 //! - port 80: `/` the live status page, `/api/status` the same as JSON, `/bytes/N` N bytes
 //!   (byte `i` is `i % 251`) for downloads and benchmarks, `/api/cpu` the TSC and idle time
 //!   for benchmarks;
-//! - port 7: echo.
+//! - port 7: echo, over TCP and UDP.
 //!
 //! Each connection is a task of its own with its own time limits, so a slow or silent client
 //! holds one socket and nothing else. When the network server dies (its calls fail with a
@@ -23,7 +23,8 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::time::Duration;
 
-use keel_net::{Error, Net, TcpListener, TcpStream};
+use futures_util::future::Either;
+use keel_net::{Error, Net, TcpListener, TcpStream, UdpSocket};
 use keel_rt::executor::{self, sleep};
 use keel_rt::println;
 
@@ -112,7 +113,9 @@ impl Drop for Open {
 async fn serve(net: &Net, served: &Rc<Counters>) -> Result<(), Error> {
     let web = net.tcp_listen_backlog(HTTP_PORT, WEB_BACKLOG).await?;
     let echo = net.tcp_listen_backlog(ECHO_PORT, ECHO_BACKLOG).await?;
-    println!("httpd: serving the status page on port {HTTP_PORT} and echo on port {ECHO_PORT}");
+    println!(
+        "httpd: serving the status page on port {HTTP_PORT} and echo on port {ECHO_PORT} (TCP and UDP)"
+    );
     let pages = accept_loop(&web, |stream| {
         let (net, served) = (net.clone(), served.clone());
         async move { page(stream, &net, &served).await }
@@ -121,10 +124,13 @@ async fn serve(net: &Net, served: &Rc<Counters>) -> Result<(), Error> {
         let served = served.clone();
         async move { echo_stream(stream, &served).await }
     });
+    let datagrams = udp_echo(net.udp_bind(ECHO_PORT).await?);
     let (pages, echoes) = (core::pin::pin!(pages), core::pin::pin!(echoes));
-    match futures_util::future::select(pages, echoes).await {
-        futures_util::future::Either::Left((error, _))
-        | futures_util::future::Either::Right((error, _)) => Err(error),
+    let datagrams = core::pin::pin!(datagrams);
+    let tcp = futures_util::future::select(pages, echoes);
+    match futures_util::future::select(tcp, datagrams).await {
+        Either::Left((Either::Left((error, _)) | Either::Right((error, _)), _))
+        | Either::Right((error, _)) => Err(error),
     }
 }
 
@@ -176,11 +182,15 @@ async fn answer(
     let (status, kind, body) = match path {
         "/" | "/api/status" => {
             let info = async { net.info().await.ok() };
-            let status = counters.snapshots.get(info, counters.served()).await;
+            let status = counters.snapshots.get(info).await;
             if path == "/" {
-                ("200 OK", "text/html; charset=utf-8", status.html())
+                (
+                    "200 OK",
+                    "text/html; charset=utf-8",
+                    status.html(counters.served()),
+                )
             } else {
-                ("200 OK", "application/json", status.json())
+                ("200 OK", "application/json", status.json(counters.served()))
             }
         }
         "/api/cpu" => ("200 OK", "application/json", cpu_json()),
@@ -226,6 +236,22 @@ async fn send_pattern(stream: &TcpStream, mut len: u64) -> Result<(), Error> {
         len -= chunk as u64;
     }
     Ok(())
+}
+
+/// Echo every datagram to its sender; the error that ends it.
+async fn udp_echo(socket: UdpSocket) -> Error {
+    let mut buf = [0; 2048];
+    loop {
+        let echoed = match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => socket.send_to(&buf[..n], from).await,
+            Err(error) => Err(error),
+        };
+        match echoed {
+            Err(error @ Error::Transport(_)) => return error,
+            // A datagram the stack would not send (no route yet): dropped, as UDP may.
+            Err(Error::Net(_)) | Ok(()) => {}
+        }
+    }
 }
 
 async fn echo_stream(stream: TcpStream, counters: &Rc<Counters>) {

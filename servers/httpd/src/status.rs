@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{OnceCell, RefCell};
 use core::fmt::Write;
 
 use keel_net::NetInfo;
@@ -35,7 +35,9 @@ pub struct Status {
     pub system_ipc: Option<IpcStats>,
     pub ports: Vec<PortStats>,
     pub net: Option<NetInfo>,
-    pub served: Served,
+    /// The page and the JSON, made once per look.
+    html: OnceCell<String>,
+    json: OnceCell<String>,
 }
 
 /// How long one look serves every request: gathering takes calls to init and the kernel,
@@ -52,11 +54,7 @@ pub struct Snapshots {
 
 impl Snapshots {
     /// A look at most [`FRESH_MS`] old; `net` is asked only for a new one.
-    pub async fn get(
-        &self,
-        net: impl Future<Output = Option<NetInfo>>,
-        served: Served,
-    ) -> Rc<Status> {
+    pub async fn get(&self, net: impl Future<Output = Option<NetInfo>>) -> Rc<Status> {
         let now = time::uptime().as_millis() as u64;
         if let Some((at, status)) = &*self.last.borrow()
             && now.saturating_sub(*at) < FRESH_MS
@@ -64,7 +62,7 @@ impl Snapshots {
             return status.clone();
         }
         let net = net.await;
-        let status = Rc::new(Status::gather(net, served, &self.denied));
+        let status = Rc::new(Status::gather(net, &self.denied));
         *self.last.borrow_mut() = Some((now, status.clone()));
         status
     }
@@ -72,7 +70,7 @@ impl Snapshots {
 
 impl Status {
     /// Look now. A figure that cannot be had is left empty; the page says so.
-    fn gather(net: Option<NetInfo>, served: Served, denied: &RefCell<BTreeSet<String>>) -> Status {
+    fn gather(net: Option<NetInfo>, denied: &RefCell<BTreeSet<String>>) -> Status {
         let (ticks, hz) = keel_status::uptime();
         let (free_frames, total_frames) = keel_status::memory();
         let asked = |name: &str| !denied.borrow().contains(name);
@@ -94,7 +92,8 @@ impl Status {
             system_ipc,
             ports,
             net,
-            served,
+            html: OnceCell::new(),
+            json: OnceCell::new(),
         }
     }
 }
@@ -167,7 +166,33 @@ fn net_json(net: &NetInfo) -> String {
 }
 
 impl Status {
-    pub fn json(&self) -> String {
+    /// The JSON: the look's figures, made once, and the server's own counters as they
+    /// are now.
+    pub fn json(&self, s: Served) -> String {
+        format!(
+            "{},\"http\":{{\"connections\":{},\"requests\":{},\"refused\":{},\"open\":{}}}}}",
+            self.json.get_or_init(|| self.make_json()),
+            s.connections,
+            s.requests,
+            s.refused,
+            s.open
+        )
+    }
+
+    /// The page, the same way.
+    pub fn html(&self, s: Served) -> String {
+        format!(
+            "{}<p class=\"foot\">httpd: {} connections, {} requests, {} refused, {} open &middot; \
+             <a href=\"/api/status\">/api/status</a></p>\n</body></html>\n",
+            self.html.get_or_init(|| self.make_html()),
+            s.connections,
+            s.requests,
+            s.refused,
+            s.open
+        )
+    }
+
+    fn make_json(&self) -> String {
         let mut out = format!(
             "{{\"uptime_ms\":{},\"memory\":{{\"free_frames\":{},\"total_frames\":{},\"frame_size\":4096}},",
             self.uptime_ms, self.free_frames, self.total_frames
@@ -225,16 +250,11 @@ impl Status {
             ports.join(",")
         );
         let net = self.net.as_ref().map_or("null".into(), net_json);
-        let s = self.served;
-        let _ = write!(
-            out,
-            "\"net\":{net},\"http\":{{\"connections\":{},\"requests\":{},\"refused\":{},\"open\":{}}}}}",
-            s.connections, s.requests, s.refused, s.open
-        );
+        let _ = write!(out, "\"net\":{net}");
         out
     }
 
-    pub fn html(&self) -> String {
+    fn make_html(&self) -> String {
         let mut page = String::from(PAGE_HEAD);
         let seconds = self.uptime_ms / 1000;
         let used = self.total_frames.saturating_sub(self.free_frames);
@@ -320,13 +340,7 @@ impl Status {
                 ),
             };
         }
-        let s = self.served;
-        let _ = write!(
-            page,
-            "</table>\n<p class=\"foot\">httpd: {} connections, {} requests, {} refused, {} open &middot; \
-             <a href=\"/api/status\">/api/status</a></p>\n</body></html>\n",
-            s.connections, s.requests, s.refused, s.open
-        );
+        page.push_str("</table>\n");
         page
     }
 
