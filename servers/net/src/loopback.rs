@@ -1,3 +1,5 @@
+//! Looking into Ethernet frames: those the stack sends to itself, and SYNs.
+//!
 //! Frames the stack sends to itself: smoltcp has no loopback interface, so a connection to
 //! the guest's own address (the shell's tour fetching the status page) would go out on the
 //! wire and never come back. Frames addressed to our own MAC come back in instead, and an
@@ -34,4 +36,20 @@ pub fn for_self(frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
     arp[6..8].copy_from_slice(&ARP_REPLY);
     arp[18..24].copy_from_slice(&mac);
     Some(reply)
+}
+
+/// Whether `frame` is IPv4 carrying a TCP segment with SYN set and ACK clear.
+pub fn is_tcp_syn(frame: &[u8]) -> bool {
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const TCP: u8 = 6;
+    let Some(ip) = frame.get(ETHERNET..) else {
+        return false;
+    };
+    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) {
+        return false;
+    }
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    // Flags are byte 13 of the TCP header: SYN 0x02, ACK 0x10.
+    ip.get(header + 13)
+        .is_some_and(|flags| flags & 0x12 == 0x02)
 }

@@ -82,6 +82,8 @@ pub struct Nic {
     mac: [u8; 6],
     /// Frames sent to ourselves, to be received next.
     looped: RefCell<VecDeque<Vec<u8>>>,
+    /// A TCP SYN came in since [`Nic::take_syn`] last looked.
+    syn: Cell<bool>,
 }
 
 impl Nic {
@@ -90,6 +92,7 @@ impl Nic {
         let nic = Nic {
             mac: device.mac_address(),
             looped: RefCell::default(),
+            syn: Cell::new(false),
             device: RefCell::new(device),
             rx: Pool::new()?,
             tx: Pool::new()?,
@@ -151,6 +154,19 @@ impl Nic {
         }
     }
 
+    /// Whether a TCP SYN came in since the last look: only then may a listener need a
+    /// fresh socket before the next frame.
+    pub fn take_syn(&self) -> bool {
+        self.syn.replace(false)
+    }
+
+    /// Note a received frame that opens a TCP connection.
+    fn look_for_syn(&self, frame: &[u8]) {
+        if loopback::is_tcp_syn(frame) {
+            self.syn.set(true);
+        }
+    }
+
     /// Transmit slots free now, after taking back those the device is done with.
     fn free_tx(&self) -> usize {
         self.reclaim_tx();
@@ -181,7 +197,7 @@ pub enum RxToken<'a> {
         len: usize,
     },
     /// A frame the stack sent itself.
-    Looped(Vec<u8>),
+    Looped { nic: &'a Nic, frame: Vec<u8> },
 }
 
 pub struct TxToken<'a> {
@@ -206,7 +222,7 @@ impl phy::Device for Phy<'_> {
         }
         let looped = self.0.looped.borrow_mut().pop_front();
         let rx = match looped {
-            Some(frame) => RxToken::Looped(frame),
+            Some(frame) => RxToken::Looped { nic: self.0, frame },
             None => {
                 let (slot, start, len) = self.0.take_rx()?;
                 RxToken::Slot {
@@ -236,7 +252,10 @@ impl phy::Device for Phy<'_> {
 impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         match self {
-            RxToken::Looped(frame) => f(&frame),
+            RxToken::Looped { nic, frame } => {
+                nic.look_for_syn(&frame);
+                f(&frame)
+            }
             RxToken::Slot {
                 nic,
                 slot,
@@ -251,6 +270,7 @@ impl phy::RxToken for RxToken<'_> {
                     .checked_add(len)
                     .and_then(|end| nic.rx.slot(slot).get(start..end))
                     .unwrap_or(&[]);
+                nic.look_for_syn(frame);
                 let result = f(frame);
                 // A queue that refuses its own buffer back is a broken device: the slot is
                 // lost, the others go on.

@@ -134,9 +134,9 @@ impl Stack {
     }
 
     /// Take in every frame received, then send what the sockets have; how long until
-    /// smoltcp wants to be polled again. `changed` runs after each frame that changed a
-    /// socket's state, so a listener gets a fresh socket before the next SYN, and a burst
-    /// of connections finds one each.
+    /// smoltcp wants to be polled again. `changed` runs after each SYN taken in, so a
+    /// listener gets a fresh socket before the next one, and a burst of connections finds
+    /// one each.
     pub fn poll(&self, mut changed: impl FnMut()) -> Duration {
         let timestamp = now();
         self.iface.borrow_mut().poll_maintenance(timestamp);
@@ -149,7 +149,8 @@ impl Stack {
             match ingress {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => changed(),
+                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => changed(),
+                PollIngressSingleResult::SocketStateChanged => {}
             }
         }
         let mut iface = self.iface.borrow_mut();
