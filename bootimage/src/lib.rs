@@ -6,6 +6,7 @@
 
 pub mod background;
 pub mod bench;
+pub mod browser;
 pub mod chaos;
 pub mod check;
 mod error;

@@ -10,7 +10,9 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, netbench, setup, web};
+use bootimage::{
+    Error, Result, browser, chaos, fuzz, gdb, guest, iso, manifest, netbench, setup, web,
+};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
@@ -26,6 +28,8 @@ commands:
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
   test [SUITE...]  run the in-guest test suites (default: all)
+  test browser     boot the demo and have headless Chromium screenshot the status page
+                   into target/keel-status.png (needs chromium; not in `cargo test`)
   bench [--cycles] [--filter SUBSTR] [--compare FILE] [--check] [--profile]
                    run the benchmarks (tests/bench) under -icount shift=0, where figures are
                    exact instruction counts; print a table and write target/bench/latest.json.
@@ -62,6 +66,7 @@ enum Command {
     Image { iso: bool },
     Iso,
     Test(Vec<String>),
+    Browser,
     Bench(bench::Options),
     BenchNet { icount: bool },
     Fuzz(fuzz::Options),
@@ -84,6 +89,7 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
+        ["test", "browser"] => Command::Browser,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
         ["bench", "net"] => Command::BenchNet { icount: true },
         ["bench", "net", "--cycles"] => Command::BenchNet { icount: false },
@@ -151,6 +157,15 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             boot_demo(Boot::Cdrom(path), accel, web::DEFAULT_HTTP_PORT)
         }
         Command::Test(suites) => run_suites(&suites, accel),
+        Command::Browser => {
+            setup::ensure(&setup::QEMU)?;
+            let shot = browser::run(accel.accel)?;
+            println!(
+                "bootimage: the status page, as Chromium drew it: {}",
+                shot.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
         Command::BenchNet { icount } => {
             setup::ensure(&setup::QEMU)?;
