@@ -174,6 +174,9 @@ mod tests {
             with_demo[..guest::TEST_PACKAGES.len()],
             *guest::TEST_PACKAGES
         );
-        assert_eq!(with_demo[guest::TEST_PACKAGES.len()..], ["init", "float"]);
+        assert_eq!(
+            with_demo[guest::TEST_PACKAGES.len()..],
+            ["init", "float", "httpd", "net"]
+        );
     }
 }
