@@ -54,6 +54,10 @@ const CHECKS: &[(&str, Check)] = &[
         a_hundred_concurrent_connections_are_all_answered,
     ),
     (
+        "a_thousand_requests_in_a_row_are_all_answered",
+        a_thousand_requests_in_a_row_are_all_answered,
+    ),
+    (
         "a_16_mib_download_arrives_with_its_checksum_right",
         a_16_mib_download_arrives_with_its_checksum_right,
     ),
@@ -373,6 +377,26 @@ fn a_hundred_concurrent_connections_are_all_answered(guest: &mut Guest) -> Resul
     ensure(open > CLIENTS as u64, || {
         format!("the server held {open} connections open, not all {CLIENTS} at once")
     })
+}
+
+fn a_thousand_requests_in_a_row_are_all_answered(guest: &mut Guest) -> Result<(), String> {
+    let start = Instant::now();
+    let limit = Duration::from_secs(300);
+    for i in 0..1000 {
+        ensure(start.elapsed() < limit, || {
+            format!("only {i} requests in {limit:?}")
+        })?;
+        let page = get(guest.http, "/")?;
+        ensure(page.status == 200, || {
+            format!("request {i} answered {}", page.status)
+        })?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "network: 1000 GET / in a row in {seconds:.1} s ({:.0} requests/s)",
+        1000.0 / seconds
+    );
+    Ok(())
 }
 
 fn a_16_mib_download_arrives_with_its_checksum_right(guest: &mut Guest) -> Result<(), String> {
