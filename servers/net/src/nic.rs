@@ -154,6 +154,11 @@ impl Nic {
         }
     }
 
+    /// Whether frames the stack sent itself wait to be taken in.
+    pub fn has_looped(&self) -> bool {
+        !self.looped.borrow().is_empty()
+    }
+
     /// Whether a TCP SYN came in since the last look: only then may a listener need a
     /// fresh socket before the next frame.
     pub fn take_syn(&self) -> bool {

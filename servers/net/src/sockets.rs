@@ -19,9 +19,10 @@ use core::time::Duration;
 use keel_net::{MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
 use keel_rt::{executor, time};
 use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::AnySocket;
-use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, IpEndpoint, Ipv4Address};
 
 use crate::stack::Stack;
 
@@ -43,6 +44,8 @@ const UDP_BYTES: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(10);
 /// The first local port of outgoing connections.
 const EPHEMERAL: u16 = 49152;
+/// How long a ping waits for its answer.
+const PING_TIME: Duration = Duration::from_secs(5);
 /// How long a connection may take to be established.
 const CONNECT_TIME: Duration = Duration::from_secs(10);
 /// A connection with no traffic this long is dropped (smoltcp's timeout).
@@ -309,6 +312,19 @@ impl Table {
         for id in ids {
             self.forget(id);
         }
+    }
+}
+
+/// A ping's socket, gone with the call.
+struct Pinging<'a> {
+    table: &'a Table,
+    handle: SocketHandle,
+}
+
+impl Drop for Pinging<'_> {
+    fn drop(&mut self) {
+        let mut sockets = self.table.stack.sockets.borrow_mut();
+        self.table.remove_socket(&mut sockets, self.handle);
     }
 }
 
@@ -630,6 +646,60 @@ impl Sockets for Service {
         table.with(session, socket, |_| Ok(()))?;
         table.forget(socket);
         Ok(())
+    }
+
+    async fn ping(&self, to: [u8; 4]) -> Result<u32, NetError> {
+        let table = &self.0;
+        let buffer = || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 2], vec![0; 256]);
+        let ident = table.ephemeral_port();
+        let mut socket = icmp::Socket::new(buffer(), buffer());
+        socket
+            .bind(icmp::Endpoint::Ident(ident))
+            .map_err(|_| NetError::InvalidArgument)?;
+        let pinging = Pinging {
+            table,
+            handle: table.add_socket(socket)?,
+        };
+        let [a, b, c, d] = to;
+        let remote = IpAddress::Ipv4(Ipv4Address::new(a, b, c, d));
+        let request = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no: 1,
+            data: b"keel",
+        };
+        {
+            let mut sockets = table.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<icmp::Socket>(pinging.handle);
+            let bytes = socket
+                .send(request.buffer_len(), remote)
+                .map_err(|_| NetError::Unreachable)?;
+            request.emit(
+                &mut Icmpv4Packet::new_unchecked(bytes),
+                &ChecksumCapabilities::default(),
+            );
+        }
+        let sent = time::uptime();
+        table.stack.poke();
+        let reply = poll_fn(|cx| {
+            let mut sockets = table.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<icmp::Socket>(pinging.handle);
+            while let Ok((bytes, from)) = socket.recv() {
+                let echoed = Icmpv4Packet::new_checked(bytes).and_then(|packet| {
+                    Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+                });
+                if from == remote
+                    && matches!(echoed, Ok(Icmpv4Repr::EchoReply { ident: i, seq_no: 1, .. }) if i == ident)
+                {
+                    return Poll::Ready(());
+                }
+            }
+            socket.register_recv_waker(cx.waker());
+            Poll::Pending
+        });
+        executor::timeout(PING_TIME, reply)
+            .await
+            .map_err(|_| NetError::Unreachable)?;
+        Ok((time::uptime() - sent).as_micros().min(u32::MAX.into()) as u32)
     }
 
     async fn info(&self) -> NetInfo {

@@ -92,10 +92,22 @@ pub async fn run(term: &Term) -> bool {
     // A system without the network server (a test's) has no page to fetch.
     let listed = names::list().unwrap_or_default();
     if listed.iter().any(|server| server.name == keel_net::NAME) {
+        tour.record("ping", ping(term).await).await;
         tour.record("GET /api/status", status_page(term).await)
             .await;
     }
     tour.finish().await
+}
+
+/// The guest answers ping.
+async fn ping(term: &Term) -> Step {
+    let ([a, b, c, d], rtt) = web::ping_self().await?;
+    let text = format!(
+        "echo reply from {a}.{b}.{c}.{d} in {} us\n",
+        rtt.as_micros()
+    );
+    show(term, &format!("ping {a}.{b}.{c}.{d}"), &text).await;
+    Ok(())
 }
 
 /// The web server's JSON, fetched through the network server as a browser would: every

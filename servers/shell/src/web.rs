@@ -1,6 +1,6 @@
-//! The tour's look at the status page from inside: a TCP connection to the guest's own
-//! address, port 80, through the network server's sockets (its loopback brings the frames
-//! back), and the answer checked as the host's tests check it.
+//! The tour's look at the network from inside: a ping of the guest's own address, and the
+//! status page over a TCP connection to its port 80, through the network server's sockets
+//! (its loopback brings the frames back).
 
 use alloc::format;
 use alloc::string::String;
@@ -37,6 +37,33 @@ pub async fn get(path: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("no end of headers in {} bytes", answer.len()))?;
     let status = head.lines().next().unwrap_or("").into();
     Ok((status, body.into()))
+}
+
+/// Ping the guest's own address (the stack answers it as it answers anyone): the
+/// address and the round trip.
+pub async fn ping_self() -> Result<([u8; 4], Duration), String> {
+    let net = Net::connect()
+        .await
+        .map_err(|error| format!("connecting to the network server: {error}"))?;
+    let ip = executor::timeout(READY, own_address(&net))
+        .await
+        .map_err(|_| format!("no address within {READY:?}"))?;
+    let rtt = net
+        .ping(ip)
+        .await
+        .map_err(|error| format!("no echo reply: {error}"))?;
+    Ok((ip, rtt))
+}
+
+async fn own_address(net: &Net) -> [u8; 4] {
+    loop {
+        if let Ok(info) = net.info().await
+            && let Some((ip, _)) = info.address
+        {
+            return ip;
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A connection to port 80 of the guest's own address, once it has one and the web

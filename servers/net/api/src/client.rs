@@ -118,6 +118,12 @@ impl Net {
         Ok(UdpSocket(Socket::new(self, id)))
     }
 
+    /// Ping `to`: the round trip.
+    pub async fn ping(&self, to: [u8; 4]) -> Result<core::time::Duration, Error> {
+        let micros = flat(self.client().ping(to).await)?;
+        Ok(core::time::Duration::from_micros(micros.into()))
+    }
+
     /// The interface's configuration and counters.
     pub async fn info(&self) -> Result<NetInfo, Error> {
         Ok(self.client().info().await?)

@@ -155,6 +155,9 @@ pub trait Sockets {
     /// Close a socket of any kind. A stream still open sends what it holds, then ends
     /// (FIN); the server lets it go once that is done, or after a time limit.
     async fn close(&self, session: u32, socket: u32) -> Result<(), NetError>;
+    /// Send an ICMP echo request to `to`; the round trip in microseconds (at most 5 s,
+    /// else `Unreachable`).
+    async fn ping(&self, to: [u8; 4]) -> Result<u32, NetError>;
     #[idempotent]
     async fn info(&self) -> NetInfo;
 }
