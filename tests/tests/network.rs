@@ -70,6 +70,10 @@ const CHECKS: &[(&str, Check)] = &[
         slowloris_and_hundreds_of_idle_connections_do_not_starve_others,
     ),
     (
+        "a_killed_client_s_sockets_close_so_its_restart_listens_again",
+        a_killed_client_s_sockets_close_so_its_restart_listens_again,
+    ),
+    (
         "the_network_server_killed_mid_download_is_restarted_and_serves_again",
         the_network_server_killed_mid_download_is_restarted_and_serves_again,
     ),
@@ -557,10 +561,39 @@ fn status_after_idle(guest: &Guest) -> Result<Value, String> {
     }
 }
 
+/// httpd is the network server's client: killed, its session must end and its listeners
+/// with it, or the restarted httpd could never listen on port 80 again.
+fn a_killed_client_s_sockets_close_so_its_restart_listens_again(
+    guest: &mut Guest,
+) -> Result<(), String> {
+    let restarts_before = restarts(&status(guest)?, "httpd")?;
+    guest
+        .qemu
+        .type_text("kill httpd\r")
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let json = loop {
+        if let Ok(json) = status(guest)
+            && restarts(&json, "httpd")? > restarts_before
+        {
+            break json;
+        }
+        if Instant::now() > deadline {
+            return Err("the restarted httpd did not answer within 60 s".into());
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    // Only the new httpd's session is left: the dead one's closed with its sockets.
+    let sessions = json["net"]["sessions"].as_u64();
+    ensure(sessions == Some(1), || {
+        format!("the network server holds {sessions:?} sessions after httpd's restart")
+    })
+}
+
 fn the_network_server_killed_mid_download_is_restarted_and_serves_again(
     guest: &mut Guest,
 ) -> Result<(), String> {
-    let restarts_before = net_restarts(&status(guest)?)?;
+    let restarts_before = restarts(&status(guest)?, "net")?;
     let mut download = connect(guest.http)?;
     download
         .write_all(format!("GET /bytes/{} HTTP/1.0\r\n\r\n", 256 << 20).as_bytes())
@@ -608,7 +641,7 @@ fn the_network_server_killed_mid_download_is_restarted_and_serves_again(
         }
         thread::sleep(Duration::from_millis(500));
     };
-    let restarts = net_restarts(&json)?;
+    let restarts = restarts(&json, "net")?;
     ensure(restarts == restarts_before + 1, || {
         format!("net restarted {restarts} times, {restarts_before} before the kill")
     })?;
@@ -618,10 +651,10 @@ fn the_network_server_killed_mid_download_is_restarted_and_serves_again(
     })
 }
 
-fn net_restarts(json: &Value) -> Result<u64, String> {
+fn restarts(json: &Value, name: &str) -> Result<u64, String> {
     json["services"]
         .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "net"))
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
         .and_then(|s| s["restarts"].as_u64())
-        .ok_or_else(|| "no restart count for net".into())
+        .ok_or_else(|| format!("no restart count for {name}"))
 }
