@@ -154,7 +154,9 @@ where
 
 async fn page(stream: TcpStream, net: &Net, counters: &Rc<Counters>) {
     let _open = Open::new(counters);
-    let answer = match http::read_request(&stream).await {
+    // Either way the stream is dropped next, which closes it: what was written goes out,
+    // then FIN. A write that failed leaves nothing else to do.
+    let _ = match http::read_request(&stream).await {
         Ok(request) => {
             Counters::bump(&counters.requests);
             answer(&stream, &request, net, counters).await
@@ -167,9 +169,6 @@ async fn page(stream: TcpStream, net: &Net, counters: &Rc<Counters>) {
             }
         }
     };
-    if answer.is_ok() {
-        let _ = stream.shutdown().await;
-    }
 }
 
 async fn answer(
