@@ -33,10 +33,10 @@ use status::{Served, Snapshots};
 
 const HTTP_PORT: u16 = 80;
 const ECHO_PORT: u16 = 7;
-/// Connections the stack keeps ready to accept on each port: enough for a burst of page
+/// Connections the stack may hold for each port before they are accepted: a burst of page
 /// requests; echo needs few.
-const WEB_BACKLOG: u16 = 32;
-const ECHO_BACKLOG: u16 = 4;
+const WEB_BACKLOG: u16 = 64;
+const ECHO_BACKLOG: u16 = 8;
 /// An echo connection silent this long is closed.
 const ECHO_IDLE: Duration = Duration::from_secs(60);
 /// The largest `/bytes/N`.

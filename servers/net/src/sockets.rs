@@ -2,10 +2,11 @@
 //!
 //! A call that must wait (accept, read, write into a full buffer, receive a datagram)
 //! registers its task's waker with the smoltcp socket and returns `Pending`; the stack's
-//! poll wakes it when the socket changes. A listener keeps `backlog` sockets listening on
-//! its port; after each frame that changed a socket, [`Table::tidy`] moves those a
-//! connection reached into its accept queue and listens with fresh ones, so a burst of SYNs
-//! finds a socket each (smoltcp answers a SYN no socket takes with a reset).
+//! poll wakes it when the socket changes. A listener keeps a few spare sockets listening
+//! on its port; after each SYN taken in, [`Table::tidy`] moves those a connection reached
+//! into its accept queue and listens with fresh ones, so a burst of SYNs finds a socket
+//! each (smoltcp answers a SYN no socket takes with a reset), up to `backlog` connections
+//! not yet accepted.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
@@ -29,11 +30,11 @@ use crate::stack::Stack;
 /// Sockets open at once, in all sessions (listening ones included).
 const MAX_SOCKETS: usize = 256;
 const MAX_SESSIONS: usize = 64;
-/// Sockets a listener keeps waiting for a SYN, at most.
-const MAX_BACKLOG: usize = 64;
-/// A listener's sockets mid-handshake or waiting for `accept`, waiting ones included: at
-/// most this many times its backlog.
-const PENDING: usize = 4;
+/// Connections a listener may hold not yet accepted (mid-handshake or waiting), at most.
+const MAX_BACKLOG: usize = 128;
+/// Sockets a listener keeps waiting for a SYN: it gets a fresh one after each SYN taken
+/// in, so a few cover any burst; each costs the stack a look on every poll.
+const SPARE: usize = 4;
 /// Receive and send buffers of a TCP socket: requests are small, answers large.
 const TCP_RX: usize = 4 * 1024;
 const TCP_TX: usize = 24 * 1024;
@@ -242,8 +243,8 @@ impl Table {
             waker.wake();
         }
         let mut added = false;
-        while self.idle(&listener.listening) < listener.backlog
-            && listener.listening.len() + listener.ready.len() < PENDING * listener.backlog
+        while self.idle(&listener.listening) < SPARE
+            && listener.listening.len() + listener.ready.len() < listener.backlog + SPARE
         {
             match self.listen_on(listener.port) {
                 Ok(handle) => listener.listening.push(handle),
