@@ -523,7 +523,11 @@ impl Sockets for Service {
             if data.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            if socket.can_send() {
+            // Wait for room for the whole write, or half the buffer: smoltcp wakes a writer
+            // on every ACK, and taking the little room one ACK frees would cost a call
+            // per segment.
+            let room = socket.send_capacity() - socket.send_queue();
+            if room >= data.len().min(TCP_TX / 2) {
                 let n = socket.send_slice(data).unwrap_or(0);
                 return Poll::Ready(Ok(n as u32));
             }
