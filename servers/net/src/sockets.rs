@@ -286,6 +286,20 @@ impl Table {
         self.stack.poke();
     }
 
+    /// A new session's id: hard to guess, since the service cannot tell who calls and a
+    /// session's id is all that names its sockets. Never 0 or one in use.
+    fn session_id(&self) -> u32 {
+        loop {
+            // SAFETY: RDTSC only reads the counter (the kernel leaves CR4.TSD clear).
+            let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+            let mixed = (tsc ^ u64::from(self.fresh_id())).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let id = (mixed >> 32) as u32;
+            if id != 0 && !self.sessions.borrow().contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
     /// Let go of socket `id`, whoever holds it.
     fn forget(&self, id: u32) {
         let entry = self.entries.borrow_mut().remove(&id);
@@ -350,7 +364,7 @@ impl Sockets for Service {
         if table.sessions.borrow().len() >= MAX_SESSIONS {
             return Err(NetError::TooManySockets);
         }
-        let id = table.fresh_id();
+        let id = table.session_id();
         table.sessions.borrow_mut().insert(id, ());
         Ok(id)
     }
