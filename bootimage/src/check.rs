@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::image::Image;
-use crate::qemu::{Accel, Boot, Console, Qemu, Run};
+use crate::qemu::{Accel, Boot, Console, Nic, Qemu, Run};
 
 /// The in-guest test suites, each run by `ktest SUITE` in its own boot. To add one, add its
 /// name here and implement it in tests/guest.
@@ -115,12 +115,14 @@ pub fn demo_disk() -> std::path::PathBuf {
     crate::workspace_root().join("target").join("keel-disk.img")
 }
 
-/// The scripted demo boot, exactly as `cargo boot` runs it without a terminal.
-pub fn demo_qemu(boot: Boot, accel: Accel) -> Qemu {
+/// The scripted demo boot, exactly as `cargo boot` runs it without a terminal, its web
+/// server forwarded from the host's `http_port`.
+pub fn demo_qemu(boot: Boot, accel: Accel, http_port: u16) -> Qemu {
     let console = Console::Scripted {
         timeout: DEMO_TIMEOUT,
     };
     Qemu {
+        nic: Some(Nic::http(http_port)),
         disk: Some(demo_disk()),
         ..Qemu::new(boot, accel, console)
     }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use keel_abi::layout::{START_INFO_ADDR, StartInfo};
 
 use crate::image::{self, utf8};
-use crate::qemu::{Accel, Boot, Console, Qemu};
+use crate::qemu::{Accel, Boot, Console, Nic, Qemu};
 use crate::{Error, Result, guest, manifest, setup, workspace_root};
 
 /// The port QEMU's gdb stub listens on, on the loopback only.
@@ -91,6 +91,7 @@ pub fn qemu(port: u16, console: Console, disk: std::path::PathBuf) -> Result<Qem
     let image = image::demo_image(&manifest::demo_path(), false)?;
     let mut qemu = Qemu::new(Boot::Direct(image), Accel::Tcg, console);
     qemu.gdb = Some(port);
+    qemu.nic = Some(Nic::default());
     qemu.disk = Some(disk);
     Ok(qemu)
 }

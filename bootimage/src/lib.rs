@@ -4,7 +4,9 @@
 //! `cargo boot` (the `bootimage` binary) and the host test crate (`tests/`) both drive this
 //! library, so a boot from the command line and a boot from `cargo test` are the same boot.
 
+pub mod background;
 pub mod bench;
+pub mod browser;
 pub mod chaos;
 pub mod check;
 pub mod disk;
@@ -15,10 +17,12 @@ pub mod guest;
 pub mod image;
 pub mod iso;
 pub mod manifest;
+pub mod netbench;
 pub mod qemu;
 pub mod setup;
 pub mod status;
 pub mod symbols;
+pub mod web;
 
 use std::path::Path;
 

@@ -2,27 +2,36 @@
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bootimage::bench;
 use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
-use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
+use bootimage::qemu::{AccelChoice, Boot, Console, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, disk, fuzz, gdb, guest, iso, manifest, setup};
+use bootimage::{
+    Error, Result, browser, chaos, disk, fuzz, gdb, guest, iso, manifest, netbench, setup, web,
+};
 
 const USAGE: &str = "\
 usage: cargo boot [COMMAND]
 
 commands:
-  (none)           build and boot the demo: kernel, init, hello. With a terminal on stdin the
+  (none) [--http-port N]
+                   build and boot the demo: kernel, init, hello. With a terminal on stdin the
                    serial console is yours (quit with Ctrl-A X); without one the run is
                    scripted: 60 s timeout, exit 0 only if the guest powers off with success.
-                   The disk, target/keel-disk.img (FAT32), is made on first use and kept
-  --fresh-disk     the same, on a new disk
+                   The disk, target/keel-disk.img (FAT32), is made on first use and kept.
+                   The guest's web server is forwarded from 127.0.0.1:N (default 8080); the
+                   URL is printed once the page answers
+  --fresh-disk     the same, on a new disk (the options go together, in any order)
   image            build the demo image and print its files and the QEMU command
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
   test [SUITE...]  run the in-guest test suites (default: all)
+  test browser     boot the demo and have headless Chromium screenshot the status page
+                   into target/keel-status.png (needs chromium; not in `cargo test`)
   bench [--cycles] [--filter SUBSTR] [--compare FILE] [--check] [--profile]
                    run the benchmarks (tests/bench) under -icount shift=0, where figures are
                    exact instruction counts; print a table and write target/bench/latest.json.
@@ -31,6 +40,10 @@ commands:
                    --compare: show the change of each median against an earlier JSON file
                    --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
                    --profile: with --filter NAME$, instructions per operation by function
+  bench net [--cycles]
+                   boot the demo under -icount shift=0 and drive its web server from the
+                   host: busy guest instructions per GET / (200 in a row) and per MiB of a
+                   64 MiB download, requests/s and MB/s (--cycles: without icount)
   fuzz [--calls N] [--seed S]
                    a process without rights makes N random syscalls (default 200000) with
                    edge-case arguments from seed S; passes if the kernel takes them all and,
@@ -51,26 +64,53 @@ commands:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Demo { fresh_disk: bool },
+    Demo { fresh_disk: bool, http_port: u16 },
     Image { iso: bool },
     Iso,
     Test(Vec<String>),
+    Browser,
     Bench(bench::Options),
+    BenchNet { icount: bool },
     Fuzz(fuzz::Options),
     Chaos(chaos::Options),
     Gdb(Option<String>),
+}
+
+/// The demo with its options (`--fresh-disk`, `--http-port N`), in any order.
+fn demo(args: &[&str]) -> Result<Command, String> {
+    let (mut fresh_disk, mut http_port) = (false, web::DEFAULT_HTTP_PORT);
+    let mut args = args.iter();
+    while let Some(&arg) = args.next() {
+        match arg {
+            "--fresh-disk" => fresh_disk = true,
+            "--http-port" => {
+                let port = args.next().copied().unwrap_or("nothing");
+                http_port = port.parse().ok().filter(|&port| port != 0).ok_or(format!(
+                    "--http-port wants a port number (1-65535), not {port}"
+                ))?;
+            }
+            _ => return Err(format!("unknown option {arg}")),
+        }
+    }
+    Ok(Command::Demo {
+        fresh_disk,
+        http_port,
+    })
 }
 
 /// The command, or `None` for help.
 fn parse(args: &[String]) -> Result<Option<Command>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Ok(Some(match args.as_slice() {
-        [] => Command::Demo { fresh_disk: false },
-        ["--fresh-disk"] => Command::Demo { fresh_disk: true },
+        [] => demo(&[])?,
+        [first, ..] if first.starts_with("--") => demo(&args)?,
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
+        ["test", "browser"] => Command::Browser,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", "net"] => Command::BenchNet { icount: true },
+        ["bench", "net", "--cycles"] => Command::BenchNet { icount: false },
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
         ["chaos", options @ ..] => Command::Chaos(chaos::Options::parse(options)?),
@@ -108,11 +148,14 @@ fn main() -> ExitCode {
 fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
     setup::ensure_guest_target()?;
     match command {
-        Command::Demo { fresh_disk } => {
+        Command::Demo {
+            fresh_disk,
+            http_port,
+        } => {
             setup::ensure(&setup::QEMU)?;
             disk::demo_disk(fresh_disk)?;
             let image = image::demo_image(&manifest::demo_path(), tour())?;
-            boot_demo(Boot::Direct(image), accel)
+            boot_demo(Boot::Direct(image), accel, http_port)
         }
         Command::Image { iso: false } => {
             disk::demo_disk(false)?;
@@ -122,7 +165,11 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Image { iso: true } => {
             let path = build_demo_iso(false)?;
-            let qemu = check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel);
+            let qemu = check::demo_qemu(
+                Boot::Cdrom(path.clone()),
+                accel.accel,
+                web::DEFAULT_HTTP_PORT,
+            );
             println!("bootimage: wrote {}", path.display());
             println!("bootimage: boot it with:\n{}", qemu.command_line()?);
             Ok(ExitCode::SUCCESS)
@@ -131,10 +178,23 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             setup::ensure(&setup::QEMU)?;
             disk::demo_disk(false)?;
             let path = build_demo_iso(tour())?;
-            boot_demo(Boot::Cdrom(path), accel)
+            boot_demo(Boot::Cdrom(path), accel, web::DEFAULT_HTTP_PORT)
         }
         Command::Test(suites) => run_suites(&suites, accel),
+        Command::Browser => {
+            setup::ensure(&setup::QEMU)?;
+            let shot = browser::run(accel.accel)?;
+            println!(
+                "bootimage: the status page, as Chromium drew it: {}",
+                shot.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
+        Command::BenchNet { icount } => {
+            setup::ensure(&setup::QEMU)?;
+            netbench::run(accel.accel, icount).map(exit_code)
+        }
         Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
         Command::Chaos(options) => campaign(|| options.check(accel.accel)),
         Command::Gdb(program) => {
@@ -176,23 +236,37 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
             module.args
         );
     }
-    let qemu = check::demo_qemu(Boot::Direct(image.clone()), accel.accel);
+    let qemu = check::demo_qemu(
+        Boot::Direct(image.clone()),
+        accel.accel,
+        web::DEFAULT_HTTP_PORT,
+    );
     println!("bootimage: boot it with:\n{}", qemu.command_line()?);
     Ok(())
 }
 
 /// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
-fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
+/// The guest's web server is forwarded from `http_port`.
+fn boot_demo(boot: Boot, accel: AccelChoice, http_port: u16) -> Result<ExitCode> {
     let interactive = !tour();
-    let mut qemu = if interactive {
-        Qemu {
-            disk: Some(check::demo_disk()),
-            ..Qemu::new(boot, accel.accel, Console::Interactive)
-        }
-    } else {
-        check::demo_qemu(boot, accel.accel)
-    };
+    let mut qemu = check::demo_qemu(boot, accel.accel, http_port);
+    if interactive {
+        qemu.console = Console::Interactive;
+    }
     qemu.echo = true;
+    let ended = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let ended = ended.clone();
+        std::thread::spawn(move || {
+            let patience = check::DEMO_TIMEOUT;
+            if web::wait_for_page(http_port, patience, || ended.load(Ordering::Relaxed)) {
+                println!(
+                    "\r\nbootimage: the status page is at {}\r",
+                    web::url(http_port)
+                );
+            }
+        })
+    };
     if interactive {
         println!("bootimage: serial console on this terminal; quit with Ctrl-A X");
     }
@@ -206,6 +280,8 @@ fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
             );
         }
     })?;
+    ended.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
     if started.is_none() {
         println!("bootimage: no `{INIT_STARTED}` line");
     }
@@ -268,14 +344,19 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        assert_eq!(
-            parse_words(""),
-            Ok(Some(Command::Demo { fresh_disk: false }))
-        );
-        assert_eq!(
-            parse_words("--fresh-disk"),
-            Ok(Some(Command::Demo { fresh_disk: true }))
-        );
+        let demo = |fresh_disk, http_port| {
+            Ok(Some(Command::Demo {
+                fresh_disk,
+                http_port,
+            }))
+        };
+        assert_eq!(parse_words(""), demo(false, 8080));
+        assert_eq!(parse_words("--fresh-disk"), demo(true, 8080));
+        assert_eq!(parse_words("--http-port 9000"), demo(false, 9000));
+        assert_eq!(parse_words("--http-port 9000 --fresh-disk"), demo(true, 9000));
+        assert!(parse_words("--http-port 0").is_err());
+        assert!(parse_words("--http-port").is_err());
+        assert!(parse_words("--fresh").is_err());
         assert_eq!(
             parse_words("image --iso"),
             Ok(Some(Command::Image { iso: true }))

@@ -136,6 +136,53 @@ pub struct Qemu {
     /// A raw disk image attached as a virtio-blk PCI device; made blank ([`DISK_LEN`]) if
     /// it does not exist yet.
     pub disk: Option<PathBuf>,
+    /// A virtio-net PCI device on QEMU's user network.
+    pub nic: Option<Nic>,
+}
+
+/// A virtio-net device (modern only: PCI id 1af4:1041) on QEMU's user network, where the
+/// guest is 10.0.2.15 and reaches the host's loopback through nothing but `forwards`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Nic {
+    pub forwards: Vec<Forward>,
+}
+
+/// A port on the host's loopback forwarded to one of the guest's: TCP, or UDP if `udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+    pub udp: bool,
+}
+
+impl Nic {
+    /// The demo's: the host's `http_port` to the web server's port 80.
+    pub fn http(http_port: u16) -> Nic {
+        Nic {
+            forwards: vec![Forward {
+                host: http_port,
+                guest: 80,
+                udp: false,
+            }],
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut netdev = "user,id=net0".to_owned();
+        for forward in &self.forwards {
+            let protocol = if forward.udp { "udp" } else { "tcp" };
+            netdev += &format!(
+                ",hostfwd={protocol}:127.0.0.1:{}-:{}",
+                forward.host, forward.guest
+            );
+        }
+        vec![
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,disable-legacy=on,netdev=net0".into(),
+        ]
+    }
 }
 
 /// How the guest asks the host to type: this, then the bytes in hex (`KEEL TYPE 6c730d`
@@ -190,6 +237,7 @@ impl Qemu {
             typist: false,
             gdb: None,
             disk: None,
+            nic: None,
         }
     }
 
@@ -225,6 +273,9 @@ impl Qemu {
                 "-device",
                 "virtio-blk-pci,drive=disk0,disable-legacy=on",
             ]));
+        }
+        if let Some(nic) = &self.nic {
+            args.extend(nic.args());
         }
         if let Some(port) = self.gdb {
             args.extend([
@@ -508,6 +559,20 @@ mod tests {
             args.contains(
                 "-drive file=/t/disk.img,if=none,id=disk0,format=raw \
                  -device virtio-blk-pci,drive=disk0,disable-legacy=on"
+            ),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn a_nic_is_modern_virtio_net_on_the_user_network_with_its_forwards() {
+        let mut qemu = suite_qemu();
+        qemu.nic = Some(Nic::http(8080));
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.contains(
+                "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80 \
+                 -device virtio-net-pci,disable-legacy=on,netdev=net0"
             ),
             "{args}"
         );

@@ -6,7 +6,7 @@ use bootimage::check::{self, Check, Expect};
 use bootimage::image::{self, Image};
 use bootimage::manifest;
 use bootimage::qemu::{Accel, Boot, Qemu};
-use bootimage::{Result, guest, iso, setup, workspace_root};
+use bootimage::{Error, Result, guest, iso, setup, web, workspace_root};
 
 /// The demo image, booted as `cargo boot </dev/null` boots it.
 pub const DEMO_BOOT: &str = "demo_boot";
@@ -60,11 +60,13 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
             let disk = workspace_root().join("target").join("demo-test-disk.img");
             bootimage::disk::make_demo(&disk)?;
             bootimage::disk::write_file(&disk, "tour/boots.txt", b"boots: 41\n")?;
+            let http_port = web::free_port()
+                .map_err(|error| Error::new(format!("finding a free port: {error}")))?;
             Check {
                 name: name.into(),
                 qemu: Qemu {
                     disk: Some(disk),
-                    ..check::demo_qemu(Boot::Direct(image), accel)
+                    ..check::demo_qemu(Boot::Direct(image), accel, http_port)
                 },
                 expect: Expect {
                     disk: Some(vec![("tour/boots.txt".into(), b"boots: 42\n".to_vec())]),
@@ -195,6 +197,9 @@ mod tests {
             with_demo[..guest::TEST_PACKAGES.len()],
             *guest::TEST_PACKAGES
         );
-        assert_eq!(with_demo[guest::TEST_PACKAGES.len()..], ["init", "float"]);
+        assert_eq!(
+            with_demo[guest::TEST_PACKAGES.len()..],
+            ["init", "float", "httpd", "net"]
+        );
     }
 }

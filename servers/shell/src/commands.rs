@@ -86,7 +86,7 @@ pub async fn execute(line: &str, term: &Term) -> Next {
             Ok(pid) => caps::describe(pid),
             Err(_) => Err(format!("`{pid}` is not a pid")),
         },
-        ("ipcstat", "") => system::ipc_stats()
+        ("ipcstat", "") => system::ipc_stats(|_| true)
             .map(|(system, ports)| system::format_ipc_stats(&system, &ports))
             .map_err(|error| format!("reading the counters: {error}")),
         ("mem", "") => {

@@ -16,6 +16,7 @@ mod system;
 mod term;
 mod tour;
 mod tour_disk;
+mod web;
 
 use commands::Next;
 use keel_rt::println;

@@ -6,7 +6,7 @@
 //! call on the old connection fails with a transport error; the shell finds the restarted
 //! console by name and goes on), the disk (`tour_disk`: `df`, `ls`, `cat`, `write`, `rm`,
 //! `mkdir`, `sync`, and the block driver killed under a stream of writes), `bench`,
-//! `uptime`.
+//! `uptime`, and the web server's `/api/status` fetched through the network server.
 
 use alloc::format;
 use alloc::string::String;
@@ -22,6 +22,7 @@ use crate::bench;
 use crate::system::{self, Process};
 use crate::term::Term;
 use crate::tour_disk;
+use crate::web;
 
 /// The programs the tour runs through init, with their arguments.
 const EXAMPLES: &[&str] = &["hello from the shell's tour"];
@@ -107,7 +108,49 @@ pub async fn run(term: &Term) -> bool {
     }
     tour.record("bench", run_bench(term).await).await;
     tour.record("uptime", uptime(term).await).await;
+    // A system without the network server (a test's) has no page to fetch.
+    let listed = names::list().unwrap_or_default();
+    if listed.iter().any(|server| server.name == keel_net::NAME) {
+        tour.record("ping", ping(term).await).await;
+        tour.record("GET /api/status", status_page(term).await)
+            .await;
+    }
     tour.finish().await
+}
+
+/// The guest answers ping.
+async fn ping(term: &Term) -> Step {
+    let ([a, b, c, d], rtt) = web::ping_self().await?;
+    let text = format!(
+        "echo reply from {a}.{b}.{c}.{d} in {} us\n",
+        rtt.as_micros()
+    );
+    show(term, &format!("ping {a}.{b}.{c}.{d}"), &text).await;
+    Ok(())
+}
+
+/// The web server's JSON, fetched through the network server as a browser would: every
+/// server init lists must be in it.
+async fn status_page(term: &Term) -> Step {
+    let (status, body) = web::get("/api/status").await?;
+    let services = names::list().map_err(|error| format!("listing services: {error}"))?;
+    show(
+        term,
+        "fetch http://10.0.2.15/api/status",
+        &format!("{status}, {} bytes of JSON\n", body.len()),
+    )
+    .await;
+    ensure(status.starts_with("HTTP/1.1 200"), || {
+        format!("the web server answered {status:?}")
+    })?;
+    let missing: Vec<&str> = services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|name| !body.contains(&format!("\"name\":\"{name}\"")))
+        .collect();
+    ensure(missing.is_empty(), || {
+        format!("the status leaves out {missing:?}")
+    })
 }
 
 /// Show a command as if typed at the prompt, then its output.
@@ -181,7 +224,7 @@ async fn console_caps(term: &Term) -> Step {
 
 async fn ipcstat(term: &Term) -> Step {
     let (global, ports) =
-        system::ipc_stats().map_err(|error| format!("reading the counters: {error}"))?;
+        system::ipc_stats(|_| true).map_err(|error| format!("reading the counters: {error}"))?;
     show(term, "ipcstat", &system::format_ipc_stats(&global, &ports)).await;
     ensure(global.calls > 0 && global.replies > 0, || {
         format!("the system counts no calls or replies: {global:?}")

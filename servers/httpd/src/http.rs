@@ -1,0 +1,120 @@
+//! Just enough HTTP/1.x: read a request's head within a size and time limit, route it, and
+//! answer with `Connection: close`. Anything it cannot read is a 400, never a panic.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use keel_net::TcpStream;
+use keel_rt::executor;
+
+/// The most bytes a request's head may take.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// How long a client has to send its whole head (a slowloris client is cut off then).
+pub const HEAD_TIME: Duration = Duration::from_secs(10);
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    pub head_only: bool,
+    pub path: String,
+}
+
+/// Why no request could be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client closed, or the connection broke, before a whole head came.
+    Gone,
+    /// Not HTTP as we know it: answer 400 with this reason.
+    Malformed(&'static str),
+    /// Not GET or HEAD: 405.
+    Method,
+    /// Too long or too slow: 431 or 408.
+    TooLarge,
+    TooSlow,
+}
+
+/// Read one request head from `stream`.
+pub async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
+    let mut head = Vec::new();
+    let reading = async {
+        let mut buf = [0; 2048];
+        loop {
+            if let Some(end) = find_end(&head) {
+                head.truncate(end);
+                return Ok(());
+            }
+            if head.len() >= MAX_HEAD {
+                return Err(Refusal::TooLarge);
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Err(Refusal::Gone),
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    match executor::timeout(HEAD_TIME, reading).await {
+        Ok(Ok(())) => parse(&head),
+        Ok(Err(refusal)) => Err(refusal),
+        Err(_) => Err(Refusal::TooSlow),
+    }
+}
+
+/// Where the head ends (the blank line), if it has.
+fn find_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// The request line of a head: `METHOD PATH HTTP/1.x`.
+pub fn parse(head: &[u8]) -> Result<Request, Refusal> {
+    let head = core::str::from_utf8(head).map_err(|_| Refusal::Malformed("not UTF-8"))?;
+    let line = head.split("\r\n").next().unwrap_or("");
+    let mut words = line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(Refusal::Malformed(
+            "the request line is not METHOD PATH VERSION",
+        ));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(Refusal::Malformed("not HTTP/1.x"));
+    }
+    if !path.starts_with('/') {
+        return Err(Refusal::Malformed("the path does not start with /"));
+    }
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return Err(Refusal::Method),
+    };
+    Ok(Request {
+        head_only,
+        path: path.into(),
+    })
+}
+
+/// A whole answer's head.
+pub fn head(status: &str, content_type: &str, length: usize) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nServer: keel-httpd\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// The answer to a refusal, if the client is still there to read it.
+pub fn refusal_answer(refusal: &Refusal) -> Option<String> {
+    let (status, why) = match refusal {
+        Refusal::Gone => return None,
+        Refusal::Malformed(why) => ("400 Bad Request", *why),
+        Refusal::Method => ("405 Method Not Allowed", "only GET and HEAD"),
+        Refusal::TooLarge => (
+            "431 Request Header Fields Too Large",
+            "the head is over 8 KiB",
+        ),
+        Refusal::TooSlow => ("408 Request Timeout", "the head took over 10 s"),
+    };
+    let body = format!("{why}\n");
+    Some(head(status, "text/plain", body.len()) + &body)
+}

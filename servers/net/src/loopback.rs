@@ -1,0 +1,55 @@
+//! Looking into Ethernet frames: those the stack sends to itself, and SYNs.
+//!
+//! Frames the stack sends to itself: smoltcp has no loopback interface, so a connection to
+//! the guest's own address (the shell's tour fetching the status page) would go out on the
+//! wire and never come back. Frames addressed to our own MAC come back in instead, and an
+//! ARP request for our own address (sender and target the same) gets its answer here.
+
+use alloc::vec::Vec;
+
+const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
+/// Ethernet header, then ARP for IPv4 over Ethernet: 28 bytes.
+const ETHERNET: usize = 14;
+const ARP_LEN: usize = 28;
+const ARP_REQUEST: [u8; 2] = [0, 1];
+const ARP_REPLY: [u8; 2] = [0, 2];
+
+/// The frame the stack should receive instead of `frame` going out, if `frame` is for
+/// itself (`mac` is its address).
+pub fn for_self(frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
+    if frame.get(..6)? == mac {
+        return Some(frame.to_vec());
+    }
+    if frame.get(12..14)? != ETHERTYPE_ARP {
+        return None;
+    }
+    let arp = frame.get(ETHERNET..ETHERNET + ARP_LEN)?;
+    let (op, sender_mac, sender_ip, target_ip) =
+        (&arp[6..8], &arp[8..14], &arp[14..18], &arp[24..28]);
+    if op != ARP_REQUEST || sender_mac != mac || sender_ip != target_ip {
+        return None;
+    }
+    // "We are at our own address": the request, turned into its reply, to ourselves.
+    let mut reply = frame[..ETHERNET + ARP_LEN].to_vec();
+    reply[..6].copy_from_slice(&mac);
+    let arp = &mut reply[ETHERNET..];
+    arp[6..8].copy_from_slice(&ARP_REPLY);
+    arp[18..24].copy_from_slice(&mac);
+    Some(reply)
+}
+
+/// Whether `frame` is IPv4 carrying a TCP segment with SYN set and ACK clear.
+pub fn is_tcp_syn(frame: &[u8]) -> bool {
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const TCP: u8 = 6;
+    let Some(ip) = frame.get(ETHERNET..) else {
+        return false;
+    };
+    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) {
+        return false;
+    }
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    // Flags are byte 13 of the TCP header: SYN 0x02, ACK 0x10.
+    ip.get(header + 13)
+        .is_some_and(|flags| flags & 0x12 == 0x02)
+}

@@ -1,0 +1,237 @@
+//! The smoltcp interface and its one loop: poll the interface, let the socket table tidy
+//! up, then sleep until an interrupt, a socket call, or smoltcp's next timer
+//! (`poll_delay`) — never a busy loop.
+//!
+//! The address comes from DHCP; if none has come within [`DHCP_PATIENCE`], the static
+//! configuration from the manifest's arguments is used (and DHCP keeps trying: a lease
+//! that comes later replaces it).
+
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use futures_util::future::select;
+use keel_rt::{executor, println, time};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
+
+use crate::driver::NetDriver;
+use crate::nic::{Nic, Phy};
+
+/// How long DHCP has before the static configuration is used.
+pub const DHCP_PATIENCE: Duration = Duration::from_secs(3);
+/// The longest the loop sleeps with nothing due: it looks at the fallback timer then.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// An address, its prefix and a gateway: the manifest's `static=A.B.C.D/N gateway=A.B.C.D`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticConfig {
+    pub address: Ipv4Cidr,
+    pub gateway: Option<Ipv4Address>,
+}
+
+impl StaticConfig {
+    /// From the server's argument string; `Err` names the word it cannot read.
+    pub fn from_args(args: &str) -> Result<Option<StaticConfig>, &str> {
+        let mut config: Option<StaticConfig> = None;
+        let mut gateway = None;
+        for word in args.split_whitespace() {
+            if let Some(cidr) = word.strip_prefix("static=") {
+                let (ip, prefix) = cidr.split_once('/').ok_or(word)?;
+                let ip: Ipv4Address = ip.parse().map_err(|_| word)?;
+                let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or(word)?;
+                config = Some(StaticConfig {
+                    address: Ipv4Cidr::new(ip, prefix),
+                    gateway: None,
+                });
+            } else if let Some(ip) = word.strip_prefix("gateway=") {
+                gateway = Some(ip.parse().map_err(|_| word)?);
+            } else {
+                return Err(word);
+            }
+        }
+        Ok(config.map(|config| StaticConfig { gateway, ..config }))
+    }
+}
+
+/// How the interface is configured now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Configured {
+    pub address: Ipv4Cidr,
+    pub gateway: Option<Ipv4Address>,
+    pub dhcp: bool,
+}
+
+pub struct Stack {
+    driver: Rc<NetDriver>,
+    iface: RefCell<Interface>,
+    pub sockets: RefCell<SocketSet<'static>>,
+    dhcp: SocketHandle,
+    fallback: Option<StaticConfig>,
+    configured: Cell<Option<Configured>>,
+    started: Instant,
+}
+
+/// Now, in smoltcp's terms.
+pub fn now() -> Instant {
+    Instant::from_millis(time::uptime().as_millis() as i64)
+}
+
+impl Stack {
+    /// The stack over a probed driver.
+    pub fn new(driver: Rc<NetDriver>, fallback: Option<StaticConfig>) -> Option<Stack> {
+        let nic = driver.nic()?;
+        let mut config = Config::new(EthernetAddress(nic.mac()).into());
+        // Initial sequence numbers and ports differ from boot to boot.
+        // SAFETY: RDTSC only reads the counter (the kernel leaves CR4.TSD clear).
+        config.random_seed = unsafe { core::arch::x86_64::_rdtsc() };
+        let iface = Interface::new(config, &mut Phy(nic), now());
+        let mut sockets = SocketSet::new(alloc::vec::Vec::new());
+        let dhcp = sockets.add(dhcpv4::Socket::new());
+        Some(Stack {
+            iface: RefCell::new(iface),
+            sockets: RefCell::new(sockets),
+            dhcp,
+            fallback,
+            configured: Cell::new(None),
+            started: now(),
+            driver,
+        })
+    }
+
+    fn nic(&self) -> &Nic {
+        self.driver
+            .nic()
+            .expect("the stack is made only over a probed driver")
+    }
+
+    pub fn driver(&self) -> &NetDriver {
+        &self.driver
+    }
+
+    pub fn configured(&self) -> Option<Configured> {
+        self.configured.get()
+    }
+
+    /// Have TCP socket `handle` connect from `local_port` to `remote`.
+    pub fn connect(
+        &self,
+        handle: SocketHandle,
+        remote: IpEndpoint,
+        local_port: u16,
+    ) -> Result<(), tcp::ConnectError> {
+        let mut iface = self.iface.borrow_mut();
+        let mut sockets = self.sockets.borrow_mut();
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        socket.connect(iface.context(), remote, local_port)
+    }
+
+    /// A socket changed (data queued, a close): have the loop poll soon.
+    pub fn poke(&self) {
+        self.driver.work.raise();
+    }
+
+    /// Take in every frame received, then send what the sockets have; how long until
+    /// smoltcp wants to be polled again. `changed` runs after each SYN taken in, so a
+    /// listener gets a fresh socket before the next one, and a burst of connections finds
+    /// one each.
+    pub fn poll(&self, mut changed: impl FnMut()) -> Duration {
+        let timestamp = now();
+        self.iface.borrow_mut().poll_maintenance(timestamp);
+        loop {
+            let ingress = self.iface.borrow_mut().poll_ingress_single(
+                timestamp,
+                &mut Phy(self.nic()),
+                &mut self.sockets.borrow_mut(),
+            );
+            match ingress {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => changed(),
+                PollIngressSingleResult::SocketStateChanged => {}
+            }
+        }
+        let mut iface = self.iface.borrow_mut();
+        let mut sockets = self.sockets.borrow_mut();
+        iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut sockets);
+        let event = sockets.get_mut::<dhcpv4::Socket>(self.dhcp).poll();
+        match event {
+            Some(dhcpv4::Event::Configured(lease)) => self.apply(
+                &mut iface,
+                Configured {
+                    address: lease.address,
+                    gateway: lease.router,
+                    dhcp: true,
+                },
+            ),
+            // smoltcp reports one at start, before any lease: only a lease lost counts.
+            Some(dhcpv4::Event::Deconfigured) if self.configured.get().is_some_and(|c| c.dhcp) => {
+                iface.update_ip_addrs(|addrs| addrs.clear());
+                iface.routes_mut().remove_default_ipv4_route();
+                self.configured.set(None);
+                println!("net: the DHCP lease is gone");
+            }
+            Some(dhcpv4::Event::Deconfigured) | None => {}
+        }
+        let waited = timestamp - self.started;
+        if self.configured.get().is_none()
+            && waited >= DHCP_PATIENCE.into()
+            && let Some(fallback) = self.fallback
+        {
+            self.apply(
+                &mut iface,
+                Configured {
+                    address: fallback.address,
+                    gateway: fallback.gateway,
+                    dhcp: false,
+                },
+            );
+        }
+        let delay = iface
+            .poll_delay(now(), &sockets)
+            .map_or(IDLE, |delay| Duration::from_micros(delay.total_micros()));
+        delay.min(IDLE)
+    }
+
+    fn apply(&self, iface: &mut Interface, config: Configured) {
+        iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            let _ = addrs.push(IpCidr::Ipv4(config.address));
+        });
+        match config.gateway {
+            Some(gateway) => {
+                let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+            }
+            None => {
+                iface.routes_mut().remove_default_ipv4_route();
+            }
+        }
+        self.configured.set(Some(config));
+        let how = if config.dhcp {
+            "DHCP"
+        } else {
+            "the static fallback"
+        };
+        match config.gateway {
+            Some(gateway) => println!("net: {} via {gateway}, from {how}", config.address),
+            None => println!("net: {}, no gateway, from {how}", config.address),
+        }
+    }
+
+    /// Poll, let `tidy` look at the sockets (after state changes and after each poll),
+    /// sleep until there is news or a timer is due; for ever.
+    pub async fn run(&self, tidy: impl Fn()) -> ! {
+        loop {
+            let delay = self.poll(&tidy);
+            tidy();
+            // Frames sent to ourselves come in at once, with no interrupt to announce them.
+            if self.nic().has_looped() {
+                continue;
+            }
+            let news = core::pin::pin!(self.driver.work.wait());
+            select(news, executor::sleep(delay)).await;
+        }
+    }
+}

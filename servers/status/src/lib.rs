@@ -1,0 +1,109 @@
+//! The system's figures, gathered from the kernel and init: the shell prints them (`ps`,
+//! `ipcstat`, `mem`, `uptime`) and the web server serves them (`/`, `/api/status`).
+//!
+//! Seeing every process needs init's `PROCESSES` (the manifest's `may_kill`); a service's
+//! port counters need a lookup of it (its name among the caller's `connects`).
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use keel_rt::abi::ipc::IpcStats;
+use keel_rt::abi::{Error, ProcessInfo, SysInfo, process_state};
+use keel_rt::process::{self, Pid};
+use keel_rt::{ipc, names, sys};
+
+/// One process, as `ps` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: Pid,
+    pub name: String,
+    pub state: &'static str,
+    pub threads: u32,
+    pub cpu_ms: u64,
+    pub frames: u64,
+    pub priority: u32,
+}
+
+impl Process {
+    pub fn from_info(info: &ProcessInfo, tick_hz: u64) -> Process {
+        Process {
+            pid: info.pid,
+            name: info.name().into(),
+            state: state_name(info.state),
+            threads: info.threads,
+            cpu_ms: info.cpu_ticks * 1000 / tick_hz.max(1),
+            frames: info.frames,
+            priority: info.priority,
+        }
+    }
+}
+
+pub fn state_name(state: u32) -> &'static str {
+    match state {
+        process_state::RUNNING => "running",
+        process_state::ZOMBIE => "zombie",
+        _ => "?",
+    }
+}
+
+/// A kernel figure; 0 if the kernel will not say.
+pub fn figure(what: SysInfo) -> u64 {
+    sys::sys_info(what).unwrap_or(0) as u64
+}
+
+/// Every live process, as init shows it (the kernel shows a server only itself).
+pub fn processes() -> Result<Vec<Process>, Error> {
+    let hz = figure(SysInfo::TickHz);
+    let infos = names::processes()?;
+    Ok(infos
+        .iter()
+        .map(|info| Process::from_info(info, hz))
+        .collect())
+}
+
+/// One service port's counters, or why they cannot be had.
+pub struct PortStats {
+    pub name: String,
+    pub stats: Result<IpcStats, Error>,
+}
+
+/// The system's IPC counters, then each server's port's (but the caller's own). Servers
+/// `asked` refuses are not looked up (init logs each refusal), and show `PermissionDenied`.
+pub fn ipc_stats(asked: impl Fn(&str) -> bool) -> Result<(IpcStats, Vec<PortStats>), Error> {
+    let system = ipc::system_stats()?;
+    let ports = names::list()?
+        .into_iter()
+        .filter(|server| server.pid != process::id())
+        .map(|server| {
+            if !asked(&server.name) {
+                return PortStats {
+                    name: server.name,
+                    stats: Err(Error::PermissionDenied),
+                };
+            }
+            let stats = names::lookup(&server.name).and_then(|port| {
+                let stats = port.stats();
+                let _ = port.delete();
+                stats
+            });
+            PortStats {
+                name: server.name,
+                stats,
+            }
+        })
+        .collect();
+    Ok((system, ports))
+}
+
+/// (free, total) frames.
+pub fn memory() -> (u64, u64) {
+    (figure(SysInfo::FreeFrames), figure(SysInfo::TotalFrames))
+}
+
+/// (ticks since boot, ticks per second).
+pub fn uptime() -> (u64, u64) {
+    (figure(SysInfo::Ticks), figure(SysInfo::TickHz).max(1))
+}
