@@ -30,9 +30,9 @@ const IRQ_LINES: u8 = 16;
 /// The fewest frames a server may be given: its image, stack and heap need 1 MiB at least.
 const MIN_SERVER_FRAMES: usize = 256;
 /// Frames all servers may be given together (each counts its quota, or the kernel's
-/// default): half of the demo machine's 256 MiB, so that init, the programs it runs and the
+/// default): half of the demo machine's 512 MiB, so that init, the programs it runs and the
 /// kernel's reserve keep the rest.
-const SERVER_FRAME_BUDGET: usize = 32 * 1024;
+const SERVER_FRAME_BUDGET: usize = 64 * 1024;
 
 /// A checked manifest: the servers, and where each was written.
 #[derive(Clone, Debug)]
@@ -881,7 +881,7 @@ restart = { policy = "always" }
         assert_eq!((servers[1].frames, servers[1].threads), (0, 0));
         assert_eq!(
             error(&GOOD.replace("priority = 10", "priority = 10\nframes = 16")),
-            "system.toml:6: `console`: frames = 16: want 256 to 32768"
+            "system.toml:6: `console`: frames = 16: want 256 to 65536"
         );
         assert_eq!(
             error(&GOOD.replace("priority = 10", "priority = 10\nthreads = 65")),
@@ -892,9 +892,9 @@ restart = { policy = "always" }
             "system.toml:6: `console`: processes = 0: want 1 to 255"
         );
         assert_eq!(
-            error(&GOOD.replace("args = \"tour\"", "args = \"tour\"\nframes = 30000")),
-            "system.toml:15: the servers' frames add up to 34096 (a server without `frames` \
-             counts 4096): at most 32768 fit beside init"
+            error(&GOOD.replace("args = \"tour\"", "args = \"tour\"\nframes = 62000")),
+            "system.toml:15: the servers' frames add up to 66096 (a server without `frames` \
+             counts 4096): at most 65536 fit beside init"
         );
     }
 

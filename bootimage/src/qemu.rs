@@ -253,7 +253,7 @@ impl Qemu {
             args.extend(words(&["-icount", "shift=0"]));
         }
         args.extend(words(&["-machine", self.machine.name()]));
-        args.extend(words(&["-m", "256M", "-smp", "1"]));
+        args.extend(words(&["-m", "512M", "-smp", "1"]));
         args.extend(words(&["-display", "none", "-nodefaults"]));
         let serial = match self.console {
             Console::Interactive => "mon:stdio",
@@ -528,7 +528,7 @@ mod tests {
     fn scripted_direct_boot_arguments() {
         assert_eq!(
             suite_qemu().args().unwrap().join(" "),
-            "-accel tcg -cpu max -machine q35 -m 256M -smp 1 -display none -nodefaults -serial stdio \
+            "-accel tcg -cpu max -machine q35 -m 512M -smp 1 -display none -nodefaults -serial stdio \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel /g/kernel -initrd /g/ktest memory,/g/kchild"
         );
@@ -543,7 +543,7 @@ mod tests {
         );
         let args = qemu.args().unwrap().join(" ");
         assert!(
-            args.starts_with("-accel kvm -cpu host -machine q35 -m 256M"),
+            args.starts_with("-accel kvm -cpu host -machine q35 -m 512M"),
             "{args}"
         );
         assert!(args.contains("-serial mon:stdio"), "{args}");
@@ -585,7 +585,7 @@ mod tests {
         qemu.icount = true;
         let args = qemu.args().unwrap().join(" ");
         assert!(
-            args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 256M"),
+            args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 512M"),
             "{args}"
         );
     }
