@@ -290,6 +290,16 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
             #[doc = " reconnects and sends the call again."]
         }
     });
+    let call = if method.fixed() {
+        let names = method.args.iter().map(|arg| &arg.name);
+        quote!(invoke_fixed(#id, #idempotent, (#(#names,)*)))
+    } else {
+        quote! {
+            invoke(#id, #idempotent, |#connection| {
+                ::core::result::Result::Ok((#(#values,)*))
+            })
+        }
+    };
     quote! {
         #(#docs)*
         #idempotent_doc
@@ -297,11 +307,7 @@ fn client_method(id: usize, method: &Method) -> TokenStream {
             &self,
             #(#params),*
         ) -> ::core::result::Result<#output, ::keel_rt::service::TransportError> {
-            self.connection
-                .invoke(#id, #idempotent, |#connection| {
-                    ::core::result::Result::Ok((#(#values,)*))
-                })
-                .await
+            self.connection.#call.await
         }
     }
 }
@@ -389,12 +395,17 @@ fn dispatch_arm(id: usize, service_trait: &syn::Ident, method: &Method) -> Token
             (None, None) => quote!(#name),
         }
     });
+    // Fixed-size arguments and result travel as their bytes (`keel_rt::service::Fixed`).
+    let (decode, answer) = match method.fixed() {
+        true => (quote!(decode_fixed), quote!(answer_fixed)),
+        false => (quote!(decode), quote!(answer)),
+    };
     quote! {
         #id => {
-            let (#(#bindings,)*): (#(#owned,)*) = #reply_var.decode(arguments)?;
+            let (#(#bindings,)*): (#(#owned,)*) = #reply_var.#decode(arguments)?;
             #(#unpacked)*
             let #service_var = ::keel_rt::__private::Rc::clone(#service_var);
-            ::core::option::Option::Some(#reply_var.answer(async move {
+            ::core::option::Option::Some(#reply_var.#answer(async move {
                 <T as #service_trait>::#name(&#service_var.0, #(#passed),*).await
             }))
         }
@@ -522,19 +533,41 @@ mod tests {
 
     #[test]
     fn method_ids_are_declaration_indices() {
-        let text = normalized(&expand("trait A { async fn a(&self); async fn b(&self); }"));
+        let text = normalized(&expand(
+            "trait A { async fn a(&self, s: String); async fn b(&self) -> u8; }",
+        ));
         assert!(text.contains("invoke(0u32,"));
-        assert!(text.contains("invoke(1u32,"));
+        assert!(text.contains("invoke_fixed(1u32,"));
         assert!(text.contains("1u32=>{"));
     }
 
     #[test]
     fn only_idempotent_methods_are_invoked_with_retry() {
         let text = normalized(&expand(
-            "trait A { #[idempotent] async fn a(&self); async fn b(&self); }",
+            "trait A { #[idempotent] async fn a(&self, s: String); async fn b(&self, s: String); }",
         ));
         assert!(text.contains("invoke(0u32,true,|_|"));
         assert!(text.contains("invoke(1u32,false,|_|"));
+    }
+
+    #[test]
+    fn integers_bools_and_their_tuples_travel_fixed_and_the_rest_as_postcard() {
+        let text = normalized(&expand(
+            "trait A { async fn a(&self, x: u64, y: (i8, bool)) -> (u32, u16); \
+             async fn b(&self, x: u64) -> Option<u64>; async fn c(&self, x: usize); \
+             async fn d(&self, x: &u64); async fn e(&self); }",
+        ));
+        assert!(text.contains("invoke_fixed(0u32,false,(x,y,))"), "{text}");
+        assert!(text.contains("decode_fixed(arguments)"), "{text}");
+        assert!(text.contains("answer_fixed(async move"), "{text}");
+        // An Option, a usize (its width is the platform's), a reference: postcard.
+        for id in ["1u32", "2u32", "3u32"] {
+            assert!(
+                text.contains(&format!("invoke({id},false,|_|")),
+                "{id} in {text}"
+            );
+        }
+        assert!(text.contains("invoke_fixed(4u32,false,())"), "{text}");
     }
 
     #[test]

@@ -201,6 +201,37 @@ impl Method {
             idempotent,
         })
     }
+
+    /// Whether the arguments and the result all have the fixed-size wire form
+    /// (`keel_rt::service::Fixed`: integers, `bool`, tuples of them), so that the call
+    /// travels without postcard.
+    pub fn fixed(&self) -> bool {
+        self.args.len() <= FIXED_TUPLE
+            && self
+                .args
+                .iter()
+                .all(|arg| arg.bytes.is_none() && is_fixed(&arg.ty))
+            && is_fixed(&self.output)
+    }
+}
+
+/// The longest tuple with a fixed-size wire form.
+const FIXED_TUPLE: usize = 6;
+
+/// Whether `ty`, as written, has the fixed-size wire form. Judged by name: the primitive
+/// types are not keywords, but a program that renames something else `u64` has bigger
+/// troubles than this.
+fn is_fixed(ty: &Type) -> bool {
+    const PRIMITIVES: &[&str] = &["u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "bool"];
+    match ty {
+        Type::Path(TypePath { qself: None, path }) => path
+            .get_ident()
+            .is_some_and(|ident| PRIMITIVES.iter().any(|p| ident == p)),
+        Type::Tuple(tuple) => tuple.elems.len() <= FIXED_TUPLE && tuple.elems.iter().all(is_fixed),
+        Type::Paren(paren) => is_fixed(&paren.elem),
+        Type::Group(group) => is_fixed(&group.elem),
+        _ => false,
+    }
 }
 
 /// Remove `#[idempotent]` from `attrs`; whether it was there.

@@ -4,7 +4,8 @@
 //! ready, it blocks in the kernel on the process's wake port ([`wake::port`]) until a
 //! notification (a ring peer, another thread waking a task), a message, or the next timer
 //! deadline; it never busy-polls. Futures-util combinators (`join_all`, `select`, streams)
-//! work as in any async Rust program.
+//! work as in any async Rust program; [`join_all`] here is the cheaper one for a batch of
+//! calls.
 //!
 //! ```ignore
 //! keel_rt::async_entry!(main);
@@ -17,6 +18,7 @@
 //! ```
 
 mod doorbell;
+mod join;
 mod ready;
 mod task;
 mod time;
@@ -34,6 +36,7 @@ use spin::Mutex;
 use task::{BoxFuture, Header};
 
 pub use doorbell::Doorbell;
+pub use join::{JoinAll, join_all};
 pub use task::JoinHandle;
 pub use time::{Elapsed, Sleep, sleep, timeout};
 pub use unblock::unblock;

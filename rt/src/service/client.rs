@@ -28,6 +28,7 @@ use spin::Once;
 use super::bulk::{self, Arena, Bulk};
 use super::calls::Calls;
 use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::fixed::{self, Fixed};
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, TransportError, label, status};
 use crate::executor::{Doorbell, Sleep, sleep, spawn, unblock, wake};
@@ -212,8 +213,49 @@ impl Connection {
         F: Fn(&Connection) -> Result<A, TransportError>,
         R: DeserializeOwned,
     {
+        let call = Encoding {
+            encode: bulk::encode_for,
+            decode: super::decode,
+        };
+        self.invoke_with(method, idempotent, arguments, call).await
+    }
+
+    /// [`invoke`](Connection::invoke) for a method whose arguments and result all have a
+    /// [`Fixed`] wire form: encoded as their bytes, without postcard. What the generated
+    /// clients call for such methods.
+    pub async fn invoke_fixed<A: Fixed + Copy, R: Fixed>(
+        &self,
+        method: u32,
+        idempotent: bool,
+        arguments: A,
+    ) -> Result<R, TransportError> {
+        let call = Encoding {
+            encode: |_: &Rc<Arena>, arguments: &A, body: &mut [u8]| {
+                fixed::encode(arguments, body).ok_or(TransportError::TooLarge)
+            },
+            decode: fixed::decode,
+        };
+        self.invoke_with(method, idempotent, |_| Ok(arguments), call)
+            .await
+    }
+
+    /// Build, encode and send a call; when it fails with `ServerGone`, `idempotent` is
+    /// true and the connection was made by name, reconnect and send it again, up to
+    /// [`MAX_RETRIES`] times.
+    async fn invoke_with<A, R, F, E, D>(
+        &self,
+        method: u32,
+        idempotent: bool,
+        arguments: F,
+        call: Encoding<E, D>,
+    ) -> Result<R, TransportError>
+    where
+        F: Fn(&Connection) -> Result<A, TransportError>,
+        E: Fn(&Rc<Arena>, &A, &mut [u8]) -> Result<usize, TransportError>,
+        D: Fn(&[u8]) -> Option<R>,
+    {
         let mut link = self.link();
-        let mut outcome = self.attempt(&link, method, &arguments).await;
+        let mut outcome = self.attempt(&link, method, &arguments, &call).await;
         // A new server killed while the call was sent again is one more restart to get
         // across, not a failure (the chaos campaign found it): so again, up to a bound.
         for _ in 0..MAX_RETRIES {
@@ -227,7 +269,7 @@ impl Connection {
                 return Err(TransportError::ServerGone);
             }
             link = self.link();
-            outcome = match self.attempt(&link, method, &arguments).await {
+            outcome = match self.attempt(&link, method, &arguments, &call).await {
                 // Arguments that built the first time and not now hold a `Bulk` of the old
                 // link, which cannot travel on the new one: the call stays failed as it was.
                 Err(Attempt::Building(_)) => return Err(TransportError::ServerGone),
@@ -239,16 +281,21 @@ impl Connection {
 
     /// Build, encode and send the call on `link`, the current one, keeping the built
     /// arguments (and any arena room they hold) until the response is in.
-    async fn attempt<A: Serialize, R: DeserializeOwned>(
+    async fn attempt<A, R, E, D>(
         &self,
         link: &Inner,
         method: u32,
         arguments: &impl Fn(&Connection) -> Result<A, TransportError>,
-    ) -> Result<R, Attempt> {
+        call: &Encoding<E, D>,
+    ) -> Result<R, Attempt>
+    where
+        E: Fn(&Rc<Arena>, &A, &mut [u8]) -> Result<usize, TransportError>,
+        D: Fn(&[u8]) -> Option<R>,
+    {
         // The builder runs synchronously, so the link it finds is still `link`.
         let built = arguments(self).map_err(Attempt::Building)?;
-        let encode = |body: &mut [u8]| bulk::encode_for(&link.arena, &built, body);
-        let decode = |bytes: &[u8]| super::decode(bytes).ok_or(TransportError::MalformedReply);
+        let encode = |body: &mut [u8]| (call.encode)(&link.arena, &built, body);
+        let decode = |bytes: &[u8]| (call.decode)(bytes).ok_or(TransportError::MalformedReply);
         let outcome = link.call(method, encode, decode).await;
         drop(built);
         outcome
@@ -288,6 +335,12 @@ impl Connection {
         *shared.link.borrow_mut() = link;
         Ok(())
     }
+}
+
+/// How a call's arguments are encoded for a link and its result decoded.
+struct Encoding<E, D> {
+    encode: E,
+    decode: D,
 }
 
 /// Where an attempt failed: building its arguments, or carrying the call.

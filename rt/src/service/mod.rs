@@ -20,6 +20,7 @@
 //! The server trusts nothing in the shared pages: a record that does not decode gets an
 //! error response, a ring whose counters make no sense ends that connection only.
 
+mod answer;
 mod badge;
 mod bulk;
 mod bytes;
@@ -28,16 +29,19 @@ mod caps;
 mod channel;
 mod client;
 mod decoding;
+mod fixed;
 pub mod limits;
 mod server;
 mod wire;
 
+pub use answer::Answer;
 pub use bulk::Bulk;
 pub use bytes::{Bytes, INLINE_LIMIT};
 pub use caps::Cap;
 pub use channel::BULK_SIZE;
 pub use client::Connection;
-pub use server::{Answer, Dispatch, Reply, serve};
+pub use fixed::Fixed;
+pub use server::{Dispatch, Reply, serve};
 
 use alloc::vec::Vec;
 use serde::Serialize;

@@ -16,7 +16,6 @@
 //! [`SWEEP`](super::limits::SWEEP), and so does every connect. Its task, its
 //! requests under way and its channel go (docs/decisions/002-service-connection-reclaim.md).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
@@ -33,8 +32,10 @@ use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::answer::{Answer, Blocks};
 use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::decoding::Decoding;
+use super::fixed::{self, Fixed};
 use super::limits;
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
@@ -49,9 +50,6 @@ pub trait Dispatch: Sized + 'static {
     /// the request was malformed (unknown method, undecodable arguments).
     fn dispatch(service: &Rc<Self>, method: u32, arguments: &[u8], reply: Reply) -> Option<Answer>;
 }
-
-/// A request under way: its method, then the sending of its result.
-pub type Answer = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Where the result of one request goes: its connection and call id.
 pub struct Reply {
@@ -71,20 +69,57 @@ impl Reply {
         context.scope(|| super::decode(arguments))
     }
 
+    /// Decode the request's arguments as a `T` of [`Fixed`] wire form; `None` when they
+    /// are not exactly one `T`.
+    pub fn decode_fixed<T: Fixed>(&self, arguments: &[u8]) -> Option<T> {
+        fixed::decode(arguments)
+    }
+
     /// The future of a request: run `method`, then send its result.
     pub fn answer<R, F>(self, method: F) -> Answer
     where
         R: Serialize + 'static,
         F: Future<Output = R> + 'static,
     {
-        Box::pin(async move {
-            let result = method.await;
-            let encode = |body: &mut [u8]| match postcard::to_slice(&result, body) {
+        self.answer_with(method, |result, body| {
+            match postcard::to_slice(result, body) {
                 Ok(encoded) => (status::OK, encoded.len()),
                 Err(postcard::Error::SerializeBufferFull) => (status::TOO_LARGE, 0),
                 Err(_) => (status::MALFORMED, 0),
-            };
-            if let Some(held) = self.connection.push_response(self.id, encode) {
+            }
+        })
+    }
+
+    /// [`answer`](Reply::answer) for a result of [`Fixed`] wire form.
+    pub fn answer_fixed<R, F>(self, method: F) -> Answer
+    where
+        R: Fixed + 'static,
+        F: Future<Output = R> + 'static,
+    {
+        self.answer_with(method, |result, body| match fixed::encode(result, body) {
+            Some(len) => (status::OK, len),
+            None => (status::TOO_LARGE, 0),
+        })
+    }
+
+    /// Run `method`, then send its result as `encode` writes it (returning the status and
+    /// the result's length).
+    fn answer_with<R, F>(
+        self,
+        method: F,
+        encode: impl Fn(&R, &mut [u8]) -> (u32, usize) + 'static,
+    ) -> Answer
+    where
+        R: 'static,
+        F: Future<Output = R> + 'static,
+    {
+        let blocks = self.connection.blocks.clone();
+        Answer::new(blocks, async move {
+            let result = method.await;
+            if let Some(held) = self
+                .connection
+                .push_response(self.id, |body| encode(&result, body))
+            {
                 held.send().await;
             }
         })
@@ -236,6 +271,8 @@ struct Served {
     held: Cell<usize>,
     /// The calls under way that wait, by id: a cancel drops them.
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
+    /// Where requests' futures live, recycled from one request to the next.
+    blocks: Rc<Blocks>,
 }
 
 /// A capability a client gives for a later request: filed under a token for its
@@ -323,6 +360,7 @@ fn accept(
         abandoned: Cell::new(false),
         held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
+        blocks: Rc::default(),
     };
     Ok((served, bit, [giver, handed_lease]))
 }
@@ -373,7 +411,7 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
                     connection.signal_client();
                 }
                 if let Some((id, mut answer)) = start(&connection, &service, out.as_slice())
-                    && poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx)))
+                    && poll_fn(|cx| Poll::Ready(Pin::new(&mut answer).poll(cx)))
                         .await
                         .is_pending()
                 {
@@ -452,7 +490,7 @@ impl Served {
     /// full.
     fn answer_status(self: &Rc<Self>, id: u32, code: u32) -> Option<(u32, Answer)> {
         let held = self.push_response(id, |_| (code, 0))?;
-        Some((id, Box::pin(held.send())))
+        Some((id, Answer::new(self.blocks.clone(), held.send())))
     }
 
     /// `answer`, which waits, made cancellable by a later [`CANCEL`](super::CANCEL) of `id`.
@@ -460,7 +498,7 @@ impl Served {
         let (answer, abort) = abortable(answer);
         self.under_way.borrow_mut().insert(id, abort);
         let connection = self.clone();
-        Box::pin(async move {
+        Answer::new(self.blocks.clone(), async move {
             // Ended either way: its entry goes (a cancel took it already).
             if answer.await.is_ok() {
                 connection.under_way.borrow_mut().remove(&id);

@@ -15,8 +15,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use futures_util::future::join_all;
-use keel_rt::executor;
+use keel_rt::executor::{self, join_all};
 
 use crate::benches::Helper;
 use crate::benches::bulk::LEN;

@@ -491,13 +491,14 @@ fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
                 .position(|&m| m == name)
                 .expect("a method of Probe") as u32
         };
-        let mut echo_and_more = encode(&(5u64,)).context("encoding")?;
-        echo_and_more.push(0);
+        // `echo(u64) -> u64` travels fixed (docs/SERVICES.md): exactly 8 bytes.
+        let echo_and_more = [5u8, 0, 0, 0, 0, 0, 0, 0, 0].to_vec();
+        let echo_cut_short = [5u8, 0, 0, 0, 0, 0, 0].to_vec();
         // A `Bytes` on the wire is a postcard enum (docs/SERVICES.md): variant 1 is an arena
         // range, its offset and length, each a varint as the variant index is.
         let bytes_in_arena = |offset: u64, len: u64| encode(&(1u32, offset, len));
         let arena = BULK_SIZE as u64;
-        let requests: [(&str, u32, Vec<u8>); 9] = [
+        let requests: [(&str, u32, Vec<u8>); 10] = [
             (
                 "a method id past the last",
                 ProbeClient::METHODS.len() as u32,
@@ -508,7 +509,8 @@ fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
                 id("greet"),
                 vec![4, 0xff, 0xfe, 0xfd, 0xfc],
             ),
-            ("echo with a number cut short", id("echo"), vec![0x80]),
+            ("fill with a varint cut short", id("fill"), vec![0x80]),
+            ("echo with a number cut short", id("echo"), echo_cut_short),
             ("echo with a byte left over", id("echo"), echo_and_more),
             (
                 "checksum_bytes starting past the arena",
