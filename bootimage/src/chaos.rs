@@ -88,9 +88,14 @@ impl Options {
         );
         image.modules.push(Module::new(path, ""));
         let timeout = check::SUITE_TIMEOUT + SLOWEST_KILL * self.kills;
+        let mut qemu = check::campaign_qemu(Boot::Direct(image), accel, timeout);
+        // A victim may be the disk driver: a scratch disk of its own, blank each run.
+        let disk = dir.join("disk.img");
+        crate::qemu::blank_disk(&disk)?;
+        qemu.disk = Some(disk);
         Ok(Check {
             name: SUITE.into(),
-            qemu: check::campaign_qemu(Boot::Direct(image), accel, timeout),
+            qemu,
             expect: Expect::suite(),
         })
     }

@@ -28,6 +28,7 @@ pub const SUITES: &[&str] = &[
     "hardening",
     "fuzz",
     "chaos",
+    "storage",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -39,13 +40,24 @@ pub const GENERAL_PATH_SUFFIX: &str = "_general_path";
 /// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
 const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 
-/// A suite's check: [`Check::suite`], or for a campaign its default run.
+/// A suite's check: [`Check::suite`], or for a campaign its default run; `storage` gets a
+/// blank scratch disk.
 pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
     match suite {
         crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
+        STORAGE => {
+            let disk = crate::workspace_root().join("target").join("test-disk.img");
+            crate::qemu::blank_disk(&disk)?;
+            let mut check = Check::suite(suite, accel);
+            check.qemu.disk = Some(disk);
+            Ok(check)
+        }
         _ => Ok(Check::suite(suite, accel)),
     }
 }
+
+/// The suite of the block driver, which boots with a disk.
+pub const STORAGE: &str = "storage";
 
 /// How long a suite may run under TCG before we call it hung.
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);

@@ -156,15 +156,18 @@ pub const TEST_PACKAGES: &[&str] = &[
     "hello",
     "hello-service",
     "kv",
+    "virtio-blk",
 ];
 /// The programs a suite starts besides `kchild`, as boot modules of its image.
 pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
     ("console", &["console", "shell", "hello"]),
     // The real services the ring fuzzer attacks.
     ("services", &["hello-service", "kv"]),
+    ("storage", &["virtio-blk"]),
 ];
-/// The packages `cargo boot bench` needs: the kernel and `keel-bench`, which provides `kbench`.
-pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench"];
+/// The packages `cargo boot bench` needs: the kernel, `keel-bench`, which provides `kbench`,
+/// and the disk driver its block benchmarks start.
+pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk"];
 
 /// Guest builds get their own target directory: the outer `cargo run`/`cargo test` may hold
 /// the lock on target/ while we build, and host and guest artifacts never mix.

@@ -105,12 +105,15 @@ impl Image {
         }
     }
 
-    /// The benchmarks: `kbench FILTER` as the only module; it starts its own image again
-    /// for whatever must run in another process.
+    /// The benchmarks: `kbench FILTER` first; it starts its own image again for whatever
+    /// must run in another process, and the disk driver for the block benchmarks.
     pub fn bench(filter: &str) -> Image {
         Image {
             kernel: binary("kernel"),
-            modules: vec![Module::new(binary("kbench"), filter)],
+            modules: vec![
+                Module::new(binary("kbench"), filter),
+                Module::new(binary("virtio-blk"), ""),
+            ],
             cmdline: String::new(),
         }
     }

@@ -156,12 +156,22 @@ pub fn run(options: &Options, accel: AccelChoice) -> Result<bool> {
     Ok(!options.check || check_targets(&report))
 }
 
+/// The block benchmarks' disk, made blank for each run.
+pub fn disk() -> Result<std::path::PathBuf> {
+    let path = crate::workspace_root()
+        .join("target")
+        .join("bench-disk.img");
+    crate::qemu::blank_disk(&path)?;
+    Ok(path)
+}
+
 /// Boot kbench and return its run, which must have completed.
 fn boot(options: &Options, accel: Accel) -> Result<Run> {
     let filter = options.filter.as_deref().unwrap_or_default();
     let console = Console::Scripted { timeout: TIMEOUT };
     let mut qemu = Qemu::new(Boot::Direct(Image::bench(filter)), accel, console);
     qemu.icount = !options.cycles;
+    qemu.disk = Some(disk()?);
     println!("bootimage: {}", qemu.command_line()?);
     let run = qemu.run(&mut |line: &SerialLine| {
         if line.text.starts_with(PROGRESS) {

@@ -103,6 +103,7 @@ pub fn run(filter: &str) -> Result<()> {
         },
     );
     qemu.icount = true;
+    qemu.disk = Some(super::disk()?);
     let mut child = Command::new("qemu-system-x86_64")
         .args(qemu.args()?)
         .args(["-d", "in_asm,exec,nochain", "-D", "/dev/stderr"])

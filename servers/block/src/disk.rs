@@ -3,13 +3,14 @@
 //! virtio-drivers gives the PCI transport and the split virtqueue; the block requests are
 //! written here rather than through its `VirtIOBlk`, whose flush waits by polling the used
 //! ring and whose queue holds 16 entries: here every request, flush included, completes
-//! by interrupt, and the queue holds [`QUEUE_SIZE`] (indirect descriptors: one entry each).
+//! by interrupt, and the queue holds [`QUEUE_SIZE`] descriptors, three a request. Indirect
+//! descriptors would fit more requests, but the crate keeps their lists on the heap, to be
+//! copied into DMA memory for each request: 85 in flight are plenty.
 //!
 //! A request's header and status byte live in a DMA page of slots, one per entry; its data
 //! is wherever the caller says, in DMA memory (a client's region): the device reads and
 //! writes it there.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
@@ -21,8 +22,8 @@ use virtio_drivers::transport::pci::PciTransport;
 
 use crate::hal::{self, Allocation, KeelHal};
 
-/// Requests in flight at most.
-pub const QUEUE_SIZE: usize = 128;
+/// Descriptors in the queue (QEMU's default); a request takes three.
+pub const QUEUE_SIZE: usize = 256;
 /// Each slot: a 16-byte header, then the status byte.
 const SLOT: usize = 32;
 
@@ -32,7 +33,6 @@ bitflags! {
     struct Features: u64 {
         const RO = 1 << 5;
         const FLUSH = 1 << 9;
-        const RING_INDIRECT_DESC = 1 << 28;
         const VERSION_1 = 1 << 32;
     }
 }
@@ -73,7 +73,8 @@ pub struct Disk {
     queue: VirtQueue<KeelHal, QUEUE_SIZE>,
     slots: Allocation,
     free_slots: Vec<usize>,
-    in_flight: BTreeMap<u16, InFlight>,
+    /// By token (the request's first descriptor).
+    in_flight: Vec<Option<InFlight>>,
     /// Blocks of 512 bytes.
     pub capacity: u64,
     pub read_only: bool,
@@ -88,8 +89,7 @@ impl Disk {
         let features = transport.begin_init(Features::all());
         let low: u32 = transport.read_config_space(0)?;
         let high: u32 = transport.read_config_space(4)?;
-        let indirect = features.contains(Features::RING_INDIRECT_DESC);
-        let queue = VirtQueue::new(&mut transport, 0, indirect, false)?;
+        let queue = VirtQueue::new(&mut transport, 0, false, false)?;
         let slots = hal::alloc(QUEUE_SIZE * SLOT).map_err(|_| Error::DmaError)?;
         transport.finish_init();
         Ok(Disk {
@@ -97,7 +97,7 @@ impl Disk {
             queue,
             slots,
             free_slots: (0..QUEUE_SIZE).rev().collect(),
-            in_flight: BTreeMap::new(),
+            in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
             capacity: u64::from(high) << 32 | u64::from(low),
             read_only: features.contains(Features::RO),
             flush: features.contains(Features::FLUSH),
@@ -140,7 +140,7 @@ impl Disk {
         };
         match token {
             Ok(token) => {
-                self.in_flight.insert(token, InFlight { slot, op, data });
+                self.in_flight[usize::from(token)] = Some(InFlight { slot, op, data });
                 if self.queue.should_notify() {
                     self.transport.notify(0);
                 }
@@ -159,11 +159,16 @@ impl Disk {
         !self.transport.ack_interrupt().is_empty()
     }
 
-    /// Every request the device has finished: its token and whether it succeeded.
-    pub fn complete(&mut self) -> Vec<(u16, bool)> {
-        let mut done = Vec::new();
+    /// Call `done` with the token of every request the device has finished, and whether it
+    /// succeeded; how many there were.
+    pub fn complete(&mut self, mut done: impl FnMut(u16, bool)) -> usize {
+        let mut count = 0;
         while let Some(token) = self.queue.peek_used() {
-            let Some(request) = self.in_flight.remove(&token) else {
+            let request = self
+                .in_flight
+                .get_mut(usize::from(token))
+                .and_then(Option::take);
+            let Some(request) = request else {
                 // Not ours: nothing to pass to pop_used. The device misbehaves; stop here
                 // rather than misread its ring.
                 break;
@@ -178,9 +183,10 @@ impl Disk {
             // SAFETY: the status byte of a slot still ours.
             let status = unsafe { self.slot_ptr(request.slot).add(16).read_volatile() };
             self.free_slots.push(request.slot);
-            done.push((token, popped.is_ok() && status == 0));
+            done(token, popped.is_ok() && status == 0);
+            count += 1;
         }
-        done
+        count
     }
 
     fn slot_ptr(&self, slot: usize) -> *mut u8 {

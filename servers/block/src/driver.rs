@@ -1,7 +1,6 @@
 //! The driver's lifecycle on the rt framework: probe (reset and bring up the device),
 //! interrupt (collect finished requests, wake whoever waits for them), remove.
 
-use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -13,7 +12,7 @@ use keel_rt::driver::{Device, DeviceMemory, Driver, DriverError, Interrupt, IrqL
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 
-use crate::disk::{Data, Disk, Op};
+use crate::disk::{Data, Disk, Op, QUEUE_SIZE};
 use crate::hal::{self, KeelHal};
 
 /// A request's outcome, filled in at its completion.
@@ -33,7 +32,8 @@ struct Pending {
 pub struct BlkDriver {
     device: Device,
     disk: RefCell<Option<Disk>>,
-    pending: RefCell<BTreeMap<u16, Pending>>,
+    /// By token.
+    pending: RefCell<Vec<Option<Pending>>>,
     /// Requests waiting for room in the queue.
     room: RefCell<Vec<Waker>>,
 }
@@ -43,7 +43,7 @@ impl BlkDriver {
         BlkDriver {
             device,
             disk: RefCell::new(None),
-            pending: RefCell::new(BTreeMap::new()),
+            pending: RefCell::new((0..QUEUE_SIZE).map(|_| None).collect()),
             room: RefCell::new(Vec::new()),
         }
     }
@@ -84,18 +84,15 @@ impl BlkDriver {
             return false;
         };
         let outcome = Outcome::default();
-        self.pending.borrow_mut().insert(
-            token,
-            Pending {
-                outcome: outcome.clone(),
-                waker: None,
-                _keep: keep,
-            },
-        );
+        self.pending.borrow_mut()[usize::from(token)] = Some(Pending {
+            outcome: outcome.clone(),
+            waker: None,
+            _keep: keep,
+        });
         poll_fn(|cx| match outcome.get() {
             Some(ok) => Poll::Ready(ok),
             None => {
-                if let Some(pending) = self.pending.borrow_mut().get_mut(&token) {
+                if let Some(pending) = &mut self.pending.borrow_mut()[usize::from(token)] {
                     pending.waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -160,26 +157,23 @@ impl Driver for BlkDriver {
     }
 
     fn interrupt(&self, _line: &IrqLine) -> Interrupt {
-        let (raised, done) = {
-            let mut disk = self.disk.borrow_mut();
-            let Some(disk) = disk.as_mut() else {
-                return Interrupt::NotPending;
-            };
-            (disk.interrupt(), disk.complete())
-        };
-        if !raised && done.is_empty() {
+        let mut disk = self.disk.borrow_mut();
+        let Some(disk) = disk.as_mut() else {
             return Interrupt::NotPending;
-        }
+        };
+        let raised = disk.interrupt();
         let mut pending = self.pending.borrow_mut();
-        for (token, ok) in done {
-            if let Some(request) = pending.remove(&token) {
+        let done = disk.complete(|token, ok| {
+            if let Some(request) = pending.get_mut(usize::from(token)).and_then(Option::take) {
                 request.outcome.set(Some(ok));
                 if let Some(waker) = request.waker {
                     waker.wake();
                 }
             }
+        });
+        if !raised && done == 0 {
+            return Interrupt::NotPending;
         }
-        drop(pending);
         for waker in self.room.borrow_mut().drain(..) {
             waker.wake();
         }

@@ -2,10 +2,9 @@
 //! granted, and translation of buffers to physical addresses.
 //!
 //! The trait has no `self`, so what it needs is one registry per process (one driver per
-//! process). Every buffer the device touches is either in DMA memory this driver allocated
-//! (the queue, request headers, clients' data regions): translated in place, no copy; or a
-//! small descriptor list the crate keeps on the heap (indirect descriptors): copied through
-//! a bounce pool. Block data is never bounced.
+//! process). Every buffer the device touches is in DMA memory this driver allocated (the
+//! queue, request headers, clients' data regions) and is translated in place: nothing is
+//! copied (no indirect descriptors, whose lists the crate keeps on the heap).
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -15,10 +14,6 @@ use keel_rt::driver::DmaBuffer;
 use keel_rt::mem::Memory;
 use spin::Mutex;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
-
-/// Bounce slots: each holds one indirect descriptor list (16 bytes a descriptor).
-const BOUNCE_SLOT: usize = 256;
-const BOUNCE_SLOTS: usize = 256;
 
 /// DMA memory allocated here, as the device and this process see it.
 #[derive(Clone, Copy, Debug)]
@@ -36,12 +31,6 @@ struct Registry {
     dma: Vec<DmaBuffer>,
     /// The BARs: (physical address, where mapped, length).
     mmio: Vec<(u64, usize, usize)>,
-    bounce: Option<Bounce>,
-}
-
-struct Bounce {
-    buffer: DmaBuffer,
-    free: Vec<u16>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -53,7 +42,6 @@ pub fn reset(device: Handle, bars: Vec<(u64, usize, usize)>) {
         device,
         dma: Vec::new(),
         mmio: bars,
-        bounce: None,
     });
 }
 
@@ -88,15 +76,6 @@ impl Registry {
             let start = buffer.as_ptr() as usize;
             let inside = virt >= start && virt + len <= start + buffer.len();
             inside.then(|| buffer.phys() + (virt - start) as u64)
-        })
-    }
-
-    fn bounce(&mut self) -> &mut Bounce {
-        let device = self.device;
-        self.bounce.get_or_insert_with(|| Bounce {
-            buffer: DmaBuffer::new(device, BOUNCE_SLOT * BOUNCE_SLOTS)
-                .expect("the driver's quota holds its bounce pool"),
-            free: (0..BOUNCE_SLOTS as u16).rev().collect(),
         })
     }
 }
@@ -137,47 +116,15 @@ unsafe impl Hal for KeelHal {
             .expect("a mapping is not at 0")
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let (virt, len) = (buffer.as_ptr() as *mut u8 as usize, buffer.len());
-        let mut registry = REGISTRY.lock();
-        let registry = registry.as_mut().expect("the registry is set at probe");
-        if let Some(phys) = registry.translate(virt, len) {
-            return phys;
-        }
-        assert!(len <= BOUNCE_SLOT, "only descriptor lists are bounced");
-        let bounce = registry.bounce();
-        let slot = bounce.free.pop().expect("a bounce slot per queue entry") as usize;
-        let at = bounce.buffer.as_ptr() as usize + slot * BOUNCE_SLOT;
-        if direction != BufferDirection::DeviceToDriver {
-            // SAFETY: `buffer` is readable for `len` bytes (the crate's promise) and the
-            // slot is ours, `len <= BOUNCE_SLOT` bytes of mapped DMA memory.
-            unsafe { core::ptr::copy_nonoverlapping(virt as *const u8, at as *mut u8, len) };
-        }
-        bounce.buffer.phys() + (slot * BOUNCE_SLOT) as u64
+        let registry = REGISTRY.lock();
+        let registry = registry.as_ref().expect("the registry is set at probe");
+        // The disk passes only slots and regions; the queue, only its own rings.
+        registry
+            .translate(virt, len)
+            .expect("a buffer shared with the device is DMA memory")
     }
 
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        let mut registry = REGISTRY.lock();
-        let Some(bounce) = registry.as_mut().and_then(|r| r.bounce.as_mut()) else {
-            return;
-        };
-        let base = bounce.buffer.phys();
-        if !(base..base + (BOUNCE_SLOT * BOUNCE_SLOTS) as u64).contains(&paddr) {
-            return;
-        }
-        let slot = ((paddr - base) as usize) / BOUNCE_SLOT;
-        if direction != BufferDirection::DriverToDevice {
-            let at = bounce.buffer.as_ptr() as usize + slot * BOUNCE_SLOT;
-            // SAFETY: the slot holds what the device wrote for `buffer`, which is writable
-            // for its length (the crate's promise).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    at as *const u8,
-                    buffer.as_ptr() as *mut u8,
-                    buffer.len(),
-                )
-            };
-        }
-        bounce.free.push(slot as u16);
-    }
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }

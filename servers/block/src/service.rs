@@ -151,11 +151,11 @@ impl Block for Service {
             id: self.new_id(index),
             allocation,
         });
-        // The client maps it; it cannot learn physical addresses (no DMA right) nor pass
-        // it on (no GRANT).
+        // The client maps it but cannot learn physical addresses (no DMA right); GRANT,
+        // which a capability in a message needs, lets it share its data further.
         let shared = allocation
             .memory
-            .derive(rights::MAP_READ | rights::MAP_WRITE)
+            .derive(rights::MAP_READ | rights::MAP_WRITE | rights::GRANT)
             .map_err(|_| BlockError::NoRoom)?;
         let message =
             Message::new(REGION_LABEL, [region.id, 0, 0, 0]).with_caps(&[shared.handle()]);

@@ -68,6 +68,20 @@ pub fn find(wanted: &PciMatch) -> Option<&'static Function> {
         .find(|f| wanted.matches(f.vendor, f.device, f.class))
 }
 
+/// A driver of `wanted` ended: turn off its function's bus mastering, so the device
+/// stops reaching memory the driver's DMA buffers no longer own. (The kernel freed them
+/// as the driver died, a moment before: a request in flight could still land in that
+/// moment; without an IOMMU nothing closes it. The next driver resets the device.)
+pub fn stop_dma(wanted: &PciMatch) {
+    let Some(function) = find(wanted) else { return };
+    if let Ok(page) = DeviceMemory::create(function.config, FUNCTION_SIZE) {
+        let config = ConfigSpace::new(&page, 0);
+        if let Ok(command) = config.command() {
+            let _ = config.set_command(command & !pci::COMMAND_BUS_MASTER);
+        }
+    }
+}
+
 /// Every function on every bus reachable from bus 0.
 fn enumerate() -> Result<Vec<Function>, Error> {
     let base = sys::sys_info(SysInfo::PciEcam)? as u64;

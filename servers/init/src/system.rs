@@ -436,6 +436,9 @@ impl Table {
             }
         }
         let child = self.child_mut(slot);
+        if let Some(device) = &child.server.pci {
+            crate::pci::stop_dma(device);
+        }
         child.pid = None;
         child.last_exit = exit.ok();
         let why = format!("(pid {pid}) {}", child.ending(&exit));

@@ -231,6 +231,11 @@ roles! {
     /// Started by the supervisor with I/O ports 0x2f8+8, IRQ 3 and the kernel log. Check
     /// it holds exactly those, in that order after handle 1, and what they allow.
     Granted = "granted",
+    /// Started by the supervisor with the PCI function of the SATA controller (8086:2922).
+    /// The argument: its configuration page's physical address, then the virtio disk's
+    /// configuration page and BAR 4, in hex. Check it holds exactly its own page and can
+    /// reach neither ECAM at large, nor the disk's registers, nor another interrupt line.
+    PciConfined = "pci-confined",
     /// Started by the supervisor on the chaos manifest; argument a [`chaos::Plan`], may
     /// kill and connect to every victim. Load every victim it has a workload for while
     /// killing a random running victim every few milliseconds, KILLS times; then read back

@@ -5,6 +5,7 @@
 //! [`Measure::run`] a closure taking one sample, then stops its helpers and checks that the
 //! work measured was really done.
 
+pub mod block;
 pub mod bulk;
 mod call;
 pub mod irq;
@@ -56,8 +57,8 @@ impl Benchmark {
 }
 
 /// Issue 6's benchmarks first, in their old order (a figure depends a little on what ran
-/// before it in the same boot), then those issues 10 and 11 added.
-pub static ALL: [Benchmark; 19] = [
+/// before it in the same boot), then those issues 10, 11 and 13 added.
+pub static ALL: [Benchmark; 21] = [
     Benchmark::micro("null_syscall", syscall::null_syscall),
     Benchmark::micro("sys_info_pid", syscall::sys_info_pid),
     // Each sample is two switches: there and back.
@@ -112,6 +113,18 @@ pub static ALL: [Benchmark; 19] = [
         ..Benchmark::micro("service_bulk_1mib", service::bulk_1mib)
     },
     Benchmark::micro("signal_roundtrip", notify::signal_roundtrip),
+    // Issue 13: the disk, through the Block service, in busy instructions.
+    Benchmark {
+        warmup: service::FEW_WARMUP,
+        iterations: service::FEW_ITERATIONS,
+        ..Benchmark::micro("blk_read_4k", block::read_4k)
+    },
+    Benchmark {
+        warmup: block::SEQ_WARMUP,
+        iterations: block::SEQ_ITERATIONS,
+        ops: block::SEQ_KIB,
+        ..Benchmark::micro("blk_seq_read_16mib", block::seq_read_16mib)
+    },
 ];
 
 /// A benchmark that cannot be written until something else exists.

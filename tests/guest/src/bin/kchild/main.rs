@@ -17,6 +17,7 @@ mod hostile;
 mod ipc;
 mod ring_fuzz;
 mod services;
+mod storage;
 mod system;
 
 use alloc::format;
@@ -163,6 +164,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::WitnessRetrier => system::witness_retrier(),
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
+        Role::PciConfined => storage::pci_confined(arg),
         Role::Limited => hostile::limited(arg),
         Role::SelfQueuedPort => hostile::self_queued_port(arg),
         Role::SparseMaps => hostile::sparse_maps(),

@@ -13,6 +13,7 @@ mod preemption;
 mod processes;
 mod services;
 mod shared_pages;
+mod storage;
 mod syscalls;
 mod system;
 mod threads;
@@ -36,4 +37,5 @@ pub const ALL: &[Suite] = &[
     hardening::SUITE,
     fuzz::SUITE,
     chaos::SUITE,
+    storage::SUITE,
 ];

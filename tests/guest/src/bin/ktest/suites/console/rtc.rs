@@ -45,7 +45,7 @@ impl Rtc {
         let device = Device {
             io_ports: alloc::vec![IoPorts::create(PORTS.0, PORTS.1)?],
             irq_lines: alloc::vec![IrqLine::create(LINE)?],
-            log: None,
+            ..Device::default()
         };
         Ok(Rtc {
             device,
