@@ -11,7 +11,9 @@ use bootimage::status::Exit;
 use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
-usage: cargo boot [COMMAND]
+usage: cargo boot [--smp N] [COMMAND]
+
+  --smp N          boot QEMU with N cores (default 1; the benchmarks always run on one)
 
 commands:
   (none)           build and boot the demo: kernel, init, hello. With a terminal on stdin the
@@ -59,15 +61,27 @@ enum Command {
     Gdb(Option<String>),
 }
 
-/// The command, or `None` for help.
-fn parse(args: &[String]) -> Result<Option<Command>, String> {
+/// The command and the cores to boot with, or `None` for help.
+fn parse(args: &[String]) -> Result<Option<(Command, u32)>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Ok(Some(match args.as_slice() {
+    let (cores, args) = match args.as_slice() {
+        ["--smp", n, rest @ ..] => match n.parse::<u32>() {
+            Ok(cores @ 1..=8) => (cores, rest),
+            _ => return Err(format!("--smp takes 1 to 8 cores, not `{n}`")),
+        },
+        rest => (1, rest),
+    };
+    Ok(parse_command(cores, args)?.map(|command| (command, cores)))
+}
+
+fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
+    Ok(Some(match args {
         [] => Command::Demo,
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", ..] if cores > 1 => return Err("the benchmarks run on one core".into()),
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
         ["fuzz", options @ ..] => Command::Fuzz(fuzz::Options::parse(options)?),
         ["chaos", options @ ..] => Command::Chaos(chaos::Options::parse(options)?),
@@ -80,8 +94,8 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
-        Ok(Some(command)) => command,
+    let (command, cores) = match parse(&args) {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -93,7 +107,7 @@ fn main() -> ExitCode {
     };
     let accel = detect_accel();
     println!("bootimage: {accel}");
-    match run(command, accel) {
+    match run(command, cores, accel) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("bootimage: error: {error}");
@@ -102,22 +116,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
+fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     setup::ensure_guest_target()?;
     match command {
         Command::Demo => {
             setup::ensure(&setup::QEMU)?;
             let image = image::demo_image(&manifest::demo_path(), tour())?;
-            boot_demo(Boot::Direct(image), accel)
+            boot_demo(Boot::Direct(image), cores, accel)
         }
         Command::Image { iso: false } => {
             // Whoever runs the printed command has a terminal: no tour.
-            print_image(&image::demo_image(&manifest::demo_path(), false)?, accel)?;
+            print_image(
+                &image::demo_image(&manifest::demo_path(), false)?,
+                cores,
+                accel,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Image { iso: true } => {
             let path = build_demo_iso(false)?;
-            let qemu = check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel);
+            let qemu = Qemu {
+                cores,
+                ..check::demo_qemu(Boot::Cdrom(path.clone()), accel.accel)
+            };
             println!("bootimage: wrote {}", path.display());
             println!("bootimage: boot it with:\n{}", qemu.command_line()?);
             Ok(ExitCode::SUCCESS)
@@ -125,21 +146,23 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
         Command::Iso => {
             setup::ensure(&setup::QEMU)?;
             let path = build_demo_iso(tour())?;
-            boot_demo(Boot::Cdrom(path), accel)
+            boot_demo(Boot::Cdrom(path), cores, accel)
         }
-        Command::Test(suites) => run_suites(&suites, accel),
+        Command::Test(suites) => run_suites(&suites, cores, accel),
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
-        Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
-        Command::Chaos(options) => campaign(|| options.check(accel.accel)),
+        Command::Fuzz(options) => campaign(cores, || Ok(options.check(accel.accel))),
+        Command::Chaos(options) => campaign(cores, || options.check(accel.accel)),
         Command::Gdb(program) => gdb::run(program.as_deref()),
     }
 }
 
 /// A campaign: one suite boot with the options asked for, built once the guest is.
-fn campaign(check: impl FnOnce() -> Result<Check>) -> Result<ExitCode> {
+fn campaign(cores: u32, check: impl FnOnce() -> Result<Check>) -> Result<ExitCode> {
     setup::ensure(&setup::QEMU)?;
     guest::build(guest::TEST_PACKAGES)?;
-    let outcomes = check::run_checks(&[check()?], 1);
+    let mut check = check()?;
+    check.qemu.cores = cores;
+    let outcomes = check::run_checks(&[check], 1);
     Ok(exit_code(check::print_summary("bootimage", &outcomes)))
 }
 
@@ -156,7 +179,7 @@ fn tour() -> bool {
     !io::stdin().is_terminal()
 }
 
-fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
+fn print_image(image: &Image, cores: u32, accel: AccelChoice) -> Result<()> {
     image.check_files()?;
     println!("bootimage: kernel {}", image.kernel.display());
     for module in &image.modules {
@@ -167,13 +190,16 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
             module.args
         );
     }
-    let qemu = check::demo_qemu(Boot::Direct(image.clone()), accel.accel);
+    let qemu = Qemu {
+        cores,
+        ..check::demo_qemu(Boot::Direct(image.clone()), accel.accel)
+    };
     println!("bootimage: boot it with:\n{}", qemu.command_line()?);
     Ok(())
 }
 
 /// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
-fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
+fn boot_demo(boot: Boot, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     let interactive = !tour();
     let mut qemu = if interactive {
         Qemu {
@@ -184,6 +210,7 @@ fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
         check::demo_qemu(boot, accel.accel)
     };
     qemu.echo = true;
+    qemu.cores = cores;
     if interactive {
         println!("bootimage: serial console on this terminal; quit with Ctrl-A X");
     }
@@ -211,7 +238,7 @@ fn boot_demo(boot: Boot, accel: AccelChoice) -> Result<ExitCode> {
 }
 
 /// `cargo boot test`: the named suites (all by default), judged like `cargo test` does.
-fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
+fn run_suites(names: &[String], cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     if let Some(unknown) = names
         .iter()
         .find(|name| !check::SUITES.contains(&name.as_str()))
@@ -227,10 +254,13 @@ fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
     };
     setup::ensure(&setup::QEMU)?;
     guest::build(guest::TEST_PACKAGES)?;
-    let checks: Vec<Check> = selected
+    let mut checks: Vec<Check> = selected
         .iter()
         .map(|suite| check::suite_check(suite, accel.accel))
         .collect::<Result<_>>()?;
+    for check in &mut checks {
+        check.qemu.cores = cores;
+    }
     let outcomes = check::run_checks(&checks, check::PARALLEL);
     let passed = check::print_summary("bootimage", &outcomes);
     Ok(exit_code(passed))
@@ -248,13 +278,29 @@ fn exit_code(success: bool) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse_words(words: &str) -> Result<Option<Command>, String> {
+    fn parse_with_cores(words: &str) -> Result<Option<(Command, u32)>, String> {
         parse(
             &words
                 .split_whitespace()
                 .map(String::from)
                 .collect::<Vec<_>>(),
         )
+    }
+
+    fn parse_words(words: &str) -> Result<Option<Command>, String> {
+        parse_with_cores(words).map(|parsed| parsed.map(|(command, _)| command))
+    }
+
+    #[test]
+    fn smp_takes_a_core_count_before_the_command() {
+        assert_eq!(parse_with_cores(""), Ok(Some((Command::Demo, 1))));
+        assert_eq!(
+            parse_with_cores("--smp 4 test threads"),
+            Ok(Some((Command::Test(vec!["threads".into()]), 4)))
+        );
+        assert!(parse_with_cores("--smp 0").is_err());
+        assert!(parse_with_cores("--smp 9").is_err());
+        assert!(parse_with_cores("--smp 2 bench").is_err());
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub struct Qemu {
     /// A raw disk image attached as a virtio-blk PCI device; made blank ([`DISK_LEN`]) if
     /// it does not exist yet.
     pub disk: Option<PathBuf>,
+    /// Cores (`-smp`). Under TCG with more than one and no icount, QEMU runs one host
+    /// thread per core (`thread=multi`).
+    pub cores: u32,
 }
 
 /// How the guest asks the host to type: this, then the bytes in hex (`KEEL TYPE 6c730d`
@@ -169,6 +172,7 @@ impl Qemu {
             typist: false,
             gdb: None,
             disk: None,
+            cores: 1,
         }
     }
 
@@ -176,7 +180,9 @@ impl Qemu {
     pub fn args(&self) -> Result<Vec<String>> {
         let accel = if self.icount { Accel::Tcg } else { self.accel };
         let mut args = Vec::new();
+        let multi_threaded = self.cores > 1 && !self.icount;
         args.extend(words(match accel {
+            Accel::Tcg if multi_threaded => &["-accel", "tcg,thread=multi", "-cpu", "max"],
             Accel::Tcg => &["-accel", "tcg", "-cpu", "max"],
             Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
         }));
@@ -184,7 +190,8 @@ impl Qemu {
             args.extend(words(&["-icount", "shift=0"]));
         }
         // q35: PCI Express with ECAM (its ACPI MCFG) and an I/O APIC taking PCI INTx on 16..24.
-        args.extend(words(&["-machine", "q35", "-m", "256M", "-smp", "1"]));
+        args.extend(words(&["-machine", "q35", "-m", "256M", "-smp"]));
+        args.push(self.cores.to_string());
         args.extend(words(&["-display", "none", "-nodefaults"]));
         let serial = match self.console {
             Console::Interactive => "mon:stdio",
@@ -488,6 +495,23 @@ mod tests {
                 "-drive file=/t/disk.img,if=none,id=disk0,format=raw \
                  -device virtio-blk-pci,drive=disk0,disable-legacy=on"
             ),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn several_cores_run_multi_threaded_but_not_under_icount() {
+        let mut qemu = suite_qemu();
+        qemu.cores = 4;
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.starts_with("-accel tcg,thread=multi -cpu max -machine q35 -m 256M -smp 4"),
+            "{args}"
+        );
+        qemu.icount = true;
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 256M -smp 4"),
             "{args}"
         );
     }

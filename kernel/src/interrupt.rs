@@ -16,7 +16,7 @@ const DEVICE_NOT_AVAILABLE: u64 = 7;
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector >= 32 {
-        crate::kernel::switch::end_halt();
+        arch::percpu::end_halt();
     }
     match frame.vector {
         DEVICE_NOT_AVAILABLE if frame.is_from_user() => crate::kernel::fpu::claim(),
@@ -25,6 +25,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
+            // The scheduler runs on the boot core only, so far: the others just tick.
+            if !arch::percpu::is_boot_core() {
+                return;
+            }
             crate::kernel::switch::timer_tick();
             crate::kernel::announce_log();
             crate::kernel::switch::reschedule_if_needed();

@@ -10,7 +10,9 @@ pub mod gdt;
 pub mod ioapic;
 pub mod lapic;
 pub mod pcid;
+pub mod percpu;
 pub mod serial;
+pub mod smp;
 pub mod trap;
 
 use conquer_once::spin::OnceCell;
@@ -22,19 +24,36 @@ pub fn cpu_features() -> cpu::Features {
     *FEATURES.get().expect("CPU features read at boot")
 }
 
-/// Segments, interrupt table, CPU protections, syscall entry.
+/// The boot core's set-up: its per-core area (segments, GS), the interrupt table, CPU
+/// protections, syscall entry.
 pub fn init_cpu() -> cpu::Features {
     let features = cpu::features();
     FEATURES.init_once(|| features);
-    gdt::init();
     trap::init();
-    cpu::enable_protections(&features);
+    init_core(0, &features);
+    features
+}
+
+/// Another core's set-up, once the boot core's is done: as [`init_cpu`], plus its local
+/// APIC and tick. It then calls [`smp::started`].
+///
+/// # Safety
+/// Runs once, on the core started as `index` by [`smp::start_cores`].
+pub unsafe fn init_other_core(index: usize) {
+    init_core(index, &cpu_features());
+    lapic::init_core();
+}
+
+fn init_core(index: usize, features: &cpu::Features) {
+    // SAFETY: each core runs this once, with its own index, interrupts off.
+    unsafe { percpu::init(index, cpu::initial_apic_id()) };
+    trap::load();
+    cpu::enable_protections(features);
     fpu::enable();
     if features.pcid {
         pcid::enable();
     }
     entry::init();
-    features
 }
 
 pub fn read_cr2() -> u64 {

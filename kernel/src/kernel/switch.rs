@@ -11,7 +11,6 @@ use crate::sched::thread::{Start, ThreadState, Tid};
 use crate::sched::{
     Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
 };
-use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
@@ -206,32 +205,18 @@ pub fn timer_tick() {
     }
 }
 
-/// TSC cycles spent halted in [`idle_loop`], and when the current halt began (0: not
-/// halted). One CPU, interrupts off: the atomics are for `static`, not for races.
-static IDLE_TSC: AtomicU64 = AtomicU64::new(0);
-static HALTED_SINCE: AtomicU64 = AtomicU64::new(0);
-
-/// TSC cycles the CPU has spent halted since boot: what a benchmark subtracts, since under
-/// icount the TSC runs on while the CPU waits for a device.
-pub fn idle_tsc() -> u64 {
-    IDLE_TSC.load(Ordering::Relaxed)
-}
-
-/// An interrupt arrived: end the halt it woke, if any, before its handler's work counts.
-pub fn end_halt() {
-    let since = HALTED_SINCE.swap(0, Ordering::Relaxed);
-    if since != 0 {
-        IDLE_TSC.fetch_add(crate::arch::cpu::read_tsc() - since, Ordering::Relaxed);
+fn idle_loop() -> ! {
+    loop {
+        crate::arch::percpu::halt();
+        reschedule_if_needed();
     }
 }
 
-fn idle_loop() -> ! {
+/// Another core, until the scheduler runs on every core: it halts, taking only its own
+/// tick (`interrupt.rs`).
+pub fn idle_other_core() -> ! {
     loop {
-        HALTED_SINCE.store(crate::arch::cpu::read_tsc(), Ordering::Relaxed);
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        end_halt();
-        reschedule_if_needed();
+        crate::arch::percpu::halt();
     }
 }
 

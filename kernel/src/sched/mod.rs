@@ -8,8 +8,8 @@
 
 pub mod thread;
 
+use crate::arch;
 use crate::arch::trap::TrapFrame;
-use crate::arch::{self, gdt};
 use crate::ipc::Delivered;
 use crate::table::Table;
 use alloc::boxed::Box;
@@ -380,7 +380,7 @@ impl Scheduler {
     pub fn load(&mut self, tid: Tid, thread: &mut Thread) {
         thread.run();
         let top = thread.stack_top();
-        gdt::set_kernel_stack(top);
+        arch::percpu::set_kernel_stack(top);
         if let Some(root) = thread.root()
             && root != self.loaded_root
         {

@@ -1,0 +1,174 @@
+//! Per-core state, reached through GS: each core's GS base points at its own [`PerCpu`],
+//! so `gs:OFFSET` reads a field of this core's without knowing which core this is.
+//!
+//! In ring 0 GS holds the kernel's base; in ring 3 the user's (which the kernel never
+//! reads). Every entry from ring 3 (`syscall_entry`, the trap stubs when the saved CS is a
+//! user one) runs `swapgs` first and every exit to ring 3 runs it last, so the kernel's
+//! base waits in IA32_KERNEL_GS_BASE while user code runs.
+//!
+//! The areas are one array, indexed by core number (the boot core is 0, the others in the
+//! MADT's order): each core touches only its own, through GS, once it is running; before
+//! that, only the core starting it writes it.
+
+use super::gdt::{Segments, Stack};
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use x86_64::registers::model_specific::Msr;
+use x86_64::structures::tss::TaskStateSegment;
+
+/// The most cores Keel runs on; further ones in the MADT stay halted.
+pub const MAX_CORES: usize = 8;
+
+const IA32_GS_BASE: u32 = 0xc000_0101;
+const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// One core's state. Scalar fields are read and written only through `gs:` (`read`,
+/// `write`), never through references, so interrupt handlers on the same core cannot
+/// alias a Rust borrow.
+#[repr(C)]
+pub struct PerCpu {
+    /// The core's number, from 0.
+    index: u64,
+    /// Its local APIC's id.
+    apic_id: u64,
+    /// `syscall_entry`'s scratch slot for the user stack pointer.
+    pub(super) user_rsp: u64,
+    /// In TSC-deadline mode, the deadline last armed (`lapic`).
+    pub(super) next_deadline: u64,
+    /// When the current halt began (0: not halted), and the TSC cycles spent halted.
+    halted_since: u64,
+    idle_tsc: u64,
+    pub(super) segments: Segments,
+    /// The stack an application processor starts on, then idles on.
+    pub(super) boot_stack: Stack,
+}
+
+/// Where `syscall_entry` finds the running thread's kernel stack: this core's TSS `rsp0`.
+pub(super) const KERNEL_STACK: usize = offset_of!(PerCpu, segments)
+    + offset_of!(Segments, tss)
+    + offset_of!(TaskStateSegment, privilege_stack_table);
+pub(super) const USER_RSP: usize = offset_of!(PerCpu, user_rsp);
+
+static mut CORES: [PerCpu; MAX_CORES] = [const {
+    PerCpu {
+        index: 0,
+        apic_id: 0,
+        user_rsp: 0,
+        next_deadline: 0,
+        halted_since: 0,
+        idle_tsc: 0,
+        segments: Segments::new(),
+        boot_stack: Stack::new(),
+    }
+}; MAX_CORES];
+
+/// How many cores are running (the boot core counts from the start).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+
+/// Core `index`'s area, for the core that starts it.
+///
+/// # Safety
+/// `index < MAX_CORES`, and core `index` is not running yet (or is the caller).
+pub(super) unsafe fn area(index: usize) -> *mut PerCpu {
+    // SAFETY: per the caller, the index is in bounds; no reference is made.
+    unsafe { (&raw mut CORES).cast::<PerCpu>().add(index) }
+}
+
+/// Make core `index`'s area this core's: its GDT and TSS loaded, GS pointing at it.
+///
+/// # Safety
+/// Runs once per core, on that core, before its interrupts are enabled, with an `index`
+/// no other core uses.
+pub(super) unsafe fn init(index: usize, apic_id: u32) {
+    // SAFETY: per the caller, this area is this core's alone from now on.
+    unsafe {
+        let area = area(index);
+        (*area).index = index as u64;
+        (*area).apic_id = apic_id as u64;
+        (*area).segments.load();
+        // After the segment loads, which reset the GS base; the user's starts as 0.
+        Msr::new(IA32_GS_BASE).write(area as u64);
+        Msr::new(IA32_KERNEL_GS_BASE).write(0);
+    }
+}
+
+/// Read this core's field at `offset`.
+#[inline(always)]
+pub(super) fn read(offset: usize) -> u64 {
+    let value: u64;
+    // SAFETY: GS points at this core's area (set up by `init` before anything reads it) and
+    // `offset` is a u64 field's, from `offset_of!`.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{}]", out(reg) value, in(reg) offset,
+            options(nostack, readonly, preserves_flags))
+    };
+    value
+}
+
+/// Write this core's field at `offset`.
+#[inline(always)]
+pub(super) fn write(offset: usize, value: u64) {
+    // SAFETY: as for `read`; the field belongs to this core, which runs one context at a
+    // time with interrupts off in the kernel.
+    unsafe {
+        core::arch::asm!("mov gs:[{}], {}", in(reg) offset, in(reg) value,
+            options(nostack, preserves_flags))
+    };
+}
+
+/// This core's number (0 is the boot core).
+pub fn index() -> usize {
+    read(offset_of!(PerCpu, index)) as usize
+}
+
+pub fn apic_id() -> u32 {
+    read(offset_of!(PerCpu, apic_id)) as u32
+}
+
+pub fn is_boot_core() -> bool {
+    index() == 0
+}
+
+/// How many cores are running.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Count the calling core as running (the last step of its start).
+pub(super) fn count_online() {
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The stack the CPU loads on an interrupt or exception from ring 3, and `syscall_entry`
+/// on a syscall: the running thread's kernel stack.
+#[inline(always)]
+pub fn set_kernel_stack(top: usize) {
+    write(KERNEL_STACK, top as u64);
+}
+
+/// Halt until an interrupt, counting the time halted (see [`idle_tsc`]).
+pub fn halt() {
+    write(offset_of!(PerCpu, halted_since), super::cpu::read_tsc());
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+    end_halt();
+}
+
+/// An interrupt arrived: end the halt it woke, if any, before its handler's work counts.
+pub fn end_halt() {
+    let since = read(offset_of!(PerCpu, halted_since));
+    if since != 0 {
+        write(offset_of!(PerCpu, halted_since), 0);
+        let idle = read(offset_of!(PerCpu, idle_tsc));
+        write(
+            offset_of!(PerCpu, idle_tsc),
+            idle + super::cpu::read_tsc() - since,
+        );
+    }
+}
+
+/// TSC cycles this core has spent halted since it started: what a benchmark subtracts,
+/// since under icount the TSC runs on while the CPU waits for a device.
+pub fn idle_tsc() -> u64 {
+    read(offset_of!(PerCpu, idle_tsc))
+}
