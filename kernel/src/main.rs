@@ -80,7 +80,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         arch::lapic::TICK_HZ,
         tsc_per_ms / 1000
     );
-    start_other_cores(tsc_per_ms);
+    start_other_cores();
     clock::init(arch::lapic::TICK_HZ);
     kernel::fastpath::configure(&boot.cmdline);
     if boot
@@ -104,12 +104,12 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
 }
 
 /// Start the other cores the firmware lists; the boot log names each.
-fn start_other_cores(tsc_per_ms: u64) {
+fn start_other_cores() {
     kprintln!(
         "smp: core 0 is the boot core (apic {})",
         arch::percpu::apic_id()
     );
-    for apic_id in arch::smp::start_cores(tsc_per_ms, other_core_main) {
+    for apic_id in arch::smp::start_cores(other_core_main) {
         kprintln!("smp: the core with apic {apic_id} did not start");
     }
     match arch::percpu::online() {

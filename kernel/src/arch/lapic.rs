@@ -37,6 +37,8 @@ static APIC_BASE: AtomicUsize = AtomicUsize::new(0);
 /// In TSC-deadline mode: TSC counts per tick; 0 when periodic. The deadline last armed is
 /// per core.
 static TSC_PER_TICK: AtomicU64 = AtomicU64::new(0);
+/// TSC counts per millisecond, as measured at boot.
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// In periodic mode: the timer's initial count for one tick.
 static PERIODIC_COUNT: AtomicU64 = AtomicU64::new(0);
 const NEXT_DEADLINE: usize = offset_of!(PerCpu, next_deadline);
@@ -125,6 +127,7 @@ pub fn init() -> u64 {
     pit_wait_ms(10);
     let per_10ms = u32::MAX - read(REG_TIMER_CURRENT);
     let tsc_per_ms = ((super::cpu::read_tsc() - tsc_start) / 10).max(1);
+    TSC_PER_MS.store(tsc_per_ms, Relaxed);
     PERIODIC_COUNT.store(((per_10ms as u64 * 100) / TICK_HZ).max(1), Relaxed);
     if super::cpu_features().tsc_deadline {
         TSC_PER_TICK.store(tsc_per_ms * 1000 / TICK_HZ, Relaxed);
@@ -150,6 +153,11 @@ fn start_timer() {
         write(REG_LVT_TIMER, TIMER_PERIODIC | VECTOR_TIMER as u32);
         write(REG_TIMER_INITIAL, PERIODIC_COUNT.load(Relaxed) as u32);
     }
+}
+
+/// TSC counts per millisecond (0 before [`init`] measured them).
+pub fn tsc_per_ms() -> u64 {
+    TSC_PER_MS.load(Relaxed)
 }
 
 /// This core's local APIC id.

@@ -13,6 +13,7 @@ pub mod pcid;
 pub mod percpu;
 pub mod serial;
 pub mod smp;
+pub mod spinlock;
 pub mod trap;
 
 use conquer_once::spin::OnceCell;

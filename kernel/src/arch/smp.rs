@@ -120,10 +120,7 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Start every enabled core the MADT lists besides this one, each running `entry(index)`
 /// on its per-core stack; returns the APIC ids of those that did not answer.
-pub fn start_cores(
-    tsc_per_ms: u64,
-    entry: extern "C" fn(usize) -> !,
-) -> heapless::Vec<u32, MAX_CORES> {
+pub fn start_cores(entry: extern "C" fn(usize) -> !) -> heapless::Vec<u32, MAX_CORES> {
     let mut silent = heapless::Vec::new();
     let Ok(cores) = super::acpi::processors() else {
         return silent;
@@ -140,7 +137,7 @@ pub fn start_cores(
     let boot = lapic::id();
     let others = cores.iter().filter(|core| core.apic_id != boot);
     for (index, core) in (1..MAX_CORES).zip(others) {
-        if !start_core(index, core.apic_id, tsc_per_ms, entry) {
+        if !start_core(index, core.apic_id, entry) {
             let _ = silent.push(core.apic_id);
         }
     }
@@ -148,12 +145,8 @@ pub fn start_cores(
 }
 
 /// INIT-SIPI-SIPI to one core, then wait up to 100 ms for it to say it started.
-fn start_core(
-    index: usize,
-    apic_id: u32,
-    tsc_per_ms: u64,
-    entry: extern "C" fn(usize) -> !,
-) -> bool {
+fn start_core(index: usize, apic_id: u32, entry: extern "C" fn(usize) -> !) -> bool {
+    let tsc_per_ms = lapic::tsc_per_ms();
     // SAFETY: core `index` is not running, so its area is ours to read.
     let stack_top = unsafe { (*percpu::area(index)).boot_stack.top() };
     let slots = Slots {

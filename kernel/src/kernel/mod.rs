@@ -3,9 +3,10 @@
 //! interrupt or log bytes signalled to a port) belongs here rather than in one object's
 //! module.
 //!
-//! Keel runs on one CPU and never takes interrupts in ring 0 (except while idle), so the lock
-//! is never contended; it exists so that every access is explicit. Taking it twice is a
-//! kernel bug and panics loudly instead of hanging.
+//! The lock is a ticket spinlock (`arch::spinlock`): cores take it in turn. The kernel
+//! never takes interrupts in ring 0 (except while idle, holding nothing), so an interrupt
+//! never meets its own core holding it. Taking it twice is a kernel bug and panics loudly
+//! instead of hanging.
 
 mod capability;
 pub mod fastpath;
@@ -19,6 +20,7 @@ pub mod spawn;
 pub mod switch;
 mod thread;
 
+use crate::arch::spinlock::{TicketGuard, TicketLock};
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;
@@ -33,7 +35,6 @@ use crate::table::Table;
 use alloc::string::String;
 use core::ptr::NonNull;
 use keel_abi::ipc::IpcStats;
-use spin::{Mutex, MutexGuard};
 
 pub struct Kernel {
     pub processes: Table<Process>,
@@ -57,12 +58,12 @@ pub struct Kernel {
     discarding: bool,
 }
 
-pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+pub static KERNEL: TicketLock<Option<Kernel>> = TicketLock::new(None);
 
 /// The locked kernel state. It keeps a pointer to the state so that reaching it does not
 /// check, at every use, that it was initialised.
 pub struct KernelGuard {
-    _lock: MutexGuard<'static, Option<Kernel>>,
+    _lock: TicketGuard<'static, Option<Kernel>>,
     state: NonNull<Kernel>,
 }
 
@@ -82,10 +83,12 @@ impl core::ops::DerefMut for KernelGuard {
     }
 }
 
-/// The kernel state. Panics if already held (a kernel bug, never a user's doing).
+/// The kernel state, once the cores before this one are done with it. Panics if this core
+/// holds it already (a kernel bug, never a user's doing).
 #[inline]
+#[track_caller]
 pub fn kernel() -> KernelGuard {
-    let mut lock = KERNEL.try_lock().expect("kernel lock taken twice");
+    let mut lock = KERNEL.lock();
     let state = NonNull::from(lock.as_mut().expect("kernel state initialised"));
     KernelGuard { _lock: lock, state }
 }
