@@ -47,6 +47,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 }
 
 fn kernel_fault(frame: &TrapFrame) -> ! {
+    arch::percpu::recover_gs();
     // An overflow faults on the guard below the stack; with no stack left for that fault's
     // frame, it arrives as a double fault.
     let overflow = if crate::mm::stacks::is_guard(arch::read_cr2()) {

@@ -92,6 +92,20 @@ pub(super) unsafe fn init(index: usize, apic_id: u32) {
     }
 }
 
+/// For a fatal exception in ring 0: make GS the kernel's if it is not. An NMI or machine
+/// check can arrive between `syscall` and its `swapgs` (or `swapgs` and `sysret`), with
+/// the user's GS in place though CS is the kernel's; the panic that follows reads per-core
+/// state. The kernel's base is a kernel address, the user's never is.
+pub fn recover_gs() {
+    // SAFETY: reading IA32_GS_BASE has no side effects; SWAPGS only exchanges it with
+    // IA32_KERNEL_GS_BASE, which then holds the kernel's base.
+    unsafe {
+        if (Msr::new(IA32_GS_BASE).read() as i64) >= 0 {
+            core::arch::asm!("swapgs", options(nostack, preserves_flags));
+        }
+    }
+}
+
 /// Read this core's field at `offset`.
 #[inline(always)]
 pub(super) fn read(offset: usize) -> u64 {

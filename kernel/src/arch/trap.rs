@@ -6,9 +6,10 @@
 //! `syscall` entry builds the same frame, so a thread's saved user state always has one
 //! shape. Entries from ring 3 swap in the kernel's GS (`percpu.rs`), and exits to it swap
 //! it back; entries from ring 0 (interrupts while idle, kernel faults) find it in place.
-//! NMI, double fault and machine check from ring 0 take the same test, so one arriving in
-//! the instruction between `syscall` and `swapgs` would see the user's GS; all three are
-//! fatal in ring 0 and the panic reads no per-core state.
+//! NMI, double fault and machine check from ring 0 take the same test, so one arriving
+//! between `syscall` and `swapgs` would find the user's GS; all three are fatal in ring 0,
+//! and the kernel-fault path makes GS the kernel's before it reads anything per core
+//! (`percpu::recover_gs`).
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use core::arch::global_asm;
