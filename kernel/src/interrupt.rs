@@ -6,7 +6,7 @@
 //! that `arch` depends on nothing else in the kernel.
 
 use crate::arch::trap::{
-    TrapFrame, VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER, exception_name,
+    TrapFrame, VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER, VECTOR_WAKE, exception_name,
 };
 use crate::arch::{self, ioapic, lapic};
 
@@ -25,12 +25,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
-            // The scheduler runs on the boot core only, so far: the others just tick.
-            if !arch::percpu::is_boot_core() {
-                return;
-            }
             crate::kernel::switch::timer_tick();
             crate::kernel::announce_log();
+            crate::kernel::switch::reschedule_if_needed();
+        }
+        // Another core made a thread of this one's ready, killed it, or changed its tables.
+        VECTOR_WAKE => {
+            lapic::end_of_interrupt();
+            arch::tlb::serve();
             crate::kernel::switch::reschedule_if_needed();
         }
         VECTOR_SPURIOUS => {}

@@ -127,7 +127,7 @@ extern "C" fn other_core_main(index: usize) -> ! {
         arch::percpu::apic_id()
     );
     arch::smp::started();
-    kernel::switch::idle_other_core()
+    kernel::switch::start_other_core()
 }
 
 /// The first boot module runs as the first process, with every right and every module.

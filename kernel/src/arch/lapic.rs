@@ -61,8 +61,8 @@ pub fn end_of_interrupt() {
 pub fn timer_fired() {
     let per_tick = TSC_PER_TICK.load(Relaxed);
     if per_tick != 0 {
-        let next = (percpu::read(NEXT_DEADLINE) + per_tick).max(super::cpu::read_tsc() + 1);
-        percpu::write(NEXT_DEADLINE, next);
+        let next = (percpu::read::<NEXT_DEADLINE>() + per_tick).max(super::cpu::read_tsc() + 1);
+        percpu::write::<NEXT_DEADLINE>(next);
         // SAFETY: the MSR exists (TSC-deadline mode is only chosen when CPUID reports it);
         // writing it arms the next tick.
         unsafe { Msr::new(TSC_DEADLINE_MSR).write(next) };
@@ -147,7 +147,7 @@ fn start_timer() {
     if TSC_PER_TICK.load(Relaxed) != 0 {
         write(REG_TIMER_INITIAL, 0);
         write(REG_LVT_TIMER, TIMER_TSC_DEADLINE | VECTOR_TIMER as u32);
-        percpu::write(NEXT_DEADLINE, super::cpu::read_tsc());
+        percpu::write::<NEXT_DEADLINE>(super::cpu::read_tsc());
         timer_fired();
     } else {
         write(REG_LVT_TIMER, TIMER_PERIODIC | VECTOR_TIMER as u32);

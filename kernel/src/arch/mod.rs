@@ -14,6 +14,7 @@ pub mod percpu;
 pub mod serial;
 pub mod smp;
 pub mod spinlock;
+pub mod tlb;
 pub mod trap;
 
 use conquer_once::spin::OnceCell;
@@ -51,7 +52,8 @@ fn init_core(index: usize, features: &cpu::Features) {
     trap::load();
     cpu::enable_protections(features);
     fpu::enable();
-    if features.pcid {
+    // Only the boot core: once others start, PCIDs are off (`smp::start_cores`).
+    if features.pcid && index == 0 {
         pcid::enable();
     }
     entry::init();
@@ -61,13 +63,20 @@ pub fn read_cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
 
-/// Load `root` (with its PCID in the low bits, if any) as the current page-table root.
+/// Load `root` (with its PCID in the low bits, if any) as this core's page-table root.
 #[inline]
 pub fn load_root(root: u64) {
     let cr3 = pcid::cr3(root);
+    percpu::write::<{ percpu::LOADED_ROOT }>(root);
     // SAFETY: every root Keel builds maps the kernel half identically, so the running code
     // and stack stay mapped across the switch.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack)) };
+}
+
+/// The root [`load_root`] last loaded on this core.
+#[inline(always)]
+pub fn loaded_root() -> u64 {
+    percpu::read::<{ percpu::LOADED_ROOT }>()
 }
 
 pub fn current_root() -> u64 {

@@ -12,7 +12,7 @@
 
 use super::gdt::{Segments, Stack};
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use x86_64::registers::model_specific::Msr;
 use x86_64::structures::tss::TaskStateSegment;
 
@@ -38,6 +38,16 @@ pub struct PerCpu {
     /// When the current halt began (0: not halted), and the TSC cycles spent halted.
     halted_since: u64,
     idle_tsc: u64,
+    /// The page-table root (with its PCID) in CR3: written by this core only, read by
+    /// others deciding whom a TLB shootdown concerns.
+    pub(super) loaded_root: AtomicU64,
+    /// Work this core owes at its next return to user space, as bits the scheduler
+    /// defines; other cores set them (then send [`super::trap::VECTOR_WAKE`]).
+    due: AtomicU64,
+    /// A TLB shootdown asked of this core (see `tlb.rs`); 0 once done.
+    pub(super) shootdown: AtomicU64,
+    /// The address of the scheduler's record for this core, so that reaching it is one load.
+    scheduler: AtomicU64,
     pub(super) segments: Segments,
     /// The stack an application processor starts on, then idles on.
     pub(super) boot_stack: Stack,
@@ -57,6 +67,10 @@ static mut CORES: [PerCpu; MAX_CORES] = [const {
         next_deadline: 0,
         halted_since: 0,
         idle_tsc: 0,
+        loaded_root: AtomicU64::new(0),
+        due: AtomicU64::new(0),
+        shootdown: AtomicU64::new(0),
+        scheduler: AtomicU64::new(0),
         segments: Segments::new(),
         boot_stack: Stack::new(),
     }
@@ -85,6 +99,7 @@ pub(super) unsafe fn init(index: usize, apic_id: u32) {
         let area = area(index);
         (*area).index = index as u64;
         (*area).apic_id = apic_id as u64;
+        (*area).loaded_root = AtomicU64::new(super::current_root());
         (*area).segments.load();
         // After the segment loads, which reset the GS base; the user's starts as 0.
         Msr::new(IA32_GS_BASE).write(area as u64);
@@ -106,41 +121,106 @@ pub fn recover_gs() {
     }
 }
 
-/// Read this core's field at `offset`.
+/// Read this core's field at `OFFSET` (a constant, so the access is one instruction).
 #[inline(always)]
-pub(super) fn read(offset: usize) -> u64 {
+pub(super) fn read<const OFFSET: usize>() -> u64 {
     let value: u64;
     // SAFETY: GS points at this core's area (set up by `init` before anything reads it) and
-    // `offset` is a u64 field's, from `offset_of!`.
+    // `OFFSET` is a u64 field's, from `offset_of!`.
     unsafe {
-        core::arch::asm!("mov {}, gs:[{}]", out(reg) value, in(reg) offset,
+        core::arch::asm!("mov {}, gs:[{}]", out(reg) value, const OFFSET,
             options(nostack, readonly, preserves_flags))
     };
     value
 }
 
-/// Write this core's field at `offset`.
+/// Write this core's field at `OFFSET`.
 #[inline(always)]
-pub(super) fn write(offset: usize, value: u64) {
+pub(super) fn write<const OFFSET: usize>(value: u64) {
     // SAFETY: as for `read`; the field belongs to this core, which runs one context at a
     // time with interrupts off in the kernel.
     unsafe {
-        core::arch::asm!("mov gs:[{}], {}", in(reg) offset, in(reg) value,
+        core::arch::asm!("mov gs:[{}], {}", const OFFSET, in(reg) value,
             options(nostack, preserves_flags))
     };
 }
 
 /// This core's number (0 is the boot core).
 pub fn index() -> usize {
-    read(offset_of!(PerCpu, index)) as usize
+    read::<{ offset_of!(PerCpu, index) }>() as usize
 }
 
 pub fn apic_id() -> u32 {
-    read(offset_of!(PerCpu, apic_id)) as u32
+    read::<{ offset_of!(PerCpu, apic_id) }>() as u32
 }
 
 pub fn is_boot_core() -> bool {
     index() == 0
+}
+
+pub(super) const LOADED_ROOT: usize = offset_of!(PerCpu, loaded_root);
+pub(super) const SHOOTDOWN: usize = offset_of!(PerCpu, shootdown);
+
+/// Core `core`'s area, once it runs: only its atomic fields are for other cores.
+pub(super) fn of(core: usize) -> &'static PerCpu {
+    assert!(core < online(), "core {core} is not running");
+    // SAFETY: the core is running, so its area was set up; the reference is shared, and
+    // the fields other cores reach through it are atomics.
+    unsafe { &*area(core) }
+}
+
+/// Core `core`'s local APIC id.
+pub fn apic_id_of(core: usize) -> u32 {
+    of(core).apic_id as u32
+}
+
+const DUE: usize = offset_of!(PerCpu, due);
+
+/// The work this core owes (see the field).
+#[inline(always)]
+pub fn due() -> u64 {
+    read::<{ DUE }>()
+}
+
+/// Owe `bits` on this core.
+#[inline(always)]
+pub fn set_due(bits: u64) {
+    // SAFETY: a locked OR on this core's `due`, an atomic other cores also OR into.
+    unsafe {
+        core::arch::asm!("lock or gs:[{}], {}", const DUE, in(reg) bits,
+            options(nostack))
+    };
+}
+
+/// Clear `bits` on this core; whether any of them was set.
+#[inline(always)]
+pub fn take_due(bits: u64) -> bool {
+    if read::<{ DUE }>() & bits == 0 {
+        return false;
+    }
+    // SAFETY: a locked AND on this core's `due`, as in `set_due`.
+    unsafe {
+        core::arch::asm!("lock and gs:[{}], {}", const DUE, in(reg) !bits,
+            options(nostack))
+    };
+    true
+}
+
+/// Have core `core` owe `bits`, and interrupt it so that it sees them.
+pub fn request(core: usize, bits: u64) {
+    of(core).due.fetch_or(bits, Ordering::AcqRel);
+    super::lapic::send_ipi(apic_id_of(core), super::trap::VECTOR_WAKE as u32);
+}
+
+/// The scheduler's record for this core (see the field); 0 before it is set.
+#[inline(always)]
+pub fn scheduler() -> u64 {
+    read::<{ offset_of!(PerCpu, scheduler) }>()
+}
+
+/// Set core `core`'s scheduler record.
+pub fn set_scheduler(core: usize, record: u64) {
+    of(core).scheduler.store(record, Ordering::Release);
 }
 
 /// How many cores are running.
@@ -157,12 +237,12 @@ pub(super) fn count_online() {
 /// on a syscall: the running thread's kernel stack.
 #[inline(always)]
 pub fn set_kernel_stack(top: usize) {
-    write(KERNEL_STACK, top as u64);
+    write::<KERNEL_STACK>(top as u64);
 }
 
 /// Halt until an interrupt, counting the time halted (see [`idle_tsc`]).
 pub fn halt() {
-    write(offset_of!(PerCpu, halted_since), super::cpu::read_tsc());
+    write::<{ offset_of!(PerCpu, halted_since) }>(super::cpu::read_tsc());
     x86_64::instructions::interrupts::enable_and_hlt();
     x86_64::instructions::interrupts::disable();
     end_halt();
@@ -170,19 +250,16 @@ pub fn halt() {
 
 /// An interrupt arrived: end the halt it woke, if any, before its handler's work counts.
 pub fn end_halt() {
-    let since = read(offset_of!(PerCpu, halted_since));
+    let since = read::<{ offset_of!(PerCpu, halted_since) }>();
     if since != 0 {
-        write(offset_of!(PerCpu, halted_since), 0);
-        let idle = read(offset_of!(PerCpu, idle_tsc));
-        write(
-            offset_of!(PerCpu, idle_tsc),
-            idle + super::cpu::read_tsc() - since,
-        );
+        write::<{ offset_of!(PerCpu, halted_since) }>(0);
+        let idle = read::<{ offset_of!(PerCpu, idle_tsc) }>();
+        write::<{ offset_of!(PerCpu, idle_tsc) }>(idle + super::cpu::read_tsc() - since);
     }
 }
 
 /// TSC cycles this core has spent halted since it started: what a benchmark subtracts,
 /// since under icount the TSC runs on while the CPU waits for a device.
 pub fn idle_tsc() -> u64 {
-    read(offset_of!(PerCpu, idle_tsc))
+    read::<{ offset_of!(PerCpu, idle_tsc) }>()
 }

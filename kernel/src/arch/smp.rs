@@ -115,6 +115,11 @@ pub struct Core {
     pub apic_id: u32,
 }
 
+/// INIT and STARTUP (naming the trampoline's page) as the interrupt command register takes
+/// them.
+const INIT: u32 = 0x4500;
+const STARTUP: u32 = 0x4600 | (TRAMPOLINE >> 12) as u32;
+
 /// Set by a starting core once it has read the slots and set itself up.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -135,11 +140,22 @@ pub fn start_cores(entry: extern "C" fn(usize) -> !) -> heapless::Vec<u32, MAX_C
         core::ptr::copy_nonoverlapping(start, to, len);
     }
     let boot = lapic::id();
-    let others = cores.iter().filter(|core| core.apic_id != boot);
-    for (index, core) in (1..MAX_CORES).zip(others) {
-        if !start_core(index, core.apic_id, entry) {
+    // Numbers stay dense: a core that did not answer is put back to sleep (INIT), and the
+    // next one takes its number.
+    let mut index = 1;
+    for core in cores.iter().filter(|core| core.apic_id != boot) {
+        if index == MAX_CORES {
+            break;
+        }
+        if start_core(index, core.apic_id, entry) {
+            index += 1;
+        } else {
+            lapic::send_ipi(core.apic_id, INIT);
             let _ = silent.push(core.apic_id);
         }
+    }
+    if percpu::online() > 1 {
+        super::pcid::disable();
     }
     silent
 }
@@ -162,8 +178,6 @@ fn start_core(index: usize, apic_id: u32, entry: extern "C" fn(usize) -> !) -> b
         at.write_volatile(slots);
     }
     STARTED.store(false, Ordering::Release);
-    const INIT: u32 = 0x4500;
-    const STARTUP: u32 = 0x4600 | (TRAMPOLINE >> 12) as u32;
     lapic::send_ipi(apic_id, INIT);
     wait(tsc_per_ms * 10, || false);
     for _ in 0..2 {

@@ -3,7 +3,8 @@
 //!
 //! The kernel runs with interrupts off except in the idle loop, which holds no lock, so
 //! an interrupt handler never finds its own core holding a lock: the lock need not save
-//! and clear the interrupt flag (debug builds check that it is clear). A core that waits
+//! and clear the interrupt flag (debug builds check that it is clear). A waiting core
+//! answers TLB shootdowns (`tlb.rs`), which the holder may be waiting for. A core that waits
 //! longer than [`WATCHDOG_MS`] panics rather than hang: the lock was taken twice on one
 //! core, or held too long. Debug builds name the holding core and where it took the lock;
 //! release builds keep the uncontended path to one atomic add and one store.
@@ -83,6 +84,8 @@ impl<T> TicketLock<T> {
         let start = super::cpu::read_tsc();
         let bound = WATCHDOG_MS * super::lapic::tsc_per_ms();
         while self.serving.load(Ordering::Acquire) != ticket {
+            // The holder may be waiting for this core to flush its TLB.
+            super::tlb::serve();
             core::hint::spin_loop();
             if super::cpu::read_tsc() - start > bound {
                 self.stuck();

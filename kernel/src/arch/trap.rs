@@ -52,6 +52,8 @@ pub const VECTOR_TIMER: u64 = 32;
 /// The legacy PICs are remapped here and masked; anything arriving is spurious.
 pub const VECTOR_PIC_BASE: u8 = 0xe0;
 pub const VECTOR_SPURIOUS: u64 = 0xff;
+/// Another core asks this one to look at its due work or to flush its TLB.
+pub const VECTOR_WAKE: u64 = 0xf0;
 
 global_asm!(
     r#"

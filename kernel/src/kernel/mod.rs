@@ -50,8 +50,6 @@ pub struct Kernel {
     /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
     fast: FastCounts,
     pub ticks: u64,
-    /// Where the boot context's stack pointer goes when the scheduler first leaves it.
-    boot_rsp: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
@@ -107,7 +105,7 @@ pub fn init() {
     let mut state = Kernel {
         processes: Table::default(),
         threads: Table::default(),
-        sched: Scheduler::new(0),
+        sched: Scheduler::new(&[]),
         caps: CapTable::default(),
         ports: Table::default(),
         memory: Table::default(),
@@ -116,19 +114,24 @@ pub fn init() {
         ipc_stats: IpcStats::default(),
         fast: FastCounts::default(),
         ticks: 0,
-        boot_rsp: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,
     };
-    let idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
-    let idle_id = state.threads.insert(idle);
-    state.sched = Scheduler::new(idle_id);
+    // One idle thread per core, at home there.
+    let idles: alloc::vec::Vec<Tid> = (0..crate::arch::percpu::online())
+        .map(|core| {
+            let mut idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
+            idle.set_home(core);
+            state.threads.insert(idle)
+        })
+        .collect();
+    state.sched = Scheduler::new(&idles);
     *KERNEL.lock() = Some(state);
 }
 
 impl Kernel {
     pub fn current_thread(&self) -> &Thread {
-        &self.threads[&self.sched.current]
+        &self.threads[&self.sched.current()]
     }
 
     pub fn current_pid(&self) -> Pid {

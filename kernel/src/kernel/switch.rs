@@ -2,6 +2,7 @@
 //! in an IPC syscall with the thread parked (`block_parking`, `yield_parking`), the fast
 //! path's direct switch (`switch_parked`), the timer tick and the idle loop. Each takes the
 //! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
+//! Every core switches among its own threads only (see `sched`).
 
 use super::{Kernel, KernelGuard, kernel};
 use crate::arch::entry;
@@ -11,12 +12,13 @@ use crate::sched::thread::{Start, ThreadState, Tid};
 use crate::sched::{
     Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
 };
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
     let mut k = kernel();
     clear_reschedule();
-    let current = k.sched.current;
+    let current = k.sched.current();
     let slice_over = k.sched.slice_over();
     let idle = k.sched.is_idle(current);
     let state = &mut *k;
@@ -38,7 +40,7 @@ pub fn reschedule() {
 /// the fast paths park instead, see [`switch_parked`]). The current thread must already
 /// be blocked (or requeued) by the caller.
 fn switch_to(mut k: KernelGuard, next: Tid) {
-    let current = k.sched.current;
+    let current = k.sched.current();
     if next == current {
         k.threads
             .get_mut(&next)
@@ -49,7 +51,7 @@ fn switch_to(mut k: KernelGuard, next: Tid) {
     let resume = install(&mut k, next);
     let save = match k.threads.get_mut(&current) {
         Some(thread) => thread.saved_rsp_slot(),
-        None => &raw mut k.boot_rsp,
+        None => k.sched.boot_rsp_slot(),
     };
     drop(k);
     // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
@@ -118,7 +120,7 @@ pub fn switch_parked(mut k: KernelGuard, next: Tid, parked: Parked) -> ! {
 pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
     clear_reschedule();
     let state = &mut *k;
-    let current = state.sched.current;
+    let current = state.sched.current();
     state.sched.time(current, waiting);
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.block(waiting);
@@ -133,7 +135,7 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
 /// itself again).
 pub fn yield_parking(mut k: KernelGuard) -> ! {
     clear_reschedule();
-    let current = k.sched.current;
+    let current = k.sched.current();
     let state = &mut *k;
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.ready();
@@ -147,22 +149,37 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     switch_parked(k, next, park)
 }
 
-/// Runs on the new thread after every switch: free threads that died while running.
+/// Runs on the new thread after every switch: free threads that died while running. The
+/// new thread itself may be among them (another core ended it just now): it stays until
+/// this core has left its stack.
 pub fn finish_switch() {
     // Almost every switch has nobody to free: skip the lock then.
     if !take_dead_flag() {
         return;
     }
     let mut k = kernel();
+    let current = k.sched.current();
     let dead = k.sched.take_dead();
     for tid in dead {
-        k.threads.remove(&tid);
+        if tid == current {
+            k.sched.note_dead(tid, crate::arch::percpu::index());
+        } else {
+            k.threads.remove(&tid);
+        }
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn thread_first_run() {
     finish_switch();
+}
+
+/// The running thread is gone (it ended, or another core ended it while this one waited
+/// for the lock): run someone else, for good.
+pub fn leave_for_good(k: KernelGuard) -> ! {
+    drop(k);
+    reschedule();
+    unreachable!("a thread that is gone is never resumed");
 }
 
 pub fn reschedule_if_needed() {
@@ -180,10 +197,13 @@ pub fn timer_tick() {
     {
         let mut k = kernel();
         let k = &mut *k;
-        k.ticks += 1;
-        let now = k.ticks;
-        crate::clock::publish(now);
-        let current = k.sched.current;
+        // The boot core keeps the time and the timers; every core its own slice.
+        if crate::arch::percpu::is_boot_core() {
+            k.ticks += 1;
+            crate::clock::publish(k.ticks);
+            wake_sleepers(k);
+        }
+        let current = k.sched.current();
         if let Some(thread) = k.threads.get_mut(&current) {
             // Back after a preemption: only the rest of its slice. Applied here, not where
             // it is switched to, so that the IPC paths pay nothing for it.
@@ -193,15 +213,19 @@ pub fn timer_tick() {
                 process.tick();
             }
         }
-        while let Some(tid) = k.sched.pop_expired(now) {
-            match k.threads.get(&tid).map(|t| t.state()) {
-                Some(ThreadState::Receiving { .. }) => {
-                    k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
-                }
-                _ => k.make_ready(tid),
-            }
-        }
         k.sched.run_down_slice();
+    }
+}
+
+/// Wake the threads whose timeouts have come.
+fn wake_sleepers(k: &mut Kernel) {
+    while let Some(tid) = k.sched.pop_expired(k.ticks) {
+        match k.threads.get(&tid).map(|t| t.state()) {
+            Some(ThreadState::Receiving { .. }) => {
+                k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
+            }
+            _ => k.make_ready(tid),
+        }
     }
 }
 
@@ -212,18 +236,25 @@ fn idle_loop() -> ! {
     }
 }
 
-/// Another core, until the scheduler runs on every core: it halts, taking only its own
-/// tick (`interrupt.rs`).
-pub fn idle_other_core() -> ! {
-    loop {
-        crate::arch::percpu::halt();
-    }
-}
+/// Set once the boot core has made the kernel state and the first process: the other
+/// cores may then schedule too.
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Leave the boot stack for the first ready thread, for good.
 pub fn start() -> ! {
+    STARTED.store(true, Ordering::Release);
     reschedule();
     unreachable!("the boot context is never resumed");
+}
+
+/// Another core, once started: it waits for the kernel state, then schedules, for good.
+pub fn start_other_core() -> ! {
+    while !STARTED.load(Ordering::Acquire) {
+        // Shootdowns reach every running core, scheduling or not.
+        crate::arch::tlb::serve();
+        core::hint::spin_loop();
+    }
+    start()
 }
 
 pub fn idle_start() -> Start {
@@ -233,7 +264,7 @@ pub fn idle_start() -> Start {
 /// "process N (name), thread T" for reports about the running thread.
 pub fn describe_current() -> alloc::string::String {
     match crate::kernel::KERNEL.try_lock().as_deref() {
-        Some(Some(k)) => k.describe_thread(k.sched.current),
+        Some(Some(k)) => k.describe_thread(k.sched.current()),
         Some(None) => alloc::string::String::from("before the scheduler started"),
         None => alloc::string::String::from("kernel lock held"),
     }

@@ -22,7 +22,7 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let kind = SysInfo::from_raw(args.word(0)).ok_or(Error::InvalidArgument)?;
     Ok(Next::Return(match kind {
         SysInfo::Pid => k.current_pid() as usize,
-        SysInfo::Tid => k.sched.current as usize,
+        SysInfo::Tid => k.sched.current() as usize,
         SysInfo::Ticks => k.ticks as usize,
         SysInfo::TickHz => crate::arch::lapic::TICK_HZ as usize,
         SysInfo::FreeFrames => frame::free_count(),
