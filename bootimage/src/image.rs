@@ -236,11 +236,12 @@ mod tests {
     }
 
     #[test]
-    fn bench_image_passes_the_filter_to_kbench() {
+    fn bench_image_passes_the_filter_to_kbench_and_carries_the_disk_driver() {
         let image = Image::bench("port_call");
-        assert_eq!(image.modules.len(), 1);
+        assert_eq!(image.modules.len(), 2);
         assert_eq!(image.modules[0].name().unwrap(), "kbench");
         assert_eq!(image.modules[0].args, "port_call");
+        assert_eq!(image.modules[1].name().unwrap(), "virtio-blk");
     }
 
     #[test]

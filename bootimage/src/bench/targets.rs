@@ -1,4 +1,4 @@
-//! The performance targets of issues 10 (kernel) and 11 (services), on medians in
+//! The performance targets of issues 10 (kernel), 11 (services) and 13 (the disk), on medians in
 //! instructions, and the verdict on each. A benchmark may carry more than one target.
 
 use std::fmt;
@@ -89,6 +89,9 @@ pub const TARGETS: &[Target] = &[
     ),
     at_most("service_bulk_1mib", 5000.0),
     relative("service_vec_1mib", Bound::AtMost, 1.2, "memcpy_1mib"),
+    // Issue 13: the disk, in busy instructions (the sequential read per KiB).
+    at_most("blk_read_4k", 10_000.0),
+    at_most("blk_seq_read_16mib", 120.0),
 ];
 
 /// How one target fared. Anything but `Holds` is a miss.
@@ -330,6 +333,8 @@ mod tests {
             "sys_info_pid",
             "service_bulk_1mib",
             "service_vec_1mib",
+            "blk_read_4k",
+            "blk_seq_read_16mib",
         ] {
             assert_eq!(
                 benches.iter().filter(|&&b| b == bench).count(),
@@ -344,7 +349,7 @@ mod tests {
                 "{bench}"
             );
         }
-        assert_eq!(TARGETS.len(), 14);
+        assert_eq!(TARGETS.len(), 16);
     }
 
     #[test]

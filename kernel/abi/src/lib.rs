@@ -191,10 +191,15 @@ pub enum Syscall {
     /// tells a driver which registers it holds), and shows a driver asks for
     /// `mem_create_dma`. Costs no frames.
     MemCreateDevice = 53,
+    /// `dma_release(pid)`: the device of ended process `pid` is stopped (its bus mastering
+    /// off): free the DMA memory it made, which the kernel holds from the moment a process
+    /// that made DMA memory ends, since its device could still write it. Needs
+    /// [`rights::SYSTEM`]. Returns how many frames it freed (0 when nothing was held).
+    DmaRelease = 54,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 54;
+    pub const COUNT: usize = 55;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -253,6 +258,7 @@ impl Syscall {
             ThreadRegsWrite,
             PortSignalRecv,
             MemCreateDevice,
+            DmaRelease,
         ];
         ALL.get(n).copied()
     }
@@ -452,9 +458,12 @@ pub enum SysInfo {
 }
 
 impl SysInfo {
+    /// How many figures there are: numbers from this on are unknown.
+    pub const COUNT: usize = 14;
+
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
-        [
+        const ALL: [SysInfo; SysInfo::COUNT] = [
             Pid,
             Tid,
             Ticks,
@@ -469,9 +478,8 @@ impl SysInfo {
             IdleTsc,
             PciEcam,
             PciBuses,
-        ]
-        .get(n)
-        .copied()
+        ];
+        ALL.get(n).copied()
     }
 }
 
@@ -626,6 +634,14 @@ mod tests {
             assert_eq!(Syscall::from_raw(n).map(|s| s as usize), Some(n));
         }
         assert_eq!(Syscall::from_raw(Syscall::COUNT), None);
+    }
+
+    #[test]
+    fn sys_info_figures_are_dense_and_stable() {
+        for n in 0..SysInfo::COUNT {
+            assert_eq!(SysInfo::from_raw(n).map(|f| f as usize), Some(n));
+        }
+        assert_eq!(SysInfo::from_raw(SysInfo::COUNT), None);
     }
 
     #[test]

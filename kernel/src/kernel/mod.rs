@@ -9,6 +9,7 @@
 //! instead of hanging.
 
 mod capability;
+mod dma;
 pub mod fastpath;
 pub mod fault;
 pub mod fpu;
@@ -54,6 +55,8 @@ pub struct Kernel {
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
     discarding: bool,
+    /// DMA memory of ended drivers, by driver, until their devices are stopped.
+    dma_held: alloc::collections::BTreeMap<Pid, dma::Held>,
 }
 
 pub static KERNEL: TicketLock<Option<Kernel>> = TicketLock::new(None);
@@ -116,6 +119,7 @@ pub fn init() {
         ticks: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,
+        dma_held: alloc::collections::BTreeMap::new(),
     };
     // One idle thread per core, at home there.
     let idles: alloc::vec::Vec<Tid> = (0..crate::arch::percpu::online())
@@ -179,8 +183,10 @@ impl Kernel {
             Object::Reply(reply) => self.abandon_reply(reply),
             Object::Port(port) => self.port_capability_gone(port),
             Object::Memory(mem) => {
-                if self.caps.count(object) == 0 {
-                    self.memory.remove(&mem);
+                if self.caps.count(object) == 0
+                    && let Some(memory) = self.memory.remove(&mem)
+                {
+                    self.free_memory(memory);
                 }
             }
             Object::Irq(line) => self.devices.irq_released(line, &self.caps),

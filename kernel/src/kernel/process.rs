@@ -54,6 +54,8 @@ impl Kernel {
         for tid in threads {
             self.remove_thread(tid);
         }
+        self.hold_dma_of(pid);
+        self.release_dma_of_children(pid);
         self.cap_delete_all(pid);
         if let Some(space) = space {
             // No core may be left running on its tables, nor caching its entries.

@@ -20,6 +20,9 @@ pub struct MemoryObject {
     owner: Pid,
     /// Device registers (MMIO): mapped uncached, never charged, never released.
     device: bool,
+    /// For DMA memory: the process that made it, whose device may still write it after
+    /// that process ended (see kernel/dma.rs).
+    dma_maker: Option<Pid>,
 }
 
 /// How many pages an object of `len` bytes takes: a whole number, at most the limit.
@@ -41,6 +44,7 @@ impl MemoryObject {
             frames,
             owner,
             device: false,
+            dma_maker: None,
         };
         for _ in 0..pages {
             // On failure `object` drops and returns the frames taken so far.
@@ -53,8 +57,8 @@ impl MemoryObject {
 }
 
 impl MemoryObject {
-    /// Physically contiguous frames, for a device to reach with DMA.
-    pub fn new_contiguous(len: usize, owner: Pid) -> Result<Self, Error> {
+    /// Physically contiguous frames, for a device of `owner`'s to reach with DMA.
+    pub fn new_dma(len: usize, owner: Pid) -> Result<Self, Error> {
         let pages = pages(len)?;
         let mut frames = Vec::new();
         frames
@@ -66,6 +70,7 @@ impl MemoryObject {
             frames,
             owner,
             device: false,
+            dma_maker: Some(owner),
         })
     }
 
@@ -82,6 +87,7 @@ impl MemoryObject {
             frames,
             owner,
             device: true,
+            dma_maker: None,
         })
     }
 }
@@ -89,6 +95,11 @@ impl MemoryObject {
 impl MemoryObject {
     pub fn frames(&self) -> &[PhysAddr] {
         &self.frames
+    }
+
+    /// For DMA memory, the process that made it.
+    pub fn dma_maker(&self) -> Option<Pid> {
+        self.dma_maker
     }
 
     /// Whether it is device registers (mapped uncached).

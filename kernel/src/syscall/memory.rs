@@ -56,7 +56,7 @@ pub fn create_dma(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         return Err(Error::WrongType);
     }
     let rights = rights::MAP_READ | rights::MAP_WRITE | rights::GRANT | rights::DMA;
-    create(k, args.word(1), rights, MemoryObject::new_contiguous)
+    create(k, args.word(1), rights, MemoryObject::new_dma)
 }
 
 /// A memory object over device registers: only for the SYSTEM right, and never over RAM.
@@ -74,6 +74,15 @@ pub fn create_device(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let rights = rights::MAP_READ | rights::MAP_WRITE | rights::GRANT | rights::DMA;
     let object = MemoryObject::new_device(phys, len, k.current_pid())?;
     insert(k, object, rights)
+}
+
+/// The device of ended driver `pid` is stopped: free the DMA memory held for it.
+pub fn release_dma(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    if !k.current_process().has_right(keel_abi::rights::SYSTEM) {
+        return Err(Error::PermissionDenied);
+    }
+    let pid = args.pid(0)?;
+    Ok(Next::Return(k.release_dma(pid)))
 }
 
 /// A new memory object of `len` bytes, charged to the caller's frame quota.

@@ -117,6 +117,7 @@ fn handle(call: Syscall, k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         Syscall::MemCreateDma => memory::create_dma(k, args),
         Syscall::MemPhys => memory::phys(k, args),
         Syscall::MemCreateDevice => memory::create_device(k, args),
+        Syscall::DmaRelease => memory::release_dma(k, args),
         Syscall::ThreadInfo => thread::info(k, args),
         Syscall::ThreadSuspend => thread::suspend(k, args),
         Syscall::ThreadResume => thread::resume(k, args),

@@ -81,3 +81,10 @@ pub fn mem_create_device(phys: u64, len: usize) -> Result<Handle, Error> {
     // SAFETY: no memory of this process is read or written.
     unsafe { call(Syscall::MemCreateDevice, [phys as usize, len]) }.map(to_handle)
 }
+
+/// `dma_release`: the device of ended process `pid` is stopped, so the DMA memory the
+/// kernel held for it may go; how many frames it freed. Needs the SYSTEM process right.
+pub fn dma_release(pid: u32) -> Result<usize, Error> {
+    // SAFETY: no memory of this process is read or written.
+    unsafe { call(Syscall::DmaRelease, [pid as usize]) }
+}

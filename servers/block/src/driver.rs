@@ -7,6 +7,7 @@ use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
+use keel_block::BlockStats;
 use keel_rt::driver::pci::{self, PciFunction};
 use keel_rt::driver::{Device, DeviceMemory, Driver, DriverError, Interrupt, IrqLine};
 use virtio_drivers::transport::pci::PciTransport;
@@ -36,6 +37,8 @@ pub struct BlkDriver {
     pending: RefCell<Vec<Option<Pending>>>,
     /// Requests waiting for room in the queue.
     room: RefCell<Vec<Waker>>,
+    stats: Cell<BlockStats>,
+    in_flight: Cell<u32>,
 }
 
 impl BlkDriver {
@@ -45,7 +48,13 @@ impl BlkDriver {
             disk: RefCell::new(None),
             pending: RefCell::new((0..QUEUE_SIZE).map(|_| None).collect()),
             room: RefCell::new(Vec::new()),
+            stats: Cell::default(),
+            in_flight: Cell::new(0),
         }
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        self.stats.get()
     }
 
     /// (blocks, read-only, caches writes) of the probed device.
@@ -83,6 +92,12 @@ impl BlkDriver {
         let Some(token) = token else {
             return false;
         };
+        let in_flight = self.in_flight.get() + 1;
+        self.in_flight.set(in_flight);
+        let mut stats = self.stats.get();
+        stats.requests += 1;
+        stats.most_in_flight = stats.most_in_flight.max(in_flight);
+        self.stats.set(stats);
         let outcome = Outcome::default();
         self.pending.borrow_mut()[usize::from(token)] = Some(Pending {
             outcome: outcome.clone(),
@@ -174,6 +189,10 @@ impl Driver for BlkDriver {
         if !raised && done == 0 {
             return Interrupt::NotPending;
         }
+        self.in_flight.set(self.in_flight.get() - done as u32);
+        let mut stats = self.stats.get();
+        stats.interrupts += u64::from(done > 0);
+        self.stats.set(stats);
         for waker in self.room.borrow_mut().drain(..) {
             waker.wake();
         }

@@ -9,8 +9,8 @@ use core::ptr::NonNull;
 
 use keel_abi::cap::rights;
 use keel_block::{
-    BLOCK_SIZE, Block, BlockError, BlockInfo, MAX_BLOCKS_PER_REQUEST, MAX_REGION_LEN, REGION_LABEL,
-    RegionInfo,
+    BLOCK_SIZE, Block, BlockError, BlockInfo, BlockStats, MAX_BLOCKS_PER_REQUEST, MAX_REGION_LEN,
+    REGION_LABEL, RegionInfo,
 };
 use keel_rt::ipc::{Message, Port};
 use keel_rt::service::Cap;
@@ -131,6 +131,10 @@ impl Block for Service {
             read_only,
             max_blocks_per_request: MAX_BLOCKS_PER_REQUEST,
         }
+    }
+
+    async fn stats(&self) -> BlockStats {
+        self.driver.stats()
     }
 
     async fn open_region(&self, len: u64, port: Cap) -> Result<RegionInfo, BlockError> {

@@ -69,9 +69,9 @@ pub fn find(wanted: &PciMatch) -> Option<&'static Function> {
 }
 
 /// A driver of `wanted` ended: turn off its function's bus mastering, so the device
-/// stops reaching memory the driver's DMA buffers no longer own. (The kernel freed them
-/// as the driver died, a moment before: a request in flight could still land in that
-/// moment; without an IOMMU nothing closes it. The next driver resets the device.)
+/// stops reaching memory. The kernel holds the driver's DMA memory until init then
+/// releases it (`dma_release`), so a request the device finishes meanwhile lands in
+/// frames nobody else has yet. The next driver resets the device.
 pub fn stop_dma(wanted: &PciMatch) {
     let Some(function) = find(wanted) else { return };
     if let Ok(page) = DeviceMemory::create(function.config, FUNCTION_SIZE) {

@@ -439,6 +439,9 @@ impl Table {
         if let Some(device) = &child.server.pci {
             crate::pci::stop_dma(device);
         }
+        // Its device stopped (if it had one), the DMA memory the kernel held since the
+        // child ended may go back (docs/ARCHITECTURE.md, "DMA").
+        let _ = keel_rt::sys::device::dma_release(pid);
         child.pid = None;
         child.last_exit = exit.ok();
         let why = format!("(pid {pid}) {}", child.ending(&exit));

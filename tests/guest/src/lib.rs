@@ -118,6 +118,9 @@ roles! {
     XmmKeeper = "xmm-keeper",
     /// Caps: 1 = a port to serve. Take one call and exit without answering it.
     ExitMidCall = "exit-mid-call",
+    /// Caps: 1 = a device capability. Make a [`DMA_HOLDER_PAGES`]-page DMA buffer, write
+    /// every page, and exit still holding it.
+    DmaHolder = "dma-holder",
     /// Caps: 1 = a port to serve. Take one call and sleep until killed.
     HoldCall = "hold-call",
     /// Caps: 1 = a port to serve. Take two calls, save the first one's reply, answer the
@@ -260,6 +263,9 @@ pub mod label {
 pub const SHARED_BY_PARENT: u64 = 0x7061_7265_6e74_2121;
 /// What `kchild` writes back into it.
 pub const SHARED_BY_CHILD: u64 = 0x6368_696c_6421_2121;
+
+/// The size of [`Role::DmaHolder`]'s DMA buffer, in pages.
+pub const DMA_HOLDER_PAGES: usize = 16;
 
 /// [`Role::Flood`]'s notification when its sends met a full queue.
 pub const FLOOD_QUEUE_FULL: u64 = 1;

@@ -57,6 +57,18 @@ pub struct BlockInfo {
     pub max_blocks_per_request: u32,
 }
 
+/// What the driver has done since it started: for tests and the curious.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "keel_rt::serde")]
+pub struct BlockStats {
+    /// Requests the device was given (reads, writes, flushes).
+    pub requests: u64,
+    /// Interrupts that found work done.
+    pub interrupts: u64,
+    /// The most requests at the device at once.
+    pub most_in_flight: u32,
+}
+
 /// A data region the driver opened for this client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(crate = "keel_rt::serde")]
@@ -115,6 +127,9 @@ impl core::fmt::Display for BlockError {
 pub trait Block {
     #[idempotent]
     async fn info(&self) -> BlockInfo;
+
+    #[idempotent]
+    async fn stats(&self) -> BlockStats;
 
     /// Allocate a data region of `len` bytes (whole pages) and send a memory capability to
     /// it (MAP_READ | MAP_WRITE), labelled [`REGION_LABEL`] with the region's id in word 0,

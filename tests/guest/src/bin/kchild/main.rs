@@ -141,6 +141,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::XmmKeeper => xmm_keeper(arg),
         Role::Forward => ipc::forward(),
         Role::ExitMidCall => ipc::exit_mid_call(),
+        Role::DmaHolder => dma_holder(),
         Role::HoldCall => ipc::hold_call(),
         Role::DeferredReply => ipc::deferred_reply(),
         Role::Call => ipc::call(),
@@ -428,6 +429,20 @@ fn thread_stack_overflow() -> Result<i32, Failure> {
     .map_err(|e| Failure::Setup("thread::spawn", e))?
     .join();
     Err(Failure::NoFault)
+}
+
+fn dma_holder() -> Result<i32, Failure> {
+    // Handle 1: the first capability the parent passed.
+    let device: keel_abi::cap::Handle = 1;
+    let len = keel_guest_tests::DMA_HOLDER_PAGES * keel_abi::layout::PAGE_SIZE;
+    let buffer = keel_rt::driver::DmaBuffer::new(device, len).or_setup("a DMA buffer")?;
+    for page in (0..len).step_by(keel_abi::layout::PAGE_SIZE) {
+        // SAFETY: inside the buffer's mapping, which lives until the process ends.
+        unsafe { buffer.as_ptr().add(page).write_volatile(0xd4) };
+    }
+    // Held to the end: the kernel frees it with the process, or holds it for the device.
+    core::mem::forget(buffer);
+    Ok(0)
 }
 
 fn last_thread_exits() -> Result<i32, Failure> {

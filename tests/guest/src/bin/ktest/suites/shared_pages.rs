@@ -9,7 +9,9 @@ use alloc::string::String;
 use keel_abi::cap::rights;
 use keel_abi::layout::PAGE_SIZE;
 use keel_abi::{Error, SysInfo, prot};
-use keel_guest_tests::{KERNEL_ADDR, Role, SCRATCH_ADDR, SHARED_BY_CHILD, SHARED_BY_PARENT, label};
+use keel_guest_tests::{
+    DMA_HOLDER_PAGES, KERNEL_ADDR, Role, SCRATCH_ADDR, SHARED_BY_CHILD, SHARED_BY_PARENT, label,
+};
 use keel_rt::cap;
 use keel_rt::ipc::Port;
 use keel_rt::mem::{Mapping, Memory};
@@ -30,6 +32,7 @@ pub const SUITE: Suite = suite!(shared_pages:
     a_memory_object_gives_its_frames_back_with_its_last_capability,
     memory_objects_must_be_whole_pages,
     dma_buffers_are_contiguous_and_only_for_drivers,
+    an_ended_drivers_dma_memory_is_held_until_its_device_is_stopped,
 );
 
 const RW: usize = prot::READ | prot::WRITE;
@@ -267,6 +270,37 @@ fn memory_objects_must_be_whole_pages() -> Result<(), String> {
             Memory::create(2 * PAGE_SIZE).and_then(|memory| memory.size()),
             Ok(2 * PAGE_SIZE),
         )]))
+}
+
+/// A driver that ends leaves its DMA memory to the kernel, which frees it only once a
+/// SYSTEM process says the device is stopped: the device may still write it meanwhile.
+fn an_ended_drivers_dma_memory_is_held_until_its_device_is_stopped() -> Result<(), String> {
+    let free = || sys::sys_info(SysInfo::FreeFrames).context("sys_info(FreeFrames)");
+    let irq = sys::device::irq_create(8).context("minting an interrupt line")?;
+    let before = free()?;
+    let pid = child::spawn_with_caps(Role::DmaHolder, "", &[irq])?;
+    child::expect_success(pid, Role::DmaHolder)?;
+    let ended = free()?;
+    let released = sys::device::dma_release(pid);
+    let after = free()?;
+    let again = sys::device::dma_release(pid);
+    // A live process's DMA memory goes back as soon as its last capability does.
+    let buffer = keel_rt::driver::DmaBuffer::new(irq, PAGE_SIZE).context("a DMA buffer")?;
+    let with_buffer = free()?;
+    drop(buffer);
+    let dropped = free()?;
+    let _ = sys::ipc::cap_delete(irq);
+    all([
+        expect_eq(
+            "frames missing once the driver ended (its DMA buffer)",
+            before - ended,
+            DMA_HOLDER_PAGES,
+        ),
+        expect_eq("frames dma_release freed", released, Ok(DMA_HOLDER_PAGES)),
+        expect_eq("free frames after the release", after, before),
+        expect_eq("a second release", again, Ok(0)),
+        expect_eq("a live driver's buffer freed", dropped, with_buffer + 1),
+    ])
 }
 
 fn dma_buffers_are_contiguous_and_only_for_drivers() -> Result<(), String> {

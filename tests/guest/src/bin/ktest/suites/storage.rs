@@ -163,6 +163,7 @@ fn many_requests_in_flight_each_land_where_they_should() -> Result<(), String> {
                 BLOCKS as u32,
             )
         });
+        let before = block.stats().await.context("stats")?;
         let written = join_all(writes).await;
         let base = REQUESTS * BLOCKS * BLOCK;
         let reads = (0..REQUESTS).map(|i| {
@@ -174,6 +175,7 @@ fn many_requests_in_flight_each_land_where_they_should() -> Result<(), String> {
             )
         });
         let read = join_all(reads).await;
+        let after = block.stats().await.context("stats")?;
         let mut wrong = Vec::new();
         for (i, expected) in data.iter().enumerate() {
             let mut back = alloc::vec![0; BLOCKS * BLOCK];
@@ -194,6 +196,17 @@ fn many_requests_in_flight_each_land_where_they_should() -> Result<(), String> {
                 0,
             ),
             expect_eq("requests whose blocks read back wrong", wrong, Vec::new()),
+            expect_eq(
+                "requests the device was given",
+                after.requests - before.requests,
+                2 * REQUESTS as u64,
+            ),
+            ensure(after.most_in_flight >= 16, || {
+                format!(
+                    "at most {} requests were at the device at once",
+                    after.most_in_flight
+                )
+            }),
         ])
     })
 }

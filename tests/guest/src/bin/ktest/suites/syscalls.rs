@@ -160,8 +160,7 @@ fn process_list_rejects_bad_buffers() -> Result<(), String> {
 }
 
 fn sys_info_rejects_unknown_figures() -> Result<(), String> {
-    // The first number past the last figure (`Capabilities`).
-    let first_unknown = keel_abi::SysInfo::Capabilities as usize + 1;
+    let first_unknown = keel_abi::SysInfo::COUNT;
     all([first_unknown, 1000, usize::MAX].map(|figure| {
         let result = syscall(Syscall::SysInfo, [figure]);
         expect_eq(&format!("sys_info({figure:#x})"), result, INVALID_ARGUMENT)
