@@ -46,6 +46,9 @@ fn switch_to(mut k: KernelGuard, next: Tid) {
             .get_mut(&next)
             .expect("scheduled thread exists")
             .run();
+        drop(k);
+        // Another core may have left a thread this one ran before for it to free.
+        finish_switch();
         return;
     }
     let resume = install(&mut k, next);
