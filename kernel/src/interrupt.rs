@@ -15,9 +15,7 @@ const DEVICE_NOT_AVAILABLE: u64 = 7;
 
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector >= 32 {
-        arch::percpu::end_halt();
-    }
+    let woke_idle = frame.vector >= 32 && arch::percpu::end_halt();
     match frame.vector {
         DEVICE_NOT_AVAILABLE if frame.is_from_user() => crate::kernel::fpu::claim(),
         0..=31 if frame.is_from_user() => crate::kernel::fault::user_fault(frame),
@@ -25,7 +23,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
-            crate::kernel::switch::timer_tick();
+            // An idle core other than the boot core (which keeps the time) has no slice to
+            // count: its tick would only contend for the lock.
+            if !woke_idle || arch::percpu::is_boot_core() {
+                crate::kernel::switch::timer_tick();
+            }
             crate::kernel::announce_log();
             crate::kernel::switch::reschedule_if_needed();
         }

@@ -249,13 +249,16 @@ pub fn halt() {
 }
 
 /// An interrupt arrived: end the halt it woke, if any, before its handler's work counts.
-pub fn end_halt() {
+/// Whether it woke one.
+pub fn end_halt() -> bool {
     let since = read::<{ offset_of!(PerCpu, halted_since) }>();
-    if since != 0 {
+    let halted = since != 0;
+    if halted {
         write::<{ offset_of!(PerCpu, halted_since) }>(0);
         let idle = read::<{ offset_of!(PerCpu, idle_tsc) }>();
         write::<{ offset_of!(PerCpu, idle_tsc) }>(idle + super::cpu::read_tsc() - since);
     }
+    halted
 }
 
 /// TSC cycles this core has spent halted since it started: what a benchmark subtracts,

@@ -22,6 +22,9 @@ const GLOBAL: u64 = 1;
 const LEAVE: u64 = 2;
 const BITS: u64 = GLOBAL | LEAVE;
 
+/// How long the asker waits for an answer before it calls the other core stuck.
+const WATCHDOG_MS: u64 = 1000;
+
 /// The kernel's own root, which holds no user mappings.
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 
@@ -62,12 +65,16 @@ fn shoot(request: u64, concerned: impl Fn(u64) -> bool) {
         super::lapic::send_ipi(percpu::apic_id_of(core), VECTOR_WAKE as u32);
         asked |= 1 << core;
     }
+    let start = super::cpu::read_tsc();
     while asked != 0 {
         let core = asked.trailing_zeros() as usize;
         if percpu::of(core).shootdown.load(Ordering::Acquire) == 0 {
             asked &= !(1 << core);
         }
         core::hint::spin_loop();
+        if super::cpu::read_tsc() - start > WATCHDOG_MS * super::lapic::tsc_per_ms() {
+            panic!("core {core} did not answer a TLB shootdown in {WATCHDOG_MS} ms");
+        }
     }
 }
 
