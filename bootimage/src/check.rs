@@ -29,6 +29,7 @@ pub const SUITES: &[&str] = &[
     "fuzz",
     "chaos",
     "storage",
+    "files",
 ];
 
 /// The suites that run IPC, booted a second time with the fast path off: the general path is
@@ -52,9 +53,23 @@ pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
             check.qemu.disk = Some(disk);
             Ok(check)
         }
+        FILES => {
+            // A FAT32 disk of its own, never the user's; fsck must find it clean after.
+            let disk = crate::workspace_root()
+                .join("target")
+                .join("files-disk.img");
+            crate::disk::make(&disk, &[])?;
+            let mut check = Check::suite(suite, accel);
+            check.qemu.disk = Some(disk);
+            check.expect.disk = Some(Vec::new());
+            Ok(check)
+        }
         _ => Ok(Check::suite(suite, accel)),
     }
 }
+
+/// The suite of the file service, which boots with a FAT32 disk.
+pub const FILES: &str = "files";
 
 /// The suite of the block driver, which boots with a disk.
 pub const STORAGE: &str = "storage";
@@ -118,6 +133,9 @@ pub struct Expect {
     pub lines: Vec<String>,
     /// The guest runs a test suite: it must print [`TESTS_PASSED`] and no failed test.
     pub test_report: bool,
+    /// After the boot, the disk must be clean (`fsck.vfat -n`) and hold these files
+    /// (path, bytes) as mtools reads them.
+    pub disk: Option<Vec<(String, Vec<u8>)>>,
 }
 
 impl Expect {
@@ -125,6 +143,7 @@ impl Expect {
         Expect {
             lines: Vec::new(),
             test_report: true,
+            disk: None,
         }
     }
 
@@ -137,6 +156,7 @@ impl Expect {
                 DEMO_COMPLETE.into(),
             ],
             test_report: false,
+            disk: None,
         }
     }
 }
@@ -256,7 +276,8 @@ fn run_check(check: &Check) -> Outcome {
     };
     let failures = match check.qemu.run(on_line) {
         Ok(run) => {
-            let failures = judge(&run, &check.expect);
+            let mut failures = judge(&run, &check.expect);
+            failures.extend(disk_failures(check));
             report(check, &run, &failures);
             failures
         }
@@ -269,6 +290,31 @@ fn run_check(check: &Check) -> Outcome {
         name: check.name.clone(),
         failures,
     }
+}
+
+/// What is wrong with the disk a check booted with, if it has expectations of it.
+fn disk_failures(check: &Check) -> Vec<String> {
+    let (Some(files), Some(path)) = (&check.expect.disk, &check.qemu.disk) else {
+        return Vec::new();
+    };
+    let mut failures = Vec::new();
+    match crate::disk::fsck(path) {
+        Ok(Ok(())) => {}
+        Ok(Err(said)) => failures.push(format!("fsck.vfat -n finds the disk unclean: {said}")),
+        Err(error) => failures.push(error.to_string()),
+    }
+    for (name, bytes) in files {
+        match crate::disk::read_file(path, name) {
+            Ok(read) if read == *bytes => {}
+            Ok(read) => failures.push(format!(
+                "the disk's {name} holds {:?}, not {:?}",
+                String::from_utf8_lossy(&read),
+                String::from_utf8_lossy(bytes)
+            )),
+            Err(error) => failures.push(format!("reading {name} from the disk: {error}")),
+        }
+    }
+    failures
 }
 
 /// One check's result line; for a failure, the whole serial log under a header saying why.

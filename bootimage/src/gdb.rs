@@ -85,18 +85,19 @@ pub fn write_script(port: u16, program: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The demo image under QEMU (TCG) with its gdb stub on `port`, halted at the start.
-pub fn qemu(port: u16, console: Console) -> Result<Qemu> {
+/// The demo image on `disk` under QEMU (TCG) with its gdb stub on `port`, halted at the
+/// start.
+pub fn qemu(port: u16, console: Console, disk: std::path::PathBuf) -> Result<Qemu> {
     let image = image::demo_image(&manifest::demo_path(), false)?;
     let mut qemu = Qemu::new(Boot::Direct(image), Accel::Tcg, console);
     qemu.gdb = Some(port);
-    qemu.disk = Some(crate::check::demo_disk());
+    qemu.disk = Some(disk);
     Ok(qemu)
 }
 
 pub fn run(program: Option<&str>) -> Result<ExitCode> {
     setup::ensure(&setup::QEMU)?;
-    let qemu = qemu(PORT, Console::Interactive)?;
+    let qemu = qemu(PORT, Console::Interactive, crate::disk::demo_disk(false)?)?;
     let script = write_script(PORT, program)?;
     println!(
         "bootimage: QEMU waits for gdb on 127.0.0.1:{PORT}; in another terminal, from {}:",

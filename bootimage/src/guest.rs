@@ -157,6 +157,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "hello-service",
     "kv",
     "virtio-blk",
+    "fs",
 ];
 /// The programs a suite starts besides `kchild`, as boot modules of its image.
 pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
@@ -164,10 +165,11 @@ pub const SUITE_PROGRAMS: &[(&str, &[&str])] = &[
     // The real services the ring fuzzer attacks.
     ("services", &["hello-service", "kv"]),
     ("storage", &["virtio-blk"]),
+    ("files", &["virtio-blk", "fs"]),
 ];
 /// The packages `cargo boot bench` needs: the kernel, `keel-bench`, which provides `kbench`,
 /// and the disk driver its block benchmarks start.
-pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk"];
+pub const BENCH_PACKAGES: &[&str] = &["kernel", "keel-bench", "virtio-blk", "fs"];
 
 /// Guest builds get their own target directory: the outer `cargo run`/`cargo test` may hold
 /// the lock on target/ while we build, and host and guest artifacts never mix.

@@ -113,6 +113,7 @@ impl Image {
             modules: vec![
                 Module::new(binary("kbench"), filter),
                 Module::new(binary("virtio-blk"), ""),
+                Module::new(binary("fs"), ""),
             ],
             cmdline: String::new(),
         }
@@ -236,12 +237,12 @@ mod tests {
     }
 
     #[test]
-    fn bench_image_passes_the_filter_to_kbench_and_carries_the_disk_driver() {
+    fn bench_image_passes_the_filter_to_kbench_and_carries_the_disk_servers() {
         let image = Image::bench("port_call");
-        assert_eq!(image.modules.len(), 2);
-        assert_eq!(image.modules[0].name().unwrap(), "kbench");
+        let names: Vec<&str> = image.modules.iter().map(|m| m.name().unwrap()).collect();
+        // The disk benchmarks start the driver and the file service.
+        assert_eq!(names, ["kbench", "virtio-blk", "fs"]);
         assert_eq!(image.modules[0].args, "port_call");
-        assert_eq!(image.modules[1].name().unwrap(), "virtio-blk");
     }
 
     #[test]

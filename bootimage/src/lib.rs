@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod check;
+pub mod disk;
 mod error;
 pub mod fuzz;
 pub mod gdb;

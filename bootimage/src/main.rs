@@ -8,7 +8,7 @@ use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
 use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
-use bootimage::{Error, Result, chaos, fuzz, gdb, guest, iso, manifest, setup};
+use bootimage::{Error, Result, chaos, disk, fuzz, gdb, guest, iso, manifest, setup};
 
 const USAGE: &str = "\
 usage: cargo boot [--smp N] [COMMAND]
@@ -18,7 +18,9 @@ usage: cargo boot [--smp N] [COMMAND]
 commands:
   (none)           build and boot the demo: kernel, init, hello. With a terminal on stdin the
                    serial console is yours (quit with Ctrl-A X); without one the run is
-                   scripted: 60 s timeout, exit 0 only if the guest powers off with success
+                   scripted: 60 s timeout, exit 0 only if the guest powers off with success.
+                   The disk, target/keel-disk.img (FAT32), is made on first use and kept
+  --fresh-disk     the same, on a new disk
   image            build the demo image and print its files and the QEMU command
   image --iso      build the demo image as a GRUB ISO: target/keel.iso
   iso              build target/keel.iso and boot the demo from it
@@ -51,7 +53,7 @@ commands:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Demo,
+    Demo { fresh_disk: bool },
     Image { iso: bool },
     Iso,
     Test(Vec<String>),
@@ -76,7 +78,8 @@ fn parse(args: &[String]) -> Result<Option<(Command, u32)>, String> {
 
 fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
     Ok(Some(match args {
-        [] => Command::Demo,
+        [] => Command::Demo { fresh_disk: false },
+        ["--fresh-disk"] => Command::Demo { fresh_disk: true },
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
@@ -119,12 +122,14 @@ fn main() -> ExitCode {
 fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     setup::ensure_guest_target()?;
     match command {
-        Command::Demo => {
+        Command::Demo { fresh_disk } => {
             setup::ensure(&setup::QEMU)?;
+            disk::demo_disk(fresh_disk)?;
             let image = image::demo_image(&manifest::demo_path(), tour())?;
             boot_demo(Boot::Direct(image), cores, accel)
         }
         Command::Image { iso: false } => {
+            disk::demo_disk(false)?;
             // Whoever runs the printed command has a terminal: no tour.
             print_image(
                 &image::demo_image(&manifest::demo_path(), false)?,
@@ -145,6 +150,7 @@ fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
         }
         Command::Iso => {
             setup::ensure(&setup::QEMU)?;
+            disk::demo_disk(false)?;
             let path = build_demo_iso(tour())?;
             boot_demo(Boot::Cdrom(path), cores, accel)
         }
@@ -152,7 +158,10 @@ fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
         Command::Fuzz(options) => campaign(cores, || Ok(options.check(accel.accel))),
         Command::Chaos(options) => campaign(cores, || options.check(accel.accel)),
-        Command::Gdb(program) => gdb::run(program.as_deref()),
+        Command::Gdb(program) => {
+            disk::demo_disk(false)?;
+            gdb::run(program.as_deref())
+        }
     }
 }
 
@@ -293,7 +302,10 @@ mod tests {
 
     #[test]
     fn smp_takes_a_core_count_before_the_command() {
-        assert_eq!(parse_with_cores(""), Ok(Some((Command::Demo, 1))));
+        assert_eq!(
+            parse_with_cores(""),
+            Ok(Some((Command::Demo { fresh_disk: false }, 1)))
+        );
         assert_eq!(
             parse_with_cores("--smp 4 test threads"),
             Ok(Some((Command::Test(vec!["threads".into()]), 4)))
@@ -305,7 +317,14 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        assert_eq!(parse_words(""), Ok(Some(Command::Demo)));
+        assert_eq!(
+            parse_words(""),
+            Ok(Some(Command::Demo { fresh_disk: false }))
+        );
+        assert_eq!(
+            parse_words("--fresh-disk"),
+            Ok(Some(Command::Demo { fresh_disk: true }))
+        );
         assert_eq!(
             parse_words("image --iso"),
             Ok(Some(Command::Image { iso: true }))

@@ -54,10 +54,22 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
             // A mistake in system.toml fails this check with the manifest's message.
             let (manifest, _) = image::demo_manifest(&manifest::demo_path())?;
             let image = Image::demo(&manifest, true)?;
+            // A new disk of its own, never the user's, as if 41 boots had run on it: the
+            // tour must read the count the host wrote and leave the next one, which mtools
+            // must read back, and fsck must find the disk clean.
+            let disk = workspace_root().join("target").join("demo-test-disk.img");
+            bootimage::disk::make_demo(&disk)?;
+            bootimage::disk::write_file(&disk, "tour/boots.txt", b"boots: 41\n")?;
             Check {
                 name: name.into(),
-                qemu: check::demo_qemu(Boot::Direct(image), accel),
-                expect: Expect::demo(),
+                qemu: Qemu {
+                    disk: Some(disk),
+                    ..check::demo_qemu(Boot::Direct(image), accel)
+                },
+                expect: Expect {
+                    disk: Some(vec![("tour/boots.txt".into(), b"boots: 42\n".to_vec())]),
+                    ..Expect::demo()
+                },
             }
         }
         ISO_BOOT => {

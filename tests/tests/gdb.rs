@@ -24,11 +24,17 @@ fn a_breakpoint_in_a_services_method_stops_in_that_service() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
+    // A disk of its own: never the user's, which a `cargo boot` may hold meanwhile.
+    let disk = bootimage::workspace_root()
+        .join("target")
+        .join("gdb-test-disk.img");
+    bootimage::disk::make_demo(&disk).expect("the test's disk");
     let qemu = gdb::qemu(
         port,
         Console::Scripted {
             timeout: Duration::from_secs(60),
         },
+        disk,
     )
     .expect("the demo image");
     let script = gdb::write_script(port, Some("hello-service")).expect("the gdb script");

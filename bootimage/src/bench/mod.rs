@@ -156,12 +156,13 @@ pub fn run(options: &Options, accel: AccelChoice) -> Result<bool> {
     Ok(!options.check || check_targets(&report))
 }
 
-/// The block benchmarks' disk, made blank for each run.
+/// The disk benchmarks' disk, made new for each run: FAT32 for the file service's (the
+/// block benchmarks read it raw).
 pub fn disk() -> Result<std::path::PathBuf> {
     let path = crate::workspace_root()
         .join("target")
         .join("bench-disk.img");
-    crate::qemu::blank_disk(&path)?;
+    crate::disk::make(&path, &[])?;
     Ok(path)
 }
 
@@ -181,6 +182,7 @@ fn boot(options: &Options, accel: Accel) -> Result<Run> {
     let expect = Expect {
         lines: vec![DONE.into()],
         test_report: false,
+        disk: None,
     };
     let failures = check::judge(&run, &expect);
     if failures.is_empty() {

@@ -16,6 +16,9 @@ pub const NAME: &str = "kv";
 pub enum KvError {
     NotFound,
     TooLarge,
+    /// The change could not be saved to the disk: it holds in memory only, until the
+    /// server restarts.
+    Storage,
 }
 
 #[keel_rt::service]

@@ -145,9 +145,12 @@ impl Driver for BlkDriver {
     fn probe(&self) -> Result<(), DriverError> {
         let function = PciFunction::new(&self.device)?;
         let config = function.config();
-        // Memory decoding for the BARs, bus mastering for DMA, INTx on.
-        let command = config.command()? | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER;
-        config.set_command(command & !pci::COMMAND_INTX_DISABLE)?;
+        // Memory decoding for the BARs and INTx on, but no DMA until the device is reset
+        // (in `Disk::new`): requests a killed earlier start left at the device complete at
+        // that reset, and must find bus mastering off rather than write memory the kernel
+        // has given to someone else since.
+        let command = (config.command()? | pci::COMMAND_MEMORY) & !pci::COMMAND_INTX_DISABLE;
+        config.set_command(command & !pci::COMMAND_BUS_MASTER)?;
         let bars = self.device.memory[1..]
             .iter()
             .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
@@ -162,6 +165,7 @@ impl Driver for BlkDriver {
         let transport = PciTransport::new::<KeelHal, _>(&mut root, here)
             .map_err(|_| DriverError::Device("not a modern virtio-pci device"))?;
         let disk = Disk::new(transport).map_err(|_| DriverError::Device("did not come up"))?;
+        config.set_command(command | pci::COMMAND_BUS_MASTER)?;
         *self.disk.borrow_mut() = Some(disk);
         Ok(())
     }

@@ -7,7 +7,7 @@ use core::fmt::Write;
 use keel_rt::names;
 
 use crate::term::Term;
-use crate::{bench, caps, system};
+use crate::{bench, caps, files, system};
 
 /// Every command: its usage and what it does.
 const COMMANDS: &[(&str, &str, &str)] = &[
@@ -44,6 +44,17 @@ const COMMANDS: &[(&str, &str, &str)] = &[
         "bench",
         "time 1000 null syscalls and 1000 Console calls",
     ),
+    ("ls", "ls [DIR]", "the files in DIR (the root by default)"),
+    ("cat", "cat FILE", "what FILE holds"),
+    (
+        "write",
+        "write FILE TEXT",
+        "make FILE hold TEXT, synced to the disk",
+    ),
+    ("rm", "rm PATH", "remove a file or an empty directory"),
+    ("mkdir", "mkdir DIR", "make a directory"),
+    ("df", "df", "the disk's size and free space"),
+    ("sync", "sync", "put every change on the disk"),
     ("uptime", "uptime", "time since boot"),
     ("poweroff", "poweroff", "power the machine off"),
     ("exit", "exit", "leave the shell"),
@@ -91,6 +102,16 @@ pub async fn execute(line: &str, term: &Term) -> Next {
         ("bench", "") => bench::run(term)
             .await
             .map(|figures| bench::format(&figures)),
+        ("ls", dir) => files::ls(dir).await,
+        ("cat", file) if !file.is_empty() => files::cat(file).await,
+        ("write", args) if args.contains(' ') => {
+            let (file, text) = args.split_once(' ').unwrap_or((args, ""));
+            files::write(file, text.trim_start()).await
+        }
+        ("rm", path) if !path.is_empty() => files::rm(path).await,
+        ("mkdir", dir) if !dir.is_empty() => files::mkdir(dir).await,
+        ("df", "") => files::df().await.map(|usage| files::format_usage(&usage)),
+        ("sync", "") => files::sync().await,
         ("uptime", "") => {
             let (ticks, hz) = system::uptime();
             Ok(system::format_uptime(ticks, hz))

@@ -11,9 +11,11 @@ extern crate alloc;
 mod bench;
 mod caps;
 mod commands;
+mod files;
 mod system;
 mod term;
 mod tour;
+mod tour_disk;
 
 use commands::Next;
 use keel_rt::println;

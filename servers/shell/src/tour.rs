@@ -4,7 +4,9 @@
 //!
 //! The steps: `ps`, `services`, `ipcstat`, `mem`, `run` each example, `kill console` (a
 //! call on the old connection fails with a transport error; the shell finds the restarted
-//! console by name and goes on), `bench`, `uptime`.
+//! console by name and goes on), the disk (`tour_disk`: `df`, `ls`, `cat`, `write`, `rm`,
+//! `mkdir`, `sync`, and the block driver killed under a stream of writes), `bench`,
+//! `uptime`.
 
 use alloc::format;
 use alloc::string::String;
@@ -19,16 +21,17 @@ use keel_rt::time;
 use crate::bench;
 use crate::system::{self, Process};
 use crate::term::Term;
+use crate::tour_disk;
 
 /// The programs the tour runs through init, with their arguments.
 const EXAMPLES: &[&str] = &["hello from the shell's tour"];
 /// How long a program the tour ran may take to finish.
 const EXAMPLE_LIMIT: Duration = Duration::from_secs(5);
 
-type Step = Result<(), String>;
+pub type Step = Result<(), String>;
 
 /// Fail with `why` unless `condition` holds.
-fn ensure(condition: bool, why: impl FnOnce() -> String) -> Step {
+pub fn ensure(condition: bool, why: impl FnOnce() -> String) -> Step {
     if condition { Ok(()) } else { Err(why()) }
 }
 
@@ -85,13 +88,30 @@ pub async fn run(term: &Term) -> bool {
     }
     tour.record("kill console", restart_console(term).await)
         .await;
+    if tour_disk::present() {
+        tour.record("df", tour_disk::df(term).await).await;
+        tour.record("ls and cat README.TXT", tour_disk::readme(term).await)
+            .await;
+        tour.record("boots on the disk", tour_disk::boots(term).await)
+            .await;
+        tour.record("write and rm", tour_disk::write_and_remove(term).await)
+            .await;
+        tour.record(
+            "kill block while writing",
+            tour_disk::kill_block_while_writing(term).await,
+        )
+        .await;
+    } else {
+        term.write("tour: no file service in this system: the disk's steps are left out\n")
+            .await;
+    }
     tour.record("bench", run_bench(term).await).await;
     tour.record("uptime", uptime(term).await).await;
     tour.finish().await
 }
 
 /// Show a command as if typed at the prompt, then its output.
-async fn show(term: &Term, command: &str, output: &str) {
+pub async fn show(term: &Term, command: &str, output: &str) {
     term.write(&format!("keel> {command}\n{output}")).await;
 }
 

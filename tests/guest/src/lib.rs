@@ -239,6 +239,9 @@ roles! {
     /// configuration page and BAR 4, in hex. Check it holds exactly its own page and can
     /// reach neither ECAM at large, nor the disk's registers, nor another interrupt line.
     PciConfined = "pci-confined",
+    /// Started by the supervisor, may connect to `fs`. Argument a path: begin a session with
+    /// the file service, open (creating) the file, and sleep until killed.
+    FilesHolder = "files-holder",
     /// Started by the supervisor on the chaos manifest; argument a [`chaos::Plan`], may
     /// kill and connect to every victim. Load every victim it has a workload for while
     /// killing a random running victim every few milliseconds, KILLS times; then read back

@@ -84,7 +84,7 @@ pub fn seq_read_16mib(measure: &mut Measure, _: &mut IpcPage) -> Result<Stats, F
 }
 
 /// Run `work`; its outcome and the busy TSC it took (the delta less the idle time in it).
-async fn busy<T>(work: impl Future<Output = T>) -> (T, u64) {
+pub(crate) async fn busy<T>(work: impl Future<Output = T>) -> (T, u64) {
     let idle = || sys::sys_info(SysInfo::IdleTsc).unwrap_or(0) as u64;
     let idle_before = idle();
     let start = clock::now();

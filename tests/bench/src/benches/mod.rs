@@ -8,6 +8,7 @@
 pub mod block;
 pub mod bulk;
 mod call;
+mod files;
 pub mod irq;
 mod memcpy;
 mod notify;
@@ -58,7 +59,7 @@ impl Benchmark {
 
 /// Issue 6's benchmarks first, in their old order (a figure depends a little on what ran
 /// before it in the same boot), then those issues 10, 11 and 13 added.
-pub static ALL: [Benchmark; 21] = [
+pub static ALL: [Benchmark; 23] = [
     Benchmark::micro("null_syscall", syscall::null_syscall),
     Benchmark::micro("sys_info_pid", syscall::sys_info_pid),
     // Each sample is two switches: there and back.
@@ -124,6 +125,18 @@ pub static ALL: [Benchmark; 21] = [
         iterations: block::SEQ_ITERATIONS,
         ops: block::SEQ_KIB,
         ..Benchmark::micro("blk_seq_read_16mib", block::seq_read_16mib)
+    },
+    Benchmark {
+        warmup: files::WARMUP,
+        iterations: files::ITERATIONS,
+        ops: files::KIB,
+        ..Benchmark::micro("fs_write_16mib", files::write_16mib)
+    },
+    Benchmark {
+        warmup: files::WARMUP,
+        iterations: files::ITERATIONS,
+        ops: files::KIB,
+        ..Benchmark::micro("fs_read_16mib", files::read_16mib)
     },
 ];
 

@@ -12,6 +12,7 @@ extern crate alloc;
 mod caps;
 mod chaos;
 mod fault;
+mod files;
 mod fuzz;
 mod hostile;
 mod ipc;
@@ -166,6 +167,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Outsider => system::outsider(arg),
         Role::Granted => system::granted(),
         Role::PciConfined => storage::pci_confined(arg),
+        Role::FilesHolder => files::holder(arg),
         Role::Limited => hostile::limited(arg),
         Role::SelfQueuedPort => hostile::self_queued_port(arg),
         Role::SparseMaps => hostile::sparse_maps(),

@@ -5,6 +5,7 @@ mod chaos;
 mod console;
 mod exception_handlers;
 mod faults;
+mod files;
 mod fuzz;
 mod hardening;
 mod ipc_messages;
@@ -38,4 +39,5 @@ pub const ALL: &[Suite] = &[
     fuzz::SUITE,
     chaos::SUITE,
     storage::SUITE,
+    files::SUITE,
 ];
