@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bootimage::bench;
 use bootimage::check::{self, Check, INIT_STARTED};
 use bootimage::image::{self, Image};
-use bootimage::qemu::{AccelChoice, Boot, Console, detect_accel};
+use bootimage::qemu::{AccelChoice, Boot, Console, Qemu, detect_accel};
 use bootimage::status::Exit;
 use bootimage::{
     Error, Result, browser, chaos, disk, fuzz, gdb, guest, iso, manifest, netbench, setup, web,
 };
 
 const USAGE: &str = "\
-usage: cargo boot [COMMAND]
+usage: cargo boot [--smp N] [COMMAND]
+
+  --smp N          boot QEMU with N cores (default 1; the benchmarks always run on one)
 
 commands:
   (none) [--http-port N]
@@ -98,17 +100,29 @@ fn demo(args: &[&str]) -> Result<Command, String> {
     })
 }
 
-/// The command, or `None` for help.
-fn parse(args: &[String]) -> Result<Option<Command>, String> {
+/// The command and the cores to boot with, or `None` for help.
+fn parse(args: &[String]) -> Result<Option<(Command, u32)>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Ok(Some(match args.as_slice() {
+    let (cores, args) = match args.as_slice() {
+        ["--smp", n, rest @ ..] => match n.parse::<u32>() {
+            Ok(cores @ 1..=8) => (cores, rest),
+            _ => return Err(format!("--smp takes 1 to 8 cores, not `{n}`")),
+        },
+        rest => (1, rest),
+    };
+    Ok(parse_command(cores, args)?.map(|command| (command, cores)))
+}
+
+fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
+    Ok(Some(match args {
         [] => demo(&[])?,
-        [first, ..] if first.starts_with("--") => demo(&args)?,
+        [first, ..] if first.starts_with("--") => demo(args)?,
         ["image"] => Command::Image { iso: false },
         ["image", "--iso"] => Command::Image { iso: true },
         ["iso"] => Command::Iso,
         ["test", "browser"] => Command::Browser,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", ..] if cores > 1 => return Err("the benchmarks run on one core".into()),
         ["bench", "net"] => Command::BenchNet { icount: true },
         ["bench", "net", "--cycles"] => Command::BenchNet { icount: false },
         ["bench", options @ ..] => Command::Bench(bench::Options::parse(options)?),
@@ -123,8 +137,8 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
-        Ok(Some(command)) => command,
+    let (command, cores) = match parse(&args) {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -136,7 +150,7 @@ fn main() -> ExitCode {
     };
     let accel = detect_accel();
     println!("bootimage: {accel}");
-    match run(command, accel) {
+    match run(command, cores, accel) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("bootimage: error: {error}");
@@ -145,7 +159,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
+fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     setup::ensure_guest_target()?;
     match command {
         Command::Demo {
@@ -155,21 +169,28 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             setup::ensure(&setup::QEMU)?;
             disk::demo_disk(fresh_disk)?;
             let image = image::demo_image(&manifest::demo_path(), tour())?;
-            boot_demo(Boot::Direct(image), accel, http_port)
+            boot_demo(Boot::Direct(image), cores, accel, http_port)
         }
         Command::Image { iso: false } => {
             disk::demo_disk(false)?;
             // Whoever runs the printed command has a terminal: no tour.
-            print_image(&image::demo_image(&manifest::demo_path(), false)?, accel)?;
+            print_image(
+                &image::demo_image(&manifest::demo_path(), false)?,
+                cores,
+                accel,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Image { iso: true } => {
             let path = build_demo_iso(false)?;
-            let qemu = check::demo_qemu(
-                Boot::Cdrom(path.clone()),
-                accel.accel,
-                web::DEFAULT_HTTP_PORT,
-            );
+            let qemu = Qemu {
+                cores,
+                ..check::demo_qemu(
+                    Boot::Cdrom(path.clone()),
+                    accel.accel,
+                    web::DEFAULT_HTTP_PORT,
+                )
+            };
             println!("bootimage: wrote {}", path.display());
             println!("bootimage: boot it with:\n{}", qemu.command_line()?);
             Ok(ExitCode::SUCCESS)
@@ -178,9 +199,9 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             setup::ensure(&setup::QEMU)?;
             disk::demo_disk(false)?;
             let path = build_demo_iso(tour())?;
-            boot_demo(Boot::Cdrom(path), accel, web::DEFAULT_HTTP_PORT)
+            boot_demo(Boot::Cdrom(path), cores, accel, web::DEFAULT_HTTP_PORT)
         }
-        Command::Test(suites) => run_suites(&suites, accel),
+        Command::Test(suites) => run_suites(&suites, cores, accel),
         Command::Browser => {
             setup::ensure(&setup::QEMU)?;
             let shot = browser::run(accel.accel)?;
@@ -195,8 +216,8 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
             setup::ensure(&setup::QEMU)?;
             netbench::run(accel.accel, icount).map(exit_code)
         }
-        Command::Fuzz(options) => campaign(|| Ok(options.check(accel.accel))),
-        Command::Chaos(options) => campaign(|| options.check(accel.accel)),
+        Command::Fuzz(options) => campaign(cores, || Ok(options.check(accel.accel))),
+        Command::Chaos(options) => campaign(cores, || options.check(accel.accel)),
         Command::Gdb(program) => {
             disk::demo_disk(false)?;
             gdb::run(program.as_deref())
@@ -205,10 +226,12 @@ fn run(command: Command, accel: AccelChoice) -> Result<ExitCode> {
 }
 
 /// A campaign: one suite boot with the options asked for, built once the guest is.
-fn campaign(check: impl FnOnce() -> Result<Check>) -> Result<ExitCode> {
+fn campaign(cores: u32, check: impl FnOnce() -> Result<Check>) -> Result<ExitCode> {
     setup::ensure(&setup::QEMU)?;
     guest::build(guest::TEST_PACKAGES)?;
-    let outcomes = check::run_checks(&[check()?], 1);
+    let mut check = check()?;
+    check.qemu.cores = cores;
+    let outcomes = check::run_checks(&[check], 1);
     Ok(exit_code(check::print_summary("bootimage", &outcomes)))
 }
 
@@ -225,7 +248,7 @@ fn tour() -> bool {
     !io::stdin().is_terminal()
 }
 
-fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
+fn print_image(image: &Image, cores: u32, accel: AccelChoice) -> Result<()> {
     image.check_files()?;
     println!("bootimage: kernel {}", image.kernel.display());
     for module in &image.modules {
@@ -236,24 +259,28 @@ fn print_image(image: &Image, accel: AccelChoice) -> Result<()> {
             module.args
         );
     }
-    let qemu = check::demo_qemu(
-        Boot::Direct(image.clone()),
-        accel.accel,
-        web::DEFAULT_HTTP_PORT,
-    );
+    let qemu = Qemu {
+        cores,
+        ..check::demo_qemu(
+            Boot::Direct(image.clone()),
+            accel.accel,
+            web::DEFAULT_HTTP_PORT,
+        )
+    };
     println!("bootimage: boot it with:\n{}", qemu.command_line()?);
     Ok(())
 }
 
 /// Boot the demo: the user's console if stdin is a terminal, else a scripted, timed run.
 /// The guest's web server is forwarded from `http_port`.
-fn boot_demo(boot: Boot, accel: AccelChoice, http_port: u16) -> Result<ExitCode> {
+fn boot_demo(boot: Boot, cores: u32, accel: AccelChoice, http_port: u16) -> Result<ExitCode> {
     let interactive = !tour();
     let mut qemu = check::demo_qemu(boot, accel.accel, http_port);
     if interactive {
         qemu.console = Console::Interactive;
     }
     qemu.echo = true;
+    qemu.cores = cores;
     let ended = Arc::new(AtomicBool::new(false));
     let watcher = {
         let ended = ended.clone();
@@ -296,7 +323,7 @@ fn boot_demo(boot: Boot, accel: AccelChoice, http_port: u16) -> Result<ExitCode>
 }
 
 /// `cargo boot test`: the named suites (all by default), judged like `cargo test` does.
-fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
+fn run_suites(names: &[String], cores: u32, accel: AccelChoice) -> Result<ExitCode> {
     if let Some(unknown) = names
         .iter()
         .find(|name| !check::SUITES.contains(&name.as_str()))
@@ -312,10 +339,13 @@ fn run_suites(names: &[String], accel: AccelChoice) -> Result<ExitCode> {
     };
     setup::ensure(&setup::QEMU)?;
     guest::build(guest::TEST_PACKAGES)?;
-    let checks: Vec<Check> = selected
+    let mut checks: Vec<Check> = selected
         .iter()
         .map(|suite| check::suite_check(suite, accel.accel))
         .collect::<Result<_>>()?;
+    for check in &mut checks {
+        check.qemu.cores = cores;
+    }
     let outcomes = check::run_checks(&checks, check::PARALLEL);
     let passed = check::print_summary("bootimage", &outcomes);
     Ok(exit_code(passed))
@@ -333,13 +363,33 @@ fn exit_code(success: bool) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse_words(words: &str) -> Result<Option<Command>, String> {
+    fn parse_with_cores(words: &str) -> Result<Option<(Command, u32)>, String> {
         parse(
             &words
                 .split_whitespace()
                 .map(String::from)
                 .collect::<Vec<_>>(),
         )
+    }
+
+    fn parse_words(words: &str) -> Result<Option<Command>, String> {
+        parse_with_cores(words).map(|parsed| parsed.map(|(command, _)| command))
+    }
+
+    #[test]
+    fn smp_takes_a_core_count_before_the_command() {
+        let demo = Command::Demo {
+            fresh_disk: false,
+            http_port: 8080,
+        };
+        assert_eq!(parse_with_cores(""), Ok(Some((demo, 1))));
+        assert_eq!(
+            parse_with_cores("--smp 4 test threads"),
+            Ok(Some((Command::Test(vec!["threads".into()]), 4)))
+        );
+        assert!(parse_with_cores("--smp 0").is_err());
+        assert!(parse_with_cores("--smp 9").is_err());
+        assert!(parse_with_cores("--smp 2 bench").is_err());
     }
 
     #[test]

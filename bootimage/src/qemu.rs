@@ -138,6 +138,9 @@ pub struct Qemu {
     pub disk: Option<PathBuf>,
     /// A virtio-net PCI device on QEMU's user network.
     pub nic: Option<Nic>,
+    /// Cores (`-smp`). Under TCG with more than one and no icount, QEMU runs one host
+    /// thread per core (`thread=multi`).
+    pub cores: u32,
 }
 
 /// A virtio-net device (modern only: PCI id 1af4:1041) on QEMU's user network, where the
@@ -238,6 +241,7 @@ impl Qemu {
             gdb: None,
             disk: None,
             nic: None,
+            cores: 1,
         }
     }
 
@@ -245,7 +249,9 @@ impl Qemu {
     pub fn args(&self) -> Result<Vec<String>> {
         let accel = if self.icount { Accel::Tcg } else { self.accel };
         let mut args = Vec::new();
+        let multi_threaded = self.cores > 1 && !self.icount;
         args.extend(words(match accel {
+            Accel::Tcg if multi_threaded => &["-accel", "tcg,thread=multi", "-cpu", "max"],
             Accel::Tcg => &["-accel", "tcg", "-cpu", "max"],
             Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
         }));
@@ -253,7 +259,8 @@ impl Qemu {
             args.extend(words(&["-icount", "shift=0"]));
         }
         args.extend(words(&["-machine", self.machine.name()]));
-        args.extend(words(&["-m", "512M", "-smp", "1"]));
+        args.extend(words(&["-m", "512M", "-smp"]));
+        args.push(self.cores.to_string());
         args.extend(words(&["-display", "none", "-nodefaults"]));
         let serial = match self.console {
             Console::Interactive => "mon:stdio",
@@ -574,6 +581,23 @@ mod tests {
                 "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80 \
                  -device virtio-net-pci,disable-legacy=on,netdev=net0"
             ),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn several_cores_run_multi_threaded_but_not_under_icount() {
+        let mut qemu = suite_qemu();
+        qemu.cores = 4;
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.starts_with("-accel tcg,thread=multi -cpu max -machine q35 -m 512M -smp 4"),
+            "{args}"
+        );
+        qemu.icount = true;
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 512M -smp 4"),
             "{args}"
         );
     }

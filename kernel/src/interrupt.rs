@@ -6,7 +6,7 @@
 //! that `arch` depends on nothing else in the kernel.
 
 use crate::arch::trap::{
-    TrapFrame, VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER, exception_name,
+    TrapFrame, VECTOR_PIC_BASE, VECTOR_SPURIOUS, VECTOR_TIMER, VECTOR_WAKE, exception_name,
 };
 use crate::arch::{self, ioapic, lapic};
 use crate::cap::Object;
@@ -17,9 +17,7 @@ const DEVICE_NOT_AVAILABLE: u64 = 7;
 
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector >= 32 {
-        crate::kernel::switch::end_halt();
-    }
+    let woke_idle = frame.vector >= 32 && arch::percpu::end_halt();
     match frame.vector {
         DEVICE_NOT_AVAILABLE if frame.is_from_user() => crate::kernel::fpu::claim(),
         0..=31 if frame.is_from_user() => crate::kernel::fault::user_fault(frame),
@@ -27,8 +25,18 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
-            crate::kernel::switch::timer_tick();
+            // An idle core other than the boot core (which keeps the time) has no slice to
+            // count: its tick would only contend for the lock.
+            if !woke_idle || arch::percpu::is_boot_core() {
+                crate::kernel::switch::timer_tick();
+            }
             crate::kernel::announce_log();
+            crate::kernel::switch::reschedule_if_needed();
+        }
+        // Another core made a thread of this one's ready, killed it, or changed its tables.
+        VECTOR_WAKE => {
+            lapic::end_of_interrupt();
+            arch::tlb::serve();
             crate::kernel::switch::reschedule_if_needed();
         }
         VECTOR_SPURIOUS => {}
@@ -50,6 +58,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 }
 
 fn kernel_fault(frame: &TrapFrame) -> ! {
+    arch::percpu::recover_gs();
     // An overflow faults on the guard below the stack; with no stack left for that fault's
     // frame, it arrives as a double fault.
     let overflow = if crate::mm::stacks::is_guard(arch::read_cr2()) {

@@ -80,6 +80,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         arch::lapic::TICK_HZ,
         tsc_per_ms / 1000
     );
+    start_other_cores();
     clock::init(arch::lapic::TICK_HZ);
     kernel::fastpath::configure(&boot.cmdline);
     if boot
@@ -100,6 +101,33 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         (arch::cpu::read_tsc() - boot_tsc) / tsc_per_ms
     );
     kernel::switch::start()
+}
+
+/// Start the other cores the firmware lists; the boot log names each.
+fn start_other_cores() {
+    kprintln!(
+        "smp: core 0 is the boot core (apic {})",
+        arch::percpu::apic_id()
+    );
+    for apic_id in arch::smp::start_cores(other_core_main) {
+        kprintln!("smp: the core with apic {apic_id} did not start");
+    }
+    match arch::percpu::online() {
+        1 => kprintln!("smp: 1 core online"),
+        n => kprintln!("smp: {n} cores online"),
+    }
+}
+
+/// Where another core enters the kernel, on its own stack, interrupts off.
+extern "C" fn other_core_main(index: usize) -> ! {
+    // SAFETY: `start_cores` runs this once per core, with the index it started it as.
+    unsafe { arch::init_other_core(index) };
+    kprintln!(
+        "smp: core {index} online (apic {})",
+        arch::percpu::apic_id()
+    );
+    arch::smp::started();
+    kernel::switch::start_other_core()
 }
 
 /// The first boot module runs as the first process, with every right and every module.

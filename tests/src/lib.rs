@@ -14,9 +14,15 @@ pub const DEMO_BOOT: &str = "demo_boot";
 pub const ISO_BOOT: &str = "iso_boot";
 /// The suite `iso_boot` runs.
 pub const ISO_SUITE: &str = "processes";
+/// One suite on four cores: every core the firmware lists must come online, and the memory
+/// suite (its unmaps shot down on every core running the space) pass with threads on all.
+pub const SMP_BOOT: &str = "smp_boot";
+/// The suite `smp_boot` runs, and on how many cores.
+const SMP_SUITE: &str = "memory";
+const SMP_CORES: u32 = 4;
 
 /// Every check, in the order they start: one per suite (named after it), the variants
-/// (fast path off, no ECAM), then the two boots.
+/// (fast path off, no ECAM), then the three boots.
 pub fn all_checks() -> Vec<String> {
     let mut names: Vec<String> = check::SUITES.iter().map(|s| s.to_string()).collect();
     names.extend(
@@ -29,7 +35,7 @@ pub fn all_checks() -> Vec<String> {
             .iter()
             .map(|suite| format!("{suite}{}", check::LEGACY_PCI_SUFFIX)),
     );
-    names.extend([DEMO_BOOT.into(), ISO_BOOT.into()]);
+    names.extend([DEMO_BOOT.into(), ISO_BOOT.into(), SMP_BOOT.into()]);
     names
 }
 
@@ -85,6 +91,20 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
                 name: name.into(),
                 qemu: check::suite_qemu(Boot::Cdrom(path), accel),
                 expect: Expect::suite(),
+            }
+        }
+        SMP_BOOT => {
+            let suite = Check::suite(SMP_SUITE, accel);
+            Check {
+                name: name.into(),
+                qemu: Qemu {
+                    cores: SMP_CORES,
+                    ..suite.qemu
+                },
+                expect: Expect {
+                    lines: vec![format!("smp: {SMP_CORES} cores online")],
+                    ..suite.expect
+                },
             }
         }
         name => {
@@ -178,7 +198,7 @@ mod tests {
 
     #[test]
     fn words_are_substring_filters() {
-        assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT]);
+        assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT, SMP_BOOT]);
         assert_eq!(selected("mem fault"), ["faults", "memory"]);
         assert_eq!(selected("--exact memory mem"), ["memory"]);
         assert_eq!(

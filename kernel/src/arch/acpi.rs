@@ -1,6 +1,6 @@
-//! The firmware's ACPI tables, read for two things: how interrupts are wired (the MADT's
-//! I/O APIC and ISA interrupt source overrides), and where PCI configuration space is (the
-//! MCFG's ECAM window). Parsing is the `acpi` crate's; the tables are read through the
+//! The firmware's ACPI tables, read for three things: how interrupts are wired (the MADT's
+//! I/O APIC and ISA interrupt source overrides), which cores there are (the MADT's local
+//! APICs), and where PCI configuration space is (the MCFG's ECAM window). Parsing is the `acpi` crate's; the tables are read through the
 //! direct map.
 
 use acpi::madt::{Madt, MadtEntry};
@@ -10,6 +10,8 @@ use conquer_once::spin::OnceCell;
 use core::ptr::NonNull;
 
 use super::direct_map::{DIRECT_MAP_END, phys_to_virt};
+use super::percpu::MAX_CORES;
+use super::smp::Core;
 
 /// Where an ISA line arrives at the I/O APIC, and how it signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +122,24 @@ pub fn interrupt_layout() -> Result<InterruptLayout, acpi::AcpiError> {
     gsi_base
         .map(|_| layout)
         .ok_or(acpi::AcpiError::TableMissing(acpi::sdt::Signature::MADT))
+}
+
+/// The cores the MADT lists as enabled or able to come online, in its order (at most
+/// [`MAX_CORES`]; x2APIC entries, for ids beyond 254, are not read).
+pub fn processors() -> Result<heapless::Vec<Core, MAX_CORES>, acpi::AcpiError> {
+    let tables = tables()?;
+    let madt = tables.find_table::<Madt>()?;
+    let mut cores = heapless::Vec::new();
+    for entry in madt.get().entries() {
+        if let MadtEntry::LocalApic(apic) = entry
+            && apic.flags & 0b11 != 0
+        {
+            let _ = cores.push(Core {
+                apic_id: apic.apic_id.into(),
+            });
+        }
+    }
+    Ok(cores)
 }
 
 /// Table reads through the direct map. Tables beyond it read as zeros, which fail their

@@ -135,6 +135,8 @@ boot_gdtr:
 
     .section .bss
     .balign 4096
+    /* Also the application processors' way into long mode (smp.rs). */
+    .global boot_pml4
 boot_pml4:
     .skip 4096
 boot_pdpt:

@@ -26,6 +26,11 @@ pub fn features() -> Features {
     }
 }
 
+/// This core's local APIC id, as the CPU reports it at reset.
+pub fn initial_apic_id() -> u32 {
+    __cpuid(1).ebx >> 24
+}
+
 /// Turn on the protections the CPU offers. The FPU, SSE and AVX are `fpu::enable`'s.
 pub fn enable_protections(features: &Features) {
     let mut cr4 = Cr4::read();

@@ -1,8 +1,9 @@
 //! `syscall` entry and exit, and the kernel-stack switch between threads.
 //!
-//! The kernel runs with interrupts off (SFMASK clears IF on `syscall`), on one CPU, so the
-//! entry can park the user stack pointer in a static while it loads the thread's kernel
-//! stack. It saves the user context in a [`TrapFrame`] of the same shape an interrupt
+//! The kernel runs with interrupts off (SFMASK clears IF on `syscall`). The entry swaps in
+//! the kernel's GS (`percpu.rs`), parks the user stack pointer in this core's area while it
+//! loads the thread's kernel stack (this core's TSS `rsp0`), and swaps GS back at the one
+//! exit, `syscall_exit`. It saves the user context in a [`TrapFrame`] of the same shape an interrupt
 //! builds, but only the registers a syscall can observe or clobber: the arguments and
 //! results, `rip`, `rflags` and `rsp`. The callee-saved registers are preserved by the Rust
 //! code itself, and every caller-saved one is reloaded before `sysret`, so no kernel value
@@ -12,12 +13,7 @@ use super::gdt::KERNEL_CODE;
 use super::trap::TrapFrame;
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::AtomicU64;
 use x86_64::registers::model_specific::Msr;
-
-/// Scratch slot for the user stack pointer during entry.
-#[unsafe(no_mangle)]
-static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
 
 global_asm!(
     r#"
@@ -25,13 +21,14 @@ global_asm!(
     .balign 16
     .global syscall_entry
 syscall_entry:
-    movq %rsp, SYSCALL_USER_RSP(%rip)
+    swapgs
+    movq %rsp, %gs:{user_rsp}
     /* The running thread's kernel stack: the one the TSS gives interrupts from ring 3. */
-    movq {tss}+{rsp0}(%rip), %rsp
+    movq %gs:{kernel_stack}, %rsp
     subq ${frame_size}, %rsp
     movq %rcx, {rip}(%rsp)
     movq %r11, {rflags}(%rsp)
-    movq SYSCALL_USER_RSP(%rip), %rcx
+    movq %gs:{user_rsp}, %rcx
     movq %rcx, {rsp}(%rsp)
     movq %rax, {rax}(%rsp)
     movq %rdi, {rdi}(%rsp)
@@ -59,6 +56,7 @@ syscall_exit:
     movq {r9}(%rsp), %r9
     movq {rip}(%rsp), %rcx
     movq {rflags}(%rsp), %r11
+    swapgs
     movq {rsp}(%rsp), %rsp
     sysretq
 1:
@@ -198,8 +196,8 @@ thread_trampoline:
     r13 = const offset_of!(TrapFrame, r13),
     r14 = const offset_of!(TrapFrame, r14),
     r15 = const offset_of!(TrapFrame, r15),
-    tss = sym super::gdt::TSS,
-    rsp0 = const offset_of!(x86_64::structures::tss::TaskStateSegment, privilege_stack_table),
+    user_rsp = const super::percpu::USER_RSP,
+    kernel_stack = const super::percpu::KERNEL_STACK,
     parking = const PARKING_SYSCALLS,
     call = const keel_abi::Syscall::PortCall as u32,
     reply_recv = const keel_abi::Syscall::PortReplyRecv as u32,

@@ -103,7 +103,7 @@ pub fn set_masked(line: u8, masked: bool) {
 }
 
 /// Read the wiring, then route every legacy line to its vector, masked, delivered to this
-/// CPU. Returns what was found, for the boot log.
+/// core (the boot core, whatever its APIC id). Returns what was found, for the boot log.
 pub fn init() -> &'static str {
     let (layout, source) = match acpi::interrupt_layout() {
         Ok(layout) if usable(&layout) => (layout, "the ACPI MADT"),
@@ -112,7 +112,10 @@ pub fn init() -> &'static str {
     LAYOUT.init_once(|| layout);
     INPUTS.init_once(|| inputs(layout.ioapic));
     for line in (0..LINES).filter(|&line| has_line(line)) {
-        write(REDIRECTION_BASE + 2 * route(line).input + 1, 0);
+        write(
+            REDIRECTION_BASE + 2 * route(line).input + 1,
+            super::percpu::apic_id() << 24,
+        );
         set_masked(line, true);
     }
     source

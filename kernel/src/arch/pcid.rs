@@ -35,6 +35,16 @@ pub fn enable() {
     ENABLED.store(true, Relaxed);
 }
 
+/// Turn PCIDs off again, before any is handed out: with several cores a stale mark
+/// would be consumed by one core's load while another still caches the old entries.
+pub fn disable() {
+    if ENABLED.swap(false, Relaxed) {
+        // SAFETY: CR3 holds PCID 0 (no space has been given one yet), which clearing
+        // CR4.PCIDE requires.
+        unsafe { Cr4::update(|cr4| cr4.remove(Cr4Flags::PCID)) };
+    }
+}
+
 /// A PCID for a new address space: 0 when PCIDs are off or all taken.
 pub fn alloc() -> u64 {
     if !ENABLED.load(Relaxed) {

@@ -4,7 +4,12 @@
 //! then the vector number, and jumps to `trap_common`, which saves the general registers as a
 //! [`TrapFrame`] and calls `trap_dispatch` (in `interrupt.rs`, above the objects it calls).
 //! `syscall` entry builds the same frame, so a thread's saved user state always has one
-//! shape.
+//! shape. Entries from ring 3 swap in the kernel's GS (`percpu.rs`), and exits to it swap
+//! it back; entries from ring 0 (interrupts while idle, kernel faults) find it in place.
+//! NMI, double fault and machine check from ring 0 take the same test, so one arriving
+//! between `syscall` and `swapgs` would find the user's GS; all three are fatal in ring 0,
+//! and the kernel-fault path makes GS the kernel's before it reads anything per core
+//! (`percpu::recover_gs`).
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use core::arch::global_asm;
@@ -47,6 +52,8 @@ pub const VECTOR_TIMER: u64 = 32;
 /// The legacy PICs are remapped here and masked; anything arriving is spurious.
 pub const VECTOR_PIC_BASE: u8 = 0xe0;
 pub const VECTOR_SPURIOUS: u64 = 0xff;
+/// Another core asks this one to look at its due work or to flush its TLB.
+pub const VECTOR_WAKE: u64 = 0xf0;
 
 global_asm!(
     r#"
@@ -67,6 +74,11 @@ trap_stubs:
     .endr
 
 trap_common:
+    /* From ring 3 (the CS the CPU saved, above the vector and error code): the kernel's GS. */
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
     pushq %rax
     pushq %rbx
     pushq %rcx
@@ -103,6 +115,11 @@ trap_return:
     popq %rbx
     popq %rax
     addq $16, %rsp
+    /* Back to ring 3: the user's GS. */
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:
     iretq
 "#,
     options(att_syntax)
@@ -141,6 +158,7 @@ static mut IDT: Idt = Idt([Gate {
     reserved: 0,
 }; 256]);
 
+/// Fill in the interrupt table, shared by every core (the boot core, once).
 pub fn init() {
     // SAFETY: `trap_stubs` is defined above; only its address is taken.
     let stubs = unsafe { &trap_stubs as *const u8 as u64 };
@@ -171,11 +189,16 @@ pub fn init() {
             reserved: 0,
         };
     }
+}
+
+/// Load the interrupt table on this core.
+pub fn load() {
     let pointer = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: x86_64::VirtAddr::new(idt as *const Idt as u64),
+        base: x86_64::VirtAddr::new(&raw const IDT as u64),
     };
-    // SAFETY: the IDT is static and every gate points at a valid stub.
+    // SAFETY: the IDT is static, filled in by `init` before any core loads it, and every
+    // gate points at a valid stub.
     unsafe { x86_64::instructions::tables::lidt(&pointer) };
 }
 

@@ -65,13 +65,19 @@ fn carried(info: MessageInfo) -> bool {
 }
 
 /// The direct switch never runs a thread ahead of a more urgent one, nor a suspended one,
-/// and resumes only a thread whose syscall left nothing on its kernel stack.
+/// nor one at home on another core, and resumes only a thread whose syscall left nothing
+/// on its kernel stack.
 #[inline(always)]
 fn may_switch_to(from: &Thread, to: &Thread) -> bool {
-    !to.is_suspended() && to.priority() >= from.priority() && to.is_parked()
+    !to.is_suspended()
+        && to.priority() >= from.priority()
+        && to.is_parked()
+        && to.home() == from.home()
 }
 
-/// Whether the door is open: the fast path is on and no end-of-syscall work is due.
+/// Whether the door is open: the fast path is on and no end-of-syscall work is due. Asked
+/// under the lock: another core may have given this one work (ended its thread, say)
+/// while it waited.
 #[inline(always)]
 fn door_open() -> bool {
     is_enabled() && !work_pending()
@@ -88,28 +94,37 @@ fn carried_info(frame: &TrapFrame) -> Option<MessageInfo> {
 /// null for the general path.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_call(frame: &TrapFrame) -> *const TrapFrame {
-    let Some(info) = carried_info(frame).filter(|_| door_open()) else {
+    let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    kernel().fast_call(frame, info).unwrap_or(ptr::null())
+    let mut k = kernel();
+    if !door_open() {
+        return ptr::null();
+    }
+    k.fast_call(frame, info).unwrap_or(ptr::null())
 }
 
 /// `port_reply_recv` at the door, as [`fastpath_call`]: the caller's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
-    let Some(info) = carried_info(frame).filter(|_| door_open()) else {
+    let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    kernel().fast_reply_recv(frame, info).unwrap_or(ptr::null())
+    let mut k = kernel();
+    if !door_open() {
+        return ptr::null();
+    }
+    k.fast_reply_recv(frame, info).unwrap_or(ptr::null())
 }
 
 /// `port_signal_recv` at the door, as [`fastpath_call`]: the woken thread's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
+    let mut k = kernel();
     if !door_open() {
         return ptr::null();
     }
-    kernel().fast_signal_recv(frame).unwrap_or(ptr::null())
+    k.fast_signal_recv(frame).unwrap_or(ptr::null())
 }
 
 /// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability
@@ -173,7 +188,7 @@ impl Kernel {
     #[cold]
     #[inline(never)]
     fn port_lookup_miss(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
-        let tid = self.sched.current;
+        let tid = self.sched.current();
         let pid = self.current_pid();
         self.ipc_stats.path_cache_misses += 1;
         let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
@@ -200,7 +215,7 @@ impl Kernel {
     #[inline(always)]
     fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
-        let caller_id = self.sched.current;
+        let caller_id = self.sched.current();
         let entry = *self.running().path_cache().find(handle, rights::SEND)?;
         let receiver_id = self.ports.get(&entry.port)?.first_receiver()?;
         let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
@@ -241,7 +256,7 @@ impl Kernel {
             Some(0) => return None,
             Some(ticks) => Some(self.ticks.saturating_add(ticks)),
         };
-        let caller_id = self.sched.current;
+        let caller_id = self.sched.current();
         let cache = self.running().path_cache();
         let signal = cache.find(signal, rights::SEND)?.port;
         let wait = cache.find(wait, rights::RECEIVE)?.port;
@@ -285,7 +300,7 @@ impl Kernel {
         info: MessageInfo,
     ) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
-        let server_id = self.sched.current;
+        let server_id = self.sched.current();
         let server = self.running();
         let entry = server.path_cache().find(handle, rights::RECEIVE)?;
         let reply: ReplyRef = server.pending_reply()?;

@@ -39,6 +39,9 @@ pub fn user_fault(frame: &mut TrapFrame) {
     };
     let handled = {
         let mut k = kernel();
+        if k.running_is_gone() {
+            super::switch::leave_for_good(k);
+        }
         let sent = send_to_handler(&mut k, &status);
         if !sent {
             end_faulted(&mut k, frame, &status);
@@ -46,10 +49,13 @@ pub fn user_fault(frame: &mut TrapFrame) {
         sent
     };
     super::switch::reschedule();
-    if handled && resumed(frame) {
+    let mut k = kernel();
+    if k.running_is_gone() {
+        super::switch::leave_for_good(k);
+    }
+    if handled && resumed(&mut k, frame) {
         return;
     }
-    let mut k = kernel();
     end_faulted(&mut k, frame, &status);
     drop(k);
     super::switch::reschedule();
@@ -62,7 +68,7 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
     let Some((port, badge)) = k.processes.get(&pid).and_then(|p| p.fault_handler()) else {
         return false;
     };
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let thread = k.threads.get_mut(&tid).expect("running thread");
     let seq = thread.next_seq();
     let mut message = Message {
@@ -102,9 +108,8 @@ fn send_to_handler(k: &mut Kernel, status: &ExitStatus) -> bool {
 }
 
 /// The handler answered: resume unless it said otherwise.
-fn resumed(frame: &mut TrapFrame) -> bool {
-    let mut k = kernel();
-    let tid = k.sched.current;
+fn resumed(k: &mut Kernel, frame: &mut TrapFrame) -> bool {
+    let tid = k.sched.current();
     let Some(Delivery::Message(answer)) = k.threads.get_mut(&tid).and_then(|t| t.take_inbox())
     else {
         return false;
@@ -124,7 +129,7 @@ fn resumed(frame: &mut TrapFrame) -> bool {
 }
 
 fn end_faulted(k: &mut Kernel, frame: &TrapFrame, status: &ExitStatus) {
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     crate::kprintln!(
         "{} faulted: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}, rsp {:#x}; process ended",
         k.describe_thread(tid),

@@ -9,7 +9,7 @@ pub fn claim() {
     let mut k = kernel();
     let k = &mut *k;
     let previous = k.sched.take_fpu();
-    let current = k.sched.current;
+    let current = k.sched.current();
     if previous == current {
         return;
     }

@@ -87,7 +87,7 @@ impl Kernel {
     /// The running thread's IPC buffer, readable and writable throughout: checked against
     /// its regions only when they lost some since the last check.
     fn checked_ipc_buffer(&mut self) -> Option<usize> {
-        let tid = self.sched.current;
+        let tid = self.sched.current();
         let thread = self.threads.get_mut(&tid)?;
         let space = self.processes.get_mut(&thread.process())?.space.as_mut()?;
         thread.ipc_buffer_frame(space)?;
@@ -256,7 +256,7 @@ impl Kernel {
 
     /// Remember the call this thread must answer; an unanswered earlier one is abandoned.
     pub fn set_pending_reply(&mut self, reply: Option<ReplyRef>) -> bool {
-        let tid = self.sched.current;
+        let tid = self.sched.current();
         let Some(thread) = self.threads.get_mut(&tid) else {
             return false;
         };
@@ -280,7 +280,7 @@ impl Kernel {
 
     /// A reply capability for the current thread's pending call.
     pub fn save_reply(&mut self) -> Result<keel_abi::cap::Handle, Error> {
-        let tid = self.sched.current;
+        let tid = self.sched.current();
         let pid = self.current_pid();
         let reply = self
             .threads

@@ -3,9 +3,10 @@
 //! interrupt or log bytes signalled to a port) belongs here rather than in one object's
 //! module.
 //!
-//! Keel runs on one CPU and never takes interrupts in ring 0 (except while idle), so the lock
-//! is never contended; it exists so that every access is explicit. Taking it twice is a
-//! kernel bug and panics loudly instead of hanging.
+//! The lock is a ticket spinlock (`arch::spinlock`): cores take it in turn. The kernel
+//! never takes interrupts in ring 0 (except while idle, holding nothing), so an interrupt
+//! never meets its own core holding it. Taking it twice is a kernel bug and panics loudly
+//! instead of hanging.
 
 mod capability;
 mod dma;
@@ -20,6 +21,7 @@ pub mod spawn;
 pub mod switch;
 mod thread;
 
+use crate::arch::spinlock::{TicketGuard, TicketLock};
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;
@@ -34,7 +36,6 @@ use crate::table::Table;
 use alloc::string::String;
 use core::ptr::NonNull;
 use keel_abi::ipc::IpcStats;
-use spin::{Mutex, MutexGuard};
 
 pub struct Kernel {
     pub processes: Table<Process>,
@@ -50,8 +51,6 @@ pub struct Kernel {
     /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
     fast: FastCounts,
     pub ticks: u64,
-    /// Where the boot context's stack pointer goes when the scheduler first leaves it.
-    boot_rsp: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
@@ -60,12 +59,12 @@ pub struct Kernel {
     dma_held: alloc::collections::BTreeMap<Pid, dma::Held>,
 }
 
-pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+pub static KERNEL: TicketLock<Option<Kernel>> = TicketLock::new(None);
 
 /// The locked kernel state. It keeps a pointer to the state so that reaching it does not
 /// check, at every use, that it was initialised.
 pub struct KernelGuard {
-    _lock: MutexGuard<'static, Option<Kernel>>,
+    _lock: TicketGuard<'static, Option<Kernel>>,
     state: NonNull<Kernel>,
 }
 
@@ -85,10 +84,12 @@ impl core::ops::DerefMut for KernelGuard {
     }
 }
 
-/// The kernel state. Panics if already held (a kernel bug, never a user's doing).
+/// The kernel state, once the cores before this one are done with it. Panics if this core
+/// holds it already (a kernel bug, never a user's doing).
 #[inline]
+#[track_caller]
 pub fn kernel() -> KernelGuard {
-    let mut lock = KERNEL.try_lock().expect("kernel lock taken twice");
+    let mut lock = KERNEL.lock();
     let state = NonNull::from(lock.as_mut().expect("kernel state initialised"));
     KernelGuard { _lock: lock, state }
 }
@@ -107,7 +108,7 @@ pub fn init() {
     let mut state = Kernel {
         processes: Table::default(),
         threads: Table::default(),
-        sched: Scheduler::new(0),
+        sched: Scheduler::new(&[]),
         caps: CapTable::default(),
         ports: Table::default(),
         memory: Table::default(),
@@ -116,20 +117,25 @@ pub fn init() {
         ipc_stats: IpcStats::default(),
         fast: FastCounts::default(),
         ticks: 0,
-        boot_rsp: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,
         dma_held: alloc::collections::BTreeMap::new(),
     };
-    let idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
-    let idle_id = state.threads.insert(idle);
-    state.sched = Scheduler::new(idle_id);
+    // One idle thread per core, at home there.
+    let idles: alloc::vec::Vec<Tid> = (0..crate::arch::percpu::online())
+        .map(|core| {
+            let mut idle = Thread::new(0, 0, switch::idle_start()).expect("idle thread");
+            idle.set_home(core);
+            state.threads.insert(idle)
+        })
+        .collect();
+    state.sched = Scheduler::new(&idles);
     *KERNEL.lock() = Some(state);
 }
 
 impl Kernel {
     pub fn current_thread(&self) -> &Thread {
-        &self.threads[&self.sched.current]
+        &self.threads[&self.sched.current()]
     }
 
     pub fn current_pid(&self) -> Pid {

@@ -58,7 +58,8 @@ impl Kernel {
         self.release_dma_of_children(pid);
         self.cap_delete_all(pid);
         if let Some(space) = space {
-            self.sched.unload_root(space.tagged_root());
+            // No core may be left running on its tables, nor caching its entries.
+            crate::arch::tlb::leave(space.tagged_root());
             drop(space);
         }
         self.return_quota(pid);
@@ -111,14 +112,23 @@ impl Kernel {
         if let Some(crate::ipc::Delivery::Message(message)) = inbox {
             self.discard_message(message);
         }
-        if tid == self.sched.current {
-            if let Some(thread) = self.threads.get_mut(&tid) {
-                thread.die();
+        if let Some(thread) = self.threads.get(&tid) {
+            self.sched.unplace(thread);
+        }
+        // A thread running on a core, or whose stack a core may just be leaving, is freed
+        // by that core once it has switched away.
+        match self.sched.core_running(tid) {
+            Some(core) => {
+                self.sched.forget(tid, state);
+                if let Some(thread) = self.threads.get_mut(&tid) {
+                    thread.die();
+                }
+                self.sched.note_dead(tid, core);
             }
-            self.sched.note_dead_current();
-        } else {
-            self.sched.forget(tid, state);
-            self.threads.remove(&tid);
+            None => {
+                self.sched.forget(tid, state);
+                self.threads.remove(&tid);
+            }
         }
     }
 
@@ -140,7 +150,7 @@ impl Kernel {
 
     /// End the calling thread; the last one ends its process with `code`.
     pub fn exit_current_thread(&mut self, code: i64) {
-        self.end_thread(self.sched.current, exited(code));
+        self.end_thread(self.sched.current(), exited(code));
     }
 
     /// End thread `tid`; the last one of its process ends the process with `status`.

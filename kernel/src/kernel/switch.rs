@@ -2,6 +2,7 @@
 //! in an IPC syscall with the thread parked (`block_parking`, `yield_parking`), the fast
 //! path's direct switch (`switch_parked`), the timer tick and the idle loop. Each takes the
 //! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
+//! Every core switches among its own threads only (see `sched`).
 
 use super::{Kernel, KernelGuard, kernel};
 use crate::arch::entry;
@@ -11,13 +12,13 @@ use crate::sched::thread::{Start, ThreadState, Tid};
 use crate::sched::{
     Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Give the CPU to the best ready thread (maybe the current one again).
 pub fn reschedule() {
     let mut k = kernel();
     clear_reschedule();
-    let current = k.sched.current;
+    let current = k.sched.current();
     let slice_over = k.sched.slice_over();
     let idle = k.sched.is_idle(current);
     let state = &mut *k;
@@ -39,18 +40,21 @@ pub fn reschedule() {
 /// the fast paths park instead, see [`switch_parked`]). The current thread must already
 /// be blocked (or requeued) by the caller.
 fn switch_to(mut k: KernelGuard, next: Tid) {
-    let current = k.sched.current;
+    let current = k.sched.current();
     if next == current {
         k.threads
             .get_mut(&next)
             .expect("scheduled thread exists")
             .run();
+        drop(k);
+        // Another core may have left a thread this one ran before for it to free.
+        finish_switch();
         return;
     }
     let resume = install(&mut k, next);
     let save = match k.threads.get_mut(&current) {
         Some(thread) => thread.saved_rsp_slot(),
-        None => &raw mut k.boot_rsp,
+        None => k.sched.boot_rsp_slot(),
     };
     drop(k);
     // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
@@ -119,7 +123,7 @@ pub fn switch_parked(mut k: KernelGuard, next: Tid, parked: Parked) -> ! {
 pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -> ! {
     clear_reschedule();
     let state = &mut *k;
-    let current = state.sched.current;
+    let current = state.sched.current();
     state.sched.time(current, waiting);
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.block(waiting);
@@ -134,7 +138,7 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
 /// itself again).
 pub fn yield_parking(mut k: KernelGuard) -> ! {
     clear_reschedule();
-    let current = k.sched.current;
+    let current = k.sched.current();
     let state = &mut *k;
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.ready();
@@ -148,22 +152,37 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     switch_parked(k, next, park)
 }
 
-/// Runs on the new thread after every switch: free threads that died while running.
+/// Runs on the new thread after every switch: free threads that died while running. The
+/// new thread itself may be among them (another core ended it just now): it stays until
+/// this core has left its stack.
 pub fn finish_switch() {
     // Almost every switch has nobody to free: skip the lock then.
     if !take_dead_flag() {
         return;
     }
     let mut k = kernel();
+    let current = k.sched.current();
     let dead = k.sched.take_dead();
     for tid in dead {
-        k.threads.remove(&tid);
+        if tid == current {
+            k.sched.note_dead(tid, crate::arch::percpu::index());
+        } else {
+            k.threads.remove(&tid);
+        }
     }
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn thread_first_run() {
     finish_switch();
+}
+
+/// The running thread is gone (it ended, or another core ended it while this one waited
+/// for the lock): run someone else, for good.
+pub fn leave_for_good(k: KernelGuard) -> ! {
+    drop(k);
+    reschedule();
+    unreachable!("a thread that is gone is never resumed");
 }
 
 pub fn reschedule_if_needed() {
@@ -181,10 +200,13 @@ pub fn timer_tick() {
     {
         let mut k = kernel();
         let k = &mut *k;
-        k.ticks += 1;
-        let now = k.ticks;
-        crate::clock::publish(now);
-        let current = k.sched.current;
+        // The boot core keeps the time and the timers; every core its own slice.
+        if crate::arch::percpu::is_boot_core() {
+            k.ticks += 1;
+            crate::clock::publish(k.ticks);
+            wake_sleepers(k);
+        }
+        let current = k.sched.current();
         if let Some(thread) = k.threads.get_mut(&current) {
             // Back after a preemption: only the rest of its slice. Applied here, not where
             // it is switched to, so that the IPC paths pay nothing for it.
@@ -194,51 +216,48 @@ pub fn timer_tick() {
                 process.tick();
             }
         }
-        while let Some(tid) = k.sched.pop_expired(now) {
-            match k.threads.get(&tid).map(|t| t.state()) {
-                Some(ThreadState::Receiving { .. }) => {
-                    k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
-                }
-                _ => k.make_ready(tid),
-            }
-        }
         k.sched.run_down_slice();
     }
 }
 
-/// TSC cycles spent halted in [`idle_loop`], and when the current halt began (0: not
-/// halted). One CPU, interrupts off: the atomics are for `static`, not for races.
-static IDLE_TSC: AtomicU64 = AtomicU64::new(0);
-static HALTED_SINCE: AtomicU64 = AtomicU64::new(0);
-
-/// TSC cycles the CPU has spent halted since boot: what a benchmark subtracts, since under
-/// icount the TSC runs on while the CPU waits for a device.
-pub fn idle_tsc() -> u64 {
-    IDLE_TSC.load(Ordering::Relaxed)
-}
-
-/// An interrupt arrived: end the halt it woke, if any, before its handler's work counts.
-pub fn end_halt() {
-    let since = HALTED_SINCE.swap(0, Ordering::Relaxed);
-    if since != 0 {
-        IDLE_TSC.fetch_add(crate::arch::cpu::read_tsc() - since, Ordering::Relaxed);
+/// Wake the threads whose timeouts have come.
+fn wake_sleepers(k: &mut Kernel) {
+    while let Some(tid) = k.sched.pop_expired(k.ticks) {
+        match k.threads.get(&tid).map(|t| t.state()) {
+            Some(ThreadState::Receiving { .. }) => {
+                k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))
+            }
+            _ => k.make_ready(tid),
+        }
     }
 }
 
 fn idle_loop() -> ! {
     loop {
-        HALTED_SINCE.store(crate::arch::cpu::read_tsc(), Ordering::Relaxed);
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        end_halt();
+        crate::arch::percpu::halt();
         reschedule_if_needed();
     }
 }
 
+/// Set once the boot core has made the kernel state and the first process: the other
+/// cores may then schedule too.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
 /// Leave the boot stack for the first ready thread, for good.
 pub fn start() -> ! {
+    STARTED.store(true, Ordering::Release);
     reschedule();
     unreachable!("the boot context is never resumed");
+}
+
+/// Another core, once started: it waits for the kernel state, then schedules, for good.
+pub fn start_other_core() -> ! {
+    while !STARTED.load(Ordering::Acquire) {
+        // Shootdowns reach every running core, scheduling or not.
+        crate::arch::tlb::serve();
+        core::hint::spin_loop();
+    }
+    start()
 }
 
 pub fn idle_start() -> Start {
@@ -248,7 +267,7 @@ pub fn idle_start() -> Start {
 /// "process N (name), thread T" for reports about the running thread.
 pub fn describe_current() -> alloc::string::String {
     match crate::kernel::KERNEL.try_lock().as_deref() {
-        Some(Some(k)) => k.describe_thread(k.sched.current),
+        Some(Some(k)) => k.describe_thread(k.sched.current()),
         Some(None) => alloc::string::String::from("before the scheduler started"),
         None => alloc::string::String::from("kernel lock held"),
     }

@@ -16,6 +16,13 @@ impl Kernel {
         unsafe { &*self.sched.running_record() }
     }
 
+    /// Whether the running thread was ended by another core while this one was on its way
+    /// to the lock: its syscall or fault must not go on.
+    #[inline(always)]
+    pub fn running_is_gone(&self) -> bool {
+        self.running().state() == ThreadState::Dead
+    }
+
     /// Put `tid` on its run queue (unless suspended); preempt the running thread if `tid`
     /// outranks it.
     pub fn make_ready(&mut self, tid: Tid) {
@@ -27,7 +34,7 @@ impl Kernel {
     /// Block the running thread in `state`; the caller then calls
     /// [`reschedule`](super::switch::reschedule).
     pub fn block_current(&mut self, state: ThreadState) {
-        let tid = self.sched.current;
+        let tid = self.sched.current();
         self.sched.time(tid, state);
         if let Some(thread) = self.threads.get_mut(&tid) {
             thread.block(state);
@@ -52,7 +59,7 @@ impl Kernel {
         }
         match thread.state() {
             ThreadState::Ready => self.sched.forget(tid, ThreadState::Ready),
-            ThreadState::Running => request_reschedule(),
+            ThreadState::Running => self.sched.preempt(tid),
             ThreadState::Receiving { port, .. } => {
                 if let Some(port) = self.ports.get_mut(&port) {
                     port.remove_receiver(&mut self.threads, tid);
@@ -85,16 +92,14 @@ impl Kernel {
         };
         let (state, queued) = (thread.state(), !thread.is_suspended());
         thread.set_priority(priority);
-        if tid == self.sched.current {
-            self.sched.set_current_priority(priority);
-        }
+        self.sched.set_running_priority(tid, priority);
         match state {
             ThreadState::Ready if queued => {
                 self.sched.forget(tid, state);
                 self.make_ready(tid);
             }
             // Lowered, it may no longer be the one to run.
-            ThreadState::Running => request_reschedule(),
+            ThreadState::Running => self.sched.preempt(tid),
             _ => {}
         }
     }
@@ -111,6 +116,7 @@ impl Kernel {
         }
         self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
+        self.sched.place(&mut thread);
         thread.set_root(
             self.processes
                 .get(&process)

@@ -160,9 +160,10 @@ pub fn init_kernel_tables() {
         let offset = virt - KERNEL_VMA;
         tables.image_pts[offset >> 21][(offset >> 12) & 511] = offset as u64 | flags | global;
     }
-    // SAFETY: the new tables map the running image at the same addresses and the direct map
-    // the loader's structures will be read through; the boot identity map is no longer used.
-    unsafe { core::arch::asm!("mov cr3, {}", in(reg) kernel_root(), options(nostack)) };
+    // The new tables map the running image at the same addresses and the direct map the
+    // loader's structures will be read through; the boot identity map is no longer used.
+    crate::arch::tlb::set_kernel_root(kernel_root());
+    crate::arch::load_root(kernel_root());
 }
 
 /// Give the kernel heap and every other free frame of RAM to their allocators.

@@ -128,13 +128,15 @@ impl AddressSpace {
     }
 
     /// After a present entry for `virt` changed: drop it from the TLB if this space is
-    /// loaded, else have its next load flush (other PCIDs are out of `invlpg`'s reach).
+    /// loaded, else have its next load flush (other PCIDs are out of `invlpg`'s reach);
+    /// other cores that have it loaded flush theirs before this returns.
     fn invalidate(&self, virt: usize, current: bool) {
         if current {
             flush(virt);
         } else {
             pcid::mark_stale(self.pcid);
         }
+        crate::arch::tlb::shoot_root(self.tagged_root());
     }
 
     /// Frames this address space holds: its data pages and its page tables.

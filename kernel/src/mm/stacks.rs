@@ -84,14 +84,19 @@ fn entry(slot: usize, page: usize) -> &'static mut u64 {
 /// Unmap the first `pages` pages of slot `slot`'s stack and free their frames. Caller
 /// holds [`FREE`].
 fn unmap(slot: usize, pages: usize) {
-    for page in 0..pages {
+    let mut frames: [PhysAddr; STACK_PAGES] = [0; STACK_PAGES];
+    for (page, frame) in frames.iter_mut().enumerate().take(pages) {
         let entry = entry(slot, page);
-        let frame: PhysAddr = *entry & 0x000f_ffff_ffff_f000;
+        *frame = *entry & 0x000f_ffff_ffff_f000;
         *entry = 0;
         // Global entries are cached across address spaces: invlpg drops them from all.
         flush(slot_page(slot, page));
-        // SAFETY: the frame was this stack's page, now unmapped and out of the TLB; the
-        // thread that ran on it is gone.
+    }
+    // Other cores may have cached them too.
+    crate::arch::tlb::shoot_global();
+    for &frame in &frames[..pages] {
+        // SAFETY: the frame was this stack's page, now unmapped and out of every core's
+        // TLB; the thread that ran on it is gone.
         unsafe { frame::release(frame) };
     }
 }

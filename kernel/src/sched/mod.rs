@@ -1,48 +1,54 @@
-//! The scheduler: priority run queues, round-robin within a priority, preemption by the timer.
+//! The scheduler: per-core priority run queues, round-robin within a priority, preemption by
+//! the timer.
 //!
 //! Highest priority first; equal priorities take turns of [`TIME_SLICE`] ticks. A woken thread
 //! of higher priority than the running one preempts it at the next return to user space.
-//! When nothing is ready the idle thread halts the CPU until the next interrupt. A suspended
+//! When nothing is ready a core's idle thread halts it until the next interrupt.
+//!
+//! Every thread has a home core, the least loaded when it was made, and runs only there:
+//! making it ready queues it there, and another core that does so interrupts its home if
+//! it should preempt what runs there (`percpu::request`). Each core has its own queues,
+//! running thread, slice and FPU owner; the timers (sleepers) are shared, and the boot
+//! core's tick expires them. A suspended
 //! thread is never on a run queue: it may wake (its state becomes `Ready`) but waits off the
 //! queues until resumed.
 
 pub mod thread;
 
+use crate::arch;
+use crate::arch::percpu;
 use crate::arch::trap::TrapFrame;
-use crate::arch::{self, gdt};
 use crate::ipc::Delivered;
 use crate::table::Table;
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
 use keel_abi::PRIORITY_LEVELS;
 use thread::{Thread, ThreadState, Tid};
 
-/// End-of-syscall work due, as bits, checked on every return to user space without taking
-/// the kernel lock (and by the fast path in one load).
-static DUE: AtomicU8 = AtomicU8::new(0);
+/// End-of-syscall work due on this core, as bits of its `percpu::due` word, checked on every
+/// return to user space without taking the kernel lock (and by the fast path in one load).
 /// The running thread should give way.
-const RESCHED: u8 = 1;
-/// A thread died while running and waits in `dead` to be freed.
-const DEAD: u8 = 2;
+const RESCHED: u64 = 1;
+/// A thread died while running here and waits in the core's `dead` to be freed.
+const DEAD: u64 = 2;
 
 pub fn request_reschedule() {
-    DUE.fetch_or(RESCHED, Ordering::Relaxed);
+    percpu::set_due(RESCHED);
 }
 
 pub fn reschedule_requested() -> bool {
-    DUE.load(Ordering::Relaxed) & RESCHED != 0
+    percpu::due() & RESCHED != 0
 }
 
 pub fn clear_reschedule() {
-    DUE.fetch_and(!RESCHED, Ordering::Relaxed);
+    percpu::take_due(RESCHED);
 }
 
-/// Whether a thread died while running and waits to be freed; the flag is cleared.
+/// Whether a thread died while running here and waits to be freed; the flag is cleared.
 #[inline(always)]
 pub fn take_dead_flag() -> bool {
-    DUE.fetch_and(!DEAD, Ordering::Relaxed) & DEAD != 0
+    percpu::take_due(DEAD)
 }
 
 /// Ticks a thread runs before an equal-priority thread gets the CPU.
@@ -118,92 +124,179 @@ impl RunQueue {
     }
 }
 
-pub struct Scheduler {
+/// One core's share of the scheduler.
+struct Core {
     queues: [RunQueue; PRIORITY_LEVELS],
     /// Bit p set when queue p is not empty: picking the next thread is one instruction.
     ready: u32,
-    pub current: Tid,
+    current: Tid,
     /// The running thread's priority, which a woken thread must beat to preempt it: set by
-    /// `install` and kept by `Kernel::set_priority` (`kernel/thread.rs`).
+    /// `load` and kept by `Kernel::set_priority` (`kernel/thread.rs`).
     current_priority: usize,
     /// The running thread's record (null before the first switch), so the fast path finds it
     /// without a lookup: set by [`Scheduler::load`]; a record stays in place until its thread
     /// is removed, which never happens while it runs (see `dead`).
     running: *mut Thread,
+    /// The thread that ran before `current`: the core may still be on its kernel stack, just
+    /// after the switch, until it switches again. Another core removing it leaves it to
+    /// this one (`dead`).
+    previous: Tid,
     idle: Tid,
-    sleepers: BTreeSet<(u64, Tid)>,
     slice_left: u32,
-    /// Threads that ended while running; freed once another thread runs.
+    /// Threads that ended while running here; freed once another thread runs.
     dead: Vec<Tid>,
-    /// The page-table root (and PCID) in CR3.
-    loaded_root: u64,
-    /// The thread whose FPU and SSE registers the CPU holds (0: none yet), and whether
+    /// The thread whose FPU and SSE registers the core holds (0: none yet), and whether
     /// CR0.TS is set, so that another thread's first use of them traps (`arch::fpu`).
     fpu_owner: Tid,
     fpu_trap: bool,
+    /// Threads at home here, idle excluded: what placement balances.
+    homed: usize,
+    /// Where the boot context's stack pointer goes when the core first leaves it.
+    boot_rsp: u64,
+}
+
+pub struct Scheduler {
+    cores: Vec<Core>,
+    /// Threads waiting for a tick, whichever their core.
+    sleepers: BTreeSet<(u64, Tid)>,
 }
 
 /// The "thread" running before the scheduler starts: the boot context, never resumed.
 const BOOT_CONTEXT: Tid = Tid::MAX;
 
 impl Scheduler {
-    pub fn new(idle: Tid) -> Self {
+    /// A scheduler for one core per idle thread, in core order. Each core finds its own
+    /// record through its per-core area, so the records never move once made.
+    pub fn new(idles: &[Tid]) -> Self {
+        let mut cores: Vec<Core> = idles
+            .iter()
+            .map(|&idle| Core {
+                queues: core::array::from_fn(|_| RunQueue::new()),
+                ready: 0,
+                current: BOOT_CONTEXT,
+                current_priority: 0,
+                running: core::ptr::null_mut(),
+                previous: BOOT_CONTEXT,
+                idle,
+                slice_left: TIME_SLICE,
+                dead: Vec::new(),
+                fpu_owner: 0,
+                fpu_trap: true,
+                homed: 0,
+                boot_rsp: 0,
+            })
+            .collect();
+        for (index, core) in cores.iter_mut().enumerate() {
+            percpu::set_scheduler(index, core as *mut Core as u64);
+        }
         Scheduler {
-            queues: core::array::from_fn(|_| RunQueue::new()),
-            ready: 0,
-            current: BOOT_CONTEXT,
-            current_priority: 0,
-            running: core::ptr::null_mut(),
-            idle,
+            cores,
             sleepers: BTreeSet::new(),
-            slice_left: TIME_SLICE,
-            dead: Vec::new(),
-            loaded_root: arch::current_root(),
-            fpu_owner: 0,
-            fpu_trap: true,
         }
     }
 
+    /// This core's share.
+    #[inline(always)]
+    fn here(&mut self) -> &mut Core {
+        // SAFETY: the per-core area holds the address of this core's record in `cores`,
+        // which never reallocates; `&mut self` makes this the only reference to it.
+        unsafe { &mut *(percpu::scheduler() as *mut Core) }
+    }
+
+    #[inline(always)]
+    fn here_ref(&self) -> &Core {
+        // SAFETY: as in `here`, shared.
+        unsafe { &*(percpu::scheduler() as *const Core) }
+    }
+
+    /// The thread running on this core.
+    #[inline(always)]
+    pub fn current(&self) -> Tid {
+        self.here_ref().current
+    }
+
+    /// Whether `tid` is a core's idle thread.
     pub fn is_idle(&self, tid: Tid) -> bool {
-        tid == self.idle
+        self.cores.iter().any(|core| core.idle == tid)
+    }
+
+    /// The core `tid` runs on now, or whose kernel stack it may still be leaving (another
+    /// core's `previous`): such a thread may not be freed by anyone but that core.
+    pub fn core_running(&self, tid: Tid) -> Option<usize> {
+        let here = percpu::index();
+        self.cores.iter().enumerate().find_map(|(index, core)| {
+            (core.current == tid || (index != here && core.previous == tid)).then_some(index)
+        })
+    }
+
+    /// Give `thread` a home: the core with the fewest threads.
+    pub fn place(&mut self, thread: &mut Thread) {
+        let (index, core) = self
+            .cores
+            .iter_mut()
+            .enumerate()
+            .min_by_key(|(_, core)| core.homed)
+            .expect("at least one core");
+        core.homed += 1;
+        thread.set_home(index);
+    }
+
+    /// `thread` is going: its home has one thread fewer.
+    pub fn unplace(&mut self, thread: &Thread) {
+        let core = &mut self.cores[thread.home()];
+        core.homed = core.homed.saturating_sub(1);
     }
 
     pub fn pick_next(&mut self) -> Tid {
-        if self.ready == 0 {
-            return self.idle;
+        let core = self.here();
+        if core.ready == 0 {
+            return core.idle;
         }
-        let priority = 31 - self.ready.leading_zeros() as usize;
-        let queue = &mut self.queues[priority];
+        let priority = 31 - core.ready.leading_zeros() as usize;
+        let queue = &mut core.queues[priority];
         let tid = queue
             .pop_front()
             .expect("ready bit set for a non-empty queue");
         if queue.is_empty() {
-            self.ready &= !(1 << priority);
+            core.ready &= !(1 << priority);
         }
         tid
     }
 
-    /// Queue `tid` at `priority`: at the back, or in front if it was preempted mid-slice.
+    /// Queue `tid` at `priority` on this core: at the back, or in front if it was preempted
+    /// mid-slice.
     pub fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
-        let queue = &mut self.queues[priority];
-        if front {
-            queue.push_front(tid);
-        } else {
-            queue.push_back(tid);
-        }
-        self.ready |= 1 << priority;
+        self.here().enqueue(tid, priority, front);
     }
 
-    /// Make `thread` (`tid`) ready: on its run queue unless suspended, preempting the running
-    /// thread if it outranks it.
+    /// Make `thread` (`tid`) ready: on its home's run queue unless suspended, preempting the
+    /// thread running there if it outranks it.
     pub fn ready(&mut self, tid: Tid, thread: &mut Thread) {
         thread.ready();
         if thread.is_suspended() {
             return;
         }
-        self.enqueue(tid, thread.priority(), false);
-        if self.is_idle(self.current) || thread.priority() > self.current_priority {
+        let home = thread.home();
+        let core = &mut self.cores[home];
+        core.enqueue(tid, thread.priority(), false);
+        if core.current == core.idle || thread.priority() > core.current_priority {
+            self.preempt_on(home);
+        }
+    }
+
+    /// Have core `index` reschedule at its next return to user space.
+    fn preempt_on(&self, index: usize) {
+        if index == percpu::index() {
             request_reschedule();
+        } else {
+            percpu::request(index, RESCHED);
+        }
+    }
+
+    /// If `tid` runs on some core, have it reschedule there (it was suspended, or lowered).
+    pub fn preempt(&self, tid: Tid) {
+        if let Some(index) = self.cores.iter().position(|core| core.current == tid) {
+            self.preempt_on(index);
         }
     }
 
@@ -258,46 +351,55 @@ impl Scheduler {
 
     #[cold]
     fn forget_ready(&mut self, tid: Tid) {
-        for (priority, queue) in self.queues.iter_mut().enumerate() {
-            queue.remove(tid);
-            if queue.is_empty() {
-                self.ready &= !(1 << priority);
+        for core in &mut self.cores {
+            for (priority, queue) in core.queues.iter_mut().enumerate() {
+                queue.remove(tid);
+                if queue.is_empty() {
+                    core.ready &= !(1 << priority);
+                }
             }
         }
     }
 
-    pub fn note_dead_current(&mut self) {
-        self.dead.push(self.current);
-        DUE.fetch_or(DEAD, Ordering::Relaxed);
-        request_reschedule();
+    /// `tid`, running on core `index` (or just left there), ended: that core frees it once
+    /// it has switched away.
+    pub fn note_dead(&mut self, tid: Tid, index: usize) {
+        self.cores[index].dead.push(tid);
+        if index == percpu::index() {
+            percpu::set_due(DEAD | RESCHED);
+        } else {
+            percpu::request(index, DEAD | RESCHED);
+        }
     }
 
     /// The running thread's record (see the field).
     #[inline(always)]
     pub fn running_record(&self) -> *mut Thread {
-        self.running
+        self.here_ref().running
     }
 
-    /// The running thread's priority changed.
-    pub fn set_current_priority(&mut self, priority: usize) {
-        self.current_priority = priority;
+    /// Thread `tid`'s priority changed: if it runs somewhere, that core must know.
+    pub fn set_running_priority(&mut self, tid: Tid, priority: usize) {
+        if let Some(core) = self.cores.iter_mut().find(|core| core.current == tid) {
+            core.current_priority = priority;
+        }
     }
 
     /// Whether the running thread used up its slice.
     #[inline(always)]
     pub fn slice_over(&self) -> bool {
-        self.slice_left == 0
+        self.here_ref().slice_left == 0
     }
 
     /// The running thread gives up the rest of its slice.
     pub fn end_slice(&mut self) {
-        self.slice_left = 0;
+        self.here().slice_left = 0;
     }
 
     /// A fresh slice for the thread about to run.
     #[inline(always)]
     pub fn new_slice(&mut self) {
-        self.slice_left = TIME_SLICE;
+        self.here().slice_left = TIME_SLICE;
     }
 
     /// `thread` (`current`), still runnable, goes back in line: in front if its slice is not
@@ -305,11 +407,12 @@ impl Scheduler {
     /// tick would keep it on the CPU for ever (see `timer_tick`).
     #[inline(always)]
     pub fn requeue(&mut self, current: Tid, thread: &mut Thread) {
-        let slice_over = self.slice_over();
+        let core = self.here();
+        let slice_over = core.slice_left == 0;
         thread.ready();
-        thread.keep_slice(if slice_over { 0 } else { self.slice_left });
+        thread.keep_slice(if slice_over { 0 } else { core.slice_left });
         if !thread.is_suspended() {
-            self.enqueue(current, thread.priority(), !slice_over);
+            core.enqueue(current, thread.priority(), !slice_over);
         }
     }
 
@@ -317,14 +420,16 @@ impl Scheduler {
     /// (0: none): only those.
     pub fn cut_slice(&mut self, kept: u32) {
         if kept != 0 {
-            self.slice_left = self.slice_left.min(kept);
+            let core = self.here();
+            core.slice_left = core.slice_left.min(kept);
         }
     }
 
     /// Count the tick against the slice; a used-up slice asks for the scheduler.
     pub fn run_down_slice(&mut self) {
-        self.slice_left = self.slice_left.saturating_sub(1);
-        if self.slice_left == 0 {
+        let core = self.here();
+        core.slice_left = core.slice_left.saturating_sub(1);
+        if core.slice_left == 0 {
             request_reschedule();
         }
     }
@@ -339,17 +444,26 @@ impl Scheduler {
         Some(tid)
     }
 
-    /// Threads that died while running, to be freed now another runs.
+    /// Threads that died while running here, to be freed now another runs.
     pub fn take_dead(&mut self) -> Vec<Tid> {
-        core::mem::take(&mut self.dead)
+        core::mem::take(&mut self.here().dead)
     }
 
-    /// Load the kernel's own root if `root` is in CR3 (its address space is going away).
-    pub fn unload_root(&mut self, root: u64) {
-        if self.loaded_root == root {
-            self.loaded_root = crate::mm::kernel_root();
-            arch::load_root(self.loaded_root);
+    /// Where this core's boot context parks when the core first switches away.
+    pub fn boot_rsp_slot(&mut self) -> *mut u64 {
+        &raw mut self.here().boot_rsp
+    }
+}
+
+impl Core {
+    fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
+        let queue = &mut self.queues[priority];
+        if front {
+            queue.push_front(tid);
+        } else {
+            queue.push_back(tid);
         }
+        self.ready |= 1 << priority;
     }
 }
 
@@ -370,40 +484,43 @@ pub fn timeout_ticks(nanos: u64) -> Option<u64> {
 /// thread resumed straight to user space would leave it undone.
 #[inline(always)]
 pub fn work_pending() -> bool {
-    DUE.load(Ordering::Relaxed) != 0 || crate::log::is_pending()
+    percpu::due() != 0 || crate::log::is_pending()
 }
 
 impl Scheduler {
-    /// Make `thread` (`tid`) the running one: its kernel stack for the next entry from user
-    /// space, its address space (CR3 is loaded only when it changes), its priority.
+    /// Make `thread` (`tid`) the running one on this core: its kernel stack for the next
+    /// entry from user space, its address space (CR3 is loaded only when it changes), its
+    /// priority.
     #[inline(always)]
     pub fn load(&mut self, tid: Tid, thread: &mut Thread) {
         thread.run();
         let top = thread.stack_top();
-        gdt::set_kernel_stack(top);
+        percpu::set_kernel_stack(top);
         if let Some(root) = thread.root()
-            && root != self.loaded_root
+            && root != arch::loaded_root()
         {
-            self.loaded_root = root;
             arch::load_root(root);
         }
+        let core = self.here();
         // The FPU traps for every thread but its owner; CR0 is written only on a change.
-        let trap = tid != self.fpu_owner;
-        if trap != self.fpu_trap {
-            self.fpu_trap = trap;
+        let trap = tid != core.fpu_owner;
+        if trap != core.fpu_trap {
+            core.fpu_trap = trap;
             arch::fpu::set_trap(trap);
         }
-        self.current = tid;
-        self.current_priority = thread.priority();
-        self.running = thread;
+        core.previous = core.current;
+        core.current = tid;
+        core.current_priority = thread.priority();
+        core.running = thread;
     }
 
     /// The running thread used the FPU or SSE while another's registers were loaded: it owns
-    /// them now. Returns the previous owner, whose registers the CPU still holds.
+    /// them now. Returns the previous owner, whose registers this core still holds.
     pub fn take_fpu(&mut self) -> Tid {
-        self.fpu_trap = false;
+        let core = self.here();
+        core.fpu_trap = false;
         arch::fpu::set_trap(false);
-        core::mem::replace(&mut self.fpu_owner, self.current)
+        core::mem::replace(&mut core.fpu_owner, core.current)
     }
 
     /// The running thread's record and `other`'s (from `threads`), at once; `None` if `other`
@@ -414,14 +531,15 @@ impl Scheduler {
         threads: &'a mut Table<Thread>,
         other: Tid,
     ) -> Option<(&'a mut Thread, &'a mut Thread)> {
-        if other == self.current {
+        let core = self.here_ref();
+        if other == core.current {
             return None;
         }
         let other = threads.get_mut(&other)?;
         // SAFETY: `running` is the running thread's record (see the field), which lives in
         // `threads`, borrowed mutably here: this is the only reference to it. It is not
         // `other`: a live record is found under one id only, and the ids differ.
-        let running = unsafe { &mut *self.running };
+        let running = unsafe { &mut *core.running };
         Some((running, other))
     }
 

@@ -82,6 +82,9 @@ pub struct Thread {
     /// thread, which runs in any).
     root: Option<u64>,
     stack: KernelStack,
+    /// The core it runs on, chosen when it is made (`Scheduler::place`); it never moves,
+    /// so its FPU registers, held lazily, are only ever in that core's.
+    home: usize,
     /// Its FPU and SSE registers while another thread's are loaded; `None` until it first
     /// uses them (see `arch::fpu`).
     fpu: Option<alloc::boxed::Box<FpuState>>,
@@ -160,6 +163,7 @@ impl Thread {
             parked_in: None,
             root: None,
             stack,
+            home: 0,
             fpu: None,
         })
     }
@@ -203,6 +207,14 @@ impl Thread {
     #[inline(always)]
     pub fn root(&self) -> Option<u64> {
         self.root
+    }
+
+    pub fn home(&self) -> usize {
+        self.home
+    }
+
+    pub fn set_home(&mut self, core: usize) {
+        self.home = core;
     }
 
     pub fn set_root(&mut self, root: Option<u64>) {

@@ -38,7 +38,7 @@ pub fn send(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 /// The syscall of a parked thread, resumed by the scheduler: finish it from its inbox,
 /// as the delivery it parked for.
 pub(super) fn finish_parked(k: &mut Kernel) -> Result<Next, Error> {
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let thread = k.threads.get_mut(&tid);
     let (how, delivery) = thread.map_or((None, None), |t| (t.take_parked(), t.take_inbox()));
     match delivery {
@@ -60,7 +60,7 @@ pub fn recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 /// Take what is waiting on `port`, or wait for it (`timeout` ticks; `None` for ever).
 #[inline(always)]
 fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next, Error> {
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let until = timeout.map(|t| k.ticks.saturating_add(t));
     let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.is_closed() {
@@ -98,7 +98,7 @@ pub fn call(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         s.calls += 1;
         s.fast_path_misses += 1;
     });
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let reply = k
         .threads
         .get_mut(&tid)
@@ -131,7 +131,7 @@ pub fn reply(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 
 pub fn reply_recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (port, _) = k.port_lookup(args.handle(0)?, rights::RECEIVE)?;
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let pending = k.threads.get_mut(&tid).and_then(|t| t.take_pending_reply());
     if let Some(reply) = pending {
         k.count(port, |s| s.fast_path_misses += 1);
@@ -177,7 +177,7 @@ pub fn buffer_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         let space = k.current_space();
         space.check_access(addr, PAGE_SIZE, true)?;
     }
-    let tid = k.sched.current;
+    let tid = k.sched.current();
     let thread = k.threads.get_mut(&tid).expect("running thread");
     thread.set_ipc_buffer((addr != 0).then_some(addr));
     Ok(Next::Return(0))

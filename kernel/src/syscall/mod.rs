@@ -24,7 +24,7 @@ pub use args::Args;
 use crate::arch::entry::PARKING_SYSCALLS;
 use crate::arch::trap::TrapFrame;
 use crate::ipc::{Delivered, Received};
-use crate::kernel::switch::{block_parking, reschedule, yield_parking};
+use crate::kernel::switch::{block_parking, leave_for_good, reschedule, yield_parking};
 use crate::kernel::{Kernel, KernelGuard, kernel};
 use crate::sched::thread::ThreadState;
 use keel_abi::{Error, Syscall, encode_result};
@@ -145,6 +145,9 @@ fn may_park(number: u64) -> bool {
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     if let Some(call) = Syscall::from_raw(frame.rax as usize) {
         let mut k = kernel();
+        if k.running_is_gone() {
+            leave_for_good(k);
+        }
         let next = handle(call, &mut k, Args::of(frame));
         // The outcomes of the hot syscalls first, the rest out of line: matching all of them
         // here cost every syscall a dozen instructions.
@@ -181,11 +184,7 @@ fn act(mut k: KernelGuard, frame: &mut TrapFrame, next: &Result<Next, Error>) {
             frame.rax = 0;
         }
         Ok(Next::Block { state, then }) => block(k, frame, state, then),
-        Ok(Next::Gone) => {
-            drop(k);
-            reschedule();
-            unreachable!("a thread that is gone is never resumed");
-        }
+        Ok(Next::Gone) => leave_for_good(k),
     }
 }
 
@@ -204,6 +203,9 @@ fn block(mut k: KernelGuard, frame: &mut TrapFrame, mut state: ThreadState, mut 
         // Restart: the syscall runs again from the start (rax still names it).
         let call = Syscall::from_raw(frame.rax as usize).expect("dispatched syscall");
         k = kernel();
+        if k.running_is_gone() {
+            leave_for_good(k);
+        }
         match handle(call, &mut k, Args::of(frame)) {
             Ok(Next::Block { state: s, then: t }) => (state, then) = (s, t),
             ref other => return act(k, frame, other),
@@ -239,6 +241,9 @@ fn end_of_syscall() {
 extern "C" fn syscall_resume(frame: &mut TrapFrame) {
     crate::kernel::switch::finish_switch();
     let mut k = kernel();
+    if k.running_is_gone() {
+        leave_for_good(k);
+    }
     let next = ipc::finish_parked(&mut k);
     act(k, frame, &next);
     end_of_syscall();

@@ -22,13 +22,13 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let kind = SysInfo::from_raw(args.word(0)).ok_or(Error::InvalidArgument)?;
     Ok(Next::Return(match kind {
         SysInfo::Pid => k.current_pid() as usize,
-        SysInfo::Tid => k.sched.current as usize,
+        SysInfo::Tid => k.sched.current() as usize,
         SysInfo::Ticks => k.ticks as usize,
         SysInfo::TickHz => crate::arch::lapic::TICK_HZ as usize,
         SysInfo::FreeFrames => frame::free_count(),
         SysInfo::TotalFrames => frame::total_count(),
         SysInfo::Processes => k.processes.values().filter(|p| !p.is_zombie()).count(),
-        SysInfo::IdleTsc => crate::kernel::switch::idle_tsc() as usize,
+        SysInfo::IdleTsc => crate::arch::percpu::idle_tsc() as usize,
         SysInfo::PciEcam => crate::arch::acpi::ecam().map_or(0, |ecam| ecam.base as usize),
         SysInfo::PciBuses => crate::arch::acpi::ecam().map_or(0, |ecam| ecam.buses as usize),
         kind => k.object_count(kind),

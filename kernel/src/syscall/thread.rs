@@ -121,7 +121,7 @@ pub fn kill(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         ..ExitStatus::default()
     };
     k.end_thread(tid, status);
-    if tid == k.sched.current {
+    if tid == k.sched.current() {
         return Ok(Next::Gone);
     }
     Ok(Next::Return(0))
