@@ -115,13 +115,25 @@ impl Drop for Background {
 }
 
 /// The demo without its tour (the shell waits at its prompt, so the system stays up),
-/// built and started in the background with `nic`; killed after `limit` at the latest.
-pub fn demo(accel: Accel, nic: Nic, icount: bool, limit: Duration) -> Result<Background> {
+/// built and started in the background with `nic`, on a new demo disk `target/DISK.img`
+/// of its own (never the user's, which a `cargo boot` may hold); killed after `limit` at
+/// the latest.
+pub fn demo(
+    accel: Accel,
+    nic: Nic,
+    icount: bool,
+    limit: Duration,
+    disk: &str,
+) -> Result<Background> {
     let image = image::demo_image(&manifest::demo_path(), false)?;
     let console = Console::Scripted { timeout: limit };
+    let disk = crate::workspace_root()
+        .join("target")
+        .join(format!("{disk}.img"));
+    crate::disk::make_demo(&disk)?;
     let qemu = Qemu {
         nic: Some(nic),
-        disk: Some(crate::check::demo_disk()),
+        disk: Some(disk),
         icount,
         ..Qemu::new(Boot::Direct(image), accel, console)
     };

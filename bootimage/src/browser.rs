@@ -38,7 +38,13 @@ fn browser() -> Result<&'static str> {
 pub fn run(accel: Accel) -> Result<PathBuf> {
     let browser = browser()?;
     let port = web::free_port().map_err(|e| Error::new(format!("no free port: {e}")))?;
-    let guest = background::demo(accel, Nic::http(port), false, Duration::from_secs(600))?;
+    let guest = background::demo(
+        accel,
+        Nic::http(port),
+        false,
+        Duration::from_secs(600),
+        "browser-disk",
+    )?;
     if !web::wait_for_page(port, Duration::from_secs(300), || !guest.running()) {
         return Err(Error::new("the page never answered"));
     }

@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(parse_words(""), demo(false, 8080));
         assert_eq!(parse_words("--fresh-disk"), demo(true, 8080));
         assert_eq!(parse_words("--http-port 9000"), demo(false, 9000));
-        assert_eq!(parse_words("--http-port 9000 --fresh-disk"), demo(true, 9000));
+        assert_eq!(
+            parse_words("--http-port 9000 --fresh-disk"),
+            demo(true, 9000)
+        );
         assert!(parse_words("--http-port 0").is_err());
         assert!(parse_words("--http-port").is_err());
         assert!(parse_words("--fresh").is_err());

@@ -77,7 +77,13 @@ fn download(port: u16, len: u64) -> Result<()> {
 /// Boot, measure, print; whether every request and byte came through.
 pub fn run(accel: Accel, icount: bool) -> Result<bool> {
     let port = web::free_port().map_err(|e| Error::new(format!("no free port: {e}")))?;
-    let guest = background::demo(accel, Nic::http(port), icount, Duration::from_secs(900))?;
+    let guest = background::demo(
+        accel,
+        Nic::http(port),
+        icount,
+        Duration::from_secs(900),
+        "netbench-disk",
+    )?;
     if !web::wait_for_page(port, Duration::from_secs(300), || !guest.running()) {
         return Err(Error::new("the page never answered"));
     }

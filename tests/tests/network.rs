@@ -158,7 +158,8 @@ fn boot() -> Result<Guest, String> {
             },
         ],
     };
-    let qemu = background::demo(accel.accel, nic, false, LIMIT).map_err(|e| e.to_string())?;
+    let qemu = background::demo(accel.accel, nic, false, LIMIT, "network-test-disk")
+        .map_err(|e| e.to_string())?;
     let guest = Guest { qemu, http, echo };
     if !web::wait_for_page(http, BOOT_PATIENCE, || !guest.qemu.running()) {
         return Err(format!(
