@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 /// Requests of `GET /` in a row.
 const REQUESTS: u64 = 200;
+/// The plain page of the per-request measure.
+const SMALL_PAGE: u64 = 2048;
 /// The bulk download.
 const DOWNLOAD: u64 = 64 << 20;
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -74,6 +76,23 @@ fn download(port: u16, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// [`REQUESTS`] of `GET path` in a row, each answered 200: busy instructions (TSC cycles
+/// without icount) per request, and how long they took.
+fn requests(port: u16, path: &str) -> Result<(u64, Duration)> {
+    let start = cpu(port)?;
+    let clock = Instant::now();
+    for _ in 0..REQUESTS {
+        let page =
+            web::get(port, path, PATIENCE).map_err(|e| Error::new(format!("GET {path}: {e}")))?;
+        if page.status != 200 {
+            return Err(Error::new(format!("GET {path} answered {}", page.status)));
+        }
+    }
+    let took = clock.elapsed();
+    // The interval holds one /api/cpu request too, counted in with the rest.
+    Ok((busy(start, cpu(port)?) / (REQUESTS + 1), took))
+}
+
 /// Boot, measure, print; whether every request and byte came through.
 pub fn run(accel: Accel, icount: bool) -> Result<bool> {
     let port = web::free_port().map_err(|e| Error::new(format!("no free port: {e}")))?;
@@ -96,27 +115,25 @@ pub fn run(accel: Accel, icount: bool) -> Result<bool> {
         .map_err(|e| Error::new(format!("GET /: {e}")))?
         .body
         .len();
-    let start = cpu(port)?;
-    let clock = Instant::now();
-    for _ in 0..REQUESTS {
-        let page = web::get(port, "/", PATIENCE).map_err(|e| Error::new(format!("GET /: {e}")))?;
-        if page.status != 200 {
-            return Err(Error::new(format!("GET / answered {}", page.status)));
-        }
-    }
-    let pages = clock.elapsed();
+    let (per_page, pages) = requests(port, "/")?;
+    // The measure: a plain 2 KiB page, the network path without the status page's
+    // gathering of the system's figures.
+    let small = format!("/bytes/{SMALL_PAGE}");
+    let (per_small, smalls) = requests(port, &small)?;
     let middle = cpu(port)?;
     let clock = Instant::now();
     download(port, DOWNLOAD)?;
     let bulk = clock.elapsed();
     let end = cpu(port)?;
-    // Each interval holds one /api/cpu request too, counted in with the rest.
-    let per_request = busy(start, middle) / (REQUESTS + 1);
     let mib = DOWNLOAD >> 20;
     let per_mib = busy(middle, end) / mib;
     println!(
-        "bench net: GET / ({page_len} bytes), {REQUESTS} in a row: {per_request} busy {unit} per request, {:.0} requests/s",
+        "bench net: GET / ({page_len} bytes, the status page), {REQUESTS} in a row: {per_page} busy {unit} per request, {:.0} requests/s",
         REQUESTS as f64 / pages.as_secs_f64()
+    );
+    println!(
+        "bench net: GET {small} ({SMALL_PAGE} bytes), {REQUESTS} in a row: {per_small} busy {unit} per request, {:.0} requests/s",
+        REQUESTS as f64 / smalls.as_secs_f64()
     );
     println!(
         "bench net: GET /bytes/{DOWNLOAD} ({mib} MiB): {per_mib} busy {unit} per MiB, {:.1} MB/s",
