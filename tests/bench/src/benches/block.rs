@@ -100,27 +100,41 @@ fn with_disk(
     measure: &mut Measure,
     bench: impl AsyncFnOnce(&mut Measure, &BlockClient, &Region) -> Result<Stats, Failure> + Send,
 ) -> Result<Stats, Failure> {
-    let servers = keel_manifest::parse(DRIVER).context("the driver's manifest")?;
+    supervised(DRIVER, "the disk benchmark", async |system| {
+        let port = system
+            .service("block")
+            .ok_or_else(|| Failure("no block service".into()))?;
+        let block = BlockClient::connect(port).context("connecting to block")?;
+        let region = Region::open(&block, 1 << 20)
+            .await
+            .map_err(|e| Failure(alloc::format!("opening a region: {e:?}")))?;
+        let info = block.info().await.context("info")?;
+        ensure(info.blocks >= 1 << 16, || {
+            alloc::format!("a disk of {} blocks", info.blocks)
+        })?;
+        bench(measure, &block, &region).await
+    })
+}
+
+/// Run the servers of `manifest` under init's supervisor on a thread of this process,
+/// `work` once the last of them has registered its service, within 10 minutes; stop them
+/// after. `what` names the work in a timeout's failure.
+pub(crate) fn supervised(
+    manifest: &str,
+    what: &str,
+    work: impl AsyncFnOnce(&System) -> Result<Stats, Failure> + Send,
+) -> Result<Stats, Failure> {
+    let servers = keel_manifest::parse(manifest).context("the manifest")?;
+    let last = servers.last().map(|server| server.name.clone());
     scoped::run(move || {
         executor::block_on(async {
             let system = System::new(servers);
             system.start_all();
             let work = pin!(async {
-                system
-                    .until(|system| system.service("block").is_some())
-                    .await;
-                let port = system
-                    .service("block")
-                    .ok_or_else(|| Failure("no block service".into()))?;
-                let block = BlockClient::connect(port).context("connecting to block")?;
-                let region = Region::open(&block, 1 << 20)
-                    .await
-                    .map_err(|e| Failure(alloc::format!("opening a region: {e:?}")))?;
-                let info = block.info().await.context("info")?;
-                ensure(info.blocks >= 1 << 16, || {
-                    alloc::format!("a disk of {} blocks", info.blocks)
-                })?;
-                bench(measure, &block, &region).await
+                if let Some(last) = &last {
+                    system.until(|system| system.service(last).is_some()).await;
+                }
+                work(&system).await
             });
             let timeout = pin!(executor::timeout(Duration::from_secs(600), work));
             let outcome = match select(pin!(system.run()), timeout).await {
@@ -129,7 +143,7 @@ fn with_disk(
                     poweroff.by
                 ))),
                 Either::Right((Ok(outcome), _)) => outcome,
-                Either::Right((Err(_), _)) => Err(Failure("the disk benchmark timed out".into())),
+                Either::Right((Err(_), _)) => Err(Failure(alloc::format!("{what} timed out"))),
             };
             system.shutdown().await;
             outcome

@@ -8,19 +8,13 @@
 //! the one copy of file data is the file service's, between its client's region and the
 //! driver's; the device DMAs to and from the driver's region.
 
-use core::pin::pin;
-use core::time::Duration;
 
 use fs::{Files, FsClient, REGION_LEN};
-use futures_util::future::{Either, select};
-use keel_init::System;
-use keel_rt::executor;
 
-use super::block::busy;
+use super::block::{busy, supervised};
 use crate::failure::{Context, Failure, ensure};
 use crate::harness::Measure;
 use crate::ipc_page::IpcPage;
-use crate::scoped;
 use crate::stats::Stats;
 
 /// KiB a sample moves: its figures are per KiB.
@@ -104,35 +98,16 @@ fn with_files(
     measure: &mut Measure,
     bench: impl AsyncFnOnce(&mut Measure, &Files) -> Result<Stats, Failure> + Send,
 ) -> Result<Stats, Failure> {
-    let servers = keel_manifest::parse(SYSTEM).context("the manifest")?;
-    scoped::run(move || {
-        executor::block_on(async {
-            let system = System::new(servers);
-            system.start_all();
-            let work = pin!(async {
-                system.until(|system| system.service("fs").is_some()).await;
-                let port = system
-                    .service("fs")
-                    .ok_or_else(|| Failure("no fs".into()))?;
-                let client = FsClient::connect(port).context("connecting to fs")?;
-                let files = Files::begin_on(client).await.context("a session")?;
-                let (region, len) = files.region();
-                // SAFETY: the region is mapped writable while `files` lives; nobody else
-                // writes it now.
-                unsafe { core::ptr::write_bytes(region, 0x5a, len) };
-                bench(measure, &files).await
-            });
-            let timeout = pin!(executor::timeout(Duration::from_secs(600), work));
-            let outcome = match select(pin!(system.run()), timeout).await {
-                Either::Left((poweroff, _)) => Err(Failure(alloc::format!(
-                    "{} asked for a poweroff",
-                    poweroff.by
-                ))),
-                Either::Right((Ok(outcome), _)) => outcome,
-                Either::Right((Err(_), _)) => Err(Failure("the file benchmark timed out".into())),
-            };
-            system.shutdown().await;
-            outcome
-        })
-    })?
+    supervised(SYSTEM, "the file benchmark", async |system| {
+        let port = system
+            .service("fs")
+            .ok_or_else(|| Failure("no fs".into()))?;
+        let client = FsClient::connect(port).context("connecting to fs")?;
+        let files = Files::begin_on(client).await.context("a session")?;
+        let (region, len) = files.region();
+        // SAFETY: the region is mapped writable while `files` lives; nobody else writes it
+        // now.
+        unsafe { core::ptr::write_bytes(region, 0x5a, len) };
+        bench(measure, &files).await
+    })
 }
