@@ -65,7 +65,7 @@ impl Drop for Blocks {
 }
 
 /// A request under way: its method, then the sending of its result. Polled where it lies,
-/// in a block from its connection's [`Blocks`], which it returns when dropped.
+/// in a block its connection keeps for the next request, given back when dropped.
 pub struct Answer {
     future: NonNull<dyn Future<Output = ()>>,
     layout: Layout,

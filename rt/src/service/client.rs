@@ -200,7 +200,7 @@ impl Connection {
     /// When the call fails with `ServerGone`, `idempotent` is true and the connection was
     /// made by name, the connection reconnects through the name service (whose lookup
     /// waits for a restarting server) and the call is built and sent again, to the new
-    /// server; and again after each new server that dies in turn, up to [`MAX_RETRIES`]
+    /// server; and again after each new server that dies in turn, up to eight
     /// times. Otherwise, or when no new server can be reached, the error is returned.
     pub async fn invoke<A, F, R>(
         &self,

@@ -8,7 +8,6 @@
 //! the one copy of file data is the file service's, between its client's region and the
 //! driver's; the device DMAs to and from the driver's region.
 
-
 use fs::{Files, FsClient, REGION_LEN};
 
 use super::block::{busy, supervised};
