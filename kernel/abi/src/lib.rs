@@ -701,7 +701,7 @@ mod tests {
 
     #[test]
     fn abi_structs_have_fixed_layouts() {
-        assert_eq!(core::mem::size_of::<SpawnRequest>(), 96);
+        assert_eq!(core::mem::size_of::<SpawnRequest>(), 104);
         assert_eq!(core::mem::size_of::<ExitStatus>(), 32);
         assert_eq!(core::mem::size_of::<ProcessInfo>(), 80);
         assert_eq!(
