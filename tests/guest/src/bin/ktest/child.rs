@@ -45,6 +45,18 @@ pub fn spawn_with_caps(role: Role, arg: &str, caps: &[Handle]) -> Result<Pid, St
     start(role, arg, process::current_priority(), caps, 0)
 }
 
+/// Starts `kchild ROLE ARG` at `priority` with copies of `caps`, on the calling thread's
+/// core: it runs only when this thread gives way or blocks, as on one core.
+pub fn spawn_beside(
+    role: Role,
+    arg: &str,
+    priority: usize,
+    caps: &[Handle],
+) -> Result<Pid, String> {
+    let core = keel_rt::sys::sys_info(keel_abi::SysInfo::Core).context("sys_info(Core)")?;
+    start(role, arg, priority, caps, 1 << core)
+}
+
 fn start(
     role: Role,
     arg: &str,
