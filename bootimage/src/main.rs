@@ -346,7 +346,7 @@ fn run_suites(names: &[String], cores: u32, accel: AccelChoice) -> Result<ExitCo
     for check in &mut checks {
         check.qemu.cores = cores;
     }
-    let outcomes = check::run_checks(&checks, check::PARALLEL);
+    let outcomes = check::run_checks(&checks, check::parallel_for(cores));
     let passed = check::print_summary("bootimage", &outcomes);
     Ok(exit_code(passed))
 }
