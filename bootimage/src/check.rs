@@ -1,8 +1,8 @@
 //! Checks: boots that must show certain things to pass, run a few at a time. `cargo boot test`
 //! and the host test crate share this, so both judge a boot the same way.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -48,24 +48,31 @@ pub const LEGACY_PCI_SUFFIX: &str = "_legacy_pci";
 /// How the campaigns' figure lines start (`cargo boot fuzz`, `cargo boot chaos`).
 const CAMPAIGNS: &[&str] = &["fuzz: ", "chaos: "];
 
-/// A suite's check: [`Check::suite`], or for a campaign its default run; `storage` gets a
-/// blank scratch disk.
-pub fn suite_check(suite: &str, accel: Accel) -> crate::Result<Check> {
+/// A suite's check on `cores` cores: [`Check::suite`], or for a campaign its default run;
+/// `storage` and `files` get a blank disk of their own. Named after the suite, with
+/// `_smpN` on more than one core.
+pub fn suite_check(suite: &str, cores: u32, accel: Accel) -> crate::Result<Check> {
+    let mut check = match suite {
+        crate::chaos::SUITE => crate::chaos::Options::default().check(accel)?,
+        _ => Check::suite(suite, accel),
+    };
+    if cores > 1 {
+        check.name = format!("{suite}_smp{cores}");
+    }
+    check.qemu.cores = cores;
     match suite {
-        crate::chaos::SUITE => crate::chaos::Options::default().check(accel),
-        STORAGE => with_scratch_disk(Check::suite(suite, accel)),
+        STORAGE => with_scratch_disk(check),
         FILES => {
             // A FAT32 disk of its own, never the user's; fsck must find it clean after.
             let disk = crate::workspace_root()
                 .join("target")
-                .join("files-disk.img");
+                .join(format!("files-disk-{}.img", check.name));
             crate::disk::make(&disk, &[])?;
-            let mut check = Check::suite(suite, accel);
             check.qemu.disk = Some(disk);
             check.expect.disk = Some(Vec::new());
             Ok(check)
         }
-        _ => Ok(Check::suite(suite, accel)),
+        _ => Ok(check),
     }
 }
 
@@ -89,8 +96,11 @@ pub const STORAGE: &str = "storage";
 pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long the scripted demo (`cargo boot </dev/null`) may run.
 pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
-/// QEMUs running at once: one per core on our two-core machines.
+/// Guest cores running at once: one per core on our two-core machines.
 pub const PARALLEL: usize = 2;
+
+/// What names a suite's boot on two cores, which `cargo test` runs for every suite.
+pub const SMP_SUFFIX: &str = "_smp2";
 
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
@@ -265,21 +275,33 @@ fn failed_test(text: &str) -> Option<&str> {
     result.starts_with("FAILED").then_some(name)
 }
 
-/// Run `checks`, at most `parallel` QEMUs at a time, printing each guest test line as it
-/// arrives, each check's result as it ends, and the whole serial log of each failure.
-/// Outcomes come back in the order of `checks`.
+/// Run `checks`, their QEMUs' guest cores at most `parallel` at a time (a QEMU of more
+/// takes them all: a guest core starved by another QEMU stalls the kernel lock's holder
+/// past the lock's 1 s watchdog), printing each guest test line as it arrives, each
+/// check's result as it ends, and the whole serial log of each failure. Outcomes come back
+/// in the order of `checks`.
 pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
+    let parallel = parallel.max(1);
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(vec![None; checks.len()]);
+    let (free, freed) = (Mutex::new(parallel), Condvar::new());
     thread::scope(|scope| {
-        for _ in 0..parallel.clamp(1, checks.len().max(1)) {
+        for _ in 0..parallel.min(checks.len().max(1)) {
             scope.spawn(|| {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(check) = checks.get(index) else {
                         break;
                     };
+                    let cores = (check.qemu.cores as usize).clamp(1, parallel);
+                    let mut left = freed
+                        .wait_while(free.lock().unwrap(), |left| *left < cores)
+                        .unwrap();
+                    *left -= cores;
+                    drop(left);
                     let outcome = run_check(check);
+                    *free.lock().unwrap() += cores;
+                    freed.notify_all();
                     outcomes.lock().unwrap()[index] = Some(outcome);
                 }
             });

@@ -339,13 +339,10 @@ fn run_suites(names: &[String], cores: u32, accel: AccelChoice) -> Result<ExitCo
     };
     setup::ensure(&setup::QEMU)?;
     guest::build(guest::TEST_PACKAGES)?;
-    let mut checks: Vec<Check> = selected
+    let checks: Vec<Check> = selected
         .iter()
-        .map(|suite| check::suite_check(suite, accel.accel))
+        .map(|suite| check::suite_check(suite, cores, accel.accel))
         .collect::<Result<_>>()?;
-    for check in &mut checks {
-        check.qemu.cores = cores;
-    }
     let outcomes = check::run_checks(&checks, check::PARALLEL);
     let passed = check::print_summary("bootimage", &outcomes);
     Ok(exit_code(passed))

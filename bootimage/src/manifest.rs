@@ -93,6 +93,7 @@ struct ServerEntry {
     frames: Option<Spanned<usize>>,
     processes: Option<Spanned<u32>>,
     threads: Option<Spanned<u32>>,
+    cpus: Option<Spanned<Vec<u32>>>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +420,13 @@ fn server(entry: ServerEntry) -> Server {
         frames: entry.frames.map_or(0, Spanned::into_inner),
         processes: entry.processes.map_or(0, Spanned::into_inner),
         threads: entry.threads.map_or(0, Spanned::into_inner),
+        // `check` made sure each is below `MAX_CORES`.
+        cpus: entry
+            .cpus
+            .map_or(Vec::new(), Spanned::into_inner)
+            .into_iter()
+            .map(|core| core as u8)
+            .collect(),
     }
 }
 
@@ -578,6 +586,19 @@ fn check_limits(servers: &[&ServerEntry], problems: &mut Vec<Problem>) {
             1,
             keel_abi::MAX_THREADS as usize,
         );
+        if let Some(cpus) = &server.cpus {
+            let max = keel_abi::MAX_CORES - 1;
+            let wrong = match cpus.get_ref()[..] {
+                [] => Some("want at least one core".into()),
+                ref cores => cores
+                    .iter()
+                    .find(|&&core| core as usize > max)
+                    .map(|core| format!("core {core}: the cores are 0 to {max}")),
+            };
+            if let Some(wrong) = wrong {
+                problems.push(problem(cpus.span(), format!("`{name}`: cpus: {wrong}")));
+            }
+        }
     }
     let total: usize = servers
         .iter()
@@ -849,7 +870,8 @@ restart = { policy = "always" }
             "system.toml:6: unknown field `irq` in a [[server]]; the fields are `name`, \
              `program`, `args`, `priority`, `irqs`, `io_ports`, `log`, `pci`, `connects`, \
              `may_kill`, \
-             `may_run`, `may_poweroff`, `completes`, `restart`, `frames`, `processes`, `threads`"
+             `may_run`, `may_poweroff`, `completes`, `restart`, `frames`, `processes`, `threads`, \
+             `cpus`"
         );
         assert!(
             error(&GOOD.replace("\"always\", max = 5", "\"sometimes\", max = 5"))
@@ -870,7 +892,7 @@ restart = { policy = "always" }
     fn resource_limits_reach_init_and_are_checked() {
         let text = GOOD.replace(
             "priority = 10",
-            "priority = 10\nframes = 1024\nprocesses = 2\nthreads = 4",
+            "priority = 10\nframes = 1024\nprocesses = 2\nthreads = 4\ncpus = [1]",
         );
         let manifest = Manifest::parse("system.toml", &text, PROGRAMS).unwrap();
         let servers = keel_manifest::parse(&manifest.flatten()).unwrap();
@@ -878,7 +900,17 @@ restart = { policy = "always" }
             (servers[0].frames, servers[0].processes, servers[0].threads),
             (1024, 2, 4)
         );
+        assert_eq!(servers[0].cpus, vec![1]);
         assert_eq!((servers[1].frames, servers[1].threads), (0, 0));
+        assert!(servers[1].cpus.is_empty());
+        assert_eq!(
+            error(&GOOD.replace("priority = 10", "priority = 10\ncpus = []")),
+            "system.toml:6: `console`: cpus: want at least one core"
+        );
+        assert_eq!(
+            error(&GOOD.replace("priority = 10", "priority = 10\ncpus = [0, 8]")),
+            "system.toml:6: `console`: cpus: core 8: the cores are 0 to 7"
+        );
         assert_eq!(
             error(&GOOD.replace("priority = 10", "priority = 10\nframes = 16")),
             "system.toml:6: `console`: frames = 16: want 256 to 65536"

@@ -164,6 +164,7 @@ fn start_first_process(boot: &multiboot::BootInfo) {
         caps: &[],
         system_caps: true,
         limits: Default::default(),
+        cpus: crate::proc::ALL_CORES,
     };
     match kernel::kernel().spawn_process(&spec) {
         Ok(pid) => kprintln!(

@@ -46,6 +46,7 @@ pub struct Spawn<'a> {
     frames: usize,
     max_processes: u32,
     max_threads: u32,
+    cpus: u32,
 }
 
 impl<'a> Spawn<'a> {
@@ -61,6 +62,7 @@ impl<'a> Spawn<'a> {
             frames: 0,
             max_processes: 0,
             max_threads: 0,
+            cpus: 0,
         }
     }
 
@@ -112,6 +114,12 @@ impl<'a> Spawn<'a> {
         }
     }
 
+    /// The cores its threads may run on, bit `n` for core `n`; a subset of this process's
+    /// (default: all of this process's).
+    pub fn cpus(self, cpus: u32) -> Self {
+        Spawn { cpus, ..self }
+    }
+
     /// The request the kernel receives, pointing into this `Spawn`'s borrowed data.
     pub fn request(&self) -> SpawnRequest {
         SpawnRequest {
@@ -134,6 +142,7 @@ impl<'a> Spawn<'a> {
             frames: self.frames,
             max_processes: self.max_processes,
             max_threads: self.max_threads,
+            cpus: self.cpus,
         }
     }
 

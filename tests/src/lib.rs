@@ -35,6 +35,11 @@ pub fn all_checks() -> Vec<String> {
             .iter()
             .map(|suite| format!("{suite}{}", check::LEGACY_PCI_SUFFIX)),
     );
+    names.extend(
+        check::SUITES
+            .iter()
+            .map(|suite| format!("{suite}{}", check::SMP_SUFFIX)),
+    );
     names.extend([DEMO_BOOT.into(), ISO_BOOT.into(), SMP_BOOT.into()]);
     names
 }
@@ -110,10 +115,12 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
         name => {
             if let Some(suite) = name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
                 Check::suite_general_path(suite, accel)
+            } else if let Some(suite) = name.strip_suffix(check::SMP_SUFFIX) {
+                check::suite_check(suite, 2, accel)?
             } else if let Some(suite) = name.strip_suffix(check::LEGACY_PCI_SUFFIX) {
                 Check::suite_legacy_pci(suite, accel)?
             } else {
-                check::suite_check(name, accel)?
+                check::suite_check(name, 1, accel)?
             }
         }
     })
@@ -199,7 +206,10 @@ mod tests {
     #[test]
     fn words_are_substring_filters() {
         assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT, SMP_BOOT]);
-        assert_eq!(selected("mem fault"), ["faults", "memory"]);
+        assert_eq!(
+            selected("mem fault"),
+            ["faults", "memory", "faults_smp2", "memory_smp2"]
+        );
         assert_eq!(selected("--exact memory mem"), ["memory"]);
         assert_eq!(
             selected("--skip boot --skip s"),

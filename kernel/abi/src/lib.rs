@@ -495,11 +495,15 @@ pub enum SysInfo {
     PciEcam = 12,
     /// How many buses the ECAM window covers (0 without one).
     PciBuses = 13,
+    /// How many cores run.
+    Cores = 14,
+    /// The caller's core: its home, which it never leaves.
+    Core = 15,
 }
 
 impl SysInfo {
     /// How many figures there are: numbers from this on are unknown.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
@@ -518,6 +522,8 @@ impl SysInfo {
             IdleTsc,
             PciEcam,
             PciBuses,
+            Cores,
+            Core,
         ];
         ALL.get(n).copied()
     }
@@ -559,7 +565,15 @@ pub struct SpawnRequest {
     /// How many threads the child may have at once; 0: [`MAX_THREADS`], or the caller's
     /// own limit if lower. More than the caller's own limit is `PermissionDenied`.
     pub max_threads: u32,
+    /// The cores the child's threads may run on, bit `n` for core `n` (below
+    /// [`MAX_CORES`]); 0: the caller's. A bit at or above `MAX_CORES` is `InvalidArgument`,
+    /// a core the caller may not use `PermissionDenied`. Cores the machine lacks are left
+    /// out; if none named is there, the child uses the caller's.
+    pub cpus: u32,
 }
+
+/// Cores the kernel runs at most; core numbers are `0..MAX_CORES`.
+pub const MAX_CORES: usize = 8;
 
 /// Frames of user memory a child gets unless its parent says otherwise: 16 MiB.
 pub const DEFAULT_CHILD_FRAMES: usize = 4096;
@@ -620,7 +634,8 @@ pub struct ProcessInfo {
     pub priority: u32,
     pub rights: u32,
     pub name_len: u32,
-    pub _reserved: u32,
+    /// The cores its threads run on, bit `n` for core `n`.
+    pub cpus: u32,
     pub name: [u8; NAME_LEN],
 }
 
@@ -636,7 +651,7 @@ impl ProcessInfo {
             priority: 0,
             rights: 0,
             name_len: 0,
-            _reserved: 0,
+            cpus: 0,
             name: [0; NAME_LEN],
         }
     }
@@ -686,7 +701,7 @@ mod tests {
 
     #[test]
     fn abi_structs_have_fixed_layouts() {
-        assert_eq!(core::mem::size_of::<SpawnRequest>(), 96);
+        assert_eq!(core::mem::size_of::<SpawnRequest>(), 104);
         assert_eq!(core::mem::size_of::<ExitStatus>(), 32);
         assert_eq!(core::mem::size_of::<ProcessInfo>(), 80);
         assert_eq!(

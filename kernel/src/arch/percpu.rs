@@ -17,7 +17,7 @@ use x86_64::registers::model_specific::Msr;
 use x86_64::structures::tss::TaskStateSegment;
 
 /// The most cores Keel runs on; further ones in the MADT stay halted.
-pub const MAX_CORES: usize = 8;
+pub const MAX_CORES: usize = keel_abi::MAX_CORES;
 
 const IA32_GS_BASE: u32 = 0xc000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;

@@ -38,6 +38,8 @@ pub struct SpawnSpec<'a> {
     pub system_caps: bool,
     /// What the parent asks for the child's quota.
     pub limits: crate::proc::quota::Limits,
+    /// The cores its threads may run on, bit `n` for core `n`.
+    pub cpus: u8,
 }
 
 fn copy_str(dst: &mut [u8], src: &[u8]) -> usize {
@@ -117,6 +119,7 @@ impl Kernel {
             name: spec.name,
             priority: spec.priority,
             rights: spec.rights,
+            cpus: spec.cpus,
             quota,
             space,
             caps: CapSpace::new(DEFAULT_SLOTS),

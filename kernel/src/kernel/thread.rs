@@ -116,10 +116,13 @@ impl Kernel {
         }
         self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
-        self.sched.place(&mut thread);
+        let owner = self.processes.get(&process);
+        self.sched.place(
+            &mut thread,
+            owner.map_or(crate::proc::ALL_CORES, |p| p.cpus()),
+        );
         thread.set_root(
-            self.processes
-                .get(&process)
+            owner
                 .and_then(|p| p.space.as_ref())
                 .map(|s| s.tagged_root()),
         );

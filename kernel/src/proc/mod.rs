@@ -44,6 +44,8 @@ pub struct Process {
     name: heapless::String<{ keel_abi::NAME_LEN }>,
     priority: usize,
     rights: u32,
+    /// The cores its threads may run on, bit `n` for core `n`.
+    cpus: u8,
     /// `None` once the process has ended.
     pub space: Option<AddressSpace>,
     threads: Vec<Tid>,
@@ -56,6 +58,9 @@ pub struct Process {
     carved: usize,
 }
 
+/// Every core: what the first process may use.
+pub const ALL_CORES: u8 = u8::MAX;
+
 /// What a process is made of at spawn.
 pub struct Birth<'a> {
     pub id: Pid,
@@ -64,6 +69,7 @@ pub struct Birth<'a> {
     pub name: &'a str,
     pub priority: usize,
     pub rights: u32,
+    pub cpus: u8,
     pub quota: Quota,
     pub space: AddressSpace,
     pub caps: CapSpace,
@@ -99,6 +105,7 @@ impl Process {
             name,
             priority: birth.priority,
             rights: birth.rights,
+            cpus: birth.cpus,
             space: Some(birth.space),
             threads: Vec::new(),
             exit: None,
@@ -127,6 +134,11 @@ impl Process {
 
     pub fn priority(&self) -> usize {
         self.priority
+    }
+
+    /// The cores its threads may run on, bit `n` for core `n`.
+    pub fn cpus(&self) -> u8 {
+        self.cpus
     }
 
     /// Its process-wide rights (SPAWN, SYSTEM).

@@ -229,12 +229,24 @@ impl Scheduler {
         })
     }
 
-    /// Give `thread` a home: the core with the fewest threads.
-    pub fn place(&mut self, thread: &mut Thread) {
+    /// The cores of `cpus` (bit `n` for core `n`) that run, or every core if none does.
+    pub fn usable(&self, cpus: u8) -> u8 {
+        let running = (1u16 << self.cores.len()).wrapping_sub(1) as u8;
+        match cpus & running {
+            0 => running,
+            usable => usable,
+        }
+    }
+
+    /// Give `thread` a home: of the [`usable`](Self::usable) cores of `cpus`, the one
+    /// with the fewest threads.
+    pub fn place(&mut self, thread: &mut Thread, cpus: u8) {
+        let cpus = self.usable(cpus);
         let (index, core) = self
             .cores
             .iter_mut()
             .enumerate()
+            .filter(|(index, _)| cpus & (1 << index) != 0)
             .min_by_key(|(_, core)| core.homed)
             .expect("at least one core");
         core.homed += 1;

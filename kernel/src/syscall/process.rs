@@ -44,6 +44,7 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         .read_into(space, &mut process_args[..request.args_len])?;
     let image = UserSlice::new(request.elf_ptr, request.elf_len).read_vec(space)?;
     let caps = granted_caps(k, parent, &request)?;
+    let cpus = child_cpus(k, parent, request.cpus)?;
     let pid = k.spawn_process(&SpawnSpec {
         parent,
         name,
@@ -59,6 +60,7 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
             processes: request.max_processes as usize,
             threads: request.max_threads as usize,
         },
+        cpus,
     })?;
     // The caller's capability to its child, handed back in the request.
     let granted = k
@@ -80,6 +82,20 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         return Err(error);
     }
     Ok(Next::Return(pid as usize))
+}
+
+/// The cores a spawn request gives the child: a subset of the parent's, 0 for all of them.
+fn child_cpus(k: &Kernel, parent: Pid, asked: u32) -> Result<u8, Error> {
+    let parent_cpus = k.processes.get(&parent).ok_or(Error::NotFound)?.cpus();
+    let asked = match u8::try_from(asked) {
+        Ok(0) => return Ok(parent_cpus),
+        Ok(asked) => asked,
+        Err(_) => return Err(Error::InvalidArgument),
+    };
+    if asked & !parent_cpus != 0 {
+        return Err(Error::PermissionDenied);
+    }
+    Ok(asked)
 }
 
 /// The capabilities a spawn request hands down; each needs GRANT.
@@ -208,6 +224,7 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     info.frames = process.space.as_ref().map_or(0, |s| s.frames()) as u64;
     info.priority = process.priority() as u32;
     info.rights = process.rights();
+    info.cpus = u32::from(k.sched.usable(process.cpus()));
     let name = process.name().as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;

@@ -31,6 +31,8 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         SysInfo::IdleTsc => crate::arch::percpu::idle_tsc() as usize,
         SysInfo::PciEcam => crate::arch::acpi::ecam().map_or(0, |ecam| ecam.base as usize),
         SysInfo::PciBuses => crate::arch::acpi::ecam().map_or(0, |ecam| ecam.buses as usize),
+        SysInfo::Cores => crate::arch::percpu::online(),
+        SysInfo::Core => crate::arch::percpu::index(),
         kind => k.object_count(kind),
     }))
 }

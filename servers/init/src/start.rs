@@ -71,6 +71,7 @@ pub fn start(server: &Server, badge: Badge, port: Port) -> Result<Pid, StartErro
         .frames(server.frames)
         .max_processes(server.processes)
         .max_threads(server.threads)
+        .cpus(server.cpu_mask())
         .spawn()
         .doing("spawning")?;
     drop(grants);

@@ -154,6 +154,15 @@ impl System {
                 server.name, server.priority
             );
         }
+        let cores = keel_rt::sys::sys_info(keel_abi::SysInfo::Cores).unwrap_or(1);
+        let lacking = |server: &&Server| server.cpus.iter().any(|&c| usize::from(c) >= cores);
+        for server in servers.iter().filter(lacking) {
+            println!(
+                "init: {} wants cores {:?}, but this machine runs {cores}; it runs on those \
+                 of them it has, or on any if none",
+                server.name, server.cpus
+            );
+        }
         let slots = servers
             .into_iter()
             .enumerate()

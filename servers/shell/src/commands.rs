@@ -15,7 +15,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "ps",
         "ps",
-        "processes: threads, state, CPU time, frames, priority",
+        "processes: threads, state, CPU time, frames, priority, cores",
     ),
     (
         "services",

@@ -10,18 +10,27 @@ use keel_rt::abi::ipc::IpcStats;
 use keel_rt::abi::{Error, rights};
 use keel_rt::names::Listed;
 
-pub use keel_status::{PortStats, Process, ipc_stats, memory, processes, state_name, uptime};
+pub use keel_status::{
+    PortStats, Process, cores_name, ipc_stats, memory, processes, state_name, uptime,
+};
 
 pub fn format_processes(rows: &[Process]) -> String {
     let mut text = format!(
-        "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}\n",
-        "pid", "name", "state", "threads", "cpu ms", "frames", "prio"
+        "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {}\n",
+        "pid", "name", "state", "threads", "cpu ms", "frames", "prio", "cores"
     );
     for p in rows {
         let _ = writeln!(
             text,
-            "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}",
-            p.pid, p.name, p.state, p.threads, p.cpu_ms, p.frames, p.priority
+            "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {}",
+            p.pid,
+            p.name,
+            p.state,
+            p.threads,
+            p.cpu_ms,
+            p.frames,
+            p.priority,
+            cores_name(p.cpus)
         );
     }
     text

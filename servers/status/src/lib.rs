@@ -25,6 +25,8 @@ pub struct Process {
     pub cpu_ms: u64,
     pub frames: u64,
     pub priority: u32,
+    /// The cores its threads run on, bit `n` for core `n`.
+    pub cpus: u32,
 }
 
 impl Process {
@@ -37,8 +39,33 @@ impl Process {
             cpu_ms: info.cpu_ticks * 1000 / tick_hz.max(1),
             frames: info.frames,
             priority: info.priority,
+            cpus: info.cpus,
         }
     }
+}
+
+/// Cores as `ps` names them: `0-3`, `1`, `0,2`.
+pub fn cores_name(cpus: u32) -> String {
+    let mut text = String::new();
+    let mut core = 0;
+    while core < u32::BITS {
+        if cpus >> core & 1 == 0 {
+            core += 1;
+            continue;
+        }
+        let first = core;
+        while core < u32::BITS && cpus >> core & 1 != 0 {
+            core += 1;
+        }
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(&match core - 1 - first {
+            0 => alloc::format!("{first}"),
+            _ => alloc::format!("{first}-{}", core - 1),
+        });
+    }
+    text
 }
 
 pub fn state_name(state: u32) -> &'static str {

@@ -48,6 +48,8 @@ roles! {
     Spin = "spin",
     /// Exit with the code given as the argument.
     Exit = "exit",
+    /// Exit with the number of the core it runs on.
+    Core = "core",
     /// Panic (the runtime exits with 101).
     Panic = "panic",
     /// Start a thread that exits with 7 after 50 ms, then end the main thread with 3.

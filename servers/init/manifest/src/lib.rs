@@ -27,7 +27,7 @@
 //!
 //! One `key value` per line; `server NAME` starts a server and the lines after it describe
 //! it. `irq`, `io_ports` and `connect` repeat, in order; `pci` names at most one function;
-//! `log`, `may_kill`, `may_run`,
+//! `cpus` lists core numbers; `log`, `may_kill`, `may_run`,
 //! `may_poweroff` and `completes` are there only when granted or set; `frames`, `processes` and `threads` only
 //! when set (else the kernel's defaults); `args` is the rest of its line. Blank lines
 //! and `#` comments are ignored, and anything else is an [`Error`] naming its line.
@@ -80,6 +80,8 @@ pub struct Server {
     pub processes: u32,
     /// How many threads it may have; 0: the kernel's default.
     pub threads: u32,
+    /// The cores its threads may run on, each below [`keel_abi::MAX_CORES`]; empty: any.
+    pub cpus: Vec<u8>,
 }
 
 /// Which PCI function a driver is for: the first one init finds that matches.
@@ -213,7 +215,13 @@ impl Server {
             frames: 0,
             processes: 0,
             threads: 0,
+            cpus: Vec::new(),
         }
+    }
+
+    /// Its cores as the kernel takes them: bit `n` for core `n`, 0 for any.
+    pub fn cpu_mask(&self) -> u32 {
+        self.cpus.iter().fold(0, |mask, &core| mask | 1 << core)
     }
 }
 
@@ -256,6 +264,13 @@ fn write_server(out: &mut String, server: &Server) -> fmt::Result {
     ];
     for (key, value) in limits.iter().filter(|(_, value)| *value != 0) {
         writeln!(out, "{key} {value}")?;
+    }
+    if !server.cpus.is_empty() {
+        write!(out, "cpus")?;
+        for core in &server.cpus {
+            write!(out, " {core}")?;
+        }
+        writeln!(out)?;
     }
     for ports in &server.io_ports {
         writeln!(out, "io_ports {:#x} {}", ports.base, ports.len)?;
@@ -347,6 +362,7 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
         "processes" => server.processes = number(value)?,
         "threads" => server.threads = number(value)?,
         "irq" => server.irqs.push(number(value)?),
+        "cpus" => server.cpus = cpus(value)?,
         "io_ports" => {
             let (base, len) = value
                 .split_once(' ')
@@ -394,6 +410,24 @@ fn apply(server: &mut Server, key: &str, value: &str) -> Result<(), String> {
         _ => return Err(format!("unknown key `{key}`")),
     }
     Ok(())
+}
+
+/// Core numbers: at least one, each below [`keel_abi::MAX_CORES`].
+fn cpus(value: &str) -> Result<Vec<u8>, String> {
+    if value.is_empty() {
+        return Err("`cpus` wants at least one core".into());
+    }
+    let cores = value
+        .split(' ')
+        .map(number::<u8>)
+        .collect::<Result<Vec<_>, _>>()?;
+    match cores
+        .iter()
+        .find(|&&core| usize::from(core) >= keel_abi::MAX_CORES)
+    {
+        Some(core) => Err(format!("core {core} is not below {}", keel_abi::MAX_CORES)),
+        None => Ok(cores),
+    }
 }
 
 /// A name: one word, not empty.
@@ -459,6 +493,7 @@ mod tests {
             args: "tour  twice".into(),
             processes: 2,
             threads: 8,
+            cpus: alloc::vec![1, 3],
             connects: alloc::vec!["console".into(), "kv".into()],
             may_kill: true,
             may_poweroff: true,
@@ -521,6 +556,25 @@ mod tests {
         ] {
             assert_eq!(PciMatch::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn cores_are_named_below_max_cores_and_given_as_a_mask() {
+        assert!(to_text(&[shell()]).contains("\ncpus 1 3\n"));
+        assert_eq!(shell().cpu_mask(), 0b1010);
+        assert_eq!(Server::new("kv", "kv").cpu_mask(), 0, "no cores named: any");
+        let error = |cpus: &str| {
+            parse(&format!(
+                "keel-manifest 1\nserver a\nprogram a\ncpus{cpus}\n"
+            ))
+            .unwrap_err()
+            .message
+        };
+        assert_eq!(error(""), "`cpus` wants at least one core");
+        assert_eq!(error(" 8"), "core 8 is not below 8");
+        assert_eq!(error(" 0 x"), "`x` is not a number in range");
+        let seven = parse("keel-manifest 1\nserver a\nprogram a\ncpus 7\n").unwrap();
+        assert_eq!(seven[0].cpus, alloc::vec![7]);
     }
 
     #[test]

@@ -114,6 +114,9 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::Exit => arg
             .parse()
             .map_err(|_| Failure::check("`exit` wants an i32")),
+        Role::Core => keel_rt::sys::sys_info(keel_abi::SysInfo::Core)
+            .map(|core| core as i32)
+            .or_setup("sys_info(Core)"),
         Role::Panic => panic!("kchild was asked to panic"),
         Role::LastThreadExits => last_thread_exits(),
         Role::NoRights => no_rights(arg),

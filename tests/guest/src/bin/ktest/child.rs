@@ -30,16 +30,40 @@ pub fn spawn(role: Role, arg: &str) -> Result<Pid, String> {
 
 /// Starts `kchild ROLE ARG` at `priority`, with no rights.
 pub fn spawn_at(role: Role, arg: &str, priority: usize) -> Result<Pid, String> {
-    start(role, arg, priority, &[])
+    start(role, arg, priority, &[], 0)
+}
+
+/// Starts `kchild ROLE ARG` at this process's priority on the cores `cpus` (bit `n` for
+/// core `n`).
+pub fn spawn_on(role: Role, arg: &str, cpus: u32) -> Result<Pid, String> {
+    start(role, arg, process::current_priority(), &[], cpus)
 }
 
 /// Starts `kchild ROLE ARG` at this process's priority, with copies of `caps` as its
 /// handles `1..`.
 pub fn spawn_with_caps(role: Role, arg: &str, caps: &[Handle]) -> Result<Pid, String> {
-    start(role, arg, process::current_priority(), caps)
+    start(role, arg, process::current_priority(), caps, 0)
 }
 
-fn start(role: Role, arg: &str, priority: usize, caps: &[Handle]) -> Result<Pid, String> {
+/// Starts `kchild ROLE ARG` at `priority` with copies of `caps`, on the calling thread's
+/// core: it runs only when this thread gives way or blocks, as on one core.
+pub fn spawn_beside(
+    role: Role,
+    arg: &str,
+    priority: usize,
+    caps: &[Handle],
+) -> Result<Pid, String> {
+    let core = keel_rt::sys::sys_info(keel_abi::SysInfo::Core).context("sys_info(Core)")?;
+    start(role, arg, priority, caps, 1 << core)
+}
+
+fn start(
+    role: Role,
+    arg: &str,
+    priority: usize,
+    caps: &[Handle],
+    cpus: u32,
+) -> Result<Pid, String> {
     let args = match arg {
         "" => String::from(role.name()),
         arg => format!("{} {arg}", role.name()),
@@ -48,6 +72,7 @@ fn start(role: Role, arg: &str, priority: usize, caps: &[Handle]) -> Result<Pid,
         .args(&args)
         .priority(priority)
         .caps(caps)
+        .cpus(cpus)
         .spawn()
         .context(&format!("spawning kchild {args}"))
 }

@@ -458,13 +458,14 @@ struct Row {
     cpu_ms: u64,
     frames: u64,
     priority: u32,
+    cores: String,
 }
 
 fn parse_ps(output: &str) -> Result<Vec<Row>, String> {
     let table = output.split_once(PS_HEADER).context("`ps` output")?.1;
     let rows = table.lines().skip(1).map_while(|line| {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let [pid, name, state, threads, cpu_ms, frames, priority] = words[..] else {
+        let [pid, name, state, threads, cpu_ms, frames, priority, cores] = words[..] else {
             return None;
         };
         Some(Row {
@@ -475,13 +476,14 @@ fn parse_ps(output: &str) -> Result<Vec<Row>, String> {
             cpu_ms: cpu_ms.parse().ok()?,
             frames: frames.parse().ok()?,
             priority: priority.parse().ok()?,
+            cores: cores.into(),
         })
     });
     Ok(rows.collect())
 }
 
 /// The shell's `ps` against the kernel's table, taken while the shell waited for its
-/// output to be taken: the same processes, names, states, threads and priorities; CPU
+/// output to be taken: the same processes, names, states, threads, priorities and cores; CPU
 /// time no later than the kernel's; frames the same but for ktest's own, which serves
 /// the shell meanwhile.
 fn same_processes(transcript: &Transcript) -> Result<(), String> {
@@ -504,14 +506,21 @@ fn same_processes(transcript: &Transcript) -> Result<(), String> {
             info.frames.abs_diff(row.frames) <= if info.pid == process::id() { 64 } else { 0 };
         all([
             expect_eq(
-                &format!("pid {}: (name, state, threads, priority)", row.pid),
+                &format!("pid {}: (name, state, threads, priority, cores)", row.pid),
                 (
                     row.name.as_str(),
                     row.state.as_str(),
                     row.threads,
                     row.priority,
+                    row.cores.clone(),
                 ),
-                (info.name(), state, info.threads, info.priority),
+                (
+                    info.name(),
+                    state,
+                    info.threads,
+                    info.priority,
+                    keel_status::cores_name(info.cpus),
+                ),
             ),
             ensure(row.cpu_ms <= cpu_ms && cpu_ms - row.cpu_ms <= 100, || {
                 format!(

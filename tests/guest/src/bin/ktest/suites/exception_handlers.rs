@@ -39,9 +39,10 @@ pub const SUITE: Suite = suite!(exception_handlers:
 /// The badge on the handler's port capability, so fault messages can be told apart.
 const BADGE: u64 = 0xfa17;
 
-/// kchild ROLE below ktest's priority, so that it runs (and faults) only once ktest waits.
+/// kchild ROLE below ktest's priority on its core, so that it runs (and faults) only once
+/// ktest waits.
 fn spawn_below(role: Role) -> Result<Pid, String> {
-    child::spawn_at(role, "", process::current_priority() - 1)
+    child::spawn_beside(role, "", process::current_priority() - 1, &[])
 }
 
 /// kchild read-unmapped with its faults sent to a badged copy of `port`, and the fault
@@ -171,10 +172,11 @@ fn a_handler_reads_and_changes_the_faulting_threads_registers() -> Result<(), St
 
 /// A server loop answers with `port_reply_recv`, whose fast path writes a caller's syscall
 /// registers: it must leave a faulted thread, which resumes through the fault code, alone.
-/// kchild runs at this priority, so that the fast path's priority condition holds.
+/// kchild runs at this priority, so that the fast path's priority condition holds, and on
+/// this core, so that it faults only once its handler is set.
 fn a_fault_answered_by_reply_and_receive_resumes_the_thread() -> Result<(), String> {
     let port = Port::create(1).context("port_create")?;
-    let pid = child::spawn(Role::FaultRegisters, "")?;
+    let pid = child::spawn_beside(Role::FaultRegisters, "", process::current_priority(), &[])?;
     process::set_fault_handler(pid, port).context("fault_handler_set")?;
     let handler = background("the handler's loop", move || {
         let timeout = WAIT.as_nanos() as u64;

@@ -459,12 +459,18 @@ fn a_port_without_receivers_is_peer_gone() -> Result<(), String> {
 /// and of equal priority: so each round trip is two fast-path hits (the call handed to
 /// the waiting server, the reply-and-receive handed back to the waiting caller). One
 /// warm-up call first makes sure the server already waits when counting starts, so the
-/// bound is the full 2 * 100 = 200. Booted with `fastpath=off`, the same calls must give
-/// the same answers with no hit at all, every one a miss.
+/// bound is the full 2 * 100 = 200. The server runs on ktest's core: the fast path
+/// switches only between threads of one core. Booted with `fastpath=off`, the same calls
+/// must give the same answers with no hit at all, every one a miss.
+/// kchild ROLE at ktest's priority on its core, with copies of `caps`.
+fn spawn_beside(role: Role, caps: &[Handle]) -> Result<keel_rt::process::Pid, String> {
+    child::spawn_beside(role, "", keel_rt::process::current_priority(), caps)
+}
+
 fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
     const ROUND_TRIPS: u64 = 100;
     let port = new_port(1)?;
-    let server = child::spawn_with_caps(Role::Echo, "", &[port.handle()])?;
+    let server = spawn_beside(Role::Echo, &[port.handle()])?;
     let warm_up = port.call(&Message::new(1, [0; 4]));
     let (port_before, system_before) = (port.stats(), ipc::system_stats());
     let answers: Result<Vec<Message>, Error> = (0..ROUND_TRIPS)
@@ -525,11 +531,12 @@ fn the_fast_path_carries_a_hundred_round_trips() -> Result<(), String> {
 /// `port_signal_recv`, each waiting on its own port in the same step: a hundred round
 /// trips, each answer the bits rotated. Both wait without a timeout at equal priority, so
 /// every signal finds the other waiting and is handed straight to it (two fast-path hits a
-/// round trip), unless the kernel runs with `fastpath=off` (then none).
+/// round trip; the child runs on ktest's core, as the fast path needs), unless the kernel
+/// runs with `fastpath=off` (then none).
 fn signal_and_wait_passes_bits_both_ways_in_one_step() -> Result<(), String> {
     const ROUND_TRIPS: u64 = 100;
     let (mine, theirs) = (new_port(1)?, new_port(1)?);
-    let echo = child::spawn_with_caps(Role::SignalEcho, "", &[theirs.handle(), mine.handle()])?;
+    let echo = spawn_beside(Role::SignalEcho, &[theirs.handle(), mine.handle()])?;
     // The first answer shows the child waits on its port when counting starts.
     let warm_up = mine.signal_receive(theirs, 1, Some(WAIT));
     let before = mine.stats();

@@ -146,8 +146,8 @@ fn equal_priority_spinners_share_the_cpu_while_a_higher_one_wakes_every_tick() -
     })
 }
 
-/// Runs `test` while `count` `kchild spin` processes run at `priority`, then kills them all
-/// and checks each reports being killed.
+/// Runs `test` while `count` `kchild spin` processes run at `priority` on ktest's core
+/// (the CPU they share), then kills them all and checks each reports being killed.
 /// Three processes at once each keep their own values in all sixteen xmm registers and
 /// step an f64 series in xmm15 with SSE instructions, across thousands of yields and the
 /// preemptions their spinning brings: each must find its own values every time, and the
@@ -169,7 +169,7 @@ fn with_spinners(
 ) -> Result<(), String> {
     let mut spinners = Vec::new();
     let started = (0..count).try_for_each(|_| {
-        spinners.push(child::spawn_at(Role::Spin, "", priority)?);
+        spinners.push(child::spawn_beside(Role::Spin, "", priority, &[])?);
         Ok(())
     });
     let result = started.and_then(|()| test(&spinners));

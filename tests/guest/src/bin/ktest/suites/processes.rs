@@ -27,6 +27,7 @@ pub const SUITE: Suite = suite!(processes:
     process_info_describes_a_child,
     process_list_holds_self_and_live_children,
     sys_info_figures_are_sane,
+    a_child_runs_on_the_cores_it_is_given,
     two_hundred_processes_leave_free_frames_unchanged,
 );
 
@@ -199,6 +200,46 @@ fn sys_info_figures_are_sane() -> Result<(), String> {
             String::from("no processes counted")
         }),
     ])
+}
+
+/// Each core in turn, a core the machine lacks (any instead) and one beyond every machine's.
+fn a_child_runs_on_the_cores_it_is_given() -> Result<(), String> {
+    let cores = sys::sys_info(SysInfo::Cores).context("sys_info(Cores)")?;
+    let on = |cpus: u32| -> Result<Exit, String> {
+        let pid = child::spawn_on(Role::Core, "", cpus)?;
+        process::wait(pid).context("waiting for kchild core")
+    };
+    for core in 0..cores {
+        expect_eq(
+            "the core of a child given one",
+            on(1 << core)?,
+            Exit::Exited(core as i64),
+        )?;
+    }
+    if cores < keel_abi::MAX_CORES {
+        let last = on(1 << (keel_abi::MAX_CORES - 1))?;
+        ensure(
+            matches!(last, Exit::Exited(core) if (0..cores as i64).contains(&core)),
+            || format!("a child given only a core this machine lacks: {last:?}"),
+        )?;
+    }
+    let last = 1u32 << (cores - 1);
+    let pinned = child::spawn_on(Role::Spin, "", last)?;
+    let info = process::info(pinned);
+    kill_and_reap(pinned)?;
+    let all_cores = (1u32 << cores) - 1;
+    expect_eq(
+        "the cores process_info gives of a pinned child",
+        info.map(|i| i.cpus),
+        Ok(last),
+    )?;
+    let own = process::info(process::id()).context("process_info of ktest")?;
+    expect_eq("the cores of ktest, given none", own.cpus, all_cores)?;
+    let beyond = process::Spawn::new("kchild", child::image()?)
+        .args("exit 0")
+        .cpus(1 << keel_abi::MAX_CORES)
+        .spawn();
+    expect_eq("a spawn naming core 8", beyond, Err(Error::InvalidArgument))
 }
 
 /// Spawned and reaped ten at a time; the count is taken halfway too, to tell a leak per
