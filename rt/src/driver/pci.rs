@@ -6,6 +6,8 @@
 //! function), and a driver reads its own function's: the first device memory capability
 //! it was granted, or its configuration capability.
 
+use core::cell::Cell;
+
 use keel_abi::Error;
 use keel_abi::cap::Handle;
 
@@ -299,6 +301,16 @@ impl<'a> PciFunction<'a> {
         Ok(self.bars.iter().find(|memory| memory.phys() == bar.address))
     }
 
+    /// Its configuration space with the memory map pinned, for a driver library that sizes
+    /// BARs or turns decoding off (virtio-drivers does both).
+    pub fn pinned_config(&self) -> PinnedConfig<'a> {
+        PinnedConfig {
+            config: self.config,
+            bars: self.bars,
+            sizing: Cell::new(0),
+        }
+    }
+
     /// Raise `vector` (an MSI-X vector capability) for the function's MSI-X table entry
     /// 0, unmasked, and turn MSI-X on (INTx goes quiet). `false`, leaving everything as it
     /// was, when the function has no MSI-X or its table's BAR was not granted.
@@ -341,4 +353,88 @@ impl<'a> PciFunction<'a> {
         let enable = if on { MSIX_ENABLE } else { 0 };
         self.config.write32(offset, word | enable)
     }
+}
+
+/// A function's configuration space that never moves a BAR nor turns decoding off: a BAR
+/// write is not passed on (all ones starts sizing, answered from the BARs granted; anything
+/// else ends it), and a command write keeps the decoding bits as they are.
+///
+/// The physical memory map stays as firmware left it while the system runs: no driver needs
+/// it changed, and QEMU 7.2's multi-threaded TCG crashes when it changes while another core
+/// touches device registers (docs/decisions/014-pinned-pci-memory-map.md).
+#[derive(Clone)]
+pub struct PinnedConfig<'a> {
+    config: ConfigSpace<'a>,
+    bars: &'a [DeviceMemory],
+    /// One bit per BAR register being sized.
+    sizing: Cell<u8>,
+}
+
+impl PinnedConfig<'_> {
+    pub fn read32(&self, register: usize) -> Result<u32, Error> {
+        let value = self.config.read32(register)?;
+        match bar_register(register) {
+            Some(index) if self.sizing.get() & (1 << index) != 0 => self.size_mask(index, value),
+            _ => Ok(value),
+        }
+    }
+
+    pub fn write32(&self, register: usize, value: u32) -> Result<(), Error> {
+        if let Some(index) = bar_register(register) {
+            let bit = 1 << index;
+            let sizing = self.sizing.get();
+            self.sizing.set(if value == !0 {
+                sizing | bit
+            } else {
+                sizing & !bit
+            });
+            return Ok(());
+        }
+        if register == COMMAND {
+            let decoding = u32::from(COMMAND_IO | COMMAND_MEMORY);
+            let now = self.config.read32(COMMAND)? & decoding;
+            return self.config.write32(COMMAND, (value & !decoding) | now);
+        }
+        self.config.write32(register, value)
+    }
+
+    /// What BAR register `index` reads as after all ones were written to it (`value` is what
+    /// it holds): the granted length's mask, or 0 (nothing decoded) for a BAR not granted.
+    fn size_mask(&self, index: usize, value: u32) -> Result<u32, Error> {
+        let Some((bar, upper)) = self.bar_of_register(index)? else {
+            return Ok(0);
+        };
+        let granted = self.bars.iter().find(|memory| memory.phys() == bar.address);
+        let Some(len) = granted.map(|memory| memory.len() as u64) else {
+            return Ok(0);
+        };
+        let mask = !(len.next_power_of_two() - 1);
+        Ok(if upper {
+            (mask >> 32) as u32
+        } else {
+            (mask as u32 & !0xf) | (value & 0xf)
+        })
+    }
+
+    /// The BAR register `index` belongs to, and whether it is a 64-bit BAR's upper half.
+    fn bar_of_register(&self, index: usize) -> Result<Option<(Bar, bool)>, Error> {
+        let mut at = 0;
+        while at <= index {
+            let bar = self.config.bar(at)?;
+            match bar {
+                Some(bar) if bar.wide && at + 1 == index => return Ok(Some((bar, true))),
+                _ if at == index => return Ok(bar.map(|bar| (bar, false))),
+                Some(bar) if bar.wide => at += 2,
+                _ => at += 1,
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Which BAR register (0..6) `register` is, if it is one.
+fn bar_register(register: usize) -> Option<usize> {
+    (BAR0..BAR0 + 24)
+        .contains(&register)
+        .then_some((register - BAR0) / 4)
 }

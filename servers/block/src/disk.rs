@@ -20,7 +20,7 @@ use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 
-use crate::hal::{self, Allocation, KeelHal};
+use keel_virtio::{Allocation, KeelHal, hal};
 
 /// Descriptors in the queue (QEMU's default); a request takes three.
 pub const QUEUE_SIZE: usize = 256;

@@ -8,14 +8,14 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use keel_block::BlockStats;
-use keel_rt::driver::pci::{self, ConfigSpace, PciFunction};
+use keel_rt::driver::pci::{self, PciFunction};
 use keel_rt::driver::{Device, Driver, DriverError, Interrupt, IrqLine};
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::PciRoot;
 
 use crate::disk::{Data, Disk, Op, QUEUE_SIZE};
-use crate::hal::{self, KeelHal};
-use crate::msix::CommonConfig;
+use keel_virtio::msix::CommonConfig;
+use keel_virtio::{Config, FUNCTION, KeelHal, hal};
 
 /// A request's outcome, filled in at its completion.
 type Outcome = Rc<Cell<Option<bool>>>;
@@ -118,27 +118,6 @@ impl BlkDriver {
     }
 }
 
-/// The driver's own configuration space (its ECAM page, or through the kernel), as
-/// virtio-drivers reads configuration space: it reaches no other function's, so the
-/// function named is always this one.
-#[derive(Clone, Copy)]
-struct OwnConfig<'a>(ConfigSpace<'a>);
-
-impl ConfigurationAccess for OwnConfig<'_> {
-    fn read_word(&self, _: DeviceFunction, register: u8) -> u32 {
-        // Refused reads as no device would.
-        self.0.read32(register.into()).unwrap_or(!0)
-    }
-
-    fn write_word(&mut self, _: DeviceFunction, register: u8, value: u32) {
-        let _ = self.0.write32(register.into(), value);
-    }
-
-    unsafe fn unsafe_clone(&self) -> Self {
-        *self
-    }
-}
-
 impl Driver for BlkDriver {
     fn device(&self) -> &Device {
         &self.device
@@ -153,12 +132,7 @@ impl Driver for BlkDriver {
         // has given to someone else since.
         let command = (config.command()? | pci::COMMAND_MEMORY) & !pci::COMMAND_INTX_DISABLE;
         config.set_command(command & !pci::COMMAND_BUS_MASTER)?;
-        let bars = function
-            .bars()
-            .iter()
-            .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
-            .collect();
-        hal::reset(function.device_capability(), bars);
+        hal::start(function.device_capability(), function.bars());
         // MSI-X where the function has it and init granted a vector; else INTx.
         let vector = self.device.irq_lines.iter().find(|line| line.is_vector());
         let msix = match vector {
@@ -170,13 +144,8 @@ impl Driver for BlkDriver {
         } else {
             None
         };
-        let mut root = PciRoot::new(OwnConfig(config));
-        let here = DeviceFunction {
-            bus: 0,
-            device: 0,
-            function: 0,
-        };
-        let transport = PciTransport::new::<KeelHal, _>(&mut root, here)
+        let mut root = PciRoot::new(Config(function.pinned_config()));
+        let transport = PciTransport::new::<KeelHal, _>(&mut root, FUNCTION)
             .map_err(|_| DriverError::Device("not a modern virtio-pci device"))?;
         let route = |queue| common.is_some_and(|common| common.route_queue(queue));
         let disk =

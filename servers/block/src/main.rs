@@ -9,8 +9,6 @@ extern crate alloc;
 
 mod disk;
 mod driver;
-mod hal;
-mod msix;
 mod service;
 
 use alloc::rc::Rc;

@@ -17,7 +17,7 @@ use keel_rt::service::Cap;
 
 use crate::disk::{Data, Op};
 use crate::driver::BlkDriver;
-use crate::hal::{self, Allocation};
+use keel_virtio::{Allocation, hal};
 
 /// Regions open at once: their memory comes from the driver's frame quota.
 const MAX_REGIONS: usize = 8;

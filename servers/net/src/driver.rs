@@ -9,11 +9,11 @@ use core::task::{Poll, Waker};
 
 use keel_rt::driver::pci::{COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_MEMORY};
 use keel_rt::driver::{Device, Driver, DriverError, Interrupt, IrqLine, PciFunction};
+use keel_virtio::{Config, FUNCTION, KeelHal, hal};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::PciRoot;
 
-use crate::hal::{self, KeelHal};
 use crate::nic::Nic;
 use crate::transport::NoEventIdx;
 
@@ -43,24 +43,6 @@ impl Signal {
             }
         })
         .await
-    }
-}
-
-/// `virtio-drivers`' view of the one function's configuration page.
-struct Config<'a>(keel_rt::driver::pci::ConfigSpace<'a>);
-
-impl ConfigurationAccess for Config<'_> {
-    fn read_word(&self, _: DeviceFunction, register: u8) -> u32 {
-        // A refused read looks like an absent register, as on real hardware.
-        self.0.read32(register.into()).unwrap_or(!0)
-    }
-
-    fn write_word(&mut self, _: DeviceFunction, register: u8, data: u32) {
-        let _ = self.0.write32(register.into(), data);
-    }
-
-    unsafe fn unsafe_clone(&self) -> Self {
-        Config(self.0)
     }
 }
 
@@ -94,24 +76,12 @@ impl NetDriver {
     fn bring_up(&self) -> Result<Box<Nic>, DriverError> {
         let function = PciFunction::new(&self.device)?;
         let config = function.config();
-        let dma_cap = self.device.memory[0].handle();
-        hal::set_device(dma_cap);
-        for bar in &self.device.memory[1..] {
-            hal::add_bar(bar.phys(), bar.as_ptr(), bar.len());
-        }
-        // virtio-drivers sizes the BARs by writing them: decoding off meanwhile.
+        hal::start(function.device_capability(), function.bars());
         let command = config.command()? & !COMMAND_INTX_DISABLE;
-        config.set_command(command & !COMMAND_MEMORY)?;
-        let mut root = PciRoot::new(Config(config));
-        let function_address = DeviceFunction {
-            bus: 0,
-            device: 0,
-            function: 0,
-        };
-        let transport = PciTransport::new::<KeelHal, _>(&mut root, function_address);
         config.set_command(command | COMMAND_MEMORY | COMMAND_BUS_MASTER)?;
-        let transport =
-            transport.map_err(|_| DriverError::Device("not a virtio device I can drive"))?;
+        let mut root = PciRoot::new(Config(function.pinned_config()));
+        let transport = PciTransport::new::<KeelHal, _>(&mut root, FUNCTION)
+            .map_err(|_| DriverError::Device("not a virtio device I can drive"))?;
         let device = VirtIONetRaw::new(NoEventIdx(transport))
             .map_err(|_| DriverError::Device("the virtio-net device would not start"))?;
         Nic::new(Box::new(device)).map(Box::new)

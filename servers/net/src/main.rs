@@ -12,7 +12,6 @@
 extern crate alloc;
 
 mod driver;
-mod hal;
 mod loopback;
 mod nic;
 mod sockets;

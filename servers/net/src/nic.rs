@@ -17,10 +17,10 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
 
-use crate::hal::{self, KeelHal};
 use crate::loopback;
 use crate::transport::NoEventIdx;
-use keel_rt::driver::{DmaBuffer, DriverError};
+use keel_rt::driver::DriverError;
+use keel_virtio::{Allocation, KeelHal, hal};
 
 /// Descriptors per queue, and so slots per pool.
 pub const QUEUE_SIZE: usize = 128;
@@ -45,14 +45,13 @@ pub struct Counters {
 
 /// A pool of [`QUEUE_SIZE`] slots in one DMA buffer.
 struct Pool {
-    buffer: DmaBuffer,
+    memory: Allocation,
 }
 
 impl Pool {
     fn new() -> Result<Pool, DriverError> {
-        let buffer = hal::dma_buffer(QUEUE_SIZE * SLOT)?;
-        hal::add_dma(&buffer);
-        Ok(Pool { buffer })
+        let memory = hal::alloc(QUEUE_SIZE * SLOT)?;
+        Ok(Pool { memory })
     }
 
     /// Slot `index`, as bytes. The device may write a slot given to it at any time: only
@@ -63,7 +62,15 @@ impl Pool {
         // SAFETY: slot `index` lies inside the buffer (checked above), which lives as long
         // as `self`; the pool's owner hands out each slot to one user at a time (the device,
         // or smoltcp through a token), so no two references to it are live at once.
-        unsafe { core::slice::from_raw_parts_mut(self.buffer.as_ptr().add(index * SLOT), SLOT) }
+        unsafe {
+            core::slice::from_raw_parts_mut((self.memory.virt + index * SLOT) as *mut u8, SLOT)
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        hal::free(self.memory.virt);
     }
 }
 

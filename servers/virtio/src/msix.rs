@@ -2,7 +2,7 @@
 //! interrupt source uses, written into the common configuration structure. The table
 //! entry itself and the capability's switch are the PCI side (`PciFunction::enable_msix`).
 
-use keel_abi::Error;
+use keel_rt::abi::Error;
 use keel_rt::driver::DeviceMemory;
 use keel_rt::driver::pci::{CAPABILITY_VENDOR, PciFunction};
 

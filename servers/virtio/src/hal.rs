@@ -1,16 +1,17 @@
-//! virtio-drivers' `Hal` on Keel: DMA memory from the driver framework, the BARs init
+//! `virtio-drivers`' [`Hal`] on Keel: DMA memory from the driver framework, the BARs init
 //! granted, and translation of buffers to physical addresses.
 //!
 //! The trait has no `self`, so what it needs is one registry per process (one driver per
-//! process). Every buffer the device touches is in DMA memory this driver allocated (the
-//! queue, request headers, clients' data regions) and is translated in place: nothing is
+//! process). Every buffer the device touches is DMA memory allocated here (queues, request
+//! headers, packet pools, clients' data regions) and is translated in place: nothing is
 //! copied (no indirect descriptors, whose lists the crate keeps on the heap).
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use keel_abi::cap::Handle;
-use keel_rt::driver::DmaBuffer;
+use keel_rt::abi::Error;
+use keel_rt::abi::cap::Handle;
+use keel_rt::driver::{DeviceMemory, DmaBuffer};
 use keel_rt::mem::Memory;
 use spin::Mutex;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
@@ -21,7 +22,7 @@ pub struct Allocation {
     pub virt: usize,
     pub phys: u64,
     pub len: usize,
-    /// Its memory capability (to share a client's region).
+    /// Its memory capability (to share it with a client).
     pub memory: Memory,
 }
 
@@ -30,25 +31,30 @@ struct Registry {
     device: Handle,
     dma: Vec<DmaBuffer>,
     /// The BARs: (physical address, where mapped, length).
-    mmio: Vec<(u64, usize, usize)>,
+    bars: Vec<(u64, usize, usize)>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
-/// Start afresh: `device` is the capability DMA memory is asked for with, `bars` the
-/// granted registers. Anything an earlier probe allocated is released.
-pub fn reset(device: Handle, bars: Vec<(u64, usize, usize)>) {
+/// Start afresh: DMA memory is asked for with `device` (one of the driver's device
+/// capabilities), and `bars` are the registers the device's capabilities may name.
+/// Anything an earlier probe allocated is released.
+pub fn start(device: Handle, bars: &[DeviceMemory]) {
+    let bars = bars
+        .iter()
+        .map(|bar| (bar.phys(), bar.as_ptr() as usize, bar.len()))
+        .collect();
     *REGISTRY.lock() = Some(Registry {
         device,
         dma: Vec::new(),
-        mmio: bars,
+        bars,
     });
 }
 
-/// `len` bytes (whole pages) of DMA memory, zeroed, until [`free`].
-pub fn alloc(len: usize) -> Result<Allocation, keel_abi::Error> {
+/// `len` bytes (whole pages) of DMA memory, zeroed (the kernel clears it), until [`free`].
+pub fn alloc(len: usize) -> Result<Allocation, Error> {
     let mut registry = REGISTRY.lock();
-    let registry = registry.as_mut().ok_or(keel_abi::Error::InvalidArgument)?;
+    let registry = registry.as_mut().ok_or(Error::InvalidArgument)?;
     let buffer = DmaBuffer::new(registry.device, len)?;
     let allocation = Allocation {
         virt: buffer.as_ptr() as usize,
@@ -105,7 +111,7 @@ unsafe impl Hal for KeelHal {
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
         let registry = REGISTRY.lock();
-        let bars = registry.as_ref().map_or(&[][..], |r| &r.mmio[..]);
+        let bars = registry.as_ref().map_or(&[][..], |r| &r.bars[..]);
         let virt = bars.iter().find_map(|&(phys, virt, len)| {
             let inside = paddr >= phys && paddr + size as u64 <= phys + len as u64;
             inside.then(|| virt + (paddr - phys) as usize)
@@ -120,11 +126,12 @@ unsafe impl Hal for KeelHal {
         let (virt, len) = (buffer.as_ptr() as *mut u8 as usize, buffer.len());
         let registry = REGISTRY.lock();
         let registry = registry.as_ref().expect("the registry is set at probe");
-        // The disk passes only slots and regions; the queue, only its own rings.
         registry
             .translate(virt, len)
             .expect("a buffer shared with the device is DMA memory")
     }
 
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
+        // The device wrote the buffer in place: nothing to copy back.
+    }
 }
