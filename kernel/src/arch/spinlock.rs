@@ -14,8 +14,11 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
 
-/// How long a core waits for a lock before it calls it stuck.
-const WATCHDOG_MS: u64 = 1000;
+/// How long a core waits for a lock before it calls it stuck. Long enough that a holder
+/// whose vCPU thread the host does not run for a while (QEMU's multi-threaded TCG on a
+/// busy two-core host stalled one past 1 s) is not taken for a stuck one; short enough
+/// that a stuck one fails its test long before the test's timeout.
+pub const WATCHDOG_MS: u64 = 5000;
 
 pub struct TicketLock<T> {
     next: AtomicU32,
@@ -88,19 +91,21 @@ impl<T> TicketLock<T> {
             super::tlb::serve();
             core::hint::spin_loop();
             if super::cpu::read_tsc() - start > bound {
-                self.stuck();
+                self.stuck(ticket);
             }
         }
     }
 
     #[cold]
-    fn stuck(&self) -> ! {
+    fn stuck(&self, ticket: u32) -> ! {
         #[cfg(debug_assertions)]
         let holder = self.holder.describe();
         #[cfg(not(debug_assertions))]
         let holder = "taken twice on one core, or held too long";
+        let serving = self.serving.load(Ordering::Relaxed);
         panic!(
-            "core {} waited {WATCHDOG_MS} ms for the kernel lock: {holder}",
+            "core {} waited {WATCHDOG_MS} ms for the kernel lock with ticket {ticket} \
+             (serving {serving}): {holder}",
             percpu::index()
         )
     }

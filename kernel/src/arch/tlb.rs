@@ -12,6 +12,7 @@
 //! besides the kernel's global ones.
 
 use super::percpu::{self, LOADED_ROOT, SHOOTDOWN};
+use super::spinlock::WATCHDOG_MS;
 use super::trap::VECTOR_WAKE;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,9 +22,6 @@ const GLOBAL: u64 = 1;
 /// If the root is loaded, load the kernel's instead: the address space is going away.
 const LEAVE: u64 = 2;
 const BITS: u64 = GLOBAL | LEAVE;
-
-/// How long the asker waits for an answer before it calls the other core stuck.
-const WATCHDOG_MS: u64 = 1000;
 
 /// The kernel's own root, which holds no user mappings.
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
