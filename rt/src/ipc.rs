@@ -21,7 +21,9 @@ use keel_abi::Error;
 use keel_abi::cap::Handle;
 /// The counters [`Port::stats`] and [`system_stats`] return.
 pub use keel_abi::ipc::IpcStats;
+use keel_abi::ipc::MessageInfo;
 
+pub(crate) use message::Woken;
 pub use message::{Message, Received};
 pub use reply::Reply;
 pub use serve::Request;
@@ -99,25 +101,55 @@ impl Port {
     /// [`receive`](Port::receive) on a thread whose IPC buffer [`prepare_receive`] has set
     /// up: the executor's, which receives on every wait and need not look it up each time;
     /// with `signal`, notifying that port first in the same syscall, as
-    /// [`signal_receive`](Port::signal_receive). Notification bits come as they are
-    /// (`Ok(Err(bits))`), without the making and moving of a [`Received`] that the
-    /// executor's every wake-up would pay for. With `signal`, an error other than a timeout
-    /// means the signal failed and nothing was received.
+    /// [`signal_receive`](Port::signal_receive). Notification bits and inline requests come
+    /// as they are, without the making and moving of a [`Received`] that the executor's
+    /// every wake-up would pay for. With `signal`, an error other than a timeout means the
+    /// signal failed and nothing was received.
     pub(crate) fn receive_prepared(
         self,
         signal: Option<(Port, u64)>,
         timeout: Option<Duration>,
-    ) -> Result<Result<Received, u64>, Error> {
+    ) -> Result<Woken, Error> {
         let (is_call, raw) = match signal {
             Some((to, bits)) => {
                 sys::ipc::port_signal_recv(to.0, bits, self.0, timeout_ns(timeout))?
             }
             None => sys::ipc::port_recv_unflushed(self.0, timeout_ns(timeout))?,
         };
-        if raw.info.is_notification() {
-            return Ok(Err(raw.words[0]));
+        Woken::from_raw(is_call, raw)
+    }
+
+    /// Answer the call this thread took last with `label` and `words`, then wait for ever
+    /// as [`receive_prepared`](Port::receive_prepared) does, in one syscall
+    /// (`port_reply_recv`: the kernel's fast path to a caller still waiting).
+    pub(crate) fn reply_receive_prepared(
+        self,
+        label: u32,
+        words: [u64; 4],
+    ) -> Result<Woken, Error> {
+        let info = MessageInfo::new(label, 0, 0);
+        let (is_call, raw) = sys::ipc::port_reply_recv(self.0, info, words)?;
+        Woken::from_raw(is_call, raw)
+    }
+
+    /// A call of `label` and `words` alone, made only if a receiver waits on the port now
+    /// (`WouldBlock` otherwise, nothing sent), answered with a label and words alone: an
+    /// answer with capabilities or a payload is not one (its capabilities are deleted) and
+    /// fails with `InvalidArgument`.
+    pub(crate) fn call_receiver(
+        self,
+        label: u32,
+        words: [u64; 4],
+    ) -> Result<(u32, [u64; 4]), Error> {
+        let info = MessageInfo(MessageInfo::new(label, 0, 0).0 | MessageInfo::TO_RECEIVER);
+        let raw = sys::ipc::port_call(self.0, info, words)?;
+        if raw.info.caps() != 0 || raw.info.payload_len() != 0 {
+            for cap in Message::collect(&raw).caps {
+                let _ = sys::ipc::cap_delete(cap);
+            }
+            return Err(Error::InvalidArgument);
         }
-        Received::from_raw(is_call, raw).map(Ok)
+        Ok((raw.info.label(), raw.words))
     }
 
     /// ORs `bits` into the port's notification word and wakes a receiver; never blocks.

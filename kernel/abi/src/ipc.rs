@@ -29,6 +29,11 @@ impl MessageInfo {
     pub const CAPS_DROPPED: u64 = 1 << 21;
     /// Set on receipt when the receiving thread has no IPC buffer for the payload sent.
     pub const PAYLOAD_DROPPED: u64 = 1 << 22;
+    /// Set by a caller (`port_call`): send only if a receiver waits on the port now, else
+    /// fail with `WouldBlock` having sent nothing. For a call that must not wait on a busy
+    /// server, nor on one that itself waits in a call: two such calls never wait on each
+    /// other.
+    pub const TO_RECEIVER: u64 = 1 << 23;
 
     pub const fn new(label: u32, payload_len: usize, caps: usize) -> Self {
         MessageInfo(
@@ -54,6 +59,10 @@ impl MessageInfo {
 
     pub const fn caps_dropped(self) -> bool {
         self.0 & Self::CAPS_DROPPED != 0
+    }
+
+    pub const fn to_receiver(self) -> bool {
+        self.0 & Self::TO_RECEIVER != 0
     }
 
     pub const fn payload_dropped(self) -> bool {

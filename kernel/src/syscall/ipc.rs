@@ -94,6 +94,14 @@ fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next
 
 pub fn call(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (port, cap) = k.port_lookup(args.handle(0)?, rights::SEND)?;
+    let receiving = |k: &Kernel| {
+        k.ports
+            .get(&port)
+            .is_some_and(|p| p.first_receiver().is_some())
+    };
+    if args.sent().info.to_receiver() && !receiving(k) {
+        return Err(Error::WouldBlock);
+    }
     k.count(port, |s| {
         s.calls += 1;
         s.fast_path_misses += 1;

@@ -53,6 +53,7 @@ impl<F: Future> Future for JoinAll<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<F::Output>> {
         let this = &mut *self;
+        let _batch = (this.pending > 1).then(super::inline::Batch::begin);
         for slot in this.slots.iter_mut() {
             if let Slot::Pending(future) = slot {
                 // SAFETY: the future sits in the boxed slice, which is neither moved nor

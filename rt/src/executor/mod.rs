@@ -18,6 +18,7 @@
 //! ```
 
 mod doorbell;
+pub(crate) mod inline;
 mod join;
 mod ready;
 mod task;
@@ -72,6 +73,11 @@ static TASKS: Mutex<Tasks> = Mutex::new(Tasks {
     free: BinaryHeap::new(),
 });
 static OWNER: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Whether the calling thread runs the executor (a syscall: for rare paths only).
+fn on_executor_thread() -> bool {
+    OWNER.load(Ordering::Relaxed) == crate::thread::id() as usize
+}
 
 /// The tasks, for a caller that may not be on the executor's thread (asking the kernel
 /// which thread it is on is a syscall: the executor's own loop skips it).

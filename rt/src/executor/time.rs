@@ -50,6 +50,11 @@ pub(super) fn fire_due() -> Option<Duration> {
     next.map(|deadline| crate::time::ticks_to_duration(deadline - now))
 }
 
+/// Whether no timer is armed.
+pub(super) fn none_armed() -> bool {
+    EARLIEST.load(Ordering::Relaxed) == u64::MAX
+}
+
 /// Whether the timers due at `deadline` have fired.
 fn fired(deadline: u64) -> bool {
     deadline <= FIRED_UP_TO.load(Ordering::Acquire)

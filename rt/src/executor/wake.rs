@@ -18,7 +18,8 @@ use core::task::{Poll, Waker};
 use keel_abi::cap::Handle;
 use spin::Mutex;
 
-use crate::ipc::{Port, Received};
+use super::inline;
+use crate::ipc::{Port, Received, Woken};
 
 /// Bit 63: "a task was woken from another thread"; the rest are free for channels.
 const TASK_WOKEN: u64 = 1 << 63;
@@ -127,12 +128,15 @@ pub fn flush_signal() {
     if let Some(deferred) = take_deferred() {
         let _ = deferred.port.notify(deferred.bits);
     }
+    inline::flush();
 }
 
 /// An executor round ended with work still ready: a signal deferred in an earlier round is
 /// sent now, so a peer never waits for an executor that stays busy; one from this round
 /// waits one round more for the executor to sleep.
 pub(super) fn busy_round() {
+    // An inline caller is not kept waiting for the rest of the work.
+    inline::flush();
     if !HAS_DEFERRED.load(Ordering::Acquire) {
         return;
     }
@@ -158,20 +162,45 @@ pub(super) fn wait(timeout: Option<core::time::Duration>, prepared: bool) {
         return;
     }
     let signal = take_deferred().map(|d| (d.port, d.bits));
-    let received = match prepared {
-        true => port().receive_prepared(signal, timeout),
-        false => {
+    let answer = inline::take_answer();
+    let received = match (prepared, answer) {
+        // The answer owed and the wait in one syscall: the fast path back to the caller.
+        (true, Some(answer)) if timeout.is_none() => {
             flush_signal_of(signal);
-            port().receive(timeout).map(Ok)
+            port().reply_receive_prepared(answer.label, answer.words)
+        }
+        (true, answer) => {
+            if let Some(answer) = answer {
+                inline::send_saved(answer);
+            }
+            port().receive_prepared(signal, timeout)
+        }
+        (false, answer) => {
+            if let Some(answer) = answer {
+                inline::send_saved(answer);
+            }
+            flush_signal_of(signal);
+            port().receive(timeout).map(Woken::Message)
         }
     };
     SLEEPING.store(false, Ordering::Release);
     match received {
-        Ok(Err(bits) | Ok(Received::Notification(bits))) => wake_bits(bits),
-        Ok(Ok(message)) => file_message(message),
+        Ok(Woken::Bits(bits) | Woken::Message(Received::Notification(bits))) => wake_bits(bits),
+        Ok(Woken::Inline {
+            badge,
+            label,
+            words,
+        }) => inline::take(badge, label, words),
+        Ok(Woken::Message(message)) => file_message(message),
         // Timed out: the caller fires timers and looks again.
         Err(_) => {}
     }
+}
+
+/// Wake what waits for notification bit `bit`, as a notification would, without one: for
+/// news found on this thread.
+pub(crate) fn raise(bit: u32) {
+    wake_bits(1 << (bit % CHANNEL_BITS));
 }
 
 /// A message for the wake port: queued for [`next_message`].

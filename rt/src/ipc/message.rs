@@ -116,6 +116,36 @@ pub enum Received {
     },
 }
 
+/// What the executor's sleep brings: notification bits, an inline request (a call of
+/// words alone, answered by the executor itself), or anything else as a [`Received`].
+pub(crate) enum Woken {
+    Bits(u64),
+    Inline {
+        badge: u64,
+        label: u32,
+        words: [u64; 4],
+    },
+    Message(Received),
+}
+
+impl Woken {
+    pub(super) fn from_raw(is_call: bool, raw: RawMessage) -> Result<Woken, Error> {
+        let info = raw.info;
+        if info.is_notification() {
+            return Ok(Woken::Bits(raw.words[0]));
+        }
+        let alone = info.caps() == 0 && info.payload_len() == 0;
+        if is_call && alone && crate::executor::inline::is_request(info.label()) {
+            return Ok(Woken::Inline {
+                badge: raw.badge,
+                label: info.label(),
+                words: raw.words,
+            });
+        }
+        Received::from_raw(is_call, raw).map(Woken::Message)
+    }
+}
+
 impl Received {
     /// Collects what a receive returned; a call's reply is saved at once, so that the next
     /// receive cannot take its place.

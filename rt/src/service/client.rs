@@ -31,7 +31,7 @@ use super::channel::{Channel, MAX_RECORD, next_bit};
 use super::fixed::{self, Fixed};
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, TransportError, label, status};
-use crate::executor::{Doorbell, Sleep, sleep, spawn, unblock, wake};
+use crate::executor::{self, Doorbell, Sleep, sleep, spawn, unblock, wake};
 use crate::ipc::{Message, Port};
 
 /// How often the reader checks that the server still exists while calls are in flight.
@@ -510,12 +510,6 @@ impl Inner {
             id,
             sent: false,
         };
-        if (was_idle && !self.probing.get()) || (was_lone && !self.listening.get()) {
-            // The reader sleeps without a liveness check while nothing is in flight, and
-            // off the notification bit while a lone call files its own response: it arms
-            // the one, or takes over the other, when it finds this call.
-            self.wake_reader();
-        }
         let waiting = {
             let mut outgoing = self.outgoing.borrow_mut();
             let len = encode(&mut outgoing[Head::LEN..]).map_err(Attempt::Building)?;
@@ -524,8 +518,26 @@ impl Inner {
                 code: method,
             };
             let record = head.pack(&mut outgoing, len);
+            // Alone, small, and nothing else for this thread to do: the kernel's call.
+            let inline = (was_idle && executor::inline::may_block())
+                .then(|| executor::inline::request(record))
+                .flatten();
+            let sent = match inline {
+                Some((label, words)) => match self.call_inline(label, words, &decode) {
+                    Inline::Answered(outcome) => return outcome.map_err(Attempt::Sending),
+                    Inline::Deferred => true,
+                    Inline::Unsent => false,
+                },
+                None => false,
+            };
+            if (was_idle && !self.probing.get()) || (was_lone && !self.listening.get()) {
+                // The reader sleeps without a liveness check while nothing is in flight,
+                // and off the notification bit while a lone call files its own response:
+                // it arms the one, or takes over the other, when it finds this call.
+                self.wake_reader();
+            }
             // Straight from the scratch when there is room; a copy to wait with otherwise.
-            match self.push(record).map_err(Attempt::Sending)? {
+            match sent || self.push(record).map_err(Attempt::Sending)? {
                 true => None,
                 false => Some(record.to_vec()),
             }
@@ -544,6 +556,27 @@ impl Inner {
             }
         })
         .await
+    }
+
+    /// Send a request inline (`executor::inline`) and block for the answer.
+    fn call_inline<R>(
+        &self,
+        label: u32,
+        words: [u64; 4],
+        decode: impl Fn(&[u8]) -> Result<R, TransportError>,
+    ) -> Inline<R> {
+        let answer = match self.giver.call_receiver(label, words) {
+            Ok((label, words)) => executor::inline::Answer { label, words },
+            // The server is busy, or its queue full: the ring, which does not wait on it.
+            Err(Error::WouldBlock | Error::QueueFull) => return Inline::Unsent,
+            Err(error) => return Inline::Answered(Err(self.fail(transport(error)))),
+        };
+        let mut room = [0; executor::inline::MAX_RECORD];
+        match answer.parse(&mut room) {
+            None => Inline::Deferred,
+            Some(Ok((code, body))) => Inline::Answered(outcome(code.into(), body).and_then(decode)),
+            Some(Err(())) => Inline::Answered(Err(TransportError::MalformedReply)),
+        }
     }
 
     /// Put a request in the ring if there is room: false when there is none.
@@ -744,15 +777,29 @@ impl Drop for Inner {
 
 fn parse_response(record: &[u8]) -> Option<(u32, Result<&[u8], TransportError>)> {
     let (Head { id, code }, body) = Head::unpack(record)?;
-    let result = match code {
+    Some((id, outcome(code, body)))
+}
+
+/// A response's status and body, as the call's outcome.
+fn outcome(code: u32, body: &[u8]) -> Result<&[u8], TransportError> {
+    match code {
         status::OK => Ok(body),
         status::MALFORMED => Err(TransportError::Rejected),
         status::TOO_LARGE => Err(TransportError::TooLarge),
         // Only a call given up is cancelled: nobody waits for this outcome.
         status::CANCELLED => Err(TransportError::Disconnected),
         _ => Err(TransportError::MalformedReply),
-    };
-    Some((id, result))
+    }
+}
+
+/// How an inline call went.
+enum Inline<R> {
+    /// Answered: the call is over.
+    Answered(Result<R, TransportError>),
+    /// The server carries it on: its response comes through the ring.
+    Deferred,
+    /// Not sent (the server was not waiting): it goes through the ring instead.
+    Unsent,
 }
 
 /// The connection's reader task: file responses, wake waiting senders, watch the server.

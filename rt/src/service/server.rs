@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::{Future, poll_fn};
 use core::pin::Pin;
-use core::task::Poll;
+use core::task::{Context, Poll, Waker};
 use futures_util::StreamExt;
 use futures_util::future::{AbortHandle, abortable};
 use futures_util::stream::FuturesUnordered;
@@ -39,7 +39,7 @@ use super::fixed::{self, Fixed};
 use super::limits;
 use super::wire::{ConnectAnswer, Head};
 use super::{Interface, label, status};
-use crate::executor::{Doorbell, sleep, spawn, wake};
+use crate::executor::{Doorbell, inline, sleep, spawn, wake};
 use crate::ipc::{Message, Port, Received};
 
 /// What `#[service]` implements for a trait: decode a request and start its method.
@@ -126,12 +126,53 @@ impl Reply {
     }
 }
 
+/// An inline request (`executor::inline`) on the connection badged `badge`, if it is one of
+/// these: started and polled once here, in the executor's wake-up. Its response, if it is
+/// ready and fits, is the answer owed; otherwise the answer is "deferred" and the
+/// connection's task carries the request on, its response going through the ring.
+fn take_inline<D: Dispatch>(
+    connections: &Registry,
+    service: &Rc<D>,
+    badge: u64,
+    label: u32,
+    words: [u64; 4],
+) -> bool {
+    let Some(connection) = connections.find(badge) else {
+        return false;
+    };
+    let mut room = [0; inline::MAX_RECORD];
+    let Some(record) = inline::record(label, words, &mut room) else {
+        return false;
+    };
+    let Some((head, _)) = Head::unpack(record) else {
+        inline::settle(inline::Answer::bare(inline::REFUSED));
+        return true;
+    };
+    connection.inline.set(Some(head.id));
+    if let Some((id, mut answer)) = start(&connection, service, record) {
+        let mut cx = Context::from_waker(Waker::noop());
+        if Pin::new(&mut answer).poll(&mut cx).is_pending() {
+            // Polled again, with its own waker, by the connection's task.
+            let answer = connection.cancellable(id, answer);
+            connection.adopted.borrow_mut().push(answer);
+            wake::raise(connection.bit);
+        }
+    }
+    connection.inline.set(None);
+    inline::settle(inline::Answer::bare(inline::DEFERRED));
+    true
+}
+
 /// Serve `interface` with `service` for ever: accept every connection sent to this
 /// process's wake port. Clients reach it through a send capability to that port.
 pub async fn serve<D: Dispatch>(interface: Interface, service: D) -> ! {
     let service = Rc::new(service);
     let connections = Registry::default();
     spawn(sweep(connections.clone()));
+    let (known, served) = (connections.clone(), service.clone());
+    inline::add_taker(Rc::new(move |badge, label, words| {
+        take_inline(&known, &served, badge, label, words)
+    }));
     loop {
         let Received::Message {
             badge,
@@ -199,6 +240,13 @@ impl Registry {
         let connections = self.0.borrow();
         let live = connections.iter().filter_map(Weak::upgrade);
         live.filter(|connection| !connection.ended()).collect()
+    }
+
+    /// The live connection whose clients send on capabilities badged `badge`.
+    fn find(&self, badge: u64) -> Option<Rc<Served>> {
+        let connections = self.0.borrow();
+        let mut live = connections.iter().filter_map(Weak::upgrade);
+        live.find(|connection| connection.badge == badge && !connection.ended())
     }
 
     /// End the connections whose client is gone: their tasks notice at their next
@@ -273,6 +321,10 @@ struct Served {
     under_way: RefCell<BTreeMap<u32, AbortHandle>>,
     /// Where requests' futures live, recycled from one request to the next.
     blocks: Rc<Blocks>,
+    /// The call taken inline whose first poll runs now: its response is the answer owed.
+    inline: Cell<Option<u32>>,
+    /// Inline calls that did not finish on their first poll, for the connection's task.
+    adopted: RefCell<Vec<Answer>>,
 }
 
 /// A capability a client gives for a later request: filed under a token for its
@@ -361,6 +413,8 @@ fn accept(
         held: Cell::new(0),
         under_way: RefCell::new(BTreeMap::new()),
         blocks: Rc::default(),
+        inline: Cell::new(None),
+        adopted: RefCell::new(Vec::new()),
     };
     Ok((served, bit, [giver, handed_lease]))
 }
@@ -388,6 +442,9 @@ async fn serve_connection<D: Dispatch>(connection: Rc<Served>, service: Rc<D>) {
     let mut bytes = alloc::vec![0u8; MAX_RECORD];
     let mut requests = wake::Listener::new(connection.bit);
     while !connection.ended() {
+        if !connection.adopted.borrow().is_empty() {
+            under_way.extend(connection.adopted.borrow_mut().drain(..));
+        }
         if !under_way.is_empty() {
             poll_fn(|cx| {
                 while let Poll::Ready(Some(())) = under_way.poll_next_unpin(cx) {}
@@ -524,6 +581,12 @@ impl Served {
     ) -> Option<Held> {
         let mut scratch = self.scratch.borrow_mut();
         let (code, len) = encode(&mut scratch[Head::LEN..]);
+        if self.inline.get() == Some(id)
+            && let Some(answer) = inline::Answer::with(code as u8, &scratch[Head::LEN..][..len])
+            && inline::settle(answer)
+        {
+            return None;
+        }
         let record = Head { id, code }.pack(&mut scratch, len);
         match self.responses.push(record) {
             Ok(Push::Done { wake_consumer }) => {

@@ -195,6 +195,12 @@ impl Hostile {
         give(self.giver, cap)
     }
 
+    /// Call the server on this connection's badged capability, as an inline call is made
+    /// (docs/SERVICES.md), with whatever `message` holds.
+    pub fn call(&self, message: &keel_rt::ipc::Message) -> Result<keel_rt::ipc::Message, Error> {
+        self.giver.call(message)
+    }
+
     /// The badge the server gave this connection.
     pub fn badge(&self) -> Result<u64, Error> {
         keel_rt::sys::ipc::cap_info(self.giver.handle()).map(|info| info.badge)

@@ -46,6 +46,8 @@ pub trait Probe {
     async fn release(&self);
     /// How many `hold` calls the server is running now.
     async fn holding(&self) -> u64;
+    /// `ms`, after blocking the server's thread that long (`time::sleep`, a syscall).
+    async fn nap(&self, ms: u64) -> u64;
 }
 
 /// The length of `bytes` and the wrapping sum of their little-endian 64-bit words, the

@@ -133,6 +133,11 @@ impl Probe for Prober {
         self.holding.get()
     }
 
+    async fn nap(&self, ms: u64) -> u64 {
+        keel_rt::time::sleep(Duration::from_millis(ms));
+        ms
+    }
+
     async fn echo(&self, value: u64) -> u64 {
         value
     }

@@ -39,6 +39,7 @@ use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(services:
     a_call_returns_the_servers_answer,
+    a_lone_call_is_one_kernel_call_and_a_slow_one_finishes_through_the_ring,
     a_thousand_calls_in_flight_each_get_their_own_answer,
     calls_given_up_in_flight_leave_the_others_their_answers,
     a_call_given_up_is_cancelled_in_the_server,
@@ -53,6 +54,7 @@ pub const SUITE: Suite = suite!(services:
     a_dead_clients_connection_ends_when_the_next_client_connects,
     garbage_in_a_connections_rings_leaves_the_server_serving_others,
     malformed_requests_are_rejected_and_serving_goes_on,
+    garbage_inline_calls_are_answered_and_serving_goes_on,
     an_interface_mismatch_is_refused_at_connect,
     a_capability_argument_reaches_the_server_and_only_its_own_connection,
     a_client_cannot_make_the_server_write_past_its_response_ring,
@@ -117,6 +119,51 @@ fn a_call_returns_the_servers_answer() -> Result<(), String> {
     with_client(|probe| async move {
         let greeting = within("greet", HUNG, probe.greet("ktest")).await?;
         expect_eq("greet(\"ktest\")", greeting, Ok("hello, ktest".into()))
+    })
+}
+
+/// A call alone on its connection, from a client with nothing else to do, to a server
+/// waiting for work, goes inline: one kernel call and its reply, no ring signal. One whose
+/// method waits (`gather` sleeps before it answers) is answered "deferred" the same way,
+/// and its result comes through the ring; so is one whose method blocks the server's
+/// thread (`nap`), answered before the server blocks. No timeout here: a timer armed would
+/// send them all through the ring (the suite's own limit catches a hang).
+fn a_lone_call_is_one_kernel_call_and_a_slow_one_finishes_through_the_ring() -> Result<(), String> {
+    with_client(|probe| async move {
+        // The connection's first call waits for the server to be up and waiting.
+        let first = probe.echo(1).await;
+        let calls = || keel_rt::ipc::system_stats().map(|s| (s.calls, s.replies));
+        let before = calls().context("ipc_stats")?;
+        let echoed = probe.echo(41).await;
+        let after_echo = calls().context("ipc_stats")?;
+        let gathered = probe.gather(3, 1).await;
+        let after_gather = calls().context("ipc_stats")?;
+        let napped = probe.nap(2).await;
+        let after_nap = calls().context("ipc_stats")?;
+        let one_each = |(calls, replies): (u64, u64), (calls_then, replies_then): (u64, u64)| {
+            (calls - calls_then, replies - replies_then)
+        };
+        all([
+            expect_eq("the first echo", first, Ok(1)),
+            expect_eq("echo(41)", echoed, Ok(41)),
+            expect_eq(
+                "kernel calls and replies for echo(41)",
+                one_each(after_echo, before),
+                (1, 1),
+            ),
+            expect_eq("gather(3, 1), answered later", gathered, Ok(3)),
+            expect_eq(
+                "kernel calls and replies for gather(3, 1): its deferral",
+                one_each(after_gather, after_echo),
+                (1, 1),
+            ),
+            expect_eq("nap(2), answered later", napped, Ok(2)),
+            expect_eq(
+                "kernel calls and replies for nap(2): its deferral",
+                one_each(after_nap, after_gather),
+                (1, 1),
+            ),
+        ])
     })
 }
 
@@ -552,6 +599,74 @@ fn malformed_requests_are_rejected_and_serving_goes_on() -> Result<(), String> {
             "another client's call",
             within("echo", HUNG, other.echo(9)).await?,
             Ok(9),
+        ));
+        all(checks)
+    })
+}
+
+/// Inline calls (docs/SERVICES.md, "Signalling") as no client of rt makes them: each gets
+/// an answer that says so, and the server goes on serving.
+fn garbage_inline_calls_are_answered_and_serving_goes_on() -> Result<(), String> {
+    // The inline wire: a request's label with its record's length in the low byte; an
+    // answer's with the status in bits 8..16, or "refused", or "deferred".
+    const REQUEST: u32 = 0x4b49_4e00;
+    const MALFORMED: u32 = 0x4b41_0100;
+    const REFUSED: u32 = 0x4b52_4546;
+    with_server(|_, port| async move {
+        let hash = hostile::interface_hash(port)?;
+        let hostile = Hostile::connect(port, hash)?;
+        let probe = ProbeClient::connect(port).context("connecting")?;
+        let head = |id: u64, method: u64| id | method << 32;
+        let past_methods = ProbeClient::METHODS.len() as u64;
+        let forged = port.derive(rights::SEND, 0x5eed).context("cap_derive")?;
+        // `None`: on the connection's own badged capability.
+        type Case<'a> = (&'a str, Option<Port>, Message, Result<u32, Error>);
+        let calls: [Case; 5] = [
+            (
+                "a record longer than four words",
+                None,
+                Message::new(REQUEST | 40, [head(1, 0), 0, 0, 0]),
+                Ok(REFUSED),
+            ),
+            (
+                "a record shorter than its head",
+                None,
+                Message::new(REQUEST | 4, [1, 0, 0, 0]),
+                Ok(REFUSED),
+            ),
+            (
+                "a method past the last",
+                None,
+                Message::new(REQUEST | 8, [head(2, past_methods), 0, 0, 0]),
+                Ok(MALFORMED),
+            ),
+            (
+                "a badge no connection has",
+                Some(forged),
+                Message::new(REQUEST | 16, [head(3, 0), 5, 0, 0]),
+                Ok(REFUSED),
+            ),
+            (
+                "a payload besides (not inline: the connect handler refuses it)",
+                None,
+                Message::new(REQUEST | 16, [head(4, 0), 5, 0, 0]).with_payload(b"junk"),
+                Ok(0),
+            ),
+        ];
+        let mut checks = Vec::new();
+        for (what, to, message, expected) in calls {
+            let answer = match to {
+                Some(port) => port.call(&message),
+                None => hostile.call(&message),
+            };
+            let answer = answer.map(|answer| answer.label);
+            checks.push(expect_eq(what, answer, expected));
+        }
+        let _ = forged.delete();
+        checks.push(expect_eq(
+            "then a good call",
+            within("echo", HUNG, probe.echo(8)).await?,
+            Ok(8),
         ));
         all(checks)
     })

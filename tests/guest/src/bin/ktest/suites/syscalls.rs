@@ -25,9 +25,8 @@ use keel_rt::ipc::{Message, Port};
 use keel_rt::mem::Memory;
 use keel_rt::process::{self, Exit, Spawn};
 use keel_rt::sys::{self, raw};
-use keel_rt::time;
 
-use crate::check::{Context, all, ensure, expect_at_least, expect_eq};
+use crate::check::{Context, all, ensure, expect_at_least, expect_eq, wait_until};
 use crate::child::{self, kill_and_reap};
 use crate::elf::{self, header, program};
 use crate::runner::{Suite, suite};
@@ -599,12 +598,14 @@ fn random_syscalls_without_rights_leave_the_kernel_standing() -> Result<(), Stri
             .caps(&[counter.handle()])
             .spawn()
             .context("spawning kchild fuzz")?;
-        // At this priority, it runs while this thread sleeps.
-        time::sleep(core::time::Duration::from_millis(250));
+        // SAFETY: the page is mapped readable for as long as `mapping` lives.
+        let count = || unsafe { mapping.as_ptr().cast::<u64>().read_volatile() };
+        // At this priority, it runs while this thread sleeps: until it has made its share,
+        // however slowly a busy host runs the guest (bounded).
+        let _ = wait_until("the fuzzer to make 250 syscalls", || Ok(count() >= 250));
         let _ = process::kill(pid);
         endings.push((seed, process::wait(pid)));
-        // SAFETY: the page is mapped readable for as long as `mapping` lives.
-        made += unsafe { mapping.as_ptr().cast::<u64>().read_volatile() };
+        made += count();
     }
     // Still serving: a message through a port of its own.
     let port = Port::create(1).context("port_create")?;
