@@ -128,7 +128,7 @@ impl Port {
         words: [u64; 4],
     ) -> Result<Woken, Error> {
         let info = MessageInfo::new(label, 0, 0);
-        let (is_call, raw) = sys::ipc::port_reply_recv(self.0, info, words)?;
+        let (is_call, raw) = sys::ipc::port_reply_recv_unflushed(self.0, info, words)?;
         Woken::from_raw(is_call, raw)
     }
 

@@ -85,16 +85,29 @@ pub(crate) fn record(label: u32, words: [u64; 4], room: &mut [u8; MAX_RECORD]) -
 }
 
 fn to_words(bytes: &[u8]) -> Option<[u64; 4]> {
-    let mut room = [0u8; MAX_RECORD];
-    room.get_mut(..bytes.len())?.copy_from_slice(bytes);
-    Some(core::array::from_fn(|i| {
-        u64::from_le_bytes(room[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-    }))
+    if bytes.len() > MAX_RECORD {
+        return None;
+    }
+    // Whole words as loads; the last, partial one byte by byte: no `memcpy` call for a few
+    // bytes.
+    let mut words = [0u64; 4];
+    let (whole, rest) = bytes.as_chunks::<8>();
+    for (word, chunk) in words.iter_mut().zip(whole) {
+        *word = u64::from_le_bytes(*chunk);
+    }
+    if let Some(last) = words.get_mut(whole.len()) {
+        *last = rest
+            .iter()
+            .rev()
+            .fold(0, |word, &byte| word << 8 | u64::from(byte));
+    }
+    Some(words)
 }
 
 fn from_words(words: [u64; 4], len: usize, room: &mut [u8; MAX_RECORD]) -> Option<&[u8]> {
-    for (chunk, word) in room.chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&word.to_le_bytes());
+    let (whole, _) = room.as_chunks_mut::<8>();
+    for (chunk, word) in whole.iter_mut().zip(words) {
+        *chunk = word.to_le_bytes();
     }
     room.get(..len)
 }
@@ -173,7 +186,7 @@ pub(super) fn take(badge: u64, label: u32, words: [u64; 4]) {
         // No borrow held while a taker runs: the request's first poll may add a taker.
         let taker = TAKERS.0.borrow().get(index).cloned();
         match taker {
-            Some(taker) if taker(badge, label, words) => break,
+            Some(taker) if taker(badge, label, words) => return,
             Some(_) => {}
             None => break,
         }

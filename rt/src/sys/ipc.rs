@@ -102,6 +102,15 @@ pub fn port_reply_recv(
     words: [u64; 4],
 ) -> Result<(bool, RawMessage), Error> {
     crate::executor::wake::flush_signal();
+    port_reply_recv_unflushed(port, info, words)
+}
+
+/// `port_reply_recv` for the executor's sleep, which has just taken what it owed itself.
+pub(crate) fn port_reply_recv_unflushed(
+    port: Handle,
+    info: MessageInfo,
+    words: [u64; 4],
+) -> Result<(bool, RawMessage), Error> {
     let args = message_args(port, info.0, words);
     // SAFETY: as for `port_send` and `port_recv`.
     let (result, message) = unsafe { syscall_message(Syscall::PortReplyRecv as usize, args) };
