@@ -47,6 +47,7 @@ pub struct Spawn<'a> {
     max_processes: u32,
     max_threads: u32,
     cpus: u32,
+    fault_handler: Option<Port>,
 }
 
 impl<'a> Spawn<'a> {
@@ -63,6 +64,7 @@ impl<'a> Spawn<'a> {
             max_processes: 0,
             max_threads: 0,
             cpus: 0,
+            fault_handler: None,
         }
     }
 
@@ -120,6 +122,15 @@ impl<'a> Spawn<'a> {
         Spawn { cpus, ..self }
     }
 
+    /// Its faults go to `port` (a send capability; its badge comes with them) from its
+    /// first instruction on, as [`set_fault_handler`] would send them.
+    pub fn fault_handler(self, port: Port) -> Self {
+        Spawn {
+            fault_handler: Some(port),
+            ..self
+        }
+    }
+
     /// The request the kernel receives, pointing into this `Spawn`'s borrowed data.
     pub fn request(&self) -> SpawnRequest {
         SpawnRequest {
@@ -143,6 +154,7 @@ impl<'a> Spawn<'a> {
             max_processes: self.max_processes,
             max_threads: self.max_threads,
             cpus: self.cpus,
+            fault_handler: self.fault_handler.map_or(0, Port::handle),
         }
     }
 

@@ -570,6 +570,10 @@ pub struct SpawnRequest {
     /// a core the caller may not use `PermissionDenied`. Cores the machine lacks are left
     /// out; if none named is there, the child uses the caller's.
     pub cpus: u32,
+    /// A port capability (SEND) the child's faults go to from its first instruction, as
+    /// `fault_handler_set` would send them (with its badge); 0: none. Set here, not after
+    /// the spawn: on another core the child may fault before the parent's next syscall.
+    pub fault_handler: u32,
 }
 
 /// Cores the kernel runs at most; core numbers are `0..MAX_CORES`.

@@ -2,12 +2,13 @@
 
 use super::{Args, Next, Then};
 use crate::cap::{Found, Object};
+use crate::ipc::PortId;
 use crate::kernel::Kernel;
 use crate::kernel::spawn::SpawnSpec;
 use crate::mm::user::{UserArray, UserSlice};
 use crate::proc::{Pid, Process};
 use crate::sched::thread::ThreadState;
-use keel_abi::cap::{MAX_SPAWN_CAPS, kind as cap_kind, rights as cap_rights};
+use keel_abi::cap::{Handle, MAX_SPAWN_CAPS, kind as cap_kind, rights as cap_rights};
 use keel_abi::{
     ARGS_LEN, Error, ExitStatus, NAME_LEN, PRIORITY_LEVELS, ProcessInfo, SpawnRequest, exit_kind,
     process_state, rights,
@@ -45,6 +46,7 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let image = UserSlice::new(request.elf_ptr, request.elf_len).read_vec(space)?;
     let caps = granted_caps(k, parent, &request)?;
     let cpus = child_cpus(k, parent, request.cpus)?;
+    let fault_handler = port_for_faults(k, parent, request.fault_handler)?;
     let pid = k.spawn_process(&SpawnSpec {
         parent,
         name,
@@ -62,6 +64,11 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         },
         cpus,
     })?;
+    // Before the syscall lets go of the kernel lock, and so before the child's first
+    // instruction on any core.
+    if let Some(child) = k.processes.get_mut(&pid) {
+        child.set_fault_handler(fault_handler);
+    }
     // The caller's capability to its child, handed back in the request.
     let granted = k
         .cap_create(
@@ -129,21 +136,28 @@ pub fn fault_handler_set(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let pid = args.pid(0)?;
     let caller = k.current_pid();
     k.check_reach(caller, pid, cap_rights::MANAGE)?;
-    let handler = match args.optional_handle(1)? {
-        None => None,
-        Some(handle) => {
-            let cap = k.cap_check(caller, handle, Some(cap_kind::PORT), cap_rights::SEND)?;
-            match cap.object {
-                Object::Port(port) => Some((port, cap.badge)),
-                _ => return Err(Error::WrongType),
-            }
-        }
-    };
+    let handler = port_for_faults(k, caller, args.optional_handle(1)?.unwrap_or(0))?;
     k.processes
         .get_mut(&pid)
         .ok_or(Error::NotFound)?
         .set_fault_handler(handler);
     Ok(Next::Return(0))
+}
+
+/// The port and badge faults go to through `caller`'s capability `handle` (0: none).
+fn port_for_faults(
+    k: &mut Kernel,
+    caller: Pid,
+    handle: Handle,
+) -> Result<Option<(PortId, u64)>, Error> {
+    if handle == 0 {
+        return Ok(None);
+    }
+    let cap = k.cap_check(caller, handle, Some(cap_kind::PORT), cap_rights::SEND)?;
+    match cap.object {
+        Object::Port(port) => Ok(Some((port, cap.badge))),
+        _ => Err(Error::WrongType),
+    }
 }
 
 pub fn exit(k: &mut Kernel, args: &Args) -> Result<Next, Error> {

@@ -50,7 +50,7 @@ impl<T> Doing<T> for Result<T, Error> {
 }
 
 /// Starts `server` as a child, its capabilities badged with `badge`, its faults sent to
-/// `port` (init's port); the pid.
+/// `port` (init's port) from its first instruction, as calls badged for faults; the pid.
 pub fn start(server: &Server, badge: Badge, port: Port) -> Result<Pid, StartError> {
     let image = keel_rt::boot_module(&server.program).ok_or(StartError {
         doing: "finding the program's boot module",
@@ -64,6 +64,9 @@ pub fn start(server: &Server, badge: Badge, port: Port) -> Result<Pid, StartErro
         "" => &server.name[..0],
         args => args,
     };
+    let handler = port
+        .derive(rights::SEND, badge.for_faults().encode())
+        .doing("making the fault handler's capability")?;
     let pid = Spawn::new(&server.name, image)
         .args(args)
         .priority(priority(server))
@@ -72,34 +75,19 @@ pub fn start(server: &Server, badge: Badge, port: Port) -> Result<Pid, StartErro
         .max_processes(server.processes)
         .max_threads(server.threads)
         .cpus(server.cpu_mask())
+        .fault_handler(handler)
         .spawn()
-        .doing("spawning")?;
+        .doing("spawning");
+    // The kernel keeps the port and badge, not the capability.
+    let _ = handler.delete();
     drop(grants);
-    if let Err(error) = fault_handler(pid, badge, port) {
-        // Unsupervised faults would still end it; but a child init cannot fully supervise
-        // is not started.
-        let _ = process::kill(pid);
-        let _ = process::wait(pid);
-        return Err(error);
-    }
-    Ok(pid)
+    pid
 }
 
 /// The manifest's priority, or init's own if that is lower: a child cannot outrank its
 /// parent ([`System::new`](crate::System::new) says so once).
 fn priority(server: &Server) -> usize {
     server.priority.min(process::current_priority())
-}
-
-/// Faults of `pid` come to init's port as calls badged for faults.
-fn fault_handler(pid: Pid, badge: Badge, port: Port) -> Result<(), StartError> {
-    let handler = port
-        .derive(rights::SEND, badge.for_faults().encode())
-        .doing("making the fault handler's capability")?;
-    let set = process::set_fault_handler(pid, handler).doing("setting the fault handler");
-    // The kernel keeps the port and badge, not the capability.
-    let _ = handler.delete();
-    set
 }
 
 /// The capabilities a child starts with, in handle order, until the spawn has copied them.
