@@ -161,6 +161,9 @@ roles! {
     /// Start a thread, then through its capability set its priority to this process's
     /// plus one, then to this process's; report the two results with [`encode_results`].
     RaisePriority = "raise-priority",
+    /// Run on core 0 alone (spawned so): start a thread on core 1, then on core 0; report
+    /// the two results with [`encode_results`].
+    ThreadCores = "thread-cores",
     /// Read the audit log through handle 1; report the result with [`encode_results`].
     ReadAudit = "read-audit",
     /// Caps: 1 = a bootstrap port. Announce this process's port through it
