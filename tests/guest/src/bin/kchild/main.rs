@@ -18,6 +18,7 @@ mod hostile;
 mod ipc;
 mod ring_fuzz;
 mod services;
+mod shootdown;
 mod storage;
 mod system;
 
@@ -158,6 +159,7 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::FaultRegisters => fault::registers(),
         Role::RaisePriority => raise_priority(),
         Role::ThreadCores => thread_cores(),
+        Role::UnmapAcross => shootdown::unmap_across(),
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
         Role::ProbeClientDies => services::probe_client_dies(arg),
