@@ -501,11 +501,15 @@ pub enum SysInfo {
     Cores = 14,
     /// The caller's core: its home, which it never leaves.
     Core = 15,
+    /// How often since boot a core found the kernel lock held and waited for it.
+    LockWaits = 16,
+    /// TSC cycles cores have spent waiting for the kernel lock since boot.
+    LockWaitTsc = 17,
 }
 
 impl SysInfo {
     /// How many figures there are: numbers from this on are unknown.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
@@ -526,6 +530,8 @@ impl SysInfo {
             PciBuses,
             Cores,
             Core,
+            LockWaits,
+            LockWaitTsc,
         ];
         ALL.get(n).copied()
     }
