@@ -38,6 +38,7 @@ pub fn all_checks() -> Vec<String> {
     names.extend(
         check::SUITES
             .iter()
+            .filter(|&&suite| suite != check::STRESS)
             .map(|suite| format!("{suite}{}", check::SMP_SUFFIX)),
     );
     names.extend([DEMO_BOOT.into(), ISO_BOOT.into(), SMP_BOOT.into()]);
