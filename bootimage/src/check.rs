@@ -115,6 +115,10 @@ pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Guest cores running at once: one per core on our two-core machines.
 pub const PARALLEL: usize = 2;
 
+/// Cores the demo boots with unless `--smp` says otherwise (`cargo boot`, `image`, `iso`,
+/// and `cargo test`'s demo boot).
+pub const DEMO_CORES: u32 = 2;
+
 /// What names a suite's boot on two cores, which `cargo test` runs for every suite.
 pub const SMP_SUFFIX: &str = "_smp2";
 

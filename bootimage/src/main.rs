@@ -17,8 +17,8 @@ use bootimage::{
 const USAGE: &str = "\
 usage: cargo boot [--smp N] [COMMAND]
 
-  --smp N          boot QEMU with N cores (default 1; the benchmarks run on one, bench smp
-                   on two)
+  --smp N          boot QEMU with N cores, 1 to 8 (default: 2 for the demo, image and iso;
+                   1 for the rest; the benchmarks run on one, bench smp on two)
 
 commands:
   (none) [--http-port N]
@@ -111,14 +111,21 @@ fn demo(args: &[&str]) -> Result<Command, String> {
 /// The command and the cores to boot with, or `None` for help.
 fn parse(args: &[String]) -> Result<Option<(Command, u32)>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (cores, args) = match args.as_slice() {
+    let (asked, args) = match args.as_slice() {
         ["--smp", n, rest @ ..] => match n.parse::<u32>() {
-            Ok(cores @ 1..=8) => (cores, rest),
+            Ok(cores @ 1..=8) => (Some(cores), rest),
             _ => return Err(format!("--smp takes 1 to 8 cores, not `{n}`")),
         },
-        rest => (1, rest),
+        rest => (None, rest),
     };
-    Ok(parse_command(cores, args)?.map(|command| (command, cores)))
+    let command = parse_command(asked.unwrap_or(1), args)?;
+    Ok(command.map(|command| {
+        let cores = asked.unwrap_or(match command {
+            Command::Demo { .. } | Command::Image { .. } | Command::Iso => check::DEMO_CORES,
+            _ => 1,
+        });
+        (command, cores)
+    }))
 }
 
 fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
@@ -389,7 +396,20 @@ mod tests {
             fresh_disk: false,
             http_port: 8080,
         };
-        assert_eq!(parse_with_cores(""), Ok(Some((demo, 1))));
+        assert_eq!(parse_with_cores(""), Ok(Some((demo, 2))));
+        let one = Command::Demo {
+            fresh_disk: false,
+            http_port: 8080,
+        };
+        assert_eq!(parse_with_cores("--smp 1"), Ok(Some((one, 1))));
+        assert_eq!(
+            parse_with_cores("image").map(|p| p.map(|(_, cores)| cores)),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            parse_with_cores("test threads"),
+            Ok(Some((Command::Test(vec!["threads".into()]), 1)))
+        );
         assert_eq!(
             parse_with_cores("--smp 4 test threads"),
             Ok(Some((Command::Test(vec!["threads".into()]), 4)))
