@@ -17,7 +17,8 @@ use bootimage::{
 const USAGE: &str = "\
 usage: cargo boot [--smp N] [COMMAND]
 
-  --smp N          boot QEMU with N cores (default 1; the benchmarks always run on one)
+  --smp N          boot QEMU with N cores, 1 to 8 (default: 2 for the demo, image and iso;
+                   1 for the rest; the benchmarks run on one, bench smp on two)
 
 commands:
   (none) [--http-port N]
@@ -42,6 +43,12 @@ commands:
                    --compare: show the change of each median against an earlier JSON file
                    --check: fail, listing each miss, unless the targets hold (PERFORMANCE.md)
                    --profile: with --filter NAME$, instructions per operation by function
+  bench smp [--runs N]
+                   the benchmarks of two cores: same_core_call and cross_core_call under
+                   icount (instructions of both cores) and in cycles, then N boots (default
+                   3) of the scaling run without icount on multi-threaded TCG: operations
+                   per second of one client and of two on two cores, and their ratio; fails
+                   if port calls scale below 1.7x
   bench net [--cycles]
                    boot the demo under -icount shift=0 and drive its web server from the
                    host: busy guest instructions per GET / (200 in a row) and per MiB of a
@@ -73,6 +80,7 @@ enum Command {
     Browser,
     Bench(bench::Options),
     BenchNet { icount: bool },
+    BenchSmp(bench::smp::Options),
     Fuzz(fuzz::Options),
     Chaos(chaos::Options),
     Gdb(Option<String>),
@@ -103,14 +111,21 @@ fn demo(args: &[&str]) -> Result<Command, String> {
 /// The command and the cores to boot with, or `None` for help.
 fn parse(args: &[String]) -> Result<Option<(Command, u32)>, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (cores, args) = match args.as_slice() {
+    let (asked, args) = match args.as_slice() {
         ["--smp", n, rest @ ..] => match n.parse::<u32>() {
-            Ok(cores @ 1..=8) => (cores, rest),
+            Ok(cores @ 1..=8) => (Some(cores), rest),
             _ => return Err(format!("--smp takes 1 to 8 cores, not `{n}`")),
         },
-        rest => (1, rest),
+        rest => (None, rest),
     };
-    Ok(parse_command(cores, args)?.map(|command| (command, cores)))
+    let command = parse_command(asked.unwrap_or(1), args)?;
+    Ok(command.map(|command| {
+        let cores = asked.unwrap_or(match command {
+            Command::Demo { .. } | Command::Image { .. } | Command::Iso => check::DEMO_CORES,
+            _ => 1,
+        });
+        (command, cores)
+    }))
 }
 
 fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
@@ -122,6 +137,7 @@ fn parse_command(cores: u32, args: &[&str]) -> Result<Option<Command>, String> {
         ["iso"] => Command::Iso,
         ["test", "browser"] => Command::Browser,
         ["test", suites @ ..] => Command::Test(suites.iter().map(|s| s.to_string()).collect()),
+        ["bench", "smp", options @ ..] => Command::BenchSmp(bench::smp::Options::parse(options)?),
         ["bench", ..] if cores > 1 => return Err("the benchmarks run on one core".into()),
         ["bench", "net"] => Command::BenchNet { icount: true },
         ["bench", "net", "--cycles"] => Command::BenchNet { icount: false },
@@ -212,6 +228,7 @@ fn run(command: Command, cores: u32, accel: AccelChoice) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(options) => bench::run(&options, accel).map(exit_code),
+        Command::BenchSmp(options) => bench::smp::run(&options, accel.accel).map(exit_code),
         Command::BenchNet { icount } => {
             setup::ensure(&setup::QEMU)?;
             netbench::run(accel.accel, icount).map(exit_code)
@@ -379,7 +396,20 @@ mod tests {
             fresh_disk: false,
             http_port: 8080,
         };
-        assert_eq!(parse_with_cores(""), Ok(Some((demo, 1))));
+        assert_eq!(parse_with_cores(""), Ok(Some((demo, 2))));
+        let one = Command::Demo {
+            fresh_disk: false,
+            http_port: 8080,
+        };
+        assert_eq!(parse_with_cores("--smp 1"), Ok(Some((one, 1))));
+        assert_eq!(
+            parse_with_cores("image").map(|p| p.map(|(_, cores)| cores)),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            parse_with_cores("test threads"),
+            Ok(Some((Command::Test(vec!["threads".into()]), 1)))
+        );
         assert_eq!(
             parse_with_cores("--smp 4 test threads"),
             Ok(Some((Command::Test(vec!["threads".into()]), 4)))

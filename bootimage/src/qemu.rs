@@ -139,8 +139,11 @@ pub struct Qemu {
     /// A virtio-net PCI device on QEMU's user network.
     pub nic: Option<Nic>,
     /// Cores (`-smp`). Under TCG with more than one and no icount, QEMU runs one host
-    /// thread per core (`thread=multi`).
+    /// thread per core (`thread=multi`) unless [`one_thread`](Self::one_thread).
     pub cores: u32,
+    /// TCG runs every core on one host thread, in turn (`thread=single`): no guest core
+    /// can be stalled by the host while another runs, whatever the host's own load.
+    pub one_thread: bool,
 }
 
 /// A virtio-net device (modern only: PCI id 1af4:1041) on QEMU's user network, where the
@@ -242,6 +245,7 @@ impl Qemu {
             disk: None,
             nic: None,
             cores: 1,
+            one_thread: false,
         }
     }
 
@@ -249,9 +253,11 @@ impl Qemu {
     pub fn args(&self) -> Result<Vec<String>> {
         let accel = if self.icount { Accel::Tcg } else { self.accel };
         let mut args = Vec::new();
-        let multi_threaded = self.cores > 1 && !self.icount;
+        let multi_threaded = self.cores > 1 && !self.icount && !self.one_thread;
+        let single_threaded = self.cores > 1 && !self.icount && self.one_thread;
         args.extend(words(match accel {
             Accel::Tcg if multi_threaded => &["-accel", "tcg,thread=multi", "-cpu", "max"],
+            Accel::Tcg if single_threaded => &["-accel", "tcg,thread=single", "-cpu", "max"],
             Accel::Tcg => &["-accel", "tcg", "-cpu", "max"],
             Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
         }));
@@ -598,6 +604,13 @@ mod tests {
         let args = qemu.args().unwrap().join(" ");
         assert!(
             args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 512M -smp 4"),
+            "{args}"
+        );
+        qemu.icount = false;
+        qemu.one_thread = true;
+        let args = qemu.args().unwrap().join(" ");
+        assert!(
+            args.starts_with("-accel tcg,thread=single -cpu max -machine q35 -m 512M -smp 4"),
             "{args}"
         );
     }

@@ -54,8 +54,25 @@ pub fn spawn<F: FnOnce() + Send + 'static>(main: F) -> Result<JoinHandle, Error>
     spawn_with_priority(process::current_priority(), main)
 }
 
+/// The core the calling thread runs on: its home, which it never leaves.
+pub fn core() -> usize {
+    sys::sys_info(SysInfo::Core).expect("sys_info(Core) cannot fail")
+}
+
 /// Starts `main` on a new thread at `priority` (at most the process's own).
 pub fn spawn_with_priority<F: FnOnce() + Send + 'static>(
+    priority: usize,
+    main: F,
+) -> Result<JoinHandle, Error> {
+    spawn_on(0, priority, main)
+}
+
+/// Starts `main` on a new thread at `priority`, at home on one of `cpus` (bit `n` for core
+/// `n`: a subset of the process's cores, below [`keel_abi::MAX_CORES`]; 0: any of them).
+/// A thread never leaves its home, so `1 << core()` keeps it beside the caller: it runs
+/// only when the caller gives way.
+pub fn spawn_on<F: FnOnce() + Send + 'static>(
+    cpus: u32,
     priority: usize,
     main: F,
 ) -> Result<JoinHandle, Error> {
@@ -77,6 +94,7 @@ pub fn spawn_with_priority<F: FnOnce() + Send + 'static>(
             stack.top(),
             start as usize,
             priority,
+            cpus,
         )
     };
     match created {

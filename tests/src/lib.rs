@@ -38,6 +38,7 @@ pub fn all_checks() -> Vec<String> {
     names.extend(
         check::SUITES
             .iter()
+            .filter(|&&suite| suite != check::STRESS)
             .map(|suite| format!("{suite}{}", check::SMP_SUFFIX)),
     );
     names.extend([DEMO_BOOT.into(), ISO_BOOT.into(), SMP_BOOT.into()]);
@@ -77,10 +78,16 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
                 name: name.into(),
                 qemu: Qemu {
                     disk: Some(disk),
+                    cores: check::DEMO_CORES,
                     ..check::demo_qemu(Boot::Direct(image), accel, http_port)
                 },
                 expect: Expect {
                     disk: Some(vec![("tour/boots.txt".into(), b"boots: 42\n".to_vec())]),
+                    lines: Expect::demo()
+                        .lines
+                        .into_iter()
+                        .chain([format!("smp: {} cores online", check::DEMO_CORES)])
+                        .collect(),
                     ..Expect::demo()
                 },
             }

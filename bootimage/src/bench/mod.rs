@@ -12,6 +12,7 @@ pub mod json;
 mod machine;
 mod profile;
 pub mod report;
+pub mod smp;
 pub mod table;
 pub mod targets;
 
@@ -169,9 +170,16 @@ pub fn disk() -> Result<std::path::PathBuf> {
 /// Boot kbench and return its run, which must have completed.
 fn boot(options: &Options, accel: Accel) -> Result<Run> {
     let filter = options.filter.as_deref().unwrap_or_default();
+    boot_kbench(filter, !options.cycles, 1, accel)
+}
+
+/// Boot `kbench ARG` on `cores` cores, under icount or not, and return its run, which must
+/// have completed.
+fn boot_kbench(arg: &str, icount: bool, cores: u32, accel: Accel) -> Result<Run> {
     let console = Console::Scripted { timeout: TIMEOUT };
-    let mut qemu = Qemu::new(Boot::Direct(Image::bench(filter)), accel, console);
-    qemu.icount = !options.cycles;
+    let mut qemu = Qemu::new(Boot::Direct(Image::bench(arg)), accel, console);
+    qemu.icount = icount;
+    qemu.cores = cores;
     qemu.disk = Some(disk()?);
     println!("bootimage: {}", qemu.command_line()?);
     let run = qemu.run(&mut |line: &SerialLine| {

@@ -24,8 +24,10 @@ pub mod thread;
 pub enum Syscall {
     /// `debug_write(ptr, len)`: write bytes to the kernel log (serial). Returns bytes written.
     DebugWrite = 0,
-    /// `thread_create(entry, stack_top, arg, priority)`: start a thread in the caller's process.
-    /// `entry(arg)` runs on `stack_top`. Returns a capability to the new thread (READ,
+    /// `thread_create(entry, stack_top, arg, priority, cpus)`: start a thread in the caller's
+    /// process. `entry(arg)` runs on `stack_top`, on one of `cpus` (bit `n` for core `n`;
+    /// 0: any of its process's), checked as [`SpawnRequest::cpus`] is against the process's
+    /// cores; the thread never moves. Returns a capability to the new thread (READ,
     /// MANAGE, GRANT), which goes when the thread ends.
     ThreadCreate = 1,
     /// `thread_exit(code)`: end the calling thread; the last thread's exit ends the process.
@@ -499,11 +501,15 @@ pub enum SysInfo {
     Cores = 14,
     /// The caller's core: its home, which it never leaves.
     Core = 15,
+    /// How often since boot a core found the kernel lock held and waited for it.
+    LockWaits = 16,
+    /// TSC cycles cores have spent waiting for the kernel lock since boot.
+    LockWaitTsc = 17,
 }
 
 impl SysInfo {
     /// How many figures there are: numbers from this on are unknown.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use SysInfo::*;
@@ -524,6 +530,8 @@ impl SysInfo {
             PciBuses,
             Cores,
             Core,
+            LockWaits,
+            LockWaitTsc,
         ];
         ALL.get(n).copied()
     }

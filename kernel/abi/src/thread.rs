@@ -13,7 +13,8 @@ pub struct ThreadInfo {
     pub priority: u32,
     /// 1 while suspended by `thread_suspend` (whatever its state).
     pub suspended: u32,
-    pub _reserved: u32,
+    /// Its home core, the only one it runs on.
+    pub core: u32,
     /// Timer ticks it has run.
     pub cpu_ticks: u64,
 }

@@ -12,7 +12,7 @@
 use super::percpu;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// How long a core waits for a lock before it calls it stuck. Long enough that a holder
 /// whose vCPU thread the host does not run for a while (QEMU's multi-threaded TCG on a
@@ -23,6 +23,10 @@ pub const WATCHDOG_MS: u64 = 5000;
 pub struct TicketLock<T> {
     next: AtomicU32,
     serving: AtomicU32,
+    /// Takings that found it held and waited, and the TSC cycles they waited: written
+    /// only on the way out of a wait, so the uncontended path pays nothing.
+    waits: AtomicU64,
+    waited: AtomicU64,
     /// Who holds it, and since where (debug builds).
     #[cfg(debug_assertions)]
     holder: Holder,
@@ -41,6 +45,8 @@ impl<T> TicketLock<T> {
         TicketLock {
             next: AtomicU32::new(0),
             serving: AtomicU32::new(0),
+            waits: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
             #[cfg(debug_assertions)]
             holder: Holder::new(),
             value: UnsafeCell::new(value),
@@ -94,6 +100,18 @@ impl<T> TicketLock<T> {
                 self.stuck(ticket);
             }
         }
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited
+            .fetch_add(super::cpu::read_tsc() - start, Ordering::Relaxed);
+    }
+
+    /// How often a core found the lock held and waited, and for how many TSC cycles in
+    /// all, since boot: how much the cores serialize on it.
+    pub fn contention(&self) -> (u64, u64) {
+        (
+            self.waits.load(Ordering::Relaxed),
+            self.waited.load(Ordering::Relaxed),
+        )
     }
 
     #[cold]

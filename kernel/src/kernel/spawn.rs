@@ -131,7 +131,7 @@ impl Kernel {
                 stack_top: layout::STACK_TOP,
                 arg: layout::START_INFO_ADDR,
             };
-            self.spawn_thread(pid, spec.priority, start)
+            self.spawn_thread(pid, spec.priority, 0, start)
         });
         match started {
             Ok(tid) => {

@@ -104,11 +104,12 @@ impl Kernel {
         }
     }
 
-    /// A new thread, ready to run.
+    /// A new thread, ready to run, at home on one of `cpus` (0: any of its process's).
     pub fn spawn_thread(
         &mut self,
         process: crate::id::Pid,
         priority: usize,
+        cpus: u8,
         start: Start,
     ) -> Result<Tid, keel_abi::Error> {
         if self.threads.len() >= MAX_THREADS_TOTAL {
@@ -117,10 +118,13 @@ impl Kernel {
         self.check_thread_quota(process)?;
         let mut thread = Thread::new(process, priority, start)?;
         let owner = self.processes.get(&process);
-        self.sched.place(
-            &mut thread,
-            owner.map_or(crate::proc::ALL_CORES, |p| p.cpus()),
-        );
+        let allowed = owner.map_or(crate::proc::ALL_CORES, |p| p.cpus());
+        // Named cores the machine lacks fall back to the process's, as a process's do.
+        let cpus = match cpus & self.sched.usable(allowed) {
+            0 => allowed,
+            cpus => cpus,
+        };
+        self.sched.place(&mut thread, cpus);
         thread.set_root(
             owner
                 .and_then(|p| p.space.as_ref())

@@ -94,12 +94,17 @@ pub fn spawn(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 /// The cores a spawn request gives the child: a subset of the parent's, 0 for all of them.
 fn child_cpus(k: &Kernel, parent: Pid, asked: u32) -> Result<u8, Error> {
     let parent_cpus = k.processes.get(&parent).ok_or(Error::NotFound)?.cpus();
-    let asked = match u8::try_from(asked) {
-        Ok(0) => return Ok(parent_cpus),
-        Ok(asked) => asked,
-        Err(_) => return Err(Error::InvalidArgument),
-    };
-    if asked & !parent_cpus != 0 {
+    match cpus_within(parent_cpus, asked as usize)? {
+        0 => Ok(parent_cpus),
+        asked => Ok(asked),
+    }
+}
+
+/// `asked` (bit `n` for core `n`) checked against the cores a caller may use: a bit at or
+/// above `MAX_CORES` is `InvalidArgument`, a core outside `allowed` `PermissionDenied`.
+pub(super) fn cpus_within(allowed: u8, asked: usize) -> Result<u8, Error> {
+    let asked = u8::try_from(asked).map_err(|_| Error::InvalidArgument)?;
+    if asked & !allowed != 0 {
         return Err(Error::PermissionDenied);
     }
     Ok(asked)

@@ -33,6 +33,8 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         SysInfo::PciBuses => crate::arch::acpi::ecam().map_or(0, |ecam| ecam.buses as usize),
         SysInfo::Cores => crate::arch::percpu::online(),
         SysInfo::Core => crate::arch::percpu::index(),
+        SysInfo::LockWaits => crate::kernel::KERNEL.contention().0 as usize,
+        SysInfo::LockWaitTsc => crate::kernel::KERNEL.contention().1 as usize,
         kind => k.object_count(kind),
     }))
 }

@@ -33,12 +33,13 @@ pub fn create(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     if process.threads().len() >= MAX_THREADS {
         return Err(Error::QuotaExceeded);
     }
+    let cpus = super::process::cpus_within(process.cpus(), args.word(4))?;
     let start = Start::User {
         entry,
         stack_top,
         arg: args.word(2),
     };
-    let tid = k.spawn_thread(pid, priority, start)?;
+    let tid = k.spawn_thread(pid, priority, cpus, start)?;
     k.current_process().add_thread(tid);
     let rights = rights::READ | rights::MANAGE | rights::GRANT;
     match k.cap_create(pid, Object::Thread(tid), rights) {
@@ -75,8 +76,8 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         },
         priority: thread.priority() as u32,
         suspended: thread.is_suspended() as u32,
+        core: thread.home() as u32,
         cpu_ticks: thread.cpu_ticks(),
-        ..ThreadInfo::default()
     };
     args.user::<ThreadInfo>(1)
         .write_value(k.current_space(), &info)?;

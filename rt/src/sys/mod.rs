@@ -29,7 +29,8 @@ pub fn debug_write(bytes: &[u8]) -> Result<usize, Error> {
 }
 
 /// Starts a thread in this process at `entry` with `rdi = arg` and `rsp = stack_top`
-/// (nothing pushed); returns a capability to it (READ, MANAGE, GRANT).
+/// (nothing pushed), at home on one of `cpus` (bit `n` for core `n`; 0: any of the
+/// process's); returns a capability to it (READ, MANAGE, GRANT).
 ///
 /// # Safety
 ///
@@ -40,10 +41,16 @@ pub unsafe fn thread_create(
     stack_top: usize,
     arg: usize,
     priority: usize,
+    cpus: u32,
 ) -> Result<keel_abi::cap::Handle, Error> {
     // SAFETY: forwarded from the caller.
-    unsafe { call(Syscall::ThreadCreate, [entry, stack_top, arg, priority]) }
-        .map(|handle| handle as keel_abi::cap::Handle)
+    unsafe {
+        call(
+            Syscall::ThreadCreate,
+            [entry, stack_top, arg, priority, cpus as usize],
+        )
+    }
+    .map(|handle| handle as keel_abi::cap::Handle)
 }
 
 /// Ends the calling thread; the last thread to end takes the process with it, with `code`.

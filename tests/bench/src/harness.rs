@@ -46,6 +46,14 @@ fn matches(name: &str, filter: &str) -> bool {
 }
 
 fn run(filter: &str) -> Result<(), Failure> {
+    match filter {
+        "@scaling" => crate::smp::scaling(),
+        "@smp" => run_list(&crate::smp::SMP, ""),
+        filter => run_list(&benches::ALL, filter),
+    }
+}
+
+fn run_list(list: &[Benchmark], filter: &str) -> Result<(), Failure> {
     let mut page = IpcPage::register().context("registering the IPC buffer")?;
     let overhead = clock::overhead();
     let tsc_hz = clock::tsc_hz();
@@ -53,7 +61,7 @@ fn run(filter: &str) -> Result<(), Failure> {
         "KBENCH_INFO {{\"tsc_hz\":{tsc_hz},\"timer_read_overhead\":{overhead},\"tick_hz\":{}}}",
         time::tick_hz()
     );
-    let selected: Vec<&Benchmark> = benches::ALL
+    let selected: Vec<&Benchmark> = list
         .iter()
         .filter(|bench| matches(bench.name, filter))
         .collect();

@@ -1,7 +1,8 @@
 //! `kbench`: Keel's benchmarks, run in the guest by `cargo boot bench`.
 //!
 //! Booted as the first process (with every boot module mapped, SPAWN and SYSTEM), `kbench
-//! [FILTER]` runs every benchmark whose name contains FILTER, prints one `BENCH {json}` line
+//! [FILTER]` runs every benchmark whose name contains FILTER (`@smp` and `@scaling`: the
+//! benchmarks of several cores, [`smp`]), prints one `BENCH {json}` line
 //! per result for the host to parse, and powers the machine off. Each benchmark that needs a
 //! second address space starts this same image (the boot module `kbench`) again in a helper
 //! role, `kbench ROLE`, handing it ports and memory as spawn capabilities. A process without
@@ -24,6 +25,7 @@ mod ping;
 mod roles;
 mod scoped;
 mod shared;
+mod smp;
 mod stats;
 mod sys;
 

@@ -161,6 +161,13 @@ roles! {
     /// Start a thread, then through its capability set its priority to this process's
     /// plus one, then to this process's; report the two results with [`encode_results`].
     RaisePriority = "raise-priority",
+    /// Run on core 0 alone (spawned so): start a thread on core 1, then on core 0; report
+    /// the two results with [`encode_results`].
+    ThreadCores = "thread-cores",
+    /// A thread on the next core writes a page in a loop while this one unmaps it, 50
+    /// times: no write may land once the unmap returned, the next one faults (to this
+    /// process's own handler, which maps the page again and resumes it). Exits with 0.
+    UnmapAcross = "unmap-across",
     /// Read the audit log through handle 1; report the result with [`encode_results`].
     ReadAudit = "read-audit",
     /// Caps: 1 = a bootstrap port. Announce this process's port through it

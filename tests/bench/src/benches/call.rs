@@ -84,7 +84,7 @@ pub fn stop_server(port: Handle) -> Result<(), Failure> {
 }
 
 /// Samples ECHO calls carrying `payload` bytes, checking each answer carries them back.
-fn echo_calls(
+pub fn echo_calls(
     measure: &mut Measure,
     page: &mut IpcPage,
     port: Handle,

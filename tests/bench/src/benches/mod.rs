@@ -7,7 +7,7 @@
 
 pub mod block;
 pub mod bulk;
-mod call;
+pub mod call;
 mod files;
 pub mod irq;
 mod memcpy;
@@ -46,7 +46,7 @@ pub struct Benchmark {
 }
 
 impl Benchmark {
-    const fn micro(name: &'static str, run: Run) -> Self {
+    pub const fn micro(name: &'static str, run: Run) -> Self {
         Benchmark {
             name,
             warmup: MICRO_WARMUP,
@@ -166,6 +166,18 @@ impl Helper {
         let pid = Self::image()?
             .args(role)
             .caps(caps)
+            .spawn()
+            .context(&format!("spawning kbench {role}"))?;
+        Ok(Helper { pid, role })
+    }
+
+    /// Starts `kbench ROLE` as [`spawn`](Self::spawn) does, on the cores `cpus` (bit `n`
+    /// for core `n`).
+    pub fn spawn_on(role: &'static str, caps: &[Handle], cpus: u32) -> Result<Helper, Failure> {
+        let pid = Self::image()?
+            .args(role)
+            .caps(caps)
+            .cpus(cpus)
             .spawn()
             .context(&format!("spawning kbench {role}"))?;
         Ok(Helper { pid, role })

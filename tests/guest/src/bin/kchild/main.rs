@@ -18,6 +18,7 @@ mod hostile;
 mod ipc;
 mod ring_fuzz;
 mod services;
+mod shootdown;
 mod storage;
 mod system;
 
@@ -157,6 +158,8 @@ fn play(role: Role, arg: &str) -> Result<i32, Failure> {
         Role::FaultResume => fault::resume_after_mapping(),
         Role::FaultRegisters => fault::registers(),
         Role::RaisePriority => raise_priority(),
+        Role::ThreadCores => thread_cores(),
+        Role::UnmapAcross => shootdown::unmap_across(),
         Role::ReadAudit => caps::read_audit(),
         Role::ProbeServer => services::probe_server(),
         Role::ProbeClientDies => services::probe_client_dies(arg),
@@ -468,6 +471,14 @@ fn raise_priority() -> Result<i32, Failure> {
     Ok(encode_results(&[
         sleeper.thread().set_priority(priority + 1),
         sleeper.thread().set_priority(priority),
+    ]))
+}
+
+fn thread_cores() -> Result<i32, Failure> {
+    let priority = process::current_priority();
+    Ok(encode_results(&[
+        thread::spawn_on(1 << 1, priority, || {}).map(drop),
+        thread::spawn_on(1 << 0, priority, || {}).map(drop),
     ]))
 }
 

@@ -39,6 +39,17 @@ pub fn spawn_on(role: Role, arg: &str, cpus: u32) -> Result<Pid, String> {
     start(role, arg, process::current_priority(), &[], cpus)
 }
 
+/// Starts `kchild ROLE ARG` at this process's priority on the cores `cpus`, with copies of
+/// `caps` as its handles `1..`.
+pub fn spawn_with_caps_on(
+    role: Role,
+    arg: &str,
+    caps: &[Handle],
+    cpus: u32,
+) -> Result<Pid, String> {
+    start(role, arg, process::current_priority(), caps, cpus)
+}
+
 /// Starts `kchild ROLE ARG` at this process's priority, with copies of `caps` as its
 /// handles `1..`.
 pub fn spawn_with_caps(role: Role, arg: &str, caps: &[Handle]) -> Result<Pid, String> {

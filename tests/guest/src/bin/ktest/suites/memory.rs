@@ -42,6 +42,7 @@ pub const SUITE: Suite = suite!(memory:
     the_heap_grows_for_large_and_page_aligned_allocations,
     the_clock_page_tells_the_kernels_time,
     the_clock_page_is_read_only,
+    a_page_unmapped_on_one_core_faults_on_the_next_at_once,
 );
 
 const RW: usize = prot::READ | prot::WRITE;
@@ -476,4 +477,11 @@ fn the_clock_page_is_read_only() -> Result<(), String> {
         CLOCK_ADDR as u64,
         page_fault::PRESENT | page_fault::WRITE | page_fault::USER,
     )
+}
+
+/// kchild's writer on the next core (this one, on one core) loses the page the moment its
+/// main thread's `mem_unmap` returns: the TLB shootdown reached it first.
+fn a_page_unmapped_on_one_core_faults_on_the_next_at_once() -> Result<(), String> {
+    let pid = crate::child::spawn(Role::UnmapAcross, "")?;
+    crate::child::expect_success(pid, Role::UnmapAcross)
 }

@@ -15,6 +15,7 @@ mod processes;
 mod services;
 mod shared_pages;
 mod storage;
+mod stress;
 mod syscalls;
 mod system;
 mod threads;
@@ -40,4 +41,5 @@ pub const ALL: &[Suite] = &[
     chaos::SUITE,
     storage::SUITE,
     files::SUITE,
+    stress::SUITE,
 ];

@@ -2,6 +2,10 @@
 //! thread, through which it is looked into (READ) and controlled (MANAGE): suspended and
 //! resumed, reprioritised, killed. Each right is enforced, and the capability goes stale
 //! when the thread ends. (Registers at a fault: the `exception_handlers` suite.)
+//!
+//! The helper threads run beside the test's own thread, on its core (`beside`): they run
+//! only when it gives way, as on one core, so what they did when a call returns does not
+//! depend on how many cores there are.
 
 use alloc::format;
 use alloc::string::String;
@@ -29,6 +33,7 @@ use crate::runner::{Suite, suite};
 
 pub const SUITE: Suite = suite!(threads:
     thread_create_hands_back_a_capability_to_the_thread,
+    a_thread_runs_only_on_the_cores_it_is_given,
     a_suspended_thread_does_not_run_until_resumed,
     a_suspended_receiver_takes_no_messages_until_resumed,
     a_server_suspended_in_reply_and_receive_answers_once_resumed,
@@ -38,6 +43,12 @@ pub const SUITE: Suite = suite!(threads:
     thread_capabilities_enforce_their_rights,
     no_thread_is_raised_above_its_process,
 );
+
+/// The calling thread's core, as a set of cores: a thread started there runs only when
+/// this one gives way.
+fn beside() -> u32 {
+    1 << thread::core()
+}
 
 /// A thread counting as fast as it can, until stopped.
 struct Spinner {
@@ -51,7 +62,7 @@ impl Spinner {
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (counter, stopped) = (count.clone(), stop.clone());
-        let thread = thread::spawn_with_priority(priority, move || {
+        let thread = thread::spawn_on(beside(), priority, move || {
             while !stopped.load(Ordering::Relaxed) {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
@@ -82,7 +93,7 @@ impl Spinner {
 
 /// A thread waiting on `port` for one message; its first word lands in `got`.
 fn receiver(port: Port, got: Arc<AtomicU64>) -> Result<JoinHandle, String> {
-    let thread = thread::spawn(move || {
+    let thread = thread::spawn_on(beside(), process::current_priority(), move || {
         if let Ok(Received::Message { message, .. }) = port.receive(Some(WAIT)) {
             got.store(message.words[0], Ordering::Release);
         }
@@ -134,8 +145,65 @@ fn thread_create_hands_back_a_capability_to_the_thread() -> Result<(), String> {
     ])
 }
 
+/// Each core in turn, a core the machine lacks (one of the process's instead), one beyond
+/// every machine's, and (from a process on core 0 alone) a core outside the process's.
+fn a_thread_runs_only_on_the_cores_it_is_given() -> Result<(), String> {
+    let cores = keel_rt::sys::sys_info(keel_abi::SysInfo::Cores).context("sys_info(Cores)")?;
+    let priority = process::current_priority();
+    // (the core it said it ran on, the core thread_info gives), once it ended
+    let run_on = |cpus: u32| -> Result<(usize, u32), String> {
+        let seen = Arc::new(AtomicU64::new(u64::MAX));
+        let at = seen.clone();
+        let started = thread::spawn_on(cpus, priority, move || {
+            at.store(thread::core() as u64, Ordering::Release);
+        })
+        .context("thread::spawn_on")?;
+        let home = started.thread().info().context("thread_info")?.core;
+        wait_until("the thread runs", || Ok(started.is_finished()))?;
+        Ok((seen.load(Ordering::Acquire) as usize, home))
+    };
+    for core in 0..cores {
+        expect_eq(
+            "(core run on, home core) of a thread given one",
+            run_on(1 << core)?,
+            (core, core as u32),
+        )?;
+    }
+    if cores < keel_abi::MAX_CORES {
+        let (ran, home) = run_on(1 << (keel_abi::MAX_CORES - 1))?;
+        if ran >= cores || ran != home as usize {
+            return Err(format!(
+                "a thread given only a core this machine lacks ran on {ran}, home {home}"
+            ));
+        }
+    }
+    let beyond = thread::spawn_on(1 << keel_abi::MAX_CORES, priority, || {}).map(drop);
+    let pid = child::spawn_on(Role::ThreadCores, "", 1 << 0)?;
+    let code = match process::wait(pid).context("waiting for kchild")? {
+        Exit::Exited(code) => code,
+        other => return Err(format!("kchild thread-cores {other}")),
+    };
+    all([
+        expect_eq(
+            "a thread on a core beyond MAX_CORES",
+            beyond,
+            Err(Error::InvalidArgument),
+        ),
+        expect_eq(
+            "a thread on a core its process may not use",
+            decode_result(code, 0),
+            Reported::Failed(Error::PermissionDenied),
+        ),
+        expect_eq(
+            "a thread on its process's core",
+            decode_result(code, 1),
+            Reported::Succeeded,
+        ),
+    ])
+}
+
 fn a_suspended_thread_does_not_run_until_resumed() -> Result<(), String> {
-    // Below this thread's priority, it runs only while this one sleeps.
+    // Below this thread's priority, beside it, it runs only while this one sleeps.
     let spinner = Spinner::start(process::current_priority() - 1)?;
     wait_until("the spinner runs", || Ok(spinner.count() > 0))?;
     spinner.thread().suspend().context("thread_suspend")?;
@@ -190,7 +258,8 @@ fn a_suspended_receiver_takes_no_messages_until_resumed() -> Result<(), String> 
 /// call through the slow path and its parked syscall finishes from its inbox.
 fn a_server_suspended_in_reply_and_receive_answers_once_resumed() -> Result<(), String> {
     let port = Port::create(4).context("port_create")?;
-    let server = thread::spawn(move || {
+    let priority = process::current_priority();
+    let server = thread::spawn_on(beside(), priority, move || {
         let _ = port.serve(|request| {
             let answer = Message::new(0, [request.message.words[0] + 1, 0, 0, 0]);
             ControlFlow::Continue(Some(answer))
@@ -205,7 +274,7 @@ fn a_server_suspended_in_reply_and_receive_answers_once_resumed() -> Result<(), 
     server.thread().suspend().context("thread_suspend")?;
     let answered = Arc::new(AtomicU64::new(0));
     let answer = answered.clone();
-    thread::spawn(move || {
+    thread::spawn_on(beside(), priority, move || {
         if let Ok(word) = port
             .call(&Message::new(1, [10, 0, 0, 0]))
             .map(|m| m.words[0])
@@ -290,11 +359,13 @@ fn lowering_a_priority_keeps_a_thread_off_the_cpu() -> Result<(), String> {
         spinner.count() != before
     };
     let shared = moves_over_yields(&spinner);
+    let home = spinner.thread().info().map(|i| i.core as usize);
     let lowered = spinner.thread().set_priority(priority - 1);
     let after_lowering = moves_over_yields(&spinner);
     let info = spinner.thread().info().map(|i| i.priority as usize);
     let stopped = spinner.stop();
     all([
+        expect_eq("the spinner's core", home, Ok(thread::core())),
         expect_eq("whether it ran at equal priority", shared, true),
         expect_eq("lowering its priority", lowered, Ok(())),
         expect_eq("whether it ran once lower", after_lowering, false),
