@@ -87,10 +87,13 @@ fn busy_threads_in_one_process_all_progress() -> Result<(), String> {
         counts: [AtomicU64::new(0), AtomicU64::new(0)],
         stop: AtomicBool::new(false),
     });
+    // Both on this core, so that its scheduler shares it: on two cores each would have
+    // one, and the host, not the kernel, would decide how fast each runs.
+    let here = 1 << thread::core();
     let workers = (0..2)
         .map(|i| {
             let shared = shared.clone();
-            thread::spawn(move || {
+            thread::spawn_on(here, process::current_priority(), move || {
                 while !shared.stop.load(Ordering::Relaxed) {
                     shared.counts[i].fetch_add(1, Ordering::Relaxed);
                 }
