@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-use futures_util::future::select;
+use futures_util::future::{Either, select};
 use keel_rt::{executor, println, time};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp};
@@ -134,10 +134,10 @@ impl Stack {
     }
 
     /// Take in every frame received, then send what the sockets have; how long until
-    /// smoltcp wants to be polled again. `changed` runs after each SYN taken in, so a
+    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, so a
     /// listener gets a fresh socket before the next one, and a burst of connections finds
     /// one each.
-    pub fn poll(&self, mut changed: impl FnMut()) -> Duration {
+    pub fn poll(&self, mut syn_taken: impl FnMut()) -> Duration {
         let timestamp = now();
         self.iface.borrow_mut().poll_maintenance(timestamp);
         loop {
@@ -149,7 +149,7 @@ impl Stack {
             match ingress {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => changed(),
+                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => syn_taken(),
                 PollIngressSingleResult::SocketStateChanged => {}
             }
         }
@@ -220,18 +220,31 @@ impl Stack {
         }
     }
 
-    /// Poll, let `tidy` look at the sockets (after state changes and after each poll),
+    /// Poll (`syn_taken` runs after each SYN taken in), let `tidy` look at the sockets,
     /// sleep until there is news or a timer is due; for ever.
-    pub async fn run(&self, tidy: impl Fn()) -> ! {
+    ///
+    /// The timer is set again only when smoltcp wants to be polled sooner than it is due
+    /// (or it went off): one due later only costs a poll with nothing to do.
+    pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
+        let mut timer = executor::sleep(IDLE);
+        let mut due = time::ticks() + time::ticks_in(IDLE);
         loop {
-            let delay = self.poll(&tidy);
+            let delay = self.poll(&syn_taken);
             tidy();
             // Frames sent to ourselves come in at once, with no interrupt to announce them.
             if self.nic().has_looped() {
                 continue;
             }
+            let wanted = time::ticks() + time::ticks_in(delay).max(1);
+            if wanted < due {
+                timer = executor::sleep(delay);
+                due = wanted;
+            }
             let news = core::pin::pin!(self.driver.work.wait());
-            select(news, executor::sleep(delay)).await;
+            if let Either::Right(_) = select(news, &mut timer).await {
+                timer = executor::sleep(IDLE);
+                due = time::ticks() + time::ticks_in(IDLE);
+            }
         }
     }
 }
