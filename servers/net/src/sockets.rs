@@ -310,6 +310,39 @@ impl Table {
         (added, pending)
     }
 
+    /// Queue some of `data` on stream `id`, waiting for room: how many bytes were taken.
+    async fn send(&self, session: u32, id: u32, data: &[u8]) -> Result<u32, NetError> {
+        let data = &data[..data.len().min(MAX_WRITE as usize)];
+        poll_fn(|cx| {
+            let handle = match self.stream(session, id) {
+                Ok(handle) => handle,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            let mut sockets = self.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            if !socket.may_send() {
+                return Poll::Ready(Err(match socket.state() {
+                    tcp::State::Closed | tcp::State::TimeWait => NetError::ConnectionReset,
+                    _ => NetError::NotConnected,
+                }));
+            }
+            if data.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            // Wait for room for the whole write, or half the buffer: smoltcp wakes a writer
+            // on every ACK, and taking the little room one ACK frees would cost a call
+            // per segment.
+            let room = socket.send_capacity() - socket.send_queue();
+            if room >= data.len().min(TCP_TX / 2) {
+                let n = socket.send_slice(data).unwrap_or(0);
+                return Poll::Ready(Ok(n as u32));
+            }
+            socket.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Let go of a socket: a stream sends what it holds first.
     fn release(&self, kind: Kind) {
         let mut sockets = self.stack.sockets.borrow_mut();
@@ -576,36 +609,25 @@ impl Sockets for Service {
 
     async fn tcp_write(&self, session: u32, stream: u32, data: &[u8]) -> Result<u32, NetError> {
         let table = &self.0;
-        let data = &data[..data.len().min(MAX_WRITE as usize)];
-        let sent = poll_fn(|cx| {
-            let handle = match table.stream(session, stream) {
-                Ok(handle) => handle,
-                Err(error) => return Poll::Ready(Err(error)),
-            };
-            let mut sockets = table.stack.sockets.borrow_mut();
-            let socket = sockets.get_mut::<tcp::Socket>(handle);
-            if !socket.may_send() {
-                return Poll::Ready(Err(match socket.state() {
-                    tcp::State::Closed | tcp::State::TimeWait => NetError::ConnectionReset,
-                    _ => NetError::NotConnected,
-                }));
-            }
-            if data.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            // Wait for room for the whole write, or half the buffer: smoltcp wakes a writer
-            // on every ACK, and taking the little room one ACK frees would cost a call
-            // per segment.
-            let room = socket.send_capacity() - socket.send_queue();
-            if room >= data.len().min(TCP_TX / 2) {
-                let n = socket.send_slice(data).unwrap_or(0);
-                return Poll::Ready(Ok(n as u32));
-            }
-            socket.register_send_waker(cx.waker());
-            Poll::Pending
-        })
-        .await?;
+        let sent = table.send(session, stream, data).await?;
         table.stack.poke();
+        Ok(sent)
+    }
+
+    async fn tcp_write_close(
+        &self,
+        session: u32,
+        stream: u32,
+        data: &[u8],
+    ) -> Result<u32, NetError> {
+        let table = &self.0;
+        let sent = table.send(session, stream, data).await?;
+        if sent as usize == data.len() {
+            // Closing pokes the stack.
+            table.forget(stream);
+        } else {
+            table.stack.poke();
+        }
         Ok(sent)
     }
 

@@ -2,6 +2,8 @@
 //! session per [`Net`].
 
 use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
 
 use futures_util::future::{AbortHandle, abortable};
@@ -130,10 +132,11 @@ impl Net {
     }
 }
 
-/// A socket id in a session; closed when dropped.
+/// A socket id in a session; closed when dropped, unless a call closed it already.
 struct Socket {
     net: Net,
     id: u32,
+    closed: Cell<bool>,
 }
 
 impl Socket {
@@ -141,6 +144,7 @@ impl Socket {
         Socket {
             net: net.clone(),
             id,
+            closed: Cell::new(false),
         }
     }
 
@@ -155,6 +159,9 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        if self.closed.get() {
+            return;
+        }
         let (net, id) = (self.net.clone(), self.id);
         // Nobody waits for the answer: a session that is ending closes the socket anyway.
         executor::spawn(async move {
@@ -186,20 +193,26 @@ pub struct TcpStream(Socket);
 impl TcpStream {
     /// Read into `buf`; 0 once the peer has closed its side.
     pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let bytes = self.recv(buf.len()).await?;
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    /// Up to `max` bytes received (at most [`MAX_READ`]), as they came from the server;
+    /// empty once the peer has closed its side (or for a `max` of 0).
+    pub async fn recv(&self, max: usize) -> Result<Vec<u8>, Error> {
         let socket = &self.0;
-        let max = buf.len().min(MAX_READ as usize) as u32;
+        let max = max.min(MAX_READ as usize) as u32;
         if max == 0 {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let bytes = flat(
+        flat(
             socket
                 .client()
                 .tcp_read(socket.session(), socket.id, max)
                 .await,
-        )?;
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        Ok(n)
+        )
     }
 
     /// Write some of `data`, waiting for room; how much was taken.
@@ -222,6 +235,30 @@ impl TcpStream {
             data = &data[taken.min(data.len())..];
         }
         Ok(())
+    }
+
+    /// Write all of `data`, then close: the last piece and the close go in one call.
+    /// Either way the stream is closed (an error closes it as dropping it would).
+    pub async fn write_all_and_close(self, mut data: &[u8]) -> Result<(), Error> {
+        let socket = &self.0;
+        loop {
+            if data.len() > MAX_WRITE as usize {
+                let taken = self.write(data).await?;
+                data = &data[taken.min(data.len())..];
+                continue;
+            }
+            let taken = flat(
+                socket
+                    .client()
+                    .tcp_write_close(socket.session(), socket.id, data)
+                    .await,
+            )? as usize;
+            if taken >= data.len() {
+                socket.closed.set(true);
+                return Ok(());
+            }
+            data = &data[taken..];
+        }
     }
 
     /// Send nothing more: the peer reads end of file once what was written has arrived.

@@ -12,6 +12,7 @@
 //!         stream.write_all(&buf[..n]).await?;
 //!         stream.shutdown().await
 //!     });
+//!     // or, for a last answer: stream.write_all_and_close(b"...").await
 //! }
 //! ```
 //!
@@ -134,6 +135,15 @@ pub trait Sockets {
     async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError>;
     /// Queue bytes to send, waiting for room; how many were taken (at most [`MAX_WRITE`]).
     async fn tcp_write(&self, session: u32, stream: u32, data: &[u8]) -> Result<u32, NetError>;
+    /// Queue bytes to send as `tcp_write` does and, once all are taken, close the stream
+    /// as `close` does (what it holds goes out, then FIN): a last write and its close in
+    /// one call. How many were taken; fewer than all leaves the stream open.
+    async fn tcp_write_close(
+        &self,
+        session: u32,
+        stream: u32,
+        data: &[u8],
+    ) -> Result<u32, NetError>;
     /// Send nothing more (the peer reads end of file); reads go on.
     async fn tcp_shutdown(&self, session: u32, stream: u32) -> Result<(), NetError>;
     /// A UDP socket on `port`.
