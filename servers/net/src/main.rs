@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+mod checksum;
 mod driver;
 mod loopback;
 mod nic;

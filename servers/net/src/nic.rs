@@ -13,12 +13,12 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
 
-use crate::loopback;
 use crate::transport::NoEventIdx;
+use crate::{checksum, loopback};
 use keel_rt::driver::DriverError;
 use keel_virtio::{Allocation, KeelHal, hal};
 
@@ -257,6 +257,8 @@ impl phy::Device for Phy<'_> {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MTU;
         caps.max_burst_size = Some(QUEUE_SIZE / 2);
+        // TCP checksums of frames sent are filled in by `TxToken::consume`.
+        caps.checksum.tcp = Checksum::Rx;
         caps
     }
 }
@@ -308,6 +310,7 @@ impl phy::TxToken for TxToken<'_> {
         let header = device.fill_buffer_header(buffer).unwrap_or(0);
         let end = (header + len).min(SLOT);
         let result = f(&mut buffer[header..end]);
+        checksum::fill_tcp(&mut buffer[header..end]);
         if let Some(frame) = loopback::for_self(&buffer[header..end], nic.mac) {
             nic.looped.borrow_mut().push_back(frame);
             nic.tx_free.borrow_mut().push(slot);
