@@ -1,6 +1,6 @@
-//! The smoltcp interface and its one loop: poll the interface, let the socket table tidy
-//! up, then sleep until an interrupt, a socket call, or smoltcp's next timer
-//! (`poll_delay`) — never a busy loop.
+//! The smoltcp interface and its one loop: poll the interface with the device's
+//! interrupts muted, let the socket table tidy up, then sleep until an interrupt, a socket
+//! call, or smoltcp's next timer (`poll_delay`) — never a busy loop.
 //!
 //! The address comes from DHCP; if none has come within [`DHCP_PATIENCE`], the static
 //! configuration from the manifest's arguments is used (and DHCP keeps trying: a lease
@@ -228,11 +228,14 @@ impl Stack {
     pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
         let mut timer = executor::sleep(IDLE);
         let mut due = time::ticks() + time::ticks_in(IDLE);
+        let nic = self.nic();
         loop {
+            nic.set_interrupts(false);
+            nic.begin_poll();
             let delay = self.poll(&syn_taken);
             tidy();
-            // Frames sent to ourselves come in at once, with no interrupt to announce them.
-            if self.nic().has_looped() {
+            nic.set_interrupts(true);
+            if nic.work_left() {
                 continue;
             }
             let wanted = time::ticks() + time::ticks_in(delay).max(1);
