@@ -74,9 +74,17 @@ pub struct Stack {
     started: Instant,
 }
 
+/// Timer ticks in `delay` (at most a second), rounded up: 64-bit arithmetic, where
+/// `time::ticks_in`'s 128-bit division is a library call.
+fn ticks_in(delay: Duration) -> u64 {
+    (delay.as_micros() as u64)
+        .saturating_mul(time::tick_hz())
+        .div_ceil(1_000_000)
+}
+
 /// Now, in smoltcp's terms.
 pub fn now() -> Instant {
-    Instant::from_millis(time::uptime().as_millis() as i64)
+    Instant::from_millis((time::ticks() * 1000 / time::tick_hz()) as i64)
 }
 
 impl Stack {
@@ -190,7 +198,7 @@ impl Stack {
             );
         }
         let delay = iface
-            .poll_delay(now(), &sockets)
+            .poll_delay(timestamp, &sockets)
             .map_or(IDLE, |delay| Duration::from_micros(delay.total_micros()));
         delay.min(IDLE)
     }
@@ -227,7 +235,7 @@ impl Stack {
     /// (or it went off): one due later only costs a poll with nothing to do.
     pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
         let mut timer = executor::sleep(IDLE);
-        let mut due = time::ticks() + time::ticks_in(IDLE);
+        let mut due = time::ticks() + ticks_in(IDLE);
         let nic = self.nic();
         loop {
             nic.set_interrupts(false);
@@ -238,7 +246,7 @@ impl Stack {
             if nic.work_left() {
                 continue;
             }
-            let wanted = time::ticks() + time::ticks_in(delay).max(1);
+            let wanted = time::ticks() + ticks_in(delay).max(1);
             if wanted < due {
                 timer = executor::sleep(delay);
                 due = wanted;
@@ -246,7 +254,7 @@ impl Stack {
             let news = core::pin::pin!(self.driver.work.wait());
             if let Either::Right(_) = select(news, &mut timer).await {
                 timer = executor::sleep(IDLE);
-                due = time::ticks() + time::ticks_in(IDLE);
+                due = time::ticks() + ticks_in(IDLE);
             }
         }
     }
