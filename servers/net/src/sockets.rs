@@ -22,7 +22,7 @@ use core::future::{pending, poll_fn};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use keel_net::{MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
+use keel_net::{Data, MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
 use keel_rt::{executor, time};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
@@ -109,6 +109,21 @@ fn endpoint(endpoint: IpEndpoint) -> SocketAddr {
 
 fn linger_deadline() -> u64 {
     time::ticks() + time::ticks_in(LINGER)
+}
+
+/// Up to `max` bytes `socket` has received, and whether taking them may have opened its
+/// window enough for smoltcp to tell the peer (it does once the window at least doubles:
+/// only a read from a buffer half full or more can do that).
+fn take_received(socket: &mut tcp::Socket, max: usize) -> (Vec<u8>, bool) {
+    let queued = socket.recv_queue();
+    if queued == 0 {
+        return (Vec::new(), false);
+    }
+    let update = queued >= socket.recv_capacity() / 2;
+    let mut bytes = vec![0; max.min(queued)];
+    let n = socket.recv_slice(&mut bytes).unwrap_or(0);
+    bytes.truncate(n);
+    (bytes, update)
 }
 
 impl Listener {
@@ -486,7 +501,12 @@ impl Sockets for Service {
         Ok(table.add(session, Kind::Listener(listener)))
     }
 
-    async fn tcp_accept(&self, session: u32, listener: u32) -> Result<(u32, SocketAddr), NetError> {
+    async fn tcp_accept(
+        &self,
+        session: u32,
+        listener: u32,
+        max: u32,
+    ) -> Result<(u32, SocketAddr, Data), NetError> {
         let table = &self.0;
         let (handle, full) = poll_fn(|cx| {
             table
@@ -507,23 +527,24 @@ impl Sockets for Service {
                 .map_or_else(|error| Poll::Ready(Err(error)), |poll| poll.map(Ok))
         })
         .await?;
-        if full {
-            // The backlog was full, so no socket listened: one can now.
-            table.handshakes.set(true);
+        let (peer, early, update) = {
+            let mut sockets = table.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            let (early, update) = take_received(socket, max.min(MAX_READ) as usize);
+            (socket.remote_endpoint(), early, update)
+        };
+        if full || update {
+            // The backlog was full, so no socket listened: one can now. Or reading opened
+            // the window: let the peer know.
+            table.handshakes.set(table.handshakes.get() || full);
             table.stack.poke();
         }
-        let peer = table
-            .stack
-            .sockets
-            .borrow()
-            .get::<tcp::Socket>(handle)
-            .remote_endpoint();
         let id = table.add(session, Kind::Stream(handle));
         let peer = peer.map(endpoint).unwrap_or(SocketAddr {
             ip: [0; 4],
             port: 0,
         });
-        Ok((id, peer))
+        Ok((id, peer, Data(early)))
     }
 
     async fn tcp_connect(&self, session: u32, to: SocketAddr) -> Result<u32, NetError> {
@@ -569,7 +590,7 @@ impl Sockets for Service {
         }
     }
 
-    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError> {
+    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Data, NetError> {
         let table = &self.0;
         if max == 0 {
             return Err(NetError::InvalidArgument);
@@ -583,13 +604,7 @@ impl Sockets for Service {
             let mut sockets = table.stack.sockets.borrow_mut();
             let socket = sockets.get_mut::<tcp::Socket>(handle);
             if socket.can_recv() {
-                // smoltcp tells the peer of a window that at least doubled: only a read
-                // from a buffer half full or more can do that.
-                let update = socket.recv_queue() >= socket.recv_capacity() / 2;
-                let mut bytes = vec![0; max.min(socket.recv_queue())];
-                let n = socket.recv_slice(&mut bytes).unwrap_or(0);
-                bytes.truncate(n);
-                return Poll::Ready(Ok((bytes, update)));
+                return Poll::Ready(Ok(take_received(socket, max)));
             }
             if !socket.may_recv() {
                 // End of file: the peer sent FIN, or the connection is gone (a write says
@@ -604,7 +619,7 @@ impl Sockets for Service {
             // Reading opened the window: let the peer know.
             table.stack.poke();
         }
-        Ok(bytes)
+        Ok(Data(bytes))
     }
 
     async fn tcp_write(&self, session: u32, stream: u32, data: &[u8]) -> Result<u32, NetError> {
@@ -708,7 +723,7 @@ impl Sockets for Service {
         session: u32,
         socket: u32,
         max: u32,
-    ) -> Result<(Vec<u8>, SocketAddr), NetError> {
+    ) -> Result<(Data, SocketAddr), NetError> {
         let table = &self.0;
         if max == 0 {
             return Err(NetError::InvalidArgument);
@@ -727,7 +742,7 @@ impl Sockets for Service {
             match socket.recv() {
                 Ok((bytes, meta)) => {
                     let bytes = bytes[..bytes.len().min(max)].to_vec();
-                    Poll::Ready(Ok((bytes, endpoint(meta.endpoint))))
+                    Poll::Ready(Ok((Data(bytes), endpoint(meta.endpoint))))
                 }
                 Err(_) => {
                     socket.register_recv_waker(cx.waker());

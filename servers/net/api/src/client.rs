@@ -3,14 +3,14 @@
 
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 
 use futures_util::future::{AbortHandle, abortable};
 use keel_rt::executor;
 use keel_rt::service::TransportError;
 
-use crate::{MAX_READ, MAX_WRITE, NAME, NetError, NetInfo, SocketAddr, SocketsClient};
+use crate::{Data, MAX_READ, MAX_WRITE, NAME, NetError, NetInfo, SocketAddr, SocketsClient};
 
 /// What a socket call can fail with: the server refused, or the call never got through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,10 @@ impl Net {
     /// A TCP connection to `to`.
     pub async fn tcp_connect(&self, to: SocketAddr) -> Result<TcpStream, Error> {
         let id = flat(self.client().tcp_connect(self.session(), to).await)?;
-        Ok(TcpStream(Socket::new(self, id)))
+        Ok(TcpStream {
+            socket: Socket::new(self, id),
+            early: RefCell::default(),
+        })
     }
 
     /// A UDP socket on `port`.
@@ -177,18 +180,29 @@ impl TcpListener {
     /// The next connection, and who it is from.
     pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
         let socket = &self.0;
-        let (id, peer) = flat(
+        let (id, peer, Data(early)) = flat(
             socket
                 .client()
-                .tcp_accept(socket.session(), socket.id)
+                .tcp_accept(socket.session(), socket.id, EARLY)
                 .await,
         )?;
-        Ok((TcpStream(Socket::new(&socket.net, id)), peer))
+        let stream = TcpStream {
+            socket: Socket::new(&socket.net, id),
+            early: RefCell::new(early),
+        };
+        Ok((stream, peer))
     }
 }
 
+/// Bytes an accept takes with it from its connection, if they have come already.
+const EARLY: u32 = 4096;
+
 /// A TCP connection.
-pub struct TcpStream(Socket);
+pub struct TcpStream {
+    socket: Socket,
+    /// Bytes that came with the accept, not yet read.
+    early: RefCell<Vec<u8>>,
+}
 
 impl TcpStream {
     /// Read into `buf`; 0 once the peer has closed its side.
@@ -202,22 +216,31 @@ impl TcpStream {
     /// Up to `max` bytes received (at most [`MAX_READ`]), as they came from the server;
     /// empty once the peer has closed its side (or for a `max` of 0).
     pub async fn recv(&self, max: usize) -> Result<Vec<u8>, Error> {
-        let socket = &self.0;
-        let max = max.min(MAX_READ as usize) as u32;
+        let socket = &self.socket;
+        let max = max.min(MAX_READ as usize);
         if max == 0 {
             return Ok(Vec::new());
         }
-        flat(
+        {
+            let mut early = self.early.borrow_mut();
+            if !early.is_empty() {
+                let len = early.len();
+                let rest = early.split_off(max.min(len));
+                return Ok(core::mem::replace(&mut *early, rest));
+            }
+        }
+        let Data(bytes) = flat(
             socket
                 .client()
-                .tcp_read(socket.session(), socket.id, max)
+                .tcp_read(socket.session(), socket.id, max as u32)
                 .await,
-        )
+        )?;
+        Ok(bytes)
     }
 
     /// Write some of `data`, waiting for room; how much was taken.
     pub async fn write(&self, data: &[u8]) -> Result<usize, Error> {
-        let socket = &self.0;
+        let socket = &self.socket;
         let chunk = &data[..data.len().min(MAX_WRITE as usize)];
         let taken = flat(
             socket
@@ -240,7 +263,7 @@ impl TcpStream {
     /// Write all of `data`, then close: the last piece and the close go in one call.
     /// Either way the stream is closed (an error closes it as dropping it would).
     pub async fn write_all_and_close(self, mut data: &[u8]) -> Result<(), Error> {
-        let socket = &self.0;
+        let socket = &self.socket;
         loop {
             if data.len() > MAX_WRITE as usize {
                 let taken = self.write(data).await?;
@@ -263,7 +286,7 @@ impl TcpStream {
 
     /// Send nothing more: the peer reads end of file once what was written has arrived.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        let socket = &self.0;
+        let socket = &self.socket;
         flat(
             socket
                 .client()
@@ -291,7 +314,7 @@ impl UdpSocket {
     pub async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), Error> {
         let socket = &self.0;
         let max = buf.len().min(MAX_READ as usize) as u32;
-        let (bytes, from) = flat(
+        let (Data(bytes), from) = flat(
             socket
                 .client()
                 .udp_recv_from(socket.session(), socket.id, max)
