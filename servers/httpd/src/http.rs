@@ -37,9 +37,8 @@ pub enum Refusal {
 
 /// Read one request head from `stream`.
 pub async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
-    let mut head = Vec::new();
+    let mut head: Vec<u8> = Vec::new();
     let reading = async {
-        let mut buf = [0; 2048];
         loop {
             if let Some(end) = find_end(&head) {
                 head.truncate(end);
@@ -48,9 +47,12 @@ pub async fn read_request(stream: &TcpStream) -> Result<Request, Refusal> {
             if head.len() >= MAX_HEAD {
                 return Err(Refusal::TooLarge);
             }
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return Err(Refusal::Gone),
-                Ok(n) => head.extend_from_slice(&buf[..n]),
+            // The bytes as the server sent them: no buffer of our own in the future.
+            match stream.recv(MAX_HEAD - head.len()).await {
+                Ok(bytes) if bytes.is_empty() => return Err(Refusal::Gone),
+                Err(_) => return Err(Refusal::Gone),
+                Ok(bytes) if head.is_empty() => head = bytes,
+                Ok(bytes) => head.extend_from_slice(&bytes),
             }
         }
     };

@@ -153,25 +153,26 @@ where
 
 async fn page(stream: TcpStream, net: &Net, counters: &Rc<Counters>) {
     let _open = Open::new(counters);
-    // Either way the stream is dropped next, which closes it: what was written goes out,
-    // then FIN. A write that failed leaves nothing else to do.
+    // Either way the stream is closed: what was written goes out, then FIN (the last
+    // write closes it, or dropping it does). A write that failed leaves nothing else to do.
     let _ = match http::read_request(&stream).await {
         Ok(request) => {
             Counters::bump(&counters.requests);
-            answer(&stream, &request, net, counters).await
+            answer(stream, &request, net, counters).await
         }
         Err(refusal) => {
             Counters::bump(&counters.refused);
             match http::refusal_answer(&refusal) {
-                Some(text) => stream.write_all(text.as_bytes()).await,
+                Some(text) => stream.write_all_and_close(text.as_bytes()).await,
                 None => Ok(()),
             }
         }
     };
 }
 
+/// Answer `request` on `stream` and close it.
 async fn answer(
-    stream: &TcpStream,
+    stream: TcpStream,
     request: &Request,
     net: &Net,
     counters: &Rc<Counters>,
@@ -195,11 +196,10 @@ async fn answer(
         _ => match path.strip_prefix("/bytes/").map(str::parse::<u64>) {
             Some(Ok(len)) if len <= MAX_DOWNLOAD => {
                 let head = http::head("200 OK", "application/octet-stream", len as usize);
-                stream.write_all(head.as_bytes()).await?;
-                if !request.head_only {
-                    send_pattern(stream, len).await?;
+                if request.head_only {
+                    return stream.write_all_and_close(head.as_bytes()).await;
                 }
-                return Ok(());
+                return send_pattern(stream, head, len).await;
             }
             Some(_) => (
                 "400 Bad Request",
@@ -213,7 +213,7 @@ async fn answer(
     if !request.head_only {
         bytes.extend_from_slice(body.as_bytes());
     }
-    stream.write_all(&bytes).await
+    stream.write_all_and_close(&bytes).await
 }
 
 /// The TSC and the part of it the CPU spent idle (halted): a benchmark's busy time is the
@@ -237,14 +237,22 @@ static PATTERN: [u8; PATTERN_LEN] = {
     pattern
 };
 
-/// `len` bytes of the download pattern.
-async fn send_pattern(stream: &TcpStream, mut len: u64) -> Result<(), Error> {
-    while len > 0 {
-        let chunk = len.min(PATTERN_LEN as u64) as usize;
-        stream.write_all(&PATTERN[..chunk]).await?;
-        len -= chunk as u64;
+/// `head`, then `len` bytes of the download pattern, then close: the head goes with the
+/// first piece of the pattern, the close with the last.
+async fn send_pattern(stream: TcpStream, head: String, len: u64) -> Result<(), Error> {
+    let first = len.min(PATTERN_LEN as u64) as usize;
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&PATTERN[..first]);
+    let mut left = len - first as u64;
+    if left == 0 {
+        return stream.write_all_and_close(&bytes).await;
     }
-    Ok(())
+    stream.write_all(&bytes).await?;
+    while left > PATTERN_LEN as u64 {
+        stream.write_all(&PATTERN).await?;
+        left -= PATTERN_LEN as u64;
+    }
+    stream.write_all_and_close(&PATTERN[..left as usize]).await
 }
 
 /// Echo every datagram to its sender; the error that ends it.

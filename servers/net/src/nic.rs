@@ -13,12 +13,12 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
 
-use crate::loopback;
 use crate::transport::NoEventIdx;
+use crate::{checksum, loopback};
 use keel_rt::driver::DriverError;
 use keel_virtio::{Allocation, KeelHal, hal};
 
@@ -91,6 +91,8 @@ pub struct Nic {
     looped: RefCell<VecDeque<Vec<u8>>>,
     /// A TCP SYN came in since [`Nic::take_syn`] last looked.
     syn: Cell<bool>,
+    /// Transmit slots free when the stack last found too few, since the last poll.
+    short: Cell<Option<usize>>,
 }
 
 impl Nic {
@@ -100,6 +102,7 @@ impl Nic {
             mac: device.mac_address(),
             looped: RefCell::default(),
             syn: Cell::new(false),
+            short: Cell::new(None),
             device: RefCell::new(device),
             rx: Pool::new()?,
             tx: Pool::new()?,
@@ -185,6 +188,40 @@ impl Nic {
         self.tx_free.borrow().len()
     }
 
+    /// Have the device interrupt for frames received and sent, or not. The stack mutes it
+    /// while it polls, since it looks at both queues then anyway: a frame sent is
+    /// finished at once by QEMU's device, and its interrupt would only wake the stack for
+    /// a poll with nothing to do.
+    pub fn set_interrupts(&self, on: bool) {
+        let mut device = self.device.borrow_mut();
+        if on {
+            device.enable_interrupts();
+        } else {
+            device.disable_interrupts();
+        }
+    }
+
+    /// Whether the stack has work no interrupt will announce: frames received while
+    /// interrupts were muted, frames sent to ourselves, or transmit slots freed since the
+    /// stack last ran short of them. Call with interrupts on: what comes after the look
+    /// interrupts.
+    pub fn work_left(&self) -> bool {
+        if self.has_looped() || self.device.borrow().poll_receive().is_some() {
+            return true;
+        }
+        self.short.get().is_some_and(|free| self.free_tx() > free)
+    }
+
+    /// A poll begins: it finds out anew whether transmit slots run short.
+    pub fn begin_poll(&self) {
+        self.short.set(None);
+    }
+
+    /// The stack found `free` transmit slots too few.
+    fn ran_short(&self, free: usize) {
+        self.short.set(Some(free));
+    }
+
     /// Whether the device has finished anything (it interrupted for it); acknowledges.
     pub fn interrupted(&self) -> bool {
         !self.device.borrow_mut().ack_interrupt().is_empty()
@@ -230,6 +267,7 @@ impl phy::Device for Phy<'_> {
         // No room for a reply: leave the frame in the ring until the device frees a slot
         // (it interrupts when it does), rather than drop the reply.
         if self.0.free_tx() == 0 {
+            self.0.ran_short(0);
             return None;
         }
         let looped = self.0.looped.borrow_mut().pop_front();
@@ -249,7 +287,12 @@ impl phy::Device for Phy<'_> {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        (self.0.free_tx() > REPLY_RESERVE).then_some(TxToken { nic: self.0 })
+        let free = self.0.free_tx();
+        if free <= REPLY_RESERVE {
+            self.0.ran_short(free);
+            return None;
+        }
+        Some(TxToken { nic: self.0 })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -257,6 +300,8 @@ impl phy::Device for Phy<'_> {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MTU;
         caps.max_burst_size = Some(QUEUE_SIZE / 2);
+        // TCP checksums of frames sent are filled in by `TxToken::consume`.
+        caps.checksum.tcp = Checksum::Rx;
         caps
     }
 }
@@ -308,6 +353,7 @@ impl phy::TxToken for TxToken<'_> {
         let header = device.fill_buffer_header(buffer).unwrap_or(0);
         let end = (header + len).min(SLOT);
         let result = f(&mut buffer[header..end]);
+        checksum::fill_tcp(&mut buffer[header..end]);
         if let Some(frame) = loopback::for_self(&buffer[header..end], nic.mac) {
             nic.looped.borrow_mut().push_back(frame);
             nic.tx_free.borrow_mut().push(slot);

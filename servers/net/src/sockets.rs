@@ -2,11 +2,16 @@
 //!
 //! A call that must wait (accept, read, write into a full buffer, receive a datagram)
 //! registers its task's waker with the smoltcp socket and returns `Pending`; the stack's
-//! poll wakes it when the socket changes. A listener keeps a few spare sockets listening
-//! on its port; after each SYN taken in, [`Table::tidy`] moves those a connection reached
-//! into its accept queue and listens with fresh ones, so a burst of SYNs finds a socket
-//! each (smoltcp answers a SYN no socket takes with a reset), up to `backlog` connections
-//! not yet accepted.
+//! poll wakes it when the socket changes. A listener keeps one spare socket listening on
+//! its port; after each SYN taken in (the stack takes frames in one at a time),
+//! [`Table::syn_taken`] listens with a fresh one, so a burst of SYNs finds a socket each
+//! (smoltcp answers a SYN no socket takes with a reset), up to `backlog` connections not
+//! yet accepted; while a handshake is under way, [`Table::tidy`] moves the sockets a
+//! connection reached into the accept queue. With no handshake under way, tidying looks
+//! at no listener: the socket table costs a poll nothing but its closing streams.
+//!
+//! TCP sockets let go of are kept, with their buffers, for the next connection: a fresh
+//! one would cost zeroing its 28 KiB of buffers.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
@@ -17,11 +22,11 @@ use core::future::{pending, poll_fn};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use keel_net::{MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
+use keel_net::{Data, MAX_READ, MAX_WRITE, NetError, NetInfo, SocketAddr, Sockets};
 use keel_rt::{executor, time};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::socket::AnySocket;
+use smoltcp::socket::{AnySocket, Socket};
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, IpEndpoint, Ipv4Address};
 
@@ -33,8 +38,11 @@ const MAX_SESSIONS: usize = 64;
 /// Connections a listener may hold not yet accepted (mid-handshake or waiting), at most.
 const MAX_BACKLOG: usize = 128;
 /// Sockets a listener keeps waiting for a SYN: it gets a fresh one after each SYN taken
-/// in, so a few cover any burst; each costs the stack a look on every poll.
-const SPARE: usize = 4;
+/// in, before the next frame, so one covers any burst; each costs the stack a look on
+/// every poll.
+const SPARE: usize = 1;
+/// Closed TCP sockets kept for reuse (with their buffers, 28 KiB each).
+const POOL: usize = 16;
 /// Receive and send buffers of a TCP socket: requests are small, answers large.
 const TCP_RX: usize = 4 * 1024;
 const TCP_TX: usize = 24 * 1024;
@@ -83,6 +91,12 @@ pub struct Table {
     /// Sockets in the stack's set but the DHCP client's.
     count: Cell<usize>,
     next_port: Cell<u16>,
+    /// Closed TCP sockets out of the stack's set, ready to listen or connect again.
+    pool: RefCell<Vec<tcp::Socket<'static>>>,
+    /// A listener may have a socket out of `Listen` (a SYN came in, a handshake is under
+    /// way) or room for a fresh one (an accept made it): [`Table::tidy`] looks at the
+    /// listeners only then.
+    handshakes: Cell<bool>,
 }
 
 fn endpoint(endpoint: IpEndpoint) -> SocketAddr {
@@ -97,8 +111,26 @@ fn linger_deadline() -> u64 {
     time::ticks() + time::ticks_in(LINGER)
 }
 
-fn in_handshake(state: tcp::State) -> bool {
-    matches!(state, tcp::State::Listen | tcp::State::SynReceived)
+/// Up to `max` bytes `socket` has received, and whether taking them may have opened its
+/// window enough for smoltcp to tell the peer (it does once the window at least doubles:
+/// only a read from a buffer half full or more can do that).
+fn take_received(socket: &mut tcp::Socket, max: usize) -> (Vec<u8>, bool) {
+    let queued = socket.recv_queue();
+    if queued == 0 {
+        return (Vec::new(), false);
+    }
+    let update = queued >= socket.recv_capacity() / 2;
+    let mut bytes = vec![0; max.min(queued)];
+    let n = socket.recv_slice(&mut bytes).unwrap_or(0);
+    bytes.truncate(n);
+    (bytes, update)
+}
+
+impl Listener {
+    /// Sockets it may hold, listening, mid-handshake or waiting to be accepted.
+    fn capacity(&self) -> usize {
+        self.backlog + SPARE
+    }
 }
 
 impl Table {
@@ -111,6 +143,8 @@ impl Table {
             next_id: Cell::new(1),
             count: Cell::new(0),
             next_port: Cell::new(EPHEMERAL),
+            pool: RefCell::default(),
+            handshakes: Cell::new(false),
         }
     }
 
@@ -133,18 +167,30 @@ impl Table {
         Ok(self.stack.sockets.borrow_mut().add(socket))
     }
 
+    /// Take a socket out of the stack's set; a TCP one is kept for reuse.
     fn remove_socket(&self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
-        sockets.remove(handle);
+        if let Socket::Tcp(socket) = sockets.remove(handle) {
+            let mut pool = self.pool.borrow_mut();
+            if pool.len() < POOL {
+                pool.push(socket);
+            }
+        }
         self.count.set(self.count.get() - 1);
     }
 
+    /// A TCP socket in the stack's set, closed: one from the pool (`listen` and `connect`
+    /// reset all but its settings and buffers), or a new one.
     fn tcp_socket(&self) -> Result<SocketHandle, NetError> {
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; TCP_RX]),
-            tcp::SocketBuffer::new(vec![0; TCP_TX]),
-        );
-        socket.set_timeout(Some(TCP_TIMEOUT));
-        socket.set_nagle_enabled(false);
+        let pooled = self.pool.borrow_mut().pop();
+        let socket = pooled.unwrap_or_else(|| {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; TCP_RX]),
+                tcp::SocketBuffer::new(vec![0; TCP_TX]),
+            );
+            socket.set_timeout(Some(TCP_TIMEOUT));
+            socket.set_nagle_enabled(false);
+            socket
+        });
         self.add_socket(socket)
     }
 
@@ -190,15 +236,39 @@ impl Table {
         id
     }
 
-    /// After each poll: hand listeners their new connections and let go of closed streams.
+    /// After a SYN was taken in, before the next frame: a listener's spare socket took it,
+    /// so it listens with a fresh one.
+    pub fn syn_taken(&self) {
+        self.handshakes.set(true);
+        self.tidy();
+    }
+
+    /// After each poll: while a handshake is under way, hand listeners their new
+    /// connections and listen with fresh sockets; let go of closed streams.
     pub fn tidy(&self) {
-        let now = time::ticks();
         let mut poke = false;
-        for entry in self.entries.borrow_mut().values_mut() {
-            if let Kind::Listener(listener) = &mut entry.kind {
-                poke |= self.refill(listener);
+        if self.handshakes.get() {
+            let mut under_way = false;
+            for entry in self.entries.borrow_mut().values_mut() {
+                if let Kind::Listener(listener) = &mut entry.kind {
+                    let (added, pending) = self.refill(listener);
+                    poke |= added;
+                    under_way |= pending;
+                }
             }
+            self.handshakes.set(under_way);
         }
+        if !self.closing.borrow().is_empty() {
+            self.let_go();
+        }
+        if poke {
+            self.stack.poke();
+        }
+    }
+
+    /// Remove the closing streams that are done, or out of time.
+    fn let_go(&self) {
+        let now = time::ticks();
         let mut sockets = self.stack.sockets.borrow_mut();
         self.closing.borrow_mut().retain(|&(handle, deadline)| {
             let socket = sockets.get_mut::<tcp::Socket>(handle);
@@ -214,54 +284,78 @@ impl Table {
             self.remove_socket(&mut sockets, handle);
             false
         });
-        drop(sockets);
-        if poke {
-            self.stack.poke();
-        }
     }
 
-    /// Move connected sockets to the accept queue and listen with fresh ones; whether any
-    /// socket was added (the stack should poll again).
-    fn refill(&self, listener: &mut Listener) -> bool {
+    /// Move connected sockets to the accept queue and listen with fresh ones: whether a
+    /// socket was added (the stack should poll again), and whether one is still
+    /// mid-handshake (to be looked at after the next poll).
+    fn refill(&self, listener: &mut Listener) -> (bool, bool) {
         let mut sockets = self.stack.sockets.borrow_mut();
-        let mut connected = false;
+        let (mut connected, mut idle, mut pending) = (false, 0, false);
         listener.listening.retain(|&handle| {
-            let state = sockets.get::<tcp::Socket>(handle).state();
-            if in_handshake(state) {
-                return true;
+            match sockets.get::<tcp::Socket>(handle).state() {
+                tcp::State::Listen => idle += 1,
+                tcp::State::SynReceived => pending = true,
+                tcp::State::Closed => {
+                    self.remove_socket(&mut sockets, handle);
+                    return false;
+                }
+                _ => {
+                    listener.ready.push_back(handle);
+                    connected = true;
+                    return false;
+                }
             }
-            if state == tcp::State::Closed {
-                self.remove_socket(&mut sockets, handle);
-            } else {
-                listener.ready.push_back(handle);
-                connected = true;
-            }
-            false
+            true
         });
         drop(sockets);
         if connected && let Some(waker) = listener.acceptor.take() {
             waker.wake();
         }
         let mut added = false;
-        while self.idle(&listener.listening) < SPARE
-            && listener.listening.len() + listener.ready.len() < listener.backlog + SPARE
+        while idle < SPARE && listener.listening.len() + listener.ready.len() < listener.capacity()
         {
             match self.listen_on(listener.port) {
                 Ok(handle) => listener.listening.push(handle),
                 Err(_) => break,
             }
+            idle += 1;
             added = true;
         }
-        added
+        (added, pending)
     }
 
-    /// How many of `sockets` still wait for a SYN.
-    fn idle(&self, sockets: &[SocketHandle]) -> usize {
-        let set = self.stack.sockets.borrow();
-        sockets
-            .iter()
-            .filter(|&&handle| set.get::<tcp::Socket>(handle).state() == tcp::State::Listen)
-            .count()
+    /// Queue some of `data` on stream `id`, waiting for room: how many bytes were taken.
+    async fn send(&self, session: u32, id: u32, data: &[u8]) -> Result<u32, NetError> {
+        let data = &data[..data.len().min(MAX_WRITE as usize)];
+        poll_fn(|cx| {
+            let handle = match self.stream(session, id) {
+                Ok(handle) => handle,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            let mut sockets = self.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            if !socket.may_send() {
+                return Poll::Ready(Err(match socket.state() {
+                    tcp::State::Closed | tcp::State::TimeWait => NetError::ConnectionReset,
+                    _ => NetError::NotConnected,
+                }));
+            }
+            if data.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            // Wait for room for the whole write, or half the buffer: smoltcp wakes a writer
+            // on every ACK, and taking the little room one ACK frees would cost a call
+            // per segment.
+            let room = socket.send_capacity() - socket.send_queue();
+            if room >= data.len().min(TCP_TX / 2) {
+                let n = socket.send_slice(data).unwrap_or(0);
+                return Poll::Ready(Ok(n as u32));
+            }
+            socket.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Let go of a socket: a stream sends what it holds first.
@@ -399,7 +493,7 @@ impl Sockets for Service {
             ready: VecDeque::new(),
             acceptor: None,
         };
-        table.refill(&mut listener);
+        let _ = table.refill(&mut listener);
         if listener.listening.is_empty() {
             return Err(NetError::TooManySockets);
         }
@@ -407,16 +501,23 @@ impl Sockets for Service {
         Ok(table.add(session, Kind::Listener(listener)))
     }
 
-    async fn tcp_accept(&self, session: u32, listener: u32) -> Result<(u32, SocketAddr), NetError> {
+    async fn tcp_accept(
+        &self,
+        session: u32,
+        listener: u32,
+        max: u32,
+    ) -> Result<(u32, SocketAddr, Data), NetError> {
         let table = &self.0;
-        let handle = poll_fn(|cx| {
+        let (handle, full) = poll_fn(|cx| {
             table
                 .with(session, listener, |kind| {
                     let Kind::Listener(listener) = kind else {
                         return Err(NetError::NoSuchSocket);
                     };
+                    let full =
+                        listener.listening.len() + listener.ready.len() >= listener.capacity();
                     Ok(match listener.ready.pop_front() {
-                        Some(handle) => Poll::Ready(handle),
+                        Some(handle) => Poll::Ready((handle, full)),
                         None => {
                             listener.acceptor = Some(cx.waker().clone());
                             Poll::Pending
@@ -426,20 +527,24 @@ impl Sockets for Service {
                 .map_or_else(|error| Poll::Ready(Err(error)), |poll| poll.map(Ok))
         })
         .await?;
-        // The listener listens again on its next tidy.
-        table.stack.poke();
-        let peer = table
-            .stack
-            .sockets
-            .borrow()
-            .get::<tcp::Socket>(handle)
-            .remote_endpoint();
+        let (peer, early, update) = {
+            let mut sockets = table.stack.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            let (early, update) = take_received(socket, max.min(MAX_READ) as usize);
+            (socket.remote_endpoint(), early, update)
+        };
+        if full || update {
+            // The backlog was full, so no socket listened: one can now. Or reading opened
+            // the window: let the peer know.
+            table.handshakes.set(table.handshakes.get() || full);
+            table.stack.poke();
+        }
         let id = table.add(session, Kind::Stream(handle));
         let peer = peer.map(endpoint).unwrap_or(SocketAddr {
             ip: [0; 4],
             port: 0,
         });
-        Ok((id, peer))
+        Ok((id, peer, Data(early)))
     }
 
     async fn tcp_connect(&self, session: u32, to: SocketAddr) -> Result<u32, NetError> {
@@ -485,13 +590,13 @@ impl Sockets for Service {
         }
     }
 
-    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError> {
+    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Data, NetError> {
         let table = &self.0;
         if max == 0 {
             return Err(NetError::InvalidArgument);
         }
         let max = max.min(MAX_READ) as usize;
-        let bytes = poll_fn(|cx| {
+        let (bytes, update) = poll_fn(|cx| {
             let handle = match table.stream(session, stream) {
                 Ok(handle) => handle,
                 Err(error) => return Poll::Ready(Err(error)),
@@ -499,57 +604,45 @@ impl Sockets for Service {
             let mut sockets = table.stack.sockets.borrow_mut();
             let socket = sockets.get_mut::<tcp::Socket>(handle);
             if socket.can_recv() {
-                let mut bytes = vec![0; max.min(socket.recv_queue())];
-                let n = socket.recv_slice(&mut bytes).unwrap_or(0);
-                bytes.truncate(n);
-                return Poll::Ready(Ok(bytes));
+                return Poll::Ready(Ok(take_received(socket, max)));
             }
             if !socket.may_recv() {
                 // End of file: the peer sent FIN, or the connection is gone (a write says
                 // which).
-                return Poll::Ready(Ok(Vec::new()));
+                return Poll::Ready(Ok((Vec::new(), false)));
             }
             socket.register_recv_waker(cx.waker());
             Poll::Pending
         })
         .await?;
-        // Reading opened the window: let the peer know.
-        table.stack.poke();
-        Ok(bytes)
+        if update {
+            // Reading opened the window: let the peer know.
+            table.stack.poke();
+        }
+        Ok(Data(bytes))
     }
 
     async fn tcp_write(&self, session: u32, stream: u32, data: &[u8]) -> Result<u32, NetError> {
         let table = &self.0;
-        let data = &data[..data.len().min(MAX_WRITE as usize)];
-        let sent = poll_fn(|cx| {
-            let handle = match table.stream(session, stream) {
-                Ok(handle) => handle,
-                Err(error) => return Poll::Ready(Err(error)),
-            };
-            let mut sockets = table.stack.sockets.borrow_mut();
-            let socket = sockets.get_mut::<tcp::Socket>(handle);
-            if !socket.may_send() {
-                return Poll::Ready(Err(match socket.state() {
-                    tcp::State::Closed | tcp::State::TimeWait => NetError::ConnectionReset,
-                    _ => NetError::NotConnected,
-                }));
-            }
-            if data.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            // Wait for room for the whole write, or half the buffer: smoltcp wakes a writer
-            // on every ACK, and taking the little room one ACK frees would cost a call
-            // per segment.
-            let room = socket.send_capacity() - socket.send_queue();
-            if room >= data.len().min(TCP_TX / 2) {
-                let n = socket.send_slice(data).unwrap_or(0);
-                return Poll::Ready(Ok(n as u32));
-            }
-            socket.register_send_waker(cx.waker());
-            Poll::Pending
-        })
-        .await?;
+        let sent = table.send(session, stream, data).await?;
         table.stack.poke();
+        Ok(sent)
+    }
+
+    async fn tcp_write_close(
+        &self,
+        session: u32,
+        stream: u32,
+        data: &[u8],
+    ) -> Result<u32, NetError> {
+        let table = &self.0;
+        let sent = table.send(session, stream, data).await?;
+        if sent as usize == data.len() {
+            // Closing pokes the stack.
+            table.forget(stream);
+        } else {
+            table.stack.poke();
+        }
         Ok(sent)
     }
 
@@ -630,7 +723,7 @@ impl Sockets for Service {
         session: u32,
         socket: u32,
         max: u32,
-    ) -> Result<(Vec<u8>, SocketAddr), NetError> {
+    ) -> Result<(Data, SocketAddr), NetError> {
         let table = &self.0;
         if max == 0 {
             return Err(NetError::InvalidArgument);
@@ -649,7 +742,7 @@ impl Sockets for Service {
             match socket.recv() {
                 Ok((bytes, meta)) => {
                     let bytes = bytes[..bytes.len().min(max)].to_vec();
-                    Poll::Ready(Ok((bytes, endpoint(meta.endpoint))))
+                    Poll::Ready(Ok((Data(bytes), endpoint(meta.endpoint))))
                 }
                 Err(_) => {
                     socket.register_recv_waker(cx.waker());

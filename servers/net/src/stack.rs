@@ -1,6 +1,6 @@
-//! The smoltcp interface and its one loop: poll the interface, let the socket table tidy
-//! up, then sleep until an interrupt, a socket call, or smoltcp's next timer
-//! (`poll_delay`) — never a busy loop.
+//! The smoltcp interface and its one loop: poll the interface with the device's
+//! interrupts muted, let the socket table tidy up, then sleep until an interrupt, a socket
+//! call, or smoltcp's next timer (`poll_delay`) — never a busy loop.
 //!
 //! The address comes from DHCP; if none has come within [`DHCP_PATIENCE`], the static
 //! configuration from the manifest's arguments is used (and DHCP keeps trying: a lease
@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-use futures_util::future::select;
+use futures_util::future::{Either, select};
 use keel_rt::{executor, println, time};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp};
@@ -74,9 +74,17 @@ pub struct Stack {
     started: Instant,
 }
 
+/// Timer ticks in `delay` (at most a second), rounded up: 64-bit arithmetic, where
+/// `time::ticks_in`'s 128-bit division is a library call.
+fn ticks_in(delay: Duration) -> u64 {
+    (delay.as_micros() as u64)
+        .saturating_mul(time::tick_hz())
+        .div_ceil(1_000_000)
+}
+
 /// Now, in smoltcp's terms.
 pub fn now() -> Instant {
-    Instant::from_millis(time::uptime().as_millis() as i64)
+    Instant::from_millis((time::ticks() * 1000 / time::tick_hz()) as i64)
 }
 
 impl Stack {
@@ -134,10 +142,10 @@ impl Stack {
     }
 
     /// Take in every frame received, then send what the sockets have; how long until
-    /// smoltcp wants to be polled again. `changed` runs after each SYN taken in, so a
+    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, so a
     /// listener gets a fresh socket before the next one, and a burst of connections finds
     /// one each.
-    pub fn poll(&self, mut changed: impl FnMut()) -> Duration {
+    pub fn poll(&self, mut syn_taken: impl FnMut()) -> Duration {
         let timestamp = now();
         self.iface.borrow_mut().poll_maintenance(timestamp);
         loop {
@@ -149,7 +157,7 @@ impl Stack {
             match ingress {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => changed(),
+                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => syn_taken(),
                 PollIngressSingleResult::SocketStateChanged => {}
             }
         }
@@ -190,7 +198,7 @@ impl Stack {
             );
         }
         let delay = iface
-            .poll_delay(now(), &sockets)
+            .poll_delay(timestamp, &sockets)
             .map_or(IDLE, |delay| Duration::from_micros(delay.total_micros()));
         delay.min(IDLE)
     }
@@ -220,18 +228,34 @@ impl Stack {
         }
     }
 
-    /// Poll, let `tidy` look at the sockets (after state changes and after each poll),
+    /// Poll (`syn_taken` runs after each SYN taken in), let `tidy` look at the sockets,
     /// sleep until there is news or a timer is due; for ever.
-    pub async fn run(&self, tidy: impl Fn()) -> ! {
+    ///
+    /// The timer is set again only when smoltcp wants to be polled sooner than it is due
+    /// (or it went off): one due later only costs a poll with nothing to do.
+    pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
+        let mut timer = executor::sleep(IDLE);
+        let mut due = time::ticks() + ticks_in(IDLE);
+        let nic = self.nic();
         loop {
-            let delay = self.poll(&tidy);
+            nic.set_interrupts(false);
+            nic.begin_poll();
+            let delay = self.poll(&syn_taken);
             tidy();
-            // Frames sent to ourselves come in at once, with no interrupt to announce them.
-            if self.nic().has_looped() {
+            nic.set_interrupts(true);
+            if nic.work_left() {
                 continue;
             }
+            let wanted = time::ticks() + ticks_in(delay).max(1);
+            if wanted < due {
+                timer = executor::sleep(delay);
+                due = wanted;
+            }
             let news = core::pin::pin!(self.driver.work.wait());
-            select(news, executor::sleep(delay)).await;
+            if let Either::Right(_) = select(news, &mut timer).await {
+                timer = executor::sleep(IDLE);
+                due = time::ticks() + ticks_in(IDLE);
+            }
         }
     }
 }

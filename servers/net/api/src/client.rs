@@ -2,13 +2,15 @@
 //! session per [`Net`].
 
 use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 
 use futures_util::future::{AbortHandle, abortable};
 use keel_rt::executor;
 use keel_rt::service::TransportError;
 
-use crate::{MAX_READ, MAX_WRITE, NAME, NetError, NetInfo, SocketAddr, SocketsClient};
+use crate::{Data, MAX_READ, MAX_WRITE, NAME, NetError, NetInfo, SocketAddr, SocketsClient};
 
 /// What a socket call can fail with: the server refused, or the call never got through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +111,10 @@ impl Net {
     /// A TCP connection to `to`.
     pub async fn tcp_connect(&self, to: SocketAddr) -> Result<TcpStream, Error> {
         let id = flat(self.client().tcp_connect(self.session(), to).await)?;
-        Ok(TcpStream(Socket::new(self, id)))
+        Ok(TcpStream {
+            socket: Socket::new(self, id),
+            early: RefCell::default(),
+        })
     }
 
     /// A UDP socket on `port`.
@@ -130,10 +135,11 @@ impl Net {
     }
 }
 
-/// A socket id in a session; closed when dropped.
+/// A socket id in a session; closed when dropped, unless a call closed it already.
 struct Socket {
     net: Net,
     id: u32,
+    closed: Cell<bool>,
 }
 
 impl Socket {
@@ -141,6 +147,7 @@ impl Socket {
         Socket {
             net: net.clone(),
             id,
+            closed: Cell::new(false),
         }
     }
 
@@ -155,6 +162,9 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        if self.closed.get() {
+            return;
+        }
         let (net, id) = (self.net.clone(), self.id);
         // Nobody waits for the answer: a session that is ending closes the socket anyway.
         executor::spawn(async move {
@@ -170,41 +180,67 @@ impl TcpListener {
     /// The next connection, and who it is from.
     pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
         let socket = &self.0;
-        let (id, peer) = flat(
+        let (id, peer, Data(early)) = flat(
             socket
                 .client()
-                .tcp_accept(socket.session(), socket.id)
+                .tcp_accept(socket.session(), socket.id, EARLY)
                 .await,
         )?;
-        Ok((TcpStream(Socket::new(&socket.net, id)), peer))
+        let stream = TcpStream {
+            socket: Socket::new(&socket.net, id),
+            early: RefCell::new(early),
+        };
+        Ok((stream, peer))
     }
 }
 
+/// Bytes an accept takes with it from its connection, if they have come already.
+const EARLY: u32 = 4096;
+
 /// A TCP connection.
-pub struct TcpStream(Socket);
+pub struct TcpStream {
+    socket: Socket,
+    /// Bytes that came with the accept, not yet read.
+    early: RefCell<Vec<u8>>,
+}
 
 impl TcpStream {
     /// Read into `buf`; 0 once the peer has closed its side.
     pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let socket = &self.0;
-        let max = buf.len().min(MAX_READ as usize) as u32;
-        if max == 0 {
-            return Ok(0);
-        }
-        let bytes = flat(
-            socket
-                .client()
-                .tcp_read(socket.session(), socket.id, max)
-                .await,
-        )?;
+        let bytes = self.recv(buf.len()).await?;
         let n = bytes.len().min(buf.len());
         buf[..n].copy_from_slice(&bytes[..n]);
         Ok(n)
     }
 
+    /// Up to `max` bytes received (at most [`MAX_READ`]), as they came from the server;
+    /// empty once the peer has closed its side (or for a `max` of 0).
+    pub async fn recv(&self, max: usize) -> Result<Vec<u8>, Error> {
+        let socket = &self.socket;
+        let max = max.min(MAX_READ as usize);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        {
+            let mut early = self.early.borrow_mut();
+            if !early.is_empty() {
+                let len = early.len();
+                let rest = early.split_off(max.min(len));
+                return Ok(core::mem::replace(&mut *early, rest));
+            }
+        }
+        let Data(bytes) = flat(
+            socket
+                .client()
+                .tcp_read(socket.session(), socket.id, max as u32)
+                .await,
+        )?;
+        Ok(bytes)
+    }
+
     /// Write some of `data`, waiting for room; how much was taken.
     pub async fn write(&self, data: &[u8]) -> Result<usize, Error> {
-        let socket = &self.0;
+        let socket = &self.socket;
         let chunk = &data[..data.len().min(MAX_WRITE as usize)];
         let taken = flat(
             socket
@@ -224,9 +260,33 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Write all of `data`, then close: the last piece and the close go in one call.
+    /// Either way the stream is closed (an error closes it as dropping it would).
+    pub async fn write_all_and_close(self, mut data: &[u8]) -> Result<(), Error> {
+        let socket = &self.socket;
+        loop {
+            if data.len() > MAX_WRITE as usize {
+                let taken = self.write(data).await?;
+                data = &data[taken.min(data.len())..];
+                continue;
+            }
+            let taken = flat(
+                socket
+                    .client()
+                    .tcp_write_close(socket.session(), socket.id, data)
+                    .await,
+            )? as usize;
+            if taken >= data.len() {
+                socket.closed.set(true);
+                return Ok(());
+            }
+            data = &data[taken..];
+        }
+    }
+
     /// Send nothing more: the peer reads end of file once what was written has arrived.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        let socket = &self.0;
+        let socket = &self.socket;
         flat(
             socket
                 .client()
@@ -254,7 +314,7 @@ impl UdpSocket {
     pub async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), Error> {
         let socket = &self.0;
         let max = buf.len().min(MAX_READ as usize) as u32;
-        let (bytes, from) = flat(
+        let (Data(bytes), from) = flat(
             socket
                 .client()
                 .udp_recv_from(socket.session(), socket.id, max)

@@ -12,6 +12,7 @@
 //!         stream.write_all(&buf[..n]).await?;
 //!         stream.shutdown().await
 //!     });
+//!     // or, for a last answer: stream.write_all_and_close(b"...").await
 //! }
 //! ```
 //!
@@ -33,7 +34,8 @@ pub use client::{Error, Net, TcpListener, TcpStream, UdpSocket};
 
 use alloc::vec::Vec;
 use core::fmt;
-use keel_rt::serde::{Deserialize, Serialize};
+use keel_rt::serde::de::{Deserializer, Visitor};
+use keel_rt::serde::{Deserialize, Serialize, Serializer};
 
 /// The name the network server registers under.
 pub const NAME: &str = "net";
@@ -43,6 +45,39 @@ pub const MAX_READ: u32 = 16 * 1024;
 
 /// The most bytes one write takes (a larger write takes this much and says so).
 pub const MAX_WRITE: u32 = 64 * 1024;
+
+/// Bytes an answer carries, encoded as one byte string (a length, then the bytes): a
+/// `Vec<u8>` would be written and read one number at a time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Data(pub Vec<u8>);
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl Visitor<'_> for Bytes {
+            type Value = Data;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+
+            fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Data, E> {
+                Ok(Data(bytes.to_vec()))
+            }
+
+            fn visit_byte_buf<E>(self, bytes: Vec<u8>) -> Result<Data, E> {
+                Ok(Data(bytes))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
 
 /// An IPv4 address and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,14 +161,30 @@ pub trait Sockets {
     async fn hold(&self, session: u32) -> Result<(), NetError>;
     /// Listen on TCP `port` with room for `backlog` connections not yet accepted.
     async fn tcp_listen(&self, session: u32, port: u16, backlog: u16) -> Result<u32, NetError>;
-    /// The next connection on a listener, and who it is from.
-    async fn tcp_accept(&self, session: u32, listener: u32) -> Result<(u32, SocketAddr), NetError>;
+    /// The next connection on a listener, who it is from, and up to `max` bytes that have
+    /// already come on it (at most [`MAX_READ`]; often a client's first request, which
+    /// then takes no read of its own).
+    async fn tcp_accept(
+        &self,
+        session: u32,
+        listener: u32,
+        max: u32,
+    ) -> Result<(u32, SocketAddr, Data), NetError>;
     /// A connection to `to`, once established (within 10 s).
     async fn tcp_connect(&self, session: u32, to: SocketAddr) -> Result<u32, NetError>;
     /// Up to `max` bytes received (at most [`MAX_READ`]); empty once the peer has closed.
-    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Vec<u8>, NetError>;
+    async fn tcp_read(&self, session: u32, stream: u32, max: u32) -> Result<Data, NetError>;
     /// Queue bytes to send, waiting for room; how many were taken (at most [`MAX_WRITE`]).
     async fn tcp_write(&self, session: u32, stream: u32, data: &[u8]) -> Result<u32, NetError>;
+    /// Queue bytes to send as `tcp_write` does and, once all are taken, close the stream
+    /// as `close` does (what it holds goes out, then FIN): a last write and its close in
+    /// one call. How many were taken; fewer than all leaves the stream open.
+    async fn tcp_write_close(
+        &self,
+        session: u32,
+        stream: u32,
+        data: &[u8],
+    ) -> Result<u32, NetError>;
     /// Send nothing more (the peer reads end of file); reads go on.
     async fn tcp_shutdown(&self, session: u32, stream: u32) -> Result<(), NetError>;
     /// A UDP socket on `port`.
@@ -151,7 +202,7 @@ pub trait Sockets {
         session: u32,
         socket: u32,
         max: u32,
-    ) -> Result<(Vec<u8>, SocketAddr), NetError>;
+    ) -> Result<(Data, SocketAddr), NetError>;
     /// Close a socket of any kind. A stream still open sends what it holds, then ends
     /// (FIN); the server lets it go once that is done, or after a time limit.
     async fn close(&self, session: u32, socket: u32) -> Result<(), NetError>;
