@@ -1,5 +1,6 @@
 //! Devices as capabilities: interrupt lines, MSI-X vectors ([`msi`]), I/O port ranges, PCI
-//! configuration space through the kernel ([`pci_config`]), and the kernel log.
+//! configuration space through the kernel ([`pci_config`]), BAR sizes measured at boot
+//! ([`pci_bars`]), and the kernel log.
 //!
 //! The kernel drives no device beyond the timer; drivers are processes. An interrupt on a
 //! bound line masks the line and notifies the driver's port; the driver acknowledges it to
@@ -8,6 +9,7 @@
 //! debug writes) fills a buffer the console driver drains, instead of garbling its line.
 
 pub mod msi;
+pub mod pci_bars;
 pub mod pci_config;
 
 use crate::arch::ioapic;

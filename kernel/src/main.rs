@@ -70,6 +70,9 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         ),
         None => kprintln!("pci: no ACPI MCFG: configuration space through ports 0xcf8/0xcfc"),
     }
+    // Before the other cores start: sizing moves BARs (device/pci_bars.rs).
+    let functions = device::pci_bars::measure();
+    kprintln!("pci: BARs of {functions} functions sized");
     kprintln!(
         "timer: local APIC {} at {} Hz; TSC {} MHz",
         if features.tsc_deadline {

@@ -219,10 +219,15 @@ pub enum Syscall {
     /// that made DMA memory ends, since its device could still write it. Needs
     /// [`rights::SYSTEM`]. Returns how many frames it freed (0 when nothing was held).
     DmaRelease = 59,
+    /// `pci_bar_size(function, bar)`: the size of BAR `bar` (0..6) of PCI function
+    /// `function` (`bus << 8 | device << 3 | function`), as the kernel measured it at boot
+    /// before the other cores started (sizing moves the BAR); `NotFound` for none. Needs
+    /// [`rights::SYSTEM`].
+    PciBarSize = 60,
 }
 
 impl Syscall {
-    pub const COUNT: usize = 60;
+    pub const COUNT: usize = 61;
 
     pub fn from_raw(n: usize) -> Option<Self> {
         use Syscall::*;
@@ -287,6 +292,7 @@ impl Syscall {
             MsiCreate,
             MsiMessage,
             DmaRelease,
+            PciBarSize,
         ];
         ALL.get(n).copied()
     }

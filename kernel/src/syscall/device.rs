@@ -168,6 +168,15 @@ pub fn pci_config_write(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     Ok(Next::Return(0))
 }
 
+pub fn pci_bar_size(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+    if !k.current_process().has_right(rights::SYSTEM) {
+        return Err(Error::PermissionDenied);
+    }
+    let function = u16::try_from(args.word(0)).map_err(|_| Error::InvalidArgument)?;
+    let size = crate::device::pci_bars::size(function, args.word(1)).ok_or(Error::NotFound)?;
+    Ok(Next::Return(size as usize))
+}
+
 pub fn log_read(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let (addr, len) = (args.word(1), args.word(2).min(16 * 1024));
     let pid = k.current_pid();

@@ -123,6 +123,7 @@ fn handle(call: Syscall, k: &mut Kernel, args: &Args) -> Result<Next, Error> {
         Syscall::MsiCreate => device::msi_create(k, args),
         Syscall::MsiMessage => device::msi_message(k, args),
         Syscall::DmaRelease => memory::release_dma(k, args),
+        Syscall::PciBarSize => device::pci_bar_size(k, args),
         Syscall::ThreadInfo => thread::info(k, args),
         Syscall::ThreadSuspend => thread::suspend(k, args),
         Syscall::ThreadResume => thread::resume(k, args),

@@ -214,29 +214,6 @@ impl<'a> ConfigSpace<'a> {
             wide,
         }))
     }
-
-    /// How many bytes BAR `bar` decodes, by writing all ones and reading back. Decoding
-    /// must be off (the command register) while it runs; the BAR is restored.
-    pub fn bar_size(&self, bar: &Bar) -> Result<u64, Error> {
-        let register = BAR0 + 4 * bar.index;
-        let low = self.read32(register)?;
-        self.write32(register, !0)?;
-        let mut mask = u64::from(self.read32(register)? & if bar.io { !3 } else { !0xf });
-        self.write32(register, low)?;
-        if bar.wide {
-            let high = self.read32(register + 4)?;
-            self.write32(register + 4, !0)?;
-            mask |= u64::from(self.read32(register + 4)?) << 32;
-            self.write32(register + 4, high)?;
-        } else {
-            mask |= if bar.io {
-                0xffff_ffff_ffff_0000
-            } else {
-                0xffff_ffff_0000_0000
-            };
-        }
-        Ok((!mask).wrapping_add(1))
-    }
 }
 
 /// `register` if it lies in one function's ECAM page (not the next function's).

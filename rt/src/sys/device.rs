@@ -129,3 +129,11 @@ pub fn dma_release(pid: u32) -> Result<usize, Error> {
     // SAFETY: no memory of this process is read or written.
     unsafe { call(Syscall::DmaRelease, [pid as usize]) }
 }
+
+/// `pci_bar_size`: the size of BAR `bar` of PCI function `function` (`bus << 8 | device << 3
+/// | function`), as the kernel measured it at boot; `NotFound` for none. Needs the SYSTEM
+/// process right.
+pub fn pci_bar_size(function: u16, bar: usize) -> Result<u64, Error> {
+    // SAFETY: no memory of this process is read or written.
+    unsafe { call(Syscall::PciBarSize, [usize::from(function), bar]) }.map(|size| size as u64)
+}

@@ -190,7 +190,7 @@ fn enumerate() -> Result<Vec<Function>, Error> {
                     device: config.device_id()?,
                     class: config.class()?,
                     config: page,
-                    bars: bars(&config)?,
+                    bars: bars(&config, address)?,
                     line: match mechanism {
                         Mechanism::Ecam { .. } => q35_line(config.interrupt_pin()?, route),
                         Mechanism::Kernel(_) => firmware_line(&config)?,
@@ -226,10 +226,9 @@ fn firmware_line(config: &ConfigSpace<'_>) -> Result<Option<u8>, Error> {
     Ok(((1..=4).contains(&pin) && (1..16).contains(&line)).then_some(line))
 }
 
-/// The function's BARs and their sizes, read with decoding off.
-fn bars(config: &ConfigSpace<'_>) -> Result<Vec<(Bar, u64)>, Error> {
-    let command = config.command()?;
-    config.set_command(command & !(pci::COMMAND_IO | pci::COMMAND_MEMORY))?;
+/// The function's BARs, with the sizes the kernel measured at boot: sizing a BAR here,
+/// with the other cores running, would move it under them (docs/decisions/014).
+fn bars(config: &ConfigSpace<'_>, address: u16) -> Result<Vec<(Bar, u64)>, Error> {
     let mut bars = Vec::new();
     let mut index = 0;
     while index < 6 {
@@ -237,9 +236,10 @@ fn bars(config: &ConfigSpace<'_>) -> Result<Vec<(Bar, u64)>, Error> {
         index += 1;
         if let Some(bar) = bar {
             index += usize::from(bar.wide);
-            bars.push((bar, config.bar_size(&bar)?));
+            if let Ok(size) = keel_rt::sys::device::pci_bar_size(address, bar.index) {
+                bars.push((bar, size));
+            }
         }
     }
-    config.set_command(command)?;
     Ok(bars)
 }
