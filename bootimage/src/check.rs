@@ -57,23 +57,34 @@ pub const STRESS_CORES: u32 = 4;
 /// A suite's check on `cores` cores: [`Check::suite`], or for a campaign its default run;
 /// `storage` and `files` get a blank disk of their own; `stress` gets at least
 /// [`STRESS_CORES`]. Named after the suite, with `_smpN` on more than one core (but
-/// `stress`, whose cores are its point).
+/// `stress`, whose cores are its point), and then every core must come online. More cores
+/// than [`HOST_CORES`] run on one host thread ([`Qemu::one_thread`]).
 pub fn suite_check(suite: &str, cores: u32, accel: Accel) -> crate::Result<Check> {
     let mut check = match suite {
         crate::chaos::SUITE => crate::chaos::Options::default().check(accel)?,
         _ => Check::suite(suite, accel),
     };
     if cores > 1 && suite != STRESS {
-        check.name = format!("{suite}_smp{cores}");
+        check.name = smp_name(suite, cores);
     }
     check.qemu.cores = cores;
     if suite == STRESS {
         check.qemu.cores = cores.max(STRESS_CORES);
-        // Four vCPU threads on a two-core host (often busy with other QEMUs) leave a
-        // lock holder's thread descheduled while the others spin: multi-threaded, the
-        // suite took 33 s where it takes 15 here, and once ran past the 90 s timeout.
-        // One host thread runs the four cores in turn instead (still four real cores to
-        // the kernel, interleaved), and the lock's spin (`pause`) hands it to the next.
+    }
+    if check.qemu.cores > 1 {
+        check
+            .expect
+            .lines
+            .push(format!("smp: {} cores online", check.qemu.cores));
+    }
+    if check.qemu.cores > HOST_CORES {
+        // More vCPUs than host cores: multi-threaded, four vCPU threads on a two-core host
+        // (often busy with other QEMUs) leave a lock holder's thread descheduled while the
+        // others spin on the kernel lock, past its watchdog: the stress suite took 33 s
+        // where it takes 15 here and once ran past the 90 s timeout, and several suites
+        // failed at `-smp 4` that way. One host thread runs the cores in turn instead
+        // (still that many real cores to the kernel, interleaved, with IPIs and TLB
+        // shootdowns between them), and the lock's spin (`pause`) hands it to the next.
         check.qemu.one_thread = true;
     }
     match suite {
@@ -114,13 +125,29 @@ pub const SUITE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Guest cores running at once: one per core on our two-core machines.
 pub const PARALLEL: usize = 2;
+/// The cores of the machines `cargo test` runs on (ours, and CI's): a guest of more runs
+/// its cores on one host thread.
+pub const HOST_CORES: u32 = 2;
 
 /// Cores the demo boots with unless `--smp` says otherwise (`cargo boot`, `image`, `iso`,
 /// and `cargo test`'s demo boot).
 pub const DEMO_CORES: u32 = 2;
 
-/// What names a suite's boot on two cores, which `cargo test` runs for every suite.
-pub const SMP_SUFFIX: &str = "_smp2";
+/// The core counts besides one that `cargo test` boots every suite with (but `stress`,
+/// which always runs on [`STRESS_CORES`]), as checks named `SUITE_smpN` ([`smp_name`]).
+pub const SMP_CORES: &[u32] = &[2, 4];
+
+/// The name of `suite`'s check on `cores` cores: `SUITE_smpN`.
+pub fn smp_name(suite: &str, cores: u32) -> String {
+    format!("{suite}_smp{cores}")
+}
+
+/// The suite and core count a `SUITE_smpN` name stands for.
+pub fn parse_smp_name(name: &str) -> Option<(&str, u32)> {
+    let (suite, cores) = name.rsplit_once("_smp")?;
+    let cores: u32 = cores.parse().ok()?;
+    (cores > 1 && smp_name(suite, cores) == name).then_some((suite, cores))
+}
 
 /// The kernel read QEMU's interrupt wiring from its ACPI MADT: its I/O APIC, and the
 /// override that puts ISA line 0 on input 2.
@@ -295,9 +322,9 @@ fn failed_test(text: &str) -> Option<&str> {
     result.starts_with("FAILED").then_some(name)
 }
 
-/// Run `checks`, their QEMUs' guest cores at most `parallel` at a time (a QEMU of more
+/// Run `checks`, their QEMUs' host threads at most `parallel` at a time (a QEMU of more
 /// takes them all: a guest core starved by another QEMU stalls the kernel lock's holder
-/// past the lock's 1 s watchdog), printing each guest test line as it arrives, each
+/// past the lock's watchdog; one whose cores share one host thread takes one), printing each guest test line as it arrives, each
 /// check's result as it ends, and the whole serial log of each failure. Outcomes come back
 /// in the order of `checks`.
 pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
@@ -313,14 +340,14 @@ pub fn run_checks(checks: &[Check], parallel: usize) -> Vec<Outcome> {
                     let Some(check) = checks.get(index) else {
                         break;
                     };
-                    let cores = (check.qemu.cores as usize).clamp(1, parallel);
+                    let threads = check.qemu.host_threads().clamp(1, parallel);
                     let mut left = freed
-                        .wait_while(free.lock().unwrap(), |left| *left < cores)
+                        .wait_while(free.lock().unwrap(), |left| *left < threads)
                         .unwrap();
-                    *left -= cores;
+                    *left -= threads;
                     drop(left);
                     let outcome = run_check(check);
-                    *free.lock().unwrap() += cores;
+                    *free.lock().unwrap() += threads;
                     freed.notify_all();
                     outcomes.lock().unwrap()[index] = Some(outcome);
                 }
@@ -538,5 +565,45 @@ mod tests {
         assert!(!is_test_line("testing the timer"));
         assert_eq!(failed_test("test a::b ... FAILED: why"), Some("a::b"));
         assert_eq!(failed_test("test a::b ... ok"), None);
+    }
+
+    #[test]
+    fn smp_names_round_trip() {
+        assert_eq!(smp_name("memory", 4), "memory_smp4");
+        assert_eq!(parse_smp_name("memory_smp4"), Some(("memory", 4)));
+        assert_eq!(
+            parse_smp_name("shared_pages_smp2"),
+            Some(("shared_pages", 2))
+        );
+        assert_eq!(parse_smp_name("memory"), None);
+        assert_eq!(parse_smp_name("memory_smp1"), None);
+        assert_eq!(parse_smp_name("memory_smp04"), None);
+        assert_eq!(parse_smp_name("memory_smpx"), None);
+    }
+
+    #[test]
+    fn more_cores_than_the_host_run_on_one_thread_and_must_all_come_online() {
+        let one = suite_check("memory", 1, Accel::Tcg).unwrap();
+        assert_eq!((one.name.as_str(), one.qemu.one_thread), ("memory", false));
+        assert!(one.expect.lines.is_empty());
+        let two = suite_check("memory", 2, Accel::Tcg).unwrap();
+        assert_eq!(
+            (two.name.as_str(), two.qemu.one_thread),
+            ("memory_smp2", false)
+        );
+        assert_eq!(two.expect.lines, ["smp: 2 cores online"]);
+        let four = suite_check("memory", 4, Accel::Tcg).unwrap();
+        assert_eq!(
+            (four.name.as_str(), four.qemu.one_thread),
+            ("memory_smp4", true)
+        );
+        assert_eq!(four.expect.lines, ["smp: 4 cores online"]);
+        assert_eq!(four.qemu.host_threads(), 1);
+        let stress = suite_check(STRESS, 1, Accel::Tcg).unwrap();
+        assert_eq!(
+            (stress.name.as_str(), stress.qemu.cores),
+            (STRESS, STRESS_CORES)
+        );
+        assert!(stress.qemu.one_thread);
     }
 }

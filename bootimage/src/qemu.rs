@@ -249,6 +249,17 @@ impl Qemu {
         }
     }
 
+    /// The host threads that run guest cores: one per core, but one for all under TCG with
+    /// icount or [`one_thread`](Self::one_thread).
+    pub fn host_threads(&self) -> usize {
+        let shared = self.icount || (self.one_thread && self.accel == Accel::Tcg);
+        if shared {
+            1
+        } else {
+            self.cores.max(1) as usize
+        }
+    }
+
     /// QEMU's arguments, program name excluded.
     pub fn args(&self) -> Result<Vec<String>> {
         let accel = if self.icount { Accel::Tcg } else { self.accel };
@@ -606,12 +617,21 @@ mod tests {
             args.starts_with("-accel tcg -cpu max -icount shift=0 -machine q35 -m 512M -smp 4"),
             "{args}"
         );
+        assert_eq!(qemu.host_threads(), 1);
         qemu.icount = false;
+        assert_eq!(qemu.host_threads(), 4);
         qemu.one_thread = true;
         let args = qemu.args().unwrap().join(" ");
         assert!(
             args.starts_with("-accel tcg,thread=single -cpu max -machine q35 -m 512M -smp 4"),
             "{args}"
+        );
+        assert_eq!(qemu.host_threads(), 1);
+        qemu.accel = Accel::Kvm;
+        assert_eq!(
+            qemu.host_threads(),
+            4,
+            "KVM runs a thread per core whatever we ask"
         );
     }
 

@@ -14,15 +14,9 @@ pub const DEMO_BOOT: &str = "demo_boot";
 pub const ISO_BOOT: &str = "iso_boot";
 /// The suite `iso_boot` runs.
 pub const ISO_SUITE: &str = "processes";
-/// One suite on four cores: every core the firmware lists must come online, and the memory
-/// suite (its unmaps shot down on every core running the space) pass with threads on all.
-pub const SMP_BOOT: &str = "smp_boot";
-/// The suite `smp_boot` runs, and on how many cores.
-const SMP_SUITE: &str = "memory";
-const SMP_CORES: u32 = 4;
-
 /// Every check, in the order they start: one per suite (named after it), the variants
-/// (fast path off, no ECAM), then the three boots.
+/// (fast path off, no ECAM), every suite but `stress` on two cores and on four
+/// (`SUITE_smp2`, `SUITE_smp4`; `stress` always runs on four), then the two boots.
 pub fn all_checks() -> Vec<String> {
     let mut names: Vec<String> = check::SUITES.iter().map(|s| s.to_string()).collect();
     names.extend(
@@ -35,13 +29,15 @@ pub fn all_checks() -> Vec<String> {
             .iter()
             .map(|suite| format!("{suite}{}", check::LEGACY_PCI_SUFFIX)),
     );
-    names.extend(
-        check::SUITES
-            .iter()
-            .filter(|&&suite| suite != check::STRESS)
-            .map(|suite| format!("{suite}{}", check::SMP_SUFFIX)),
-    );
-    names.extend([DEMO_BOOT.into(), ISO_BOOT.into(), SMP_BOOT.into()]);
+    for &cores in check::SMP_CORES {
+        names.extend(
+            check::SUITES
+                .iter()
+                .filter(|&&suite| suite != check::STRESS)
+                .map(|suite| check::smp_name(suite, cores)),
+        );
+    }
+    names.extend([DEMO_BOOT.into(), ISO_BOOT.into()]);
     names
 }
 
@@ -105,25 +101,11 @@ pub fn prepare(name: &str, accel: Accel) -> Result<Check> {
                 expect: Expect::suite(),
             }
         }
-        SMP_BOOT => {
-            let suite = Check::suite(SMP_SUITE, accel);
-            Check {
-                name: name.into(),
-                qemu: Qemu {
-                    cores: SMP_CORES,
-                    ..suite.qemu
-                },
-                expect: Expect {
-                    lines: vec![format!("smp: {SMP_CORES} cores online")],
-                    ..suite.expect
-                },
-            }
-        }
         name => {
             if let Some(suite) = name.strip_suffix(check::GENERAL_PATH_SUFFIX) {
                 Check::suite_general_path(suite, accel)
-            } else if let Some(suite) = name.strip_suffix(check::SMP_SUFFIX) {
-                check::suite_check(suite, 2, accel)?
+            } else if let Some((suite, cores)) = check::parse_smp_name(name) {
+                check::suite_check(suite, cores, accel)?
             } else if let Some(suite) = name.strip_suffix(check::LEGACY_PCI_SUFFIX) {
                 Check::suite_legacy_pci(suite, accel)?
             } else {
@@ -212,11 +194,19 @@ mod tests {
 
     #[test]
     fn words_are_substring_filters() {
-        assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT, SMP_BOOT]);
+        assert_eq!(selected("boot"), [DEMO_BOOT, ISO_BOOT]);
         assert_eq!(
             selected("mem fault"),
-            ["faults", "memory", "faults_smp2", "memory_smp2"]
+            [
+                "faults",
+                "memory",
+                "faults_smp2",
+                "memory_smp2",
+                "faults_smp4",
+                "memory_smp4"
+            ]
         );
+        assert_eq!(selected("--exact stress_smp4"), [] as [&str; 0]);
         assert_eq!(selected("--exact memory mem"), ["memory"]);
         assert_eq!(
             selected("--skip boot --skip s"),

@@ -10,6 +10,12 @@ pub const CONNECTIONS_PER_CLIENT: usize = 4;
 /// Connections a server holds at once, all clients together: each costs a 2.1 MiB
 /// channel of the server's 64 MiB of frames, and two capability slots.
 pub const CONNECTIONS: usize = 16;
+/// Frames of its quota a server keeps for itself (its heap, stacks, what its methods hold):
+/// a connect whose channel would leave fewer is refused with `LimitReached`. Channels are
+/// charged to the server, and one the server has ended stays charged while its client
+/// still holds its copy, so without this reserve a client keeping such copies could take
+/// the quota's last frames and make the server's next heap growth fail (a panic).
+pub const RESERVED_FRAMES: usize = 512;
 /// Calls of one connection under way at once (methods running, or answered and waiting
 /// for room in the response ring). Beyond it the server takes no more of that
 /// connection's requests until some end: back-pressure, felt only by that client.

@@ -27,13 +27,14 @@ use futures_util::StreamExt;
 use futures_util::future::{AbortHandle, abortable};
 use futures_util::stream::FuturesUnordered;
 use keel_abi::Error;
+use keel_abi::layout::PAGE_SIZE;
 use keel_ring::alloc_free::Buffer;
 use keel_ring::{Consumer, Pop, Producer, Push, RingError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::answer::{Answer, Blocks};
-use super::channel::{Channel, MAX_RECORD, next_bit};
+use super::channel::{CHANNEL_SIZE, Channel, MAX_RECORD, next_bit};
 use super::decoding::Decoding;
 use super::fixed::{self, Fixed};
 use super::limits;
@@ -377,7 +378,13 @@ fn accept(
     if connections.len() >= limits::CONNECTIONS || its_own >= limits::CONNECTIONS_PER_CLIENT {
         return Err(ConnectAnswer::Limit);
     }
-    // No memory left for another channel is a limit too: the server's frame quota.
+    // No memory left for another channel is a limit too: the server's frame quota, less
+    // what it keeps for its own heap.
+    let resources = crate::sys::ipc::resources().map_err(|_| ConnectAnswer::Limit)?;
+    let after = resources.frames_used as usize + CHANNEL_SIZE.div_ceil(PAGE_SIZE);
+    if after + limits::RESERVED_FRAMES > resources.frames_limit as usize {
+        return Err(ConnectAnswer::Limit);
+    }
     let channel = Channel::create().map_err(|error| match error {
         Error::QuotaExceeded | Error::OutOfMemory => ConnectAnswer::Limit,
         _ => ConnectAnswer::Malformed,

@@ -123,8 +123,11 @@ impl Driven {
     }
 
     fn kill(&self) -> Result<(), String> {
-        process::kill(self.pid).context("killing the console")?;
+        // Reaped even if it already died: a zombie console left behind would be the first
+        // `console` the next tests (and the shell's `ps`) find.
+        let killed = process::kill(self.pid).context("killing the console");
         let exit = process::wait(self.pid).context("reaping the console")?;
+        killed?;
         expect_eq("how the console ended", exit, Exit::Killed)
     }
 }
