@@ -25,7 +25,7 @@ use crate::error::Context;
 use crate::image::Image;
 use crate::qemu::{Accel, AccelChoice, Boot, Console, Qemu, Run, SerialLine};
 use crate::{Error, Result, guest, setup, workspace_root};
-use report::{Machine, Mode, Report};
+use report::{Mode, Report};
 
 /// What `cargo boot bench` was asked to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,19 +133,7 @@ pub fn run(options: &Options, accel: AccelChoice) -> Result<bool> {
         (Mode::Cycles, Accel::Kvm) => "kvm",
         _ => "tcg",
     };
-    let info = output.info.unwrap_or_default();
-    let report = Report {
-        machine: Machine {
-            cpu: machine::cpu_model(),
-            qemu: machine::qemu_version(),
-            accel: accel_name.into(),
-            tsc_hz: info.tsc_hz,
-            timer_read_overhead: info.timer_read_overhead,
-        },
-        mode,
-        results: output.results,
-        unavailable: output.unavailable,
-    };
+    let report = Report::of_guest(output, accel_name, mode);
     print_header(&report);
     println!("{}", table::results(&report));
     let path = latest_path();

@@ -2,6 +2,7 @@
 //! `target/bench/latest.json` holds, and read back from such a file.
 
 use super::json::{self, Value};
+use super::machine;
 
 /// How the guest's clock was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +126,33 @@ pub struct Report {
 }
 
 impl Report {
+    /// What kbench printed (`output`), run on this host's CPU and QEMU with `accel`.
+    pub fn of_guest(output: GuestOutput, accel: &str, mode: Mode) -> Report {
+        Report::on(
+            output,
+            machine::cpu_model(),
+            machine::qemu_version(),
+            accel,
+            mode,
+        )
+    }
+
+    fn on(output: GuestOutput, cpu: String, qemu: String, accel: &str, mode: Mode) -> Report {
+        let info = output.info.unwrap_or_default();
+        Report {
+            machine: Machine {
+                cpu,
+                qemu,
+                accel: accel.into(),
+                tsc_hz: info.tsc_hz,
+                timer_read_overhead: info.timer_read_overhead,
+            },
+            mode,
+            results: output.results,
+            unavailable: output.unavailable,
+        }
+    }
+
     pub fn result(&self, name: &str) -> Option<&BenchResult> {
         self.results.iter().find(|result| result.name == name)
     }
@@ -269,19 +297,9 @@ pub(crate) mod tests {
 
     pub fn sample_report(mode: Mode) -> Report {
         let output = parse_guest(LOG.iter().copied()).unwrap();
-        let info = output.info.unwrap();
-        Report {
-            machine: Machine {
-                cpu: "AMD EPYC".into(),
-                qemu: "QEMU emulator version 7.2.22".into(),
-                accel: "tcg".into(),
-                tsc_hz: info.tsc_hz,
-                timer_read_overhead: info.timer_read_overhead,
-            },
-            mode,
-            results: output.results,
-            unavailable: output.unavailable,
-        }
+        assert!(output.info.is_some());
+        let (cpu, qemu) = ("AMD EPYC".into(), "QEMU emulator version 7.2.22".into());
+        Report::on(output, cpu, qemu, "tcg", mode)
     }
 
     #[test]

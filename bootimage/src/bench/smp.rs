@@ -13,8 +13,8 @@
 use std::fmt::Write;
 
 use super::json::{self, number};
-use super::report::{self, Machine, Mode, Report};
-use super::{machine, table};
+use super::report::{self, Mode, Report};
+use super::table;
 use crate::qemu::Accel;
 use crate::{Error, Result, guest, setup};
 
@@ -79,19 +79,7 @@ pub fn run(options: &Options, accel: Accel) -> Result<bool> {
         let run = super::boot_kbench("@smp", mode == Mode::Icount, CORES, accel)?;
         let output = report::parse_guest(run.lines.iter().map(|line| line.text.as_str()))
             .map_err(|error| Error::new(format!("kbench printed a bad result line: {error}")))?;
-        let info = output.info.unwrap_or_default();
-        let report = Report {
-            machine: Machine {
-                cpu: machine::cpu_model(),
-                qemu: machine::qemu_version(),
-                accel: "tcg".into(),
-                tsc_hz: info.tsc_hz,
-                timer_read_overhead: info.timer_read_overhead,
-            },
-            mode,
-            results: output.results,
-            unavailable: output.unavailable,
-        };
+        let report = Report::of_guest(output, "tcg", mode);
         println!("bootimage: two cores, {}:", mode_words(mode));
         println!("{}", table::results(&report));
     }
