@@ -246,23 +246,17 @@ impl Table {
     /// After each poll: while a handshake is under way, hand listeners their new
     /// connections and listen with fresh sockets; let go of closed streams.
     pub fn tidy(&self) {
-        let mut poke = false;
         if self.handshakes.get() {
             let mut under_way = false;
             for entry in self.entries.borrow_mut().values_mut() {
                 if let Kind::Listener(listener) = &mut entry.kind {
-                    let (added, pending) = self.refill(listener);
-                    poke |= added;
-                    under_way |= pending;
+                    under_way |= self.refill(listener);
                 }
             }
             self.handshakes.set(under_way);
         }
         if !self.closing.borrow().is_empty() {
             self.let_go();
-        }
-        if poke {
-            self.stack.poke();
         }
     }
 
@@ -286,10 +280,10 @@ impl Table {
         });
     }
 
-    /// Move connected sockets to the accept queue and listen with fresh ones: whether a
-    /// socket was added (the stack should poll again), and whether one is still
-    /// mid-handshake (to be looked at after the next poll).
-    fn refill(&self, listener: &mut Listener) -> (bool, bool) {
+    /// Move connected sockets to the accept queue and listen with fresh ones; whether one
+    /// is still mid-handshake (to be looked at after the next poll). A fresh listening
+    /// socket needs no poll: it has nothing to send until a SYN comes.
+    fn refill(&self, listener: &mut Listener) -> bool {
         let mut sockets = self.stack.sockets.borrow_mut();
         let (mut connected, mut idle, mut pending) = (false, 0, false);
         listener.listening.retain(|&handle| {
@@ -312,7 +306,6 @@ impl Table {
         if connected && let Some(waker) = listener.acceptor.take() {
             waker.wake();
         }
-        let mut added = false;
         while idle < SPARE && listener.listening.len() + listener.ready.len() < listener.capacity()
         {
             match self.listen_on(listener.port) {
@@ -320,9 +313,8 @@ impl Table {
                 Err(_) => break,
             }
             idle += 1;
-            added = true;
         }
-        (added, pending)
+        pending
     }
 
     /// Queue some of `data` on stream `id`, waiting for room: how many bytes were taken.

@@ -12,7 +12,9 @@ use core::time::Duration;
 
 use futures_util::future::{Either, select};
 use keel_rt::{executor, println, time};
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -141,7 +143,7 @@ impl Stack {
         self.driver.work.raise();
     }
 
-    /// Take in every frame received, then send what the sockets have; how long until
+    /// Take in every frame received, then send all the sockets may; how long until
     /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, so a
     /// listener gets a fresh socket before the next one, and a burst of connections finds
     /// one each.
@@ -163,7 +165,13 @@ impl Stack {
         }
         let mut iface = self.iface.borrow_mut();
         let mut sockets = self.sockets.borrow_mut();
-        iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut sockets);
+        // One pass lets each socket send one frame: pass again while any did, so a
+        // socket sends all its window and buffer allow now, not one segment a poll (which
+        // cost a poll per segment of a download, and a timer tick before the second
+        // segment of a small answer).
+        while iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut sockets)
+            == PollResult::SocketStateChanged
+        {}
         let event = sockets.get_mut::<dhcpv4::Socket>(self.dhcp).poll();
         match event {
             Some(dhcpv4::Event::Configured(lease)) => self.apply(
