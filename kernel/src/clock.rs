@@ -34,3 +34,8 @@ pub fn frame() -> PhysAddr {
 pub fn publish(ticks: u64) {
     word(offset_of!(ClockPage, ticks)).store(ticks, Ordering::Release);
 }
+
+/// The ticks since boot, as last published.
+pub fn ticks() -> u64 {
+    word(offset_of!(ClockPage, ticks)).load(Ordering::Acquire)
+}

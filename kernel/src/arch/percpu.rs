@@ -48,6 +48,9 @@ pub struct PerCpu {
     pub(super) shootdown: AtomicU64,
     /// The address of the scheduler's record for this core, so that reaching it is one load.
     scheduler: AtomicU64,
+    /// The tick at which the first of this core's timers ends (`u64::MAX`: none), so that
+    /// an idle core's tick takes the kernel lock only when one is due.
+    next_timer: AtomicU64,
     pub(super) segments: Segments,
     /// The stack an application processor starts on, then idles on.
     pub(super) boot_stack: Stack,
@@ -71,6 +74,7 @@ static mut CORES: [PerCpu; MAX_CORES] = [const {
         due: AtomicU64::new(0),
         shootdown: AtomicU64::new(0),
         scheduler: AtomicU64::new(0),
+        next_timer: AtomicU64::new(u64::MAX),
         segments: Segments::new(),
         boot_stack: Stack::new(),
     }
@@ -221,6 +225,16 @@ pub fn scheduler() -> u64 {
 /// Set core `core`'s scheduler record.
 pub fn set_scheduler(core: usize, record: u64) {
     of(core).scheduler.store(record, Ordering::Release);
+}
+
+/// Core `core`'s first timer ends at tick `until` (`u64::MAX`: it has none).
+pub fn set_next_timer(core: usize, until: u64) {
+    of(core).next_timer.store(until, Ordering::Relaxed);
+}
+
+/// The tick at which this core's first timer ends (`u64::MAX`: none).
+pub fn next_timer() -> u64 {
+    of(index()).next_timer.load(Ordering::Relaxed)
 }
 
 /// How many cores are running.

@@ -1,5 +1,11 @@
-//! The ticket spinlock that guards the kernel state: cores take it in the order they
-//! asked (a ticket each), so none starves.
+//! The kernel's lock: one ticket lock per core, so that the fast path on one core never
+//! waits for another core's fast path (a "big reader" lock, as Linux's brlock).
+//!
+//! A core takes its own ticket lock alone for the kernel's *shared* mode, in which it
+//! touches only what it locks object by object (the IPC fast path, `kernel/fastpath.rs`);
+//! the *exclusive* mode, everything else, takes every core's in core order, so it waits for
+//! each core's shared holder to finish and keeps them all out. Cores take each ticket lock
+//! in the order they asked, so none starves.
 //!
 //! The kernel runs with interrupts off except in the idle loop, which holds no lock, so
 //! an interrupt handler never finds its own core holding a lock: the lock need not save
@@ -7,9 +13,9 @@
 //! answers TLB shootdowns (`tlb.rs`), which the holder may be waiting for. A core that waits
 //! longer than [`WATCHDOG_MS`] panics rather than hang: the lock was taken twice on one
 //! core, or held too long. Debug builds name the holding core and where it took the lock;
-//! release builds keep the uncontended path to one atomic add and one store.
+//! release builds keep the uncontended path to one atomic add and one store per core.
 
-use super::percpu;
+use super::percpu::{self, MAX_CORES};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -20,7 +26,124 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// that a stuck one fails its test long before the test's timeout.
 pub const WATCHDOG_MS: u64 = 5000;
 
-pub struct TicketLock<T> {
+/// The value and a ticket lock per core.
+pub struct CoreLock<T> {
+    tickets: [Ticket; MAX_CORES],
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached mutably only through an exclusive guard, which holds every
+// core's ticket; a shared guard gives only a pointer, for code whose own per-object locks
+// keep the cores apart (see `kernel::Shared`).
+unsafe impl<T: Send> Sync for CoreLock<T> {}
+
+/// The lock in exclusive mode: every core's ticket.
+pub struct Exclusive<'a, T> {
+    lock: &'a CoreLock<T>,
+}
+
+/// The lock in shared mode: this core's ticket.
+pub struct Shared<'a, T> {
+    lock: &'a CoreLock<T>,
+    core: usize,
+}
+
+impl<T> CoreLock<T> {
+    pub const fn new(value: T) -> Self {
+        CoreLock {
+            tickets: [const { Ticket::new() }; MAX_CORES],
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Every running core's ticket, in core order.
+    #[inline]
+    #[track_caller]
+    pub fn lock(&self) -> Exclusive<'_, T> {
+        for ticket in &self.tickets[..percpu::online()] {
+            ticket.acquire();
+        }
+        Exclusive { lock: self }
+    }
+
+    /// This core's ticket.
+    #[inline]
+    #[track_caller]
+    pub fn lock_shared(&self) -> Shared<'_, T> {
+        let core = percpu::index();
+        self.tickets[core].acquire();
+        Shared { lock: self, core }
+    }
+
+    /// Every ticket if all are free now (for the panic path's report).
+    #[track_caller]
+    pub fn try_lock(&self) -> Option<Exclusive<'_, T>> {
+        let tickets = &self.tickets[..percpu::online()];
+        for (taken, ticket) in tickets.iter().enumerate() {
+            if !ticket.try_acquire() {
+                tickets[..taken].iter().for_each(Ticket::release);
+                return None;
+            }
+        }
+        Some(Exclusive { lock: self })
+    }
+
+    /// How often a core found a ticket lock held and waited, and for how many TSC cycles in
+    /// all, since boot: how much the cores serialize on the kernel.
+    pub fn contention(&self) -> (u64, u64) {
+        self.tickets.iter().fold((0, 0), |(waits, waited), ticket| {
+            (
+                waits + ticket.waits.load(Ordering::Relaxed),
+                waited + ticket.waited.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+impl<T> Drop for Exclusive<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        for ticket in self.lock.tickets[..percpu::online()].iter().rev() {
+            ticket.release();
+        }
+    }
+}
+
+impl<T> Deref for Exclusive<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: every core's ticket is held: no other guard lives.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for Exclusive<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Shared<'_, T> {
+    /// The value, which other cores' shared guards reach at the same time: what may be
+    /// done through it is the caller's to argue.
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *mut T {
+        self.lock.value.get()
+    }
+}
+
+impl<T> Drop for Shared<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.tickets[self.core].release();
+    }
+}
+
+/// One ticket lock, on a cache line of its own so that cores taking their own do not
+/// share one.
+#[repr(align(64))]
+struct Ticket {
     next: AtomicU32,
     serving: AtomicU32,
     /// Takings that found it held and waited, and the TSC cycles they waited: written
@@ -30,33 +153,24 @@ pub struct TicketLock<T> {
     /// Who holds it, and since where (debug builds).
     #[cfg(debug_assertions)]
     holder: Holder,
-    value: UnsafeCell<T>,
 }
 
-// SAFETY: the value is reached only through a guard, and one core at a time holds one.
-unsafe impl<T: Send> Sync for TicketLock<T> {}
-
-pub struct TicketGuard<'a, T> {
-    lock: &'a TicketLock<T>,
-}
-
-impl<T> TicketLock<T> {
-    pub const fn new(value: T) -> Self {
-        TicketLock {
+impl Ticket {
+    const fn new() -> Self {
+        Ticket {
             next: AtomicU32::new(0),
             serving: AtomicU32::new(0),
             waits: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             #[cfg(debug_assertions)]
             holder: Holder::new(),
-            value: UnsafeCell::new(value),
         }
     }
 
-    /// Wait for the lock, in turn.
+    /// Wait for the lock, in turn, without a guard: [`release`](Self::release) gives it back.
     #[inline]
     #[track_caller]
-    pub fn lock(&self) -> TicketGuard<'_, T> {
+    fn acquire(&self) {
         debug_assert!(
             !x86_64::instructions::interrupts::are_enabled(),
             "a kernel lock taken with interrupts on"
@@ -65,25 +179,32 @@ impl<T> TicketLock<T> {
         if self.serving.load(Ordering::Acquire) != ticket {
             self.wait(ticket);
         }
-        self.hold()
-    }
-
-    /// The lock if it is free now (for the panic path's report).
-    #[track_caller]
-    pub fn try_lock(&self) -> Option<TicketGuard<'_, T>> {
-        let serving = self.serving.load(Ordering::Acquire);
-        self.next
-            .compare_exchange(serving, serving + 1, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        Some(self.hold())
-    }
-
-    #[inline]
-    #[track_caller]
-    fn hold(&self) -> TicketGuard<'_, T> {
         #[cfg(debug_assertions)]
         self.holder.set(core::panic::Location::caller());
-        TicketGuard { lock: self }
+    }
+
+    /// Give back a lock taken by [`acquire`](Self::acquire) or [`try_acquire`](Self::try_acquire).
+    #[inline]
+    fn release(&self) {
+        #[cfg(debug_assertions)]
+        self.holder.clear();
+        // Only the holder moves `serving`, so a load and a store make the increment.
+        let serving = self.serving.load(Ordering::Relaxed);
+        self.serving.store(serving + 1, Ordering::Release);
+    }
+
+    #[track_caller]
+    fn try_acquire(&self) -> bool {
+        let serving = self.serving.load(Ordering::Acquire);
+        let taken = self
+            .next
+            .compare_exchange(serving, serving + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        #[cfg(debug_assertions)]
+        if taken {
+            self.holder.set(core::panic::Location::caller());
+        }
+        taken
     }
 
     #[cold]
@@ -105,15 +226,6 @@ impl<T> TicketLock<T> {
             .fetch_add(super::cpu::read_tsc() - start, Ordering::Relaxed);
     }
 
-    /// How often a core found the lock held and waited, and for how many TSC cycles in
-    /// all, since boot: how much the cores serialize on it.
-    pub fn contention(&self) -> (u64, u64) {
-        (
-            self.waits.load(Ordering::Relaxed),
-            self.waited.load(Ordering::Relaxed),
-        )
-    }
-
     #[cold]
     fn stuck(&self, ticket: u32) -> ! {
         #[cfg(debug_assertions)]
@@ -122,36 +234,10 @@ impl<T> TicketLock<T> {
         let holder = "taken twice on one core, or held too long";
         let serving = self.serving.load(Ordering::Relaxed);
         panic!(
-            "core {} waited {WATCHDOG_MS} ms for the kernel lock with ticket {ticket} \
+            "core {} waited {WATCHDOG_MS} ms for a kernel lock with ticket {ticket} \
              (serving {serving}): {holder}",
             percpu::index()
         )
-    }
-}
-
-impl<T> Drop for TicketGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        #[cfg(debug_assertions)]
-        self.lock.holder.clear();
-        // Only the holder moves `serving`, so a load and a store make the increment.
-        let serving = self.lock.serving.load(Ordering::Relaxed);
-        self.lock.serving.store(serving + 1, Ordering::Release);
-    }
-}
-
-impl<T> Deref for TicketGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard is the only way to the value while it lives.
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T> DerefMut for TicketGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
-        unsafe { &mut *self.lock.value.get() }
     }
 }
 

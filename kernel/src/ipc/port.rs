@@ -45,6 +45,15 @@ pub struct FastCounts {
 }
 
 impl FastCounts {
+    /// Both counts together.
+    pub fn add(self, other: FastCounts) -> FastCounts {
+        FastCounts {
+            calls: self.calls + other.calls,
+            replies: self.replies + other.replies,
+            signals: self.signals + other.signals,
+        }
+    }
+
     /// `stats` with the fast path's calls (each sent, received and a call), replies and
     /// signals (each a notification).
     pub fn fold(self, mut stats: IpcStats) -> IpcStats {
@@ -160,6 +169,21 @@ impl Port {
         self.receivers.push(threads, tid);
     }
 
+    /// The last receiver in line, if any.
+    #[inline(always)]
+    pub fn last_receiver(&self) -> Option<Tid> {
+        self.receivers.last()
+    }
+
+    /// `tid` waits to receive, last in line behind `last`, the record of
+    /// [`last_receiver`](Self::last_receiver) (the fast path holds it): only while nothing
+    /// waits to be received.
+    #[inline(always)]
+    pub fn wait_behind(&mut self, last: Option<&mut impl Receiver>, tid: Tid) {
+        debug_assert!(!self.has_waiting() && !self.closed);
+        self.receivers.push_behind(last, tid);
+    }
+
     /// Take the first receiver in line, to hand it what arrived.
     #[inline(always)]
     pub fn pop_receiver(&mut self, threads: &Table<impl Receiver>) -> Option<Tid> {
@@ -215,17 +239,26 @@ impl Receivers {
         self.ends.map(|(first, _)| first)
     }
 
+    pub fn last(&self) -> Option<Tid> {
+        self.ends.map(|(_, last)| last)
+    }
+
     /// Put `tid` last in line.
     #[inline]
     pub fn push(&mut self, threads: &mut Table<impl Receiver>, tid: Tid) {
-        match &mut self.ends {
-            None => self.ends = Some((tid, tid)),
-            Some((_, last)) => {
-                if let Some(thread) = threads.get_mut(last) {
-                    thread.set_next_receiver(tid);
-                }
-                *last = tid;
+        let last = self.last().and_then(|last| threads.get_mut(&last));
+        self.push_behind(last, tid);
+    }
+
+    /// Put `tid` last in line, behind `last`, the record of the last in line now (if any).
+    #[inline(always)]
+    pub fn push_behind(&mut self, last: Option<&mut impl Receiver>, tid: Tid) {
+        match (&mut self.ends, last) {
+            (Some((_, end)), Some(last)) => {
+                last.set_next_receiver(tid);
+                *end = tid;
             }
+            _ => self.ends = Some((tid, tid)),
         }
     }
 

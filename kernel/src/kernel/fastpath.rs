@@ -23,23 +23,31 @@
 //! The path cache (`ipc/path_cache.rs`) remembers, per thread, the last few port handles it
 //! used and what they resolved to.
 //!
+//! It runs in the kernel's *shared* mode: it takes only this core's ticket of the kernel
+//! lock (`arch/spinlock.rs`), so fast paths on different cores run at once, and locks each
+//! object it changes on its own ([`Fast`]): the port, then the other thread (and a port's
+//! last waiting receiver, to queue behind it). The running thread's record is this core's
+//! already: a core keeps it locked while the thread runs (`sched::Core::load`), and hands
+//! the lock on with the CPU. Every lock is tried, never waited for: when one is held
+//! elsewhere the general path, in exclusive mode, takes the call, so no two cores ever wait
+//! for each other here. In shared mode nothing changes a table's shape, an address space,
+//! or another core's scheduler record.
+//!
 //! It sits at the root, not in `ipc/`, because it works across the objects at once: the
 //! running thread, the port, the other thread and both processes' address spaces.
 
-use super::{Kernel, kernel};
+use super::{KERNEL, Kernel};
+use crate::arch::spinlock;
 use crate::arch::trap::TrapFrame;
-use crate::cap::{Found, Object};
-use crate::ipc::path_cache::PathEntry;
-use crate::ipc::{Delivered, PortId, ReplyRef};
+use crate::ipc::{Delivered, Port, PortId, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
-use crate::sched::thread::{Thread, ThreadState};
-use crate::sched::{park, timeout_ticks, work_pending};
-use crate::table::Table;
+use crate::sched::thread::{Thread, ThreadState, Tid};
+use crate::sched::{Core, park, timeout_ticks, work_pending};
+use crate::table::{EntryGuard, Table};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use keel_abi::Error;
-use keel_abi::cap::{Handle, kind, rights};
+use keel_abi::cap::{Handle, rights};
 use keel_abi::ipc::{IpcBuffer, MAX_PAYLOAD, MESSAGE_CAPS, MessageInfo};
 
 /// Off with `fastpath=off` on the kernel command line: every call takes the general path.
@@ -75,14 +83,6 @@ fn may_switch_to(from: &Thread, to: &Thread) -> bool {
         && to.home() == from.home()
 }
 
-/// Whether the door is open: the fast path is on and no end-of-syscall work is due. Asked
-/// under the lock: another core may have given this one work (ended its thread, say)
-/// while it waited.
-#[inline(always)]
-fn door_open() -> bool {
-    is_enabled() && !work_pending()
-}
-
 /// The message a call or reply carries, if the fast path can carry it.
 #[inline(always)]
 fn carried_info(frame: &TrapFrame) -> Option<MessageInfo> {
@@ -97,11 +97,9 @@ extern "C" fn fastpath_call(frame: &TrapFrame) -> *const TrapFrame {
     let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    let mut k = kernel();
-    if !door_open() {
-        return ptr::null();
-    }
-    k.fast_call(frame, info).unwrap_or(ptr::null())
+    Fast::enter()
+        .and_then(|mut fast| fast.call(frame, info))
+        .unwrap_or(ptr::null())
 }
 
 /// `port_reply_recv` at the door, as [`fastpath_call`]: the caller's frame, or null.
@@ -110,21 +108,17 @@ extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
     let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    let mut k = kernel();
-    if !door_open() {
-        return ptr::null();
-    }
-    k.fast_reply_recv(frame, info).unwrap_or(ptr::null())
+    Fast::enter()
+        .and_then(|mut fast| fast.reply_recv(frame, info))
+        .unwrap_or(ptr::null())
 }
 
 /// `port_signal_recv` at the door, as [`fastpath_call`]: the woken thread's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
-    let mut k = kernel();
-    if !door_open() {
-        return ptr::null();
-    }
-    k.fast_signal_recv(frame).unwrap_or(ptr::null())
+    Fast::enter()
+        .and_then(|mut fast| fast.signal_recv(frame))
+        .unwrap_or(ptr::null())
 }
 
 /// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability
@@ -135,14 +129,14 @@ extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
 #[cold]
 #[inline(never)]
 fn copy_payload(
-    processes: &mut Table<Process>,
+    processes: &Table<Process>,
     from: &mut Thread,
     to: &mut Thread,
     len: usize,
 ) -> Option<()> {
-    let source = processes.get_mut(&from.process())?.space.as_mut()?;
+    let source = processes.get(&from.process())?.space.as_ref()?;
     let source = from.ipc_buffer_frame(source)?;
-    let target = processes.get_mut(&to.process())?.space.as_mut()?;
+    let target = processes.get(&to.process())?.space.as_ref()?;
     let target = to.ipc_buffer_frame(target)?;
     let payload = core::mem::offset_of!(IpcBuffer, payload);
     let handles = core::mem::size_of::<[u32; MESSAGE_CAPS]>();
@@ -150,7 +144,9 @@ fn copy_payload(
     // those spaces' current epochs: RAM frames from the frame allocator, all in the direct
     // map, which user processes own now. A buffer fills its page, and `len` is at most
     // MAX_PAYLOAD (`carried`), so both ranges stay in their pages. The two buffers may be one
-    // page: `copy` allows the overlap.
+    // page: `copy` allows the overlap. Each belongs to a thread whose record is locked here,
+    // the one running on this core and the one it hands over to, so no other core's fast
+    // path writes them; their owners are not running.
     unsafe {
         let target = phys_to_virt(target) as *mut u8;
         target.write_bytes(0, handles);
@@ -167,88 +163,118 @@ fn delivered_info(sent: MessageInfo) -> u64 {
     MessageInfo::new(sent.label(), sent.payload_len(), 0).0
 }
 
-impl Kernel {
-    /// Resolve a port capability of the running thread, through its path cache.
+/// The kernel in shared mode, as the fast path sees it: this core's ticket of the kernel
+/// lock, this core's scheduler record, and the tables whose entries it locks one by one.
+/// Nothing else is reachable through it, so nothing else can be changed.
+struct Fast {
+    core: &'static mut Core,
+    threads: &'static Table<Thread>,
+    ports: &'static Table<Port>,
+    processes: &'static Table<Process>,
+    ticks: u64,
+    /// Dropped last: the references above are not used past it.
+    _lock: spinlock::Shared<'static, Option<Kernel>>,
+}
+
+type Locked<'a, T> = EntryGuard<'a, T>;
+
+impl Fast {
+    /// Take this core's ticket; `None`, for the general path, when the door is shut: the
+    /// fast path is off, or end-of-syscall work is due (asked under the lock: another core
+    /// may have given this one work, ended its thread say, while it waited).
     #[inline(always)]
-    pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
-        let Some(&entry) = self.running().path_cache().find(handle, rights) else {
-            return self.port_lookup_miss(handle, rights);
-        };
-        self.ipc_stats.path_cache_hits += 1;
-        let found = Found {
-            id: entry.cap,
-            object: Object::Port(entry.port),
-            rights: entry.rights,
-            badge: entry.badge,
-        };
-        Ok((entry.port, found))
+    fn enter() -> Option<Fast> {
+        let lock = KERNEL.lock_shared();
+        if !is_enabled() || work_pending() {
+            return None;
+        }
+        // SAFETY: this core's ticket is held, so no core is in exclusive mode, the only mode
+        // that changes the state outside cells (table shapes, address spaces, the tick) or
+        // makes it: it stays put while `lock` lives, which outlives these references.
+        let kernel = unsafe { (*lock.as_ptr()).as_ref()? };
+        Some(Fast {
+            // SAFETY: in shared mode each core reaches only its own record, through here.
+            core: unsafe { Core::here() },
+            threads: &kernel.threads,
+            ports: &kernel.ports,
+            processes: &kernel.processes,
+            ticks: kernel.ticks,
+            _lock: lock,
+        })
     }
 
-    /// [`Kernel::port_lookup`] past the path cache: check the capability and remember it.
-    #[cold]
-    #[inline(never)]
-    fn port_lookup_miss(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
-        let tid = self.sched.current();
-        let pid = self.current_pid();
-        self.ipc_stats.path_cache_misses += 1;
-        let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
-        let Object::Port(port) = found.object else {
-            return Err(Error::WrongType);
-        };
-        let cache = self
-            .threads
-            .get_mut(&tid)
-            .expect("running thread")
-            .path_cache_mut();
-        cache.remember(PathEntry {
-            handle,
-            rights: found.rights,
-            port,
-            cap: found.id,
-            badge: found.badge,
-        });
-        Ok((port, found))
+    /// The running thread's record, this core's while it runs. Each fast path uses it only
+    /// until it hands the CPU on (`Core::resume_parked`), the last step that touches it.
+    #[inline(always)]
+    fn running(&self) -> Option<&'static mut Thread> {
+        // SAFETY: this core's ticket is held and nothing else here reaches the record; each
+        // caller lets it go before handing the CPU on (see above).
+        unsafe { self.core.running() }
+    }
+
+    #[inline(always)]
+    fn thread(&self, tid: Tid) -> Option<Locked<'static, Thread>> {
+        // SAFETY: in shared mode the tables are reached only through `try_lock`: `Fast`
+        // offers nothing else, and the exclusive mode waits for this core's ticket.
+        unsafe { self.threads.try_lock(tid) }
+    }
+
+    #[inline(always)]
+    fn port(&self, port: PortId) -> Option<Locked<'static, Port>> {
+        // SAFETY: as in `thread`.
+        unsafe { self.ports.try_lock(port) }
+    }
+
+    /// The last receiver waiting on `port`, locked, to queue `tid` behind: `Some(None)` if
+    /// nobody waits, `None` if it is locked elsewhere.
+    #[inline(always)]
+    fn last_receiver(&self, port: &Port) -> Option<Option<Locked<'static, Thread>>> {
+        match port.last_receiver() {
+            None => Some(None),
+            Some(last) => self.thread(last).map(Some),
+        }
     }
 
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
     /// buffer): the caller is left waiting for the answer, parked, and the receiver runs.
     #[inline(always)]
-    fn fast_call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
+    fn call(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
-        let caller_id = self.sched.current();
-        let entry = *self.running().path_cache().find(handle, rights::SEND)?;
-        let receiver_id = self.ports.get(&entry.port)?.first_receiver()?;
-        let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
-        let port = self.ports.get_mut(&entry.port)?;
+        let caller_id = self.core.current();
+        let caller = self.running()?;
+        let entry = *caller.path_cache().find(handle, rights::SEND)?;
+        let mut port = self.port(entry.port)?;
+        let receiver_id = port.first_receiver()?;
+        let mut receiver = self.thread(receiver_id)?;
         let woken_state = receiver.state();
         // An unanswered call must be abandoned first: the general path's business.
         if !matches!(woken_state, ThreadState::Receiving { .. })
-            || !may_switch_to(caller, receiver)
+            || !may_switch_to(caller, &receiver)
             || receiver.pending_reply().is_some()
         {
             return None;
         }
         if info.payload_len() != 0 {
-            copy_payload(&mut self.processes, caller, receiver, info.payload_len())?;
+            copy_payload(self.processes, caller, &mut receiver, info.payload_len())?;
         }
         // Nothing can fail from here on.
-        self.sched.forget_timer(receiver_id, woken_state);
-        port.pop_first_receiver(receiver);
+        self.core.forget_timer(receiver_id, woken_state);
+        port.pop_first_receiver(&*receiver);
         port.count_fast_call();
-        self.fast.calls += 1;
+        self.core.fast_counts().calls += 1;
         let reply = caller.next_call(caller_id, entry.port);
         caller.block(ThreadState::WaitingReply(reply.seq));
         park(caller, Delivered::Answer);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         receiver.load_registers(1, entry.badge, delivered_info(info), words);
         receiver.replace_pending_reply(Some(reply));
-        Some(self.sched.resume_parked(receiver_id, receiver))
+        Some(self.core.resume_parked(receiver_id, receiver))
     }
 
     /// Notify a port whose receiver waits and wait on another, in one step: the receiver
     /// runs with the bits in its registers, the caller is left receiving, parked.
     #[inline(always)]
-    fn fast_signal_recv(&mut self, frame: &TrapFrame) -> Option<*const TrapFrame> {
+    fn signal_recv(&mut self, frame: &TrapFrame) -> Option<*const TrapFrame> {
         let (signal, bits) = (Handle::try_from(frame.rdi).ok()?, frame.rsi);
         let wait = Handle::try_from(frame.rdx).ok()?;
         let until = match timeout_ticks(frame.r10) {
@@ -256,72 +282,69 @@ impl Kernel {
             Some(0) => return None,
             Some(ticks) => Some(self.ticks.saturating_add(ticks)),
         };
-        let caller_id = self.sched.current();
-        let cache = self.running().path_cache();
+        let caller_id = self.core.current();
+        let caller = self.running()?;
+        let cache = caller.path_cache();
         let signal = cache.find(signal, rights::SEND)?.port;
         let wait = cache.find(wait, rights::RECEIVE)?.port;
         // Zero bits wake nobody; something already waiting on `wait` is returned at once.
-        let waiting = self.ports.get(&wait)?;
+        let mut waiting = self.port(wait)?;
         if bits == 0 || waiting.is_closed() || waiting.notification() != 0 || waiting.has_queued() {
             return None;
         }
-        let receiver_id = self.ports.get(&signal)?.first_receiver()?;
-        let (caller, receiver) = self.sched.running_and(&mut self.threads, receiver_id)?;
+        let mut last = self.last_receiver(&waiting)?;
+        let mut woken = self.port(signal)?;
+        let receiver_id = woken.first_receiver()?;
+        let mut receiver = self.thread(receiver_id)?;
         let woken_state = receiver.state();
-        if !matches!(woken_state, ThreadState::Receiving { .. }) || !may_switch_to(caller, receiver)
+        if !matches!(woken_state, ThreadState::Receiving { .. })
+            || !may_switch_to(caller, &receiver)
         {
             return None;
         }
-        let woken = self.ports.get_mut(&signal)?;
         // Nothing can fail from here on.
-        self.sched.forget_timer(receiver_id, woken_state);
-        woken.pop_first_receiver(receiver);
+        self.core.forget_timer(receiver_id, woken_state);
+        woken.pop_first_receiver(&*receiver);
         woken.count_fast_signal();
-        self.fast.signals += 1;
+        self.core.fast_counts().signals += 1;
         let state = ThreadState::Receiving { port: wait, until };
         caller.block(state);
         park(caller, Delivered::Received);
         receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
-        let next = self.sched.resume_parked(receiver_id, receiver);
-        self.sched.time(caller_id, state);
-        // The port to wait on was found above, under the same lock: it is still there.
-        if let Some(waiting) = self.ports.get_mut(&wait) {
-            waiting.wait(&mut self.threads, caller_id);
-        }
+        let next = self.core.resume_parked(receiver_id, receiver);
+        self.core.time(caller_id, state);
+        waiting.wait_behind(last.as_deref_mut(), caller_id);
         Some(next)
     }
 
     /// Answer the pending call with a message without capabilities and wait on the port in
     /// one step: the caller runs, the server is left receiving, parked.
     #[inline(always)]
-    fn fast_reply_recv(
-        &mut self,
-        frame: &TrapFrame,
-        info: MessageInfo,
-    ) -> Option<*const TrapFrame> {
+    fn reply_recv(&mut self, frame: &TrapFrame, info: MessageInfo) -> Option<*const TrapFrame> {
         let handle = Handle::try_from(frame.rdi).ok()?;
-        let server_id = self.sched.current();
-        let server = self.running();
+        let server_id = self.core.current();
+        let server = self.running()?;
         let entry = server.path_cache().find(handle, rights::RECEIVE)?;
         let reply: ReplyRef = server.pending_reply()?;
         if reply.port != entry.port {
             return None;
         }
-        let (server, caller) = self.sched.running_and(&mut self.threads, reply.caller)?;
-        let port = self.ports.get_mut(&reply.port)?;
+        let mut port = self.port(reply.port)?;
         if port.has_queued() || port.notification() != 0 || port.is_closed() {
             return None;
         }
+        let mut last = self.last_receiver(&port)?;
+        let mut caller = self.thread(reply.caller)?;
         let awaited = matches!(caller.state(), ThreadState::WaitingReply(seq) if seq == reply.seq);
-        if !awaited || !may_switch_to(server, caller) {
+        if !awaited || !may_switch_to(server, &caller) {
             return None;
         }
         if info.payload_len() != 0 {
-            copy_payload(&mut self.processes, server, caller, info.payload_len())?;
+            copy_payload(self.processes, server, &mut caller, info.payload_len())?;
         }
         // Nothing can fail from here on.
         port.count_fast_reply();
-        self.fast.replies += 1;
+        self.core.fast_counts().replies += 1;
         server.take_pending_reply();
         server.block(ThreadState::Receiving {
             port: reply.port,
@@ -330,8 +353,8 @@ impl Kernel {
         park(server, Delivered::Received);
         let words = [frame.rdx, frame.r10, frame.r8, frame.r9];
         caller.load_registers(0, 0, delivered_info(info), words);
-        let next = self.sched.resume_parked(reply.caller, caller);
-        port.wait(&mut self.threads, server_id);
+        let next = self.core.resume_parked(reply.caller, caller);
+        port.wait_behind(last.as_deref_mut(), server_id);
         Some(next)
     }
 }

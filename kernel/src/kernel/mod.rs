@@ -3,10 +3,13 @@
 //! interrupt or log bytes signalled to a port) belongs here rather than in one object's
 //! module.
 //!
-//! The lock is a ticket spinlock (`arch::spinlock`): cores take it in turn. The kernel
-//! never takes interrupts in ring 0 (except while idle, holding nothing), so an interrupt
-//! never meets its own core holding it. Taking it twice is a kernel bug and panics loudly
-//! instead of hanging.
+//! The lock has a ticket per core (`arch::spinlock`): [`kernel`] takes them all, the
+//! *exclusive* mode, which every syscall handler, switch and interrupt uses; the IPC fast
+//! path takes its core's alone, the *shared* mode, and locks each object it touches
+//! (`fastpath.rs`), so fast paths on different cores do not wait for each other. The
+//! kernel never takes interrupts in ring 0 (except while idle, holding nothing), so an
+//! interrupt never meets its own core holding it. Taking it twice is a kernel bug and
+//! panics loudly instead of hanging.
 
 mod capability;
 mod dma;
@@ -21,11 +24,10 @@ pub mod spawn;
 pub mod switch;
 mod thread;
 
-use crate::arch::spinlock::{TicketGuard, TicketLock};
+use crate::arch::spinlock::{CoreLock, Exclusive};
 use crate::cap::audit::AuditLog;
 use crate::cap::{CapTable, Object};
 use crate::device::Devices;
-use crate::ipc::port::FastCounts;
 use crate::ipc::{Port, PortId};
 use crate::mm::object::MemoryObject;
 use crate::mm::space::AddressSpace;
@@ -48,8 +50,6 @@ pub struct Kernel {
     devices: Devices,
     /// System-wide IPC counters.
     ipc_stats: IpcStats,
-    /// What the fast path handed over, system-wide (see [`Kernel::ipc_stats`]).
-    fast: FastCounts,
     pub ticks: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
     doomed: alloc::vec::Vec<crate::ipc::Message>,
@@ -59,12 +59,12 @@ pub struct Kernel {
     dma_held: alloc::collections::BTreeMap<Pid, dma::Held>,
 }
 
-pub static KERNEL: TicketLock<Option<Kernel>> = TicketLock::new(None);
+pub static KERNEL: CoreLock<Option<Kernel>> = CoreLock::new(None);
 
-/// The locked kernel state. It keeps a pointer to the state so that reaching it does not
-/// check, at every use, that it was initialised.
+/// The kernel state in exclusive mode. It keeps a pointer to the state so that reaching
+/// it does not check, at every use, that it was initialised.
 pub struct KernelGuard {
-    _lock: TicketGuard<'static, Option<Kernel>>,
+    _lock: Exclusive<'static, Option<Kernel>>,
     state: NonNull<Kernel>,
 }
 
@@ -84,8 +84,8 @@ impl core::ops::DerefMut for KernelGuard {
     }
 }
 
-/// The kernel state, once the cores before this one are done with it. Panics if this core
-/// holds it already (a kernel bug, never a user's doing).
+/// The kernel state in exclusive mode, once the cores before this one are done with it.
+/// Panics if this core holds it already (a kernel bug, never a user's doing).
 #[inline]
 #[track_caller]
 pub fn kernel() -> KernelGuard {
@@ -115,7 +115,6 @@ pub fn init() {
         audit: AuditLog::default(),
         devices: Devices::default(),
         ipc_stats: IpcStats::default(),
-        fast: FastCounts::default(),
         ticks: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,

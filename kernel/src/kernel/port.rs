@@ -3,20 +3,22 @@
 //! drained, with what its messages held. The port's own rules are in `ipc/port.rs`.
 
 use super::Kernel;
-use crate::cap::{CapId, Holder};
+use crate::cap::{CapId, Found, Holder, Object};
+use crate::ipc::path_cache::PathEntry;
 use crate::ipc::{Delivery, Message, PortId};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use keel_abi::Error;
-use keel_abi::cap::rights;
+use keel_abi::cap::{Handle, kind, rights};
 use keel_abi::ipc::{IpcStats, MessageInfo};
 
 impl Kernel {
     /// The system-wide counters. Every fast-path message also found its port in the path
     /// cache.
     pub fn ipc_stats(&self) -> IpcStats {
-        let mut stats = self.fast.fold(self.ipc_stats);
-        stats.path_cache_hits += self.fast.lookups();
+        let fast = self.sched.fast_counts();
+        let mut stats = fast.fold(self.ipc_stats);
+        stats.path_cache_hits += fast.lookups();
         stats
     }
 
@@ -142,5 +144,49 @@ impl Kernel {
             self.discard_message(message);
         }
         self.discarding = false;
+    }
+}
+
+impl Kernel {
+    /// Resolve a port capability of the running thread, through its path cache.
+    #[inline(always)]
+    pub fn port_lookup(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
+        let Some(&entry) = self.running().path_cache().find(handle, rights) else {
+            return self.port_lookup_miss(handle, rights);
+        };
+        self.ipc_stats.path_cache_hits += 1;
+        let found = Found {
+            id: entry.cap,
+            object: Object::Port(entry.port),
+            rights: entry.rights,
+            badge: entry.badge,
+        };
+        Ok((entry.port, found))
+    }
+
+    /// [`Kernel::port_lookup`] past the path cache: check the capability and remember it.
+    #[cold]
+    #[inline(never)]
+    fn port_lookup_miss(&mut self, handle: Handle, rights: u32) -> Result<(PortId, Found), Error> {
+        let tid = self.sched.current();
+        let pid = self.current_pid();
+        self.ipc_stats.path_cache_misses += 1;
+        let found = self.cap_check(pid, handle, Some(kind::PORT), rights)?;
+        let Object::Port(port) = found.object else {
+            return Err(Error::WrongType);
+        };
+        let cache = self
+            .threads
+            .get_mut(&tid)
+            .expect("running thread")
+            .path_cache_mut();
+        cache.remember(PathEntry {
+            handle,
+            rights: found.rights,
+            port,
+            cap: found.id,
+            badge: found.badge,
+        });
+        Ok((port, found))
     }
 }

@@ -82,7 +82,7 @@ enum Resume {
 /// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
 fn install(k: &mut Kernel, next: Tid) -> Resume {
     let nothing_due = !work_pending();
-    let thread = k.threads.get_mut(&next).expect("scheduled thread exists");
+    let mut thread = k.threads.hold(&next).expect("scheduled thread exists");
     match thread.take_parked_result(nothing_due) {
         Some(result) => {
             // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
@@ -93,8 +93,9 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
             Resume::User(k.sched.resume_parked(next, thread))
         }
         None => {
+            let rsp = thread.saved_rsp();
             k.sched.load(next, thread);
-            Resume::Kernel(thread.saved_rsp())
+            Resume::Kernel(rsp)
         }
     }
 }
@@ -200,12 +201,12 @@ pub fn timer_tick() {
     {
         let mut k = kernel();
         let k = &mut *k;
-        // The boot core keeps the time and the timers; every core its own slice.
+        // The boot core keeps the time; every core its own timers and slice.
         if crate::arch::percpu::is_boot_core() {
             k.ticks += 1;
             crate::clock::publish(k.ticks);
-            wake_sleepers(k);
         }
+        wake_sleepers(k);
         let current = k.sched.current();
         if let Some(thread) = k.threads.get_mut(&current) {
             // Back after a preemption: only the rest of its slice. Applied here, not where
@@ -220,7 +221,7 @@ pub fn timer_tick() {
     }
 }
 
-/// Wake the threads whose timeouts have come.
+/// Wake this core's threads whose timeouts have come.
 fn wake_sleepers(k: &mut Kernel) {
     while let Some(tid) = k.sched.pop_expired(k.ticks) {
         match k.threads.get(&tid).map(|t| t.state()) {

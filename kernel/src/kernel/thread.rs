@@ -13,7 +13,7 @@ impl Kernel {
     pub fn running(&self) -> &Thread {
         // SAFETY: a syscall runs on a running thread, whose record `load` recorded and which
         // stays in place while it runs; `&self` keeps every `&mut` to it away meanwhile.
-        unsafe { &*self.sched.running_record() }
+        unsafe { self.sched.running_record().value() }
     }
 
     /// Whether the running thread was ended by another core while this one was on its way

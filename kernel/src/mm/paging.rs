@@ -123,9 +123,28 @@ impl PageTables {
         }
     }
 
-    pub fn translate(&mut self, virt: usize) -> Option<PhysAddr> {
-        let entry = self.leaf(virt)?;
-        (*entry & PRESENT != 0).then(|| entry_address(*entry) + (virt % PAGE_SIZE) as u64)
+    /// The physical address `virt` maps to, if it is mapped. Only reads: the tables change
+    /// only in the kernel's exclusive mode, so the fast path may ask too.
+    pub fn translate(&self, virt: usize) -> Option<PhysAddr> {
+        let mut table_phys = self.root;
+        for level in (0..4).rev() {
+            // SAFETY: `table_phys` is this address space's root or a table below it, in the
+            // direct map; an entry is read by value, and only the CPU's accessed and dirty
+            // bits change meanwhile.
+            let entry = unsafe {
+                (phys_to_virt(table_phys) as *const u64)
+                    .add(index(virt, level))
+                    .read_volatile()
+            };
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            if level == 0 {
+                return Some(entry_address(entry) + (virt % PAGE_SIZE) as u64);
+            }
+            table_phys = entry_address(entry);
+        }
+        None
     }
 
     /// Free every table below the root that maps nothing in `[start, end)`'s neighbourhood.

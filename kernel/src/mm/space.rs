@@ -118,7 +118,7 @@ impl AddressSpace {
     }
 
     /// The physical address `virt` maps to, if it is mapped.
-    pub fn translate(&mut self, virt: usize) -> Option<PhysAddr> {
+    pub fn translate(&self, virt: usize) -> Option<PhysAddr> {
         self.tables.translate(virt)
     }
 

@@ -8,8 +8,9 @@
 //! Every thread has a home core, the least loaded when it was made, and runs only there:
 //! making it ready queues it there, and another core that does so interrupts its home if
 //! it should preempt what runs there (`percpu::request`). Each core has its own queues,
-//! running thread, slice and FPU owner; the timers (sleepers) are shared, and the boot
-//! core's tick expires them. A suspended
+//! running thread, slice, FPU owner and timers (its threads' timeouts, which its tick
+//! expires). In the kernel's shared mode a core reaches its own record alone
+//! ([`Core::here`]): the fast path switches threads without the others. A suspended
 //! thread is never on a run queue: it may wake (its state becomes `Ready`) but waits off the
 //! queues until resumed.
 
@@ -19,10 +20,12 @@ use crate::arch;
 use crate::arch::percpu;
 use crate::arch::trap::TrapFrame;
 use crate::ipc::Delivered;
-use crate::table::Table;
+use crate::ipc::port::FastCounts;
+use crate::table::{EntryGuard, Held};
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use keel_abi::PRIORITY_LEVELS;
 use thread::{Thread, ThreadState, Tid};
 
@@ -125,7 +128,7 @@ impl RunQueue {
 }
 
 /// One core's share of the scheduler.
-struct Core {
+pub struct Core {
     queues: [RunQueue; PRIORITY_LEVELS],
     /// Bit p set when queue p is not empty: picking the next thread is one instruction.
     ready: u32,
@@ -133,10 +136,11 @@ struct Core {
     /// The running thread's priority, which a woken thread must beat to preempt it: set by
     /// `load` and kept by `Kernel::set_priority` (`kernel/thread.rs`).
     current_priority: usize,
-    /// The running thread's record (null before the first switch), so the fast path finds it
-    /// without a lookup: set by [`Scheduler::load`]; a record stays in place until its thread
-    /// is removed, which never happens while it runs (see `dead`).
-    running: *mut Thread,
+    /// The running thread's record (none before the first switch), kept locked so that no
+    /// other core's fast path takes it, and found without a lookup: set by
+    /// [`Core::load`]; a record stays in its table until its thread is removed, which never
+    /// happens while it runs (see `dead`).
+    running: Option<Held<Thread>>,
     /// The thread that ran before `current`: the core may still be on its kernel stack, just
     /// after the switch, until it switches again. Another core removing it leaves it to
     /// this one (`dead`).
@@ -153,12 +157,15 @@ struct Core {
     homed: usize,
     /// Where the boot context's stack pointer goes when the core first leaves it.
     boot_rsp: u64,
+    /// Its threads waiting for a tick.
+    sleepers: BTreeSet<(u64, Tid)>,
+    /// What the fast path handed over here (see `Kernel::ipc_stats`).
+    fast: FastCounts,
 }
 
 pub struct Scheduler {
-    cores: Vec<Core>,
-    /// Threads waiting for a tick, whichever their core.
-    sleepers: BTreeSet<(u64, Tid)>,
+    /// In cells: in the kernel's shared mode each core changes its own (see [`Core::here`]).
+    cores: Vec<UnsafeCell<Core>>,
 }
 
 /// The "thread" running before the scheduler starts: the boot context, never resumed.
@@ -168,45 +175,60 @@ impl Scheduler {
     /// A scheduler for one core per idle thread, in core order. Each core finds its own
     /// record through its per-core area, so the records never move once made.
     pub fn new(idles: &[Tid]) -> Self {
-        let mut cores: Vec<Core> = idles
+        let cores: Vec<UnsafeCell<Core>> = idles
             .iter()
-            .map(|&idle| Core {
-                queues: core::array::from_fn(|_| RunQueue::new()),
-                ready: 0,
-                current: BOOT_CONTEXT,
-                current_priority: 0,
-                running: core::ptr::null_mut(),
-                previous: BOOT_CONTEXT,
-                idle,
-                slice_left: TIME_SLICE,
-                dead: Vec::new(),
-                fpu_owner: 0,
-                fpu_trap: true,
-                homed: 0,
-                boot_rsp: 0,
+            .map(|&idle| {
+                UnsafeCell::new(Core {
+                    queues: core::array::from_fn(|_| RunQueue::new()),
+                    ready: 0,
+                    current: BOOT_CONTEXT,
+                    current_priority: 0,
+                    running: None,
+                    previous: BOOT_CONTEXT,
+                    idle,
+                    slice_left: TIME_SLICE,
+                    dead: Vec::new(),
+                    fpu_owner: 0,
+                    fpu_trap: true,
+                    homed: 0,
+                    boot_rsp: 0,
+                    sleepers: BTreeSet::new(),
+                    fast: FastCounts::default(),
+                })
             })
             .collect();
-        for (index, core) in cores.iter_mut().enumerate() {
-            percpu::set_scheduler(index, core as *mut Core as u64);
+        for (index, core) in cores.iter().enumerate() {
+            percpu::set_scheduler(index, core.get() as u64);
         }
-        Scheduler {
-            cores,
-            sleepers: BTreeSet::new(),
-        }
+        Scheduler { cores }
     }
 
     /// This core's share.
     #[inline(always)]
     fn here(&mut self) -> &mut Core {
-        // SAFETY: the per-core area holds the address of this core's record in `cores`,
-        // which never reallocates; `&mut self` makes this the only reference to it.
-        unsafe { &mut *(percpu::scheduler() as *mut Core) }
+        // SAFETY: `&mut self` is the exclusive mode: no other reference to a record lives.
+        unsafe { Core::here() }
     }
 
     #[inline(always)]
     fn here_ref(&self) -> &Core {
-        // SAFETY: as in `here`, shared.
-        unsafe { &*(percpu::scheduler() as *const Core) }
+        self.core(percpu::index())
+    }
+
+    /// Core `index`'s share.
+    #[inline(always)]
+    fn core(&self, index: usize) -> &Core {
+        // SAFETY: a record changes behind `&self` only in the shared mode (`Core::here`),
+        // which keeps every `&Scheduler` away.
+        unsafe { &*self.cores[index].get() }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Core> {
+        (0..self.cores.len()).map(|index| self.core(index))
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Core> {
+        self.cores.iter_mut().map(UnsafeCell::get_mut)
     }
 
     /// The thread running on this core.
@@ -217,14 +239,14 @@ impl Scheduler {
 
     /// Whether `tid` is a core's idle thread.
     pub fn is_idle(&self, tid: Tid) -> bool {
-        self.cores.iter().any(|core| core.idle == tid)
+        self.all().any(|core| core.idle == tid)
     }
 
     /// The core `tid` runs on now, or whose kernel stack it may still be leaving (another
     /// core's `previous`): such a thread may not be freed by anyone but that core.
     pub fn core_running(&self, tid: Tid) -> Option<usize> {
         let here = percpu::index();
-        self.cores.iter().enumerate().find_map(|(index, core)| {
+        self.all().enumerate().find_map(|(index, core)| {
             (core.current == tid || (index != here && core.previous == tid)).then_some(index)
         })
     }
@@ -243,8 +265,7 @@ impl Scheduler {
     pub fn place(&mut self, thread: &mut Thread, cpus: u8) {
         let cpus = self.usable(cpus);
         let (index, core) = self
-            .cores
-            .iter_mut()
+            .all_mut()
             .enumerate()
             .filter(|(index, _)| cpus & (1 << index) != 0)
             .min_by_key(|(_, core)| core.homed)
@@ -255,7 +276,7 @@ impl Scheduler {
 
     /// `thread` is going: its home has one thread fewer.
     pub fn unplace(&mut self, thread: &Thread) {
-        let core = &mut self.cores[thread.home()];
+        let core = self.cores[thread.home()].get_mut();
         core.homed = core.homed.saturating_sub(1);
     }
 
@@ -289,7 +310,7 @@ impl Scheduler {
             return;
         }
         let home = thread.home();
-        let core = &mut self.cores[home];
+        let core = self.cores[home].get_mut();
         core.enqueue(tid, thread.priority(), false);
         if core.current == core.idle || thread.priority() > core.current_priority {
             self.preempt_on(home);
@@ -307,43 +328,16 @@ impl Scheduler {
 
     /// If `tid` runs on some core, have it reschedule there (it was suspended, or lowered).
     pub fn preempt(&self, tid: Tid) {
-        if let Some(index) = self.cores.iter().position(|core| core.current == tid) {
+        if let Some(index) = self.all().position(|core| core.current == tid) {
             self.preempt_on(index);
         }
     }
 
-    /// Put `tid`, blocking in `state`, on the timer if `state` ends at a tick. Inlined: most
-    /// waits have no end, and then this is one test.
+    /// Put `tid`, the running thread, blocking in `state`, on this core's timer if `state`
+    /// ends at a tick.
     #[inline(always)]
     pub fn time(&mut self, tid: Tid, state: ThreadState) {
-        if let ThreadState::Sleeping(until)
-        | ThreadState::Receiving {
-            until: Some(until), ..
-        } = state
-        {
-            self.add_sleeper(until, tid);
-        }
-    }
-
-    #[cold]
-    fn add_sleeper(&mut self, until: u64, tid: Tid) {
-        self.sleepers.insert((until, tid));
-    }
-
-    /// Take `tid`, woken from `state`, off the timer if it was on it.
-    #[inline(always)]
-    pub fn forget_timer(&mut self, tid: Tid, state: ThreadState) {
-        if let ThreadState::Receiving {
-            until: Some(until), ..
-        } = state
-        {
-            self.forget_sleeper(until, tid);
-        }
-    }
-
-    #[cold]
-    fn forget_sleeper(&mut self, until: u64, tid: Tid) {
-        self.sleepers.remove(&(until, tid));
+        self.here().time(tid, state);
     }
 
     /// Forget `tid` in the run queues and timers (it is being removed or woken).
@@ -361,9 +355,19 @@ impl Scheduler {
         }
     }
 
+    /// Take `tid` off its home's timer (whichever core that is).
+    #[cold]
+    fn forget_sleeper(&mut self, until: u64, tid: Tid) {
+        for (index, core) in self.all_mut().enumerate() {
+            if core.sleepers.remove(&(until, tid)) {
+                core.publish_next_timer(index);
+            }
+        }
+    }
+
     #[cold]
     fn forget_ready(&mut self, tid: Tid) {
-        for core in &mut self.cores {
+        for core in self.all_mut() {
             for (priority, queue) in core.queues.iter_mut().enumerate() {
                 queue.remove(tid);
                 if queue.is_empty() {
@@ -376,7 +380,7 @@ impl Scheduler {
     /// `tid`, running on core `index` (or just left there), ended: that core frees it once
     /// it has switched away.
     pub fn note_dead(&mut self, tid: Tid, index: usize) {
-        self.cores[index].dead.push(tid);
+        self.cores[index].get_mut().dead.push(tid);
         if index == percpu::index() {
             percpu::set_due(DEAD | RESCHED);
         } else {
@@ -386,13 +390,13 @@ impl Scheduler {
 
     /// The running thread's record (see the field).
     #[inline(always)]
-    pub fn running_record(&self) -> *mut Thread {
-        self.here_ref().running
+    pub fn running_record(&self) -> &Held<Thread> {
+        self.here_ref().running.as_ref().expect("a thread runs")
     }
 
     /// Thread `tid`'s priority changed: if it runs somewhere, that core must know.
     pub fn set_running_priority(&mut self, tid: Tid, priority: usize) {
-        if let Some(core) = self.cores.iter_mut().find(|core| core.current == tid) {
+        if let Some(core) = self.all_mut().find(|core| core.current == tid) {
             core.current_priority = priority;
         }
     }
@@ -446,14 +450,23 @@ impl Scheduler {
         }
     }
 
-    /// The next sleeper whose time has come by tick `now`, off the timer.
+    /// The next of this core's sleepers whose time has come by tick `now`, off the timer.
     pub fn pop_expired(&mut self, now: u64) -> Option<Tid> {
-        let &(until, tid) = self.sleepers.first()?;
+        let core = self.here();
+        let &(until, tid) = core.sleepers.first()?;
         if until > now {
             return None;
         }
-        self.sleepers.pop_first();
+        core.sleepers.pop_first();
+        core.publish_next_timer(percpu::index());
         Some(tid)
+    }
+
+    /// What the fast path handed over, on all cores.
+    pub fn fast_counts(&self) -> FastCounts {
+        self.all()
+            .map(|core| core.fast)
+            .fold(FastCounts::default(), FastCounts::add)
     }
 
     /// Threads that died while running here, to be freed now another runs.
@@ -468,6 +481,72 @@ impl Scheduler {
 }
 
 impl Core {
+    /// This core's record.
+    ///
+    /// # Safety
+    /// The caller holds the kernel lock, and no other reference to this core's record lives
+    /// (in the shared mode no other core reaches it: each reaches its own).
+    #[inline(always)]
+    pub unsafe fn here<'a>() -> &'a mut Core {
+        // SAFETY: the per-core area holds the address of this core's cell in `cores`, which
+        // never reallocates; per the caller, this is the only reference to it.
+        unsafe { &mut *(percpu::scheduler() as *mut Core) }
+    }
+
+    /// The thread running here.
+    #[inline(always)]
+    pub fn current(&self) -> Tid {
+        self.current
+    }
+
+    /// Put `tid`, running here, blocking in `state`, on the timer if `state` ends at a
+    /// tick. Inlined: most waits have no end, and then this is one test.
+    #[inline(always)]
+    pub fn time(&mut self, tid: Tid, state: ThreadState) {
+        if let ThreadState::Sleeping(until)
+        | ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
+            self.add_sleeper(until, tid);
+        }
+    }
+
+    #[cold]
+    fn add_sleeper(&mut self, until: u64, tid: Tid) {
+        self.sleepers.insert((until, tid));
+        self.publish_next_timer(percpu::index());
+    }
+
+    /// Tell core `index` (this one's record) when its first timer ends.
+    fn publish_next_timer(&self, index: usize) {
+        let first = self.sleepers.first().map_or(u64::MAX, |&(until, _)| until);
+        percpu::set_next_timer(index, first);
+    }
+
+    /// Take `tid`, at home here and woken from `state`, off the timer if it was on it.
+    #[inline(always)]
+    pub fn forget_timer(&mut self, tid: Tid, state: ThreadState) {
+        if let ThreadState::Receiving {
+            until: Some(until), ..
+        } = state
+        {
+            self.forget_sleeper(until, tid);
+        }
+    }
+
+    #[cold]
+    fn forget_sleeper(&mut self, until: u64, tid: Tid) {
+        self.sleepers.remove(&(until, tid));
+        self.publish_next_timer(percpu::index());
+    }
+
+    /// What the fast path handed over here.
+    #[inline(always)]
+    pub fn fast_counts(&mut self) -> &mut FastCounts {
+        &mut self.fast
+    }
+
     fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
         let queue = &mut self.queues[priority];
         if front {
@@ -504,26 +583,8 @@ impl Scheduler {
     /// entry from user space, its address space (CR3 is loaded only when it changes), its
     /// priority.
     #[inline(always)]
-    pub fn load(&mut self, tid: Tid, thread: &mut Thread) {
-        thread.run();
-        let top = thread.stack_top();
-        percpu::set_kernel_stack(top);
-        if let Some(root) = thread.root()
-            && root != arch::loaded_root()
-        {
-            arch::load_root(root);
-        }
-        let core = self.here();
-        // The FPU traps for every thread but its owner; CR0 is written only on a change.
-        let trap = tid != core.fpu_owner;
-        if trap != core.fpu_trap {
-            core.fpu_trap = trap;
-            arch::fpu::set_trap(trap);
-        }
-        core.previous = core.current;
-        core.current = tid;
-        core.current_priority = thread.priority();
-        core.running = thread;
+    pub fn load(&mut self, tid: Tid, thread: EntryGuard<'_, Thread>) {
+        self.here().load(tid, thread);
     }
 
     /// The running thread used the FPU or SSE while another's registers were loaded: it owns
@@ -535,33 +596,68 @@ impl Scheduler {
         core::mem::replace(&mut core.fpu_owner, core.current)
     }
 
-    /// The running thread's record and `other`'s (from `threads`), at once; `None` if `other`
-    /// is missing or is the running thread.
-    #[inline(always)]
-    pub fn running_and<'a>(
-        &self,
-        threads: &'a mut Table<Thread>,
-        other: Tid,
-    ) -> Option<(&'a mut Thread, &'a mut Thread)> {
-        let core = self.here_ref();
-        if other == core.current {
-            return None;
-        }
-        let other = threads.get_mut(&other)?;
-        // SAFETY: `running` is the running thread's record (see the field), which lives in
-        // `threads`, borrowed mutably here: this is the only reference to it. It is not
-        // `other`: a live record is found under one id only, and the ids differ.
-        let running = unsafe { &mut *core.running };
-        Some((running, other))
-    }
-
     /// Make `thread` (`tid`), parked with its syscall's outcome already in its saved
     /// registers, the running one; the frame to return to user space through.
     #[inline(always)]
-    pub fn resume_parked(&mut self, tid: Tid, thread: &mut Thread) -> *mut TrapFrame {
+    pub fn resume_parked(&mut self, tid: Tid, thread: EntryGuard<'_, Thread>) -> *mut TrapFrame {
+        self.here().resume_parked(tid, thread)
+    }
+}
+
+impl Core {
+    /// Make `thread` (`tid`) the running thread here (see [`Scheduler::load`]), its record
+    /// kept locked while it runs; the thread that ran before gives its up. The record of the
+    /// one before may not be used past this.
+    #[inline(always)]
+    pub fn load(&mut self, tid: Tid, mut thread: EntryGuard<'_, Thread>) {
+        thread.run();
+        let top = thread.stack_top();
+        percpu::set_kernel_stack(top);
+        if let Some(root) = thread.root()
+            && root != arch::loaded_root()
+        {
+            arch::load_root(root);
+        }
+        // The FPU traps for every thread but its owner; CR0 is written only on a change.
+        let trap = tid != self.fpu_owner;
+        if trap != self.fpu_trap {
+            self.fpu_trap = trap;
+            arch::fpu::set_trap(trap);
+        }
+        self.previous = self.current;
+        self.current = tid;
+        self.current_priority = thread.priority();
+        if let Some(before) = self.running.replace(thread.keep()) {
+            // SAFETY: a thread's record stays in its table until it has stopped running
+            // here (see `dead`), and, per the caller, it is not used past this.
+            unsafe { before.release() };
+        }
+    }
+
+    /// The running thread's record.
+    ///
+    /// # Safety
+    /// The caller holds the kernel lock, and lets the reference go before the next
+    /// [`load`](Self::load) and before any other reference to the record is made.
+    #[inline(always)]
+    pub unsafe fn running<'a>(&self) -> Option<&'a mut Thread> {
+        // SAFETY: the record is in its table while its thread runs here (see the field);
+        // per the caller, this is the only reference.
+        self.running.as_ref().map(|held| unsafe { held.value() })
+    }
+
+    /// Make `thread` (`tid`), parked with its syscall's outcome already in its saved
+    /// registers, the running one here; the frame to return to user space through.
+    #[inline(always)]
+    pub fn resume_parked(
+        &mut self,
+        tid: Tid,
+        mut thread: EntryGuard<'_, Thread>,
+    ) -> *mut TrapFrame {
         thread.unpark();
+        let frame = thread.saved_user_frame();
         self.load(tid, thread);
-        thread.saved_user_frame()
+        frame
     }
 }
 

@@ -374,7 +374,7 @@ impl Thread {
     /// region or rights since the last time. The frame stays this page's while the epoch
     /// does: pages change only by regions going or losing rights, which moves it on.
     #[inline]
-    pub fn ipc_buffer_frame(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+    pub fn ipc_buffer_frame(&mut self, space: &AddressSpace) -> Option<PhysAddr> {
         match self.ipc_buffer_checked {
             Some((epoch, frame)) if epoch == space.epoch() => Some(frame),
             _ => self.check_ipc_buffer(space),
@@ -382,7 +382,7 @@ impl Thread {
     }
 
     #[cold]
-    fn check_ipc_buffer(&mut self, space: &mut AddressSpace) -> Option<PhysAddr> {
+    fn check_ipc_buffer(&mut self, space: &AddressSpace) -> Option<PhysAddr> {
         let buffer = self.ipc_buffer?;
         space.check_access(buffer, PAGE_SIZE, false).ok()?;
         space.check_access(buffer, PAGE_SIZE, true).ok()?;
