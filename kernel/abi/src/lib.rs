@@ -654,6 +654,8 @@ pub struct ProcessInfo {
     pub name_len: u32,
     /// The cores its threads run on, bit `n` for core `n`.
     pub cpus: u32,
+    /// How many of its threads are at home on each core (a thread runs only at home).
+    pub homes: [u8; MAX_CORES],
     pub name: [u8; NAME_LEN],
 }
 
@@ -670,6 +672,7 @@ impl ProcessInfo {
             rights: 0,
             name_len: 0,
             cpus: 0,
+            homes: [0; MAX_CORES],
             name: [0; NAME_LEN],
         }
     }

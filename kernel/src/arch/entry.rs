@@ -38,6 +38,10 @@ syscall_entry:
     movq %r8, {r8}(%rsp)
     movq %r9, {r9}(%rsp)
     movq %rsp, %rdi
+    /* A notification at the door (kernel/fastpath.rs): true if it was delivered and the
+       frame holds the result, false for the general path. */
+    cmpl ${notify}, %eax
+    je 7f
     /* A yield, receive, call, reply-and-receive or signal-and-receive may leave this stack
        for good (parked, see switch_parking): its callee-saved registers go in the frame. The
        bit test takes the number modulo 64, so a few other numbers save them too, which is
@@ -93,6 +97,13 @@ syscall_exit:
 5:
     movq %rsp, %rdi
 3:
+    call syscall_dispatch
+    jmp syscall_exit
+7:
+    call fastpath_notify
+    testb %al, %al
+    jnz syscall_exit
+    movq %rsp, %rdi
     call syscall_dispatch
     jmp syscall_exit
 
@@ -202,6 +213,7 @@ thread_trampoline:
     call = const keel_abi::Syscall::PortCall as u32,
     reply_recv = const keel_abi::Syscall::PortReplyRecv as u32,
     signal_recv = const keel_abi::Syscall::PortSignalRecv as u32,
+    notify = const keel_abi::Syscall::PortNotify as u32,
     switch_ret = const SWITCH_FRAME - 8,
     options(att_syntax)
 );

@@ -42,6 +42,9 @@ pub struct FastCounts {
     pub replies: u64,
     /// Notifications by `port_signal_recv`, handed straight to a waiting receiver.
     pub signals: u64,
+    /// Notifications by `port_notify`: bits left on the port, or handed to a receiver at
+    /// home on the notifier's core.
+    pub notifies: u64,
 }
 
 impl FastCounts {
@@ -51,6 +54,7 @@ impl FastCounts {
             calls: self.calls + other.calls,
             replies: self.replies + other.replies,
             signals: self.signals + other.signals,
+            notifies: self.notifies + other.notifies,
         }
     }
 
@@ -61,15 +65,15 @@ impl FastCounts {
         stats.sent += self.calls;
         stats.received += self.calls;
         stats.replies += self.replies;
-        stats.notifications += self.signals;
-        stats.fast_path_hits += self.calls + self.replies + self.signals;
+        stats.notifications += self.signals + self.notifies;
+        stats.fast_path_hits += self.calls + self.replies + self.signals + self.notifies;
         stats
     }
 
-    /// Port handles the fast path found in path caches: one per call or reply, two per
-    /// signal (the port signalled and the port waited on).
+    /// Port handles the fast path found in path caches: one per call, reply or notify, two
+    /// per signal (the port signalled and the port waited on).
     pub fn lookups(self) -> u64 {
-        self.calls + self.replies + 2 * self.signals
+        self.calls + self.replies + self.notifies + 2 * self.signals
     }
 }
 
@@ -221,6 +225,11 @@ impl Port {
     #[inline(always)]
     pub fn count_fast_signal(&mut self) {
         self.fast.signals += 1;
+    }
+
+    #[inline(always)]
+    pub fn count_fast_notify(&mut self) {
+        self.fast.notifies += 1;
     }
 }
 

@@ -1,12 +1,15 @@
 //! The IPC fast path, at the syscall door.
 //!
-//! `syscall_entry` sends `port_call` and `port_reply_recv` here before anything else, as
+//! `syscall_entry` sends `port_call`, `port_reply_recv`, `port_signal_recv` and
+//! `port_notify` here before anything else, as
 //! seL4's `fastpath_call` and `fastpath_reply_recv` take them before its general handler.
 //! The conditions are checked straight on the records involved (one lookup each: the two
 //! threads, the port, the capability through the path cache), and when they all hold the
 //! message words go straight into the other thread's saved registers, any payload from
 //! buffer to buffer through the direct map, and the CPU passes to that thread: no message
-//! built, no run queue, no scheduler pass. When any condition fails nothing has changed,
+//! built, no run queue, no scheduler pass. `port_signal_recv` does the same with bits, and
+//! `port_notify` leaves its bits on the port, or in a waiting receiver at home on this core
+//! that it then queues here, and returns. When any condition fails nothing has changed,
 //! and the general path (`syscall/ipc.rs`), which stays the reference, takes the call. The
 //! kernel command line `fastpath=off` sends everything there (the `ipc_slow` check runs
 //! the IPC suites that way and requires the same results).
@@ -39,7 +42,7 @@
 use super::{KERNEL, Kernel};
 use crate::arch::spinlock;
 use crate::arch::trap::TrapFrame;
-use crate::ipc::{Delivered, Port, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, Port, PortId, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState, Tid};
@@ -119,6 +122,17 @@ extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
     Fast::enter()
         .and_then(|mut fast| fast.signal_recv(frame))
         .unwrap_or(ptr::null())
+}
+
+/// `port_notify` at the door: true if the bits were delivered (the result is in the frame),
+/// false for the general path.
+#[unsafe(no_mangle)]
+extern "C" fn fastpath_notify(frame: &mut TrapFrame) -> bool {
+    let delivered = Fast::enter().and_then(|mut fast| fast.notify(frame));
+    if delivered.is_some() {
+        frame.rax = 0;
+    }
+    delivered.is_some()
 }
 
 /// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability
@@ -315,6 +329,47 @@ impl Fast {
         self.core.time(caller_id, state);
         waiting.wait_behind(last.as_deref_mut(), caller_id);
         Some(next)
+    }
+
+    /// Notify a port: the bits wait on it, or go into the registers of a receiver waiting
+    /// there that is at home on this core and does not outrank the caller, made ready
+    /// behind its equals. The caller goes on; nothing switches.
+    #[inline(always)]
+    fn notify(&mut self, frame: &TrapFrame) -> Option<()> {
+        let (handle, bits) = (Handle::try_from(frame.rdi).ok()?, frame.rsi);
+        let caller = self.running()?;
+        let port_id = caller.path_cache().find(handle, rights::SEND)?.port;
+        let mut port = self.port(port_id)?;
+        // A closed port is an error: the general path's to report.
+        if port.is_closed() {
+            return None;
+        }
+        match port.first_receiver() {
+            Some(receiver_id) if bits != 0 => {
+                let mut receiver = self.thread(receiver_id)?;
+                let state = receiver.state();
+                // Waking one that should preempt, or at home elsewhere, is the scheduler's.
+                if !matches!(state, ThreadState::Receiving { .. })
+                    || receiver.is_suspended()
+                    || receiver.home() != caller.home()
+                    || receiver.priority() > caller.priority()
+                {
+                    return None;
+                }
+                // Nothing can fail from here on.
+                self.core.forget_timer(receiver_id, state);
+                port.pop_first_receiver(&*receiver);
+                receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
+                receiver.deliver(Delivery::InRegisters(0));
+                receiver.ready();
+                self.core.enqueue(receiver_id, receiver.priority(), false);
+            }
+            // Nobody waits (or zero bits, which wake nobody): the bits wait on the port.
+            _ => port.raise(bits),
+        }
+        port.count_fast_notify();
+        self.core.fast_counts().notifies += 1;
+        Some(())
     }
 
     /// Answer the pending call with a message without capabilities and wait on the port in

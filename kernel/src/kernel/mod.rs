@@ -96,11 +96,17 @@ pub fn kernel() -> KernelGuard {
 
 /// The end-of-entry work for the log: if bytes arrived since last time, tell the console
 /// driver. Takes the lock only then.
-#[inline]
+#[inline(always)]
 pub fn announce_log() {
     if crate::log::take_pending() {
-        kernel().signal_event(Object::Log);
+        signal_log();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn signal_log() {
+    kernel().signal_event(Object::Log);
 }
 
 /// Create the kernel state with its idle thread.
@@ -134,7 +140,7 @@ pub fn init() {
 
 impl Kernel {
     pub fn current_thread(&self) -> &Thread {
-        &self.threads[&self.sched.current()]
+        self.running()
     }
 
     pub fn current_pid(&self) -> Pid {

@@ -186,6 +186,7 @@ pub fn leave_for_good(k: KernelGuard) -> ! {
     unreachable!("a thread that is gone is never resumed");
 }
 
+#[inline(always)]
 pub fn reschedule_if_needed() {
     if reschedule_requested() {
         reschedule();

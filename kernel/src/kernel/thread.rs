@@ -8,7 +8,7 @@ use crate::sched::thread::{Start, Thread, ThreadState, Tid};
 use crate::sched::{MAX_THREADS_TOTAL, request_reschedule};
 
 impl Kernel {
-    /// The running thread's record, found without a lookup (for the fast path).
+    /// The running thread's record, found without a lookup.
     #[inline(always)]
     pub fn running(&self) -> &Thread {
         // SAFETY: a syscall runs on a running thread, whose record `load` recorded and which

@@ -212,7 +212,10 @@ impl Scheduler {
 
     #[inline(always)]
     fn here_ref(&self) -> &Core {
-        self.core(percpu::index())
+        // SAFETY: the per-core area holds the address of this core's cell in `cores`; a
+        // record changes behind `&self` only in the shared mode, which keeps every
+        // `&Scheduler` away (see `core`).
+        unsafe { &*(percpu::scheduler() as *const Core) }
     }
 
     /// Core `index`'s share.
@@ -547,7 +550,9 @@ impl Core {
         &mut self.fast
     }
 
-    fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
+    /// Queue `tid` at `priority` here: at the back, or in front if it was preempted
+    /// mid-slice.
+    pub fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
         let queue = &mut self.queues[priority];
         if front {
             queue.push_front(tid);

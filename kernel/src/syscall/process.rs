@@ -244,6 +244,14 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     info.priority = process.priority() as u32;
     info.rights = process.rights();
     info.cpus = u32::from(k.sched.usable(process.cpus()));
+    for thread in process
+        .threads()
+        .iter()
+        .filter_map(|tid| k.threads.get(tid))
+    {
+        let home = &mut info.homes[thread.home()];
+        *home = home.saturating_add(1);
+    }
     let name = process.name().as_bytes();
     info.name[..name.len()].copy_from_slice(name);
     info.name_len = name.len() as u32;

@@ -15,7 +15,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "ps",
         "ps",
-        "processes: threads, state, CPU time, frames, priority, cores",
+        "processes: threads, state, CPU time, frames, priority, cores, threads per core",
     ),
     (
         "services",

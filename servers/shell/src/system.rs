@@ -11,18 +11,18 @@ use keel_rt::abi::{Error, rights};
 use keel_rt::names::Listed;
 
 pub use keel_status::{
-    PortStats, Process, cores_name, ipc_stats, memory, processes, state_name, uptime,
+    PortStats, Process, cores_name, homes_name, ipc_stats, memory, processes, state_name, uptime,
 };
 
 pub fn format_processes(rows: &[Process]) -> String {
     let mut text = format!(
-        "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {}\n",
-        "pid", "name", "state", "threads", "cpu ms", "frames", "prio", "cores"
+        "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {:<6} {}\n",
+        "pid", "name", "state", "threads", "cpu ms", "frames", "prio", "cores", "core:threads"
     );
     for p in rows {
         let _ = writeln!(
             text,
-            "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {}",
+            "{:>5}  {:<14} {:<8} {:>7} {:>9} {:>7} {:>4}  {:<6} {}",
             p.pid,
             p.name,
             p.state,
@@ -30,7 +30,8 @@ pub fn format_processes(rows: &[Process]) -> String {
             p.cpu_ms,
             p.frames,
             p.priority,
-            cores_name(p.cpus)
+            cores_name(p.cpus),
+            homes_name(&p.homes)
         );
     }
     text

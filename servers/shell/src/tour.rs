@@ -183,6 +183,22 @@ async fn ps(term: &Term) -> Step {
         .collect();
     ensure(idle.is_empty(), || {
         format!("running processes without threads: {idle:?}")
+    })?;
+    // Each thread is at home on one core, within its process's cores.
+    let misplaced: Vec<&Process> = rows
+        .iter()
+        .filter(|p| {
+            let homed: u32 = p.homes.iter().map(|&n| u32::from(n)).sum();
+            let outside = p
+                .homes
+                .iter()
+                .enumerate()
+                .any(|(core, &n)| n != 0 && p.cpus >> core & 1 == 0);
+            homed != p.threads || outside
+        })
+        .collect();
+    ensure(misplaced.is_empty(), || {
+        format!("threads not at home on one of their process's cores: {misplaced:?}")
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Process {
     pub priority: u32,
     /// The cores its threads run on, bit `n` for core `n`.
     pub cpus: u32,
+    /// How many of its threads are at home on each core.
+    pub homes: [u8; keel_rt::abi::MAX_CORES],
 }
 
 impl Process {
@@ -40,8 +42,22 @@ impl Process {
             frames: info.frames,
             priority: info.priority,
             cpus: info.cpus,
+            homes: info.homes,
         }
     }
+}
+
+/// Where a process's threads are, as `ps` names it: `0:2 1:1` for two at home on core 0
+/// and one on core 1.
+pub fn homes_name(homes: &[u8]) -> String {
+    let mut text = String::new();
+    for (core, &count) in homes.iter().enumerate().filter(|(_, count)| **count != 0) {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&alloc::format!("{core}:{count}"));
+    }
+    text
 }
 
 /// Cores as `ps` names them: `0-3`, `1`, `0,2`.
