@@ -462,13 +462,26 @@ struct Row {
     frames: u64,
     priority: u32,
     cores: String,
+    /// Threads per core, as `0:2 1:1`.
+    homes: String,
 }
 
 fn parse_ps(output: &str) -> Result<Vec<Row>, String> {
     let table = output.split_once(PS_HEADER).context("`ps` output")?.1;
     let rows = table.lines().skip(1).map_while(|line| {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let [pid, name, state, threads, cpu_ms, frames, priority, cores] = words[..] else {
+        let [
+            pid,
+            name,
+            state,
+            threads,
+            cpu_ms,
+            frames,
+            priority,
+            cores,
+            ref homes @ ..,
+        ] = words[..]
+        else {
             return None;
         };
         Some(Row {
@@ -480,6 +493,7 @@ fn parse_ps(output: &str) -> Result<Vec<Row>, String> {
             frames: frames.parse().ok()?,
             priority: priority.parse().ok()?,
             cores: cores.into(),
+            homes: homes.join(" "),
         })
     });
     Ok(rows.collect())
@@ -509,13 +523,17 @@ fn same_processes(transcript: &Transcript) -> Result<(), String> {
             info.frames.abs_diff(row.frames) <= if info.pid == process::id() { 64 } else { 0 };
         all([
             expect_eq(
-                &format!("pid {}: (name, state, threads, priority, cores)", row.pid),
+                &format!(
+                    "pid {}: (name, state, threads, priority, cores, threads per core)",
+                    row.pid
+                ),
                 (
                     row.name.as_str(),
                     row.state.as_str(),
                     row.threads,
                     row.priority,
                     row.cores.clone(),
+                    row.homes.clone(),
                 ),
                 (
                     info.name(),
@@ -523,6 +541,7 @@ fn same_processes(transcript: &Transcript) -> Result<(), String> {
                     info.threads,
                     info.priority,
                     keel_status::cores_name(info.cpus),
+                    keel_status::homes_name(&info.homes),
                 ),
             ),
             ensure(row.cpu_ms <= cpu_ms && cpu_ms - row.cpu_ms <= 100, || {
