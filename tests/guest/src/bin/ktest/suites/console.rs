@@ -500,9 +500,9 @@ fn parse_ps(output: &str) -> Result<Vec<Row>, String> {
 }
 
 /// The shell's `ps` against the kernel's table, taken while the shell waited for its
-/// output to be taken: the same processes, names, states, threads, priorities, cores and threads per core; CPU
-/// time no later than the kernel's; frames the same but for ktest's own, which serves
-/// the shell meanwhile.
+/// output to be taken: the same processes, names, states, threads, priorities, cores and
+/// threads per core; CPU time no later than the kernel's; frames the same but for ktest's
+/// own, which serves the shell meanwhile.
 fn same_processes(transcript: &Transcript) -> Result<(), String> {
     let rows = parse_ps(&transcript.output)?;
     let hz = sys::sys_info(SysInfo::TickHz).context("the tick rate")? as u64;
