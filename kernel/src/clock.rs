@@ -30,12 +30,13 @@ pub fn frame() -> PhysAddr {
     *FRAME.get().expect("the clock page is set up at boot")
 }
 
-/// The timer ticked: `ticks` since boot.
-pub fn publish(ticks: u64) {
-    word(offset_of!(ClockPage, ticks)).store(ticks, Ordering::Release);
+/// The boot core's timer ticked: one more tick since boot. The clock page's count is the
+/// kernel's time.
+pub fn advance() {
+    word(offset_of!(ClockPage, ticks)).fetch_add(1, Ordering::AcqRel);
 }
 
-/// The ticks since boot, as last published.
+/// The ticks since boot.
 pub fn ticks() -> u64 {
     word(offset_of!(ClockPage, ticks)).load(Ordering::Acquire)
 }

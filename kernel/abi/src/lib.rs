@@ -724,7 +724,7 @@ mod tests {
     fn abi_structs_have_fixed_layouts() {
         assert_eq!(core::mem::size_of::<SpawnRequest>(), 104);
         assert_eq!(core::mem::size_of::<ExitStatus>(), 32);
-        assert_eq!(core::mem::size_of::<ProcessInfo>(), 80);
+        assert_eq!(core::mem::size_of::<ProcessInfo>(), 88);
         assert_eq!(
             core::mem::size_of::<layout::StartInfo>(),
             layout::START_INFO_SIZE

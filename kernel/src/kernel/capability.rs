@@ -40,7 +40,7 @@ impl Kernel {
                 handle,
                 rights,
                 other: 0,
-                tick: self.ticks,
+                tick: crate::clock::ticks(),
             });
         }
         result
@@ -136,7 +136,7 @@ impl Kernel {
             handle,
             rights: cap.rights,
             other: doomed.len() as u32,
-            tick: self.ticks,
+            tick: crate::clock::ticks(),
         });
         doomed.len()
     }

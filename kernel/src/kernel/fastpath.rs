@@ -28,7 +28,7 @@
 //!
 //! It runs in the kernel's *shared* mode: it takes only this core's ticket of the kernel
 //! lock (`arch/spinlock.rs`), so fast paths on different cores run at once, and locks each
-//! object it changes on its own ([`Fast`]): the port, then the other thread (and a port's
+//! object it changes on its own (`kernel/shared.rs`): the port, then the other thread (and a port's
 //! last waiting receiver, to queue behind it). The running thread's record is this core's
 //! already: a core keeps it locked while the thread runs (`sched::Core::load`), and hands
 //! the lock on with the CPU. Every lock is tried, never waited for: when one is held
@@ -39,15 +39,14 @@
 //! It sits at the root, not in `ipc/`, because it works across the objects at once: the
 //! running thread, the port, the other thread and both processes' address spaces.
 
-use super::{KERNEL, Kernel};
-use crate::arch::spinlock;
+use super::shared::Shared;
 use crate::arch::trap::TrapFrame;
-use crate::ipc::{Delivered, Delivery, Port, PortId, ReplyRef};
+use crate::ipc::{Delivered, Delivery, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
-use crate::sched::thread::{Thread, ThreadState, Tid};
-use crate::sched::{Core, park, timeout_ticks, work_pending};
-use crate::table::{EntryGuard, Table};
+use crate::sched::thread::{Thread, ThreadState};
+use crate::sched::{park, timeout_ticks, work_pending};
+use crate::table::Table;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use keel_abi::cap::{Handle, rights};
@@ -93,6 +92,15 @@ fn carried_info(frame: &TrapFrame) -> Option<MessageInfo> {
     carried(info).then_some(info)
 }
 
+/// The kernel in shared mode for the fast path; `None`, for the general path, when the door
+/// is shut: the fast path is off, or end-of-syscall work is due (asked under the lock:
+/// another core may have given this one work, ended its thread say, while it waited).
+#[inline(always)]
+fn enter() -> Option<Shared> {
+    let shared = Shared::enter()?;
+    (is_enabled() && !work_pending()).then_some(shared)
+}
+
 /// `port_call` at the door. Returns the trap frame to leave through (the receiver's), or
 /// null for the general path.
 #[unsafe(no_mangle)]
@@ -100,7 +108,7 @@ extern "C" fn fastpath_call(frame: &TrapFrame) -> *const TrapFrame {
     let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    Fast::enter()
+    enter()
         .and_then(|mut fast| fast.call(frame, info))
         .unwrap_or(ptr::null())
 }
@@ -111,7 +119,7 @@ extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
     let Some(info) = carried_info(frame) else {
         return ptr::null();
     };
-    Fast::enter()
+    enter()
         .and_then(|mut fast| fast.reply_recv(frame, info))
         .unwrap_or(ptr::null())
 }
@@ -119,7 +127,7 @@ extern "C" fn fastpath_reply_recv(frame: &TrapFrame) -> *const TrapFrame {
 /// `port_signal_recv` at the door, as [`fastpath_call`]: the woken thread's frame, or null.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
-    Fast::enter()
+    enter()
         .and_then(|mut fast| fast.signal_recv(frame))
         .unwrap_or(ptr::null())
 }
@@ -128,7 +136,7 @@ extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
 /// false for the general path.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_notify(frame: &mut TrapFrame) -> bool {
-    let delivered = Fast::enter().and_then(|mut fast| fast.notify(frame));
+    let delivered = enter().and_then(|mut fast| fast.notify(frame));
     if delivered.is_some() {
         frame.rax = 0;
     }
@@ -177,78 +185,7 @@ fn delivered_info(sent: MessageInfo) -> u64 {
     MessageInfo::new(sent.label(), sent.payload_len(), 0).0
 }
 
-/// The kernel in shared mode, as the fast path sees it: this core's ticket of the kernel
-/// lock, this core's scheduler record, and the tables whose entries it locks one by one.
-/// Nothing else is reachable through it, so nothing else can be changed.
-struct Fast {
-    core: &'static mut Core,
-    threads: &'static Table<Thread>,
-    ports: &'static Table<Port>,
-    processes: &'static Table<Process>,
-    ticks: u64,
-    /// Dropped last: the references above are not used past it.
-    _lock: spinlock::Shared<'static, Option<Kernel>>,
-}
-
-type Locked<'a, T> = EntryGuard<'a, T>;
-
-impl Fast {
-    /// Take this core's ticket; `None`, for the general path, when the door is shut: the
-    /// fast path is off, or end-of-syscall work is due (asked under the lock: another core
-    /// may have given this one work, ended its thread say, while it waited).
-    #[inline(always)]
-    fn enter() -> Option<Fast> {
-        let lock = KERNEL.lock_shared();
-        if !is_enabled() || work_pending() {
-            return None;
-        }
-        // SAFETY: this core's ticket is held, so no core is in exclusive mode, the only mode
-        // that changes the state outside cells (table shapes, address spaces, the tick) or
-        // makes it: it stays put while `lock` lives, which outlives these references.
-        let kernel = unsafe { (*lock.as_ptr()).as_ref()? };
-        Some(Fast {
-            // SAFETY: in shared mode each core reaches only its own record, through here.
-            core: unsafe { Core::here() },
-            threads: &kernel.threads,
-            ports: &kernel.ports,
-            processes: &kernel.processes,
-            ticks: kernel.ticks,
-            _lock: lock,
-        })
-    }
-
-    /// The running thread's record, this core's while it runs. Each fast path uses it only
-    /// until it hands the CPU on (`Core::resume_parked`), the last step that touches it.
-    #[inline(always)]
-    fn running(&self) -> Option<&'static mut Thread> {
-        // SAFETY: this core's ticket is held and nothing else here reaches the record; each
-        // caller lets it go before handing the CPU on (see above).
-        unsafe { self.core.running() }
-    }
-
-    #[inline(always)]
-    fn thread(&self, tid: Tid) -> Option<Locked<'static, Thread>> {
-        // SAFETY: in shared mode the tables are reached only through `try_lock`: `Fast`
-        // offers nothing else, and the exclusive mode waits for this core's ticket.
-        unsafe { self.threads.try_lock(tid) }
-    }
-
-    #[inline(always)]
-    fn port(&self, port: PortId) -> Option<Locked<'static, Port>> {
-        // SAFETY: as in `thread`.
-        unsafe { self.ports.try_lock(port) }
-    }
-
-    /// The last receiver waiting on `port`, locked, to queue `tid` behind: `Some(None)` if
-    /// nobody waits, `None` if it is locked elsewhere.
-    #[inline(always)]
-    fn last_receiver(&self, port: &Port) -> Option<Option<Locked<'static, Thread>>> {
-        match port.last_receiver() {
-            None => Some(None),
-            Some(last) => self.thread(last).map(Some),
-        }
-    }
-
+impl Shared {
     /// A call without capabilities straight into a waiting receiver's registers (and IPC
     /// buffer): the caller is left waiting for the answer, parked, and the receiver runs.
     #[inline(always)]
@@ -294,7 +231,7 @@ impl Fast {
         let until = match timeout_ticks(frame.r10) {
             None => None,
             Some(0) => return None,
-            Some(ticks) => Some(self.ticks.saturating_add(ticks)),
+            Some(ticks) => Some(crate::clock::ticks().saturating_add(ticks)),
         };
         let caller_id = self.core.current();
         let caller = self.running()?;

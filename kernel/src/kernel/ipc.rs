@@ -77,7 +77,7 @@ impl Kernel {
                 handle,
                 rights: cap.rights,
                 other: 0,
-                tick: self.ticks,
+                tick: crate::clock::ticks(),
             });
         }
         message.info = MessageInfo::new(info.label(), message.payload.len(), message.caps.len()).0;

@@ -20,6 +20,7 @@ mod ipc;
 mod port;
 mod process;
 mod quota;
+mod shared;
 pub mod spawn;
 pub mod switch;
 mod thread;
@@ -50,7 +51,6 @@ pub struct Kernel {
     devices: Devices,
     /// System-wide IPC counters.
     ipc_stats: IpcStats,
-    pub ticks: u64,
     /// Messages of dead ports waiting to be discarded (see [`Kernel::discard_all`]).
     doomed: alloc::vec::Vec<crate::ipc::Message>,
     /// Set while `doomed` is being emptied.
@@ -121,7 +121,6 @@ pub fn init() {
         audit: AuditLog::default(),
         devices: Devices::default(),
         ipc_stats: IpcStats::default(),
-        ticks: 0,
         doomed: alloc::vec::Vec::new(),
         discarding: false,
         dma_held: alloc::collections::BTreeMap::new(),

@@ -165,7 +165,7 @@ impl Kernel {
                 handle: 0,
                 rights: granted.rights,
                 other: pid,
-                tick: self.ticks,
+                tick: crate::clock::ticks(),
             });
         }
         if spec.system_caps {

@@ -4,6 +4,7 @@
 //! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
 //! Every core switches among its own threads only (see `sched`).
 
+use super::shared::Shared;
 use super::{Kernel, KernelGuard, kernel};
 use crate::arch::entry;
 use crate::arch::trap::TrapFrame;
@@ -193,38 +194,42 @@ pub fn reschedule_if_needed() {
     }
 }
 
-/// The timer interrupt: account the tick, wake sleepers, end time slices. The caller then
-/// does the end-of-interrupt work (the log, rescheduling).
+/// The timer interrupt: keep the time, wake sleepers, end time slices. The caller then
+/// does the end-of-interrupt work (the log, rescheduling). Only waking a sleeper takes the
+/// kernel's exclusive mode; the rest is this core's own (its record, its running thread's),
+/// so a tick does not stop the other cores.
 // Kept out of the interrupt dispatcher, as it was in `sched`: inlined there it costs every
 // interrupt its registers.
 #[inline(never)]
 pub fn timer_tick() {
-    {
-        let mut k = kernel();
-        let k = &mut *k;
-        // The boot core keeps the time; every core its own timers and slice.
-        if crate::arch::percpu::is_boot_core() {
-            k.ticks += 1;
-            crate::clock::publish(k.ticks);
-        }
-        wake_sleepers(k);
-        let current = k.sched.current();
-        if let Some(thread) = k.threads.get_mut(&current) {
-            // Back after a preemption: only the rest of its slice. Applied here, not where
-            // it is switched to, so that the IPC paths pay nothing for it.
-            k.sched.cut_slice(thread.tick());
-            let pid = thread.process();
-            if let Some(process) = k.processes.get_mut(&pid) {
-                process.tick();
-            }
-        }
-        k.sched.run_down_slice();
+    // The boot core keeps the time; every core its own timers and slice.
+    if crate::arch::percpu::is_boot_core() {
+        crate::clock::advance();
     }
+    if crate::arch::percpu::next_timer() <= crate::clock::ticks() {
+        wake_sleepers(&mut kernel());
+    }
+    if let Some(mut k) = Shared::enter() {
+        account_tick(&mut k);
+    }
+}
+
+/// Count the tick against the running thread, its process and its slice.
+fn account_tick(k: &mut Shared) {
+    if let Some(thread) = k.running() {
+        // Back after a preemption: only the rest of its slice. Applied here, not where it is
+        // switched to, so that the IPC paths pay nothing for it.
+        k.core.cut_slice(thread.tick());
+        if let Some(process) = k.processes.get(&thread.process()) {
+            process.tick();
+        }
+    }
+    k.core.run_down_slice();
 }
 
 /// Wake this core's threads whose timeouts have come.
 fn wake_sleepers(k: &mut Kernel) {
-    while let Some(tid) = k.sched.pop_expired(k.ticks) {
+    while let Some(tid) = k.sched.pop_expired(crate::clock::ticks()) {
         match k.threads.get(&tid).map(|t| t.state()) {
             Some(ThreadState::Receiving { .. }) => {
                 k.wake_with(tid, crate::ipc::Delivery::Failed(keel_abi::Error::TimedOut))

@@ -15,6 +15,7 @@ use crate::id::Tid;
 use crate::mm::PAGE_SIZE;
 use crate::mm::space::AddressSpace;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use keel_abi::{ExitStatus, exit_kind};
 
 pub use crate::id::Pid;
@@ -50,7 +51,8 @@ pub struct Process {
     pub space: Option<AddressSpace>,
     threads: Vec<Tid>,
     exit: Option<ExitStatus>,
-    cpu_ticks: u64,
+    /// Bumped by its threads' cores' ticks in the kernel's shared mode.
+    cpu_ticks: AtomicU64,
     /// Processes descending from this one (zombies included), counted against
     /// `quota.processes`.
     descendants: usize,
@@ -109,7 +111,7 @@ impl Process {
             space: Some(birth.space),
             threads: Vec::new(),
             exit: None,
-            cpu_ticks: 0,
+            cpu_ticks: AtomicU64::new(0),
             caps: birth.caps,
             fault_handler: None,
             quota: birth.quota,
@@ -151,12 +153,12 @@ impl Process {
     }
 
     pub fn cpu_ticks(&self) -> u64 {
-        self.cpu_ticks
+        self.cpu_ticks.load(Ordering::Relaxed)
     }
 
     /// One timer tick of one of its threads.
-    pub fn tick(&mut self) {
-        self.cpu_ticks += 1;
+    pub fn tick(&self) {
+        self.cpu_ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fault_handler(&self) -> Option<(PortId, u64)> {

@@ -435,24 +435,6 @@ impl Scheduler {
         }
     }
 
-    /// The running thread is back after a preemption with `kept` ticks of its slice left
-    /// (0: none): only those.
-    pub fn cut_slice(&mut self, kept: u32) {
-        if kept != 0 {
-            let core = self.here();
-            core.slice_left = core.slice_left.min(kept);
-        }
-    }
-
-    /// Count the tick against the slice; a used-up slice asks for the scheduler.
-    pub fn run_down_slice(&mut self) {
-        let core = self.here();
-        core.slice_left = core.slice_left.saturating_sub(1);
-        if core.slice_left == 0 {
-            request_reschedule();
-        }
-    }
-
     /// The next of this core's sleepers whose time has come by tick `now`, off the timer.
     pub fn pop_expired(&mut self, now: u64) -> Option<Tid> {
         let core = self.here();
@@ -542,6 +524,22 @@ impl Core {
     fn forget_sleeper(&mut self, until: u64, tid: Tid) {
         self.sleepers.remove(&(until, tid));
         self.publish_next_timer(percpu::index());
+    }
+
+    /// The running thread is back after a preemption with `kept` ticks of its slice left
+    /// (0: none): only those.
+    pub fn cut_slice(&mut self, kept: u32) {
+        if kept != 0 {
+            self.slice_left = self.slice_left.min(kept);
+        }
+    }
+
+    /// Count the tick against the slice; a used-up slice asks for the scheduler.
+    pub fn run_down_slice(&mut self) {
+        self.slice_left = self.slice_left.saturating_sub(1);
+        if self.slice_left == 0 {
+            request_reschedule();
+        }
     }
 
     /// What the fast path handed over here.

@@ -61,7 +61,7 @@ pub fn recv(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
 #[inline(always)]
 fn receive_on(k: &mut Kernel, port: PortId, timeout: Option<u64>) -> Result<Next, Error> {
     let tid = k.sched.current();
-    let until = timeout.map(|t| k.ticks.saturating_add(t));
+    let until = timeout.map(|t| crate::clock::ticks().saturating_add(t));
     let waiting = k.ports.get_mut(&port).ok_or(Error::PeerGone)?;
     if waiting.is_closed() {
         return Err(Error::PeerGone);

@@ -23,7 +23,7 @@ pub fn info(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
     Ok(Next::Return(match kind {
         SysInfo::Pid => k.current_pid() as usize,
         SysInfo::Tid => k.sched.current() as usize,
-        SysInfo::Ticks => k.ticks as usize,
+        SysInfo::Ticks => crate::clock::ticks() as usize,
         SysInfo::TickHz => crate::arch::lapic::TICK_HZ as usize,
         SysInfo::FreeFrames => frame::free_count(),
         SysInfo::TotalFrames => frame::total_count(),

@@ -158,12 +158,12 @@ pub fn yield_now(_: &mut Kernel, _: &Args) -> Result<Next, Error> {
     Ok(Next::Yield)
 }
 
-pub fn sleep(k: &mut Kernel, args: &Args) -> Result<Next, Error> {
+pub fn sleep(_: &mut Kernel, args: &Args) -> Result<Next, Error> {
     let ticks = args.ticks(0);
     if ticks == 0 {
         return Ok(Next::Yield);
     }
-    let until = k.ticks.saturating_add(ticks);
+    let until = crate::clock::ticks().saturating_add(ticks);
     Ok(Next::Block {
         state: ThreadState::Sleeping(until),
         then: Then::Return(0),

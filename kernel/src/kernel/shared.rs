@@ -1,0 +1,84 @@
+//! The kernel's shared mode: what a core may reach holding only its own ticket of the
+//! kernel lock (`arch/spinlock.rs`), so that cores doing it do not wait for each other: the
+//! IPC fast path (`fastpath.rs`) and the timer's tick (`switch.rs`).
+//!
+//! [`Shared`] holds the ticket and everything shared mode may touch: this core's scheduler
+//! record; the record of the thread running here, which the core keeps locked while it
+//! runs (`sched::Core::load`); the thread and port tables, entry by entry through their own
+//! locks, only tried ([`Table::try_lock`]: when one is held the caller falls back to the
+//! exclusive mode); and the process table, read only. Table shapes, address spaces,
+//! capabilities, the time and other cores' records change only in the exclusive mode,
+//! which waits for every core's ticket, so shared mode may read them without locks.
+
+use super::{KERNEL, Kernel};
+use crate::arch::spinlock;
+use crate::ipc::{Port, PortId};
+use crate::proc::Process;
+use crate::sched::Core;
+use crate::sched::thread::{Thread, Tid};
+use crate::table::{EntryGuard, Table};
+
+/// The kernel in shared mode. Nothing else is reachable through it, so nothing else can
+/// be changed.
+pub struct Shared {
+    pub core: &'static mut Core,
+    threads: &'static Table<Thread>,
+    ports: &'static Table<Port>,
+    pub processes: &'static Table<Process>,
+    /// Dropped last: the references above are not used past it.
+    _lock: spinlock::Shared<'static, Option<Kernel>>,
+}
+
+pub type Locked<'a, T> = EntryGuard<'a, T>;
+
+impl Shared {
+    /// Take this core's ticket.
+    #[inline(always)]
+    pub fn enter() -> Option<Shared> {
+        let lock = KERNEL.lock_shared();
+        // SAFETY: this core's ticket is held, so no core is in exclusive mode, the only mode
+        // that changes the state outside cells (table shapes, address spaces) or makes it:
+        // it stays put while `lock` lives, which outlives these references.
+        let kernel = unsafe { (*lock.as_ptr()).as_ref()? };
+        Some(Shared {
+            // SAFETY: in shared mode each core reaches only its own record, through here.
+            core: unsafe { Core::here() },
+            threads: &kernel.threads,
+            ports: &kernel.ports,
+            processes: &kernel.processes,
+            _lock: lock,
+        })
+    }
+
+    /// The running thread's record, this core's while it runs. The fast path uses it only
+    /// until it hands the CPU on (`Core::resume_parked`), the last step that touches it.
+    #[inline(always)]
+    pub fn running(&self) -> Option<&'static mut Thread> {
+        // SAFETY: this core's ticket is held and nothing else here reaches the record; each
+        // caller lets it go before handing the CPU on (see above).
+        unsafe { self.core.running() }
+    }
+
+    #[inline(always)]
+    pub fn thread(&self, tid: Tid) -> Option<Locked<'static, Thread>> {
+        // SAFETY: in shared mode the tables are reached only through `try_lock`: `Shared`
+        // offers nothing else, and the exclusive mode waits for this core's ticket.
+        unsafe { self.threads.try_lock(tid) }
+    }
+
+    #[inline(always)]
+    pub fn port(&self, port: PortId) -> Option<Locked<'static, Port>> {
+        // SAFETY: as in `thread`.
+        unsafe { self.ports.try_lock(port) }
+    }
+
+    /// The last receiver waiting on `port`, locked, to queue behind: `Some(None)` if nobody
+    /// waits, `None` if it is locked elsewhere.
+    #[inline(always)]
+    pub fn last_receiver(&self, port: &Port) -> Option<Option<Locked<'static, Thread>>> {
+        match port.last_receiver() {
+            None => Some(None),
+            Some(last) => self.thread(last).map(Some),
+        }
+    }
+}
