@@ -64,8 +64,13 @@ impl Devices {
     }
 
     /// Where `source`'s events go, if it is bound.
-    pub fn target(&mut self, source: Object) -> Option<(PortId, u64)> {
-        self.binding(source).copied().flatten()
+    pub fn target(&self, source: Object) -> Option<(PortId, u64)> {
+        match source {
+            Object::Irq(line) => *self.irq.get(usize::from(line))?,
+            Object::Msi(vector) => *self.msi.get(msi::index(vector.into())?)?,
+            Object::Log => self.log,
+            _ => None,
+        }
     }
 
     /// The port `source` signalled is gone: unbind it (a line stays masked: it was, for

@@ -49,7 +49,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         v if msi::index(v).is_some() => {
             lapic::end_of_interrupt();
-            crate::kernel::kernel().signal_event(Object::Msi(v as u8));
+            crate::kernel::signal(Object::Msi(v as u8));
             crate::kernel::switch::reschedule_if_needed();
         }
         v if (VECTOR_PIC_BASE as u64..VECTOR_PIC_BASE as u64 + 16).contains(&v) => {}
@@ -85,5 +85,5 @@ fn kernel_fault(frame: &TrapFrame) -> ! {
 fn device_interrupt(line: u8) {
     ioapic::set_masked(line, true);
     lapic::end_of_interrupt();
-    crate::kernel::kernel().signal_event(Object::Irq(line));
+    crate::kernel::signal(Object::Irq(line));
 }

@@ -37,7 +37,7 @@ pub struct CoreLock<T> {
 // keep the cores apart (see `kernel::Shared`).
 unsafe impl<T: Send> Sync for CoreLock<T> {}
 
-/// The lock in exclusive mode: every core's ticket.
+/// The lock in exclusive mode: every running core's ticket.
 pub struct Exclusive<'a, T> {
     lock: &'a CoreLock<T>,
 }
@@ -60,10 +60,19 @@ impl<T> CoreLock<T> {
     #[inline]
     #[track_caller]
     pub fn lock(&self) -> Exclusive<'_, T> {
-        for ticket in &self.tickets[..percpu::online()] {
+        // The boot core's first: one core's kernel pays for no loop.
+        self.tickets[0].acquire();
+        for ticket in self.others() {
             ticket.acquire();
         }
         Exclusive { lock: self }
+    }
+
+    /// The tickets of the running cores but the boot core's (their number changes only
+    /// before the first process starts).
+    #[inline(always)]
+    fn others(&self) -> &[Ticket] {
+        &self.tickets[1..percpu::online().clamp(1, MAX_CORES)]
     }
 
     /// This core's ticket.
@@ -78,10 +87,10 @@ impl<T> CoreLock<T> {
     /// Every ticket if all are free now (for the panic path's report).
     #[track_caller]
     pub fn try_lock(&self) -> Option<Exclusive<'_, T>> {
-        let tickets = &self.tickets[..percpu::online()];
-        for (taken, ticket) in tickets.iter().enumerate() {
+        let running = &self.tickets[..percpu::online().clamp(1, MAX_CORES)];
+        for (taken, ticket) in running.iter().enumerate() {
             if !ticket.try_acquire() {
-                tickets[..taken].iter().for_each(Ticket::release);
+                running[..taken].iter().for_each(Ticket::release);
                 return None;
             }
         }
@@ -103,9 +112,10 @@ impl<T> CoreLock<T> {
 impl<T> Drop for Exclusive<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        for ticket in self.lock.tickets[..percpu::online()].iter().rev() {
+        for ticket in self.lock.others().iter().rev() {
             ticket.release();
         }
+        self.lock.tickets[0].release();
     }
 }
 

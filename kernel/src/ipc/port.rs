@@ -45,6 +45,8 @@ pub struct FastCounts {
     /// Notifications by `port_notify`: bits left on the port, or handed to a receiver at
     /// home on the notifier's core.
     pub notifies: u64,
+    /// Notifications by interrupts and the log, the same way (no capability looked up).
+    pub events: u64,
 }
 
 impl FastCounts {
@@ -55,6 +57,7 @@ impl FastCounts {
             replies: self.replies + other.replies,
             signals: self.signals + other.signals,
             notifies: self.notifies + other.notifies,
+            events: self.events + other.events,
         }
     }
 
@@ -65,8 +68,9 @@ impl FastCounts {
         stats.sent += self.calls;
         stats.received += self.calls;
         stats.replies += self.replies;
-        stats.notifications += self.signals + self.notifies;
-        stats.fast_path_hits += self.calls + self.replies + self.signals + self.notifies;
+        let notifications = self.signals + self.notifies + self.events;
+        stats.notifications += notifications;
+        stats.fast_path_hits += self.calls + self.replies + notifications;
         stats
     }
 

@@ -9,7 +9,8 @@
 //! buffer to buffer through the direct map, and the CPU passes to that thread: no message
 //! built, no run queue, no scheduler pass. `port_signal_recv` does the same with bits, and
 //! `port_notify` leaves its bits on the port, or in a waiting receiver at home on this core
-//! that it then queues here, and returns. When any condition fails nothing has changed,
+//! that it then queues here (`Shared::notify_port`), and returns. When any condition fails
+//! nothing has changed,
 //! and the general path (`syscall/ipc.rs`), which stays the reference, takes the call. The
 //! kernel command line `fastpath=off` sends everything there (the `ipc_slow` check runs
 //! the IPC suites that way and requires the same results).
@@ -41,7 +42,7 @@
 
 use super::shared::Shared;
 use crate::arch::trap::TrapFrame;
-use crate::ipc::{Delivered, Delivery, ReplyRef};
+use crate::ipc::{Delivered, ReplyRef};
 use crate::mm::phys_to_virt;
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadState};
@@ -132,15 +133,17 @@ extern "C" fn fastpath_signal_recv(frame: &TrapFrame) -> *const TrapFrame {
         .unwrap_or(ptr::null())
 }
 
-/// `port_notify` at the door: true if the bits were delivered (the result is in the frame),
-/// false for the general path.
+/// `port_notify` at the door: true if the bits were delivered (the result is in the frame,
+/// and the end-of-syscall work done), false for the general path.
 #[unsafe(no_mangle)]
 extern "C" fn fastpath_notify(frame: &mut TrapFrame) -> bool {
-    let delivered = enter().and_then(|mut fast| fast.notify(frame));
-    if delivered.is_some() {
+    let delivered = enter().and_then(|mut fast| fast.notify(frame)).is_some();
+    if delivered {
         frame.rax = 0;
+        // A receiver woken here may outrank the caller.
+        crate::kernel::switch::reschedule_if_needed();
     }
-    delivered.is_some()
+    delivered
 }
 
 /// Copy `len` payload bytes from `from`'s IPC buffer into `to`'s and clear `to`'s capability
@@ -268,43 +271,17 @@ impl Shared {
         Some(next)
     }
 
-    /// Notify a port: the bits wait on it, or go into the registers of a receiver waiting
-    /// there that is at home on this core and does not outrank the caller, made ready
-    /// behind its equals. The caller goes on; nothing switches.
+    /// `port_notify`: the port found in the running thread's path cache, then as
+    /// [`Shared::notify`].
     #[inline(always)]
     fn notify(&mut self, frame: &TrapFrame) -> Option<()> {
-        let (handle, bits) = (Handle::try_from(frame.rdi).ok()?, frame.rsi);
-        let caller = self.running()?;
-        let port_id = caller.path_cache().find(handle, rights::SEND)?.port;
-        let mut port = self.port(port_id)?;
-        // A closed port is an error: the general path's to report.
-        if port.is_closed() {
-            return None;
-        }
-        match port.first_receiver() {
-            Some(receiver_id) if bits != 0 => {
-                let mut receiver = self.thread(receiver_id)?;
-                let state = receiver.state();
-                // Waking one that should preempt, or at home elsewhere, is the scheduler's.
-                if !matches!(state, ThreadState::Receiving { .. })
-                    || receiver.is_suspended()
-                    || receiver.home() != caller.home()
-                    || receiver.priority() > caller.priority()
-                {
-                    return None;
-                }
-                // Nothing can fail from here on.
-                self.core.forget_timer(receiver_id, state);
-                port.pop_first_receiver(&*receiver);
-                receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
-                receiver.deliver(Delivery::InRegisters(0));
-                receiver.ready();
-                self.core.enqueue(receiver_id, receiver.priority(), false);
-            }
-            // Nobody waits (or zero bits, which wake nobody): the bits wait on the port.
-            _ => port.raise(bits),
-        }
-        port.count_fast_notify();
+        let handle = Handle::try_from(frame.rdi).ok()?;
+        let port = self
+            .running()?
+            .path_cache()
+            .find(handle, rights::SEND)?
+            .port;
+        self.notify_port(port, frame.rsi)?;
         self.core.fast_counts().notifies += 1;
         Some(())
     }

@@ -39,6 +39,7 @@ use crate::table::Table;
 use alloc::string::String;
 use core::ptr::NonNull;
 use keel_abi::ipc::IpcStats;
+use shared::Shared;
 
 pub struct Kernel {
     pub processes: Table<Process>,
@@ -106,7 +107,23 @@ pub fn announce_log() {
 #[cold]
 #[inline(never)]
 fn signal_log() {
-    kernel().signal_event(Object::Log);
+    signal(Object::Log);
+}
+
+/// An event source fired (an interrupt line, masked until the driver acknowledges it; an
+/// MSI-X vector; log bytes for the console driver): notify its port, in the shared mode
+/// when it can (`Shared::notify_port`), so that an interrupt does not stop the other
+/// cores. The caller then does the end-of-interrupt work (rescheduling).
+pub fn signal(source: Object) {
+    let notified = Shared::enter().and_then(|mut k| {
+        let (port, bits) = k.devices.target(source)?;
+        k.notify_port(port, bits)?;
+        k.core.fast_counts().events += 1;
+        Some(())
+    });
+    if notified.is_none() {
+        kernel().signal_event(source);
+    }
 }
 
 /// Create the kernel state with its idle thread.

@@ -12,11 +12,13 @@
 
 use super::{KERNEL, Kernel};
 use crate::arch::spinlock;
-use crate::ipc::{Port, PortId};
+use crate::device::Devices;
+use crate::ipc::{Delivery, Port, PortId};
 use crate::proc::Process;
-use crate::sched::Core;
-use crate::sched::thread::{Thread, Tid};
+use crate::sched::thread::{Thread, ThreadState, Tid};
+use crate::sched::{Core, request_reschedule};
 use crate::table::{EntryGuard, Table};
+use keel_abi::ipc::MessageInfo;
 
 /// The kernel in shared mode. Nothing else is reachable through it, so nothing else can
 /// be changed.
@@ -25,6 +27,7 @@ pub struct Shared {
     threads: &'static Table<Thread>,
     ports: &'static Table<Port>,
     pub processes: &'static Table<Process>,
+    pub devices: &'static Devices,
     /// Dropped last: the references above are not used past it.
     _lock: spinlock::Shared<'static, Option<Kernel>>,
 }
@@ -46,6 +49,7 @@ impl Shared {
             threads: &kernel.threads,
             ports: &kernel.ports,
             processes: &kernel.processes,
+            devices: &kernel.devices,
             _lock: lock,
         })
     }
@@ -70,6 +74,46 @@ impl Shared {
     pub fn port(&self, port: PortId) -> Option<Locked<'static, Port>> {
         // SAFETY: as in `thread`.
         unsafe { self.ports.try_lock(port) }
+    }
+
+    /// Notify `port_id`, as `Kernel::notify_port` does: the bits wait on the port, or go
+    /// into the registers of a receiver waiting there that is at home on this core, which
+    /// is queued here (asking for the scheduler if it should preempt what runs: the caller
+    /// then reschedules, out of shared mode). `None`, with nothing changed, for the
+    /// exclusive mode: a closed port (an error), a receiver at home on another core or
+    /// held elsewhere.
+    #[inline(always)]
+    pub fn notify_port(&mut self, port_id: PortId, bits: u64) -> Option<()> {
+        let mut port = self.port(port_id)?;
+        if port.is_closed() {
+            return None;
+        }
+        match port.first_receiver() {
+            Some(receiver_id) if bits != 0 => {
+                let mut receiver = self.thread(receiver_id)?;
+                let state = receiver.state();
+                if !matches!(state, ThreadState::Receiving { .. })
+                    || receiver.is_suspended()
+                    || receiver.home() != crate::arch::percpu::index()
+                {
+                    return None;
+                }
+                // Nothing can fail from here on.
+                self.core.forget_timer(receiver_id, state);
+                port.pop_first_receiver(&*receiver);
+                receiver.load_registers(0, 0, MessageInfo::NOTIFICATION, [bits, 0, 0, 0]);
+                receiver.deliver(Delivery::InRegisters(0));
+                receiver.ready();
+                self.core.enqueue(receiver_id, receiver.priority(), false);
+                if self.core.outranked_by(receiver.priority()) {
+                    request_reschedule();
+                }
+            }
+            // Nobody waits (or zero bits, which wake nobody): the bits wait on the port.
+            _ => port.raise(bits),
+        }
+        port.count_fast_notify();
+        Some(())
     }
 
     /// The last receiver waiting on `port`, locked, to queue behind: `Some(None)` if nobody

@@ -315,7 +315,7 @@ impl Scheduler {
         let home = thread.home();
         let core = self.cores[home].get_mut();
         core.enqueue(tid, thread.priority(), false);
-        if core.current == core.idle || thread.priority() > core.current_priority {
+        if core.outranked_by(thread.priority()) {
             self.preempt_on(home);
         }
     }
@@ -482,6 +482,13 @@ impl Core {
     #[inline(always)]
     pub fn current(&self) -> Tid {
         self.current
+    }
+
+    /// Whether a thread of `priority` made ready here should preempt what runs (as
+    /// [`Scheduler::ready`] decides).
+    #[inline(always)]
+    pub fn outranked_by(&self, priority: usize) -> bool {
+        self.current == self.idle || priority > self.current_priority
     }
 
     /// Put `tid`, running here, blocking in `state`, on the timer if `state` ends at a

@@ -150,17 +150,23 @@ fn thread_create_hands_back_a_capability_to_the_thread() -> Result<(), String> {
 fn a_thread_runs_only_on_the_cores_it_is_given() -> Result<(), String> {
     let cores = keel_rt::sys::sys_info(keel_abi::SysInfo::Cores).context("sys_info(Cores)")?;
     let priority = process::current_priority();
-    // (the core it said it ran on, the core thread_info gives), once it ended
+    // (the core it said it ran on, the core thread_info gives), once it ended. It waits for
+    // word that its home was read: on another core it could otherwise end, and its
+    // capability go, first.
     let run_on = |cpus: u32| -> Result<(usize, u32), String> {
         let seen = Arc::new(AtomicU64::new(u64::MAX));
         let at = seen.clone();
+        let go = Port::create(1).context("port_create")?;
         let started = thread::spawn_on(cpus, priority, move || {
             at.store(thread::core() as u64, Ordering::Release);
+            let _ = go.receive(None);
         })
         .context("thread::spawn_on")?;
-        let home = started.thread().info().context("thread_info")?.core;
+        let home = started.thread().info().context("thread_info");
+        send(go, 0)?;
         wait_until("the thread runs", || Ok(started.is_finished()))?;
-        Ok((seen.load(Ordering::Acquire) as usize, home))
+        let _ = go.delete();
+        Ok((seen.load(Ordering::Acquire) as usize, home?.core))
     };
     for core in 0..cores {
         expect_eq(
