@@ -39,20 +39,19 @@ pub fn for_self(frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
     Some(reply)
 }
 
-/// Whether `frame` is IPv4 carrying a TCP segment with SYN set and ACK clear.
-pub fn is_tcp_syn(frame: &[u8]) -> bool {
+/// The destination port of `frame`, if it is IPv4 carrying a TCP segment with SYN set and
+/// ACK clear.
+pub fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
     const IPV4: [u8; 2] = [0x08, 0x00];
     const TCP: u8 = 6;
-    let Some(ip) = frame.get(ETHERNET..) else {
-        return false;
-    };
+    let ip = frame.get(ETHERNET..)?;
     if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) {
-        return false;
+        return None;
     }
     let header = usize::from(ip[0] & 0x0f) * 4;
+    let tcp = ip.get(header..header + 14)?;
     // Flags are byte 13 of the TCP header: SYN 0x02, ACK 0x10.
-    ip.get(header + 13)
-        .is_some_and(|flags| flags & 0x12 == 0x02)
+    (tcp[13] & 0x12 == 0x02).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
 /// Whether `frame` is IPv4 carrying UDP from port 67 to port 68: a DHCP server's message

@@ -92,8 +92,8 @@ pub struct Nic {
     /// A received frame taken from the device to be looked at ([`Nic::dhcp_next`]), the
     /// next smoltcp receives: its slot, start and length.
     ahead: Cell<Option<(usize, usize, usize)>>,
-    /// A TCP SYN came in since [`Nic::take_syn`] last looked.
-    syn: Cell<bool>,
+    /// The port a TCP SYN came in for since [`Nic::take_syn`] last looked.
+    syn: Cell<Option<u16>>,
     /// Transmit slots free when the stack last found too few, since the last poll.
     short: Cell<Option<usize>>,
     /// A frame sent since [`Nic::take_unfinished`] last looked may leave its socket more
@@ -108,7 +108,7 @@ impl Nic {
             mac: device.mac_address(),
             looped: RefCell::default(),
             ahead: Cell::new(None),
-            syn: Cell::new(false),
+            syn: Cell::new(None),
             short: Cell::new(None),
             unfinished: Cell::new(false),
             device: RefCell::new(device),
@@ -194,10 +194,10 @@ impl Nic {
         })
     }
 
-    /// Whether a TCP SYN came in since the last look: only then may a listener need a
-    /// fresh socket before the next frame.
-    pub fn take_syn(&self) -> bool {
-        self.syn.replace(false)
+    /// The port a TCP SYN came in for since the last look, if one did: only then may a
+    /// listener, the one on that port, need a fresh socket before the next frame.
+    pub fn take_syn(&self) -> Option<u16> {
+        self.syn.take()
     }
 
     /// Whether a frame sent since the last look may leave its socket more to send: only
@@ -208,8 +208,8 @@ impl Nic {
 
     /// Note a received frame that opens a TCP connection.
     fn look_for_syn(&self, frame: &[u8]) {
-        if loopback::is_tcp_syn(frame) {
-            self.syn.set(true);
+        if let Some(port) = loopback::tcp_syn_port(frame) {
+            self.syn.set(Some(port));
         }
     }
 

@@ -151,10 +151,10 @@ impl Stack {
     }
 
     /// Take in every frame received, then send all the sockets may; how long until
-    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, so a
-    /// listener gets a fresh socket before the next one, and a burst of connections finds
-    /// one each.
-    pub fn poll(&self, mut syn_taken: impl FnMut()) -> Duration {
+    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, with
+    /// the port it is for, so a listener gets a fresh socket before the next one, and a
+    /// burst of connections finds one each.
+    pub fn poll(&self, mut syn_taken: impl FnMut(u16)) -> Duration {
         let timestamp = now();
         let nic = self.nic();
         self.iface.borrow_mut().poll_maintenance(timestamp);
@@ -171,8 +171,11 @@ impl Stack {
             match ingress {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged if nic.take_syn() => syn_taken(),
-                PollIngressSingleResult::SocketStateChanged => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    if let Some(port) = nic.take_syn() {
+                        syn_taken(port);
+                    }
+                }
             }
         }
         let mut iface = self.iface.borrow_mut();
@@ -270,7 +273,7 @@ impl Stack {
     ///
     /// The timer is set again only when smoltcp wants to be polled sooner than it is due
     /// (or it went off): one due later only costs a poll with nothing to do.
-    pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
+    pub async fn run(&self, syn_taken: impl Fn(u16), tidy: impl Fn()) -> ! {
         let mut timer = executor::sleep(IDLE);
         let mut due = time::ticks() + ticks_in(IDLE);
         let nic = self.nic();
