@@ -89,7 +89,7 @@ pub struct Table {
     /// Streams closed by their owner, sending what they hold: (socket, give up at tick).
     closing: RefCell<Vec<(SocketHandle, u64)>>,
     next_id: Cell<u32>,
-    /// Sockets in the stack's set but the DHCP client's.
+    /// Sockets in the stack's set (the DHCP client's has a set of its own).
     count: Cell<usize>,
     next_port: Cell<u16>,
     /// Closed TCP sockets out of the stack's set, ready to listen or connect again.
