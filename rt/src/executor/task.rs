@@ -83,18 +83,42 @@ pub fn joinable<F: Future + 'static>(future: F) -> (BoxFuture, JoinHandle<F::Out
         waiter: None,
         detached: false,
     }));
-    let task_state = state.clone();
-    let task = Box::pin(async move {
-        let output = future.await;
-        let mut state = task_state.borrow_mut();
+    let task = Box::pin(Joinable {
+        future,
+        state: state.clone(),
+    });
+    (task, JoinHandle { state })
+}
+
+/// A task's future and where its output goes. Polled in place: an `async` block that
+/// awaited the future would first move it into its own state, a copy of the whole future
+/// (often a kilobyte or more) each time a task starts.
+struct Joinable<F: Future> {
+    future: F,
+    state: Rc<RefCell<JoinState<F::Output>>>,
+}
+
+impl<F: Future> Future for Joinable<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: `future` is pinned with `self` (structural pinning): it is never moved
+        // out, and `Joinable` has neither a `Drop` nor an `Unpin` impl of its own.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above, `this.future` stays where it is until `this` is dropped.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        let Poll::Ready(output) = future.poll(cx) else {
+            return Poll::Pending;
+        };
+        let mut state = this.state.borrow_mut();
         if !state.detached {
             state.result = Some(output);
             if let Some(waiter) = state.waiter.take() {
                 waiter.wake();
             }
         }
-    });
-    (task, JoinHandle { state })
+        Poll::Ready(())
+    }
 }
 
 impl<T> JoinHandle<T> {

@@ -19,6 +19,7 @@ mod status;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::cell::Cell;
 use core::time::Duration;
 
@@ -163,7 +164,7 @@ async fn page(stream: TcpStream, net: &Net, counters: &Rc<Counters>) {
         Err(refusal) => {
             Counters::bump(&counters.refused);
             match http::refusal_answer(&refusal) {
-                Some(text) => stream.write_all_and_close(text.as_bytes()).await,
+                Some(text) => stream.write_all_and_close(&text).await,
                 None => Ok(()),
             }
         }
@@ -197,7 +198,7 @@ async fn answer(
             Some(Ok(len)) if len <= MAX_DOWNLOAD => {
                 let head = http::head("200 OK", "application/octet-stream", len as usize);
                 if request.head_only {
-                    return stream.write_all_and_close(head.as_bytes()).await;
+                    return stream.write_all_and_close(&head).await;
                 }
                 return send_pattern(stream, head, len).await;
             }
@@ -209,7 +210,7 @@ async fn answer(
             None => ("404 Not Found", "text/plain", "no such page\n".into()),
         },
     };
-    let mut bytes = http::head(status, kind, body.len()).into_bytes();
+    let mut bytes = http::head(status, kind, body.len());
     if !request.head_only {
         bytes.extend_from_slice(body.as_bytes());
     }
@@ -239,15 +240,14 @@ static PATTERN: [u8; PATTERN_LEN] = {
 
 /// `head`, then `len` bytes of the download pattern, then close: the head goes with the
 /// first piece of the pattern, the close with the last.
-async fn send_pattern(stream: TcpStream, head: String, len: u64) -> Result<(), Error> {
+async fn send_pattern(stream: TcpStream, mut head: Vec<u8>, len: u64) -> Result<(), Error> {
     let first = len.min(PATTERN_LEN as u64) as usize;
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&PATTERN[..first]);
+    head.extend_from_slice(&PATTERN[..first]);
     let mut left = len - first as u64;
     if left == 0 {
-        return stream.write_all_and_close(&bytes).await;
+        return stream.write_all_and_close(&head).await;
     }
-    stream.write_all(&bytes).await?;
+    stream.write_all(&head).await?;
     while left > PATTERN_LEN as u64 {
         stream.write_all(&PATTERN).await?;
         left -= PATTERN_LEN as u64;

@@ -1,4 +1,5 @@
-//! Looking into Ethernet frames: those the stack sends to itself, and SYNs.
+//! Looking into Ethernet frames: those the stack sends to itself, SYNs, DHCP servers'
+//! messages, and whether a frame sent may leave its socket more to send.
 //!
 //! Frames the stack sends to itself: smoltcp has no loopback interface, so a connection to
 //! the guest's own address (the shell's tour fetching the status page) would go out on the
@@ -38,18 +39,58 @@ pub fn for_self(frame: &[u8], mac: [u8; 6]) -> Option<Vec<u8>> {
     Some(reply)
 }
 
-/// Whether `frame` is IPv4 carrying a TCP segment with SYN set and ACK clear.
-pub fn is_tcp_syn(frame: &[u8]) -> bool {
+/// The destination port of `frame`, if it is IPv4 carrying a TCP segment with SYN set and
+/// ACK clear.
+pub fn tcp_syn_port(frame: &[u8]) -> Option<u16> {
     const IPV4: [u8; 2] = [0x08, 0x00];
     const TCP: u8 = 6;
+    let ip = frame.get(ETHERNET..)?;
+    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) {
+        return None;
+    }
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let tcp = ip.get(header..header + 14)?;
+    // Flags are byte 13 of the TCP header: SYN 0x02, ACK 0x10.
+    (tcp[13] & 0x12 == 0x02).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
+}
+
+/// Whether `frame` is IPv4 carrying UDP from port 67 to port 68: a DHCP server's message
+/// to a client.
+pub fn is_dhcp_reply(frame: &[u8]) -> bool {
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const UDP: u8 = 17;
+    const PORTS: [u8; 4] = [0, 67, 0, 68];
     let Some(ip) = frame.get(ETHERNET..) else {
         return false;
     };
-    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) {
+    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&UDP) {
         return false;
     }
     let header = usize::from(ip[0] & 0x0f) * 4;
-    // Flags are byte 13 of the TCP header: SYN 0x02, ACK 0x10.
-    ip.get(header + 13)
-        .is_some_and(|flags| flags & 0x12 == 0x02)
+    ip.get(header..header + 4) == Some(&PORTS[..])
+}
+
+/// Whether `frame`, just built by a socket, may leave that socket more to send now: any
+/// frame but a TCP segment that empties its send buffer (smoltcp marks the segment that
+/// sends the last byte queued with PSH or FIN) or carries no data (a SYN-ACK, an ACK, a
+/// reset: a socket with data to send sends it with those). A segment cut short by the
+/// window says so too, wrongly but harmlessly: the next pass finds the window still shut.
+pub fn may_send_more(frame: &[u8]) -> bool {
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const TCP: u8 = 6;
+    const FIN: u8 = 0x01;
+    const PSH: u8 = 0x08;
+    let Some(ip) = frame.get(ETHERNET..) else {
+        return true;
+    };
+    if frame.get(12..14) != Some(&IPV4[..]) || ip.get(9) != Some(&TCP) || ip.len() < 20 {
+        return true;
+    }
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let (Some(&offset), Some(&flags)) = (ip.get(header + 12), ip.get(header + 13)) else {
+        return true;
+    };
+    let data = total.saturating_sub(header + usize::from(offset >> 4) * 4);
+    data > 0 && flags & (FIN | PSH) == 0
 }

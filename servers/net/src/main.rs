@@ -68,7 +68,11 @@ async fn main(args: &'static str) -> i32 {
     let table = Rc::new(Table::new(stack.clone()));
     executor::spawn({
         let table = table.clone();
-        async move { stack.run(|| table.syn_taken(), || table.tidy()).await }
+        async move {
+            stack
+                .run(|port| table.syn_taken(port), || table.tidy())
+                .await
+        }
     });
     if let Err(error) = names::register(keel_net::NAME, executor::wake::port()) {
         println!("net: cannot register as {:?}: {error}", keel_net::NAME);

@@ -89,10 +89,16 @@ pub struct Nic {
     mac: [u8; 6],
     /// Frames sent to ourselves, to be received next.
     looped: RefCell<VecDeque<Vec<u8>>>,
-    /// A TCP SYN came in since [`Nic::take_syn`] last looked.
-    syn: Cell<bool>,
+    /// A received frame taken from the device to be looked at ([`Nic::dhcp_next`]), the
+    /// next smoltcp receives: its slot, start and length.
+    ahead: Cell<Option<(usize, usize, usize)>>,
+    /// The port a TCP SYN came in for since [`Nic::take_syn`] last looked.
+    syn: Cell<Option<u16>>,
     /// Transmit slots free when the stack last found too few, since the last poll.
     short: Cell<Option<usize>>,
+    /// A frame sent since [`Nic::take_unfinished`] last looked may leave its socket more
+    /// to send.
+    unfinished: Cell<bool>,
 }
 
 impl Nic {
@@ -101,8 +107,10 @@ impl Nic {
         let nic = Nic {
             mac: device.mac_address(),
             looped: RefCell::default(),
-            syn: Cell::new(false),
+            ahead: Cell::new(None),
+            syn: Cell::new(None),
             short: Cell::new(None),
+            unfinished: Cell::new(false),
             device: RefCell::new(device),
             rx: Pool::new()?,
             tx: Pool::new()?,
@@ -169,16 +177,39 @@ impl Nic {
         !self.looped.borrow().is_empty()
     }
 
-    /// Whether a TCP SYN came in since the last look: only then may a listener need a
-    /// fresh socket before the next frame.
-    pub fn take_syn(&self) -> bool {
-        self.syn.replace(false)
+    /// Whether the next frame to receive is a DHCP server's message: the stack takes it
+    /// in with the DHCP client's own socket set.
+    pub fn dhcp_next(&self) -> bool {
+        if let Some(frame) = self.looped.borrow().front() {
+            return loopback::is_dhcp_reply(frame);
+        }
+        if self.ahead.get().is_none() {
+            self.ahead.set(self.take_rx());
+        }
+        self.ahead.get().is_some_and(|(slot, start, len)| {
+            let frame = start
+                .checked_add(len)
+                .and_then(|end| self.rx.slot(slot).get(start..end));
+            frame.is_some_and(loopback::is_dhcp_reply)
+        })
+    }
+
+    /// The port a TCP SYN came in for since the last look, if one did: only then may a
+    /// listener, the one on that port, need a fresh socket before the next frame.
+    pub fn take_syn(&self) -> Option<u16> {
+        self.syn.take()
+    }
+
+    /// Whether a frame sent since the last look may leave its socket more to send: only
+    /// then can another egress pass send anything.
+    pub fn take_unfinished(&self) -> bool {
+        self.unfinished.replace(false)
     }
 
     /// Note a received frame that opens a TCP connection.
     fn look_for_syn(&self, frame: &[u8]) {
-        if loopback::is_tcp_syn(frame) {
-            self.syn.set(true);
+        if let Some(port) = loopback::tcp_syn_port(frame) {
+            self.syn.set(Some(port));
         }
     }
 
@@ -206,7 +237,10 @@ impl Nic {
     /// stack last ran short of them. Call with interrupts on: what comes after the look
     /// interrupts.
     pub fn work_left(&self) -> bool {
-        if self.has_looped() || self.device.borrow().poll_receive().is_some() {
+        if self.has_looped()
+            || self.ahead.get().is_some()
+            || self.device.borrow().poll_receive().is_some()
+        {
             return true;
         }
         self.short.get().is_some_and(|free| self.free_tx() > free)
@@ -274,7 +308,10 @@ impl phy::Device for Phy<'_> {
         let rx = match looped {
             Some(frame) => RxToken::Looped { nic: self.0, frame },
             None => {
-                let (slot, start, len) = self.0.take_rx()?;
+                let (slot, start, len) = match self.0.ahead.take() {
+                    Some(frame) => frame,
+                    None => self.0.take_rx()?,
+                };
                 RxToken::Slot {
                     nic: self.0,
                     slot,
@@ -341,7 +378,7 @@ impl phy::RxToken for RxToken<'_> {
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let nic = self.nic;
-        nic.reclaim_tx();
+        // `transmit` and `receive` took back the slots the device was done with just now.
         let slot = nic.tx_free.borrow_mut().pop();
         let Some(slot) = slot else {
             // A token is handed out only with a slot free, and each takes one; should that
@@ -354,6 +391,9 @@ impl phy::TxToken for TxToken<'_> {
         let end = (header + len).min(SLOT);
         let result = f(&mut buffer[header..end]);
         checksum::fill_tcp(&mut buffer[header..end]);
+        if loopback::may_send_more(&buffer[header..end]) {
+            nic.unfinished.set(true);
+        }
         if let Some(frame) = loopback::for_self(&buffer[header..end], nic.mac) {
             nic.looped.borrow_mut().push_back(frame);
             nic.tx_free.borrow_mut().push(slot);

@@ -7,8 +7,9 @@
 //! [`Table::syn_taken`] listens with a fresh one, so a burst of SYNs finds a socket each
 //! (smoltcp answers a SYN no socket takes with a reset), up to `backlog` connections not
 //! yet accepted; while a handshake is under way, [`Table::tidy`] moves the sockets a
-//! connection reached into the accept queue. With no handshake under way, tidying looks
-//! at no listener: the socket table costs a poll nothing but its closing streams.
+//! connection reached into the accept queue. Tidying looks only at the listeners a SYN
+//! came for: with no handshake under way, at none, and the socket table costs a poll
+//! nothing but its closing streams.
 //!
 //! TCP sockets let go of are kept, with their buffers, for the next connection: a fresh
 //! one would cost zeroing its 28 KiB of buffers.
@@ -88,15 +89,15 @@ pub struct Table {
     /// Streams closed by their owner, sending what they hold: (socket, give up at tick).
     closing: RefCell<Vec<(SocketHandle, u64)>>,
     next_id: Cell<u32>,
-    /// Sockets in the stack's set but the DHCP client's.
+    /// Sockets in the stack's set (the DHCP client's has a set of its own).
     count: Cell<usize>,
     next_port: Cell<u16>,
     /// Closed TCP sockets out of the stack's set, ready to listen or connect again.
     pool: RefCell<Vec<tcp::Socket<'static>>>,
-    /// A listener may have a socket out of `Listen` (a SYN came in, a handshake is under
-    /// way) or room for a fresh one (an accept made it): [`Table::tidy`] looks at the
-    /// listeners only then.
-    handshakes: Cell<bool>,
+    /// Listeners that may have a socket out of `Listen` (a SYN came in for them, a
+    /// handshake is under way) or room for a fresh one (an accept made it): the only ones
+    /// [`Table::tidy`] looks at.
+    handshakes: RefCell<Vec<u32>>,
 }
 
 fn endpoint(endpoint: IpEndpoint) -> SocketAddr {
@@ -144,7 +145,7 @@ impl Table {
             count: Cell::new(0),
             next_port: Cell::new(EPHEMERAL),
             pool: RefCell::default(),
-            handshakes: Cell::new(false),
+            handshakes: RefCell::default(),
         }
     }
 
@@ -236,24 +237,40 @@ impl Table {
         id
     }
 
-    /// After a SYN was taken in, before the next frame: a listener's spare socket took it,
-    /// so it listens with a fresh one.
-    pub fn syn_taken(&self) {
-        self.handshakes.set(true);
+    /// After a SYN for `port` was taken in, before the next frame: the spare socket of the
+    /// listener on `port` took it, so it listens with a fresh one.
+    pub fn syn_taken(&self, port: u16) {
+        let listener = self.entries.borrow().iter().find_map(|(&id, entry)| {
+            matches!(&entry.kind, Kind::Listener(listener) if listener.port == port).then_some(id)
+        });
+        if let Some(id) = listener {
+            self.handshake(id);
+        }
         self.tidy();
     }
 
-    /// After each poll: while a handshake is under way, hand listeners their new
+    /// Have [`Table::tidy`] look at listener `id`.
+    fn handshake(&self, id: u32) {
+        let mut handshakes = self.handshakes.borrow_mut();
+        if !handshakes.contains(&id) {
+            handshakes.push(id);
+        }
+    }
+
+    /// After each poll: hand the listeners with a handshake under way their new
     /// connections and listen with fresh sockets; let go of closed streams.
     pub fn tidy(&self) {
-        if self.handshakes.get() {
-            let mut under_way = false;
-            for entry in self.entries.borrow_mut().values_mut() {
-                if let Kind::Listener(listener) = &mut entry.kind {
-                    under_way |= self.refill(listener);
-                }
-            }
-            self.handshakes.set(under_way);
+        if !self.handshakes.borrow().is_empty() {
+            let mut entries = self.entries.borrow_mut();
+            self.handshakes
+                .borrow_mut()
+                .retain(|id| match entries.get_mut(id) {
+                    Some(Entry {
+                        kind: Kind::Listener(listener),
+                        ..
+                    }) => self.refill(listener),
+                    _ => false,
+                });
         }
         if !self.closing.borrow().is_empty() {
             self.let_go();
@@ -528,7 +545,9 @@ impl Sockets for Service {
         if full || update {
             // The backlog was full, so no socket listened: one can now. Or reading opened
             // the window: let the peer know.
-            table.handshakes.set(table.handshakes.get() || full);
+            if full {
+                table.handshake(listener);
+            }
             table.stack.poke();
         }
         let id = table.add(session, Kind::Stream(handle));

@@ -4,7 +4,9 @@
 //!
 //! The address comes from DHCP; if none has come within [`DHCP_PATIENCE`], the static
 //! configuration from the manifest's arguments is used (and DHCP keeps trying: a lease
-//! that comes later replaces it).
+//! that comes later replaces it). The DHCP client's socket has a set of its own, looked
+//! at only when a DHCP message comes in or its timer is due: in the sockets' set, every
+//! egress pass and every `poll_delay` would look at it too.
 
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
@@ -70,7 +72,10 @@ pub struct Stack {
     driver: Rc<NetDriver>,
     iface: RefCell<Interface>,
     pub sockets: RefCell<SocketSet<'static>>,
+    /// The DHCP client's socket alone, and when it wants to be polled next.
+    dhcp_set: RefCell<SocketSet<'static>>,
     dhcp: SocketHandle,
+    dhcp_due: Cell<Instant>,
     fallback: Option<StaticConfig>,
     configured: Cell<Option<Configured>>,
     started: Instant,
@@ -98,12 +103,14 @@ impl Stack {
         // SAFETY: RDTSC only reads the counter (the kernel leaves CR4.TSD clear).
         config.random_seed = unsafe { core::arch::x86_64::_rdtsc() };
         let iface = Interface::new(config, &mut Phy(nic), now());
-        let mut sockets = SocketSet::new(alloc::vec::Vec::new());
-        let dhcp = sockets.add(dhcpv4::Socket::new());
+        let mut dhcp_set = SocketSet::new(alloc::vec::Vec::new());
+        let dhcp = dhcp_set.add(dhcpv4::Socket::new());
         Some(Stack {
             iface: RefCell::new(iface),
-            sockets: RefCell::new(sockets),
+            sockets: RefCell::new(SocketSet::new(alloc::vec::Vec::new())),
+            dhcp_set: RefCell::new(dhcp_set),
             dhcp,
+            dhcp_due: Cell::new(now()),
             fallback,
             configured: Cell::new(None),
             started: now(),
@@ -144,52 +151,48 @@ impl Stack {
     }
 
     /// Take in every frame received, then send all the sockets may; how long until
-    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, so a
-    /// listener gets a fresh socket before the next one, and a burst of connections finds
-    /// one each.
-    pub fn poll(&self, mut syn_taken: impl FnMut()) -> Duration {
+    /// smoltcp wants to be polled again. `syn_taken` runs after each SYN taken in, with
+    /// the port it is for, so a listener gets a fresh socket before the next one, and a
+    /// burst of connections finds one each.
+    pub fn poll(&self, mut syn_taken: impl FnMut(u16)) -> Duration {
         let timestamp = now();
+        let nic = self.nic();
         self.iface.borrow_mut().poll_maintenance(timestamp);
+        let mut dhcp_news = false;
         loop {
+            let dhcp = nic.dhcp_next();
+            dhcp_news |= dhcp;
+            let set = if dhcp { &self.dhcp_set } else { &self.sockets };
             let ingress = self.iface.borrow_mut().poll_ingress_single(
                 timestamp,
-                &mut Phy(self.nic()),
-                &mut self.sockets.borrow_mut(),
+                &mut Phy(nic),
+                &mut set.borrow_mut(),
             );
             match ingress {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged if self.nic().take_syn() => syn_taken(),
-                PollIngressSingleResult::SocketStateChanged => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    if let Some(port) = nic.take_syn() {
+                        syn_taken(port);
+                    }
+                }
             }
         }
         let mut iface = self.iface.borrow_mut();
         let mut sockets = self.sockets.borrow_mut();
-        // One pass lets each socket send one frame: pass again while any did, so a
-        // socket sends all its window and buffer allow now, not one segment a poll (which
-        // cost a poll per segment of a download, and a timer tick before the second
-        // segment of a small answer).
-        while iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut sockets)
+        // One pass lets each socket send one frame: pass again while a frame sent may
+        // leave its socket more to send, so a socket sends all its window and buffer allow
+        // now, not one segment a poll (which cost a poll per segment of a download, and a
+        // timer tick before the second segment of a small answer). A pass that would find
+        // nothing costs a look at every socket: a request's SYN-ACK and its answer's last
+        // segment need none after them.
+        nic.take_unfinished();
+        while iface.poll_egress(timestamp, &mut Phy(nic), &mut sockets)
             == PollResult::SocketStateChanged
+            && nic.take_unfinished()
         {}
-        let event = sockets.get_mut::<dhcpv4::Socket>(self.dhcp).poll();
-        match event {
-            Some(dhcpv4::Event::Configured(lease)) => self.apply(
-                &mut iface,
-                Configured {
-                    address: lease.address,
-                    gateway: lease.router,
-                    dhcp: true,
-                },
-            ),
-            // smoltcp reports one at start, before any lease: only a lease lost counts.
-            Some(dhcpv4::Event::Deconfigured) if self.configured.get().is_some_and(|c| c.dhcp) => {
-                iface.update_ip_addrs(|addrs| addrs.clear());
-                iface.routes_mut().remove_default_ipv4_route();
-                self.configured.set(None);
-                println!("net: the DHCP lease is gone");
-            }
-            Some(dhcpv4::Event::Deconfigured) | None => {}
+        if dhcp_news || timestamp >= self.dhcp_due.get() {
+            self.poll_dhcp(&mut iface, timestamp);
         }
         let waited = timestamp - self.started;
         if self.configured.get().is_none()
@@ -205,10 +208,39 @@ impl Stack {
                 },
             );
         }
+        let dhcp_delay = self.dhcp_due.get() - timestamp.min(self.dhcp_due.get());
         let delay = iface
             .poll_delay(timestamp, &sockets)
-            .map_or(IDLE, |delay| Duration::from_micros(delay.total_micros()));
-        delay.min(IDLE)
+            .map_or(dhcp_delay, |delay| delay.min(dhcp_delay));
+        Duration::from_micros(delay.total_micros()).min(IDLE)
+    }
+
+    /// Let the DHCP client send what it has to and take in what its messages did; note
+    /// when it wants to be polled next.
+    fn poll_dhcp(&self, iface: &mut Interface, timestamp: Instant) {
+        let mut set = self.dhcp_set.borrow_mut();
+        iface.poll_egress(timestamp, &mut Phy(self.nic()), &mut set);
+        match set.get_mut::<dhcpv4::Socket>(self.dhcp).poll() {
+            Some(dhcpv4::Event::Configured(lease)) => self.apply(
+                iface,
+                Configured {
+                    address: lease.address,
+                    gateway: lease.router,
+                    dhcp: true,
+                },
+            ),
+            // smoltcp reports one at start, before any lease: only a lease lost counts.
+            Some(dhcpv4::Event::Deconfigured) if self.configured.get().is_some_and(|c| c.dhcp) => {
+                iface.update_ip_addrs(|addrs| addrs.clear());
+                iface.routes_mut().remove_default_ipv4_route();
+                self.configured.set(None);
+                println!("net: the DHCP lease is gone");
+            }
+            Some(dhcpv4::Event::Deconfigured) | None => {}
+        }
+        let due = iface.poll_at(timestamp, &set);
+        self.dhcp_due
+            .set(due.unwrap_or(timestamp + IDLE.into()).max(timestamp));
     }
 
     fn apply(&self, iface: &mut Interface, config: Configured) {
@@ -241,7 +273,7 @@ impl Stack {
     ///
     /// The timer is set again only when smoltcp wants to be polled sooner than it is due
     /// (or it went off): one due later only costs a poll with nothing to do.
-    pub async fn run(&self, syn_taken: impl Fn(), tidy: impl Fn()) -> ! {
+    pub async fn run(&self, syn_taken: impl Fn(u16), tidy: impl Fn()) -> ! {
         let mut timer = executor::sleep(IDLE);
         let mut due = time::ticks() + ticks_in(IDLE);
         let nic = self.nic();

@@ -77,8 +77,10 @@ pub fn free(virt: usize) {
 
 impl Registry {
     /// The physical address of `[virt, virt + len)`, if it lies in one DMA allocation.
+    /// Newest first: the buffers shared on every request (packet pools, clients' regions)
+    /// are allocated after the queues.
     fn translate(&self, virt: usize, len: usize) -> Option<u64> {
-        self.dma.iter().find_map(|buffer| {
+        self.dma.iter().rev().find_map(|buffer| {
             let start = buffer.as_ptr() as usize;
             let inside = virt >= start && virt + len <= start + buffer.len();
             inside.then(|| buffer.phys() + (virt - start) as u64)
