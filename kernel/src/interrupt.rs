@@ -25,14 +25,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VECTOR_TIMER => {
             lapic::timer_fired();
             lapic::end_of_interrupt();
-            // An idle core other than the boot core (which keeps the time) has no slice to
-            // count: its tick would only contend for the lock, unless one of its timers ends.
-            if !woke_idle
-                || arch::percpu::is_boot_core()
-                || arch::percpu::next_timer() <= crate::clock::ticks()
-            {
-                crate::kernel::switch::timer_tick();
-            }
+            crate::kernel::switch::timer_tick(woke_idle);
             crate::kernel::announce_log();
             crate::kernel::switch::reschedule_if_needed();
         }

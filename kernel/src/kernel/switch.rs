@@ -194,14 +194,15 @@ pub fn reschedule_if_needed() {
     }
 }
 
-/// The timer interrupt: keep the time, wake sleepers, end time slices. The caller then
-/// does the end-of-interrupt work (the log, rescheduling). Only waking a sleeper takes the
-/// kernel's exclusive mode; the rest is this core's own (its record, its running thread's),
-/// so a tick does not stop the other cores.
+/// The timer interrupt: keep the time, wake sleepers, end time slices; `idle` if it woke
+/// this core's idle thread from its halt, which has no time or slice to count. The caller
+/// then does the end-of-interrupt work (the log, rescheduling). Only waking a sleeper takes
+/// the kernel's exclusive mode; the rest is this core's own (its record, its running
+/// thread's), so a tick does not stop the other cores.
 // Kept out of the interrupt dispatcher, as it was in `sched`: inlined there it costs every
 // interrupt its registers.
 #[inline(never)]
-pub fn timer_tick() {
+pub fn timer_tick(idle: bool) {
     // The boot core keeps the time; every core its own timers and slice.
     if crate::arch::percpu::is_boot_core() {
         crate::clock::advance();
@@ -209,7 +210,7 @@ pub fn timer_tick() {
     if crate::arch::percpu::next_timer() <= crate::clock::ticks() {
         wake_sleepers(&mut kernel());
     }
-    if let Some(mut k) = Shared::enter() {
+    if !idle && let Some(mut k) = Shared::enter() {
         account_tick(&mut k);
     }
 }
