@@ -115,13 +115,10 @@ impl<T> Table<T> {
     }
 
     /// Entry `id`, to be kept locked (see [`EntryGuard::keep`]); for the exclusive mode,
-    /// in which no guard lives.
+    /// in which no guard lives. It may be held already (the scheduler's, for a thread that
+    /// runs on): it stays locked.
     pub fn hold(&mut self, id: &Id) -> Option<EntryGuard<'_, T>> {
         let entry = self.slot(*id)?.entry.as_deref()?;
-        debug_assert!(
-            !entry.locked.load(Ordering::Relaxed),
-            "a table entry held twice"
-        );
         entry.locked.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`: nothing else reaches the entry.
         Some(unsafe { EntryGuard::new(entry) })

@@ -11,7 +11,7 @@
 //! which waits for every core's ticket, so shared mode may read them without locks.
 
 use super::{KERNEL, Kernel};
-use crate::arch::spinlock;
+use crate::arch::spinlock::{self, WATCHDOG_MS};
 use crate::device::Devices;
 use crate::ipc::{Delivery, Port, PortId};
 use crate::proc::Process;
@@ -68,6 +68,23 @@ impl Shared {
         // SAFETY: in shared mode the tables are reached only through `try_lock`: `Shared`
         // offers nothing else, and the exclusive mode waits for this core's ticket.
         unsafe { self.threads.try_lock(tid) }
+    }
+
+    /// Thread `tid`, which waits for this core's CPU, locked: another core may hold its
+    /// record for a moment (a fast path looking at it), never for long, since nothing in
+    /// shared mode waits.
+    pub fn thread_waiting(&self, tid: Tid) -> Locked<'static, Thread> {
+        let start = crate::arch::cpu::read_tsc();
+        let bound = WATCHDOG_MS * crate::arch::lapic::tsc_per_ms();
+        loop {
+            if let Some(thread) = self.thread(tid) {
+                return thread;
+            }
+            core::hint::spin_loop();
+            if crate::arch::cpu::read_tsc() - start > bound {
+                panic!("thread {tid}'s record held elsewhere for {WATCHDOG_MS} ms");
+            }
+        }
     }
 
     #[inline(always)]

@@ -1,7 +1,8 @@
-//! The one place that switches: the scheduler's pass (`reschedule`), blocking or yielding
-//! in an IPC syscall with the thread parked (`block_parking`, `yield_parking`), the fast
-//! path's direct switch (`switch_parked`), the timer tick and the idle loop. Each takes the
-//! kernel lock, so they live at the root; what they ask of the run queues is `Scheduler`'s.
+//! The one place that switches: the scheduler's pass (`reschedule`, in the kernel's shared
+//! mode), blocking or yielding in an IPC syscall with the thread parked (`block_parking`,
+//! `yield_parking`, in the exclusive mode of the syscall that blocks), the direct switch
+//! (`switch_parked`), the timer tick and the idle loop. Each takes the kernel lock, so they
+//! live at the root; what they ask of the run queues is `sched::Core`'s.
 //! Every core switches among its own threads only (see `sched`).
 
 use super::shared::Shared;
@@ -9,54 +10,49 @@ use super::{Kernel, KernelGuard, kernel};
 use crate::arch::entry;
 use crate::arch::trap::TrapFrame;
 use crate::ipc::{Delivered, Delivery};
-use crate::sched::thread::{Start, ThreadState, Tid};
+use crate::sched::thread::{Start, Thread, ThreadState, Tid};
 use crate::sched::{
-    Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
+    Core, Parked, clear_reschedule, park, reschedule_requested, take_dead_flag, work_pending,
 };
+use crate::table::EntryGuard;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Give the CPU to the best ready thread (maybe the current one again).
+/// Give the CPU to the best ready thread here (maybe the current one again). In the
+/// kernel's shared mode: it touches only this core's record, the running thread's and the
+/// next one's, so a core's scheduling does not stop the others.
 pub fn reschedule() {
-    let mut k = kernel();
+    let k = Shared::enter().expect("kernel state initialised");
     clear_reschedule();
-    let current = k.sched.current();
-    let slice_over = k.sched.slice_over();
-    let idle = k.sched.is_idle(current);
-    let state = &mut *k;
-    if let Some(thread) = state.threads.get_mut(&current)
+    let current = k.core.current();
+    let slice_over = k.core.slice_over();
+    // The running thread's record (none for a core's boot context).
+    let mut running = k.running();
+    if let Some(thread) = running.as_deref_mut()
         && thread.state() == ThreadState::Running
-        && !idle
+        && !k.core.idles()
     {
         // Still runnable: back in line.
-        state.sched.requeue(current, thread);
+        k.core.requeue(current, thread);
     }
-    let next = k.sched.pick_next();
+    let next = k.core.pick_next();
     if slice_over || next != current {
-        k.sched.new_slice();
+        k.core.new_slice();
     }
-    switch_to(k, next);
-}
-
-/// Run `next` now, saving the current thread's kernel context (the scheduler's switch;
-/// the fast paths park instead, see [`switch_parked`]). The current thread must already
-/// be blocked (or requeued) by the caller.
-fn switch_to(mut k: KernelGuard, next: Tid) {
-    let current = k.sched.current();
     if next == current {
-        k.threads
-            .get_mut(&next)
-            .expect("scheduled thread exists")
-            .run();
+        if let Some(thread) = running {
+            thread.run();
+        }
         drop(k);
         // Another core may have left a thread this one ran before for it to free.
         finish_switch();
         return;
     }
-    let resume = install(&mut k, next);
-    let save = match k.threads.get_mut(&current) {
+    let save = match running {
         Some(thread) => thread.saved_rsp_slot(),
-        None => k.sched.boot_rsp_slot(),
+        None => k.core.boot_rsp_slot(),
     };
+    let thread = k.thread_waiting(next);
+    let resume = install(k.core, next, thread);
     drop(k);
     // SAFETY: the lock is released; `save` points into a boxed thread record (or the boot
     // slot) that stays put until this thread is reaped, which happens only after the switch;
@@ -78,12 +74,12 @@ enum Resume {
     Kernel(u64),
 }
 
-/// Make `next` the running thread: its state, stacks and address space. A thread parked
-/// with its syscall's result in its inbox returns straight to user space, unless the
-/// end-of-syscall work is due (the scheduler, the log, freeing a dead thread).
-fn install(k: &mut Kernel, next: Tid) -> Resume {
+/// Make `next`, whose record is `thread`, the running thread of `core` (this core's): its
+/// state, stacks and address space. A thread parked with its syscall's result in its inbox
+/// returns straight to user space, unless the end-of-syscall work is due (the scheduler,
+/// the log, freeing a dead thread).
+fn install(core: &mut Core, next: Tid, mut thread: EntryGuard<'_, Thread>) -> Resume {
     let nothing_due = !work_pending();
-    let mut thread = k.threads.hold(&next).expect("scheduled thread exists");
     match thread.take_parked_result(nothing_due) {
         Some(result) => {
             // SAFETY: `next` is parked: its syscall's frame is at the top of its kernel stack
@@ -91,14 +87,20 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
             unsafe {
                 (*thread.saved_user_frame()).rax = keel_abi::encode_result(Ok(result)) as u64
             };
-            Resume::User(k.sched.resume_parked(next, thread))
+            Resume::User(core.resume_parked(next, thread))
         }
         None => {
             let rsp = thread.saved_rsp();
-            k.sched.load(next, thread);
+            core.load(next, thread);
             Resume::Kernel(rsp)
         }
     }
+}
+
+/// [`install`] in the exclusive mode.
+fn install_exclusive(k: &mut Kernel, next: Tid) -> Resume {
+    let thread = k.threads.hold(&next).expect("scheduled thread exists");
+    install(k.sched.here(), next, thread)
 }
 
 /// Give the CPU to `next` (for the IPC fast path, woken with its syscall's result in its
@@ -106,7 +108,15 @@ fn install(k: &mut Kernel, next: Tid) -> Resume {
 /// straight to user space unless the scheduler or the end-of-syscall work is due.
 pub fn switch_parked(mut k: KernelGuard, next: Tid, parked: Parked) -> ! {
     let park = parked.stack_pointer();
-    let resume = install(&mut k, next);
+    let again = next == k.sched.current();
+    let resume = install_exclusive(&mut k, next);
+    if again {
+        // It yielded and is still the best: `load` gave its record's lock back as the one
+        // before's; it runs on, so it keeps it.
+        if let Some(thread) = k.threads.hold(&next) {
+            let _ = thread.keep();
+        }
+    }
     drop(k);
     // SAFETY: the current thread entered through a receive, call, reply-and-receive or
     // yield, so its callee-saved registers are in its own frame, and `park` (from `park`) is
@@ -130,8 +140,9 @@ pub fn block_parking(mut k: KernelGuard, waiting: ThreadState, how: Delivered) -
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.block(waiting);
     let park = park(thread, how);
-    let next = state.sched.pick_next();
-    state.sched.new_slice();
+    let core = state.sched.here();
+    let next = core.pick_next();
+    core.new_slice();
     switch_parked(k, next, park)
 }
 
@@ -145,12 +156,13 @@ pub fn yield_parking(mut k: KernelGuard) -> ! {
     let thread = state.threads.get_mut(&current).expect("running thread");
     thread.ready();
     thread.deliver(Delivery::InRegisters(0));
+    let core = state.sched.here();
     if !thread.is_suspended() {
-        state.sched.enqueue(current, thread.priority(), false);
+        core.enqueue(current, thread.priority(), false);
     }
     let park = park(thread, Delivered::Received);
-    let next = state.sched.pick_next();
-    state.sched.new_slice();
+    let next = core.pick_next();
+    core.new_slice();
     switch_parked(k, next, park)
 }
 

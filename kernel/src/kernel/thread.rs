@@ -44,7 +44,7 @@ impl Kernel {
 
     pub fn yield_current(&mut self) {
         request_reschedule();
-        self.sched.end_slice();
+        self.sched.here().end_slice();
     }
 
     /// Keep `tid` off the CPU: off its run queue, out of its port's receivers (a suspended

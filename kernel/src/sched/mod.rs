@@ -205,7 +205,7 @@ impl Scheduler {
 
     /// This core's share.
     #[inline(always)]
-    fn here(&mut self) -> &mut Core {
+    pub fn here(&mut self) -> &mut Core {
         // SAFETY: `&mut self` is the exclusive mode: no other reference to a record lives.
         unsafe { Core::here() }
     }
@@ -281,28 +281,6 @@ impl Scheduler {
     pub fn unplace(&mut self, thread: &Thread) {
         let core = self.cores[thread.home()].get_mut();
         core.homed = core.homed.saturating_sub(1);
-    }
-
-    pub fn pick_next(&mut self) -> Tid {
-        let core = self.here();
-        if core.ready == 0 {
-            return core.idle;
-        }
-        let priority = 31 - core.ready.leading_zeros() as usize;
-        let queue = &mut core.queues[priority];
-        let tid = queue
-            .pop_front()
-            .expect("ready bit set for a non-empty queue");
-        if queue.is_empty() {
-            core.ready &= !(1 << priority);
-        }
-        tid
-    }
-
-    /// Queue `tid` at `priority` on this core: at the back, or in front if it was preempted
-    /// mid-slice.
-    pub fn enqueue(&mut self, tid: Tid, priority: usize, front: bool) {
-        self.here().enqueue(tid, priority, front);
     }
 
     /// Make `thread` (`tid`) ready: on its home's run queue unless suspended, preempting the
@@ -404,37 +382,6 @@ impl Scheduler {
         }
     }
 
-    /// Whether the running thread used up its slice.
-    #[inline(always)]
-    pub fn slice_over(&self) -> bool {
-        self.here_ref().slice_left == 0
-    }
-
-    /// The running thread gives up the rest of its slice.
-    pub fn end_slice(&mut self) {
-        self.here().slice_left = 0;
-    }
-
-    /// A fresh slice for the thread about to run.
-    #[inline(always)]
-    pub fn new_slice(&mut self) {
-        self.here().slice_left = TIME_SLICE;
-    }
-
-    /// `thread` (`current`), still runnable, goes back in line: in front if its slice is not
-    /// used up, keeping only what is left of it, or a higher-priority thread waking every
-    /// tick would keep it on the CPU for ever (see `timer_tick`).
-    #[inline(always)]
-    pub fn requeue(&mut self, current: Tid, thread: &mut Thread) {
-        let core = self.here();
-        let slice_over = core.slice_left == 0;
-        thread.ready();
-        thread.keep_slice(if slice_over { 0 } else { core.slice_left });
-        if !thread.is_suspended() {
-            core.enqueue(current, thread.priority(), !slice_over);
-        }
-    }
-
     /// The next of this core's sleepers whose time has come by tick `now`, off the timer.
     pub fn pop_expired(&mut self, now: u64) -> Option<Tid> {
         let core = self.here();
@@ -457,11 +404,6 @@ impl Scheduler {
     /// Threads that died while running here, to be freed now another runs.
     pub fn take_dead(&mut self) -> Vec<Tid> {
         core::mem::take(&mut self.here().dead)
-    }
-
-    /// Where this core's boot context parks when the core first switches away.
-    pub fn boot_rsp_slot(&mut self) -> *mut u64 {
-        &raw mut self.here().boot_rsp
     }
 }
 
@@ -488,9 +430,65 @@ impl Core {
     /// [`Scheduler::ready`] decides).
     #[inline(always)]
     pub fn outranked_by(&self, priority: usize) -> bool {
-        self.current == self.idle || priority > self.current_priority
+        self.idles() || priority > self.current_priority
     }
 
+    /// Whether the idle thread runs here.
+    #[inline(always)]
+    pub fn idles(&self) -> bool {
+        self.current == self.idle
+    }
+
+    /// The best ready thread here, off its queue; the idle thread if none.
+    pub fn pick_next(&mut self) -> Tid {
+        if self.ready == 0 {
+            return self.idle;
+        }
+        let priority = 31 - self.ready.leading_zeros() as usize;
+        let queue = &mut self.queues[priority];
+        let tid = queue
+            .pop_front()
+            .expect("ready bit set for a non-empty queue");
+        if queue.is_empty() {
+            self.ready &= !(1 << priority);
+        }
+        tid
+    }
+
+    /// Whether the running thread used up its slice.
+    #[inline(always)]
+    pub fn slice_over(&self) -> bool {
+        self.slice_left == 0
+    }
+
+    /// The running thread gives up the rest of its slice.
+    pub fn end_slice(&mut self) {
+        self.slice_left = 0;
+    }
+
+    /// A fresh slice for the thread about to run.
+    #[inline(always)]
+    pub fn new_slice(&mut self) {
+        self.slice_left = TIME_SLICE;
+    }
+
+    /// `thread` (`current`), still runnable, goes back in line: in front if its slice is not
+    /// used up, keeping only what is left of it, or a higher-priority thread waking every
+    /// tick would keep it on the CPU for ever (see `timer_tick`).
+    #[inline(always)]
+    pub fn requeue(&mut self, current: Tid, thread: &mut Thread) {
+        let slice_over = self.slice_left == 0;
+        thread.ready();
+        thread.keep_slice(if slice_over { 0 } else { self.slice_left });
+        if !thread.is_suspended() {
+            self.enqueue(current, thread.priority(), !slice_over);
+        }
+    }
+
+    /// Where this core's boot context parks when the core first switches away.
+    pub fn boot_rsp_slot(&mut self) -> *mut u64 {
+        &raw mut self.boot_rsp
+    }
     /// Put `tid`, running here, blocking in `state`, on the timer if `state` ends at a
     /// tick. Inlined: most waits have no end, and then this is one test.
     #[inline(always)]
@@ -589,14 +587,6 @@ pub fn work_pending() -> bool {
 }
 
 impl Scheduler {
-    /// Make `thread` (`tid`) the running one on this core: its kernel stack for the next
-    /// entry from user space, its address space (CR3 is loaded only when it changes), its
-    /// priority.
-    #[inline(always)]
-    pub fn load(&mut self, tid: Tid, thread: EntryGuard<'_, Thread>) {
-        self.here().load(tid, thread);
-    }
-
     /// The running thread used the FPU or SSE while another's registers were loaded: it owns
     /// them now. Returns the previous owner, whose registers this core still holds.
     pub fn take_fpu(&mut self) -> Tid {
@@ -605,19 +595,13 @@ impl Scheduler {
         arch::fpu::set_trap(false);
         core::mem::replace(&mut core.fpu_owner, core.current)
     }
-
-    /// Make `thread` (`tid`), parked with its syscall's outcome already in its saved
-    /// registers, the running one; the frame to return to user space through.
-    #[inline(always)]
-    pub fn resume_parked(&mut self, tid: Tid, thread: EntryGuard<'_, Thread>) -> *mut TrapFrame {
-        self.here().resume_parked(tid, thread)
-    }
 }
 
 impl Core {
-    /// Make `thread` (`tid`) the running thread here (see [`Scheduler::load`]), its record
-    /// kept locked while it runs; the thread that ran before gives its up. The record of the
-    /// one before may not be used past this.
+    /// Make `thread` (`tid`) the running thread here: its kernel stack for the next entry
+    /// from user space, its address space (CR3 is loaded only when it changes), its
+    /// priority; its record kept locked while it runs, and the thread that ran before gives
+    /// its up. The record of the one before may not be used past this.
     #[inline(always)]
     pub fn load(&mut self, tid: Tid, mut thread: EntryGuard<'_, Thread>) {
         thread.run();

@@ -5,6 +5,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use core::time::Duration;
+
 use keel_abi::SysInfo;
 use keel_rt::sys;
 
@@ -25,6 +27,23 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// The figures once everything outside this process's memory is back as in `before`,
+    /// or as they are after a second: a thread that ended on another core is freed by that
+    /// core after its next switch, a moment after its process is reaped, so one look just
+    /// after a campaign may still count it. A leak stays past the second.
+    pub fn settled(before: &Audit) -> Result<Audit, String> {
+        let deadline = keel_rt::time::ticks() + keel_rt::time::ticks_in(Duration::from_secs(1));
+        loop {
+            let now = Audit::take()?;
+            if now.outside_own_memory() == before.outside_own_memory()
+                || keel_rt::time::ticks() > deadline
+            {
+                return Ok(now);
+            }
+            keel_rt::time::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// `figure a -> b` for each figure.
     pub fn compare(&self, after: &Audit) -> String {
         let figures = [

@@ -62,7 +62,7 @@ fn killed_servers_lose_no_idempotent_call_no_acknowledged_write_and_no_frame() -
             expect_eq("the supervisor's failures", system.failures(), Vec::new()),
         ])
     });
-    let after = Audit::take()?;
+    let after = Audit::settled(&before)?;
     println!("chaos: restarts seen by init: {}", restarts.join(", "));
     println!(
         "chaos: frames free or held by ktest (whose heap may grow) before -> after the system's life: {} -> {}",

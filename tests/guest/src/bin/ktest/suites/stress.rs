@@ -164,11 +164,16 @@ fn every_core_under_load_answers_every_call_and_leaks_nothing() -> Result<(), St
     }
     // A finished worker's flag is its last store; its exit, and a reaped child's memory,
     // may come a moment later on another core.
-    let back = wait_until("every frame and object is back", || {
-        Ok(Audit::take()?.outside_own_memory() == before.outside_own_memory())
-    });
-    let after = Audit::take()?;
-    back.map_err(|why| format!("{why}: {}", before.compare(&after)))
+    let after = Audit::settled(&before)?;
+    ensure(
+        after.outside_own_memory() == before.outside_own_memory(),
+        || {
+            format!(
+                "not every frame and object is back: {}",
+                before.compare(&after)
+            )
+        },
+    )
 }
 
 /// One call to the echo server on `port`, which answers with the words plus one.
