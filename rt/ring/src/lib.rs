@@ -4,6 +4,8 @@
 //! length, the bytes, and padding to 8; a record that does not fit before the end of the
 //! area is preceded by a padding marker and starts again at offset 0. `head` and `tail` are
 //! free-running 31-bit byte counters: the consumer owns `head`, the producer owns `tail`.
+//! A producer pushes a record it has made, or writes one in place at the tail
+//! ([`Producer::draft`]), which spares it a copy.
 //!
 //! The peer is not trusted: everything read from shared memory (both counters, its own too,
 //! a record's length) is checked before use, and a bad value is [`RingError::Corrupt`],
@@ -250,6 +252,39 @@ impl Producer<'_> {
         })
     }
 
+    /// Write the next record in place instead of copying it in: the room free at the tail
+    /// now, without wrapping (at most [`Ring::max_record`] bytes, maybe none). Nothing is
+    /// visible to the consumer until [`Draft::publish`]; a draft dropped unpublished leaves
+    /// the ring as it was. `&mut self`: no other record can be pushed over it meanwhile.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn draft(&mut self) -> Result<Draft<'_>, RingError> {
+        let ring = &self.0;
+        let tail = ring.header.tail.load(Relaxed) & COUNT;
+        let head = ring.header.head.load(Acquire);
+        let free = ring.capacity() - ring.used(head, tail)?;
+        let offset = tail as usize % ring.capacity();
+        // Counters are multiples of 8 and the area at least 16 bytes: the length word fits.
+        let room = (free.min(ring.capacity() - offset))
+            .saturating_sub(LEN_BYTES)
+            .min(ring.max_record());
+        // SAFETY: `room` ends at most at the end of the data, after the length word at
+        // `offset`. The free part of the ring is only the producer's to write, the consumer
+        // reads it only once `publish` releases it, and `&mut self` keeps every other
+        // write of this side out while the draft lives. A peer that breaks the protocol
+        // and writes there changes only the bytes this side sends it.
+        let room = unsafe {
+            let start = ring.data.as_ptr().add(offset + LEN_BYTES) as *mut u8;
+            core::slice::from_raw_parts_mut(start, room)
+        };
+        Ok(Draft {
+            ring,
+            tail,
+            offset,
+            room,
+        })
+    }
+
     /// Before blocking for space for a `needed`-byte record: announce it and check again in
     /// one step. True means block now; the consumer will signal.
     pub fn prepare_wait(&self, needed: usize) -> Result<bool, RingError> {
@@ -261,6 +296,39 @@ impl Producer<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+}
+
+/// A record being written in place at a ring's tail ([`Producer::draft`]).
+#[cfg(not(loom))]
+pub struct Draft<'p> {
+    ring: &'p Ring<'p>,
+    tail: u32,
+    offset: usize,
+    room: &'p mut [u8],
+}
+
+#[cfg(not(loom))]
+impl Draft<'_> {
+    /// Where the record goes: every byte of it must fit here.
+    pub fn room(&mut self) -> &mut [u8] {
+        self.room
+    }
+
+    /// Publish the first `len` bytes of the room as a record.
+    ///
+    /// # Panics
+    /// When `len` is more than the room: a bug on this side.
+    #[inline]
+    pub fn publish(self, len: usize) -> Push {
+        assert!(len <= self.room.len(), "a draft past its room");
+        let ring = self.ring;
+        ring.write_bytes(self.offset, &(len as u32).to_le_bytes());
+        let new_tail = self.tail.wrapping_add(record_size(len) as u32) & COUNT;
+        let old = ring.header.tail.swap(new_tail, AcqRel);
+        Push::Done {
+            wake_consumer: old & SLEEPING != 0,
+        }
     }
 }
 

@@ -150,12 +150,44 @@ fn a_pop_tells_the_last_record_across_wrap_around() {
     }
 }
 
+#[cfg(not(loom))]
+#[test]
+fn a_draft_is_invisible_until_published_and_stops_at_the_end() {
+    let shared = Shared::new(64);
+    let (mut producer, consumer) = (shared.producer(), shared.consumer());
+    {
+        let mut draft = producer.draft().unwrap();
+        let room = draft.room();
+        assert_eq!(room.len(), 28, "half the ring, less the length word");
+        room[..3].copy_from_slice(b"abc");
+    }
+    assert_eq!(pop(&consumer), Ok(None), "a dropped draft sends nothing");
+    let mut draft = producer.draft().unwrap();
+    draft.room()[..3].copy_from_slice(b"abc");
+    assert_eq!(pop(&consumer), Ok(None), "nothing before it is published");
+    assert!(pushed(Ok(draft.publish(3))));
+    assert_eq!(pop(&consumer), Ok(Some(b"abc".to_vec())));
+    // Records of 24 and 8 bytes from offset 8: the tail at 40, 32 bytes free, 24 of them
+    // before the end.
+    assert!(pushed(producer.push(&[1; 20])));
+    assert!(pushed(producer.push(&[2; 4])));
+    assert_eq!(producer.draft().unwrap().room().len(), 20);
+    while pushed(producer.push(&[3; 4])) {}
+    assert_eq!(
+        producer.draft().unwrap().room().len(),
+        0,
+        "a full ring has none"
+    );
+}
+
 #[test]
 fn hostile_counters_are_corrupt_not_panics() {
     let shared = Shared::new(64);
     shared.header.tail.store(1000, Relaxed);
     assert_eq!(pop(&shared.consumer()), Err(RingError::Corrupt));
     assert_eq!(shared.producer().push(b"x"), Err(RingError::Corrupt));
+    #[cfg(not(loom))]
+    assert!(matches!(shared.producer().draft(), Err(RingError::Corrupt)));
     shared.header.tail.store(8, Relaxed);
     // SAFETY: the test owns the ring; nothing else touches the byte.
     shared.data[0].with_mut(|p| unsafe { *p = 200 });

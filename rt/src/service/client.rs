@@ -48,7 +48,8 @@ const STALE_LOOKUP_PAUSE: Duration = Duration::from_millis(5);
 
 /// One link: the channel to one start of the server.
 struct Inner {
-    requests: Producer<'static>,
+    /// Borrowed mutably while a request is written in place in it, shared to push.
+    requests: RefCell<Producer<'static>>,
     responses: Consumer<'static>,
     /// The channel's mapping and its bulk arena; declared after the rings, so it goes after
     /// them (and lives on while a `Bulk` still holds it).
@@ -82,7 +83,8 @@ struct Inner {
     lone_listener: RefCell<wake::Listener>,
     /// Room for the largest response record, reused by every drain.
     scratch: RefCell<Vec<u8>>,
-    /// Room for the largest request record, where each call encodes its request.
+    /// Room for the largest request record, where a call encodes its request when the
+    /// ring has too little room at its tail for it (full, or about to wrap).
     outgoing: RefCell<Vec<u8>>,
 }
 
@@ -430,7 +432,7 @@ impl Inner {
         let arena = Rc::new(Arena::new(channel));
         let (requests, responses) = arena.channel().client_ends();
         let inner = Rc::new(Inner {
-            requests,
+            requests: RefCell::new(requests),
             responses,
             arena,
             server,
@@ -495,7 +497,7 @@ impl Inner {
     async fn call<R>(
         &self,
         method: u32,
-        encode: impl FnOnce(&mut [u8]) -> Result<usize, TransportError>,
+        encode: impl Fn(&mut [u8]) -> Result<usize, TransportError>,
         decode: impl Fn(&[u8]) -> Result<R, TransportError>,
     ) -> Result<R, Attempt> {
         if let Some(error) = self.broken.get() {
@@ -511,15 +513,43 @@ impl Inner {
             sent: false,
         };
         let waiting = {
-            let mut outgoing = self.outgoing.borrow_mut();
-            let len = encode(&mut outgoing[Head::LEN..]).map_err(Attempt::Building)?;
             let head = Head {
                 id: call.id,
                 code: method,
             };
-            let record = head.pack(&mut outgoing, len);
-            // Alone, small, and nothing else for this thread to do: the kernel's call.
-            let inline = (was_idle && executor::inline::may_block())
+            let mut requests = self.requests.borrow_mut();
+            let mut outgoing = self.outgoing.borrow_mut();
+            // Alone, and nothing else for this thread to do: the kernel's call, if the
+            // record fits in its message.
+            let may_inline = was_idle && executor::inline::may_block();
+            // Encoded where it goes from: the kernel's message, by way of the scratch;
+            // else straight into the ring; else, when the room at the ring's tail is too
+            // small, the scratch, to be copied in (or to wait with).
+            let in_message = may_inline
+                .then(|| write_record(&mut outgoing[..executor::inline::MAX_RECORD], head, &encode))
+                .and_then(Result::ok);
+            let mut draft = None;
+            let len = match in_message {
+                Some(len) => len,
+                None => {
+                    let Ok(fresh) = requests.draft() else {
+                        return Err(Attempt::Sending(self.fail(TransportError::Disconnected)));
+                    };
+                    match write_record(draft.insert(fresh).room(), head, &encode) {
+                        Ok(len) => len,
+                        Err(_) => {
+                            draft = None;
+                            let len = write_record(&mut outgoing, head, &encode);
+                            len.map_err(Attempt::Building)?
+                        }
+                    }
+                }
+            };
+            let record = match &mut draft {
+                Some(draft) => &draft.room()[..len],
+                None => &outgoing[..len],
+            };
+            let inline = may_inline
                 .then(|| executor::inline::request(record))
                 .flatten();
             let sent = match inline {
@@ -536,10 +566,16 @@ impl Inner {
                 // it arms the one, or takes over the other, when it finds this call.
                 self.wake_reader();
             }
-            // Straight from the scratch when there is room; a copy to wait with otherwise.
-            match sent || self.push(record).map_err(Attempt::Sending)? {
+            // A draft is published as it stands; the scratch's record goes in when there
+            // is room, a copy of it waits otherwise.
+            let pushed = match draft {
+                _ if sent => Ok(true),
+                Some(draft) => self.pushed(Ok(draft.publish(len))),
+                None => self.pushed(requests.push(&outgoing[..len])),
+            };
+            match pushed.map_err(Attempt::Sending)? {
                 true => None,
-                false => Some(record.to_vec()),
+                false => Some(outgoing[..len].to_vec()),
             }
         };
         if let Some(record) = waiting {
@@ -581,7 +617,12 @@ impl Inner {
 
     /// Put a request in the ring if there is room: false when there is none.
     fn push(&self, record: &[u8]) -> Result<bool, TransportError> {
-        match self.requests.push(record) {
+        self.pushed(self.requests.borrow().push(record))
+    }
+
+    /// What a push of a request did: false when the ring had no room.
+    fn pushed(&self, push: Result<Push, keel_ring::RingError>) -> Result<bool, TransportError> {
+        match push {
             Ok(Push::Done { wake_consumer }) => {
                 if wake_consumer {
                     // Sent as this thread sleeps, which hands the CPU to the server. A
@@ -605,7 +646,8 @@ impl Inner {
             if self.push(record)? {
                 return Ok(());
             }
-            match self.requests.prepare_wait(record.len()) {
+            let waits = self.requests.borrow().prepare_wait(record.len());
+            match waits {
                 Ok(true) => {
                     let mut registered = false;
                     poll_fn(|cx| {
@@ -623,6 +665,18 @@ impl Inner {
             }
         }
     }
+}
+
+/// Encode a request into `room`: its head, then the arguments `encode` writes there; the
+/// record's length.
+fn write_record(
+    room: &mut [u8],
+    head: Head,
+    encode: impl Fn(&mut [u8]) -> Result<usize, TransportError>,
+) -> Result<usize, TransportError> {
+    let body = room.get_mut(Head::LEN..).ok_or(TransportError::TooLarge)?;
+    let len = encode(body)?;
+    Ok(head.pack(room, len).len())
 }
 
 /// `server.call(request)`, tried again while the server's queue is full (a flood of other
