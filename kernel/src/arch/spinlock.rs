@@ -79,7 +79,8 @@ impl<T> CoreLock<T> {
     #[inline]
     #[track_caller]
     pub fn lock_shared(&self) -> Shared<'_, T> {
-        let core = percpu::index();
+        // A core's number is below MAX_CORES, a power of two: the mask spares the bounds check.
+        let core = percpu::index() % MAX_CORES;
         self.tickets[core].acquire();
         Shared { lock: self, core }
     }
