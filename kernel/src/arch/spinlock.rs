@@ -26,6 +26,29 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// that a stuck one fails its test long before the test's timeout.
 pub const WATCHDOG_MS: u64 = 5000;
 
+/// A wait's bound: [`WATCHDOG_MS`] from its start.
+pub struct Watchdog {
+    start: u64,
+}
+
+impl Watchdog {
+    pub fn start() -> Self {
+        Watchdog {
+            start: super::cpu::read_tsc(),
+        }
+    }
+
+    /// TSC cycles since the start.
+    pub fn elapsed(&self) -> u64 {
+        super::cpu::read_tsc() - self.start
+    }
+
+    /// Whether the wait has lasted past the bound: something is stuck.
+    pub fn expired(&self) -> bool {
+        self.elapsed() > WATCHDOG_MS * super::lapic::tsc_per_ms()
+    }
+}
+
 /// The value and a ticket lock per core.
 pub struct CoreLock<T> {
     tickets: [Ticket; MAX_CORES],
@@ -222,19 +245,17 @@ impl Ticket {
     fn wait(&self, ticket: u32) {
         #[cfg(debug_assertions)]
         self.holder.check_not_mine();
-        let start = super::cpu::read_tsc();
-        let bound = WATCHDOG_MS * super::lapic::tsc_per_ms();
+        let watchdog = Watchdog::start();
         while self.serving.load(Ordering::Acquire) != ticket {
             // The holder may be waiting for this core to flush its TLB.
             super::tlb::serve();
             core::hint::spin_loop();
-            if super::cpu::read_tsc() - start > bound {
+            if watchdog.expired() {
                 self.stuck(ticket);
             }
         }
         self.waits.fetch_add(1, Ordering::Relaxed);
-        self.waited
-            .fetch_add(super::cpu::read_tsc() - start, Ordering::Relaxed);
+        self.waited.fetch_add(watchdog.elapsed(), Ordering::Relaxed);
     }
 
     #[cold]

@@ -4,9 +4,10 @@
 //! module.
 //!
 //! The lock has a ticket per core (`arch::spinlock`): [`kernel`] takes them all, the
-//! *exclusive* mode, which every syscall handler, switch and interrupt uses; the IPC fast
-//! path takes its core's alone, the *shared* mode, and locks each object it touches
-//! (`fastpath.rs`), so fast paths on different cores do not wait for each other. The
+//! *exclusive* mode, which every syscall handler uses; the IPC fast path, the scheduler's
+//! pass, the tick and the notifications of interrupts take their core's alone, the *shared*
+//! mode (`shared.rs`), and lock each object they touch, so they do not wait for each other
+//! across cores. The
 //! kernel never takes interrupts in ring 0 (except while idle, holding nothing), so an
 //! interrupt never meets its own core holding it. Taking it twice is a kernel bug and
 //! panics loudly instead of hanging.

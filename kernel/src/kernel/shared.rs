@@ -1,6 +1,7 @@
 //! The kernel's shared mode: what a core may reach holding only its own ticket of the
 //! kernel lock (`arch/spinlock.rs`), so that cores doing it do not wait for each other: the
-//! IPC fast path (`fastpath.rs`) and the timer's tick (`switch.rs`).
+//! IPC fast path (`fastpath.rs`), the scheduler's pass and the timer's tick (`switch.rs`),
+//! and the notifications of interrupts and the log (`Kernel`'s `signal`).
 //!
 //! [`Shared`] holds the ticket and everything shared mode may touch: this core's scheduler
 //! record; the record of the thread running here, which the core keeps locked while it
@@ -11,7 +12,7 @@
 //! which waits for every core's ticket, so shared mode may read them without locks.
 
 use super::{KERNEL, Kernel};
-use crate::arch::spinlock::{self, WATCHDOG_MS};
+use crate::arch::spinlock::{self, WATCHDOG_MS, Watchdog};
 use crate::device::Devices;
 use crate::ipc::{Delivery, Port, PortId};
 use crate::proc::Process;
@@ -31,8 +32,6 @@ pub struct Shared {
     /// Dropped last: the references above are not used past it.
     _lock: spinlock::Shared<'static, Option<Kernel>>,
 }
-
-pub type Locked<'a, T> = EntryGuard<'a, T>;
 
 impl Shared {
     /// Take this core's ticket.
@@ -64,7 +63,7 @@ impl Shared {
     }
 
     #[inline(always)]
-    pub fn thread(&self, tid: Tid) -> Option<Locked<'static, Thread>> {
+    pub fn thread(&self, tid: Tid) -> Option<EntryGuard<'static, Thread>> {
         // SAFETY: in shared mode the tables are reached only through `try_lock`: `Shared`
         // offers nothing else, and the exclusive mode waits for this core's ticket.
         unsafe { self.threads.try_lock(tid) }
@@ -73,22 +72,21 @@ impl Shared {
     /// Thread `tid`, which waits for this core's CPU, locked: another core may hold its
     /// record for a moment (a fast path looking at it), never for long, since nothing in
     /// shared mode waits.
-    pub fn thread_waiting(&self, tid: Tid) -> Locked<'static, Thread> {
-        let start = crate::arch::cpu::read_tsc();
-        let bound = WATCHDOG_MS * crate::arch::lapic::tsc_per_ms();
+    pub fn thread_waiting(&self, tid: Tid) -> EntryGuard<'static, Thread> {
+        let watchdog = Watchdog::start();
         loop {
             if let Some(thread) = self.thread(tid) {
                 return thread;
             }
             core::hint::spin_loop();
-            if crate::arch::cpu::read_tsc() - start > bound {
+            if watchdog.expired() {
                 panic!("thread {tid}'s record held elsewhere for {WATCHDOG_MS} ms");
             }
         }
     }
 
     #[inline(always)]
-    pub fn port(&self, port: PortId) -> Option<Locked<'static, Port>> {
+    pub fn port(&self, port: PortId) -> Option<EntryGuard<'static, Port>> {
         // SAFETY: as in `thread`.
         unsafe { self.ports.try_lock(port) }
     }
@@ -136,7 +134,7 @@ impl Shared {
     /// The last receiver waiting on `port`, locked, to queue behind: `Some(None)` if nobody
     /// waits, `None` if it is locked elsewhere.
     #[inline(always)]
-    pub fn last_receiver(&self, port: &Port) -> Option<Option<Locked<'static, Thread>>> {
+    pub fn last_receiver(&self, port: &Port) -> Option<Option<EntryGuard<'static, Thread>>> {
         match port.last_receiver() {
             None => Some(None),
             Some(last) => self.thread(last).map(Some),
